@@ -1,0 +1,151 @@
+/* ctx.c - oneDNN engine/stream/scratchpad management and guarded primitive creation. */
+#include "engine/ctx.h"
+
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/status.h"
+
+static const char *dnnl_status_name(dnnl_status_t st) {
+    switch (st) {
+    case dnnl_success: return "success";
+    case dnnl_out_of_memory: return "out of memory";
+    case dnnl_invalid_arguments: return "invalid arguments";
+    case dnnl_unimplemented: return "unimplemented";
+    case dnnl_iterator_ends: return "iterator ends";
+    case dnnl_runtime_error: return "runtime error";
+    case dnnl_not_required: return "not required";
+    default: return "unknown";
+    }
+}
+
+int eng_check(dnnl_status_t st, const char *what) {
+    if (st == dnnl_success) return OTE_OK;
+    if (st == dnnl_out_of_memory) return ote_err(OTE_ENOMEM, "oneDNN: %s: out of memory", what);
+    return ote_err(OTE_EDNNL, "oneDNN: %s: %s", what, dnnl_status_name(st));
+}
+
+int eng_init(eng_ctx *e, int nthreads) {
+    memset(e, 0, sizeof *e);
+    if (nthreads <= 0) {
+        const char *env = getenv("OMP_NUM_THREADS");
+        nthreads = env ? atoi(env) : 0;
+        if (nthreads <= 0) nthreads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+        if (nthreads <= 0) nthreads = 1;
+    }
+    /* Fixed before any primitive exists (onednn-notes §2.6). */
+    omp_set_num_threads(nthreads);
+    e->nthreads = nthreads;
+    e->verbose = getenv("OTE_VERBOSE_PLAN") != NULL;
+    CHECK(eng_check(dnnl_engine_create(&e->engine, dnnl_cpu, 0), "engine create"));
+    CHECK(eng_check(dnnl_stream_create(&e->stream, e->engine, dnnl_stream_default_flags), "stream create"));
+    CHECK(eng_check(dnnl_primitive_attr_create(&e->attr), "attr create"));
+    CHECK(eng_check(dnnl_primitive_attr_set_scratchpad_mode(e->attr, dnnl_scratchpad_mode_user),
+                    "scratchpad mode"));
+    return OTE_OK;
+}
+
+void eng_free(eng_ctx *e) {
+    if (e->attr) dnnl_primitive_attr_destroy(e->attr);
+    if (e->stream) dnnl_stream_destroy(e->stream);
+    if (e->engine) dnnl_engine_destroy(e->engine);
+    for (int i = 0; i < e->n_scratch_mems; i++) dnnl_memory_destroy(e->scratch_mems[i]);
+    free(e->scratch_mems);
+    free(e->scratch);
+    memset(e, 0, sizeof *e);
+}
+
+static int finish_pd(eng_ctx *e, const char *what, dnnl_primitive_desc_t *pd, dnnl_primitive_t *prim) {
+    const char *impl = NULL;
+    dnnl_primitive_desc_query(*pd, dnnl_query_impl_info_str, 0, &impl);
+    if (!impl) impl = "?";
+    if (e->verbose) fprintf(stderr, "plan: %-40s %s\n", what, impl);
+    if (!e->allow_ref && strncmp(impl, "ref", 3) == 0) {
+        dnnl_primitive_desc_destroy(*pd);
+        *pd = NULL;
+        return ote_err(OTE_EDNNL, "oneDNN picked the reference implementation '%s' for %s "
+                       "(a layout combination without a JIT kernel)", impl, what);
+    }
+    int s = eng_check(dnnl_primitive_create(prim, *pd), what);
+    if (s < 0) {
+        dnnl_primitive_desc_destroy(*pd);
+        *pd = NULL;
+        return s;
+    }
+    e->n_primitives++;
+    return OTE_OK;
+}
+
+int eng_create_primitive(eng_ctx *e, const void *op_desc, const_dnnl_primitive_desc_t hint,
+                         const char *what, dnnl_primitive_desc_t *pd, dnnl_primitive_t *prim) {
+    *pd = NULL;
+    *prim = NULL;
+    CHECK(eng_check(dnnl_primitive_desc_create(pd, op_desc, e->attr, e->engine, hint), what));
+    return finish_pd(e, what, pd, prim);
+}
+
+int eng_create_reorder(eng_ctx *e, const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *dst,
+                       const char *what, dnnl_primitive_desc_t *pd, dnnl_primitive_t *prim) {
+    *pd = NULL;
+    *prim = NULL;
+    CHECK(eng_check(dnnl_reorder_primitive_desc_create(pd, src, e->engine, dst, e->engine, e->attr), what));
+    return finish_pd(e, what, pd, prim);
+}
+
+int eng_scratch_memory(eng_ctx *e, const_dnnl_primitive_desc_t pd, dnnl_memory_t *mem) {
+    static const size_t align = 64;
+    const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    ASSERT(smd != NULL);
+    size_t need = dnnl_memory_desc_get_size(smd);
+    if (need > e->scratch_size) e->scratch_size = need;
+    if (e->scratch_size > e->scratch_cap || !e->scratch) {
+        size_t want = (e->scratch_size + align - 1) / align * align;
+        if (want == 0) want = align;
+        void *p = NULL;
+        if (posix_memalign(&p, align, want) != 0) return ote_err(OTE_ENOMEM, "scratchpad of %zu bytes", want);
+        free(e->scratch);
+        e->scratch = p;
+        e->scratch_cap = want;
+        for (int i = 0; i < e->n_scratch_mems; i++)
+            CHECK(eng_check(dnnl_memory_set_data_handle(e->scratch_mems[i], e->scratch), "scratchpad rebind"));
+    }
+    if (e->n_scratch_mems == e->cap_scratch_mems) {
+        int cap = e->cap_scratch_mems ? 2 * e->cap_scratch_mems : 256;
+        dnnl_memory_t *m = realloc(e->scratch_mems, (size_t)cap * sizeof *m);
+        if (!m) return ote_err(OTE_ENOMEM, "scratchpad list");
+        e->scratch_mems = m;
+        e->cap_scratch_mems = cap;
+    }
+    CHECK(eng_check(dnnl_memory_create(mem, smd, e->engine, e->scratch), "scratchpad memory"));
+    e->scratch_mems[e->n_scratch_mems++] = *mem;
+    return OTE_OK;
+}
+
+int eng_exec(eng_ctx *e, dnnl_primitive_t p, int nargs, const dnnl_exec_arg_t *args, const char *what) {
+    CHECK(eng_check(dnnl_primitive_execute(p, e->stream, nargs, args), what));
+    return eng_check(dnnl_stream_wait(e->stream), what);
+}
+
+const char *eng_isa_name(void) {
+    switch (dnnl_get_effective_cpu_isa()) {
+    case dnnl_cpu_isa_sse41: return "SSE4.1";
+    case dnnl_cpu_isa_avx: return "AVX";
+    case dnnl_cpu_isa_avx2: return "AVX2";
+    case dnnl_cpu_isa_avx512_mic: return "AVX-512 (MIC)";
+    case dnnl_cpu_isa_avx512_mic_4ops: return "AVX-512 (MIC 4ops)";
+    case dnnl_cpu_isa_avx512_core: return "AVX-512 core (avx512_core)";
+    case dnnl_cpu_isa_avx512_core_vnni: return "AVX-512 with DL Boost (avx512_core_vnni)";
+    case dnnl_cpu_isa_avx512_core_bf16: return "AVX-512 with DL Boost and bfloat16 (avx512_core_bf16)";
+    case dnnl_cpu_isa_avx512_core_amx: return "AVX-512 with AMX (avx512_core_amx)";
+    case dnnl_cpu_isa_avx2_vnni: return "AVX2 with VNNI (avx2_vnni)";
+    default: return "generic";
+    }
+}
+
+void eng_version_string(char *buf, size_t n) {
+    const dnnl_version_t *v = dnnl_version();
+    snprintf(buf, n, "%d.%d.%d (%s)", v->major, v->minor, v->patch, v->hash);
+}

@@ -1,0 +1,63 @@
+/* ctx.h - the oneDNN execution context shared by every layer.
+ *
+ * Owns the oneDNN CPU engine and stream, the primitive attribute that puts every primitive in
+ * user-scratchpad mode, and the one scratchpad buffer all primitives share (we run one primitive
+ * at a time, so the buffer is sized to the largest request). The OpenMP thread count is fixed in
+ * eng_init(), before any primitive exists, and never changed afterwards (oneDNN decomposes work
+ * per thread count at creation time).
+ *
+ * Invariants: every primitive is created through eng_create_primitive(), which refuses reference
+ * (`ref:`) implementations unless explicitly allowed and counts creations, so tests can prove a
+ * training step creates none.
+ */
+#ifndef OTE_CTX_H
+#define OTE_CTX_H
+
+#include <stddef.h>
+
+#include <oneapi/dnnl/dnnl.h>
+
+typedef struct eng_ctx {
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+    dnnl_primitive_attr_t attr; /* scratchpad_mode_user; every primitive is created with it */
+    int nthreads;
+    void *scratch;          /* shared scratchpad, 64-byte aligned */
+    size_t scratch_size;    /* bytes needed by the largest primitive so far (grows while planning) */
+    size_t scratch_cap;     /* bytes allocated */
+    dnnl_memory_t *scratch_mems; /* every scratchpad memory object handed out (owned here) */
+    int n_scratch_mems, cap_scratch_mems;
+    long n_primitives;      /* primitives created so far (for the no-creation-in-step test) */
+    int allow_ref;          /* 0: a `ref:` implementation is an error (default) */
+    int verbose;            /* 1: log every primitive's implementation to stderr */
+} eng_ctx;
+
+/* nthreads <= 0 means: OMP_NUM_THREADS if set, else the number of online CPUs. */
+int eng_init(eng_ctx *e, int nthreads);
+void eng_free(eng_ctx *e);
+
+/* Creates pd + primitive for an op descriptor. `hint` may be NULL (forward) or the forward pd
+ * (backward). Rejects `ref:` implementations (unless e->allow_ref) with a message naming `what`.
+ * Grows e->scratch_size to the primitive's scratchpad need; call eng_scratch_commit() after all
+ * primitives of a plan exist. */
+int eng_create_primitive(eng_ctx *e, const void *op_desc, const_dnnl_primitive_desc_t hint,
+                         const char *what, dnnl_primitive_desc_t *pd, dnnl_primitive_t *prim);
+/* Same for a reorder between two memory descriptors. */
+int eng_create_reorder(eng_ctx *e, const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *dst,
+                       const char *what, dnnl_primitive_desc_t *pd, dnnl_primitive_t *prim);
+/* Returns the scratchpad memory object to pass as DNNL_ARG_SCRATCHPAD for primitives of `pd`.
+ * The context owns it (freed by eng_free) and grows the shared buffer if needed, re-pointing every
+ * scratchpad memory handed out before. Planning-time only: never call inside a step. */
+int eng_scratch_memory(eng_ctx *e, const_dnnl_primitive_desc_t pd, dnnl_memory_t *mem);
+
+/* Runs a primitive and waits for it. Returns OTE_EDNNL with `what` on failure. */
+int eng_exec(eng_ctx *e, dnnl_primitive_t p, int nargs, const dnnl_exec_arg_t *args, const char *what);
+
+/* Turns a dnnl status into an ote status with a message. */
+int eng_check(dnnl_status_t st, const char *what);
+
+/* Version/ISA strings for `ote --version`. */
+const char *eng_isa_name(void);
+void eng_version_string(char *buf, size_t n);
+
+#endif

@@ -1,0 +1,8 @@
+/* commands.h - sub-command entry points of the `ote` CLI. Each takes argv starting at the
+ * command name and returns the process exit code (0 ok, 1 runtime error, 2 usage error). */
+#ifndef OTE_COMMANDS_H
+#define OTE_COMMANDS_H
+
+int cmd_version(int argc, char **argv);
+
+#endif

@@ -1,0 +1,67 @@
+/* ote.c - the `ote` command-line entry point: dispatches to sub-commands.
+ *
+ * Exit codes: 0 success, 1 runtime error, 2 usage error (unknown command/option, bad value).
+ * Every error is one line on stderr: "ote <command>: <message>".
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "engine/ctx.h"
+#include "engine/status.h"
+#include "tools/commands.h"
+
+static const struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+} commands[] = {
+    {"version", cmd_version, "print versions, the CPU ISA oneDNN dispatches and the thread count"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: ote <command> [options]\n"
+            "       ote --version | --help\n\n"
+            "A self-contained MobileNetV2-ATSS object-detection trainer with built-in HPO.\n\n"
+            "commands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-18s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\nRun 'ote <command> --help' for the options of a command.\n");
+}
+
+int cmd_version(int argc, char **argv) {
+    (void)argv;
+    if (argc > 1) {
+        fprintf(stdout, "usage: ote --version\n");
+        return strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ? 0 : 2;
+    }
+    eng_ctx e;
+    if (eng_init(&e, 0) < 0) {
+        fprintf(stderr, "ote: %s\n", ote_errmsg());
+        return 1;
+    }
+    char v[128];
+    eng_version_string(v, sizeof v);
+    printf("ote-c %s\n", OTE_VERSION);
+    printf("oneDNN %s, CPU runtime OpenMP\n", v);
+    printf("ISA: %s\n", eng_isa_name());
+    printf("threads: %d\n", e.nthreads);
+    eng_free(&e);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) return cmd_version(1, argv + 1);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "ote: unknown command '%s' (see 'ote --help')\n", argv[1]);
+    return 2;
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages ote-c needs, and only those that are missing.
+# Idempotent and quiet when everything is present. Run as root (or with sudo available).
+#   install-deps.sh          build + run dependencies
+#   install-deps.sh --test   also the Python reference tools the test suite runs (torch, sklearn)
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config libdnnl-dev libopencv-core-dev libopencv-imgproc-dev
+      libopencv-imgcodecs-dev libyaml-dev libcjson-dev libgsl-dev libnlopt-dev)
+if [ "${1:-}" = "--test" ]; then
+  pkgs+=(python3 python3-numpy python3-torch python3-sklearn)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "install-deps: installing ${missing[*]}" >&2
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
