@@ -4,5 +4,6 @@
 #define OTE_COMMANDS_H
 
 int cmd_version(int argc, char **argv);
+int cmd_make_demo_data(int argc, char **argv);
 
 #endif

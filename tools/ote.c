@@ -16,6 +16,7 @@ static const struct {
     const char *help;
 } commands[] = {
     {"version", cmd_version, "print versions, the CPU ISA oneDNN dispatches and the thread count"},
+    {"make-demo-data", cmd_make_demo_data, "write a small synthetic COCO-format detection set"},
 };
 
 static void usage(FILE *f) {
