@@ -1,0 +1,106 @@
+/* act_check.h - small header-only helpers for the engine layer tests: one-line check reporting,
+ * random nChw16c activations (padding kept zero), conversion to plain NCHW doubles for the naive
+ * references, error measures and the padding-is-zero check.
+ *
+ * Owns nothing; every function works on caller buffers. The failure flag is a member of a
+ * caller-owned ac_report, not a global.
+ */
+#ifndef OTE_TEST_ACT_CHECK_H
+#define OTE_TEST_ACT_CHECK_H
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "engine/rng.h"
+#include "engine/tensor.h"
+
+typedef struct ac_report {
+    int fails, checks;
+} ac_report;
+
+/* Prints "ok   <msg>" or "FAIL <msg>" and records the result. */
+static inline void ac_check(ac_report *r, int ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static inline void ac_check(ac_report *r, int ok, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    printf("%s ", ok ? "ok  " : "FAIL");
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    r->checks++;
+    if (!ok) r->fails++;
+    fflush(stdout);
+}
+
+static inline int ac_finish(const ac_report *r) {
+    printf("%d checks, %d failed\n", r->checks, r->fails);
+    return r->fails ? 1 : 0;
+}
+
+/* Fills the logical elements of an nChw16c (or plain) tensor with offset + scale*N(0,1); padding 0. */
+static inline void ac_fill(rng *g, tensor *t, double scale, double offset) {
+    size_t n = tensor_numel(t);
+    float *tmp = malloc(n * sizeof *tmp + 1);
+    for (size_t i = 0; i < n; i++) tmp[i] = (float)(offset + scale * rng_normal(g));
+    tensor_from_nchw(t, tmp);
+    free(tmp);
+}
+
+/* Logical NCHW contents as doubles (caller frees). */
+static inline double *ac_to_d(const tensor *t) {
+    size_t n = tensor_numel(t);
+    float *tmp = malloc(n * sizeof *tmp + 1);
+    double *d = malloc(n * sizeof *d + 1);
+    tensor_to_nchw(t, tmp);
+    for (size_t i = 0; i < n; i++) d[i] = tmp[i];
+    free(tmp);
+    return d;
+}
+
+/* max |a - b| / max(max |b|, floor) */
+static inline double ac_rel(const double *a, const double *b, size_t n, double floor_) {
+    double num = 0, den = floor_;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs(a[i] - b[i]);
+        if (d != d) return INFINITY;
+        if (d > num) num = d;
+        if (fabs(b[i]) > den) den = fabs(b[i]);
+    }
+    return num / den;
+}
+
+/* Relative error of a tensor's logical contents against a double reference (NCHW order). */
+static inline double ac_tensor_rel(const tensor *t, const double *ref) {
+    double *d = ac_to_d(t);
+    double e = ac_rel(d, ref, tensor_numel(t), 1e-30);
+    free(d);
+    return e;
+}
+
+/* 1 if every padded channel lane of an nChw16c tensor is exactly zero. */
+static inline int ac_pad_zero(const tensor *t) {
+    if (t->layout != TL_NCHW16C) return 1;
+    int cb = (t->c + 15) / 16;
+    for (int n = 0; n < t->n; n++)
+        for (int c = t->c; c < cb * 16; c++)
+            for (int h = 0; h < t->h; h++)
+                for (int w = 0; w < t->w; w++) {
+                    size_t o = ((((size_t)n * cb + (size_t)(c / 16)) * t->h + h) * t->w + w) * 16 + (size_t)(c % 16);
+                    if (t->data[o] != 0.0f) return 0;
+                }
+    return 1;
+}
+
+/* Fills the padded lanes with a value (to prove a kernel ignores or rewrites them). */
+static inline void ac_poison_pad(tensor *t, float v) {
+    int cb = (t->c + 15) / 16;
+    for (int n = 0; n < t->n; n++)
+        for (int c = t->c; c < cb * 16; c++)
+            for (int h = 0; h < t->h; h++)
+                for (int w = 0; w < t->w; w++)
+                    t->data[((((size_t)n * cb + (size_t)(c / 16)) * t->h + h) * t->w + w) * 16 + (size_t)(c % 16)] = v;
+}
+
+#endif
