@@ -1,0 +1,687 @@
+/* coco.c - COCO JSON loading (cJSON) into the coco_dataset contract of coco.h, and seeded subsets.
+ *
+ * Owns every array and string of a coco_dataset it fills; coco_free releases them. Invariants
+ * after a successful load: n_images > 0; boxes are grouped by image in image order (then in
+ * annotation order); every box has x1 < x2, y1 < y2 inside [0,width]x[0,height] of its image and
+ * a label in 0..n_cats-1; cats are sorted by ascending id with unique ids and names.
+ * Library code: never prints; problems with single boxes are counted warnings, everything else is
+ * a negative status whose message names the file and the entry.
+ */
+#include "data/coco.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/rng.h"
+#include "engine/status.h"
+
+/* ---------- small helpers ---------- */
+
+static char *coco_strdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *p = malloc(n);
+    if (p) memcpy(p, s, n);
+    return p;
+}
+
+/* Splits a comma-separated list in place into at most `max` trimmed items; returns the count. */
+static int coco_split_csv(char *s, char **items, int max) {
+    int n = 0;
+    char *p = s;
+    while (p && *p && n < max + 1) {
+        char *comma = strchr(p, ',');
+        if (comma) *comma = 0;
+        while (*p == ' ' || *p == '\t') p++;
+        size_t len = strlen(p);
+        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t')) p[--len] = 0;
+        if (len > 0) {
+            if (n == max) return max + 1;
+            items[n++] = p;
+        }
+        p = comma ? comma + 1 : NULL;
+    }
+    return n;
+}
+
+static int coco_read_file(const char *path, char **out, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return ote_err(OTE_EIO, "coco: %s: cannot open annotation file: %s", path, strerror(errno));
+    if (fseek(f, 0, SEEK_END) != 0) {
+        fclose(f);
+        return ote_err(OTE_EIO, "coco: %s: cannot seek", path);
+    }
+    long n = ftell(f);
+    if (n < 0) {
+        fclose(f);
+        return ote_err(OTE_EIO, "coco: %s: cannot tell size", path);
+    }
+    rewind(f);
+    char *buf = malloc((size_t)n + 1);
+    if (!buf) {
+        fclose(f);
+        return ote_err(OTE_ENOMEM, "coco: %s: cannot allocate %ld bytes", path, n);
+    }
+    size_t got = fread(buf, 1, (size_t)n, f);
+    fclose(f);
+    if (got != (size_t)n) {
+        free(buf);
+        return ote_err(OTE_EIO, "coco: %s: short read (%zu of %ld bytes)", path, got, n);
+    }
+    buf[n] = 0;
+    *out = buf;
+    *len = (size_t)n;
+    return OTE_OK;
+}
+
+/* Reads a required number; returns 0 or an error naming file/section/index/key. */
+static int coco_get_num(const cJSON *obj, const char *key, double *v, const char *file,
+                        const char *section, int idx) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!it) return ote_err(OTE_EPARSE, "coco: %s: %s[%d]: missing required field '%s'", file, section, idx, key);
+    if (!cJSON_IsNumber(it))
+        return ote_err(OTE_EPARSE, "coco: %s: %s[%d]: field '%s' is not a number", file, section, idx, key);
+    *v = it->valuedouble;
+    if (!isfinite(*v))
+        return ote_err(OTE_EPARSE, "coco: %s: %s[%d]: field '%s' is not finite", file, section, idx, key);
+    return OTE_OK;
+}
+
+static int coco_get_id(const cJSON *obj, const char *key, long *v, const char *file, const char *section,
+                       int idx) {
+    double x;
+    CHECK(coco_get_num(obj, key, &x, file, section, idx));
+    if (x != floor(x) || fabs(x) > 9e15)
+        return ote_err(OTE_EPARSE, "coco: %s: %s[%d]: field '%s' = %g is not an integer id", file, section, idx,
+                       key, x);
+    *v = (long)x;
+    return OTE_OK;
+}
+
+static int coco_get_str(const cJSON *obj, const char *key, const char **v, const char *file,
+                        const char *section, int idx) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!it) return ote_err(OTE_EPARSE, "coco: %s: %s[%d]: missing required field '%s'", file, section, idx, key);
+    if (!cJSON_IsString(it) || !it->valuestring)
+        return ote_err(OTE_EPARSE, "coco: %s: %s[%d]: field '%s' is not a string", file, section, idx, key);
+    *v = it->valuestring;
+    return OTE_OK;
+}
+
+typedef struct coco_id_index {
+    long id;
+    int idx;
+} coco_id_index;
+
+static int coco_cmp_id_index(const void *a, const void *b) {
+    const coco_id_index *x = a, *y = b;
+    if (x->id != y->id) return x->id < y->id ? -1 : 1;
+    return x->idx < y->idx ? -1 : (x->idx > y->idx);
+}
+
+static int coco_find_id(const coco_id_index *t, int n, long id) {
+    int lo = 0, hi = n - 1;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (t[mid].id == id) return t[mid].idx;
+        if (t[mid].id < id) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return -1;
+}
+
+static void coco_warn(coco_dataset *d, coco_warn_kind k, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void coco_warn(coco_dataset *d, coco_warn_kind k, const char *fmt, ...) {
+    if (d->n_warn[k]++ == 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(d->warn_first[k], sizeof d->warn_first[k], fmt, ap);
+        va_end(ap);
+    }
+    if (k == COCO_WARN_CLIPPED) d->n_warn_clipped++;
+    else d->n_warn_dropped++;
+}
+
+/* ---------- growable arrays used while loading ---------- */
+
+typedef struct coco_cat_acc { /* union of categories by name */
+    long id;
+    char *name;
+    const char *first_file;
+} coco_cat_acc;
+
+typedef struct coco_build {
+    coco_image *images;
+    int n_images, cap_images;
+    coco_box *boxes; /* in annotation order; grouped at the end */
+    int *box_image;  /* image index of each box */
+    int n_boxes, cap_boxes;
+    coco_cat_acc *cats;
+    int n_cats, cap_cats;
+} coco_build;
+
+static int coco_grow(void **p, int *cap, int need, size_t elem) {
+    if (need <= *cap) return OTE_OK;
+    int nc = *cap ? *cap : 64;
+    while (nc < need) nc *= 2;
+    void *q = realloc(*p, (size_t)nc * elem);
+    if (!q) return ote_err(OTE_ENOMEM, "coco: cannot grow an array to %d entries", nc);
+    *p = q;
+    *cap = nc;
+    return OTE_OK;
+}
+
+static void coco_build_free(coco_build *b) {
+    for (int i = 0; i < b->n_images; i++) {
+        free(b->images[i].file_name);
+        free(b->images[i].path);
+    }
+    free(b->images);
+    free(b->boxes);
+    free(b->box_image);
+    for (int i = 0; i < b->n_cats; i++) free(b->cats[i].name);
+    free(b->cats);
+    memset(b, 0, sizeof *b);
+}
+
+/* ---------- one file ---------- */
+
+static int coco_parse_file(coco_build *b, coco_dataset *d, const char *file, const char *root) {
+    char *text = NULL;
+    size_t len = 0;
+    CHECK(coco_read_file(file, &text, &len));
+    const char *end = NULL;
+    cJSON *js = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (!js) {
+        size_t off = end && end >= text && end <= text + len ? (size_t)(end - text) : 0;
+        int line = 1, col = 1;
+        for (size_t i = 0; i < off; i++) {
+            if (text[i] == '\n') line++, col = 1;
+            else col++;
+        }
+        free(text);
+        return ote_err(OTE_EPARSE, "coco: %s: malformed JSON near line %d column %d (byte %zu)", file, line, col,
+                       off);
+    }
+    free(text);
+    int st = OTE_OK;
+    coco_id_index *img_ids = NULL, *cat_ids = NULL;
+    int *cat_map = NULL; /* file category index -> union index */
+    int first_image = b->n_images;
+
+    if (!cJSON_IsObject(js)) {
+        st = ote_err(OTE_EPARSE, "coco: %s: top level is not a JSON object", file);
+        goto done;
+    }
+    const cJSON *images = cJSON_GetObjectItemCaseSensitive(js, "images");
+    const cJSON *anns = cJSON_GetObjectItemCaseSensitive(js, "annotations");
+    const cJSON *cats = cJSON_GetObjectItemCaseSensitive(js, "categories");
+    if (!images || !cJSON_IsArray(images)) {
+        st = ote_err(OTE_EPARSE, "coco: %s: missing required array 'images'", file);
+        goto done;
+    }
+    if (!cats || !cJSON_IsArray(cats)) {
+        st = ote_err(OTE_EPARSE, "coco: %s: missing required array 'categories'", file);
+        goto done;
+    }
+    if (anns && !cJSON_IsArray(anns) && !cJSON_IsNull(anns)) {
+        st = ote_err(OTE_EPARSE, "coco: %s: 'annotations' is not an array", file);
+        goto done;
+    }
+    int n_img = cJSON_GetArraySize(images);
+    if (n_img == 0) {
+        st = ote_err(OTE_EPARSE, "coco: %s: 'images' is empty (no images in this dataset)", file);
+        goto done;
+    }
+
+    /* categories */
+    int n_cat = cJSON_GetArraySize(cats);
+    cat_ids = malloc(sizeof *cat_ids * (size_t)(n_cat + 1));
+    cat_map = malloc(sizeof *cat_map * (size_t)(n_cat + 1));
+    img_ids = malloc(sizeof *img_ids * (size_t)n_img);
+    if (!cat_ids || !cat_map || !img_ids) {
+        st = ote_err(OTE_ENOMEM, "coco: %s: out of memory", file);
+        goto done;
+    }
+    {
+        int i = 0;
+        const cJSON *c;
+        cJSON_ArrayForEach(c, cats) {
+            long id;
+            const char *name;
+            if (!cJSON_IsObject(c)) {
+                st = ote_err(OTE_EPARSE, "coco: %s: categories[%d]: not an object", file, i);
+                goto done;
+            }
+            if ((st = coco_get_id(c, "id", &id, file, "categories", i)) < 0) goto done;
+            if ((st = coco_get_str(c, "name", &name, file, "categories", i)) < 0) goto done;
+            for (int j = 0; j < i; j++) {
+                if (cat_ids[j].id == id) {
+                    st = ote_err(OTE_EPARSE, "coco: %s: categories[%d]: duplicate category id %ld", file, i, id);
+                    goto done;
+                }
+                if (strcmp(b->cats[cat_map[j]].name, name) == 0) {
+                    st = ote_err(OTE_EPARSE, "coco: %s: categories[%d]: duplicate category name '%s'", file, i,
+                                 name);
+                    goto done;
+                }
+            }
+            int u = -1;
+            for (int j = 0; j < b->n_cats; j++)
+                if (strcmp(b->cats[j].name, name) == 0) u = j;
+            if (u < 0) {
+                for (int j = 0; j < b->n_cats; j++)
+                    if (b->cats[j].id == id) {
+                        st = ote_err(OTE_EPARSE,
+                                     "coco: %s: categories[%d]: id %ld is named '%s' here but '%s' in %s "
+                                     "(several files are matched by name; ids must not clash)",
+                                     file, i, id, name, b->cats[j].name, b->cats[j].first_file);
+                        goto done;
+                    }
+                if ((st = coco_grow((void **)&b->cats, &b->cap_cats, b->n_cats + 1, sizeof *b->cats)) < 0) goto done;
+                u = b->n_cats;
+                b->cats[u].id = id;
+                b->cats[u].name = coco_strdup(name);
+                b->cats[u].first_file = file;
+                if (!b->cats[u].name) {
+                    st = ote_err(OTE_ENOMEM, "coco: %s: out of memory", file);
+                    goto done;
+                }
+                b->n_cats++;
+            }
+            cat_ids[i].id = id;
+            cat_ids[i].idx = i;
+            cat_map[i] = u;
+            i++;
+        }
+        qsort(cat_ids, (size_t)n_cat, sizeof *cat_ids, coco_cmp_id_index);
+    }
+
+    /* images */
+    {
+        int i = 0;
+        const cJSON *im;
+        size_t rl = root ? strlen(root) : 0;
+        cJSON_ArrayForEach(im, images) {
+            long id;
+            double w, h;
+            const char *fn;
+            if (!cJSON_IsObject(im)) {
+                st = ote_err(OTE_EPARSE, "coco: %s: images[%d]: not an object", file, i);
+                goto done;
+            }
+            if ((st = coco_get_id(im, "id", &id, file, "images", i)) < 0) goto done;
+            if ((st = coco_get_str(im, "file_name", &fn, file, "images", i)) < 0) goto done;
+            if ((st = coco_get_num(im, "width", &w, file, "images", i)) < 0) goto done;
+            if ((st = coco_get_num(im, "height", &h, file, "images", i)) < 0) goto done;
+            if (w < 1 || h < 1 || w > 1e6 || h > 1e6 || w != floor(w) || h != floor(h)) {
+                st = ote_err(OTE_EPARSE, "coco: %s: images[%d] (id %ld): bad size width=%g height=%g", file, i, id,
+                             w, h);
+                goto done;
+            }
+            if ((st = coco_grow((void **)&b->images, &b->cap_images, b->n_images + 1, sizeof *b->images)) < 0)
+                goto done;
+            coco_image *ci = &b->images[b->n_images];
+            memset(ci, 0, sizeof *ci);
+            ci->id = id;
+            ci->width = (int)w;
+            ci->height = (int)h;
+            ci->file_name = coco_strdup(fn);
+            size_t fl = strlen(fn);
+            ci->path = malloc(rl + fl + 2);
+            b->n_images++;
+            if (!ci->file_name || !ci->path) {
+                st = ote_err(OTE_ENOMEM, "coco: %s: out of memory", file);
+                goto done;
+            }
+            if (rl == 0 || fn[0] == '/') memcpy(ci->path, fn, fl + 1);
+            else {
+                memcpy(ci->path, root, rl);
+                size_t o = rl;
+                if (root[rl - 1] != '/') ci->path[o++] = '/';
+                memcpy(ci->path + o, fn, fl + 1);
+            }
+            img_ids[i].id = id;
+            img_ids[i].idx = b->n_images - 1;
+            i++;
+        }
+        qsort(img_ids, (size_t)n_img, sizeof *img_ids, coco_cmp_id_index);
+        for (int k = 1; k < n_img; k++)
+            if (img_ids[k].id == img_ids[k - 1].id) {
+                st = ote_err(OTE_EPARSE, "coco: %s: images[%d]: duplicate image id %ld (first at images[%d])", file,
+                             img_ids[k].idx - first_image, img_ids[k].id, img_ids[k - 1].idx - first_image);
+                goto done;
+            }
+    }
+
+    /* annotations */
+    if (anns && cJSON_IsArray(anns)) {
+        int i = 0;
+        const cJSON *a;
+        cJSON_ArrayForEach(a, anns) {
+            long image_id, cat_id, ann_id = i;
+            double bb[4];
+            if (!cJSON_IsObject(a)) {
+                st = ote_err(OTE_EPARSE, "coco: %s: annotations[%d]: not an object", file, i);
+                goto done;
+            }
+            if (cJSON_GetObjectItemCaseSensitive(a, "id") &&
+                (st = coco_get_id(a, "id", &ann_id, file, "annotations", i)) < 0)
+                goto done;
+            if ((st = coco_get_id(a, "image_id", &image_id, file, "annotations", i)) < 0) goto done;
+            if ((st = coco_get_id(a, "category_id", &cat_id, file, "annotations", i)) < 0) goto done;
+            const cJSON *bbox = cJSON_GetObjectItemCaseSensitive(a, "bbox");
+            if (!bbox) {
+                st = ote_err(OTE_EPARSE, "coco: %s: annotations[%d] (id %ld): missing required field 'bbox'", file,
+                             i, ann_id);
+                goto done;
+            }
+            if (!cJSON_IsArray(bbox) || cJSON_GetArraySize(bbox) != 4) {
+                st = ote_err(OTE_EPARSE, "coco: %s: annotations[%d] (id %ld): 'bbox' is not an array of 4 numbers",
+                             file, i, ann_id);
+                goto done;
+            }
+            for (int k = 0; k < 4; k++) {
+                const cJSON *v = cJSON_GetArrayItem(bbox, k);
+                if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) {
+                    st = ote_err(OTE_EPARSE, "coco: %s: annotations[%d] (id %ld): bbox[%d] is not a finite number",
+                                 file, i, ann_id, k);
+                    goto done;
+                }
+                bb[k] = v->valuedouble;
+            }
+            int iscrowd = 0;
+            const cJSON *ic = cJSON_GetObjectItemCaseSensitive(a, "iscrowd");
+            if (ic && !cJSON_IsNull(ic)) {
+                if (cJSON_IsBool(ic)) iscrowd = cJSON_IsTrue(ic);
+                else if (cJSON_IsNumber(ic)) iscrowd = ic->valuedouble != 0;
+                else {
+                    st = ote_err(OTE_EPARSE, "coco: %s: annotations[%d] (id %ld): 'iscrowd' is not 0/1", file, i,
+                                 ann_id);
+                    goto done;
+                }
+            }
+            int im = coco_find_id(img_ids, n_img, image_id);
+            int ck = coco_find_id(cat_ids, n_cat, cat_id);
+            i++;
+            if (im < 0) {
+                coco_warn(d, COCO_WARN_UNKNOWN_IMAGE, "%s: annotations[%d] (id %ld): unknown image_id %ld", file,
+                          i - 1, ann_id, image_id);
+                continue;
+            }
+            if (ck < 0) {
+                coco_warn(d, COCO_WARN_UNKNOWN_CAT, "%s: annotations[%d] (id %ld): unknown category_id %ld", file,
+                          i - 1, ann_id, cat_id);
+                continue;
+            }
+            if (!(bb[2] > 0) || !(bb[3] > 0)) {
+                coco_warn(d, COCO_WARN_BAD_SIZE, "%s: annotations[%d] (id %ld): bbox w=%g h=%g is not positive",
+                          file, i - 1, ann_id, bb[2], bb[3]);
+                continue;
+            }
+            const coco_image *ci = &b->images[im];
+            double x1 = bb[0], y1 = bb[1], x2 = bb[0] + bb[2], y2 = bb[1] + bb[3];
+            double cx1 = fmax(x1, 0), cy1 = fmax(y1, 0), cx2 = fmin(x2, ci->width), cy2 = fmin(y2, ci->height);
+            if (!(cx2 > cx1) || !(cy2 > cy1)) {
+                coco_warn(d, COCO_WARN_OUTSIDE,
+                          "%s: annotations[%d] (id %ld): bbox [%g,%g,%g,%g] lies outside image %ld (%dx%d)", file,
+                          i - 1, ann_id, bb[0], bb[1], bb[2], bb[3], image_id, ci->width, ci->height);
+                continue;
+            }
+            if (cx1 != x1 || cy1 != y1 || cx2 != x2 || cy2 != y2)
+                coco_warn(d, COCO_WARN_CLIPPED,
+                          "%s: annotations[%d] (id %ld): bbox [%g,%g,%g,%g] crosses the border of image %ld (%dx%d)",
+                          file, i - 1, ann_id, bb[0], bb[1], bb[2], bb[3], image_id, ci->width, ci->height);
+            double area = bb[2] * bb[3];
+            const cJSON *ar = cJSON_GetObjectItemCaseSensitive(a, "area");
+            if (ar && cJSON_IsNumber(ar) && isfinite(ar->valuedouble)) area = ar->valuedouble;
+            if ((st = coco_grow((void **)&b->boxes, &b->cap_boxes, b->n_boxes + 1, sizeof *b->boxes)) < 0) goto done;
+            int cap2 = b->cap_boxes;
+            void *q = realloc(b->box_image, sizeof *b->box_image * (size_t)cap2);
+            if (!q) {
+                st = ote_err(OTE_ENOMEM, "coco: %s: out of memory", file);
+                goto done;
+            }
+            b->box_image = q;
+            coco_box *bx = &b->boxes[b->n_boxes];
+            bx->x1 = (float)cx1;
+            bx->y1 = (float)cy1;
+            bx->x2 = (float)cx2;
+            bx->y2 = (float)cy2;
+            bx->label = cat_map[ck]; /* union index for now; remapped to the sorted label later */
+            bx->iscrowd = iscrowd;
+            bx->area = area;
+            bx->ann_id = ann_id;
+            b->box_image[b->n_boxes] = im;
+            b->n_boxes++;
+        }
+    }
+done:
+    free(img_ids);
+    free(cat_ids);
+    free(cat_map);
+    cJSON_Delete(js);
+    return st;
+}
+
+static int coco_cmp_cat(const void *a, const void *b) {
+    const coco_cat_acc *x = a, *y = b;
+    return x->id < y->id ? -1 : (x->id > y->id);
+}
+
+/* ---------- public ---------- */
+
+void coco_free(coco_dataset *d) {
+    if (!d) return;
+    for (int i = 0; i < d->n_images; i++) {
+        free(d->images[i].file_name);
+        free(d->images[i].path);
+    }
+    free(d->images);
+    free(d->boxes);
+    for (int i = 0; i < d->n_cats; i++) free(d->cats[i].name);
+    free(d->cats);
+    memset(d, 0, sizeof *d);
+}
+
+#define COCO_MAX_FILES 64
+
+int coco_load(coco_dataset *d, const char *ann_files_csv, const char *data_roots_csv) {
+    memset(d, 0, sizeof *d);
+    if (!ann_files_csv) return ote_err(OTE_EINVAL, "coco: no annotation file given");
+    char *files_s = coco_strdup(ann_files_csv);
+    char *roots_s = coco_strdup(data_roots_csv ? data_roots_csv : "");
+    char *files[COCO_MAX_FILES], *roots[COCO_MAX_FILES];
+    coco_build b;
+    memset(&b, 0, sizeof b);
+    int st = OTE_OK;
+    if (!files_s || !roots_s) {
+        st = ote_err(OTE_ENOMEM, "coco: out of memory");
+        goto out;
+    }
+    int nf = coco_split_csv(files_s, files, COCO_MAX_FILES);
+    int nr = coco_split_csv(roots_s, roots, COCO_MAX_FILES);
+    if (nf == 0) {
+        st = ote_err(OTE_EINVAL, "coco: annotation file list '%s' is empty", ann_files_csv);
+        goto out;
+    }
+    if (nf > COCO_MAX_FILES || nr > COCO_MAX_FILES) {
+        st = ote_err(OTE_EINVAL, "coco: more than %d annotation files or data roots", COCO_MAX_FILES);
+        goto out;
+    }
+    if (nr > 1 && nr != nf) {
+        st = ote_err(OTE_EINVAL, "coco: %d annotation files but %d data roots ('%s'): give one root or one per file",
+                     nf, nr, data_roots_csv);
+        goto out;
+    }
+    for (int f = 0; f < nf; f++) {
+        const char *root = nr == 0 ? "" : roots[nr == 1 ? 0 : f];
+        if ((st = coco_parse_file(&b, d, files[f], root)) < 0) goto out;
+    }
+    /* Labels: categories sorted by id (mmdetection's cat_ids order), then contiguous. */
+    int *rank = malloc(sizeof *rank * (size_t)(b.n_cats + 1));
+    coco_cat_acc *sorted = malloc(sizeof *sorted * (size_t)(b.n_cats + 1));
+    if (!rank || !sorted) {
+        free(rank);
+        free(sorted);
+        st = ote_err(OTE_ENOMEM, "coco: out of memory");
+        goto out;
+    }
+    memcpy(sorted, b.cats, sizeof *sorted * (size_t)b.n_cats);
+    qsort(sorted, (size_t)b.n_cats, sizeof *sorted, coco_cmp_cat);
+    for (int u = 0; u < b.n_cats; u++)
+        for (int k = 0; k < b.n_cats; k++)
+            if (sorted[k].name == b.cats[u].name) rank[u] = k;
+    d->cats = calloc((size_t)(b.n_cats + 1), sizeof *d->cats);
+    d->images = b.images;
+    d->n_images = b.n_images;
+    d->boxes = malloc(sizeof *d->boxes * (size_t)(b.n_boxes + 1));
+    if (!d->cats || !d->boxes) {
+        free(rank);
+        free(sorted);
+        st = ote_err(OTE_ENOMEM, "coco: out of memory");
+        b.images = NULL;
+        b.n_images = 0;
+        goto out;
+    }
+    for (int k = 0; k < b.n_cats; k++) {
+        d->cats[k].id = sorted[k].id;
+        d->cats[k].name = sorted[k].name; /* ownership moves to d */
+    }
+    d->n_cats = b.n_cats;
+    free(sorted);
+    /* Group boxes by image with a stable counting sort. */
+    for (int i = 0; i < d->n_images; i++) d->images[i].n_boxes = 0;
+    for (int k = 0; k < b.n_boxes; k++) d->images[b.box_image[k]].n_boxes++;
+    int acc = 0;
+    for (int i = 0; i < d->n_images; i++) {
+        d->images[i].first_box = acc;
+        acc += d->images[i].n_boxes;
+    }
+    int *fill = calloc((size_t)d->n_images, sizeof *fill);
+    if (!fill) {
+        free(rank);
+        st = ote_err(OTE_ENOMEM, "coco: out of memory");
+        b.images = NULL;
+        b.n_images = 0;
+        for (int k = 0; k < b.n_cats; k++) b.cats[k].name = NULL;
+        goto out;
+    }
+    for (int k = 0; k < b.n_boxes; k++) {
+        int im = b.box_image[k];
+        coco_box bx = b.boxes[k];
+        bx.label = rank[bx.label];
+        d->boxes[d->images[im].first_box + fill[im]++] = bx;
+    }
+    d->n_boxes = b.n_boxes;
+    free(fill);
+    free(rank);
+    /* Ownership of images and names moved to d. */
+    b.images = NULL;
+    b.n_images = 0;
+    for (int k = 0; k < b.n_cats; k++) b.cats[k].name = NULL;
+out:
+    coco_build_free(&b);
+    free(files_s);
+    free(roots_s);
+    if (st < 0) coco_free(d);
+    return st;
+}
+
+int coco_warning_summary(const coco_dataset *d, char *buf, size_t n) {
+    static const char *const what[COCO_WARN_KINDS] = {
+        "dropped (non-positive size)", "clipped to the image", "dropped (outside the image)",
+        "dropped (unknown image_id)", "dropped (unknown category_id)"};
+    int total = 0;
+    for (int k = 0; k < COCO_WARN_KINDS; k++) total += d->n_warn[k];
+    if (n == 0) return total;
+    buf[0] = 0;
+    if (total == 0) return 0;
+    size_t o = 0;
+    int w = snprintf(buf, n, "coco: %d box warning%s:", total, total == 1 ? "" : "s");
+    o = w < 0 ? 0 : (size_t)w;
+    for (int k = 0; k < COCO_WARN_KINDS && o < n; k++) {
+        if (!d->n_warn[k]) continue;
+        w = snprintf(buf + o, n - o, " %d %s (first: %s);", d->n_warn[k], what[k], d->warn_first[k]);
+        if (w < 0) break;
+        o += (size_t)w;
+    }
+    return total;
+}
+
+int coco_max_boxes_per_image(const coco_dataset *d, int non_crowd_only) {
+    int m = 0;
+    for (int i = 0; i < d->n_images; i++) {
+        int c = 0;
+        for (int k = 0; k < d->images[i].n_boxes; k++)
+            if (!non_crowd_only || !d->boxes[d->images[i].first_box + k].iscrowd) c++;
+        if (c > m) m = c;
+    }
+    return m;
+}
+
+int coco_subset(coco_dataset *dst, const coco_dataset *src, int n_keep, unsigned long long seed) {
+    memset(dst, 0, sizeof *dst);
+    if (src->n_images <= 0) return ote_err(OTE_EINVAL, "coco: subset of an empty dataset");
+    if (n_keep < 1) return ote_err(OTE_EINVAL, "coco: subset size %d must be at least 1", n_keep);
+    if (n_keep > src->n_images) n_keep = src->n_images;
+    int *perm = malloc(sizeof *perm * (size_t)src->n_images);
+    char *keep = calloc((size_t)src->n_images, 1);
+    if (!perm || !keep) {
+        free(perm);
+        free(keep);
+        return ote_err(OTE_ENOMEM, "coco: out of memory");
+    }
+    for (int i = 0; i < src->n_images; i++) perm[i] = i;
+    rng r;
+    rng_seed(&r, (uint64_t)seed);
+    rng_shuffle_int(&r, perm, src->n_images);
+    int nb = 0;
+    for (int i = 0; i < n_keep; i++) {
+        keep[perm[i]] = 1;
+        nb += src->images[perm[i]].n_boxes;
+    }
+    free(perm);
+    int st = OTE_OK;
+    dst->images = calloc((size_t)n_keep, sizeof *dst->images);
+    dst->boxes = malloc(sizeof *dst->boxes * (size_t)(nb + 1));
+    dst->cats = calloc((size_t)src->n_cats + 1, sizeof *dst->cats);
+    if (!dst->images || !dst->boxes || !dst->cats) {
+        st = ote_err(OTE_ENOMEM, "coco: out of memory");
+        goto out;
+    }
+    for (int k = 0; k < src->n_cats; k++) {
+        dst->cats[k].id = src->cats[k].id;
+        dst->cats[k].name = coco_strdup(src->cats[k].name);
+        dst->n_cats++;
+        if (!dst->cats[k].name) {
+            st = ote_err(OTE_ENOMEM, "coco: out of memory");
+            goto out;
+        }
+    }
+    for (int i = 0; i < src->n_images; i++) {
+        if (!keep[i]) continue;
+        const coco_image *s = &src->images[i];
+        coco_image *t = &dst->images[dst->n_images++];
+        *t = *s;
+        t->file_name = coco_strdup(s->file_name);
+        t->path = coco_strdup(s->path);
+        t->first_box = dst->n_boxes;
+        if (!t->file_name || !t->path) {
+            st = ote_err(OTE_ENOMEM, "coco: out of memory");
+            goto out;
+        }
+        memcpy(dst->boxes + dst->n_boxes, src->boxes + s->first_box, sizeof *dst->boxes * (size_t)s->n_boxes);
+        dst->n_boxes += s->n_boxes;
+    }
+out:
+    free(keep);
+    if (st < 0) coco_free(dst);
+    return st;
+}
