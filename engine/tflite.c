@@ -1,0 +1,711 @@
+/* tflite.c - bounds-checked FlatBuffer walk of a TFLite model, and weight dequantisation.
+ *
+ * FlatBuffer encoding facts used here (all little-endian):
+ *   - bytes 0..3: uoffset (u32) of the root table; bytes 4..7: the file identifier ("TFL3").
+ *   - a table at position T starts with an soffset (i32); its vtable is at T - soffset. The vtable
+ *     holds u16 vtable size, u16 table size, then one u16 per field: the field's offset from T,
+ *     0 when the field is absent (the reader then uses the schema default).
+ *   - reference fields (tables, vectors, strings) hold a u32 relative to the field's own position.
+ *   - a vector is a u32 element count followed by the elements; a string is a vector of bytes
+ *     (followed by a NUL we do not rely on); a vector of tables holds one uoffset per element.
+ *   - a union is two fields: a u8 type tag (field n) and the value reference (field n + 1).
+ * Every read goes through fb_* helpers that check position + length against the file size with
+ * overflow-free arithmetic, so a hostile file can only produce an error. Forward references are
+ * unsigned, and the schema walk has a fixed depth, so there is no recursion to exhaust.
+ *
+ * TFLite schema field ids used (schema v3):
+ *   Model { version 0, operator_codes 1, subgraphs 2, description 3, buffers 4 }
+ *   OperatorCode { deprecated_builtin_code 0 (i8), custom_code 1, version 2, builtin_code 3 (i32) }
+ *   SubGraph { tensors 0, inputs 1, outputs 2, operators 3, name 4 }
+ *   Tensor { shape 0, type 1 (i8), buffer 2 (u32), name 3, quantization 4 }
+ *   QuantizationParameters { min 0, max 1, scale 2 ([f32]), zero_point 3 ([i64]), details 4-5,
+ *                            quantized_dimension 6 }
+ *   Buffer { data 0 ([u8]), offset 1 (u64), size 2 (u64) }
+ *   Operator { opcode_index 0, inputs 1, outputs 2, builtin_options_type 3, builtin_options 4 }
+ *   Conv2DOptions { padding 0, stride_w 1, stride_h 2, fused_activation_function 3,
+ *                   dilation_w_factor 4, dilation_h_factor 5 }            (union tag 1)
+ *   DepthwiseConv2DOptions { padding 0, stride_w 1, stride_h 2, depth_multiplier 3,
+ *                   fused_activation_function 4, dilation_w_factor 5, dilation_h_factor 6 } (2)
+ *   Pool2DOptions { padding 0, stride_w 1, stride_h 2, filter_width 3, filter_height 4,
+ *                   fused_activation_function 5 }                           (union tag 5)
+ *   FullyConnectedOptions { fused_activation_function 0, ... }              (union tag 8)
+ *   AddOptions { fused_activation_function 0, ... }                         (union tag 11)
+ */
+#include "engine/tflite.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/status.h"
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "tflite.c reads little-endian FlatBuffers with memcpy and assumes a little-endian host"
+#endif
+
+/* ---- FlatBuffer primitives ------------------------------------------------------------------ */
+
+typedef struct fb {
+    const uint8_t *p;
+    size_t n;
+    const char *label; /* file name for messages */
+} fb;
+
+typedef struct fb_table {
+    size_t pos;      /* table start */
+    size_t vt;       /* vtable start */
+    unsigned vt_size, obj_size;
+} fb_table;
+
+static int fb_range_err(const fb *b, const char *what, size_t off, size_t len) {
+    return ote_err(OTE_EPARSE, "%s: %s: %zu bytes at offset %zu exceed the file size %zu (truncated or corrupt)",
+                   b->label, what, len, off, b->n);
+}
+
+static int fb_has(const fb *b, size_t off, size_t len) { return off <= b->n && len <= b->n - off; }
+
+static uint16_t rd_u16(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+static uint32_t rd_u32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static int fb_table_at(const fb *b, size_t pos, fb_table *t, const char *what) {
+    if (!fb_has(b, pos, 4)) return fb_range_err(b, what, pos, 4);
+    int32_t soff;
+    memcpy(&soff, b->p + pos, 4);
+    int64_t vt = (int64_t)pos - (int64_t)soff;
+    if (vt < 0 || !fb_has(b, (size_t)vt, 4))
+        return ote_err(OTE_EPARSE, "%s: %s: vtable offset %lld of the table at %zu is outside the file (size %zu)",
+                       b->label, what, (long long)vt, pos, b->n);
+    t->pos = pos;
+    t->vt = (size_t)vt;
+    t->vt_size = rd_u16(b->p + t->vt);
+    t->obj_size = rd_u16(b->p + t->vt + 2);
+    if (t->vt_size < 4 || (t->vt_size & 1u))
+        return ote_err(OTE_EPARSE, "%s: %s: invalid vtable size %u at offset %zu", b->label, what, t->vt_size, t->vt);
+    if (!fb_has(b, t->vt, t->vt_size)) return fb_range_err(b, what, t->vt, t->vt_size);
+    if (t->obj_size < 4) return ote_err(OTE_EPARSE, "%s: %s: invalid table size %u at offset %zu", b->label, what, t->obj_size, pos);
+    if (!fb_has(b, pos, t->obj_size)) return fb_range_err(b, what, pos, t->obj_size);
+    return 0;
+}
+
+/* 0: absent; 1: present with *fpos set; <0: the field lies outside its table. */
+static int fb_field(const fb *b, const fb_table *t, int id, size_t size, size_t *fpos, const char *what) {
+    size_t vo = 4 + 2 * (size_t)id;
+    if (vo + 2 > t->vt_size) return 0;
+    unsigned fo = rd_u16(b->p + t->vt + vo);
+    if (fo == 0) return 0;
+    if (fo < 4 || (size_t)fo + size > t->obj_size)
+        return ote_err(OTE_EPARSE, "%s: %s: field %d offset %u (size %zu) lies outside its %u-byte table at %zu",
+                       b->label, what, id, fo, size, t->obj_size, t->pos);
+    *fpos = t->pos + fo;
+    return 1;
+}
+
+static int fb_i32(const fb *b, const fb_table *t, int id, int32_t def, int32_t *v, const char *what) {
+    size_t fp = 0;
+    int r = fb_field(b, t, id, 4, &fp, what);
+    if (r < 0) return r;
+    if (r == 0) *v = def;
+    else memcpy(v, b->p + fp, 4);
+    return 0;
+}
+
+static int fb_u32f(const fb *b, const fb_table *t, int id, uint32_t def, uint32_t *v, const char *what) {
+    size_t fp = 0;
+    int r = fb_field(b, t, id, 4, &fp, what);
+    if (r < 0) return r;
+    *v = r == 0 ? def : rd_u32(b->p + fp);
+    return 0;
+}
+
+static int fb_u64f(const fb *b, const fb_table *t, int id, uint64_t *v, const char *what) {
+    size_t fp = 0;
+    int r = fb_field(b, t, id, 8, &fp, what);
+    if (r < 0) return r;
+    *v = 0;
+    if (r) memcpy(v, b->p + fp, 8);
+    return 0;
+}
+
+/* Byte-sized scalar (i8 or u8 enum); returned as int with the given signedness. */
+static int fb_byte(const fb *b, const fb_table *t, int id, int is_signed, int def, int *v, const char *what) {
+    size_t fp = 0;
+    int r = fb_field(b, t, id, 1, &fp, what);
+    if (r < 0) return r;
+    *v = r == 0 ? def : (is_signed ? (int)(int8_t)b->p[fp] : (int)b->p[fp]);
+    return 0;
+}
+
+/* Follows a uoffset field. 0: absent; 1: *target set (at least 4 bytes available there). */
+static int fb_ref(const fb *b, const fb_table *t, int id, size_t *target, const char *what) {
+    size_t fp = 0;
+    int r = fb_field(b, t, id, 4, &fp, what);
+    if (r <= 0) return r;
+    uint32_t off = rd_u32(b->p + fp);
+    if (off == 0 || (size_t)off > b->n - fp)
+        return ote_err(OTE_EPARSE, "%s: %s: reference %u at offset %zu points outside the file (size %zu)", b->label,
+                       what, off, fp, b->n);
+    *target = fp + off;
+    if (!fb_has(b, *target, 4)) return fb_range_err(b, what, *target, 4);
+    return 1;
+}
+
+/* A vector field of `elem`-byte elements. Absent -> len 0. */
+static int fb_vec(const fb *b, const fb_table *t, int id, size_t elem, size_t *data, uint32_t *len, const char *what) {
+    size_t vp;
+    *len = 0;
+    *data = 0;
+    int r = fb_ref(b, t, id, &vp, what);
+    if (r <= 0) return r;
+    uint32_t n = rd_u32(b->p + vp);
+    size_t avail = b->n - vp - 4;
+    if ((size_t)n > avail / elem)
+        return ote_err(OTE_EPARSE, "%s: %s: vector of %u elements x %zu bytes at offset %zu exceeds the file size %zu",
+                       b->label, what, n, elem, vp, b->n);
+    *data = vp + 4;
+    *len = n;
+    return 1;
+}
+
+/* Element i of a vector of tables. */
+static int fb_vec_table(const fb *b, size_t data, uint32_t i, fb_table *t, const char *what) {
+    size_t ep = data + 4 * (size_t)i; /* in range: the vector was validated */
+    uint32_t off = rd_u32(b->p + ep);
+    if (off == 0 || (size_t)off > b->n - ep)
+        return ote_err(OTE_EPARSE, "%s: %s: table reference %u at offset %zu points outside the file (size %zu)",
+                       b->label, what, off, ep, b->n);
+    return fb_table_at(b, ep + off, t, what);
+}
+
+/* Copies a string field into a fresh NUL-terminated buffer ("" when absent). */
+static int fb_string(const fb *b, const fb_table *t, int id, char **out, const char *what) {
+    size_t d;
+    uint32_t n;
+    *out = NULL;
+    int r = fb_vec(b, t, id, 1, &d, &n, what);
+    if (r < 0) return r;
+    char *s = malloc((size_t)n + 1);
+    if (!s) return ote_err(OTE_ENOMEM, "%s: %s: cannot allocate %u bytes", b->label, what, n + 1);
+    if (n) memcpy(s, b->p + d, n);
+    s[n] = 0;
+    *out = s;
+    return 0;
+}
+
+/* Copies an [int] vector into a fresh array. */
+static int fb_int_vec(const fb *b, const fb_table *t, int id, int **out, int *count, const char *what) {
+    size_t d;
+    uint32_t n;
+    *out = NULL;
+    *count = 0;
+    int r = fb_vec(b, t, id, 4, &d, &n, what);
+    if (r < 0) return r;
+    if (n == 0) return 0;
+    int *a = malloc((size_t)n * sizeof *a);
+    if (!a) return ote_err(OTE_ENOMEM, "%s: %s: cannot allocate %u ints", b->label, what, n);
+    for (uint32_t i = 0; i < n; i++) {
+        int32_t v;
+        memcpy(&v, b->p + d + 4 * (size_t)i, 4);
+        a[i] = v;
+    }
+    *out = a;
+    *count = (int)n;
+    return 0;
+}
+
+/* ---- names and sizes ------------------------------------------------------------------------ */
+
+const char *tfl_op_name(int opcode, char *buf, size_t n) {
+    switch (opcode) {
+    case TFL_OP_ADD: return "ADD";
+    case TFL_OP_AVERAGE_POOL_2D: return "AVERAGE_POOL_2D";
+    case TFL_OP_CONCATENATION: return "CONCATENATION";
+    case TFL_OP_CONV_2D: return "CONV_2D";
+    case TFL_OP_DEPTHWISE_CONV_2D: return "DEPTHWISE_CONV_2D";
+    case TFL_OP_DEQUANTIZE: return "DEQUANTIZE";
+    case TFL_OP_FULLY_CONNECTED: return "FULLY_CONNECTED";
+    case TFL_OP_LOGISTIC: return "LOGISTIC";
+    case TFL_OP_MAX_POOL_2D: return "MAX_POOL_2D";
+    case TFL_OP_MUL: return "MUL";
+    case TFL_OP_RELU: return "RELU";
+    case TFL_OP_RELU6: return "RELU6";
+    case TFL_OP_RESHAPE: return "RESHAPE";
+    case TFL_OP_SOFTMAX: return "SOFTMAX";
+    case TFL_OP_MEAN: return "MEAN";
+    case TFL_OP_SQUEEZE: return "SQUEEZE";
+    case TFL_OP_QUANTIZE: return "QUANTIZE";
+    case TFL_OP_CUSTOM: return "CUSTOM";
+    default: snprintf(buf, n, "OP_%d", opcode); return buf;
+    }
+}
+
+const char *tfl_type_name(int type) {
+    static const char *names[] = {"FLOAT32", "FLOAT16", "INT32", "UINT8", "INT64", "STRING", "BOOL", "INT16", "COMPLEX64", "INT8"};
+    return type >= 0 && type < 10 ? names[type] : "UNKNOWN";
+}
+
+int tfl_type_size(int type) {
+    switch (type) {
+    case TFL_FLOAT32: return 4;
+    case TFL_FLOAT16: return 2;
+    case TFL_INT32: return 4;
+    case TFL_UINT8: return 1;
+    case TFL_INT64: return 8;
+    case TFL_BOOL: return 1;
+    case TFL_INT16: return 2;
+    case TFL_COMPLEX64: return 8;
+    case TFL_INT8: return 1;
+    default: return 0;
+    }
+}
+
+int64_t tfl_tensor_numel(const tfl_tensor *t) {
+    int64_t n = 1;
+    for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
+    return n;
+}
+
+int tfl_count_ops(const tfl_model *m, int opcode) {
+    int c = 0;
+    for (int i = 0; i < m->n_ops; i++) c += m->ops[i].opcode == opcode;
+    return c;
+}
+
+/* ---- model walk ----------------------------------------------------------------------------- */
+
+void tfl_free(tfl_model *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_tensors && m->tensors; i++) {
+        free(m->tensors[i].name);
+        free(m->tensors[i].scale);
+        free(m->tensors[i].zero_point);
+    }
+    for (int i = 0; i < m->n_ops && m->ops; i++) {
+        free(m->ops[i].inputs);
+        free(m->ops[i].outputs);
+    }
+    free(m->tensors);
+    free(m->ops);
+    free(m->buffers);
+    free(m->opcodes);
+    free(m->inputs);
+    free(m->outputs);
+    free(m->description);
+    free(m->file);
+    memset(m, 0, sizeof *m);
+}
+
+static int parse_quant(const fb *b, const fb_table *tt, tfl_tensor *t, const char *what) {
+    size_t qp;
+    int r = fb_ref(b, tt, 4, &qp, what);
+    if (r <= 0) return r;
+    fb_table q;
+    CHECK(fb_table_at(b, qp, &q, what));
+    size_t d;
+    uint32_t n;
+    CHECK(fb_vec(b, &q, 2, 4, &d, &n, what));
+    if (n) {
+        t->scale = malloc((size_t)n * sizeof *t->scale);
+        if (!t->scale) return ote_err(OTE_ENOMEM, "%s: %s: cannot allocate %u scales", b->label, what, n);
+        memcpy(t->scale, b->p + d, (size_t)n * 4);
+        t->n_scale = (int)n;
+    }
+    CHECK(fb_vec(b, &q, 3, 8, &d, &n, what));
+    if (n) {
+        t->zero_point = malloc((size_t)n * sizeof *t->zero_point);
+        if (!t->zero_point) return ote_err(OTE_ENOMEM, "%s: %s: cannot allocate %u zero points", b->label, what, n);
+        memcpy(t->zero_point, b->p + d, (size_t)n * 8);
+        t->n_zero_point = (int)n;
+    }
+    int32_t qd;
+    CHECK(fb_i32(b, &q, 6, 0, &qd, what));
+    t->quant_dim = qd;
+    if (t->n_zero_point != 0 && t->n_zero_point != 1 && t->n_zero_point != t->n_scale)
+        return ote_err(OTE_EPARSE, "%s: %s: quantization: %d zero points for %d scales", b->label, what,
+                       t->n_zero_point, t->n_scale);
+    if (t->n_scale > 1 &&
+        (qd < 0 || qd >= t->ndim || t->shape[qd] != t->n_scale))
+        return ote_err(OTE_EPARSE, "%s: %s: quantization: %d scales do not match quantized_dimension %d of a rank-%d tensor",
+                       b->label, what, t->n_scale, qd, t->ndim);
+    for (int i = 0; i < t->n_scale; i++)
+        if (!(t->scale[i] == t->scale[i]) || t->scale[i] < 0)
+            return ote_err(OTE_EPARSE, "%s: %s: quantization: invalid scale[%d] = %g", b->label, what, i, (double)t->scale[i]);
+    return 0;
+}
+
+static int parse_tensor(const fb *b, const fb_table *tt, tfl_tensor *t, const char *what) {
+    size_t d;
+    uint32_t n;
+    CHECK(fb_vec(b, tt, 0, 4, &d, &n, what));
+    if (n > TFL_MAX_DIMS) return ote_err(OTE_EPARSE, "%s: %s: rank %u exceeds %d", b->label, what, n, TFL_MAX_DIMS);
+    t->ndim = (int)n;
+    int64_t numel = 1;
+    for (uint32_t i = 0; i < n; i++) {
+        int32_t v;
+        memcpy(&v, b->p + d + 4 * (size_t)i, 4);
+        /* -1 would mark a dynamic dimension; weights never have one, and the numel checks below
+         * need concrete sizes. */
+        if (v < 0) return ote_err(OTE_EPARSE, "%s: %s: shape[%u] = %d is negative", b->label, what, i, v);
+        t->shape[i] = v;
+        numel *= v;
+        if (numel > ((int64_t)1 << 40)) return ote_err(OTE_EPARSE, "%s: %s: shape is implausibly large", b->label, what);
+    }
+    CHECK(fb_byte(b, tt, 1, 1, TFL_FLOAT32, &t->type, what));
+    CHECK(fb_u32f(b, tt, 2, 0, &t->buffer, what));
+    CHECK(fb_string(b, tt, 3, &t->name, what));
+    CHECK(parse_quant(b, tt, t, what));
+    return 0;
+}
+
+static int parse_options(const fb *b, const fb_table *ot, tfl_op *op, const char *what) {
+    int tag;
+    CHECK(fb_byte(b, ot, 3, 0, 0, &tag, what));
+    op->options_type = tag;
+    op->padding = TFL_PAD_SAME;
+    op->stride_w = op->stride_h = 1;
+    op->dilation_w = op->dilation_h = 1;
+    op->depth_multiplier = 0;
+    op->filter_w = op->filter_h = 0;
+    op->activation = TFL_ACT_NONE;
+    if (tag != 1 && tag != 2 && tag != 5 && tag != 8 && tag != 11) return 0;
+    size_t tp;
+    int r = fb_ref(b, ot, 4, &tp, what);
+    if (r < 0) return r;
+    if (r == 0) return 0; /* all defaults */
+    fb_table o;
+    CHECK(fb_table_at(b, tp, &o, what));
+    int32_t v;
+    switch (tag) {
+    case 1: /* Conv2DOptions */
+    case 2: /* DepthwiseConv2DOptions: depth_multiplier shifts the later fields by one */
+        CHECK(fb_byte(b, &o, 0, 1, TFL_PAD_SAME, &op->padding, what));
+        CHECK(fb_i32(b, &o, 1, 0, &v, what));
+        op->stride_w = v;
+        CHECK(fb_i32(b, &o, 2, 0, &v, what));
+        op->stride_h = v;
+        {
+            int k = tag == 2 ? 1 : 0;
+            if (tag == 2) {
+                CHECK(fb_i32(b, &o, 3, 0, &v, what));
+                op->depth_multiplier = v;
+            }
+            CHECK(fb_byte(b, &o, 3 + k, 1, TFL_ACT_NONE, &op->activation, what));
+            CHECK(fb_i32(b, &o, 4 + k, 1, &v, what));
+            op->dilation_w = v;
+            CHECK(fb_i32(b, &o, 5 + k, 1, &v, what));
+            op->dilation_h = v;
+        }
+        break;
+    case 5: /* Pool2DOptions */
+        CHECK(fb_byte(b, &o, 0, 1, TFL_PAD_SAME, &op->padding, what));
+        CHECK(fb_i32(b, &o, 1, 0, &v, what));
+        op->stride_w = v;
+        CHECK(fb_i32(b, &o, 2, 0, &v, what));
+        op->stride_h = v;
+        CHECK(fb_i32(b, &o, 3, 0, &v, what));
+        op->filter_w = v;
+        CHECK(fb_i32(b, &o, 4, 0, &v, what));
+        op->filter_h = v;
+        CHECK(fb_byte(b, &o, 5, 1, TFL_ACT_NONE, &op->activation, what));
+        break;
+    default: /* FullyConnectedOptions, AddOptions: fused activation is field 0 */
+        CHECK(fb_byte(b, &o, 0, 1, TFL_ACT_NONE, &op->activation, what));
+        break;
+    }
+    return 0;
+}
+
+static int parse_all(tfl_model *m, const fb *b) {
+    if (b->n < 8) return ote_err(OTE_EPARSE, "%s: file of %zu bytes is too short for a FlatBuffer", b->label, b->n);
+    if (memcmp(b->p + 4, "TFL3", 4) != 0) {
+        char id[20];
+        for (int i = 0; i < 4; i++) {
+            unsigned char c = b->p[4 + i];
+            id[i] = c >= 32 && c < 127 ? (char)c : '?';
+        }
+        id[4] = 0;
+        return ote_err(OTE_EPARSE, "%s: not a TFLite FlatBuffer (file identifier '%s', expected 'TFL3')", b->label, id);
+    }
+    fb_table model;
+    CHECK(fb_table_at(b, rd_u32(b->p), &model, "root Model table"));
+    CHECK(fb_u32f(b, &model, 0, 0, &m->version, "Model.version"));
+    if (m->version != 3)
+        return ote_err(OTE_EPARSE, "%s: Model.version: %u is not the supported schema version 3", b->label, m->version);
+    CHECK(fb_string(b, &model, 3, &m->description, "Model.description"));
+
+    /* operator codes */
+    size_t d;
+    uint32_t n;
+    CHECK(fb_vec(b, &model, 1, 4, &d, &n, "Model.operator_codes"));
+    if (n) {
+        m->opcodes = calloc(n, sizeof *m->opcodes);
+        if (!m->opcodes) return ote_err(OTE_ENOMEM, "%s: cannot allocate %u operator codes", b->label, n);
+    }
+    m->n_opcodes = (int)n;
+    for (uint32_t i = 0; i < n; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "operator_codes[%u]", i);
+        fb_table oc;
+        CHECK(fb_vec_table(b, d, i, &oc, what));
+        int dep;
+        int32_t code;
+        CHECK(fb_byte(b, &oc, 0, 1, 0, &dep, what));
+        CHECK(fb_i32(b, &oc, 3, 0, &code, what));
+        /* Files from before builtin_code existed only set the deprecated byte (codes < 127);
+         * newer files set both, so the larger one is the real code. */
+        m->opcodes[i] = code > dep ? code : dep;
+    }
+
+    /* buffers */
+    CHECK(fb_vec(b, &model, 4, 4, &d, &n, "Model.buffers"));
+    if (n) {
+        m->buffers = calloc(n, sizeof *m->buffers);
+        if (!m->buffers) return ote_err(OTE_ENOMEM, "%s: cannot allocate %u buffers", b->label, n);
+    }
+    m->n_buffers = (int)n;
+    for (uint32_t i = 0; i < n; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "buffers[%u]", i);
+        fb_table bt;
+        CHECK(fb_vec_table(b, d, i, &bt, what));
+        size_t bd;
+        uint32_t bn;
+        CHECK(fb_vec(b, &bt, 0, 1, &bd, &bn, what));
+        if (bn) {
+            m->buffers[i].data = b->p + bd;
+            m->buffers[i].size = bn;
+        } else {
+            /* >2 GB models keep data outside the FlatBuffer at an absolute offset. */
+            uint64_t off, sz;
+            CHECK(fb_u64f(b, &bt, 1, &off, what));
+            CHECK(fb_u64f(b, &bt, 2, &sz, what));
+            if (off > 1 && sz > 0) {
+                if (off > b->n || sz > b->n - off) return fb_range_err(b, what, (size_t)off, (size_t)sz);
+                m->buffers[i].data = b->p + off;
+                m->buffers[i].size = (size_t)sz;
+            }
+        }
+    }
+
+    /* subgraph 0 */
+    size_t sd;
+    uint32_t ns;
+    CHECK(fb_vec(b, &model, 2, 4, &sd, &ns, "Model.subgraphs"));
+    if (ns == 0) return ote_err(OTE_EPARSE, "%s: Model.subgraphs: the model has no subgraph", b->label);
+    m->n_subgraphs = (int)ns;
+    fb_table sg;
+    CHECK(fb_vec_table(b, sd, 0, &sg, "subgraphs[0]"));
+
+    CHECK(fb_vec(b, &sg, 0, 4, &d, &n, "subgraphs[0].tensors"));
+    if (n) {
+        m->tensors = calloc(n, sizeof *m->tensors);
+        if (!m->tensors) return ote_err(OTE_ENOMEM, "%s: cannot allocate %u tensors", b->label, n);
+    }
+    m->n_tensors = (int)n;
+    for (uint32_t i = 0; i < n; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "tensors[%u]", i);
+        fb_table tt;
+        CHECK(fb_vec_table(b, d, i, &tt, what));
+        CHECK(parse_tensor(b, &tt, &m->tensors[i], what));
+        tfl_tensor *t = &m->tensors[i];
+        if (t->buffer >= (uint32_t)m->n_buffers)
+            return ote_err(OTE_EPARSE, "%s: tensors[%u] '%s': buffer index %u >= %d buffers", b->label, i, t->name,
+                           t->buffer, m->n_buffers);
+        const tfl_buffer *bf = &m->buffers[t->buffer];
+        int es = tfl_type_size(t->type);
+        if (bf->size && (es == 0 || (uint64_t)tfl_tensor_numel(t) * (uint64_t)es != bf->size))
+            return ote_err(OTE_EPARSE, "%s: tensors[%u] '%s': buffer %u holds %zu bytes, shape and type %s need %lld",
+                           b->label, i, t->name, t->buffer, bf->size, tfl_type_name(t->type),
+                           (long long)(tfl_tensor_numel(t) * es));
+    }
+    CHECK(fb_int_vec(b, &sg, 1, &m->inputs, &m->n_inputs, "subgraphs[0].inputs"));
+    CHECK(fb_int_vec(b, &sg, 2, &m->outputs, &m->n_outputs, "subgraphs[0].outputs"));
+    for (int i = 0; i < m->n_inputs; i++)
+        if (m->inputs[i] < 0 || m->inputs[i] >= m->n_tensors)
+            return ote_err(OTE_EPARSE, "%s: subgraphs[0].inputs[%d] = %d is not a tensor index (< %d)", b->label, i,
+                           m->inputs[i], m->n_tensors);
+    for (int i = 0; i < m->n_outputs; i++)
+        if (m->outputs[i] < 0 || m->outputs[i] >= m->n_tensors)
+            return ote_err(OTE_EPARSE, "%s: subgraphs[0].outputs[%d] = %d is not a tensor index (< %d)", b->label, i,
+                           m->outputs[i], m->n_tensors);
+
+    CHECK(fb_vec(b, &sg, 3, 4, &d, &n, "subgraphs[0].operators"));
+    if (n) {
+        m->ops = calloc(n, sizeof *m->ops);
+        if (!m->ops) return ote_err(OTE_ENOMEM, "%s: cannot allocate %u operators", b->label, n);
+    }
+    m->n_ops = (int)n;
+    for (uint32_t i = 0; i < n; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "operators[%u]", i);
+        fb_table ot;
+        tfl_op *op = &m->ops[i];
+        CHECK(fb_vec_table(b, d, i, &ot, what));
+        uint32_t oi;
+        CHECK(fb_u32f(b, &ot, 0, 0, &oi, what));
+        if (oi >= (uint32_t)m->n_opcodes)
+            return ote_err(OTE_EPARSE, "%s: %s: opcode_index %u >= %d operator codes", b->label, what, oi, m->n_opcodes);
+        op->opcode = m->opcodes[oi];
+        CHECK(fb_int_vec(b, &ot, 1, &op->inputs, &op->n_in, what));
+        CHECK(fb_int_vec(b, &ot, 2, &op->outputs, &op->n_out, what));
+        for (int k = 0; k < op->n_in; k++)
+            if (op->inputs[k] < -1 || op->inputs[k] >= m->n_tensors)
+                return ote_err(OTE_EPARSE, "%s: %s: inputs[%d] = %d is not a tensor index (< %d)", b->label, what, k,
+                               op->inputs[k], m->n_tensors);
+        for (int k = 0; k < op->n_out; k++)
+            if (op->outputs[k] < 0 || op->outputs[k] >= m->n_tensors)
+                return ote_err(OTE_EPARSE, "%s: %s: outputs[%d] = %d is not a tensor index (< %d)", b->label, what, k,
+                               op->outputs[k], m->n_tensors);
+        CHECK(parse_options(b, &ot, op, what));
+    }
+    return 0;
+}
+
+int tfl_parse(tfl_model *m, const void *bytes, size_t size, const char *label) {
+    memset(m, 0, sizeof *m);
+    snprintf(m->path, sizeof m->path, "%s", label ? label : "<memory>");
+    m->file = malloc(size ? size : 1);
+    if (!m->file) return ote_err(OTE_ENOMEM, "%s: cannot allocate %zu bytes", m->path, size);
+    if (size) memcpy(m->file, bytes, size);
+    m->size = size;
+    fb b = {m->file, size, m->path};
+    int r = parse_all(m, &b);
+    if (r < 0) tfl_free(m);
+    return r;
+}
+
+int tfl_load(tfl_model *m, const char *path) {
+    memset(m, 0, sizeof *m);
+    FILE *f = fopen(path, "rb");
+    if (!f) return ote_err(OTE_EIO, "%s: cannot open: %s", path, strerror(errno));
+    uint8_t *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : (1u << 20);
+            uint8_t *nb = realloc(buf, nc);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return ote_err(OTE_ENOMEM, "%s: cannot allocate %zu bytes", path, nc);
+            }
+            buf = nb;
+            cap = nc;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return ote_err(OTE_EIO, "%s: read error", path);
+    }
+    int r = tfl_parse(m, buf, n, path);
+    free(buf);
+    return r;
+}
+
+/* ---- data and dequantisation ---------------------------------------------------------------- */
+
+const uint8_t *tfl_tensor_data(const tfl_model *m, int t, size_t *bytes) {
+    *bytes = 0;
+    if (t < 0 || t >= m->n_tensors) return NULL;
+    const tfl_buffer *b = &m->buffers[m->tensors[t].buffer];
+    *bytes = b->size;
+    return b->size ? b->data : NULL;
+}
+
+static int tensor_check(const tfl_model *m, int t, int64_t n, const char *fn) {
+    if (t < 0 || t >= m->n_tensors)
+        return ote_err(OTE_EINVAL, "%s: %s: tensor index %d out of range (%d tensors)", m->path, fn, t, m->n_tensors);
+    const tfl_tensor *tt = &m->tensors[t];
+    if (tfl_tensor_numel(tt) != n)
+        return ote_err(OTE_EINVAL, "%s: %s: tensor %d '%s' has %lld elements, caller expects %lld", m->path, fn, t,
+                       tt->name, (long long)tfl_tensor_numel(tt), (long long)n);
+    size_t bytes;
+    if (!tfl_tensor_data(m, t, &bytes) && n > 0)
+        return ote_err(OTE_EPARSE, "%s: %s: tensor %d '%s' has no constant data", m->path, fn, t, tt->name);
+    return 0;
+}
+
+static int64_t raw_int(const uint8_t *p, int type, int64_t i) {
+    switch (type) {
+    case TFL_INT8: return (int8_t)p[i];
+    case TFL_UINT8: return p[i];
+    case TFL_INT16: {
+        int16_t v;
+        memcpy(&v, p + 2 * i, 2);
+        return v;
+    }
+    default: {
+        int32_t v;
+        memcpy(&v, p + 4 * i, 4);
+        return v;
+    }
+    }
+}
+
+int tfl_dequantize(const tfl_model *m, int t, float *out, int64_t n) {
+    CHECK(tensor_check(m, t, n, "dequantize"));
+    const tfl_tensor *tt = &m->tensors[t];
+    size_t bytes;
+    const uint8_t *p = tfl_tensor_data(m, t, &bytes);
+    if (tt->type == TFL_FLOAT32) {
+        memcpy(out, p, (size_t)n * 4);
+        return 0;
+    }
+    if (tt->type != TFL_INT8 && tt->type != TFL_UINT8 && tt->type != TFL_INT16 && tt->type != TFL_INT32)
+        return ote_err(OTE_EPARSE, "%s: tensor %d '%s': cannot dequantize type %s", m->path, t, tt->name,
+                       tfl_type_name(tt->type));
+    if (tt->n_scale == 0)
+        return ote_err(OTE_EPARSE, "%s: tensor %d '%s': type %s without quantization scales", m->path, t, tt->name,
+                       tfl_type_name(tt->type));
+    /* Element i belongs to channel (i / inner) % shape[quant_dim] in row-major order. */
+    int64_t inner = 1;
+    int nch = tt->n_scale;
+    if (nch > 1)
+        for (int d = tt->quant_dim + 1; d < tt->ndim; d++) inner *= tt->shape[d];
+    for (int64_t i = 0; i < n; i++) {
+        int c = nch > 1 ? (int)((i / inner) % nch) : 0;
+        int64_t zp = tt->n_zero_point == 0 ? 0 : tt->zero_point[tt->n_zero_point > 1 ? c : 0];
+        out[i] = (float)((double)tt->scale[c] * (double)(raw_int(p, tt->type, i) - zp));
+    }
+    return 0;
+}
+
+int tfl_dequantize_bias(const tfl_model *m, int bias, int input, int weight, float *out, int64_t n) {
+    CHECK(tensor_check(m, bias, n, "dequantize_bias"));
+    const tfl_tensor *bt = &m->tensors[bias];
+    if (bt->type == TFL_FLOAT32) return tfl_dequantize(m, bias, out, n);
+    if (bt->type != TFL_INT32)
+        return ote_err(OTE_EPARSE, "%s: bias tensor %d '%s': type %s, expected INT32 or FLOAT32", m->path, bias,
+                       bt->name, tfl_type_name(bt->type));
+    if (input < 0 || input >= m->n_tensors || weight < 0 || weight >= m->n_tensors)
+        return ote_err(OTE_EINVAL, "%s: dequantize_bias: input %d / weight %d out of range", m->path, input, weight);
+    const tfl_tensor *it = &m->tensors[input], *wt = &m->tensors[weight];
+    if (it->n_scale < 1)
+        return ote_err(OTE_EPARSE, "%s: tensor %d '%s': an INT32 bias needs a quantised input, but the input has no scale",
+                       m->path, input, it->name);
+    if (wt->n_scale != 1 && wt->n_scale != n)
+        return ote_err(OTE_EPARSE, "%s: tensor %d '%s': %d weight scales for a bias of %lld entries", m->path, weight,
+                       wt->name, wt->n_scale, (long long)n);
+    size_t bytes;
+    const uint8_t *p = tfl_tensor_data(m, bias, &bytes);
+    for (int64_t i = 0; i < n; i++) {
+        double s = (double)it->scale[0] * (double)wt->scale[wt->n_scale > 1 ? i : 0];
+        int64_t zp = bt->n_zero_point == 0 ? 0 : bt->zero_point[bt->n_zero_point > 1 ? i : 0];
+        out[i] = (float)(s * (double)(raw_int(p, TFL_INT32, i) - zp));
+    }
+    return 0;
+}
