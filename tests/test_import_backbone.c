@@ -1,0 +1,426 @@
+/* test_import_backbone.c - the TFLite -> MobileNetV2 import, checked by classifying images.
+ *
+ * For both shared TFLite files: import with the classifier kept, then run an independent naive C
+ * float forward of the torchvision-variant network on the imported PyTorch-layout weights
+ * (OIHW convs, (C,1,3,3) depthwise, BN in eval mode with the stored statistics, ReLU6, residual
+ * adds, TF-SAME asymmetric padding, global average pool, linear classifier) on the four test
+ * images (24-bit BMP read here, bilinear resize to 224x224 with half-pixel centres, x/127.5 - 1).
+ * The top-1 classes must be the README's: cat 286, bird 20, grace_hopper 653, dragonfly 320
+ * (index = line of imagenet_labels.txt, 0 = background). Also checked: parameter names/shapes,
+ * the layout permutation on sampled elements (tolerance: exact, same float arithmetic), the BN
+ * identity, the import without classifier, and structure mismatches (wrong shape, wrong count,
+ * broken wiring) giving errors.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/status.h"
+#include "engine/tflite.h"
+#include "tools/import_backbone.h"
+
+static int n_fail = 0;
+
+static void check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#include <stdarg.h>
+static void check(int ok, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    printf("%s: ", ok ? "ok" : "FAIL");
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    if (!ok) n_fail++;
+}
+
+/* ---- image input ---------------------------------------------------------------------------- */
+
+typedef struct img {
+    int w, h;
+    unsigned char *rgb; /* h*w*3 */
+} img;
+
+static int read_bmp(const char *path, img *im) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc((size_t)n);
+    if (fread(b, 1, (size_t)n, f) != (size_t)n) n = 0;
+    fclose(f);
+    int32_t w, h;
+    uint32_t off, comp;
+    uint16_t bpp;
+    if (n < 54 || b[0] != 'B' || b[1] != 'M') {
+        free(b);
+        return -1;
+    }
+    memcpy(&off, b + 10, 4), memcpy(&w, b + 18, 4), memcpy(&h, b + 22, 4), memcpy(&bpp, b + 28, 2), memcpy(&comp, b + 30, 4);
+    int bottom_up = h > 0;
+    if (h < 0) h = -h;
+    size_t row = ((size_t)w * 3 + 3) & ~(size_t)3;
+    if (bpp != 24 || comp != 0 || w <= 0 || off + row * (size_t)h > (size_t)n) {
+        free(b);
+        return -1;
+    }
+    im->w = w, im->h = h;
+    im->rgb = malloc((size_t)w * h * 3);
+    for (int y = 0; y < h; y++) {
+        const unsigned char *src = b + off + row * (size_t)(bottom_up ? h - 1 - y : y);
+        for (int x = 0; x < w; x++) {
+            unsigned char *d = im->rgb + ((size_t)y * w + x) * 3;
+            d[0] = src[3 * x + 2], d[1] = src[3 * x + 1], d[2] = src[3 * x]; /* BGR -> RGB */
+        }
+    }
+    free(b);
+    return 0;
+}
+
+typedef struct fmap {
+    int c, h, w;
+    float *d; /* (C, H, W) */
+} fmap;
+
+static fmap fm_new(int c, int h, int w) {
+    fmap f = {c, h, w, calloc((size_t)c * h * w, sizeof(float))};
+    return f;
+}
+
+/* Bilinear resize with half-pixel centres (as cv2.INTER_LINEAR / TF half_pixel_centers), then
+ * x / 127.5 - 1, into a CHW map. */
+static fmap preprocess(const img *im, int size) {
+    fmap x = fm_new(3, size, size);
+    double sy = (double)im->h / size, sx = (double)im->w / size;
+    for (int y = 0; y < size; y++) {
+        double fy = (y + 0.5) * sy - 0.5;
+        if (fy < 0) fy = 0;
+        int y0 = (int)fy;
+        if (y0 > im->h - 1) y0 = im->h - 1;
+        int y1 = y0 + 1 < im->h ? y0 + 1 : y0;
+        double ay = fy - y0;
+        for (int xx = 0; xx < size; xx++) {
+            double fx = (xx + 0.5) * sx - 0.5;
+            if (fx < 0) fx = 0;
+            int x0 = (int)fx;
+            if (x0 > im->w - 1) x0 = im->w - 1;
+            int x1 = x0 + 1 < im->w ? x0 + 1 : x0;
+            double ax = fx - x0;
+            for (int c = 0; c < 3; c++) {
+                double p00 = im->rgb[((size_t)y0 * im->w + x0) * 3 + c], p01 = im->rgb[((size_t)y0 * im->w + x1) * 3 + c];
+                double p10 = im->rgb[((size_t)y1 * im->w + x0) * 3 + c], p11 = im->rgb[((size_t)y1 * im->w + x1) * 3 + c];
+                double v = (1 - ay) * ((1 - ax) * p00 + ax * p01) + ay * ((1 - ax) * p10 + ax * p11);
+                x.d[((size_t)c * size + y) * size + xx] = (float)(v / 127.5 - 1.0);
+            }
+        }
+    }
+    return x;
+}
+
+/* ---- naive network ---------------------------------------------------------------------------- */
+
+/* TF "SAME": out = ceil(in / s), pad_total = max((out - 1) s + k - in, 0), before = total / 2. */
+static int same_out(int in, int s) { return (in + s - 1) / s; }
+static int same_pad_before(int in, int k, int s) {
+    int tot = (same_out(in, s) - 1) * s + k - in;
+    return tot > 0 ? tot / 2 : 0;
+}
+
+static const ibk_param *need(const ibk_result *r, const char *name, int64_t numel) {
+    const ibk_param *p = ibk_find(r, name);
+    if (!p || p->numel != numel) {
+        fprintf(stderr, "FAIL: parameter %s missing or wrong size\n", name);
+        exit(1);
+    }
+    return p;
+}
+
+/* conv (groups = 1 or depthwise), weights OIHW / (C,1,k,k), no bias (BN follows). */
+static fmap conv(const fmap *x, const ibk_result *r, const char *prefix, int cout, int k, int s, int dw) {
+    char name[160];
+    snprintf(name, sizeof name, "%s.conv.weight", prefix);
+    const float *W = need(r, name, (int64_t)cout * (dw ? 1 : x->c) * k * k)->data;
+    int oh = same_out(x->h, s), ow = same_out(x->w, s);
+    int pt = same_pad_before(x->h, k, s), pl = same_pad_before(x->w, k, s);
+    fmap y = fm_new(cout, oh, ow);
+    size_t hw = (size_t)oh * ow;
+    if (k == 1 && s == 1 && !dw) {
+        for (int o = 0; o < cout; o++) {
+            float *yo = y.d + o * hw;
+            for (int i = 0; i < x->c; i++) {
+                float wv = W[(size_t)o * x->c + i];
+                const float *xi = x->d + (size_t)i * hw;
+                for (size_t p = 0; p < hw; p++) yo[p] += wv * xi[p];
+            }
+        }
+    } else {
+        for (int o = 0; o < cout; o++)
+            for (int i = dw ? o : 0; i < (dw ? o + 1 : x->c); i++)
+                for (int ky = 0; ky < k; ky++)
+                    for (int kx = 0; kx < k; kx++) {
+                        float wv = W[(((size_t)o * (dw ? 1 : x->c) + (dw ? 0 : i)) * k + ky) * k + kx];
+                        for (int yy = 0; yy < oh; yy++) {
+                            int iy = yy * s + ky - pt;
+                            if (iy < 0 || iy >= x->h) continue;
+                            for (int xx = 0; xx < ow; xx++) {
+                                int ix = xx * s + kx - pl;
+                                if (ix < 0 || ix >= x->w) continue;
+                                y.d[((size_t)o * oh + yy) * ow + xx] += wv * x->d[((size_t)i * x->h + iy) * x->w + ix];
+                            }
+                        }
+                    }
+    }
+    /* BN in eval mode, written out from PyTorch's definition. */
+    const float *g, *b, *mu, *var;
+    snprintf(name, sizeof name, "%s.bn.weight", prefix);
+    g = need(r, name, cout)->data;
+    snprintf(name, sizeof name, "%s.bn.bias", prefix);
+    b = need(r, name, cout)->data;
+    snprintf(name, sizeof name, "%s.bn.running_mean", prefix);
+    mu = need(r, name, cout)->data;
+    snprintf(name, sizeof name, "%s.bn.running_var", prefix);
+    var = need(r, name, cout)->data;
+    for (int o = 0; o < cout; o++) {
+        float inv = 1.0f / sqrtf(var[o] + IBK_BN_EPS);
+        for (size_t p = 0; p < hw; p++) y.d[o * hw + p] = (y.d[o * hw + p] - mu[o]) * inv * g[o] + b[o];
+    }
+    return y;
+}
+
+static void relu6(fmap *x) {
+    size_t n = (size_t)x->c * x->h * x->w;
+    for (size_t i = 0; i < n; i++) x->d[i] = x->d[i] < 0 ? 0 : x->d[i] > 6 ? 6 : x->d[i];
+}
+
+/* Returns the 1001 logits. Structure written independently of the importer's table. */
+static float *forward(const ibk_result *r, fmap x) {
+    static const int t_[7] = {1, 6, 6, 6, 6, 6, 6}, c_[7] = {16, 24, 32, 64, 96, 160, 320}, n_[7] = {1, 2, 3, 4, 3, 3, 1},
+                     s_[7] = {1, 2, 2, 2, 1, 2, 1};
+    /* torchvision group g -> pytorchcv stage: 16 ->1, 24 ->2, 32 ->3, 64/96 ->4, 160/320 ->5 */
+    static const int stage_of[7] = {1, 2, 3, 4, 4, 5, 5};
+    fmap h = conv(&x, r, "backbone.features.init_block", 32, 3, 2, 0);
+    relu6(&h);
+    int unit = 0, prev_stage = 0;
+    for (int g = 0; g < 7; g++) {
+        for (int i = 0; i < n_[g]; i++) {
+            int S = stage_of[g];
+            unit = S == prev_stage ? unit + 1 : 1;
+            prev_stage = S;
+            int stride = i == 0 ? s_[g] : 1, cin = h.c, mid = cin * t_[g];
+            char p[96];
+            fmap e = h;
+            int own_e = 0;
+            if (t_[g] != 1) {
+                snprintf(p, sizeof p, "backbone.features.stage%d.unit%d.conv1", S, unit);
+                e = conv(&h, r, p, mid, 1, 1, 0);
+                relu6(&e);
+                own_e = 1;
+            }
+            snprintf(p, sizeof p, "backbone.features.stage%d.unit%d.conv2", S, unit);
+            fmap d = conv(&e, r, p, mid, 3, stride, 1);
+            relu6(&d);
+            if (own_e) free(e.d);
+            snprintf(p, sizeof p, "backbone.features.stage%d.unit%d.conv3", S, unit);
+            fmap o = conv(&d, r, p, c_[g], 1, 1, 0);
+            free(d.d);
+            if (stride == 1 && cin == c_[g])
+                for (size_t k = 0; k < (size_t)o.c * o.h * o.w; k++) o.d[k] += h.d[k];
+            free(h.d);
+            h = o;
+        }
+    }
+    fmap f = conv(&h, r, "backbone.features.final_block", 1280, 1, 1, 0);
+    relu6(&f);
+    free(h.d);
+    double pooled[1280];
+    size_t hw = (size_t)f.h * f.w;
+    for (int c = 0; c < 1280; c++) {
+        double s = 0;
+        for (size_t q = 0; q < hw; q++) s += f.d[c * hw + q];
+        pooled[c] = s / (double)hw;
+    }
+    free(f.d);
+    const ibk_param *W = ibk_find(r, "backbone.output.weight"), *B = ibk_find(r, "backbone.output.bias");
+    if (!W || !B || W->shape[1] != 1280) {
+        fprintf(stderr, "FAIL: classifier missing\n");
+        exit(1);
+    }
+    int K = (int)W->shape[0];
+    float *logits = malloc((size_t)K * sizeof *logits);
+    for (int k = 0; k < K; k++) {
+        double s = B->data[k];
+        for (int c = 0; c < 1280; c++) s += (double)W->data[(size_t)k * 1280 + c] * pooled[c];
+        logits[k] = (float)s;
+    }
+    return logits;
+}
+
+/* ---- checks ----------------------------------------------------------------------------------- */
+
+static void check_layout(const tfl_model *m, const ibk_result *r, const char *file) {
+    /* init conv = first CONV_2D; first depthwise = first DEPTHWISE_CONV_2D. */
+    int ci = -1, di = -1;
+    for (int i = 0; i < m->n_ops; i++) {
+        if (ci < 0 && m->ops[i].opcode == TFL_OP_CONV_2D) ci = i;
+        if (di < 0 && m->ops[i].opcode == TFL_OP_DEPTHWISE_CONV_2D) di = i;
+    }
+    int wt = m->ops[ci].inputs[1];
+    float *src = malloc(32 * 27 * sizeof *src);
+    tfl_dequantize(m, wt, src, 32 * 27);
+    const ibk_param *p = ibk_find(r, "backbone.features.init_block.conv.weight");
+    int ok = p && p->shape[0] == 32 && p->shape[1] == 3 && p->shape[2] == 3 && p->shape[3] == 3;
+    int samples[4][4] = {{0, 0, 0, 0}, {5, 2, 1, 0}, {31, 1, 2, 2}, {17, 0, 2, 1}}; /* o, i, h, w */
+    for (int s = 0; ok && s < 4; s++) {
+        int o = samples[s][0], i = samples[s][1], h = samples[s][2], w = samples[s][3];
+        ok = p->data[((o * 3 + i) * 3 + h) * 3 + w] == src[((o * 3 + h) * 3 + w) * 3 + i];
+    }
+    check(ok, "%s: init_block weight OIHW[o][i][h][w] == TFLite OHWI[o][h][w][i] on 4 samples", file);
+    free(src);
+    wt = m->ops[di].inputs[1];
+    src = malloc(9 * 32 * sizeof *src);
+    tfl_dequantize(m, wt, src, 9 * 32);
+    p = ibk_find(r, "backbone.features.stage1.unit1.conv2.conv.weight");
+    ok = p && p->shape[0] == 32 && p->shape[1] == 1 && p->shape[2] == 3 && p->shape[3] == 3;
+    int ds[3][3] = {{0, 0, 0}, {7, 1, 2}, {31, 2, 0}}; /* c, h, w */
+    for (int s = 0; ok && s < 3; s++) {
+        int c = ds[s][0], h = ds[s][1], w = ds[s][2];
+        ok = p->data[(c * 3 + h) * 3 + w] == src[(h * 3 + w) * 32 + c];
+    }
+    check(ok, "%s: stage1.unit1 depthwise (C,1,KH,KW)[c][0][h][w] == TFLite [0][h][w][c] on 3 samples", file);
+    free(src);
+    /* the folded bias goes to bn.bias: same values as the TFLite bias dequantised directly */
+    int bt = m->ops[ci].inputs[2];
+    float b[32];
+    tfl_dequantize_bias(m, bt, m->ops[ci].inputs[0], m->ops[ci].inputs[1], b, 32);
+    p = ibk_find(r, "backbone.features.init_block.bn.bias");
+    ok = p && p->numel == 32 && !memcmp(p->data, b, sizeof b);
+    check(ok, "%s: init_block bn.bias == dequantised TFLite conv bias", file);
+}
+
+static void check_names(const ibk_result *r, const char *file) {
+    /* 52 convs x 5 tensors + classifier (2) */
+    check(r->n == 52 * 5 + 2 && r->n_convs == 52 && r->n_classes == 1001, "%s: %d parameters, %d convs, %d classes (want 262, 52, 1001)",
+          file, r->n, r->n_convs, r->n_classes);
+    const char *must[] = {"backbone.features.stage1.unit1.conv3.conv.weight", "backbone.features.stage2.unit2.conv1.bn.running_var",
+                          "backbone.features.stage4.unit7.conv3.conv.weight", "backbone.features.stage5.unit4.conv3.bn.bias"};
+    int ok = 1;
+    for (int i = 0; i < 4; i++) ok &= ibk_find(r, must[i]) != NULL;
+    ok &= ibk_find(r, "backbone.features.stage1.unit1.conv1.conv.weight") == NULL;
+    check(ok, "%s: expected names present, stage1.unit1.conv1 absent (torchvision variant)", file);
+    const ibk_param *p = ibk_find(r, "backbone.features.stage5.unit4.conv3.conv.weight");
+    check(p && p->shape[0] == 320 && p->shape[1] == 960 && p->shape[2] == 1 && p->shape[3] == 1,
+          "%s: stage5.unit4.conv3 weight shape (320, 960, 1, 1)", file);
+    p = ibk_find(r, "backbone.features.stage4.unit1.conv2.conv.weight");
+    check(p && p->shape[0] == 192 && p->shape[1] == 1 && p->shape[2] == 3, "%s: stage4.unit1.conv2 depthwise shape (192, 1, 3, 3)", file);
+    int bn_ok = 1;
+    for (int i = 0; i < r->n; i++) {
+        const char *n = r->p[i].name;
+        size_t L = strlen(n);
+        if (L > 10 && !strcmp(n + L - 10, "bn.running_mean"))
+            for (int64_t k = 0; k < r->p[i].numel; k++) bn_ok &= r->p[i].data[k] == 0.0f;
+        if (L > 9 && !strcmp(n + L - 9, "bn.weight"))
+            for (int64_t k = 0; k < r->p[i].numel; k++) bn_ok &= r->p[i].data[k] == 1.0f;
+        if (L > 14 && !strcmp(n + L - 14, "bn.running_var"))
+            for (int64_t k = 0; k < r->p[i].numel; k++) bn_ok &= fabsf(1.0f / sqrtf(r->p[i].data[k] + 1e-5f) - 1.0f) <= 1.2e-7f;
+    }
+    check(bn_ok, "%s: every BN is gamma 1, mean 0 and 1/sqrt(var + 1e-5) == 1 within 1 ulp (eval-mode identity)", file);
+}
+
+static void check_bad_structure(tfl_model *m, const char *file) {
+    ibk_result r;
+    /* a weight with a wrong shape: swap O and I of the first projection conv's weight */
+    int pi = -1, nconv = 0;
+    for (int i = 0; i < m->n_ops; i++)
+        if (m->ops[i].opcode == TFL_OP_CONV_2D && ++nconv == 2) pi = i;
+    tfl_tensor *W = &m->tensors[m->ops[pi].inputs[1]];
+    int save0 = W->shape[0], save3 = W->shape[3];
+    W->shape[0] = save3, W->shape[3] = save0;
+    int s = ibk_import(m, 1, &r);
+    check(s == OTE_EPARSE && strstr(ote_errmsg(), "shape"), "%s: transposed weight shape -> error: %s", file, ote_errmsg());
+    W->shape[0] = save0, W->shape[3] = save3;
+    /* an ADD turned into MUL: the operator counts no longer match */
+    int ai = -1;
+    for (int i = 0; i < m->n_ops && ai < 0; i++)
+        if (m->ops[i].opcode == TFL_OP_ADD) ai = i;
+    m->ops[ai].opcode = TFL_OP_MUL;
+    s = ibk_import(m, 1, &r);
+    check(s == OTE_EPARSE && strstr(ote_errmsg(), "not a MobileNetV2"), "%s: 9 ADDs -> error: %s", file, ote_errmsg());
+    m->ops[ai].opcode = TFL_OP_ADD;
+    /* broken wiring: the residual ADD reads the wrong tensor */
+    int save_in = m->ops[ai].inputs[0];
+    m->ops[ai].inputs[0] = m->ops[ai].inputs[1];
+    s = ibk_import(m, 1, &r);
+    check(s == OTE_EPARSE && strstr(ote_errmsg(), "residual"), "%s: miswired residual ADD -> error: %s", file, ote_errmsg());
+    m->ops[ai].inputs[0] = save_in;
+    /* wrong stride on the first depthwise of stage 2 */
+    int di = -1, nd = 0;
+    for (int i = 0; i < m->n_ops; i++)
+        if (m->ops[i].opcode == TFL_OP_DEPTHWISE_CONV_2D && ++nd == 2) di = i;
+    m->ops[di].stride_w = m->ops[di].stride_h = 1;
+    s = ibk_import(m, 1, &r);
+    check(s == OTE_EPARSE && strstr(ote_errmsg(), "stride"), "%s: stride 1 where MobileNetV2 has 2 -> error: %s", file, ote_errmsg());
+    m->ops[di].stride_w = m->ops[di].stride_h = 2;
+    s = ibk_import(m, 1, &r);
+    check(s == 0, "%s: restored model imports again", file);
+    ibk_free(&r);
+}
+
+int main(void) {
+    const char *shared = getenv("OTE_SHARED");
+    if (!shared) shared = "../shared";
+    static const char *files[2] = {"tf2_mobilenet_v2_1.0_224_ptq.tflite", "mobilenet_v2_1.0_224_quant.tflite"};
+    static const char *images[4] = {"cat", "bird", "grace_hopper", "dragonfly"};
+    static const int want[4] = {286, 20, 653, 320}; /* README of the weights folder */
+    fmap inputs[4];
+    for (int i = 0; i < 4; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/weights/mobilenet_v2_1.0_224_tflite/testimages/%s.bmp", shared, images[i]);
+        img im;
+        if (read_bmp(path, &im) < 0) {
+            printf("FAIL: cannot read %s\n", path);
+            return 1;
+        }
+        inputs[i] = preprocess(&im, 224);
+        free(im.rgb);
+    }
+    check((1.0f - IBK_BN_EPS) + IBK_BN_EPS == 1.0f, "float32 (1 - 1e-5) + 1e-5 == 1 exactly");
+    for (int fi = 0; fi < 2; fi++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/weights/mobilenet_v2_1.0_224_tflite/%s", shared, files[fi]);
+        tfl_model m;
+        int s = tfl_load(&m, path);
+        check(s == 0, "%s: parse (%s)", files[fi], s ? ote_errmsg() : "ok");
+        if (s) continue;
+        ibk_result r;
+        s = ibk_import(&m, 1, &r);
+        check(s == 0, "%s: import with classifier (%s)", files[fi], s ? ote_errmsg() : "ok");
+        if (s) {
+            tfl_free(&m);
+            continue;
+        }
+        check_names(&r, files[fi]);
+        check_layout(&m, &r, files[fi]);
+        for (int i = 0; i < 4; i++) {
+            float *lg = forward(&r, inputs[i]);
+            int K = r.n_classes, best = 0;
+            double mx = lg[0], z = 0;
+            for (int k = 1; k < K; k++)
+                if (lg[k] > mx) mx = lg[k], best = k;
+            for (int k = 0; k < K; k++) z += exp(lg[k] - mx);
+            check(best == want[i], "%s: %s -> top-1 %d (p = %.4f), want %d", files[fi], images[i], best, 1.0 / z, want[i]);
+            free(lg);
+        }
+        ibk_free(&r);
+        s = ibk_import(&m, 0, &r);
+        check(s == 0 && r.n == 51 * 5 && r.n_classes == 0 && !ibk_find(&r, "backbone.features.final_block.conv.weight"),
+              "%s: import without classifier: %d parameters (want 255), no final_block/output", files[fi], r.n);
+        ibk_free(&r);
+        check_bad_structure(&m, files[fi]);
+        tfl_free(&m);
+    }
+    for (int i = 0; i < 4; i++) free(inputs[i].d);
+    printf("%s\n", n_fail ? "FAILED" : "all passed");
+    return n_fail ? 1 : 0;
+}
