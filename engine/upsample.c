@@ -1,0 +1,108 @@
+/* upsample.c - nearest 2x upsample forward / forward-add / backward as OpenMP loops on nChw16c.
+ *
+ * Work items are (n, channel block, source row): each reads one source row of W pixels x 16 lanes
+ * and touches the two destination rows it maps to, so items never write the same memory.
+ */
+#include "engine/upsample.h"
+
+#include <string.h>
+
+#include "engine/status.h"
+
+#if defined(__x86_64__) && !defined(__clang__)
+#define UP_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define UP_CLONES
+#endif
+
+int upsample_plan_init(upsample_plan *p, eng_ctx *e, const tensor *x, tensor *y, const tensor *dy, tensor *dx,
+                       int training) {
+    (void)e;
+    memset(p, 0, sizeof *p);
+    if (x->layout != TL_NCHW16C || y->layout != TL_NCHW16C || y->n != x->n || y->c != x->c || y->h != 2 * x->h ||
+        y->w != 2 * x->w)
+        return ote_err(OTE_EINVAL, "upsample: only exact nearest 2x on nChw16c: src (%d,%d,%d,%d) dst (%d,%d,%d,%d)",
+                       x->n, x->c, x->h, x->w, y->n, y->c, y->h, y->w);
+    if (training) {
+        ASSERT(dy && dy->layout == TL_NCHW16C && dy->n == y->n && dy->c == y->c && dy->h == y->h && dy->w == y->w);
+        if (dx) ASSERT(dx->layout == TL_NCHW16C && dx->n == x->n && dx->c == x->c && dx->h == x->h && dx->w == x->w);
+        ASSERT(!dx || dx->data != dy->data || dx->data == NULL);
+    }
+    p->x = x, p->y = y;
+    p->dy = training ? dy : NULL;
+    p->dx = training ? dx : NULL;
+    return OTE_OK;
+}
+
+void upsample_plan_free(upsample_plan *p) { memset(p, 0, sizeof *p); }
+
+/* One source row: s is W x 16, d0/d1 are the two destination rows (2W x 16). */
+UP_CLONES static void up_k_row(const float *restrict s, float *restrict d0, float *restrict d1, int w, int add) {
+    if (add) {
+        for (int i = 0; i < w; i++)
+            for (int c = 0; c < 16; c++) {
+                float v = s[i * 16 + c];
+                d0[i * 32 + c] += v, d0[i * 32 + 16 + c] += v;
+                d1[i * 32 + c] += v, d1[i * 32 + 16 + c] += v;
+            }
+    } else {
+        for (int i = 0; i < w; i++)
+            for (int c = 0; c < 16; c++) {
+                float v = s[i * 16 + c];
+                d0[i * 32 + c] = v, d0[i * 32 + 16 + c] = v;
+                d1[i * 32 + c] = v, d1[i * 32 + 16 + c] = v;
+            }
+    }
+}
+
+/* One source row of dx from two rows of dy. */
+UP_CLONES static void up_k_brow(const float *restrict g0, const float *restrict g1, float *restrict d, int w,
+                                int acc) {
+    if (acc) {
+        for (int i = 0; i < w; i++)
+            for (int c = 0; c < 16; c++)
+                d[i * 16 + c] += (g0[i * 32 + c] + g0[i * 32 + 16 + c]) + (g1[i * 32 + c] + g1[i * 32 + 16 + c]);
+    } else {
+        for (int i = 0; i < w; i++)
+            for (int c = 0; c < 16; c++)
+                d[i * 16 + c] = (g0[i * 32 + c] + g0[i * 32 + 16 + c]) + (g1[i * 32 + c] + g1[i * 32 + 16 + c]);
+    }
+}
+
+static void up_fwd(upsample_plan *p, int add) {
+    const tensor *x = p->x;
+    const int rows = x->n * ((x->c + 15) / 16) * x->h, W = x->w;
+    /* source row r = (n*CB + cb)*H + ih maps to destination rows 2r and 2r + 1 (same n, cb). */
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; r++) {
+        const float *s = x->data + (size_t)r * W * 16;
+        float *d0 = p->y->data + (size_t)(2 * r) * (2 * W) * 16;
+        up_k_row(s, d0, d0 + (size_t)2 * W * 16, W, add);
+    }
+}
+
+int upsample_forward(upsample_plan *p, eng_ctx *e) {
+    (void)e;
+    up_fwd(p, 0);
+    return OTE_OK;
+}
+
+int upsample_forward_add(upsample_plan *p, eng_ctx *e) {
+    (void)e;
+    up_fwd(p, 1);
+    return OTE_OK;
+}
+
+int upsample_backward(upsample_plan *p, eng_ctx *e, int accumulate) {
+    (void)e;
+    ASSERT(p->dy);
+    if (!p->dx) return OTE_OK;
+    const tensor *dx = p->dx;
+    const int rows = dx->n * ((dx->c + 15) / 16) * dx->h, W = dx->w;
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; r++) {
+        const float *g0 = p->dy->data + (size_t)(2 * r) * (2 * W) * 16;
+        up_k_brow(g0, g0 + (size_t)2 * W * 16, dx->data + (size_t)r * W * 16, W, accumulate);
+    }
+    return OTE_OK;
+}
