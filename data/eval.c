@@ -1,0 +1,216 @@
+/* eval.c - pieces shared by the evaluators: the detection list, numpy-exact summation, the stable
+ * descending argsort, pycocotools' threshold grids, and the drivers that score a detection list
+ * or a detector callback with both metrics.
+ *
+ * Owns nothing beyond what each call allocates and frees (eval_dets owns its array; eval_report
+ * owns its two results). No global state.
+ */
+#include "data/eval.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/status.h"
+
+void eval_dets_init(eval_dets *l) { memset(l, 0, sizeof *l); }
+
+int eval_dets_push(eval_dets *l, eval_det d) {
+    if (l->n == l->cap) {
+        int cap = l->cap ? l->cap * 2 : 64;
+        if (cap < l->cap) return ote_err(OTE_ENOMEM, "eval: detection list: too many detections");
+        eval_det *p = realloc(l->d, (size_t)cap * sizeof *p);
+        if (!p) return ote_err(OTE_ENOMEM, "eval: detection list: out of memory for %d detections", cap);
+        l->d = p;
+        l->cap = cap;
+    }
+    l->d[l->n++] = d;
+    return OTE_OK;
+}
+
+void eval_dets_free(eval_dets *l) {
+    free(l->d);
+    memset(l, 0, sizeof *l);
+}
+
+/* numpy's pairwise_sum (umath loops): below 8 elements a plain loop from 0; up to 128 eight
+ * interleaved partial sums combined as a tree; above, split at a multiple of 8 near the middle. */
+static double pairwise_f64(const double *a, size_t n) {
+    if (n < 8) {
+        double r = 0.;
+        for (size_t i = 0; i < n; i++) r += a[i];
+        return r;
+    }
+    if (n <= 128) {
+        double r[8];
+        for (int j = 0; j < 8; j++) r[j] = a[j];
+        size_t i;
+        for (i = 8; i < n - (n % 8); i += 8)
+            for (int j = 0; j < 8; j++) r[j] += a[i + j];
+        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++) res += a[i];
+        return res;
+    }
+    size_t n2 = n / 2;
+    n2 -= n2 % 8;
+    return pairwise_f64(a, n2) + pairwise_f64(a + n2, n - n2);
+}
+
+static float pairwise_f32(const float *a, size_t n) {
+    if (n < 8) {
+        float r = 0.f;
+        for (size_t i = 0; i < n; i++) r += a[i];
+        return r;
+    }
+    if (n <= 128) {
+        float r[8];
+        for (int j = 0; j < 8; j++) r[j] = a[j];
+        size_t i;
+        for (i = 8; i < n - (n % 8); i += 8)
+            for (int j = 0; j < 8; j++) r[j] += a[i + j];
+        float res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++) res += a[i];
+        return res;
+    }
+    size_t n2 = n / 2;
+    n2 -= n2 % 8;
+    return pairwise_f32(a, n2) + pairwise_f32(a + n2, n - n2);
+}
+
+/* The reduction hands the inner loop at most one buffer (8192 elements) at a time and adds each
+ * chunk's pairwise sum to the running result; checked against numpy 1.24 for n up to 1e5. */
+#define EVAL_NPY_BUFSIZE 8192
+
+double eval_sum_f64(const double *a, size_t n) {
+    double r = 0.;
+    for (size_t i = 0; i < n; i += EVAL_NPY_BUFSIZE)
+        r += pairwise_f64(a + i, n - i < EVAL_NPY_BUFSIZE ? n - i : EVAL_NPY_BUFSIZE);
+    return r;
+}
+
+float eval_sum_f32(const float *a, size_t n) {
+    float r = 0.f;
+    for (size_t i = 0; i < n; i += EVAL_NPY_BUFSIZE)
+        r += pairwise_f32(a + i, n - i < EVAL_NPY_BUFSIZE ? n - i : EVAL_NPY_BUFSIZE);
+    return r;
+}
+
+/* Bottom-up merge sort; the right run's element goes first only if strictly greater. */
+void eval_argsort_desc(const float *score, int *idx, int n, int *tmp) {
+    int *src = idx, *dst = tmp;
+    for (int w = 1; w < n; w *= 2) {
+        for (int lo = 0; lo < n; lo += 2 * w) {
+            int mid = lo + w < n ? lo + w : n;
+            int hi = lo + 2 * w < n ? lo + 2 * w : n;
+            int i = lo, j = mid, k = lo;
+            while (i < mid && j < hi) dst[k++] = score[src[j]] > score[src[i]] ? src[j++] : src[i++];
+            while (i < mid) dst[k++] = src[i++];
+            while (j < hi) dst[k++] = src[j++];
+        }
+        int *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != idx) memcpy(idx, src, (size_t)n * sizeof *idx);
+}
+
+/* numpy linspace: y[i] = i * ((stop - start) / (num - 1)) + start, last element set to stop.
+ * This gives 0.8999999999999999 for the 9th IoU threshold and 0.5700000000000001 for recall 0.57. */
+static void linspace(double start, double stop, int num, double *y) {
+    double step = (stop - start) / (double)(num - 1);
+    for (int i = 0; i < num; i++) y[i] = (double)i * step + start;
+    y[num - 1] = stop;
+}
+
+void eval_coco_iou_thrs(double thr[EVAL_COCO_NIOU]) { linspace(0.5, 0.95, EVAL_COCO_NIOU, thr); }
+void eval_coco_rec_thrs(double thr[EVAL_COCO_NREC]) { linspace(0.0, 1.0, EVAL_COCO_NREC, thr); }
+
+void eval_coco_format_stat(const eval_coco_result *r, int i, char *buf, size_t n) {
+    /* pycocotools _summarizeDets: (ap?, iouThr index or -1, area label, maxDets) per stat. */
+    static const struct {
+        int ap, thr;
+        const char *area;
+        int md; /* index into max_dets, or -1 for the literal 100 of stats[0] */
+    } s[EVAL_COCO_NSTATS] = {
+        {1, -1, "all", -1},   {1, 0, "all", 2},     {1, 5, "all", 2},   {1, -1, "small", 2},
+        {1, -1, "medium", 2}, {1, -1, "large", 2},  {0, -1, "all", 0},  {0, -1, "all", 1},
+        {0, -1, "all", 2},    {0, -1, "small", 2},  {0, -1, "medium", 2}, {0, -1, "large", 2},
+    };
+    if (i < 0 || i >= EVAL_COCO_NSTATS) {
+        if (n) buf[0] = 0;
+        return;
+    }
+    double thr[EVAL_COCO_NIOU];
+    eval_coco_iou_thrs(thr);
+    char iou[32];
+    if (s[i].thr < 0)
+        snprintf(iou, sizeof iou, "%0.2f:%0.2f", thr[0], thr[EVAL_COCO_NIOU - 1]);
+    else
+        snprintf(iou, sizeof iou, "%0.2f", thr[s[i].thr]);
+    int md = s[i].md < 0 ? 100 : r->max_dets[s[i].md];
+    snprintf(buf, n, " %-18s %s @[ IoU=%-9s | area=%6s | maxDets=%3d ] = %0.3f",
+             s[i].ap ? "Average Precision" : "Average Recall", s[i].ap ? "(AP)" : "(AR)", iou,
+             s[i].area, md, r->stats[i]);
+}
+
+int eval_run(const coco_dataset *gt, const eval_det *dets, int n_dets, eval_crowd_mode crowd,
+             const int max_dets[3], eval_report *out) {
+    memset(out, 0, sizeof *out);
+    int s = eval_voc(gt, dets, n_dets, 0.5, crowd, &out->voc);
+    if (s < 0) return s;
+    s = eval_coco(gt, dets, n_dets, max_dets, &out->coco);
+    if (s < 0) {
+        eval_voc_result_free(&out->voc);
+        return s;
+    }
+    return OTE_OK;
+}
+
+void eval_report_free(eval_report *r) {
+    eval_voc_result_free(&r->voc);
+    eval_coco_result_free(&r->coco);
+}
+
+int eval_dataset(const coco_dataset *gt, eval_predict_fn predict, void *ctx, eval_crowd_mode crowd,
+                 const int max_dets[3], eval_report *out, eval_dets *keep) {
+    memset(out, 0, sizeof *out);
+    if (!predict) return ote_err(OTE_EINVAL, "eval_dataset: no predict callback");
+    eval_dets all;
+    eval_dets_init(&all);
+    for (int i = 0; i < gt->n_images; i++) {
+        int first = all.n;
+        int s = predict(ctx, &gt->images[i], i, &all);
+        if (s < 0) {
+            eval_dets_free(&all);
+            return ote_err_context(s, "eval_dataset: image %d (id %ld, %s)", i, gt->images[i].id,
+                                   gt->images[i].file_name ? gt->images[i].file_name : "?");
+        }
+        for (int k = first; k < all.n; k++) all.d[k].image = i;
+    }
+    int s = eval_run(gt, all.d, all.n, crowd, max_dets, out);
+    if (s < 0 || !keep)
+        eval_dets_free(&all);
+    else
+        *keep = all;
+    return s;
+}
+
+int eval_check_dets(const coco_dataset *gt, const eval_det *dets, int n_dets, const char *who) {
+    if (n_dets < 0 || (n_dets > 0 && !dets))
+        return ote_err(OTE_EINVAL, "%s: bad detection array (n=%d)", who, n_dets);
+    for (int i = 0; i < n_dets; i++) {
+        const eval_det *d = &dets[i];
+        if (d->image < 0 || d->image >= gt->n_images)
+            return ote_err(OTE_EINVAL, "%s: detection %d: image index %d outside [0, %d)", who, i,
+                           d->image, gt->n_images);
+        if (d->label < 0 || d->label >= gt->n_cats)
+            return ote_err(OTE_EINVAL, "%s: detection %d: label %d outside [0, %d)", who, i, d->label,
+                           gt->n_cats);
+        if (!isfinite(d->x1) || !isfinite(d->y1) || !isfinite(d->x2) || !isfinite(d->y2) ||
+            !isfinite(d->score))
+            return ote_err(OTE_EINVAL, "%s: detection %d: non-finite box or score (%g %g %g %g, %g)",
+                           who, i, d->x1, d->y1, d->x2, d->y2, d->score);
+    }
+    return OTE_OK;
+}

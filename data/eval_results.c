@@ -1,0 +1,250 @@
+/* eval_results.c - COCO results files (a JSON list of {image_id, category_id, bbox, score}):
+ * reading them into eval_dets against a ground-truth dataset, and writing them as mmdet does.
+ *
+ * Reading validates every entry and reports the first problem as one line naming the file and
+ * the entry index. Writing goes to a temporary file in the same directory, then rename(), so a
+ * crash never leaves a half-written results file. Owns nothing between calls.
+ */
+#include "data/eval.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/status.h"
+
+typedef struct res_id {
+    long id;
+    int pos;
+} res_id;
+
+static int res_id_cmp(const void *pa, const void *pb) {
+    const res_id *a = pa, *b = pb;
+    if (a->id != b->id) return a->id < b->id ? -1 : 1;
+    return (a->pos > b->pos) - (a->pos < b->pos);
+}
+
+/* Position of `id` in a sorted table, -1 if absent, -2 if it occurs more than once. */
+static int res_find(const res_id *t, int n, long id) {
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (t[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo >= n || t[lo].id != id) return -1;
+    if (lo + 1 < n && t[lo + 1].id == id) return -2;
+    return t[lo].pos;
+}
+
+static int read_whole(const char *path, char **buf, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return ote_err(OTE_EIO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap + 1);
+    if (!b) {
+        fclose(f);
+        return ote_err(OTE_ENOMEM, "%s: out of memory", path);
+    }
+    for (;;) {
+        size_t got = fread(b + n, 1, cap - n, f);
+        n += got;
+        if (n < cap) break;
+        char *nb = cap * 2 > cap ? realloc(b, cap * 2 + 1) : NULL;
+        if (!nb) {
+            free(b);
+            fclose(f);
+            return ote_err(OTE_ENOMEM, "%s: out of memory", path);
+        }
+        b = nb;
+        cap *= 2;
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (err) {
+        free(b);
+        return ote_err(OTE_EIO, "%s: read error", path);
+    }
+    b[n] = 0;
+    *buf = b;
+    *len = n;
+    return OTE_OK;
+}
+
+static int get_integer(const cJSON *o, const char *key, long *v) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(x)) return 0;
+    double d = x->valuedouble;
+    if (!(d == floor(d)) || fabs(d) > 9007199254740992.0) return 0;
+    *v = (long)d;
+    return 1;
+}
+
+int eval_load_results(const char *path, const coco_dataset *gt, eval_dets *out) {
+    char *text = NULL;
+    size_t len = 0;
+    CHECK(read_whole(path, &text, &len));
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (!root) {
+        int line = 1, col = 1;
+        const char *stop = end && end >= text && end <= text + len ? end : text + len;
+        for (const char *p = text; p < stop; p++) {
+            if (*p == '\n') {
+                line++;
+                col = 1;
+            } else {
+                col++;
+            }
+        }
+        free(text);
+        return ote_err(OTE_EPARSE, "%s: malformed JSON near line %d column %d", path, line, col);
+    }
+    free(text);
+    int s = OTE_OK;
+    res_id *imgs = malloc(((size_t)gt->n_images + 1) * sizeof *imgs);
+    res_id *cats = malloc(((size_t)gt->n_cats + 1) * sizeof *cats);
+    if (!imgs || !cats) {
+        s = ote_err(OTE_ENOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    for (int m = 0; m < gt->n_images; m++) imgs[m] = (res_id){gt->images[m].id, m};
+    for (int k = 0; k < gt->n_cats; k++) cats[k] = (res_id){gt->cats[k].id, k};
+    qsort(imgs, (size_t)gt->n_images, sizeof *imgs, res_id_cmp);
+    qsort(cats, (size_t)gt->n_cats, sizeof *cats, res_id_cmp);
+    if (!cJSON_IsArray(root)) {
+        s = ote_err(OTE_EPARSE, "%s: expected a JSON list of detections at the top level", path);
+        goto done;
+    }
+    int i = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, root) {
+        long image_id, cat_id;
+        if (!cJSON_IsObject(e)) {
+            s = ote_err(OTE_EPARSE, "%s: entry %d: expected an object", path, i);
+            goto done;
+        }
+        if (!get_integer(e, "image_id", &image_id)) {
+            s = ote_err(OTE_EPARSE, "%s: entry %d: image_id missing or not an integer", path, i);
+            goto done;
+        }
+        if (!get_integer(e, "category_id", &cat_id)) {
+            s = ote_err(OTE_EPARSE, "%s: entry %d: category_id missing or not an integer", path, i);
+            goto done;
+        }
+        const cJSON *bb = cJSON_GetObjectItemCaseSensitive(e, "bbox");
+        double v[4];
+        int nb = 0;
+        if (cJSON_IsArray(bb) && cJSON_GetArraySize(bb) == 4) {
+            const cJSON *x;
+            cJSON_ArrayForEach(x, bb) {
+                if (!cJSON_IsNumber(x)) break;
+                v[nb++] = x->valuedouble;
+            }
+        }
+        if (nb != 4) {
+            s = ote_err(OTE_EPARSE, "%s: entry %d: bbox missing or not a list of 4 numbers", path, i);
+            goto done;
+        }
+        if (!isfinite(v[0]) || !isfinite(v[1]) || !isfinite(v[2]) || !isfinite(v[3]) || v[2] < 0 ||
+            v[3] < 0) {
+            s = ote_err(OTE_EPARSE, "%s: entry %d: bbox [%g, %g, %g, %g]: need finite x, y and w, h >= 0",
+                        path, i, v[0], v[1], v[2], v[3]);
+            goto done;
+        }
+        const cJSON *sc = cJSON_GetObjectItemCaseSensitive(e, "score");
+        if (!cJSON_IsNumber(sc) || !isfinite(sc->valuedouble)) {
+            s = ote_err(OTE_EPARSE, "%s: entry %d: score missing or not a finite number", path, i);
+            goto done;
+        }
+        int m = res_find(imgs, gt->n_images, image_id);
+        if (m == -1) {
+            s = ote_err(OTE_EPARSE, "%s: entry %d: image_id %ld is not in the ground truth", path, i,
+                        image_id);
+            goto done;
+        }
+        if (m == -2) {
+            s = ote_err(OTE_EPARSE, "%s: entry %d: image_id %ld is ambiguous (several ground-truth images share it)",
+                        path, i, image_id);
+            goto done;
+        }
+        int k = res_find(cats, gt->n_cats, cat_id);
+        if (k < 0) {
+            s = ote_err(OTE_EPARSE, "%s: entry %d: category_id %ld is not in the ground truth", path,
+                        i, cat_id);
+            goto done;
+        }
+        eval_det d = {.image = m,
+                      .label = k,
+                      .x1 = (float)v[0],
+                      .y1 = (float)v[1],
+                      .x2 = (float)(v[0] + v[2]),
+                      .y2 = (float)(v[1] + v[3]),
+                      .score = (float)sc->valuedouble};
+        s = eval_dets_push(out, d);
+        if (s < 0) goto done;
+        i++;
+    }
+done:
+    free(imgs);
+    free(cats);
+    cJSON_Delete(root);
+    return s;
+}
+
+int eval_save_results(const char *path, const coco_dataset *gt, const eval_det *dets, int n_dets) {
+    CHECK(eval_check_dets(gt, dets, n_dets, "eval_save_results"));
+    size_t pl = strlen(path);
+    char *tmp = malloc(pl + 16);
+    if (!tmp) return ote_err(OTE_ENOMEM, "%s: out of memory", path);
+    memcpy(tmp, path, pl);
+    memcpy(tmp + pl, ".tmp.XXXXXX", 12);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        int e = errno;
+        free(tmp);
+        return ote_err(OTE_EIO, "%s: cannot create a temporary file beside it: %s", path, strerror(e));
+    }
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        free(tmp);
+        return ote_err(OTE_EIO, "%s: cannot open temporary file: %s", path, strerror(e));
+    }
+    fputc('[', f);
+    for (int i = 0; i < n_dets; i++) {
+        const eval_det *d = &dets[i];
+        /* mmdet: bbox = [x1, y1, x2 - x1, y2 - y1] with the differences taken in double;
+         * %.17g and %.9g read back to the same double and float32 values. */
+        fprintf(f, "%s\n{\"image_id\": %ld, \"bbox\": [%.17g, %.17g, %.17g, %.17g], \"score\": %.9g, \"category_id\": %ld}",
+                i ? "," : "", gt->images[d->image].id, (double)d->x1, (double)d->y1,
+                (double)d->x2 - (double)d->x1, (double)d->y2 - (double)d->y1, (double)d->score,
+                gt->cats[d->label].id);
+    }
+    fputs("\n]\n", f);
+    int bad = ferror(f);
+    bad |= fflush(f) != 0;
+    bad |= fsync(fileno(f)) != 0;
+    bad |= fclose(f) != 0;
+    if (bad) {
+        unlink(tmp);
+        free(tmp);
+        return ote_err(OTE_EIO, "%s: write failed", path);
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        free(tmp);
+        return ote_err(OTE_EIO, "%s: cannot rename the temporary file into place: %s", path, strerror(e));
+    }
+    free(tmp);
+    return OTE_OK;
+}
