@@ -1,0 +1,432 @@
+/* test_engine_pth.c - engine/pth: C round trip of checkpoints in every layout, API validation,
+ * and hostile input: truncation at every offset, byte flips everywhere, pickle mutations behind
+ * a repaired CRC (so the pickle VM itself is fuzzed), and hand-made defects (missing record,
+ * compressed entry, non-contiguous stride, unknown opcode, big-endian byteorder, legacy format).
+ * Run it under the ASan build too: "no crash" is half of what it checks.
+ * Interoperability with torch itself is tested by tests/test_pth_interop.py.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine/pth.h"
+#include "engine/rng.h"
+#include "engine/status.h"
+
+static int n_fail = 0;
+
+static void check(int ok, const char *what) {
+    printf("%s - %s\n", ok ? "ok" : "FAIL", what);
+    if (!ok) n_fail++;
+}
+
+/* Independent CRC-32 (bitwise, no table) to repair archives after we mutate them. */
+static uint32_t t_crc32(const uint8_t *p, size_t n) {
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+    }
+    return ~c;
+}
+static uint32_t t_rd32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+static unsigned t_rd16(const uint8_t *p) { return (unsigned)p[0] | (unsigned)p[1] << 8; }
+static void t_wr32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* A zip entry as the test sees it (our writer's archives: no comment, no ZIP64). */
+typedef struct tent {
+    size_t cen;   /* central header offset */
+    size_t loc;   /* local header offset */
+    size_t data;  /* data offset */
+    size_t size;
+    char name[64];
+} tent;
+
+static int t_entries(const uint8_t *b, size_t len, tent *e, int max) {
+    if (len < 22 || t_rd32(b + len - 22) != 0x06054b50u) return -1;
+    size_t n = t_rd16(b + len - 22 + 10), p = t_rd32(b + len - 22 + 16);
+    if ((int)n > max) return -1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned nl = t_rd16(b + p + 28), xl = t_rd16(b + p + 30), cl = t_rd16(b + p + 32);
+        e[i].cen = p;
+        e[i].loc = t_rd32(b + p + 42);
+        e[i].size = t_rd32(b + p + 24);
+        e[i].data = e[i].loc + 30 + t_rd16(b + e[i].loc + 26) + t_rd16(b + e[i].loc + 28);
+        snprintf(e[i].name, sizeof e[i].name, "%.*s", (int)nl, (const char *)b + p + 46);
+        p += 46 + nl + xl + cl;
+    }
+    return (int)n;
+}
+static int t_find(tent *e, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(e[i].name, name)) return i;
+    return -1;
+}
+/* Sets entry i's size (<= original) and recomputes its CRC in both headers. */
+static void t_fix(uint8_t *b, const tent *e, size_t size) {
+    uint32_t c = t_crc32(b + e->data, size);
+    t_wr32(b + e->loc + 14, c);
+    t_wr32(b + e->loc + 18, (uint32_t)size);
+    t_wr32(b + e->loc + 22, (uint32_t)size);
+    t_wr32(b + e->cen + 16, c);
+    t_wr32(b + e->cen + 20, (uint32_t)size);
+    t_wr32(b + e->cen + 24, (uint32_t)size);
+}
+
+static uint8_t *t_read(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc((size_t)n + 1);
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+
+static uint8_t *t_search(uint8_t *hay, size_t n, const uint8_t *pat, size_t m) {
+    for (size_t i = 0; i + m <= n; i++)
+        if (!memcmp(hay + i, pat, m)) return hay + i;
+    return NULL;
+}
+
+static int same_bits(const void *a, const void *b, size_t n) { return n == 0 || !memcmp(a, b, n); }
+
+/* Deep equality of two checkpoints (bitwise data, so NaN payloads and -0.0 count). */
+static int ckpt_equal(const pth_ckpt *a, const pth_ckpt *b, int with_meta, char *why, size_t wn) {
+    if (a->n_tensors != b->n_tensors) return snprintf(why, wn, "tensor count %zu vs %zu", a->n_tensors, b->n_tensors), 0;
+    for (size_t i = 0; i < a->n_tensors; i++) {
+        const pth_tensor *x = &a->tensors[i], *y = &b->tensors[i];
+        if (strcmp(x->name, y->name)) return snprintf(why, wn, "name %s vs %s", x->name, y->name), 0;
+        if (x->dtype != y->dtype || x->ndim != y->ndim || x->numel != y->numel)
+            return snprintf(why, wn, "%s: dtype/ndim/numel differ", x->name), 0;
+        for (int d = 0; d < x->ndim; d++)
+            if (x->shape[d] != y->shape[d]) return snprintf(why, wn, "%s: dim %d differs", x->name, d), 0;
+        if (!same_bits(x->data, y->data, x->numel * (x->dtype == PTH_F32 ? 4 : 8))) return snprintf(why, wn, "%s: data differ", x->name), 0;
+    }
+    if (!with_meta) return 1;
+    if (a->n_config != b->n_config) return snprintf(why, wn, "config count %zu vs %zu", a->n_config, b->n_config), 0;
+    for (size_t i = 0; i < a->n_config; i++)
+        if (strcmp(a->config[i].key, b->config[i].key) || strcmp(a->config[i].value, b->config[i].value))
+            return snprintf(why, wn, "config %s=%s vs %s=%s", a->config[i].key, a->config[i].value, b->config[i].key, b->config[i].value), 0;
+    if (a->confidence_threshold != b->confidence_threshold || a->version != b->version)
+        return snprintf(why, wn, "confidence_threshold/VERSION differ"), 0;
+    return 1;
+}
+
+/* A checkpoint with random values and every shape class: 4-d, 1-d, 0-d f32 and i64, empty. */
+static void build_sample(pth_ckpt *c, uint64_t seed, int big) {
+    rng r;
+    rng_seed(&r, seed);
+    int64_t s_conv[4] = {big ? 32 : 4, 3, 3, 3}, s_vec[1] = {big ? 32 : 4}, s_empty[2] = {0, 5};
+    size_t nconv = (size_t)(s_conv[0] * 27);
+    float *w = malloc(nconv * sizeof *w);
+    for (size_t i = 0; i < nconv; i++) w[i] = (float)rng_normal(&r);
+    ASSERT(pth_add_f32(c, "backbone.features.init_block.conv.weight", 4, s_conv, w) == 0);
+    for (int i = 0; i < s_vec[0]; i++) w[i] = (float)rng_uniform(&r);
+    w[0] = -0.0f;
+    w[1] = NAN;
+    ASSERT(pth_add_f32(c, "backbone.features.init_block.bn.running_var", 1, s_vec, w) == 0);
+    int64_t nbt = (int64_t)(rng_u64(&r) >> 1);
+    ASSERT(pth_add_i64(c, "backbone.features.init_block.bn.num_batches_tracked", 0, NULL, &nbt) == 0);
+    float sc = 1.5f;
+    ASSERT(pth_add_f32(c, "bbox_head.scales.0.scale", 0, NULL, &sc) == 0);
+    ASSERT(pth_add_f32(c, "bbox_head.empty", 2, s_empty, NULL) == 0);
+    int64_t iv[4] = {INT64_MIN, -300, 65536, INT64_MAX};
+    int64_t s_iv[1] = {4};
+    ASSERT(pth_add_i64(c, "bbox_head.ints", 1, s_iv, iv) == 0);
+    free(w);
+    ASSERT(pth_config_set(c, "learning_parameters.batch_size", "8") == 0);
+    ASSERT(pth_config_set(c, "learning_parameters.learning_rate", "0.008") == 0);
+    ASSERT(pth_config_set(c, "postprocessing.result_based_confidence_threshold", "True") == 0);
+    ASSERT(pth_config_set(c, "x.y.z", "") == 0);
+    ASSERT(pth_config_set(c, "name", "caf\xc3\xa9") == 0);
+    c->confidence_threshold = 0.123456789;
+    c->version = 1;
+}
+
+static int load_ok(const uint8_t *b, size_t len, pth_ckpt *out) {
+    pth_init(out);
+    int rc = pth_load_mem(b, len, "fuzz.pth", out);
+    if (rc < 0) {
+        const char *m = ote_errmsg();
+        /* every error is one line naming the source */
+        if (!strstr(m, "fuzz.pth") || strchr(m, '\n')) {
+            printf("bad error message: %s\n", m);
+            n_fail++;
+        }
+        if (out->n_tensors || out->n_config) {
+            printf("FAIL - checkpoint not emptied after an error\n");
+            n_fail++;
+        }
+    }
+    return rc;
+}
+
+static int msg_has(const char *s) { return strstr(ote_errmsg(), s) != NULL; }
+
+int main(void) {
+    char dir[] = "/tmp/test_engine_pth_XXXXXX";
+    if (!mkdtemp(dir)) return 2;
+    char path[256], tmpname[300];
+    snprintf(path, sizeof path, "%s/weights.pth", dir);
+    char why[256];
+
+    /* 1. round trip in every layout */
+    for (int lay = 0; lay < 3; lay++) {
+        pth_ckpt a, b;
+        pth_init(&a);
+        build_sample(&a, 42 + (uint64_t)lay, 1);
+        a.layout = (pth_layout)lay;
+        int rc = pth_save(path, &a);
+        char msg[128];
+        snprintf(msg, sizeof msg, "save layout %s", pth_layout_name(a.layout));
+        check(rc == 0, msg);
+        snprintf(tmpname, sizeof tmpname, "%s.tmp-%ld", path, (long)getpid());
+        struct stat sb;
+        check(stat(tmpname, &sb) != 0, "no temporary file left behind");
+        pth_init(&b);
+        rc = pth_load(path, &b);
+        if (rc < 0) printf("  %s\n", ote_errmsg());
+        snprintf(msg, sizeof msg, "load layout %s", pth_layout_name(a.layout));
+        check(rc == 0 && b.layout == a.layout, msg);
+        int eq = ckpt_equal(&a, &b, lay == PTH_LAYOUT_OTE, why, sizeof why);
+        if (!eq) printf("  %s\n", why);
+        snprintf(msg, sizeof msg, "layout %s: names, shapes, values%s identical", pth_layout_name(a.layout),
+                 lay == PTH_LAYOUT_OTE ? ", config, threshold, VERSION" : "");
+        check(eq, msg);
+        if (lay == PTH_LAYOUT_OTE) {
+            check(b.has_confidence_threshold && b.has_version && b.confidence_threshold == 0.123456789 && b.version == 1,
+                  "OTE layout: confidence_threshold and VERSION present");
+            check(pth_config_get(&b, "x.y.z") && !strcmp(pth_config_get(&b, "x.y.z"), ""), "nested config key x.y.z read back");
+        } else {
+            check(!b.has_confidence_threshold && !b.has_version && b.n_config == 0, "non-OTE layout: no metadata");
+        }
+        pth_free(&a);
+        pth_free(&b);
+    }
+
+    /* 2. file format facts torch relies on: 64-byte aligned data records, version "3\n" */
+    {
+        pth_ckpt a;
+        pth_init(&a);
+        build_sample(&a, 7, 0);
+        ASSERT(pth_save(path, &a) == 0);
+        size_t len;
+        uint8_t *buf = t_read(path, &len);
+        tent e[32];
+        int n = t_entries(buf, len, e, 32);
+        int aligned = n > 0, crc_ok = n > 0;
+        for (int i = 0; i < n; i++) {
+            if (e[i].data % 64) aligned = 0;
+            if (t_crc32(buf + e[i].data, e[i].size) != t_rd32(buf + e[i].cen + 16)) crc_ok = 0;
+        }
+        check(aligned, "every record's data starts at a multiple of 64");
+        check(crc_ok, "CRC-32 of every record matches an independent CRC");
+        int v = t_find(e, n, "archive/version");
+        check(v >= 0 && e[v].size == 2 && !memcmp(buf + e[v].data, "3\n", 2), "archive/version is \"3\\n\"");
+        check(t_find(e, n, "archive/data.pkl") == 0 && t_find(e, n, "archive/data/0") == 1, "data.pkl first, then data/0");
+        pth_free(&a);
+
+        /* 3. truncation at every offset: always an error, never a crash */
+        int all_err = 1;
+        for (size_t cut = 0; cut < len; cut++) {
+            pth_ckpt c;
+            if (load_ok(buf, cut, &c) >= 0) {
+                all_err = 0;
+                printf("  truncated at %zu loaded\n", cut);
+            }
+            pth_free(&c);
+        }
+        check(all_err, "truncated at every offset -> error");
+
+        /* 4. each byte flipped: either an error or exactly the original content */
+        pth_ckpt ref;
+        pth_init(&ref);
+        ASSERT(pth_load_mem(buf, len, "ref", &ref) == 0);
+        int consistent = 1, n_err = 0;
+        for (size_t i = 0; i < len; i++) {
+            uint8_t *m = malloc(len);
+            memcpy(m, buf, len);
+            m[i] ^= 0x5a;
+            pth_ckpt c;
+            if (load_ok(m, len, &c) >= 0) {
+                if (!ckpt_equal(&ref, &c, 1, why, sizeof why)) {
+                    consistent = 0;
+                    printf("  flip at %zu silently changed content: %s\n", i, why);
+                }
+            } else {
+                n_err++;
+            }
+            pth_free(&c);
+            free(m);
+        }
+        printf("  (%d of %zu flips rejected)\n", n_err, len);
+        check(consistent, "flipped byte anywhere -> error or identical content (CRC-32 protects the data)");
+
+        /* 5. pickle fuzz behind a repaired CRC: every prefix of data.pkl, random byte flips */
+        int pk = t_find(e, n, "archive/data.pkl");
+        ASSERT(pk >= 0);
+        int prefix_err = 1;
+        for (size_t cut = 0; cut < e[pk].size; cut++) {
+            uint8_t *m = malloc(len);
+            memcpy(m, buf, len);
+            t_fix(m, &e[pk], cut);
+            pth_ckpt c;
+            if (load_ok(m, len, &c) >= 0) prefix_err = 0;
+            pth_free(&c);
+            free(m);
+        }
+        check(prefix_err, "every strict prefix of data.pkl -> error");
+        rng r;
+        rng_seed(&r, 2024);
+        int fuzz_n = 20000, fuzz_err = 0;
+        for (int it = 0; it < fuzz_n; it++) {
+            uint8_t *m = malloc(len);
+            memcpy(m, buf, len);
+            int flips = 1 + (int)rng_below(&r, 3);
+            for (int k = 0; k < flips; k++) {
+                size_t at = e[pk].data + rng_below(&r, e[pk].size);
+                m[at] = (uint8_t)rng_below(&r, 256);
+            }
+            t_fix(m, &e[pk], e[pk].size);
+            pth_ckpt c;
+            if (load_ok(m, len, &c) < 0) fuzz_err++;
+            pth_free(&c);
+            free(m);
+        }
+        printf("  (%d of %d pickle mutations rejected, the rest decoded to something valid)\n", fuzz_err, fuzz_n);
+        check(fuzz_err > 0, "pickle mutations behind a repaired CRC: no crash, errors reported");
+
+        /* 6. hand-made defects with specific messages */
+        {
+            uint8_t *m = malloc(len);
+            memcpy(m, buf, len);
+            int d0 = t_find(e, n, "archive/data/0");
+            m[e[d0].cen + 46 + strlen("archive/data/")] = 'X'; /* rename the record in the directory */
+            pth_ckpt c;
+            int rc = load_ok(m, len, &c);
+            check(rc < 0 && msg_has("missing"), "missing data record -> error 'missing'");
+            printf("  message: %s\n", ote_errmsg());
+            memcpy(m, buf, len);
+            m[e[d0].cen + 10] = 8; /* method: deflate */
+            rc = load_ok(m, len, &c);
+            check(rc < 0 && msg_has("compressed"), "compressed entry -> error 'compressed'");
+            printf("  message: %s\n", ote_errmsg());
+            memcpy(m, buf, len);
+            m[e[pk].data + 2] = 0xff; /* first opcode after PROTO 2 */
+            t_fix(m, &e[pk], e[pk].size);
+            rc = load_ok(m, len, &c);
+            check(rc < 0 && msg_has("unsupported pickle opcode 0xff"), "unknown pickle opcode -> error naming it");
+            printf("  message: %s\n", ote_errmsg());
+            memcpy(m, buf, len);
+            m[e[d0].data] ^= 1;
+            rc = load_ok(m, len, &c);
+            check(rc < 0 && msg_has("CRC"), "corrupt tensor data -> CRC error");
+            int bo = t_find(e, n, "archive/byteorder");
+            memcpy(m, buf, len);
+            memcpy(m + e[bo].data, "big", 3);
+            t_fix(m, &e[bo], 3);
+            rc = load_ok(m, len, &c);
+            check(rc < 0 && msg_has("byteorder"), "big-endian byteorder record -> error");
+            pth_free(&c);
+            free(m);
+        }
+        pth_free(&ref);
+        free(buf);
+    }
+
+    /* 7. non-contiguous stride: patch the stride tuple of a (2, 3) tensor from (3, 1) to (1, 2) */
+    {
+        pth_ckpt a;
+        pth_init(&a);
+        a.layout = PTH_LAYOUT_BARE;
+        int64_t s[2] = {2, 3};
+        float v[6] = {1, 2, 3, 4, 5, 6};
+        ASSERT(pth_add_f32(&a, "t", 2, s, v) == 0);
+        ASSERT(pth_save(path, &a) == 0);
+        size_t len;
+        uint8_t *buf = t_read(path, &len);
+        tent e[8];
+        int n = t_entries(buf, len, e, 8);
+        int pk = t_find(e, n, "archive/data.pkl");
+        const uint8_t pat[] = {'K', 2, 'K', 3, 0x86, 'K', 3, 'K', 1, 0x86};
+        uint8_t *hit = t_search(buf + e[pk].data, e[pk].size, pat, sizeof pat);
+        check(hit != NULL, "found size/stride tuples in data.pkl");
+        if (hit) {
+            hit[6] = 1;
+            hit[8] = 2;
+            t_fix(buf, &e[pk], e[pk].size);
+            pth_ckpt c;
+            int rc = load_ok(buf, len, &c);
+            check(rc < 0 && msg_has("non-contiguous"), "non-contiguous stride -> error");
+            printf("  message: %s\n", ote_errmsg());
+            /* and a storage offset past the end of the storage */
+            hit[6] = 3;
+            hit[8] = 1;
+            hit[-2] = 'K', hit[-1] = 1; /* storage offset (BININT1 0 -> 1) precedes the size tuple */
+            t_fix(buf, &e[pk], e[pk].size);
+            rc = load_ok(buf, len, &c);
+            check(rc < 0 && msg_has("exceed its storage"), "storage offset + numel past the storage -> error");
+            pth_free(&c);
+        }
+        free(buf);
+        pth_free(&a);
+    }
+
+    /* 8. other bad files */
+    {
+        pth_ckpt c;
+        int rc = load_ok((const uint8_t *)"", 0, &c);
+        check(rc < 0 && msg_has("empty"), "empty file -> error 'empty'");
+        const char *txt = "model:\n  weights: not a zip at all, just some text\n";
+        rc = load_ok((const uint8_t *)txt, strlen(txt), &c);
+        check(rc < 0 && msg_has("not a zip"), "text file -> error 'not a zip'");
+        const uint8_t legacy[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, '.'};
+        rc = load_ok(legacy, sizeof legacy, &c);
+        check(rc < 0 && msg_has("legacy"), "legacy torch < 1.6 file -> error 'legacy'");
+        pth_init(&c);
+        rc = pth_load("/nonexistent/dir/weights.pth", &c);
+        check(rc == OTE_EIO && msg_has("/nonexistent/dir/weights.pth"), "missing file -> OTE_EIO naming the path");
+        rc = pth_save("/nonexistent/dir/weights.pth", &c);
+        check(rc == OTE_EIO, "unwritable path -> OTE_EIO");
+        pth_free(&c);
+    }
+
+    /* 9. API validation */
+    {
+        pth_ckpt c;
+        pth_init(&c);
+        float x = 1;
+        int64_t s1[1] = {1}, sneg[1] = {-1};
+        check(pth_add_f32(&c, "a", 1, s1, &x) == 0, "add tensor");
+        check(pth_add_f32(&c, "a", 1, s1, &x) == OTE_EINVAL, "duplicate name rejected");
+        check(pth_add_f32(&c, "", 1, s1, &x) == OTE_EINVAL, "empty name rejected");
+        check(pth_add_f32(&c, "b", 1, sneg, &x) == OTE_EINVAL, "negative dim rejected");
+        check(pth_add_f32(&c, "b", PTH_MAX_DIMS + 1, s1, &x) == OTE_EINVAL, "too many dims rejected");
+        check(pth_config_set(&c, "lp.bs", "8") == 0, "config set");
+        check(pth_config_set(&c, "lp", "x") == OTE_EINVAL, "config leaf that is also a dict rejected");
+        check(pth_config_set(&c, "lp.bs.x", "x") == OTE_EINVAL, "config dict that is also a leaf rejected");
+        check(pth_config_set(&c, "lp..x", "x") == OTE_EINVAL && pth_config_set(&c, ".x", "x") == OTE_EINVAL,
+              "empty key component rejected");
+        check(pth_config_set(&c, "lp.bs", "16") == 0 && !strcmp(pth_config_get(&c, "lp.bs"), "16") && c.n_config == 1,
+              "config set replaces");
+        pth_free(&c);
+    }
+
+    unlink(path);
+    rmdir(dir);
+    printf("%s: %d failure(s)\n", n_fail ? "FAILED" : "PASSED", n_fail);
+    return n_fail ? 1 : 0;
+}
