@@ -1,0 +1,57 @@
+/* budget.h - the HPO budget planner: from the time of one plain training run and the ratio R,
+ * choose the number of trials, epochs per trial, subset_ratio and image_resize.
+ *
+ * Meaning of R (DESIGN.md §5, OTE tutorial): the whole run (HPO + final training) should take
+ * about R x one training, so HPO gets b = R - 1 trainings' worth of time.
+ *
+ * Time model, in units of one full training (E epochs over N images at full size, taking
+ * train_seconds, of which the share v is validation):
+ *     cost(T, I, s, z) = T * I * z^2 * ((1 - v) * s + v) / E
+ * T trials of I epochs on a subset of s*N training images at input size z x the full size;
+ * training time scales with the images seen and with the pixel count z^2; validation always uses
+ * the whole validation set, at the reduced size (so z^2 but not s).
+ *
+ * Planning (free variables only; values fixed in hpo_config.yaml are never changed):
+ *  1. start: T = 10, I = min(2, E), s = 0.2 but at least min(1, 500 / N) (OTE's subset rule),
+ *     z = 0.5;
+ *  2. while cost > b shrink, in this order: z by 0.05 down to 0.25; s by /1.05 down to
+ *     max(0.05, 1/N); T by 1 down to 5; I by 1 down to 1. If still cost > b the plan is the
+ *     minimum and over_budget = 1;
+ *  3. otherwise grow greedily: repeatedly take the free variable with the least progress towards
+ *     its maximum (z: (z - 0.25)/0.75, s: s, I: I/E, T: T/Tmax with Tmax = 20 x number of
+ *     hyper-parameters, as OTE's max_trials; ties in the order z, s, I, T) and apply one step
+ *     (z + 0.05, s x 1.05 capped at 1, I + 1, T + 1); a step that would exceed b blocks that
+ *     variable; stop when every variable is blocked or at its maximum.
+ * The caller rounds z x input size to what the network accepts (multiples of 32).
+ */
+#ifndef OTE_HPO_BUDGET_H
+#define OTE_HPO_BUDGET_H
+
+typedef struct hpo_budget_in {
+    double train_seconds;   /* one plain training run (estimated by the caller from timed steps) */
+    double val_fraction;    /* share v of train_seconds spent in validation, 0..1 */
+    double ratio;           /* R */
+    long full_dataset_size; /* N */
+    int full_epochs;        /* E */
+    int num_hyperparams;    /* searched parameters */
+    /* values fixed by hpo_config.yaml (0 = free) */
+    int fixed_trials, fixed_epochs;
+    double fixed_subset, fixed_resize;
+} hpo_budget_in;
+
+typedef struct hpo_plan {
+    int num_trials;
+    int epochs;             /* per trial (max_iterations) */
+    double subset_ratio;
+    double image_resize;
+    double cost;            /* in units of one full training */
+    double expected_seconds;/* cost x train_seconds */
+    int over_budget;        /* even the minimal plan exceeds R - 1 */
+} hpo_plan;
+
+/* 0, or OTE_EINVAL for nonsensical inputs (non-positive time, epochs or dataset size). */
+int hpo_plan_budget(const hpo_budget_in *in, hpo_plan *out);
+/* The cost formula above. */
+double hpo_plan_cost(const hpo_budget_in *in, int trials, int epochs, double subset, double resize);
+
+#endif

@@ -1,0 +1,531 @@
+/* hpo.c - the HPO driver loop: resume/reuse/rerun decision, trial generation (defaults, Sobol,
+ * SMBO), per-epoch reports with median stop / ASHA / budget decisions, failed trials, the result
+ * table. See hpo.h for the rules. */
+#include "hpo/hpo.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/status.h"
+#include "hpo/smbo.h"
+
+struct hpo_reporter {
+    hpo_state *st;
+    int ti;                 /* index of the running trial in st->t */
+    const hpo_options *opt;
+    int num_init;
+    double t0, spent_before;
+    double last_clock;
+    int failed;
+    int io_error;
+};
+
+static double mono_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static double now_of(const hpo_options *o) { return o->clock ? o->clock(o->clock_ctx) : mono_now(); }
+
+static void say(const hpo_options *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(const hpo_options *o, const char *fmt, ...) {
+    if (!o->out) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(o->out, fmt, ap);
+    va_end(ap);
+    fflush(o->out);
+}
+
+double hpo_trial_value(const hpo_trial *t, const char *name, double fallback) {
+    for (int i = 0; i < t->space->n; i++)
+        if (!strcmp(t->space->p[i].name, name)) return t->values[i];
+    return fallback;
+}
+
+/* Scores in "bigger is better" form. */
+static double good(const hpo_state *st, double v) { return st->cfg.mode_max ? v : -v; }
+
+static int dcmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double best_upto(const hpo_state *st, const hpo_trial_rec *t, int n) {
+    double b = -HUGE_VAL;
+    for (int i = 0; i < n && i < t->n; i++) b = fmax(b, good(st, t->scores[i]));
+    return b;
+}
+
+/* median stop (spec §4.6); 1 = stop */
+static int median_stop(const hpo_state *st, const hpo_trial_rec *t) {
+    int k = t->n - 1;
+    double *v = malloc((size_t)st->n * sizeof *v);
+    if (!v) return 0;
+    int m = 0;
+    for (int j = 0; j < st->n; j++) {
+        const hpo_trial_rec *o = &st->t[j];
+        if (o == t || o->status != HPO_STOP || o->n <= k) continue;
+        v[m++] = o->median[k];
+    }
+    int stop = 0;
+    if (m > 0) {
+        qsort(v, (size_t)m, sizeof *v, dcmp);
+        double med = m % 2 ? v[m / 2] : 0.5 * (v[m / 2 - 1] + v[m / 2]);
+        stop = good(st, med) > best_upto(st, t, t->n);
+    }
+    free(v);
+    return stop;
+}
+
+static int asha_rf(const hpo_config *c) { return c->reduction_factor > 1 ? c->reduction_factor : 2; }
+static int asha_min(const hpo_config *c) { return c->min_iterations > 0 ? c->min_iterations : 1; }
+
+/* Number of rungs of bracket s (spec §4.7): int(log(max - min + 1) / log(rf) - s + 1). */
+static int asha_rungs(const hpo_config *c, int s) {
+    return (int)(log((double)(c->max_iterations - asha_min(c) + 1)) / log((double)asha_rf(c)) - s + 1);
+}
+
+/* ASHA rung cut; 1 = stop */
+static int asha_stop(const hpo_state *st, const hpo_trial_rec *t) {
+    const hpo_config *c = &st->cfg;
+    int rf = asha_rf(c), s = t->bracket < 0 ? 0 : t->bracket;
+    int K = asha_rungs(c, s);
+    for (int k = 0; k < K; k++) {
+        long rung = asha_min(c) - 1 + (long)llround(pow(rf, k + s));
+        if (rung != t->n || rung >= c->max_iterations) continue;
+        double *v = malloc((size_t)st->n * sizeof *v);
+        if (!v) return 0;
+        int m = 0;
+        for (int j = 0; j < st->n; j++) {
+            const hpo_trial_rec *o = &st->t[j];
+            if (o->bracket != t->bracket || o->n < rung) continue;
+            if (o != t && o->status != HPO_STOP) continue;
+            v[m++] = best_upto(st, o, (int)rung);
+        }
+        qsort(v, (size_t)m, sizeof *v, dcmp);
+        /* numpy percentile, linear interpolation, q = (1 - 1/rf) * 100 */
+        double pos = (1.0 - 1.0 / rf) * (m - 1);
+        int lo = (int)floor(pos);
+        double cut = lo + 1 < m ? v[lo] + (pos - lo) * (v[lo + 1] - v[lo]) : v[lo];
+        free(v);
+        if (cut > best_upto(st, t, (int)rung)) return 1;
+    }
+    return 0;
+}
+
+static double mean_epoch_seconds(const hpo_trial_rec *t) {
+    double s = 0;
+    for (int i = 0; i < t->n; i++) s += t->seconds[i];
+    return t->n ? s / t->n : 0;
+}
+
+int hpo_report(hpo_reporter *r, int epoch, double score, double seconds, long images) {
+    hpo_state *st = r->st;
+    hpo_trial_rec *t = &st->t[r->ti];
+    const hpo_options *o = r->opt;
+    if (r->failed) return HPO_STOP_TRIAL;
+    if (epoch != t->n + 1)
+        return ote_err(OTE_EINVAL, "hpo: trial %d reported epoch %d after %d epochs", t->id, epoch, t->n);
+    double clk = now_of(o);
+    if (!(seconds > 0)) seconds = clk - r->last_clock; /* the trainer did not time the epoch: we do */
+    r->last_clock = clk;
+    if (!isfinite(score)) {
+        r->failed = 1;
+        snprintf(t->stop_reason, sizeof t->stop_reason, "non-finite score at epoch %d", epoch);
+        return HPO_STOP_TRIAL;
+    }
+    CHECK(hpo_trial_push(t, score, seconds, images));
+    const char *why = NULL;
+    if (t->n >= st->cfg.max_iterations)
+        why = "max_iterations";
+    else if (st->cfg.algo == HPO_ALGO_SMBO && st->cfg.early_stop == HPO_ES_MEDIAN && t->id >= r->num_init &&
+             median_stop(st, t))
+        why = "median_stop";
+    else if (st->cfg.algo == HPO_ALGO_ASHA && asha_stop(st, t))
+        why = "asha";
+    else if (o->budget_seconds > 0) {
+        double elapsed = clk - r->t0 + r->spent_before;
+        if (elapsed + mean_epoch_seconds(t) > o->budget_seconds) why = "budget";
+    }
+    if (why) snprintf(t->stop_reason, sizeof t->stop_reason, "%s", why);
+    int s = hpo_trial_save(o->work_dir, st, t);
+    if (s < 0) {
+        r->io_error = s;
+        return s;
+    }
+    return why ? HPO_STOP_TRIAL : HPO_CONTINUE;
+}
+
+static int py_center(char *buf, size_t size, const char *s, int width) {
+    int len = (int)strlen(s), marg = width - len;
+    if (marg <= 0) return snprintf(buf, size, "%s", s);
+    int left = marg / 2 + (marg & width & 1); /* CPython's str.center */
+    return snprintf(buf, size, "%*s%s%*s", left, "", s, marg - left, "");
+}
+
+static int name_idx_cmp(const void *a, const void *b, const hp_space *sp) {
+    return strcmp(sp->p[*(const int *)a].name, sp->p[*(const int *)b].name);
+}
+
+int hpo_format_dict(const hp_space *sp, const double *values, char *buf, size_t size) {
+    int idx[HP_MAX_PARAMS];
+    for (int i = 0; i < sp->n; i++) idx[i] = i;
+    for (int i = 1; i < sp->n; i++) /* insertion sort by name (tiny n) */
+        for (int j = i; j > 0 && name_idx_cmp(&idx[j - 1], &idx[j], sp) > 0; j--) {
+            int t = idx[j];
+            idx[j] = idx[j - 1];
+            idx[j - 1] = t;
+        }
+    size_t len = 0;
+    len += (size_t)snprintf(buf + len, size > len ? size - len : 0, "{");
+    for (int i = 0; i < sp->n; i++) {
+        char v[64];
+        hp_format_value(&sp->p[idx[i]], values[idx[i]], v, sizeof v);
+        len += (size_t)snprintf(buf + len, size > len ? size - len : 0, "%s'%s': %s", i ? ", " : "",
+                                sp->p[idx[i]].name, v);
+    }
+    len += (size_t)snprintf(buf + len, size > len ? size - len : 0, "}");
+    return (int)len;
+}
+
+void hpo_print_table(FILE *f, const hpo_state *st) {
+    if (!f) return;
+    const hp_space *sp = &st->cfg.space;
+    char cell[HP_NAME_MAX + 64];
+    py_center(cell, sizeof cell, "#", 5);
+    fprintf(f, "|%s|", cell);
+    for (int i = 0; i < sp->n; i++) {
+        int w = (int)strlen(sp->p[i].name) + 2;
+        if (w < 20) w = 20;
+        py_center(cell, sizeof cell, sp->p[i].name, w);
+        fprintf(f, "%s |", cell);
+    }
+    py_center(cell, sizeof cell, "score", 21);
+    fprintf(f, "%s|\n", cell);
+    for (int k = 0; k < st->n; k++) {
+        const hpo_trial_rec *t = &st->t[k];
+        if (!t->has_score) continue;
+        fprintf(f, "|%4d |", k + 1);
+        for (int i = 0; i < sp->n; i++) {
+            int w = (int)strlen(sp->p[i].name) + 2;
+            if (w < 20) w = 20;
+            hp_format_value(&sp->p[i], t->values[i], cell, sizeof cell);
+            fprintf(f, "%*s |", w, cell);
+        }
+        hp_format_double(t->score, cell, sizeof cell);
+        fprintf(f, "%20s |\n", cell);
+    }
+    if (st->best_id >= 0) {
+        char d[4096];
+        hpo_format_dict(sp, st->t[st->best_id].values, d, sizeof d);
+        fprintf(f, "Best Hyper-parameters\n%s\n", d);
+    }
+    fflush(f);
+}
+
+static int mkdir_p(const char *dir) {
+    char p[4096];
+    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) return ote_err(OTE_EIO, "%s: path too long", dir);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = 0;
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) return ote_err(OTE_EIO, "%s: cannot create: %s", p, strerror(errno));
+        *s = '/';
+    }
+    if (mkdir(p, 0755) != 0 && errno != EEXIST) return ote_err(OTE_EIO, "%s: cannot create: %s", p, strerror(errno));
+    return 0;
+}
+
+/* OTE's prompt (spec §4.8). 1 yes, 0 no, OTE_ECANCEL after 5 invalid answers. */
+static int ask(const hpo_options *o, const char *question) {
+    FILE *in = o->in ? o->in : stdin;
+    FILE *out = o->out ? o->out : stderr;
+    for (int tries = 0; tries < 5; tries++) {
+        fprintf(out, "%s [\033[1mY\033[0m/n]: ", question);
+        fflush(out);
+        char line[256];
+        if (!fgets(line, sizeof line, in)) return 1; /* end of input: take the default */
+        size_t n = strlen(line);
+        while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = 0;
+        if (n == 0) return 1;
+        if (n == 1 && (line[0] == 'y' || line[0] == 'Y')) return 1;
+        if (n == 1 && (line[0] == 'n' || line[0] == 'N')) return 0;
+        fprintf(out, "You should type 'y' or 'n'. Nothing means 'y'.\n");
+    }
+    fprintf(out, "Your inputs are invalid. The whole program is terminating...\n");
+    fflush(out);
+    return ote_err(OTE_ECANCEL, "hpo: no valid answer to the resume question");
+}
+
+static int find_best(const hpo_state *st) {
+    int b = -1;
+    for (int i = 0; i < st->n; i++) {
+        const hpo_trial_rec *t = &st->t[i];
+        if (t->status != HPO_STOP || !t->has_score) continue;
+        if (b < 0 || good(st, t->score) > good(st, st->t[b].score)) b = i; /* first wins ties */
+    }
+    return b;
+}
+
+static void fill_result(const hpo_state *st, hpo_result *res) {
+    res->best_id = st->best_id;
+    res->trials_total = st->n;
+    if (st->best_id >= 0) {
+        res->best_score = st->t[st->best_id].score;
+        memcpy(res->best_values, st->t[st->best_id].values, sizeof res->best_values);
+    }
+}
+
+/* Can a new trial (or a rerun) start within the budget? */
+static int budget_allows(const hpo_state *st, const hpo_options *o, double t0, double spent_before) {
+    if (o->budget_seconds <= 0) return 1;
+    double elapsed = now_of(o) - t0 + spent_before, sum = 0;
+    int n = 0;
+    for (int i = 0; i < st->n; i++)
+        for (int k = 0; k < st->t[i].n; k++) sum += st->t[i].seconds[k], n++;
+    double est = n ? sum / n : 0;
+    return elapsed + est <= o->budget_seconds && elapsed < o->budget_seconds;
+}
+
+static int run_trial(hpo_state *st, int ti, const hpo_options *o, hpo_train_fn train, void *ctx, int num_init,
+                     double t0, double spent_before) {
+    hpo_trial_rec *t = &st->t[ti];
+    hpo_trial_clear(t);
+    t->status = HPO_RUNNING;
+    CHECK(hpo_trial_save(o->work_dir, st, t));
+    CHECK(hpo_status_save(o->work_dir, st));
+    hpo_trial tr;
+    memset(&tr, 0, sizeof tr);
+    tr.id = t->id;
+    tr.space = &st->cfg.space;
+    memcpy(tr.values, t->values, sizeof tr.values);
+    tr.max_epochs = st->cfg.max_iterations;
+    tr.subset_ratio = st->cfg.subset_ratio;
+    tr.image_resize = st->cfg.image_resize;
+    tr.seed = o->seed * 1000003ULL + (uint64_t)t->id;
+    hpo_reporter rep = {st, ti, o, num_init, t0, spent_before, now_of(o), 0, 0};
+    char d[2048];
+    hpo_format_dict(&st->cfg.space, t->values, d, sizeof d);
+    say(o, "HPO trial %d: %s\n", t->id, d);
+    int rc = train(ctx, &tr, &rep);
+    t = &st->t[ti];
+    if (rc == OTE_ECANCEL) {
+        say(o, "HPO interrupted during trial %d; run again to resume.\n", t->id);
+        return OTE_ECANCEL;
+    }
+    if (rep.io_error < 0) return rep.io_error;
+    if (rc < 0 || rep.failed || t->n == 0) {
+        t->status = HPO_FAILED;
+        t->has_score = 0;
+        if (rc < 0)
+            snprintf(t->stop_reason, sizeof t->stop_reason, "%s", *ote_errmsg() ? ote_errmsg() : ote_strstatus(rc));
+        else if (!rep.failed)
+            snprintf(t->stop_reason, sizeof t->stop_reason, "no score reported");
+        say(o, "HPO trial %d failed: %s\n", t->id, t->stop_reason);
+    } else {
+        t->status = HPO_STOP;
+        t->has_score = 1;
+        t->score = t->scores[0];
+        for (int i = 1; i < t->n; i++)
+            if (good(st, t->scores[i]) > good(st, t->score)) t->score = t->scores[i];
+    }
+    CHECK(hpo_trial_save(o->work_dir, st, t));
+    CHECK(hpo_status_save(o->work_dir, st));
+    return 0;
+}
+
+static void fill_defaults(hpo_config *c) {
+    if (c->max_iterations <= 0) c->max_iterations = HPO_DEFAULT_MAX_ITERATIONS;
+    if (c->subset_ratio <= 0) c->subset_ratio = 1.0;
+    if (c->image_resize <= 0) c->image_resize = 1.0;
+    if (c->algo == HPO_ALGO_ASHA) {
+        if (c->reduction_factor < 2) c->reduction_factor = 2;
+        if (c->min_iterations < 1) c->min_iterations = 1;
+        if (c->min_iterations > c->max_iterations) c->min_iterations = c->max_iterations;
+        if (c->num_brackets < 1) c->num_brackets = 1;
+        while (c->num_brackets > 1 && asha_rungs(c, c->num_brackets - 1) < 1) c->num_brackets--;
+    }
+}
+
+int hpo_run(const hpo_config *cfg, const hpo_options *opt, hpo_train_fn train, void *ctx, hpo_result *res) {
+    memset(res, 0, sizeof *res);
+    res->best_id = -1;
+    if (!opt->work_dir || !*opt->work_dir) return ote_err(OTE_EINVAL, "hpo: no work directory");
+    if (cfg->space.n < 1) return ote_err(OTE_EINVAL, "hpo: empty search space");
+    CHECK(mkdir_p(opt->work_dir));
+    const char *dir = opt->work_dir;
+    double t0 = now_of(opt);
+    hpo_state st;
+    memset(&st, 0, sizeof st);
+    st.cfg = *cfg;
+    fill_defaults(&st.cfg);
+    st.full_dataset_size = opt->full_dataset_size;
+    st.best_id = -1;
+    int num_trials = opt->num_trials > 0 ? opt->num_trials : cfg->num_trials > 0 ? cfg->num_trials : HPO_DEFAULT_NUM_TRIALS;
+    int num_init = cfg->num_init_trials > 0 ? cfg->num_init_trials : HPO_DEFAULT_NUM_INIT;
+    if (num_init > num_trials) num_init = num_trials;
+
+    void *old = NULL;
+    int s = hpo_status_read(dir, &old);
+    if (s < 0) return s;
+    int resume = 0, reuse = 0;
+    if (s == 0) {
+        char what[64] = "";
+        if (hpo_status_same_config(old, &st, what, sizeof what)) {
+            say(opt, "HPO configuration changed ('%s' differs from %s/hpopt_status.json): rerunning HPO from scratch.\n",
+                what, dir);
+            res->rerun_changed = 1;
+        } else {
+            int complete = hpo_status_complete(old), yes = 1;
+            say(opt, "Previous HPO results are found in %s.\n", dir);
+            const char *what_yes = complete ? "Reusing previously found hyper-parameters" : "Resuming HPO";
+            if (opt->resume == HPO_RESUME_NO) {
+                yes = 0;
+                say(opt, "Rerunning HPO from scratch (--hpo-resume no).\n");
+            } else if (opt->resume == HPO_RESUME_YES) {
+                say(opt, "%s (--hpo-resume yes).\n", what_yes);
+            } else if (opt->interactive) {
+                yes = ask(opt, complete ? "Do you want to reuse previously found hyper-parameters?"
+                                        : "Do you want to resume HPO?");
+                if (yes < 0) {
+                    hpo_json_free(old);
+                    return yes;
+                }
+            } else {
+                say(opt, "%s (stdin is not a terminal; use --hpo-resume no to rerun from scratch).\n", what_yes);
+            }
+            if (yes) {
+                if (complete) reuse = 1;
+                else resume = 1;
+            }
+        }
+        if (resume || reuse) s = hpo_status_trials(dir, old, &st);
+        hpo_json_free(old);
+        if (s < 0) {
+            hpo_state_free(&st);
+            return s;
+        }
+    }
+    if (!resume && !reuse) CHECK(hpo_status_clear(dir));
+
+    double spent_before = 0;
+    if (resume || reuse) {
+        for (int i = 0; i < st.n; i++) {
+            hpo_trial_rec *t = &st.t[i];
+            if (t->status == HPO_STOP || t->status == HPO_FAILED) {
+                s = hpo_trial_load(dir, t);
+                if (s < 0) {
+                    hpo_state_free(&st);
+                    return s;
+                }
+                for (int k = 0; k < t->n; k++) spent_before += t->seconds[k];
+            } else if (resume) { /* interrupted or never started: rerun with the same values */
+                hpo_trial_clear(t);
+                t->status = HPO_READY;
+                char p[4200];
+                snprintf(p, sizeof p, "%s/hpopt_trial_%d.json", dir, t->id);
+                unlink(p);
+            }
+        }
+    }
+    if (reuse) {
+        st.best_id = find_best(&st);
+        res->reused = 1;
+        hpo_print_table(opt->out, &st);
+        fill_result(&st, res);
+        res->seconds = now_of(opt) - t0;
+        hpo_state_free(&st);
+        return 0;
+    }
+    res->resumed = resume;
+    s = hpo_status_save(dir, &st);
+
+    smbo sm;
+    if (s == 0) s = smbo_init(&sm, &st.cfg.space, st.cfg.algo == HPO_ALGO_ASHA ? INT_MAX : num_init, opt->seed);
+    if (s < 0) {
+        hpo_state_free(&st);
+        return s;
+    }
+    int d = st.cfg.space.n;
+    while (s == 0) {
+        int ti = -1;
+        for (int i = 0; i < st.n && ti < 0; i++)
+            if (st.t[i].status == HPO_READY) ti = i;
+        if (ti < 0 && st.n >= num_trials) break;
+        if (!budget_allows(&st, opt, t0, spent_before)) {
+            say(opt, "HPO time budget of %.0f s used up after %d trials.\n", opt->budget_seconds, st.n);
+            break; /* a pending rerun left READY stays READY with no score, as hpopt records it */
+        }
+        if (ti < 0) {
+            double v[HP_MAX_PARAMS];
+            if (st.n == 0 && opt->defaults) {
+                for (int j = 0; j < d; j++) v[j] = hp_snap(&st.cfg.space.p[j], opt->defaults[j]);
+            } else {
+                double *used = malloc((size_t)(st.n + 1) * (size_t)d * sizeof *used);
+                double *obs = malloc((size_t)(st.n + 1) * (size_t)d * sizeof *obs);
+                double *y = malloc((size_t)(st.n + 1) * sizeof *y);
+                if (!used || !obs || !y) {
+                    free(used), free(obs), free(y);
+                    s = ote_err(OTE_ENOMEM, "hpo: out of memory");
+                    break;
+                }
+                int no = 0;
+                for (int i = 0; i < st.n; i++) {
+                    memcpy(used + (size_t)i * d, st.t[i].values, (size_t)d * sizeof *used);
+                    if (st.t[i].status == HPO_STOP && st.t[i].has_score) {
+                        memcpy(obs + (size_t)no * d, st.t[i].values, (size_t)d * sizeof *obs);
+                        y[no++] = good(&st, st.t[i].score);
+                    }
+                }
+                int p = smbo_propose(&sm, used, st.n, obs, y, no, v);
+                free(used), free(obs), free(y);
+                if (p < 0) {
+                    s = p;
+                    break;
+                }
+                if (p == 1) {
+                    say(opt, "HPO search space exhausted after %d trials.\n", st.n);
+                    break;
+                }
+            }
+            hpo_trial_rec *t = hpo_state_add(&st);
+            if (!t) {
+                s = ote_err(OTE_ENOMEM, "hpo: out of memory");
+                break;
+            }
+            memcpy(t->values, v, (size_t)d * sizeof *v);
+            if (st.cfg.algo == HPO_ALGO_ASHA) t->bracket = t->id % st.cfg.num_brackets;
+            ti = t->id;
+        }
+        s = run_trial(&st, ti, opt, train, ctx, num_init, t0, spent_before);
+        if (s == 0) res->trials_run++;
+    }
+    smbo_free(&sm);
+    if (s < 0) {
+        fill_result(&st, res);
+        hpo_state_free(&st);
+        return s;
+    }
+    st.best_id = find_best(&st);
+    if (st.best_id < 0) {
+        hpo_status_save(dir, &st);
+        int n = st.n;
+        hpo_state_free(&st);
+        return ote_err(OTE_ESTATE, "hpo: no trial produced a score (%d trials, all failed)", n);
+    }
+    s = hpo_status_save(dir, &st);
+    if (s == 0) hpo_print_table(opt->out, &st);
+    fill_result(&st, res);
+    res->seconds = now_of(opt) - t0;
+    hpo_state_free(&st);
+    return s;
+}
