@@ -49,6 +49,7 @@ void add_plan_free(add_plan *p) {
 #define ADD_CHUNK 4096 /* floats per OpenMP work item (16 KB) */
 
 ADD_CLONES static void add_k_acc(float *restrict d, const float *restrict s, size_t n) {
+#pragma omp simd
     for (size_t i = 0; i < n; i++) d[i] += s[i];
 }
 

@@ -130,6 +130,7 @@ GN_CLONES static void gn_k_affine(const float *px, float *py, int hw, const floa
     for (int i = 0; i < hw; i++) {
         const float *r = px + (size_t)i * 16;
         float *o = py + (size_t)i * 16;
+#pragma omp simd
         for (int c = 0; c < 16; c++) o[c] = (r[c] - k[c]) * a[c] + b[c];
     }
 }
@@ -159,6 +160,7 @@ GN_CLONES static void gn_k_bapply(const float *px, const float *pdy, float *pdx,
     for (int i = 0; i < hw; i++) {
         const float *xr = px + (size_t)i * 16, *g = pdy + (size_t)i * 16;
         float *o = pdx + (size_t)i * 16;
+#pragma omp simd
         for (int c = 0; c < 16; c++) {
             float v = p[c] * g[c] + q[c] * (xr[c] - k[c]) + r[c];
             o[c] = v;

@@ -73,6 +73,7 @@ int sgd_commit(sgd *o) {
 
 SGD_CLONES static void sgd_k_first(float *restrict p, const float *restrict g, float *restrict m, size_t n, float wd,
                                    float lr) {
+#pragma omp simd
     for (size_t i = 0; i < n; i++) {
         float d = g[i] + wd * p[i];
         m[i] = d;
@@ -82,6 +83,7 @@ SGD_CLONES static void sgd_k_first(float *restrict p, const float *restrict g, f
 
 SGD_CLONES static void sgd_k_step(float *restrict p, const float *restrict g, float *restrict m, size_t n, float wd,
                                   float mu, float lr) {
+#pragma omp simd
     for (size_t i = 0; i < n; i++) {
         float d = g[i] + wd * p[i];
         float b = mu * m[i] + d;

@@ -40,6 +40,7 @@ void upsample_plan_free(upsample_plan *p) { memset(p, 0, sizeof *p); }
 UP_CLONES static void up_k_row(const float *restrict s, float *restrict d0, float *restrict d1, int w, int add) {
     if (add) {
         for (int i = 0; i < w; i++)
+#pragma omp simd
             for (int c = 0; c < 16; c++) {
                 float v = s[i * 16 + c];
                 d0[i * 32 + c] += v, d0[i * 32 + 16 + c] += v;
@@ -47,6 +48,7 @@ UP_CLONES static void up_k_row(const float *restrict s, float *restrict d0, floa
             }
     } else {
         for (int i = 0; i < w; i++)
+#pragma omp simd
             for (int c = 0; c < 16; c++) {
                 float v = s[i * 16 + c];
                 d0[i * 32 + c] = v, d0[i * 32 + 16 + c] = v;
@@ -60,10 +62,12 @@ UP_CLONES static void up_k_brow(const float *restrict g0, const float *restrict 
                                 int acc) {
     if (acc) {
         for (int i = 0; i < w; i++)
+#pragma omp simd
             for (int c = 0; c < 16; c++)
                 d[i * 16 + c] += (g0[i * 32 + c] + g0[i * 32 + 16 + c]) + (g1[i * 32 + c] + g1[i * 32 + 16 + c]);
     } else {
         for (int i = 0; i < w; i++)
+#pragma omp simd
             for (int c = 0; c < 16; c++)
                 d[i * 16 + c] = (g0[i * 32 + c] + g0[i * 32 + 16 + c]) + (g1[i * 32 + c] + g1[i * 32 + 16 + c]);
     }
