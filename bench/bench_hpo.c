@@ -7,9 +7,9 @@
  * Each run: `uniform` parameters, num_init 5 Sobol points (no defaults trial), then SMBO; random
  * search draws uniformly. Median regret over the seeds after 10/30/50/100 evaluations.
  * Timing: one SMBO run of Hartmann6 to 200 evaluations; mean and max wall time of the proposals
- * made with 41..50 and 191..200 finished points (means include the periodic full ML refits).
+ * made with 30..49 and 180..199 finished points (means include the periodic full ML refits).
  *
- * usage: bench_hpo [seeds=20] [evals=100]
+ * usage: bench_hpo [seeds=20] [evals=100]   (seeds 0: timing only)
  */
 #include <math.h>
 #include <stdio.h>
@@ -151,7 +151,7 @@ int main(int argc, char **argv) {
     double *tr = malloc((size_t)seeds * evals * sizeof *tr);
     double *col = malloc((size_t)seeds * sizeof *col);
     double t_start = now();
-    for (size_t fi = 0; fi < sizeof fns / sizeof fns[0]; fi++) {
+    for (size_t fi = 0; seeds > 0 && fi < sizeof fns / sizeof fns[0]; fi++) {
         for (int m = 1; m >= 0; m--) {
             for (int sd = 0; sd < seeds; sd++) run(&fns[fi], m, 1000 + (uint64_t)sd, evals, tr + (size_t)sd * evals, NULL);
             printf("| %s | %s |", fns[fi].name, m ? "SMBO" : "random");
@@ -175,12 +175,12 @@ int main(int argc, char **argv) {
     const int at[] = {50, 200};
     for (int k = 0; k < 2; k++) {
         double sum = 0, mx = 0;
-        for (int i = at[k] - 10; i < at[k]; i++) {
+        for (int i = at[k] - 20; i < at[k]; i++) {
             sum += pt[i];
             mx = fmax(mx, pt[i]);
         }
-        printf("Hartmann6 proposal time with %d-%d finished points: mean %.4f s, max %.4f s\n", at[k] - 10,
-               at[k] - 1, sum / 10, mx);
+        printf("Hartmann6 proposal time with %d-%d finished points: mean %.4f s, max %.4f s\n", at[k] - 20,
+               at[k] - 1, sum / 20, mx);
     }
     free(trace);
     free(pt);

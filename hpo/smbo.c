@@ -80,8 +80,9 @@ static int fit(smbo *s, const double *obs, const double *obs_y, int n_obs) {
     CHECK(st);
     int grown = n_obs >= s->last_fit_n + (s->last_fit_n + 9) / 10;
     if (s->last_fit_n == 0 || n_obs <= 40 || grown) {
-        int restarts = n_obs <= 40 ? 4 : 1;
-        st = gp_fit(&s->g, &s->r, restarts, 100);
+        /* beyond 100 points one likelihood evaluation costs milliseconds: warm start only */
+        int restarts = n_obs <= 40 ? 4 : n_obs <= 100 ? 1 : 0;
+        st = gp_fit(&s->g, &s->r, restarts, n_obs <= 100 ? 100 : 50);
         s->last_fit_n = n_obs;
     } else {
         st = gp_factor(&s->g);

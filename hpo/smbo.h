@@ -12,7 +12,8 @@
  *    not already used (same point on the quantised grid) wins; if every candidate is a duplicate,
  *    up to 200 random draws; if those fail too the grid is exhausted (return 1).
  *  - kernel hyper-parameters: full ML fit with restarts while n <= 40 and whenever n has grown by
- *    10% since the last full fit; in between only the Cholesky factor is rebuilt with the last
+ *    10% since the last full fit (4 random restarts up to 40 points, 1 up to 100, then warm start
+ *    only); in between only the Cholesky factor is rebuilt with the last
  *    hyper-parameters (keeps a proposal at 200 points well under 0.1 s; see bench/README.md).
  * Deterministic for a seed and a history.
  * Ownership: smbo owns its GP and scratch; the space is borrowed and must outlive it.
