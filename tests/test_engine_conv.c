@@ -404,6 +404,93 @@ static void test_fold(eng_ctx *e, ec_tally *t, rng *g, int ic, int oc, int k, in
     arena_free(&P), arena_free(&G), arena_free(&A);
 }
 
+/* Every conv of the detector (pytorchcv MobileNetV2 w1, FPN, ATSS head; spec-detector §2-4) gets a
+ * training plan at an HPO-sized and a full-sized input, with the weights layout fixed at layer init:
+ * every pass must be a JIT kernel (no ref:, no gemm fallback). Plans only: nothing is committed. */
+typedef struct netconv {
+    int ic, oc, k, stride, groups, bias, src_nchw, down; /* down: input stride w.r.t. the image */
+} netconv;
+
+static void test_network_shapes(eng_ctx *e, ec_tally *t) {
+    static const netconv L[] = {
+        {3, 32, 3, 2, 1, 0, 1, 1},                                   /* init_block */
+        {32, 32, 1, 1, 1, 0, 0, 2}, {32, 32, 3, 1, 32, 0, 0, 2}, {32, 16, 1, 1, 1, 0, 0, 2}, /* stage1 */
+        {16, 96, 1, 1, 1, 0, 0, 2}, {96, 96, 3, 2, 96, 0, 0, 2}, {96, 24, 1, 1, 1, 0, 0, 4},
+        {24, 144, 1, 1, 1, 0, 0, 4}, {144, 144, 3, 1, 144, 0, 0, 4}, {144, 24, 1, 1, 1, 0, 0, 4},
+        {144, 144, 3, 2, 144, 0, 0, 4}, {144, 32, 1, 1, 1, 0, 0, 8},                          /* stage3 */
+        {32, 192, 1, 1, 1, 0, 0, 8}, {192, 192, 3, 1, 192, 0, 0, 8}, {192, 32, 1, 1, 1, 0, 0, 8},
+        {192, 192, 3, 2, 192, 0, 0, 8}, {192, 64, 1, 1, 1, 0, 0, 16},                         /* stage4 */
+        {64, 384, 1, 1, 1, 0, 0, 16}, {384, 384, 3, 1, 384, 0, 0, 16}, {384, 64, 1, 1, 1, 0, 0, 16},
+        {384, 96, 1, 1, 1, 0, 0, 16}, {96, 576, 1, 1, 1, 0, 0, 16}, {576, 576, 3, 1, 576, 0, 0, 16},
+        {576, 96, 1, 1, 1, 0, 0, 16}, {576, 576, 3, 2, 576, 0, 0, 16}, {576, 160, 1, 1, 1, 0, 0, 32}, /* stage5 */
+        {160, 960, 1, 1, 1, 0, 0, 32}, {960, 960, 3, 1, 960, 0, 0, 32}, {960, 160, 1, 1, 1, 0, 0, 32},
+        {960, 320, 1, 1, 1, 0, 0, 32},
+        {32, 64, 1, 1, 1, 1, 0, 8}, {96, 64, 1, 1, 1, 1, 0, 16}, {320, 64, 1, 1, 1, 1, 0, 32},  /* FPN lateral */
+        {64, 64, 3, 1, 1, 1, 0, 8}, {64, 64, 3, 1, 1, 1, 0, 16}, {64, 64, 3, 1, 1, 1, 0, 32},   /* FPN output */
+        {64, 64, 3, 2, 1, 1, 0, 32}, {64, 64, 3, 2, 1, 1, 0, 64},                               /* P6, P7 */
+        {64, 64, 3, 1, 1, 0, 0, 8}, {64, 64, 3, 1, 1, 0, 0, 128},                               /* towers */
+        {64, 3, 3, 1, 1, 1, 0, 8}, {64, 4, 3, 1, 1, 1, 0, 8}, {64, 1, 3, 1, 1, 1, 0, 128},      /* head outs */
+    };
+    static const int shapes[][3] = {{2, 320, 320}, {1, 736, 992}};
+    int bad = 0, total = 0;
+    long np0 = e->n_primitives;
+    for (size_t i = 0; i < sizeof L / sizeof L[0]; i++) {
+        const netconv *c = &L[i];
+        conv_cfg cfg = {.ic = c->ic, .oc = c->oc, .kh = c->k, .kw = c->k, .stride_h = c->stride, .stride_w = c->stride,
+                        .pad_t = c->k / 2, .pad_l = c->k / 2, .pad_b = c->k / 2, .pad_r = c->k / 2,
+                        .groups = c->groups, .bias = c->bias, .src_nchw = c->src_nchw};
+        arena P, G, A;
+        arena_init(&P, "params"), arena_init(&G, "grads"), arena_init(&A, "acts");
+        conv_layer l;
+        int s = conv_layer_init(&l, e, &cfg, &P, &G);
+        if (s != OTE_OK) {
+            bad++, total++;
+            printf("  network conv %d->%d k%d s%d g%d: layer init: %s\n", c->ic, c->oc, c->k, c->stride, c->groups,
+                   ote_errmsg());
+            continue;
+        }
+        for (int j = 0; j < 2; j++) {
+            int n = shapes[j][0], h = (shapes[j][1] + c->down - 1) / c->down, w = (shapes[j][2] + c->down - 1) / c->down;
+            int oh = conv_out_size(h, c->k, c->stride, c->k / 2, c->k / 2);
+            int ow = conv_out_size(w, c->k, c->stride, c->k / 2, c->k / 2);
+            tensor x, y, dy, dx;
+            if (c->src_nchw)
+                ASSERT(tensor_plan_plain(e, &x, TL_NCHW, n, c->ic, h, w, &A) == OTE_OK);
+            else
+                ASSERT(tensor_plan_act(e, &x, n, c->ic, h, w, &A) == OTE_OK);
+            ASSERT(tensor_plan_act(e, &y, n, c->oc, oh, ow, &A) == OTE_OK);
+            ASSERT(tensor_plan_act(e, &dy, n, c->oc, oh, ow, &A) == OTE_OK);
+            ASSERT(tensor_plan_act(e, &dx, n, c->ic, h, w, &A) == OTE_OK);
+            conv_plan p;
+            total++;
+            s = conv_plan_init(&p, e, &l, &x, &y, &dy, c->src_nchw ? NULL : &dx, 1);
+            if (s != OTE_OK) {
+                bad++;
+                printf("  network conv %d->%d k%d s%d g%d at %dx%d: %s\n", c->ic, c->oc, c->k, c->stride, c->groups, h,
+                       w, ote_errmsg());
+            } else {
+                const_dnnl_primitive_desc_t pds[3] = {p.fwd_pd, p.bwd_data_pd, p.bwd_w_pd};
+                for (int k = 0; k < 3; k++) {
+                    const char *impl = NULL;
+                    if (!pds[k]) continue;
+                    dnnl_primitive_desc_query(pds[k], dnnl_query_impl_info_str, 0, &impl);
+                    if (!impl || !strstr(impl, "jit")) {
+                        bad++;
+                        printf("  network conv %d->%d k%d s%d g%d at %dx%d pass %d: non-JIT kernel %s\n", c->ic, c->oc,
+                               c->k, c->stride, c->groups, h, w, k, impl ? impl : "?");
+                    }
+                }
+                conv_plan_free(&p);
+            }
+            tensor_free(&x), tensor_free(&y), tensor_free(&dy), tensor_free(&dx);
+        }
+        conv_layer_free(&l);
+        arena_free(&P), arena_free(&G), arena_free(&A);
+    }
+    ec_check(t, bad == 0, "network shapes: %d conv plans (MobileNetV2 + FPN + head at 2x320x320 and 1x736x992) all JIT, "
+             "%d problems (%ld primitives created)", total, bad, e->n_primitives - np0);
+}
+
 int main(void) {
     eng_ctx e;
     if (eng_init(&e, 0) != OTE_OK) {
@@ -431,6 +518,7 @@ int main(void) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&e, &t, &g, &cases[i], &wo);
     test_accumulate(&e, &t, &g);
     test_refuse_ref(&e, &t);
+    test_network_shapes(&e, &t);
     test_fold(&e, &t, &g, 24, 35, 3, 1, CONV_POST_RELU6, 0);
     test_fold(&e, &t, &g, 35, 35, 3, 35, CONV_POST_RELU6, 0);
     test_fold(&e, &t, &g, 24, 24, 1, 1, CONV_POST_NONE, 1);
