@@ -383,6 +383,43 @@ static void test_refusals(eng_ctx *e, ec_tally *t) {
     arena_free(&P), arena_free(&G), arena_free(&A);
 }
 
+/* Every BN / channel count of the backbone at the sizes it runs at (2x320x320 input): the training
+ * and eval plans must be JIT (no ref:; plans only, nothing committed). */
+static void test_network_shapes(eng_ctx *e, ec_tally *t) {
+    static const int L[][2] = {{32, 2}, {16, 2}, {96, 2}, {96, 4}, {24, 4}, {144, 4}, {144, 8}, {32, 8}, {192, 8},
+                               {192, 16}, {64, 16}, {384, 16}, {96, 16}, {576, 16}, {576, 32}, {160, 32}, {960, 32},
+                               {320, 32}};
+    int bad = 0, total = 0;
+    for (size_t i = 0; i < sizeof L / sizeof L[0]; i++) {
+        arena P, G, A;
+        arena_init(&P, "params"), arena_init(&G, "grads"), arena_init(&A, "acts");
+        bn_layer l;
+        bn_cfg cfg = bn_cfg_default(L[i][0]);
+        ASSERT(bn_layer_init(&l, e, &cfg, &P, &G) == OTE_OK);
+        int h = 320 / L[i][1];
+        tensor x, y, dy;
+        ASSERT(tensor_plan_act(e, &x, 2, L[i][0], h, h, &A) == OTE_OK);
+        ASSERT(tensor_plan_act(e, &y, 2, L[i][0], h, h, &A) == OTE_OK);
+        ASSERT(tensor_plan_act(e, &dy, 2, L[i][0], h, h, &A) == OTE_OK);
+        bn_plan p;
+        for (int tr = 0; tr < 2; tr++) {
+            total++;
+            int s = bn_plan_init(&p, e, &l, &x, &y, tr ? &dy : NULL, tr ? &dy : NULL, tr);
+            if (s != OTE_OK) {
+                bad++;
+                printf("  network bn C=%d at %dx%d training %d: %s\n", L[i][0], h, h, tr, ote_errmsg());
+            } else {
+                bn_plan_free(&p);
+            }
+        }
+        bn_layer_free(&l);
+        tensor_free(&x), tensor_free(&y), tensor_free(&dy);
+        arena_free(&P), arena_free(&G), arena_free(&A);
+    }
+    ec_check(t, bad == 0, "network shapes: %d BN plans of the backbone (training + eval) build without ref:, %d failed",
+             total, bad);
+}
+
 int main(void) {
     eng_ctx e;
     if (eng_init(&e, 0) != OTE_OK) {
@@ -400,6 +437,7 @@ int main(void) {
     test_accumulate(&e, &t, &g);
     test_torch(&e, &t);
     test_refusals(&e, &t);
+    test_network_shapes(&e, &t);
     printf("bn: largest error vs naive: y %.2e running stats %.2e eval y %.2e dx %.2e dgamma %.2e dbeta %.2e; "
            "vs finite differences: dx %.2e dgamma %.2e dbeta %.2e\n",
            wo.y, wo.stats, wo.eval, wo.dx, wo.dg, wo.db, wo.fd_dx, wo.fd_dg, wo.fd_db);
