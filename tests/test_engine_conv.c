@@ -305,6 +305,46 @@ static void test_accumulate(eng_ctx *e, ec_tally *t, rng *g) {
     arena_free(&P), arena_free(&G), arena_free(&A);
 }
 
+/* The backward-data copy of the weights follows l->w only through conv_refresh_weights(): an
+ * optimiser-style in-place update (doubling every weight, padding stays zero) changes dx after the
+ * refresh, and only then. */
+static void test_refresh(eng_ctx *e, ec_tally *t, rng *g) {
+    conv_cfg cfg = {.ic = 24, .oc = 35, .kh = 3, .kw = 3, .stride_h = 2, .stride_w = 2, .pad_t = 1, .pad_l = 1,
+                    .pad_b = 1, .pad_r = 1, .groups = 1, .bias = 0};
+    arena P, G, A;
+    arena_init(&P, "params"), arena_init(&G, "grads"), arena_init(&A, "acts");
+    conv_layer l;
+    ASSERT(conv_layer_init(&l, e, &cfg, &P, &G) == OTE_OK);
+    tensor x, y, dy, dx;
+    ASSERT(tensor_plan_act(e, &x, 2, 24, 7, 9, &A) == OTE_OK && tensor_plan_act(e, &y, 2, 35, 4, 5, &A) == OTE_OK);
+    ASSERT(tensor_plan_act(e, &dy, 2, 35, 4, 5, &A) == OTE_OK && tensor_plan_act(e, &dx, 2, 24, 7, 9, &A) == OTE_OK);
+    conv_plan p;
+    ASSERT(conv_plan_init(&p, e, &l, &x, &y, &dy, &dx, 1) == OTE_OK);
+    ASSERT(arena_commit(&P) == OTE_OK && arena_commit(&G) == OTE_OK && arena_commit(&A) == OTE_OK);
+    ec_check(t, !l.wbd_alias, "refresh: dense conv keeps a separate backward-data weights copy");
+    float *v = ec_rand(g, 35 * 24 * 9, -1, 1);
+    ASSERT(conv_weights_from_oihw(&l, e, v) == OTE_OK);
+    free(v);
+    v = ec_rand(g, 2 * 24 * 63, -1, 1), tensor_from_nchw(&x, v), free(v);
+    v = ec_rand(g, 2 * 35 * 20, -1, 1), tensor_from_nchw(&dy, v), free(v);
+    size_t nx = tensor_numel(&x);
+    ASSERT(conv_backward(&p, e, 0) == OTE_OK);
+    double *d1 = ec_tensor_d(&dx);
+    for (size_t i = 0; i < l.w.bytes / sizeof(float); i++) l.w.data[i] *= 2.0f;
+    ASSERT(conv_backward(&p, e, 0) == OTE_OK);
+    double *d2 = ec_tensor_d(&dx);
+    ec_check(t, ec_rel(d2, d1, nx, 1e-30) == 0, "refresh: without conv_refresh_weights dx still uses the old copy");
+    ASSERT(conv_refresh_weights(&l, e) == OTE_OK);
+    ASSERT(conv_backward(&p, e, 0) == OTE_OK);
+    double *d3 = ec_tensor_d(&dx);
+    for (size_t i = 0; i < nx; i++) d1[i] *= 2;
+    ec_err(t, "refresh: after conv_refresh_weights dx doubles with the weights", ec_rel(d3, d1, nx, 1e-30), 1e-7);
+    free(d1), free(d2), free(d3);
+    conv_plan_free(&p), conv_layer_free(&l);
+    tensor_free(&x), tensor_free(&y), tensor_free(&dy), tensor_free(&dx);
+    arena_free(&P), arena_free(&G), arena_free(&A);
+}
+
 /* A plain nchw dst on a blocked src conv makes oneDNN 2.6 pick `ref:any` (onednn-notes App. C). */
 static void test_refuse_ref(eng_ctx *e, ec_tally *t) {
     conv_cfg cfg = {.ic = 24, .oc = 5, .kh = 3, .kw = 3, .stride_h = 1, .stride_w = 1, .pad_t = 1, .pad_l = 1,
@@ -517,6 +557,7 @@ int main(void) {
     worst wo = {0};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&e, &t, &g, &cases[i], &wo);
     test_accumulate(&e, &t, &g);
+    test_refresh(&e, &t, &g);
     test_refuse_ref(&e, &t);
     test_network_shapes(&e, &t);
     test_fold(&e, &t, &g, 24, 35, 3, 1, CONV_POST_RELU6, 0);
