@@ -133,6 +133,13 @@ int eval_load_results(const char *path, const coco_dataset *gt, eval_dets *out);
  * through a temporary file renamed into place. */
 int eval_save_results(const char *path, const coco_dataset *gt, const eval_det *dets, int n_dets);
 
+/* Writes the scores as JSON through a temporary file renamed into place:
+ * {"voc_map_050": x, "voc_crowd": "ignored"|"absent", "voc_ap_per_class": {name: {ap, num_gts,
+ *  num_dets}}, "coco_max_dets": [3], "coco_stats": [12 numbers]}. Numbers read back exactly
+ * (the float32 VOC values as their double value). */
+int eval_save_performance(const char *path, const coco_dataset *gt, const eval_report *r,
+                          eval_crowd_mode crowd);
+
 /* ---- numeric helpers shared by the evaluators (exposed for tests) ---- */
 
 /* np.sum / np.add.reduce of a contiguous array: pairwise summation in blocks of 8 inside chunks

@@ -1,6 +1,7 @@
 /* eval_results.c - COCO results files (a JSON list of {image_id, category_id, bbox, score}):
  * reading them into eval_dets against a ground-truth dataset, and writing them as mmdet does.
  *
+ * Also writes the scores of a run (eval_save_performance) for `ote eval --save-performance`.
  * Reading validates every entry and reports the first problem as one line naming the file and
  * the entry index. Writing goes to a temporary file in the same directory, then rename(), so a
  * crash never leaves a half-written results file. Owns nothing between calls.
@@ -198,18 +199,23 @@ done:
     return s;
 }
 
-int eval_save_results(const char *path, const coco_dataset *gt, const eval_det *dets, int n_dets) {
-    CHECK(eval_check_dets(gt, dets, n_dets, "eval_save_results"));
+/* A temporary file beside `path` (caller renames or unlinks it); *tmp_out is malloc'd. */
+static FILE *open_temp_beside(const char *path, char **tmp_out) {
     size_t pl = strlen(path);
     char *tmp = malloc(pl + 16);
-    if (!tmp) return ote_err(OTE_ENOMEM, "%s: out of memory", path);
+    *tmp_out = NULL;
+    if (!tmp) {
+        ote_err(OTE_ENOMEM, "%s: out of memory", path);
+        return NULL;
+    }
     memcpy(tmp, path, pl);
     memcpy(tmp + pl, ".tmp.XXXXXX", 12);
     int fd = mkstemp(tmp);
     if (fd < 0) {
         int e = errno;
         free(tmp);
-        return ote_err(OTE_EIO, "%s: cannot create a temporary file beside it: %s", path, strerror(e));
+        ote_err(OTE_EIO, "%s: cannot create a temporary file beside it: %s", path, strerror(e));
+        return NULL;
     }
     FILE *f = fdopen(fd, "w");
     if (!f) {
@@ -217,19 +223,15 @@ int eval_save_results(const char *path, const coco_dataset *gt, const eval_det *
         close(fd);
         unlink(tmp);
         free(tmp);
-        return ote_err(OTE_EIO, "%s: cannot open temporary file: %s", path, strerror(e));
+        ote_err(OTE_EIO, "%s: cannot open temporary file: %s", path, strerror(e));
+        return NULL;
     }
-    fputc('[', f);
-    for (int i = 0; i < n_dets; i++) {
-        const eval_det *d = &dets[i];
-        /* mmdet: bbox = [x1, y1, x2 - x1, y2 - y1] with the differences taken in double;
-         * %.17g and %.9g read back to the same double and float32 values. */
-        fprintf(f, "%s\n{\"image_id\": %ld, \"bbox\": [%.17g, %.17g, %.17g, %.17g], \"score\": %.9g, \"category_id\": %ld}",
-                i ? "," : "", gt->images[d->image].id, (double)d->x1, (double)d->y1,
-                (double)d->x2 - (double)d->x1, (double)d->y2 - (double)d->y1, (double)d->score,
-                gt->cats[d->label].id);
-    }
-    fputs("\n]\n", f);
+    *tmp_out = tmp;
+    return f;
+}
+
+/* Flushes, syncs and closes f, then renames tmp to path; unlinks tmp on any failure. */
+static int finish_temp(FILE *f, char *tmp, const char *path) {
     int bad = ferror(f);
     bad |= fflush(f) != 0;
     bad |= fsync(fileno(f)) != 0;
@@ -247,4 +249,91 @@ int eval_save_results(const char *path, const coco_dataset *gt, const eval_det *
     }
     free(tmp);
     return OTE_OK;
+}
+
+/* cJSON prints doubles with 15 digits when they compare equal within an epsilon, which loses
+ * the last bits; %.17g always reads back to the same double. */
+static cJSON *exact_number(double v) {
+    char b[40];
+    snprintf(b, sizeof b, "%.17g", v);
+    return cJSON_CreateRaw(b);
+}
+
+int eval_save_performance(const char *path, const coco_dataset *gt, const eval_report *r,
+                          eval_crowd_mode crowd) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON *per = o ? cJSON_CreateObject() : NULL;
+    cJSON *md = o ? cJSON_CreateArray() : NULL;
+    cJSON *st = o ? cJSON_CreateArray() : NULL;
+    int ok = o && per && md && st;
+    cJSON *m = ok ? exact_number((double)r->voc.map) : NULL;
+    ok = ok && m;
+    if (ok) cJSON_AddItemToObject(o, "voc_map_050", m);
+    ok = ok && cJSON_AddStringToObject(o, "voc_crowd", crowd == EVAL_CROWD_IGNORED ? "ignored" : "absent");
+    for (int k = 0; ok && k < r->voc.n_classes && k < gt->n_cats; k++) {
+        cJSON *c = cJSON_CreateObject();
+        cJSON *ap = c ? exact_number((double)r->voc.cls[k].ap) : NULL;
+        if (ap) cJSON_AddItemToObject(c, "ap", ap);
+        ok = c && ap &&
+             cJSON_AddNumberToObject(c, "num_gts", r->voc.cls[k].num_gts) &&
+             cJSON_AddNumberToObject(c, "num_dets", r->voc.cls[k].num_dets);
+        if (ok) {
+            char fallback[32];
+            snprintf(fallback, sizeof fallback, "%ld", gt->cats[k].id);
+            cJSON_AddItemToObject(per, gt->cats[k].name ? gt->cats[k].name : fallback, c);
+        } else {
+            cJSON_Delete(c);
+        }
+    }
+    for (int i = 0; ok && i < 3; i++) {
+        cJSON *x = cJSON_CreateNumber(r->coco.max_dets[i]);
+        ok = x != NULL;
+        if (ok) cJSON_AddItemToArray(md, x);
+    }
+    for (int i = 0; ok && i < EVAL_COCO_NSTATS; i++) {
+        cJSON *x = exact_number(r->coco.stats[i]);
+        ok = x != NULL;
+        if (ok) cJSON_AddItemToArray(st, x);
+    }
+    if (ok) {
+        cJSON_AddItemToObject(o, "voc_ap_per_class", per);
+        cJSON_AddItemToObject(o, "coco_max_dets", md);
+        cJSON_AddItemToObject(o, "coco_stats", st);
+        per = md = st = NULL;
+    }
+    char *text = ok ? cJSON_Print(o) : NULL;
+    cJSON_Delete(per);
+    cJSON_Delete(md);
+    cJSON_Delete(st);
+    cJSON_Delete(o);
+    if (!text) return ote_err(OTE_ENOMEM, "%s: out of memory while formatting", path);
+    char *tmp;
+    FILE *f = open_temp_beside(path, &tmp);
+    if (!f) {
+        free(text);
+        return OTE_EIO;
+    }
+    fputs(text, f);
+    fputc('\n', f);
+    free(text);
+    return finish_temp(f, tmp, path);
+}
+
+int eval_save_results(const char *path, const coco_dataset *gt, const eval_det *dets, int n_dets) {
+    CHECK(eval_check_dets(gt, dets, n_dets, "eval_save_results"));
+    char *tmp;
+    FILE *f = open_temp_beside(path, &tmp);
+    if (!f) return OTE_EIO;
+    fputc('[', f);
+    for (int i = 0; i < n_dets; i++) {
+        const eval_det *d = &dets[i];
+        /* mmdet: bbox = [x1, y1, x2 - x1, y2 - y1] with the differences taken in double;
+         * %.17g and %.9g read back to the same double and float32 values. */
+        fprintf(f, "%s\n{\"image_id\": %ld, \"bbox\": [%.17g, %.17g, %.17g, %.17g], \"score\": %.9g, \"category_id\": %ld}",
+                i ? "," : "", gt->images[d->image].id, (double)d->x1, (double)d->y1,
+                (double)d->x2 - (double)d->x1, (double)d->y2 - (double)d->y1, (double)d->score,
+                gt->cats[d->label].id);
+    }
+    fputs("\n]\n", f);
+    return finish_temp(f, tmp, path);
 }

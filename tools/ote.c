@@ -17,6 +17,7 @@ static const struct {
 } commands[] = {
     {"version", cmd_version, "print versions, the CPU ISA oneDNN dispatches and the thread count"},
     {"make-demo-data", cmd_make_demo_data, "write a small synthetic COCO-format detection set"},
+    {"eval", cmd_eval, "score detections against COCO ground truth: VOC mAP@0.5 and COCO AP/AR"},
     {"pth-dump", cmd_pth_dump, "(debug) print, re-save or generate a PyTorch .pth checkpoint"},
 };
 

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# ote eval --detections: converts shared evaluator fixtures (gt + detections) into a COCO gt file
+# and a COCO results file, runs the CLI, and compares the printed and saved numbers with the
+# fixture's expected pycocotools / mmdet values (saved numbers exactly, printed ones as rounded
+# by the same format). Also: exit 2 for usage errors, 1 for runtime errors with one stderr line
+# naming the file, and no output file (or temporary) left behind by a failed run.
+set -u
+fail=0
+check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
+fx="${OTE_SHARED:-../shared}/fixtures/eval"
+[ -d "$fx" ] || { echo "FAIL: fixtures directory $fx missing"; exit 1; }
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+
+# fixture -> gt.json (COCO ground truth with file names) + res.json (COCO results, list order kept)
+convert() {
+    /usr/bin/python3 - "$1" "$2" <<'PY'
+import json, sys
+f, out = sys.argv[1], sys.argv[2]
+d = json.load(open(f))
+imgs = [dict(i, file_name="%d.jpg" % i["id"]) for i in d["images"]]
+json.dump({"images": imgs, "categories": d["categories"], "annotations": d["annotations"]},
+          open(out + "/gt.json", "w"))
+json.dump(d["detections"], open(out + "/res.json", "w"))
+PY
+}
+
+# compare perf.json with the fixture: voc key, coco key (exact float equality)
+compare() {
+    /usr/bin/python3 - "$1" "$2" "$3" "$4" <<'PY'
+import json, sys
+perf, fixture, voc_key, coco_key = sys.argv[1:5]
+p = json.load(open(perf)); e = json.load(open(fixture))["expected"]
+ok = p["voc_map_050"] == e[voc_key] and p["coco_stats"] == e[coco_key]
+per = e["voc_ap_per_class" + ("_crowd_absent" if voc_key.endswith("crowd_absent") else "")]
+for name, c in per.items():
+    q = p["voc_ap_per_class"][name]
+    ok = ok and q["ap"] == c["ap"] and q["num_gts"] == c["num_gts"] and q["num_dets"] == c["num_dets"]
+if not ok:
+    print("  got", p["voc_map_050"], p["coco_stats"], "\n  want", e[voc_key], e[coco_key])
+sys.exit(0 if ok else 1)
+PY
+}
+
+# the printed lines: VOC mAP to 4 decimals and the pycocotools summary lines to 3
+printed() {
+    /usr/bin/python3 - "$1" "$2" "$3" "$4" <<'PY'
+import json, sys
+out, fixture, voc_key, coco_key = sys.argv[1:5]
+text = open(out).read(); e = json.load(open(fixture))["expected"]
+ok = ("): %.4f" % e[voc_key]) in text
+s = e[coco_key]
+ok = ok and (" Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = %0.3f" % s[0]) in text
+ok = ok and (" Average Precision  (AP) @[ IoU=0.50      | area=   all" in text)
+ok = ok and all(("] = %0.3f" % v) in text for v in s)
+ok = ok and text.count(" Average Recall     (AR) @[") == 6 and text.count(" Average Precision  (AP) @[") == 6
+sys.exit(0 if ok else 1)
+PY
+}
+
+for name in 04_crowd 11_random_b 08_maxdets; do
+    d="$tmp/$name"; mkdir -p "$d"
+    convert "$fx/$name.json" "$d"
+    "$OTE_BIN" eval --test-ann-files "$d/gt.json" --detections "$d/res.json" --crowd ignored \
+        --save-performance "$d/perf.json" >"$d/out.txt" 2>"$d/err.txt"
+    check "$name: exit 0" "[ $? -eq 0 ]"
+    check "$name: saved voc_map_050 / coco_stats equal the fixture exactly" \
+        "compare '$d/perf.json' '$fx/$name.json' voc_map_050 coco_stats"
+    check "$name: printed VOC mAP and pycocotools summary lines" \
+        "printed '$d/out.txt' '$fx/$name.json' voc_map_050 coco_stats"
+    "$OTE_BIN" eval --test-ann-files "$d/gt.json" --detections "$d/res.json" \
+        --coco-max-dets 100,300,1000 --save-performance "$d/perf2.json" >"$d/out2.txt" 2>&1
+    check "$name: default crowd mode (absent) and mmdet maxDets: exit 0" "[ $? -eq 0 ]"
+    check "$name: crowd-absent VOC mAP and coco_stats_mmdet equal the fixture exactly" \
+        "compare '$d/perf2.json' '$fx/$name.json' voc_map_050_crowd_absent coco_stats_mmdet"
+done
+check "no temporary files left after successful saves" "[ -z \"\$(find '$tmp' -name '*.tmp.*')\" ]"
+
+d="$tmp/11_random_b"
+"$OTE_BIN" eval --help >"$tmp/help.txt"; check "--help exits 0" "[ $? -eq 0 ] && grep -q -- --detections '$tmp/help.txt'"
+"$OTE_BIN" --help | grep -q "^  eval "; check "eval is listed in 'ote --help'" "[ $? -eq 0 ]"
+
+"$OTE_BIN" eval --test-ann-files "$d/gt.json" 2>"$tmp/e"; rc=$?
+check "missing --detections exits 2 with one line" "[ $rc -eq 2 ] && [ \$(wc -l <'$tmp/e') -eq 1 ]"
+"$OTE_BIN" eval --detections "$d/res.json" 2>"$tmp/e"; rc=$?
+check "missing --test-ann-files exits 2" "[ $rc -eq 2 ] && [ \$(wc -l <'$tmp/e') -eq 1 ]"
+"$OTE_BIN" eval --test-ann-files "$d/gt.json" --detections "$d/res.json" --bogus 1 2>"$tmp/e"; rc=$?
+check "unknown option exits 2 naming it" "[ $rc -eq 2 ] && grep -q -- --bogus '$tmp/e'"
+"$OTE_BIN" eval --test-ann-files "$d/gt.json" --detections 2>"$tmp/e"; rc=$?
+check "option without a value exits 2" "[ $rc -eq 2 ]"
+"$OTE_BIN" eval --test-ann-files "$d/gt.json" --detections "$d/res.json" --crowd maybe 2>"$tmp/e"; rc=$?
+check "bad --crowd value exits 2" "[ $rc -eq 2 ]"
+
+out="$tmp/never.json"
+"$OTE_BIN" eval --test-ann-files "$d/gt.json" --detections "$tmp/missing.json" --save-performance "$out" \
+    >/dev/null 2>"$tmp/e"; rc=$?
+check "missing results file exits 1 with one line naming it" \
+    "[ $rc -eq 1 ] && [ \$(wc -l <'$tmp/e') -eq 1 ] && grep -q missing.json '$tmp/e'"
+check "no output file after a failed run" "[ ! -e '$out' ] && [ -z \"\$(ls '$tmp' | grep never)\" ]"
+"$OTE_BIN" eval --test-ann-files "$tmp/nogt.json" --detections "$d/res.json" 2>"$tmp/e"; rc=$?
+check "missing ground-truth file exits 1 naming it" "[ $rc -eq 1 ] && grep -q nogt.json '$tmp/e'"
+printf '[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5},\n {oops}]' >"$tmp/bad.json"
+"$OTE_BIN" eval --test-ann-files "$d/gt.json" --detections "$tmp/bad.json" --save-performance "$out" \
+    >/dev/null 2>"$tmp/e"; rc=$?
+check "malformed results JSON exits 1 with one line naming the file and line" \
+    "[ $rc -eq 1 ] && [ \$(wc -l <'$tmp/e') -eq 1 ] && grep -q 'bad.json.*line 2' '$tmp/e'"
+check "no output file after malformed input" "[ ! -e '$out' ]"
+printf '[{"image_id": 123456, "category_id": 0, "bbox": [1, 2, 3, 4], "score": 0.5}]' >"$tmp/unk.json"
+"$OTE_BIN" eval --test-ann-files "$d/gt.json" --detections "$tmp/unk.json" 2>"$tmp/e"; rc=$?
+check "unknown image_id exits 1 naming entry 0" "[ $rc -eq 1 ] && grep -q 'entry 0: image_id 123456' '$tmp/e'"
+"$OTE_BIN" eval --test-ann-files "$d/gt.json" --detections "$d/res.json" \
+    --save-performance /proc/nonexistent/perf.json >/dev/null 2>"$tmp/e"; rc=$?
+check "unwritable --save-performance exits 1" "[ $rc -eq 1 ] && [ \$(wc -l <'$tmp/e') -eq 1 ]"
+"$OTE_BIN" eval template.yaml --load-weights w.pth --test-ann-files "$d/gt.json" \
+    --test-data-roots "$tmp" 2>"$tmp/e"; rc=$?
+check "model form says 'not available yet' and exits 1" "[ $rc -eq 1 ] && grep -q 'not available yet' '$tmp/e'"
+exit $fail
