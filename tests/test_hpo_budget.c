@@ -1,0 +1,94 @@
+/* test_hpo_budget.c - the budget planner (hpo/budget.h) on a table of hand-computed cases plus
+ * properties of free plans (within budget, maximal, fixed values respected, monotone in R). */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "engine/status.h"
+#include "hpo/budget.h"
+
+static int fails = 0;
+#define CHECK_T(cond, ...)                    \
+    do {                                      \
+        int ok_ = (cond);                     \
+        printf("%s ", ok_ ? "PASS" : "FAIL"); \
+        printf(__VA_ARGS__);                  \
+        printf("\n");                         \
+        if (!ok_) fails++;                    \
+    } while (0)
+
+typedef struct row {
+    const char *what;
+    hpo_budget_in in;
+    int T, I;
+    double s, z, cost;
+    int over;
+} row;
+
+int main(void) {
+    /* in: train_seconds, v, R, N, E, nhp, fixed T, I, s, z.  Hand computation in each comment:
+     * cost = T * I * z^2 * ((1 - v) s + v) / E, budget b = R - 1. */
+    row rows[] = {
+        /* b=2; start I=2: 4*2/2 = 4 > 2 -> I=1: cost 2 <= 2; I=2 again exceeds -> I=1 */
+        {"A: only epochs free, shrink to fit", {100, 0, 3, 1000, 2, 2, 4, 0, 1, 1}, 4, 1, 1, 1, 2, 0},
+        /* b=4; start I=2: cost 2; grow I: 3 -> 3, 4 -> 4, 5 -> 5 > 4 blocked */
+        {"B: only epochs free, grow to fit", {100, 0, 5, 1000, 10, 2, 10, 0, 1, 1}, 10, 4, 1, 1, 4, 0},
+        /* b=2; cost = 4 z^2; start z .5 (cost 1); z .7 -> 1.96 ok, .75 -> 2.25 > 2 */
+        {"C: only resize free", {100, 0, 3, 1000, 10, 2, 10, 4, 1, 0}, 10, 4, 1, 0.7, 1.96, 0},
+        /* b=2; cost = 4 (0.5 s + 0.5) >= 2 for any s > 0: shrink s to the floor 0.05 -> 2.1, over */
+        {"D: validation alone exceeds the budget", {100, 0.5, 3, 10000, 10, 2, 10, 4, 0, 1}, 10, 4, 0.05, 1, 2.1, 1},
+        /* b=0: everything to its minimum: z .25, s floor .05, T 5, I 1 -> 5*1*.0625*(.8*.05+.2)/300 */
+        {"E: ratio 1 leaves no HPO time", {100, 0.2, 1, 1000, 300, 2, 0, 0, 0, 0}, 5, 1, 0.05, 0.25,
+         5 * 0.0625 * (0.8 * 0.05 + 0.2) / 300, 1},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        row *r = &rows[i];
+        hpo_plan p;
+        int s = hpo_plan_budget(&r->in, &p);
+        int ok = s == 0 && p.num_trials == r->T && p.epochs == r->I && fabs(p.subset_ratio - r->s) < 1e-12 &&
+                 fabs(p.image_resize - r->z) < 1e-12 && fabs(p.cost - r->cost) < 1e-9 && p.over_budget == r->over &&
+                 fabs(p.expected_seconds - p.cost * r->in.train_seconds) < 1e-9;
+        CHECK_T(ok, "%s: T=%d I=%d s=%.4g z=%.4g cost=%.4g over=%d (want T=%d I=%d s=%.4g z=%.4g cost=%.4g over=%d)",
+                r->what, p.num_trials, p.epochs, p.subset_ratio, p.image_resize, p.cost, p.over_budget, r->T, r->I, r->s,
+                r->z, r->cost, r->over);
+    }
+
+    /* free plans: within budget, maximal (no single further step fits), bounded, monotone in R */
+    double prev_cost = -1;
+    for (double R = 1.5; R <= 16; R *= 2) {
+        hpo_budget_in in = {3600, 0.2, R, 1000, 300, 2, 0, 0, 0, 0};
+        hpo_plan p;
+        int s = hpo_plan_budget(&in, &p);
+        double b = R - 1;
+        int within = s == 0 && !p.over_budget && p.cost <= b + 1e-12;
+        int maximal = 1;
+        if (p.image_resize < 1 - 1e-9) maximal &= hpo_plan_cost(&in, p.num_trials, p.epochs, p.subset_ratio, p.image_resize + 0.05) > b;
+        if (p.subset_ratio < 1) maximal &= hpo_plan_cost(&in, p.num_trials, p.epochs, fmin(1, p.subset_ratio * 1.05), p.image_resize) > b;
+        if (p.epochs < 300) maximal &= hpo_plan_cost(&in, p.num_trials, p.epochs + 1, p.subset_ratio, p.image_resize) > b;
+        if (p.num_trials < 40) maximal &= hpo_plan_cost(&in, p.num_trials + 1, p.epochs, p.subset_ratio, p.image_resize) > b;
+        int bounded = p.num_trials >= 5 && p.num_trials <= 40 && p.epochs >= 1 && p.epochs <= 300 &&
+                      p.subset_ratio > 0 && p.subset_ratio <= 1 && p.image_resize >= 0.25 && p.image_resize <= 1;
+        CHECK_T(within && maximal && bounded && p.cost >= prev_cost,
+                "R=%g: T=%d I=%d s=%.3f z=%.2f cost=%.3f <= %.2f, maximal, bounded, cost not below R/2's",
+                R, p.num_trials, p.epochs, p.subset_ratio, p.image_resize, p.cost, b);
+        prev_cost = p.cost;
+    }
+    /* fixed values respected */
+    hpo_budget_in fx = {3600, 0.2, 4, 1000, 300, 2, 7, 0, 0.3, 0.6};
+    hpo_plan p;
+    hpo_plan_budget(&fx, &p);
+    CHECK_T(p.num_trials == 7 && p.subset_ratio == 0.3 && p.image_resize == 0.6 && p.cost <= 3 + 1e-12,
+            "fixed trials/subset/resize kept (T=%d s=%g z=%g, I=%d)", p.num_trials, p.subset_ratio, p.image_resize,
+            p.epochs);
+    /* small dataset: subset starts at 1 (500 / N >= 1) */
+    hpo_budget_in small = {600, 0.2, 2, 300, 12, 2, 0, 0, 0, 0};
+    hpo_plan_budget(&small, &p);
+    CHECK_T(p.subset_ratio == 1 && p.cost <= 1 + 1e-12, "N=300: whole training set (s=%g), cost %.3f <= 1",
+            p.subset_ratio, p.cost);
+    /* bad input */
+    hpo_budget_in bad = {0, 0.2, 4, 1000, 300, 2, 0, 0, 0, 0};
+    int s = hpo_plan_budget(&bad, &p);
+    CHECK_T(s == OTE_EINVAL && strstr(ote_errmsg(), "training time"), "zero training time rejected: %s", ote_errmsg());
+    printf("%s\n", fails ? "FAILED" : "ALL PASSED");
+    return fails ? 1 : 0;
+}
