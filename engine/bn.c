@@ -12,13 +12,21 @@ bn_cfg bn_cfg_default(int c) {
     return cfg;
 }
 
+static int bn_layer_plan(bn_layer *l, eng_ctx *e, arena *params, arena *grads);
+
 int bn_layer_init(bn_layer *l, eng_ctx *e, const bn_cfg *cfg, arena *params, arena *grads) {
     memset(l, 0, sizeof *l);
     l->cfg = *cfg;
     if (cfg->c <= 0 || !(cfg->eps > 0) || !(cfg->momentum >= 0 && cfg->momentum <= 1))
         return ote_err(OTE_EINVAL, "bn: bad configuration: channels %d eps %g momentum %g", cfg->c, cfg->eps,
                        cfg->momentum);
-    int c = cfg->c;
+    int s = bn_layer_plan(l, e, params, grads);
+    if (s < 0) bn_layer_free(l); /* nothing to free for the caller after a failure */
+    return s;
+}
+
+static int bn_layer_plan(bn_layer *l, eng_ctx *e, arena *params, arena *grads) {
+    int c = l->cfg.c;
     /* Same order and sizes in both arenas, so the two blocks have identical layouts. */
     CHECK(tensor_plan_plain(e, &l->gamma, TL_X, c, 1, 1, 1, params));
     CHECK(tensor_plan_plain(e, &l->beta, TL_X, c, 1, 1, 1, params));

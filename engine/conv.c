@@ -170,8 +170,11 @@ int conv_layer_init(conv_layer *l, eng_ctx *e, const conv_cfg *cfg, arena *param
     if (l->cfg.groups == 0) l->cfg.groups = 1;
     CHECK(conv_check_cfg(&l->cfg));
     int s = conv_layer_init_impl(l, e, params, grads);
-    if (s < 0) ote_err_context(s, "conv layer %d->%d k%dx%d s%d g%d", cfg->ic, cfg->oc, cfg->kh, cfg->kw,
-                               cfg->stride_h, l->cfg.groups);
+    if (s < 0) {
+        ote_err_context(s, "conv layer %d->%d k%dx%d s%d g%d", cfg->ic, cfg->oc, cfg->kh, cfg->kw, cfg->stride_h,
+                        cfg->groups ? cfg->groups : 1);
+        conv_layer_free(l); /* nothing to free for the caller after a failure */
+    }
     return s;
 }
 

@@ -88,7 +88,7 @@ typedef struct conv_plan {
 /* Reserves weights (+bias) in `params` and their gradients in `grads`, and fixes the weights
  * layouts. The tensors become usable after the arenas are committed; call conv_weights_from_oihw
  * (or conv_init_kaiming-like code in models/) to set values. grads may be NULL for an
- * inference-only layer. */
+ * inference-only layer. On failure the layer holds nothing (no conv_layer_free needed). */
 int conv_layer_init(conv_layer *l, eng_ctx *e, const conv_cfg *cfg, arena *params, arena *grads);
 void conv_layer_free(conv_layer *l);
 
