@@ -139,7 +139,9 @@ int main(int argc, char **argv) {
         OK(add_plan_init(&ap, &e, &y, &y2, &dy));
         double ta = BEST(reps, add_forward(&ap, &e));
         double tacc = BEST(reps, add_accumulate(&y, &y2));
-        printf("add N=8 C=64 80x80: oneDNN binary %.3f ms; add_accumulate (dst += src) %.3f ms\n", ta, tacc);
+        const char *aimpl = NULL;
+        dnnl_primitive_desc_query(ap.pd, dnnl_query_impl_info_str, 0, &aimpl);
+        printf("add N=8 C=64 80x80: oneDNN binary %.3f ms (%s); add_accumulate (dst += src) %.3f ms\n", ta, aimpl, tacc);
         add_plan_free(&ap);
 
         /* Scale on the same tensor (the head applies it to 4 channels only; this is an upper bound). */
