@@ -116,7 +116,7 @@ int hpo_write_atomic(const char *path, const char *data, size_t len) {
 }
 
 /* cJSON prints with tabs; hpopt writes indent=4. Tabs inside strings are escaped, so every raw
- * tab is indentation. */
+ * tab is layout: leading ones are indentation, the one after a key's colon becomes a space. */
 static int save_json(const char *path, cJSON *j) {
     char *s = cJSON_Print(j);
     if (!s) return ote_err(OTE_ENOMEM, "%s: cannot serialise JSON", path);
@@ -128,12 +128,16 @@ static int save_json(const char *path, cJSON *j) {
         return ote_err(OTE_ENOMEM, "%s: out of memory", path);
     }
     size_t k = 0;
+    int line_start = 1;
     for (size_t i = 0; i < len; i++) {
-        if (s[i] == '\t') {
+        if (s[i] == '\t' && line_start) {
             memcpy(o + k, "    ", 4);
             k += 4;
+        } else if (s[i] == '\t') {
+            o[k++] = ' '; /* cJSON puts a tab after "key":, Python a space */
         } else {
             o[k++] = s[i];
+            line_start = s[i] == '\n';
         }
     }
     o[k++] = '\n';
@@ -143,8 +147,19 @@ static int save_json(const char *path, cJSON *j) {
     return st;
 }
 
+/* Numbers as Python's json writes them: the shortest repr that round-trips (cJSON's own printer
+ * stops at 15 digits when they are "close enough", which would change values on reload).
+ * Integral values print as integers. With raw = 0 a plain cJSON number (for comparisons). */
+static cJSON *jnum_r(double v, int raw) {
+    if (!raw || (v == floor(v) && fabs(v) < 1e15)) return cJSON_CreateNumber(v);
+    char b[64];
+    hp_format_double(v, b, sizeof b);
+    return cJSON_CreateRaw(b);
+}
+static cJSON *jnum(double v) { return jnum_r(v, 1); }
+
 static cJSON *num_or_null(int has, double v) {
-    return has && isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull();
+    return has && isfinite(v) ? jnum(v) : cJSON_CreateNull();
 }
 
 static int name_cmp(const void *a, const void *b) {
@@ -152,7 +167,7 @@ static int name_cmp(const void *a, const void *b) {
 }
 
 /* The configuration part of the status file (everything compared on resume). */
-static cJSON *config_json(const hpo_state *st) {
+static cJSON *config_json(const hpo_state *st, int raw) {
     const hpo_config *c = &st->cfg;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "search_algorithm", hpo_algo_name(c->algo));
@@ -163,12 +178,13 @@ static cJSON *config_json(const hpo_state *st) {
         cJSON_AddStringToObject(e, "type", hp_type_name(p->type));
         double r[HP_MAX_CHOICES + 4];
         int nr = hp_param_range(p, r);
-        cJSON_AddItemToObject(e, "range", cJSON_CreateDoubleArray(r, nr));
+        cJSON *ra = cJSON_AddArrayToObject(e, "range");
+        for (int k = 0; k < nr; k++) cJSON_AddItemToArray(ra, jnum_r(r[k], raw));
     }
     cJSON_AddStringToObject(j, "metric", c->metric);
     cJSON_AddStringToObject(j, "mode", c->mode_max ? "max" : "min");
-    cJSON_AddNumberToObject(j, "subset_ratio", c->subset_ratio);
-    cJSON_AddNumberToObject(j, "image_resize", c->image_resize);
+    cJSON_AddItemToObject(j, "subset_ratio", jnum_r(c->subset_ratio, raw));
+    cJSON_AddItemToObject(j, "image_resize", jnum_r(c->image_resize, raw));
     if (c->algo == HPO_ALGO_SMBO) {
         cJSON_AddStringToObject(j, "early_stop", hpo_early_stop_name(c->early_stop));
         cJSON_AddNumberToObject(j, "max_iterations", c->max_iterations);
@@ -183,7 +199,7 @@ static cJSON *config_json(const hpo_state *st) {
 }
 
 int hpo_status_save(const char *dir, const hpo_state *st) {
-    cJSON *j = config_json(st);
+    cJSON *j = config_json(st, 1);
     cJSON *cl = cJSON_AddArrayToObject(j, "config_list");
     const hp_space *sp = &st->cfg.space;
     int order[HP_MAX_PARAMS];
@@ -198,7 +214,7 @@ int hpo_status_save(const char *dir, const hpo_state *st) {
         cJSON *e = cJSON_CreateObject();
         cJSON_AddNumberToObject(e, "trial_id", t->id);
         cJSON *cfg = cJSON_AddObjectToObject(e, "config");
-        for (int k = 0; k < sp->n; k++) cJSON_AddNumberToObject(cfg, sp->p[order[k]].name, t->values[order[k]]);
+        for (int k = 0; k < sp->n; k++) cJSON_AddItemToObject(cfg, sp->p[order[k]].name, jnum(t->values[order[k]]));
         cJSON_AddNumberToObject(e, "status", t->status);
         cJSON_AddItemToObject(e, "score", num_or_null(t->has_score, t->score));
         if (st->cfg.algo == HPO_ALGO_ASHA) cJSON_AddNumberToObject(e, "bracket", t->bracket);
@@ -222,7 +238,7 @@ int hpo_trial_save(const char *dir, const hpo_state *st, const hpo_trial_rec *t)
     a = cJSON_AddArrayToObject(j, "median");
     for (int i = 0; i < t->n; i++) cJSON_AddItemToArray(a, num_or_null(1, t->median[i]));
     a = cJSON_AddArrayToObject(j, "seconds");
-    for (int i = 0; i < t->n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(t->seconds[i]));
+    for (int i = 0; i < t->n; i++) cJSON_AddItemToArray(a, jnum(t->seconds[i]));
     a = cJSON_AddArrayToObject(j, "images");
     for (int i = 0; i < t->n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber((double)t->images[i]));
     cJSON_AddStringToObject(j, "stop_reason", t->stop_reason);
@@ -348,7 +364,7 @@ int hpo_status_read(const char *dir, void **old) {
 void hpo_json_free(void *j) { cJSON_Delete(j); }
 
 int hpo_status_same_config(const void *old, const hpo_state *cur, char *what, size_t what_size) {
-    cJSON *now = config_json(cur);
+    cJSON *now = config_json(cur, 0);
     const cJSON *o = old;
     int differs = 0;
     const cJSON *item;

@@ -19,6 +19,7 @@ static const struct {
     {"make-demo-data", cmd_make_demo_data, "write a small synthetic COCO-format detection set"},
     {"eval", cmd_eval, "score detections against COCO ground truth: VOC mAP@0.5 and COCO AP/AR"},
     {"pth-dump", cmd_pth_dump, "(debug) print, re-save or generate a PyTorch .pth checkpoint"},
+    {"hpo", cmd_hpo, "hyper-parameter search for any objective command (SMBO/ASHA, OTE status files)"},
 };
 
 static void usage(FILE *f) {

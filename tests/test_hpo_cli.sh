@@ -1,0 +1,150 @@
+#!/bin/bash
+# test_hpo_cli.sh - `ote hpo --objective-cmd` end to end with tiny shell/awk objectives: the table,
+# the files, failed trials, mode min, usage errors (exit 2), and kill -9 during a trial followed by
+# --hpo-resume yes keeping every finished trial. JSON is inspected with /usr/bin/python3.
+set -u
+OTE=${OTE_BIN:?OTE_BIN not set}
+T=$(mktemp -d /tmp/ote_hpo_cli.XXXXXX)
+fails=0
+pass() { echo "PASS $1"; }
+fail() { echo "FAIL $1"; fails=$((fails + 1)); }
+check() { if eval "$2"; then pass "$1"; else fail "$1"; fi; }
+
+cat > "$T/cfg.yaml" <<'Y'
+metric: loss
+mode: min
+num_trials: 7
+hp_space:
+  learning_parameters.learning_rate:
+    param_type: quniform
+    range: [0.001, 0.1, 0.001]
+  learning_parameters.batch_size:
+    param_type: qloguniform
+    range: [4, 8, 2]
+Y
+# objective: (100 lr - 3)^2 + (bs - 6)^2 / 4, printed after some chatter
+cat > "$T/obj.sh" <<'S'
+#!/bin/sh
+echo "epoch 1 ..."
+echo "$@" | awk '{for(i=1;i<=NF;i++){if($i=="--learning_parameters.learning_rate")lr=$(i+1); if($i=="--learning_parameters.batch_size")bs=$(i+1)}; printf "%.12g\n", (100*lr-3)^2 + (bs-6)^2/4}'
+S
+chmod +x "$T/obj.sh"
+
+# 1. plain run: table, files, mode min
+"$OTE" hpo --hpo-config "$T/cfg.yaml" --objective-cmd "$T/obj.sh" --work-dir "$T/w1" > "$T/out1" 2> "$T/err1"
+rc=$?
+check "plain run exits 0 (rc=$rc)" "[ $rc -eq 0 ]"
+check "table header printed verbatim" "grep -qxF '|  #  | learning_parameters.learning_rate  | learning_parameters.batch_size  |        score        |' '$T/out1'"
+check "7 table rows" "[ \$(grep -cE '^\|  +[0-9]+ \|' '$T/out1') -eq 7 ]"
+check "Best Hyper-parameters + dict" "grep -A1 -x 'Best Hyper-parameters' '$T/out1' | grep -qE \"^\\{'learning_parameters.batch_size': [468], 'learning_parameters.learning_rate': 0\\.[0-9]+\\}\$\""
+check "status and 7 trial files written" "[ -f '$T/w1/hpopt_status.json' ] && [ \$(ls '$T/w1'/hpopt_trial_*.json | wc -l) -eq 7 ]"
+/usr/bin/python3 - "$T/w1" <<'P' && pass "mode min: best_config_id is the smallest score; fields present; scores recomputed" || fail "mode min / fields"
+import json, sys
+d = sys.argv[1]
+s = json.load(open(d + '/hpopt_status.json'))
+for k in ['search_algorithm', 'search_space', 'metric', 'subset_ratio', 'image_resize', 'early_stop',
+          'max_iterations', 'full_dataset_size', 'config_list', 'num_gen_config', 'best_config_id']:
+    assert k in s, k
+cl = s['config_list']
+assert s['mode'] == 'min' and len(cl) == 7
+for e in cl:
+    c = e['config']
+    want = (100 * c['learning_parameters.learning_rate'] - 3) ** 2 + (c['learning_parameters.batch_size'] - 6) ** 2 / 4
+    assert abs(e['score'] - want) < 1e-9 * max(1, want), (e, want)
+    t = json.load(open('%s/hpopt_trial_%d.json' % (d, e['trial_id'])))
+    assert t['status'] == 2 and len(t['scores']) == 1 and t['median'] == t['scores'] and len(t['seconds']) == 1
+best = min(range(7), key=lambda i: cl[i]['score'])
+assert s['best_config_id'] == best, (s['best_config_id'], best)
+keys = [tuple(sorted(e['config'].items())) for e in cl]
+assert len(set(keys)) == 7, 'duplicate proposal'
+P
+
+# 2. failing commands: call 3 exits 3, call 5 prints a non-number; the search goes on
+cat > "$T/flaky.sh" <<S
+#!/bin/sh
+n=\$(cat "$T/count" 2>/dev/null || echo 0); n=\$((n + 1)); echo \$n > "$T/count"
+[ \$n -eq 3 ] && { echo "diverged" >&2; exit 3; }
+[ \$n -eq 5 ] && { echo "nan?"; echo "not a number"; exit 0; }
+exec "$T/obj.sh" "\$@"
+S
+chmod +x "$T/flaky.sh"
+"$OTE" hpo --hpo-config "$T/cfg.yaml" --objective-cmd "$T/flaky.sh" --work-dir "$T/w2" > "$T/out2" 2> "$T/err2"
+rc=$?
+check "run with failing trials exits 0 (rc=$rc)" "[ $rc -eq 0 ]"
+/usr/bin/python3 - "$T/w2" <<'P' && pass "trials 2 and 4 FAILED (7) with score null and reasons; others STOP" || fail "failed trials recorded"
+import json, sys
+d = sys.argv[1]
+cl = json.load(open(d + '/hpopt_status.json'))['config_list']
+assert len(cl) == 7
+for e in cl:
+    if e['trial_id'] in (2, 4):
+        assert e['status'] == 7 and e['score'] is None, e
+    else:
+        assert e['status'] == 2 and e['score'] is not None, e
+assert 'exited with status 3' in json.load(open(d + '/hpopt_trial_2.json'))['stop_reason']
+assert 'not a number' in json.load(open(d + '/hpopt_trial_4.json'))['stop_reason']
+P
+check "5 table rows (failed trials have no score)" "[ \$(grep -cE '^\|  +[0-9]+ \|' '$T/out2') -eq 5 ]"
+
+# 3. usage errors exit 2
+"$OTE" hpo > /dev/null 2>&1; rc=$?; check "no arguments -> exit 2 (rc=$rc)" "[ $rc -eq 2 ]"
+"$OTE" hpo --bogus 1 > /dev/null 2> "$T/e"; rc=$?
+check "unknown option -> exit 2 with one line (rc=$rc)" "[ $rc -eq 2 ] && [ \$(wc -l < '$T/e') -eq 1 ] && grep -q \"unknown option '--bogus'\" '$T/e'"
+"$OTE" hpo --hpo-config "$T/cfg.yaml" --objective-cmd true > /dev/null 2>&1; rc=$?
+check "missing --work-dir -> exit 2 (rc=$rc)" "[ $rc -eq 2 ]"
+"$OTE" hpo --hpo-config "$T/cfg.yaml" --objective-cmd true --work-dir "$T/x" --hpo-resume maybe > /dev/null 2>&1; rc=$?
+check "bad --hpo-resume -> exit 2 (rc=$rc)" "[ $rc -eq 2 ]"
+"$OTE" hpo --hpo-config "$T/cfg.yaml" --objective-cmd true --work-dir "$T/x" --num-trials 0 > /dev/null 2>&1; rc=$?
+check "bad --num-trials -> exit 2 (rc=$rc)" "[ $rc -eq 2 ]"
+printf 'hp_space:\n  a:\n    param_type: uniform\n    range: [0, 1]\n    step: 2\n' > "$T/bad.yaml"
+"$OTE" hpo --hpo-config "$T/bad.yaml" --objective-cmd true --work-dir "$T/x" > /dev/null 2> "$T/e"; rc=$?
+check "config error names file:line -> exit 2 (rc=$rc)" "[ $rc -eq 2 ] && grep -q 'bad.yaml:5: .*unknown key .step.' '$T/e'"
+"$OTE" hpo --hpo-config "$T/missing.yaml" --objective-cmd true --work-dir "$T/x" > /dev/null 2> "$T/e"; rc=$?
+check "missing config file -> exit 1 (rc=$rc)" "[ $rc -eq 1 ] && grep -q 'missing.yaml' '$T/e'"
+"$OTE" hpo --help > "$T/h"; rc=$?
+check "--help exits 0 and documents --objective-cmd" "[ $rc -eq 0 ] && grep -q -- '--objective-cmd' '$T/h'"
+
+# 4. kill -9 during trial 3, then --hpo-resume yes
+cat > "$T/slow.sh" <<S
+#!/bin/sh
+n=\$(cat "$T/count4" 2>/dev/null || echo 0); n=\$((n + 1)); echo \$n > "$T/count4"
+if [ \$n -eq 4 ]; then echo \$\$ > "$T/hang.pid"; exec sleep 60; fi
+exec "$T/obj.sh" "\$@"
+S
+chmod +x "$T/slow.sh"
+"$OTE" hpo --hpo-config "$T/cfg.yaml" --objective-cmd "$T/slow.sh" --work-dir "$T/w4" > "$T/out4" 2>&1 &
+pid=$!
+for i in $(seq 1 200); do [ -f "$T/hang.pid" ] && break; sleep 0.05; done
+sleep 0.1
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+[ -f "$T/hang.pid" ] && kill "$(cat "$T/hang.pid")" 2>/dev/null
+cp "$T/w4/hpopt_status.json" "$T/before.json"
+/usr/bin/python3 - "$T/before.json" <<'P' && pass "after kill -9: trials 0-2 STOP, trial 3 RUNNING, no best" || fail "state after kill -9"
+import json, sys
+s = json.load(open(sys.argv[1]))
+cl = s['config_list']
+assert [e['status'] for e in cl] == [2, 2, 2, 1], [e['status'] for e in cl]
+assert 'best_config_id' not in s
+P
+"$OTE" hpo --hpo-config "$T/cfg.yaml" --objective-cmd "$T/obj.sh" --work-dir "$T/w4" --hpo-resume yes > "$T/out5" 2>&1
+rc=$?
+check "resume after kill -9 exits 0 (rc=$rc)" "[ $rc -eq 0 ]"
+check "resume announced" "grep -q 'Resuming HPO (--hpo-resume yes)' '$T/out5'"
+check "only trials 3-6 ran on resume" "[ \$(grep -c '^HPO trial' '$T/out5') -eq 4 ] && grep -q '^HPO trial 3:' '$T/out5' && ! grep -q '^HPO trial [012]:' '$T/out5'"
+/usr/bin/python3 - "$T/before.json" "$T/w4/hpopt_status.json" <<'P' && pass "finished trials kept unchanged; interrupted trial rerun with same values; 7 trials; best set" || fail "resume result"
+import json, sys
+b = json.load(open(sys.argv[1]))['config_list']
+s = json.load(open(sys.argv[2]))
+a = s['config_list']
+assert a[:3] == b[:3], 'finished trials changed'
+assert a[3]['config'] == b[3]['config'] and a[3]['status'] == 2
+assert len(a) == 7 and all(e['status'] == 2 for e in a) and 'best_config_id' in s
+P
+"$OTE" hpo --hpo-config "$T/cfg.yaml" --objective-cmd "$T/obj.sh" --work-dir "$T/w4" < /dev/null > "$T/out6" 2>&1
+check "finished run reused without a trial (stdin not a terminal)" "grep -q 'Reusing previously found hyper-parameters' '$T/out6' && ! grep -q '^HPO trial' '$T/out6' && grep -qx 'Best Hyper-parameters' '$T/out6'"
+ls "$T/w4" | grep -q '\.tmp$' && fail "temporary files left behind" || pass "no temporary files left"
+
+rm -rf "$T"
+if [ $fails -ne 0 ]; then echo "FAILED ($fails)"; exit 1; fi
+echo "ALL PASSED"

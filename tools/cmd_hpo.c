@@ -1,0 +1,219 @@
+/* cmd_hpo.c - `ote hpo`: the HPO optimiser on any objective given as a shell command.
+ *
+ * For each trial the command runs once through `/bin/sh -c` with the trial's values appended as
+ * `--<name> <value>` arguments (each shell-quoted); its stdout is captured and the last non-empty
+ * line must be a number (the score); a non-number, a non-zero exit status or a death by signal
+ * makes the trial FAILED and the search goes on (except SIGINT/SIGTERM on the command, which
+ * interrupt the search like Ctrl-C: the trial stays RUNNING and is rerun on resume). The command's
+ * stderr passes through. mode: max|min in the config decides the direction. The work directory
+ * receives the same hpopt_status.json / hpopt_trial_<id>.json as `ote train --enable-hpo`.
+ *
+ * Exit codes: 0 done (also when the resume prompt gets 5 invalid answers, as OTE), 1 runtime
+ * error, 2 usage error.
+ */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/status.h"
+#include "hpo/hpo.h"
+#include "tools/commands.h"
+
+static void hpo_usage(FILE *f) {
+    fprintf(f,
+            "usage: ote hpo --hpo-config FILE.yaml --objective-cmd 'CMD' --work-dir DIR\n"
+            "               [--num-trials N] [--hpo-resume ask|yes|no] [--seed S] [--budget-seconds T]\n\n"
+            "Optimise the hyper-parameters of hpo_config.yaml's hp_space for any objective: CMD runs once\n"
+            "per trial (via /bin/sh -c) with '--<name> <value>' appended for every parameter; the last line\n"
+            "of its stdout is the score (maximised, or minimised with 'mode: min'). A non-number or a\n"
+            "non-zero exit status is a failed trial. Status and trial files go to DIR; an unfinished\n"
+            "search there is resumed, a finished one reused (--hpo-resume ask asks when stdin is a\n"
+            "terminal; no reruns from scratch). The OTE result table is printed at the end.\n\n"
+            "options:\n"
+            "  --hpo-config FILE     hpo_config.yaml (metric, mode, search_algorithm, early_stop, hp_space, ...)\n"
+            "  --objective-cmd CMD   shell command printing the score on its last stdout line\n"
+            "  --work-dir DIR        where hpopt_status.json and hpopt_trial_<id>.json are written\n"
+            "  --num-trials N        number of trials (default: num_trials of the config, else 10)\n"
+            "  --hpo-resume MODE     ask (default) | yes | no\n"
+            "  --seed S              seed of the optimiser (default 1)\n"
+            "  --budget-seconds T    wall-clock budget of the search (default: none)\n");
+}
+
+typedef struct cmd_ctx {
+    const char *cmd;
+} cmd_ctx;
+
+/* Appends s to the buffer in single quotes ('\'' for embedded quotes). */
+static int append_quoted(char **buf, size_t *len, size_t *cap, const char *s) {
+    size_t need = *len + 4 * strlen(s) + 4;
+    if (need > *cap) {
+        size_t nc = need * 2;
+        char *nb = realloc(*buf, nc);
+        if (!nb) return -1;
+        *buf = nb;
+        *cap = nc;
+    }
+    char *p = *buf + *len;
+    *p++ = ' ';
+    *p++ = '\'';
+    for (; *s; s++) {
+        if (*s == '\'') {
+            memcpy(p, "'\\''", 4);
+            p += 4;
+        } else {
+            *p++ = *s;
+        }
+    }
+    *p++ = '\'';
+    *p = 0;
+    *len = (size_t)(p - *buf);
+    return 0;
+}
+
+static double wall(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int run_objective(void *vctx, const hpo_trial *t, hpo_reporter *r) {
+    cmd_ctx *c = vctx;
+    size_t cap = strlen(c->cmd) + 256, len = strlen(c->cmd);
+    char *line = malloc(cap);
+    if (!line) return ote_err(OTE_ENOMEM, "hpo: out of memory");
+    memcpy(line, c->cmd, len + 1);
+    for (int i = 0; i < t->space->n; i++) {
+        char opt[HP_NAME_MAX + 4], val[64];
+        snprintf(opt, sizeof opt, "--%s", t->space->p[i].name);
+        hp_format_value(&t->space->p[i], t->values[i], val, sizeof val);
+        if (append_quoted(&line, &len, &cap, opt) < 0 || append_quoted(&line, &len, &cap, val) < 0) {
+            free(line);
+            return ote_err(OTE_ENOMEM, "hpo: out of memory");
+        }
+    }
+    fflush(stdout);
+    double t0 = wall();
+    FILE *p = popen(line, "r");
+    free(line);
+    if (!p) return ote_err(OTE_EIO, "objective command: cannot start /bin/sh: %s", strerror(errno));
+    char buf[4096], last[4096] = "";
+    while (fgets(buf, sizeof buf, p)) {
+        size_t n = strlen(buf);
+        while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t')) buf[--n] = 0;
+        char *s = buf;
+        while (*s == ' ' || *s == '\t') s++;
+        if (*s) snprintf(last, sizeof last, "%s", s);
+    }
+    int st = pclose(p);
+    double secs = wall() - t0;
+    if (st == -1) return ote_err(OTE_EIO, "objective command: wait failed: %s", strerror(errno));
+    if (WIFSIGNALED(st)) {
+        int sig = WTERMSIG(st);
+        if (sig == SIGINT || sig == SIGTERM) return ote_err(OTE_ECANCEL, "objective command interrupted by signal %d", sig);
+        return ote_err(OTE_EIO, "objective command killed by signal %d", sig);
+    }
+    if (WIFEXITED(st) && WEXITSTATUS(st) != 0)
+        return ote_err(OTE_EIO, "objective command exited with status %d", WEXITSTATUS(st));
+    char *end = NULL;
+    errno = 0;
+    double score = strtod(last, &end);
+    if (!*last || !end || *end || errno == ERANGE || !isfinite(score))
+        return ote_err(OTE_EPARSE, "objective command: last output line is not a number: '%.60s'", last);
+    int s = hpo_report(r, 1, score, secs, 0);
+    return s < 0 ? s : 0;
+}
+
+static int usage_err(const char *fmt, const char *arg) {
+    fprintf(stderr, "ote hpo: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, " (see 'ote hpo --help')\n");
+    return 2;
+}
+
+int cmd_hpo(int argc, char **argv) {
+    const char *cfg_path = NULL, *objective = NULL, *work = NULL, *resume = "ask";
+    long num_trials = 0, seed = 1;
+    double budget = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            hpo_usage(stdout);
+            return 0;
+        }
+        static const char *const opts[] = {"--hpo-config", "--objective-cmd", "--work-dir", "--num-trials",
+                                           "--hpo-resume", "--seed", "--budget-seconds", NULL};
+        const char *val = NULL;
+        int k = -1;
+        for (int j = 0; opts[j] && k < 0; j++) {
+            size_t n = strlen(opts[j]);
+            if (!strncmp(a, opts[j], n) && (a[n] == 0 || a[n] == '=')) {
+                k = j;
+                if (a[n] == '=') val = a + n + 1;
+            }
+        }
+        if (k < 0) return usage_err("unknown option '%s'", a);
+        if (!val) {
+            if (i + 1 >= argc) return usage_err("option '%s' needs a value", a);
+            val = argv[++i];
+        }
+        char *end = NULL;
+        switch (k) {
+        case 0: cfg_path = val; break;
+        case 1: objective = val; break;
+        case 2: work = val; break;
+        case 3:
+            num_trials = strtol(val, &end, 10);
+            if (!*val || *end || num_trials < 1 || num_trials > 100000)
+                return usage_err("--num-trials: expected a positive integer, got '%s'", val);
+            break;
+        case 4:
+            if (strcmp(val, "ask") && strcmp(val, "yes") && strcmp(val, "no"))
+                return usage_err("--hpo-resume: expected ask, yes or no, got '%s'", val);
+            resume = val;
+            break;
+        case 5:
+            seed = strtol(val, &end, 10);
+            if (!*val || *end || seed < 0) return usage_err("--seed: expected a non-negative integer, got '%s'", val);
+            break;
+        case 6:
+            budget = strtod(val, &end);
+            if (!*val || *end || !(budget > 0)) return usage_err("--budget-seconds: expected a positive number, got '%s'", val);
+            break;
+        }
+    }
+    if (!cfg_path) return usage_err("%s", "missing --hpo-config FILE.yaml");
+    if (!objective) return usage_err("%s", "missing --objective-cmd 'CMD'");
+    if (!work) return usage_err("%s", "missing --work-dir DIR");
+
+    hpo_config cfg;
+    int s = hpo_config_load(&cfg, cfg_path);
+    if (s < 0) {
+        fprintf(stderr, "ote hpo: %s\n", ote_errmsg());
+        return s == OTE_EINVAL ? 2 : 1;
+    }
+    hpo_options opt;
+    memset(&opt, 0, sizeof opt);
+    opt.work_dir = work;
+    opt.resume = !strcmp(resume, "yes") ? HPO_RESUME_YES : !strcmp(resume, "no") ? HPO_RESUME_NO : HPO_RESUME_ASK;
+    opt.interactive = isatty(0);
+    opt.in = stdin;
+    opt.out = stdout;
+    opt.num_trials = (int)num_trials;
+    opt.budget_seconds = budget;
+    opt.seed = (uint64_t)seed;
+    cmd_ctx c = {objective};
+    hpo_result res;
+    s = hpo_run(&cfg, &opt, run_objective, &c, &res);
+    if (s == OTE_ECANCEL && strstr(ote_errmsg(), "no valid answer")) return 0; /* OTE exits 0 here */
+    if (s < 0) {
+        fprintf(stderr, "ote hpo: %s\n", ote_errmsg());
+        return 1;
+    }
+    return 0;
+}
