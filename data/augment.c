@@ -180,21 +180,40 @@ int aug_render(const uint8_t *rgb, int w, int h, const int patch[4], int out_w, 
     const uint8_t *src = rgb + ((size_t)p[1] * (size_t)w + (size_t)p[0]) * 3;
     CHECK(image_resize_u8(src, p[2] - p[0], p[3] - p[1], (size_t)w * 3, 3, scratch, out_w, out_h,
                           (size_t)out_w * 3));
-    /* mmcv imnormalize multiplies by 1/std computed once (float32 arithmetic), mean 0 here */
+    /* mmcv imnormalize multiplies by 1/std computed once (float32 arithmetic), mean 0 here. A
+     * 256-entry table holds exactly those products; one pass de-interleaves into the 3 planes. */
+    float lut[256];
     const float inv = 1.0f / 255.0f;
+    for (int v = 0; v < 256; v++) lut[v] = (float)v * inv;
     size_t plane = (size_t)pad_w * (size_t)pad_h;
-    for (int c = 0; c < 3; c++) {
-        float *pl = dst + plane * (size_t)c;
-        for (int y = 0; y < out_h; y++) {
-            const uint8_t *row = scratch + (size_t)y * (size_t)out_w * 3 + c;
-            float *o = pl + (size_t)y * (size_t)pad_w;
-            if (flip)
-                for (int x = 0; x < out_w; x++) o[x] = (float)row[(size_t)(out_w - 1 - x) * 3] * inv;
-            else
-                for (int x = 0; x < out_w; x++) o[x] = (float)row[(size_t)x * 3] * inv;
-            if (pad_w > out_w) memset(o + out_w, 0, sizeof *o * (size_t)(pad_w - out_w));
+    for (int y = 0; y < out_h; y++) {
+        const uint8_t *row = scratch + (size_t)y * (size_t)out_w * 3;
+        float *o0 = dst + (size_t)y * (size_t)pad_w, *o1 = o0 + plane, *o2 = o1 + plane;
+        if (flip) {
+            const uint8_t *q = row + (size_t)(out_w - 1) * 3;
+            for (int x = 0; x < out_w; x++, q -= 3) {
+                o0[x] = lut[q[0]];
+                o1[x] = lut[q[1]];
+                o2[x] = lut[q[2]];
+            }
+        } else {
+            const uint8_t *q = row;
+            for (int x = 0; x < out_w; x++, q += 3) {
+                o0[x] = lut[q[0]];
+                o1[x] = lut[q[1]];
+                o2[x] = lut[q[2]];
+            }
         }
-        if (pad_h > out_h) memset(pl + (size_t)out_h * (size_t)pad_w, 0, sizeof *pl * (size_t)(pad_h - out_h) * (size_t)pad_w);
+        if (pad_w > out_w) {
+            size_t tail = sizeof *o0 * (size_t)(pad_w - out_w);
+            memset(o0 + out_w, 0, tail);
+            memset(o1 + out_w, 0, tail);
+            memset(o2 + out_w, 0, tail);
+        }
     }
+    if (pad_h > out_h)
+        for (int c = 0; c < 3; c++)
+            memset(dst + plane * (size_t)c + (size_t)out_h * (size_t)pad_w, 0,
+                   sizeof *dst * (size_t)(pad_h - out_h) * (size_t)pad_w);
     return OTE_OK;
 }
