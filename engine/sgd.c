@@ -3,6 +3,7 @@
 #include "engine/sgd.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -121,15 +122,28 @@ void sgd_reset_state(sgd *o) {
 }
 
 double sgd_grad_norm(const sgd *o) {
-    double ss = 0;
-    for (int s = 0; s < o->n_spans; s++) {
-        const float *g = (const float *)(o->grads->base + o->spans[s].g_off);
-        size_t n = o->spans[s].n;
+    /* Deterministic: each thread sums a static share into its own slot, slots are added in thread
+     * order (an OpenMP reduction may combine partial sums in any order). */
+    enum { MAX_T = 256 };
+    double part[MAX_T] = {0};
+    int nt = 1;
+#pragma omp parallel
+    {
+        int t = omp_get_thread_num();
+#pragma omp single
+        nt = omp_get_num_threads();
+        ASSERT(nt <= MAX_T);
         double acc = 0;
-#pragma omp parallel for reduction(+ : acc) schedule(static)
-        for (size_t i = 0; i < n; i++) acc += (double)g[i] * g[i];
-        ss += acc;
+        for (int s = 0; s < o->n_spans; s++) {
+            const float *g = (const float *)(o->grads->base + o->spans[s].g_off);
+            size_t n = o->spans[s].n;
+#pragma omp for schedule(static) nowait
+            for (size_t i = 0; i < n; i++) acc += (double)g[i] * g[i];
+        }
+        part[t] = acc;
     }
+    double ss = 0;
+    for (int t = 0; t < nt; t++) ss += part[t];
     return sqrt(ss);
 }
 
