@@ -573,19 +573,18 @@ static void run_fixture(const char *dir, const char *file, int *n_cases) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-static void test_fixtures(void) {
-    const char *shared = getenv("OTE_SHARED");
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s/fixtures/eval", shared && *shared ? shared : "../shared");
+/* Runs every *.json in dir whose name starts with `prefix`; returns the number of cases. */
+static int run_dir(const char *dir, const char *prefix) {
     DIR *dp = opendir(dir);
     check(dp != NULL, "fixtures directory %s exists", dir);
-    if (!dp) return;
+    if (!dp) return 0;
     char *names[256];
     int n = 0;
     struct dirent *de;
     while ((de = readdir(dp)) && n < 256) {
         size_t l = strlen(de->d_name);
-        if (l > 5 && !strcmp(de->d_name + l - 5, ".json")) names[n++] = strdup(de->d_name);
+        if (l > 5 && !strcmp(de->d_name + l - 5, ".json") && !strncmp(de->d_name, prefix, strlen(prefix)))
+            names[n++] = strdup(de->d_name);
     }
     closedir(dp);
     qsort(names, (size_t)n, sizeof *names, cmp_str);
@@ -594,8 +593,21 @@ static void test_fixtures(void) {
         run_fixture(dir, names[i], &n_cases);
         free(names[i]);
     }
+    return n_cases;
+}
+
+static void test_fixtures(void) {
+    const char *shared = getenv("OTE_SHARED");
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/fixtures/eval", shared && *shared ? shared : "../shared");
+    int n = run_dir(dir, "");
     /* README lists 11 cases; fewer means the directory is incomplete */
-    check(n_cases >= 11, "%d fixture cases evaluated (expected at least 11)", n_cases);
+    check(n >= 11, "%d shared fixture cases evaluated (expected at least 11)", n);
+    /* tests/reference/eval_ref.py: >= 8 classes, > 8192-entry means, long curves, annotation id 0 */
+    const char *src = getenv("OTE_SRC");
+    snprintf(dir, sizeof dir, "%s/tests/reference/fixtures", src && *src ? src : ".");
+    n = run_dir(dir, "eval_ref_");
+    check(n >= 2, "%d eval_ref.py cases evaluated (expected at least 2)", n);
 }
 
 /* ---- results-file errors ---- */
