@@ -23,7 +23,7 @@ reproduces bit for bit (the full weights and all gradients at f32 would be ~19 M
              z = (z ^ z>>27) * 0x94D049BB133111EB; z ^= z>>31       (all mod 2^64)
         u  = (double)(z >> 11) * 2^-53
         w  = (float)(lo + (hi - lo) * u)              (computed in double, rounded once)
-    The fixture array `gen.<name>` = [tid, lo, hi] (f64) gives the three numbers per tensor; also
+    The fixture array `gen.<name>` = [tid, lo, hi, numel] (f64) gives the numbers per tensor; also
     `wsum.<name>` = [sum(w), sum(w^2)] in f64 so a C generator can verify itself.
     num_batches_tracked buffers start at 0 (int64, not generated).
 
@@ -48,7 +48,9 @@ Batch: N = 3 images, padded input 128x160 (H x W):
   assign.targets      f32 (N, A, 4) encoded DeltaXYWH targets (normalised by stds) for positives, 0 else
   assign.npos_level   i64 (5)    positives per level over the batch
   assign.npos_image   i64 (N)    positives per image
-  gen.<param>         f64 (3)    [tid, lo, hi] of the weight generator (see above), every state_dict tensor
+  gen.<param>         f64 (4)    [tid, lo, hi, numel] of the weight generator (see above), every
+                                 state_dict tensor except num_batches_tracked (C twin: tests/detector_ref_weights.h)
+  shape.<param>       i64 (ndim) the PyTorch shape (the 0-dim Scale parameters are stored as [1])
   wsum.<param>        f64 (2)    [sum, sum of squares] of the generated tensor
   head.cls.L          f32 (N,C,H_l,W_l)  cls logits (BN in training mode)
   head.reg.L          f32 (N,4,H_l,W_l)  bbox_pred = scale_L * atss_reg(...)
@@ -673,7 +675,8 @@ def main():
     for name, t in sd.items():
         if name in gens:
             tid, lo, hi = gens[name]
-            fx['gen.' + name] = np.array([tid, lo, hi], dtype=np.float64)
+            fx['gen.' + name] = np.array([tid, lo, hi, t.numel()], dtype=np.float64)
+            fx['shape.' + name] = np.array(list(t.shape) or [1], dtype=np.int64)
             tv = t.double()
             fx['wsum.' + name] = np.array([tv.sum().item(), (tv * tv).sum().item()])
 
