@@ -299,7 +299,7 @@ void tfl_free(tfl_model *m) {
     free(m->inputs);
     free(m->outputs);
     free(m->description);
-    free(m->file);
+    if (m->owns_file) free(m->file);
     memset(m, 0, sizeof *m);
 }
 
@@ -572,10 +572,23 @@ static int parse_all(tfl_model *m, const fb *b) {
 
 int tfl_parse(tfl_model *m, const void *bytes, size_t size, const char *label) {
     memset(m, 0, sizeof *m);
+    uint8_t *copy = malloc(size ? size : 1);
+    if (!copy) return ote_err(OTE_ENOMEM, "%s: cannot allocate %zu bytes", label ? label : "<memory>", size);
+    if (size) memcpy(copy, bytes, size);
+    int r = tfl_parse_view(m, copy, size, label);
+    if (r < 0) {
+        free(copy);
+        return r;
+    }
+    m->owns_file = 1;
+    return 0;
+}
+
+int tfl_parse_view(tfl_model *m, const void *bytes, size_t size, const char *label) {
+    memset(m, 0, sizeof *m);
     snprintf(m->path, sizeof m->path, "%s", label ? label : "<memory>");
-    m->file = malloc(size ? size : 1);
-    if (!m->file) return ote_err(OTE_ENOMEM, "%s: cannot allocate %zu bytes", m->path, size);
-    if (size) memcpy(m->file, bytes, size);
+    /* The walk never writes through `file`; the cast only lets one struct serve both modes. */
+    m->file = (uint8_t *)(uintptr_t)bytes;
     m->size = size;
     fb b = {m->file, size, m->path};
     int r = parse_all(m, &b);
@@ -611,9 +624,13 @@ int tfl_load(tfl_model *m, const char *path) {
         free(buf);
         return ote_err(OTE_EIO, "%s: read error", path);
     }
-    int r = tfl_parse(m, buf, n, path);
-    free(buf);
-    return r;
+    int r = tfl_parse_view(m, buf, n, path);
+    if (r < 0) {
+        free(buf);
+        return r;
+    }
+    m->owns_file = 1; /* the read buffer becomes the model's copy */
+    return 0;
 }
 
 /* ---- data and dequantisation ---------------------------------------------------------------- */

@@ -99,8 +99,9 @@ typedef struct tfl_op {
 } tfl_op;
 
 typedef struct tfl_model {
-    uint8_t *file;              /* the whole file (owned) */
+    uint8_t *file;              /* the whole file (owned unless parsed with tfl_parse_view) */
     size_t size;
+    int owns_file;              /* 1: tfl_free releases `file` */
     uint32_t version;           /* schema version (3 for current files) */
     char *description;          /* ("" if absent) */
     int n_opcodes;
@@ -121,6 +122,9 @@ typedef struct tfl_model {
 int tfl_load(tfl_model *m, const char *path);
 /* Parses `size` bytes (copied); `label` names the source in error messages. */
 int tfl_parse(tfl_model *m, const void *bytes, size_t size, const char *label);
+/* Same without copying: the model borrows `bytes`, which must outlive it (for memory-mapped
+ * files and for tests that parse thousands of corrupted variants). */
+int tfl_parse_view(tfl_model *m, const void *bytes, size_t size, const char *label);
 void tfl_free(tfl_model *m);
 
 /* "CONV_2D", "ADD", ... or "OP_<n>" for codes we do not name; `buf` holds the fallback. */
