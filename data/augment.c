@@ -33,6 +33,18 @@ int aug_config_train_sizes(aug_config *c, const aug_size *sizes, int n) {
     return OTE_OK;
 }
 
+int aug_config_train_scaled(aug_config *c, double factor) {
+    if (!(factor > 0 && factor <= 8)) return ote_err(OTE_EINVAL, "augment: size factor %g not in (0, 8]", factor);
+    aug_size s[5];
+    for (int i = 0; i < 5; i++) {
+        int w = (int)lround(aug_default_sizes[i].w * factor / 32.0) * 32;
+        int h = (int)lround(aug_default_sizes[i].h * factor / 32.0) * 32;
+        s[i].w = w < 32 ? 32 : w;
+        s[i].h = h < 32 ? 32 : h;
+    }
+    return aug_config_train_sizes(c, s, 5);
+}
+
 int aug_config_test(aug_config *c, int w, int h) {
     aug_size s = {w, h};
     CHECK(aug_config_train_sizes(c, &s, 1));

@@ -36,6 +36,10 @@ void aug_config_train_default(aug_config *c);
 /* Training pipeline with other sizes (e.g. HPO's reduced input, or tests at 320x320).
  * OTE_EINVAL if n is not 1..AUG_MAX_SIZES or a size is not positive. */
 int aug_config_train_sizes(aug_config *c, const aug_size *sizes, int n);
+/* The spec's 5 sizes scaled by `factor` (e.g. a reduced HPO input), each side rounded to the
+ * nearest multiple of 32 (at least 32) so no batch padding is wasted. factor 1 = the default.
+ * OTE_EINVAL unless 0 < factor <= 8. */
+int aug_config_train_scaled(aug_config *c, double factor);
 /* Test-time: resize to exactly (w, h), no crop, no flip (spec: 992x736). */
 int aug_config_test(aug_config *c, int w, int h);
 

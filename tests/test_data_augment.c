@@ -373,6 +373,19 @@ static void test_geom(void) {
     EXPECT(fabs(flips - N * 0.5) < 5 * sdf, "flip frequency %d ~ %d (5 sigma)", flips, N / 2);
     aug_size small[1] = {{320, 320}};
     EXPECT(aug_config_train_sizes(&c, small, 1) == 0 && c.sizes[0].w == 320, "configurable sizes (320x320)");
+    aug_config d;
+    aug_config_train_default(&d);
+    EXPECT(aug_config_train_scaled(&c, 1.0) == 0 && memcmp(c.sizes, d.sizes, sizeof(aug_size) * 5) == 0,
+           "scaled by 1.0 == default sizes");
+    /* 0.5: 992*0.5=496 -> 512 (15.5 rounds up), 736*0.5=368 -> 384 (11.5 up), 896*0.5=448 = 14*32,
+     * 1088*0.5=544 = 17*32, 672*0.5=336 -> 352 (10.5 rounds away from zero), 800*0.5=400 -> 416 */
+    int sc_ok = aug_config_train_scaled(&c, 0.5) == 0 && c.n_sizes == 5 && c.sizes[0].w == 512 &&
+                c.sizes[0].h == 384 && c.sizes[1].w == 448 && c.sizes[2].w == 544 && c.sizes[3].h == 352 &&
+                c.sizes[4].h == 416 && c.min_iou_crop && c.flip_prob == 0.5;
+    EXPECT(sc_ok, "scaled by 0.5: sides rounded to multiples of 32 (%dx%d %dx%d %dx%d %dx%d %dx%d)", c.sizes[0].w,
+           c.sizes[0].h, c.sizes[1].w, c.sizes[1].h, c.sizes[2].w, c.sizes[2].h, c.sizes[3].w, c.sizes[3].h,
+           c.sizes[4].w, c.sizes[4].h);
+    EXPECT(aug_config_train_scaled(&c, 0.0) == OTE_EINVAL, "factor 0 rejected");
     aug_size badsz[1] = {{0, 320}};
     EXPECT(aug_config_train_sizes(&c, badsz, 1) == OTE_EINVAL, "zero size rejected: %s", ote_errmsg());
     aug_config_test(&c, 992, 736);
