@@ -146,19 +146,19 @@ static void eval_print(const coco_dataset *gt, const eval_report *r, const eval_
     }
 }
 
-int cmd_eval(int argc, char **argv) {
-    eval_args a;
-    int u = eval_parse(argc, argv, &a);
-    if (u == 1) return 0;
-    if (u) return 2;
-    if (!a.detections) {
-        /* Model form: load the template + weights, then eval_dataset(gt, <detector predict>, ...). */
-        fprintf(stderr, "ote eval: not available yet: evaluating a model needs the detector; "
-                        "use --detections RESULTS.json\n");
-        return 1;
-    }
+/* Model form: will build the detector from TEMPLATE + --load-weights, load GT with
+ * coco_load(ann_files, data_roots) and call eval_dataset(gt, <detector predict>, ...), then print
+ * and save exactly as the detection form does (eval_print / eval_save_performance). */
+static int eval_model_form(const eval_args *a) {
+    (void)a;
+    fprintf(stderr, "ote eval: not available yet: evaluating a model needs the detector; "
+                    "use --detections RESULTS.json\n");
+    return 1;
+}
+
+static int eval_detections_form(const eval_args *a) {
     coco_dataset gt;
-    int s = coco_load(&gt, a.ann_files, a.data_roots ? a.data_roots : "");
+    int s = coco_load(&gt, a->ann_files, a->data_roots ? a->data_roots : "");
     if (s < 0) {
         fprintf(stderr, "ote eval: %s\n", ote_errmsg());
         return 1;
@@ -170,15 +170,15 @@ int cmd_eval(int argc, char **argv) {
     int rc = 1;
     eval_report r;
     memset(&r, 0, sizeof r);
-    s = eval_load_results(a.detections, &gt, &dets);
+    s = eval_load_results(a->detections, &gt, &dets);
     if (s < 0) goto fail;
-    s = eval_run(&gt, dets.d, dets.n, a.crowd, a.max_dets, &r);
+    s = eval_run(&gt, dets.d, dets.n, a->crowd, a->max_dets, &r);
     if (s < 0) goto fail;
-    eval_print(&gt, &r, &a, dets.n);
-    if (a.save_performance) {
-        s = eval_save_performance(a.save_performance, &gt, &r, a.crowd);
+    eval_print(&gt, &r, a, dets.n);
+    if (a->save_performance) {
+        s = eval_save_performance(a->save_performance, &gt, &r, a->crowd);
         if (s < 0) goto fail;
-        printf("\nsaved %s\n", a.save_performance);
+        printf("\nsaved %s\n", a->save_performance);
     }
     rc = 0;
 fail:
@@ -187,4 +187,12 @@ fail:
     eval_dets_free(&dets);
     coco_free(&gt);
     return rc;
+}
+
+int cmd_eval(int argc, char **argv) {
+    eval_args a;
+    int u = eval_parse(argc, argv, &a);
+    if (u == 1) return 0;
+    if (u) return 2;
+    return a.detections ? eval_detections_form(&a) : eval_model_form(&a);
 }
