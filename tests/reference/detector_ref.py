@@ -606,6 +606,12 @@ def sanity_checks():
     total = sum(h * w for h, w in hw)
     print('anchors at 992x736:', hw, total)
     assert total == 15213, total
+    # spec §2a: with the removed final block (1x1 320->1280 + BN) and the 1000-class 1x1 head
+    # (bias-free in pytorchcv, with bias in torchvision) the classifiers have 3,504,960 / 3,504,872.
+    for variant, head, expect in (('pytorchcv', 1280 * 1000, 3504960), ('torchvision', 1280 * 1000 + 1000, 3504872)):
+        n = sum(p.numel() for p in MobileNetV2(variant).parameters()) + 320 * 1280 + 2 * 1280 + head
+        print('%s backbone parameter count with classifier: %d' % (variant, n))
+        assert n == expect, (variant, n)
     torch.manual_seed(0)
     model = Detector(3)
     init_weights(model)
