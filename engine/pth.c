@@ -1664,7 +1664,15 @@ int pth_load_mem(const void *buf, size_t len, const char *what, pth_ckpt *c) {
 out:
     vm_free(&m);
     free(z.e);
-    if (rc < 0) pth_free(c);
+    if (rc < 0) {
+        pth_free(c);
+        /* Names in messages come from the file: keep the message one printable line. */
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", ote_errmsg());
+        for (char *q = msg; *q; q++)
+            if ((unsigned char)*q < 0x20 || *q == 0x7f) *q = '?';
+        ote_err(rc, "%s", msg);
+    }
     return rc < 0 ? rc : OTE_OK;
 }
 

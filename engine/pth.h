@@ -30,8 +30,14 @@
  * dict is needed. The legacy (non-zip, torch < 1.6) format is NOT supported: a clear error.
  * Every failure returns a negative OTE_E* code with a one-line ote_err() message naming the file.
  *
- * Writing (pth_save): ZIP64 is not written (error if the archive would exceed 4 GiB; our models
- * are tens of MB); the file goes to "<path>.tmp-<pid>", is fsync'ed and renamed over <path>.
+ * Writing (pth_save): pickle protocol 2 using only opcodes torch 1.13's weights_only unpickler
+ * knows, except BINFLOAT for confidence_threshold (that unpickler lacks it, so in torch 1.13
+ * `torch.load(f, weights_only=True)` refuses the OTE layout exactly as it refuses the same dict
+ * written by torch.save; the bare and state_dict layouts load with weights_only=True). The OTE
+ * layout always writes confidence_threshold and VERSION (the has_* flags only report what a
+ * load found); config values are written as str, nested on the dots of their keys. ZIP64 is not
+ * written (error if the archive would exceed 4 GiB; our models are tens of MB); the file goes to
+ * "<path>.tmp-<pid>", is fsync'ed, renamed over <path>, and the directory is fsync'ed.
  */
 #ifndef OTE_PTH_H
 #define OTE_PTH_H

@@ -2,6 +2,8 @@
  * and hostile input: truncation at every offset, byte flips everywhere, pickle mutations behind
  * a repaired CRC (so the pickle VM itself is fuzzed), and hand-made defects (missing record,
  * compressed entry, non-contiguous stride, unknown opcode, big-endian byteorder, legacy format).
+ * Torch-written files (tests/reference/pth_ref.py -> fixtures/pth_ref_*.pth, expected values in
+ * pth_ref.fx) check the reader on mmcv/protocol-4/mixed-dtype content and seed the same fuzzing.
  * Run it under the ASan build too: "no crash" is half of what it checks.
  * Interoperability with torch itself is tested by tests/test_pth_interop.py.
  */
@@ -16,6 +18,7 @@
 #include "engine/pth.h"
 #include "engine/rng.h"
 #include "engine/status.h"
+#include "tests/fixture.h"
 
 static int n_fail = 0;
 
@@ -175,6 +178,93 @@ static int load_ok(const uint8_t *b, size_t len, pth_ckpt *out) {
 }
 
 static int msg_has(const char *s) { return strstr(ote_errmsg(), s) != NULL; }
+
+/* Loads a torch-written fixture, compares every tensor (order, shape, dtype, exact value) with the
+ * arrays "<tag>:<name>" of pth_ref.fx, then fuzzes its pickle behind a repaired CRC. */
+static void torch_fixture(const char *src, const fx_file *fx, const char *tag, pth_layout want_layout, rng *r) {
+    char path[512], msg[256];
+    snprintf(path, sizeof path, "%s/tests/reference/fixtures/pth_ref_%s.pth", src, tag);
+    pth_ckpt c;
+    pth_init(&c);
+    int rc = pth_load(path, &c);
+    snprintf(msg, sizeof msg, "torch fixture %s: loads as layout %s", tag, pth_layout_name(want_layout));
+    if (rc < 0) printf("  %s\n", ote_errmsg());
+    check(rc == 0 && c.layout == want_layout, msg);
+    size_t tl = strlen(tag), k = 0;
+    int all_ok = 1;
+    char ndn[64];
+    snprintf(ndn, sizeof ndn, "%s:__ndim", tag);
+    const fx_array *ndim = fx_get(fx, ndn);
+    for (int i = 0; i < fx->n; i++) {
+        const fx_array *a = &fx->a[i];
+        if (strncmp(a->name, tag, tl) || a->name[tl] != ':' || !strncmp(a->name + tl + 1, "__", 2)) continue;
+        const pth_tensor *t = k < c.n_tensors ? &c.tensors[k] : NULL;
+        k++;
+        /* fixture arrays of 0-d tensors are stored with shape (1,); __ndim has the true rank */
+        int ok = t && !strcmp(t->name, a->name + tl + 1) && (long)k <= ndim->numel && t->ndim == (int)ndim->v[k - 1] &&
+                 (long)t->numel == a->numel;
+        for (int d = 0; ok && d < t->ndim; d++) ok = t->ndim == a->ndim && t->shape[d] == a->dims[d];
+        for (long j = 0; ok && j < a->numel; j++) {
+            double v = t->dtype == PTH_F32 ? (double)((const float *)t->data)[j] : (double)((const int64_t *)t->data)[j];
+            ok = v == a->v[j] || (isnan(v) && isnan(a->v[j]));
+        }
+        if (!ok) {
+            printf("  mismatch at fixture array %s (C tensor %s)\n", a->name, t ? t->name : "<none>");
+            all_ok = 0;
+        }
+    }
+    snprintf(msg, sizeof msg, "torch fixture %s: all %zu tensors in order with exact values", tag, k);
+    check(all_ok && k == c.n_tensors && k > 0, msg);
+    if (want_layout == PTH_LAYOUT_OTE) {
+        char cth[64];
+        snprintf(cth, sizeof cth, "%s:__confidence_threshold", tag);
+        const fx_array *ct = fx_get(fx, cth);
+        snprintf(cth, sizeof cth, "%s:__version", tag);
+        const fx_array *ve = fx_get(fx, cth);
+        check(c.has_confidence_threshold && c.confidence_threshold == ct->v[0] && c.has_version && (double)c.version == ve->v[0],
+              "torch fixture ote: confidence_threshold and VERSION");
+        /* the config literal in pth_ref.py, flattened with Python's text for non-strings */
+        const char *want[][2] = {{"learning_parameters.batch_size.value", "8"}, {"learning_parameters.batch_size.default_value", "5"},
+                                 {"learning_parameters.lr", "0.01"}, {"learning_parameters.flag", "True"},
+                                 {"learning_parameters.none", "None"}, {"learning_parameters.list", "[1, 'a', 2.5]"}, {"name", "x"}};
+        int cfg_ok = c.n_config == sizeof want / sizeof want[0];
+        for (size_t i = 0; cfg_ok && i < c.n_config; i++)
+            cfg_ok = !strcmp(c.config[i].key, want[i][0]) && !strcmp(c.config[i].value, want[i][1]);
+        check(cfg_ok, "torch fixture ote: nested mixed-type config flattened in order");
+    }
+    pth_free(&c);
+
+    size_t len;
+    uint8_t *buf = t_read(path, &len);
+    tent e[64];
+    int n = buf ? t_entries(buf, len, e, 64) : -1;
+    int pk = -1;
+    for (int i = 0; i < n; i++)
+        if (strlen(e[i].name) > 9 && !strcmp(e[i].name + strlen(e[i].name) - 9, "/data.pkl")) pk = i;
+    snprintf(msg, sizeof msg, "torch fixture %s: zip directory parsed by the test", tag);
+    check(pk >= 0, msg);
+    if (pk < 0) {
+        free(buf);
+        return;
+    }
+    int errs = 0, iters = 5000;
+    uint8_t *m = malloc(len);
+    for (int it = 0; it < iters; it++) {
+        memcpy(m, buf, len);
+        int flips = 1 + (int)rng_below(r, 3);
+        for (int f = 0; f < flips; f++) m[e[pk].data + rng_below(r, e[pk].size)] = (uint8_t)rng_below(r, 256);
+        size_t size = rng_below(r, 4) == 0 ? rng_below(r, e[pk].size) : e[pk].size; /* sometimes also truncate */
+        t_fix(m, &e[pk], size);
+        pth_ckpt x;
+        if (load_ok(m, len, &x) < 0) errs++;
+        pth_free(&x);
+    }
+    free(m);
+    free(buf);
+    printf("  (%d of %d mutations of %s's pickle rejected)\n", errs, iters, tag);
+    snprintf(msg, sizeof msg, "torch fixture %s: pickle mutations give errors or valid results, no crash", tag);
+    check(errs > 0, msg);
+}
 
 int main(void) {
     char dir[] = "/tmp/test_engine_pth_XXXXXX";
@@ -423,6 +513,24 @@ int main(void) {
         check(pth_config_set(&c, "lp.bs", "16") == 0 && !strcmp(pth_config_get(&c, "lp.bs"), "16") && c.n_config == 1,
               "config set replaces");
         pth_free(&c);
+    }
+
+    /* 10. checkpoints written by torch itself */
+    {
+        const char *src = getenv("OTE_SRC") ? getenv("OTE_SRC") : ".";
+        char fxp[512];
+        snprintf(fxp, sizeof fxp, "%s/tests/reference/fixtures/pth_ref.fx", src);
+        fx_file fx;
+        int rc = fx_load(&fx, fxp);
+        check(rc == 0, "fixture pth_ref.fx loads");
+        if (rc == 0) {
+            rng r;
+            rng_seed(&r, 99);
+            torch_fixture(src, &fx, "mmcv", PTH_LAYOUT_STATE_DICT, &r);
+            torch_fixture(src, &fx, "proto4", PTH_LAYOUT_BARE, &r);
+            torch_fixture(src, &fx, "ote", PTH_LAYOUT_OTE, &r);
+            fx_free(&fx);
+        }
     }
 
     unlink(path);
