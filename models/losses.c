@@ -132,36 +132,41 @@ int losses_batch(const anchor_grid *g, const float *anchors, int n_img, int n_cl
 
     for (int l = 0; l < ANCHORS_LEVELS; l++) {
         const int H = g->h[l], W = g->w[l], HW = H * W, cb_n = (C + 15) / 16;
-        /* Pass 2: focal loss over (image, channel block, pixel), in memory order. */
+        /* Pass 2: focal loss over (image, channel block, pixel), in memory order, in chunks of
+         * 256 pixels so that small batches still spread over the threads. The double partial sums
+         * are combined in a fixed order for a given thread count. */
+        const int chunk = 256, n_chunk = (HW + chunk - 1) / chunk;
+        const long n_task = (long)n_img * cb_n * n_chunk;
         double lsum = 0;
         int lbad = 0;
-#pragma omp parallel for collapse(2) reduction(+ : lsum) reduction(| : lbad) schedule(static)
-        for (int n = 0; n < n_img; n++)
-            for (int cb = 0; cb < cb_n; cb++) {
-                const int *as = assigned + (size_t)n * total + g->start[l];
-                const int *lb = labels + (size_t)n * total + g->start[l];
-                size_t base = ((size_t)n * cb_n + cb) * HW * 16;
-                const float *x = out[l].cls + base;
-                float *gx = grad ? grad[l].cls + base : NULL;
-                for (int p = 0; p < HW; p++) {
-                    int w = as[p] >= 0;
-                    for (int k = 0; k < 16; k++) {
-                        int c = cb * 16 + k;
-                        size_t o = (size_t)p * 16 + k;
-                        if (c >= C || !w) {
-                            if (gx) gx[o] = 0.0f;
-                            continue;
-                        }
-                        float gr;
-                        float v = focal_elem(x[o], lb[p] == c, &gr);
-                        lsum += v;
-                        if (gx) {
-                            gx[o] = gr * inv_npos;
-                            lbad |= !isfinite(gx[o]);
-                        }
+#pragma omp parallel for reduction(+ : lsum) reduction(| : lbad) schedule(static)
+        for (long task = 0; task < n_task; task++) {
+            int n = (int)(task / ((long)cb_n * n_chunk)), rem = (int)(task % ((long)cb_n * n_chunk));
+            int cb = rem / n_chunk, p0 = (rem % n_chunk) * chunk, p1 = p0 + chunk < HW ? p0 + chunk : HW;
+            const int *as = assigned + (size_t)n * total + g->start[l];
+            const int *lb = labels + (size_t)n * total + g->start[l];
+            size_t base = ((size_t)n * cb_n + cb) * HW * 16;
+            const float *x = out[l].cls + base;
+            float *gx = grad ? grad[l].cls + base : NULL;
+            for (int p = p0; p < p1; p++) {
+                int w = as[p] >= 0;
+                for (int k = 0; k < 16; k++) {
+                    int c = cb * 16 + k;
+                    size_t o = (size_t)p * 16 + k;
+                    if (c >= C || !w) {
+                        if (gx) gx[o] = 0.0f;
+                        continue;
+                    }
+                    float gr;
+                    float v = focal_elem(x[o], lb[p] == c, &gr);
+                    lsum += v;
+                    if (gx) {
+                        gx[o] = gr * inv_npos;
+                        lbad |= !isfinite(gx[o]);
                     }
                 }
             }
+        }
         parts->cls[l] = lsum / n_pos;
         if (lbad) bad = 1;
 
