@@ -132,7 +132,11 @@ int smbo_propose(smbo *s, const double *used, int n_used, const double *obs, con
         hp_space_encode(s->sp, obs + (size_t)top[i % ntop] * d, base);
         double sd = (i / ntop) % 2 ? 0.02 : 0.1;
         for (int j = 0; j < d; j++) {
+            /* reflect at the walls: clamping would pile candidates onto the boundary, where a
+             * long length scale makes EI look flat and the search can stall */
             double w = base[j] + sd * rng_normal(&s->r);
+            if (w < 0) w = -w;
+            if (w > 1) w = 2 - w;
             c[N_RANDOM + i].u[j] = w < 0 ? 0 : w > 1 ? 1 : w;
         }
     }
