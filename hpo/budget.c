@@ -2,6 +2,7 @@
 #include "hpo/budget.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "engine/status.h"
@@ -78,4 +79,22 @@ int hpo_plan_budget(const hpo_budget_in *in, hpo_plan *out) {
     out->expected_seconds = out->cost * in->train_seconds;
 #undef COST
     return 0;
+}
+
+int hpo_plan_trial_size(int full, double z) {
+    int v = (int)floor(full * z / 32.0 + 1e-9) * 32;
+    return v < 32 ? 32 : v;
+}
+
+int hpo_plan_format(const hpo_plan *p, long n, int w, int h, char *buf, int size) {
+    long sub = (long)floor(p->subset_ratio * (double)n + 1e-9);
+    if (sub < 1) sub = 1;
+    char px[64] = "";
+    if (w > 0 && h > 0) snprintf(px, sizeof px, "%dx%d ", hpo_plan_trial_size(w, p->image_resize),
+                                 hpo_plan_trial_size(h, p->image_resize));
+    return snprintf(buf, (size_t)size,
+                    "HPO plan: %d trials x %d epochs, subset %ld of %ld training images (subset_ratio %.4g), "
+                    "trial input %s(image_resize %.4g), expected HPO time %.0f s (%.2f x one training)%s",
+                    p->num_trials, p->epochs, sub, n, p->subset_ratio, px, p->image_resize, p->expected_seconds,
+                    p->cost, p->over_budget ? "; even this minimal plan exceeds the requested ratio" : "");
 }

@@ -27,6 +27,8 @@
 #ifndef OTE_HPO_BUDGET_H
 #define OTE_HPO_BUDGET_H
 
+#include <stddef.h>
+
 typedef struct hpo_budget_in {
     double train_seconds;   /* one plain training run (estimated by the caller from timed steps) */
     double val_fraction;    /* share v of train_seconds spent in validation, 0..1 */
@@ -51,6 +53,13 @@ typedef struct hpo_plan {
 
 /* 0, or OTE_EINVAL for nonsensical inputs (non-positive time, epochs or dataset size). */
 int hpo_plan_budget(const hpo_budget_in *in, hpo_plan *out);
+/* One line describing the plan, e.g. "HPO plan: 12 trials x 8 epochs, subset 500 of 1000 training
+ * images (subset_ratio 0.5), trial input 496x368 (image_resize 0.5), expected HPO time 1790 s
+ * (0.50 x one training)". input_w/h: the full training input size (0: omit the pixel sizes);
+ * trial sizes are rounded down to multiples of 32 (at least 32). Returns the length. */
+int hpo_plan_format(const hpo_plan *p, long full_dataset_size, int input_w, int input_h, char *buf, int size);
+/* The trial input size for a full size and a resize ratio: floor(full * z / 32) * 32, >= 32. */
+int hpo_plan_trial_size(int full, double image_resize);
 /* The cost formula above. */
 double hpo_plan_cost(const hpo_budget_in *in, int trials, int epochs, double subset, double resize);
 

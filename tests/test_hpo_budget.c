@@ -85,6 +85,18 @@ int main(void) {
     hpo_plan_budget(&small, &p);
     CHECK_T(p.subset_ratio == 1 && p.cost <= 1 + 1e-12, "N=300: whole training set (s=%g), cost %.3f <= 1",
             p.subset_ratio, p.cost);
+    /* plan line: case C above with 1000 images and a 992x736 input -> z .7: 694.4 -> 672, 515.2 -> 512 */
+    {
+        hpo_budget_in ci = {100, 0, 3, 1000, 10, 2, 10, 4, 1, 0};
+        char line[512];
+        hpo_plan_budget(&ci, &p);
+        hpo_plan_format(&p, 1000, 992, 736, line, sizeof line);
+        CHECK_T(!strcmp(line, "HPO plan: 10 trials x 4 epochs, subset 1000 of 1000 training images (subset_ratio 1), "
+                              "trial input 672x512 (image_resize 0.7), expected HPO time 196 s (1.96 x one training)"),
+                "plan line: %s", line);
+        CHECK_T(hpo_plan_trial_size(992, 0.25) == 224 && hpo_plan_trial_size(100, 0.1) == 32,
+                "trial sizes are multiples of 32, at least 32");
+    }
     /* bad input */
     hpo_budget_in bad = {0, 0.2, 4, 1000, 300, 2, 0, 0, 0, 0};
     int s = hpo_plan_budget(&bad, &p);
