@@ -151,7 +151,7 @@ static int fb_ref(const fb *b, const fb_table *t, int id, size_t *target, const 
     if (r <= 0) return r;
     uint32_t off = rd_u32(b->p + fp);
     if (off == 0 || (size_t)off > b->n - fp)
-        return ote_err(OTE_EPARSE, "%s: %s: reference %u at offset %zu points outside the file (size %zu)", b->label,
+        return ote_err(OTE_EPARSE, "%s: %s: reference %u at offset %zu points outside the file (size %zu; truncated or corrupt)", b->label,
                        what, off, fp, b->n);
     *target = fp + off;
     if (!fb_has(b, *target, 4)) return fb_range_err(b, what, *target, 4);
@@ -168,7 +168,7 @@ static int fb_vec(const fb *b, const fb_table *t, int id, size_t elem, size_t *d
     uint32_t n = rd_u32(b->p + vp);
     size_t avail = b->n - vp - 4;
     if ((size_t)n > avail / elem)
-        return ote_err(OTE_EPARSE, "%s: %s: vector of %u elements x %zu bytes at offset %zu exceeds the file size %zu",
+        return ote_err(OTE_EPARSE, "%s: %s: vector of %u elements x %zu bytes at offset %zu exceeds the file size %zu (truncated or corrupt)",
                        b->label, what, n, elem, vp, b->n);
     *data = vp + 4;
     *len = n;
@@ -180,7 +180,7 @@ static int fb_vec_table(const fb *b, size_t data, uint32_t i, fb_table *t, const
     size_t ep = data + 4 * (size_t)i; /* in range: the vector was validated */
     uint32_t off = rd_u32(b->p + ep);
     if (off == 0 || (size_t)off > b->n - ep)
-        return ote_err(OTE_EPARSE, "%s: %s: table reference %u at offset %zu points outside the file (size %zu)",
+        return ote_err(OTE_EPARSE, "%s: %s: table reference %u at offset %zu points outside the file (size %zu; truncated or corrupt)",
                        b->label, what, off, ep, b->n);
     return fb_table_at(b, ep + off, t, what);
 }

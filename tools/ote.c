@@ -20,6 +20,7 @@ static const struct {
     {"eval", cmd_eval, "score detections against COCO ground truth: VOC mAP@0.5 and COCO AP/AR"},
     {"pth-dump", cmd_pth_dump, "(debug) print, re-save or generate a PyTorch .pth checkpoint"},
     {"hpo", cmd_hpo, "hyper-parameter search for any objective command (SMBO/ASHA, OTE status files)"},
+    {"import-backbone", cmd_import_backbone, "import ImageNet MobileNetV2 weights from a TFLite file as a backbone .pth"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,124 @@
+/* cmd_import_backbone.c - `ote import-backbone FILE.tflite --save-model-to P [--keep-classifier]`.
+ *
+ * Reads an ImageNet MobileNetV2 1.0 TFLite file (engine/tflite.h), maps it onto the
+ * torchvision-variant backbone (tools/import_backbone.h: names, layouts, the identity-BN choice)
+ * and writes a PyTorch checkpoint with engine/pth.h in our OTE layout: {'model': state_dict,
+ * 'config': {...}, 'confidence_threshold', 'VERSION'}. The config records what a consumer must
+ * know to reproduce the pretrained function: import.variant=torchvision, import.padding=tf_same
+ * (asymmetric: a 3x3 stride-2 conv on an even input pads 0 top/left, 1 bottom/right),
+ * import.input=rgb_minus1_to_1 (x / 127.5 - 1), import.bn=identity_plus_bias, import.source.
+ * P ending in ".pth" is the file; otherwise P is a directory that receives weights.pth
+ * (DESIGN.md §6). The file is written atomically by pth_save. Each BN also gets
+ * num_batches_tracked = 0 (int64 scalar), as torch's BatchNorm2d state dict has it.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "engine/pth.h"
+#include "engine/status.h"
+#include "engine/tflite.h"
+#include "tools/commands.h"
+#include "tools/import_backbone.h"
+
+static void ibk_usage(FILE *f) {
+    fprintf(f,
+            "usage: ote import-backbone FILE.tflite --save-model-to OUT [--keep-classifier]\n\n"
+            "Imports ImageNet MobileNetV2 1.0 weights from a TFLite file (int8/uint8/float) as the\n"
+            "torchvision-variant backbone with mmdetection names (backbone.features.*).\n"
+            "OUT ending in .pth is the checkpoint file; otherwise OUT is a directory that receives\n"
+            "weights.pth. --keep-classifier also stores the final 1x1 conv (final_block) and the\n"
+            "ImageNet classifier (backbone.output.*, 1001 classes incl. background).\n"
+            "The weights expect RGB input mapped to [-1, 1] and TF 'SAME' (asymmetric) padding.\n");
+}
+
+static int ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+int cmd_import_backbone(int argc, char **argv) {
+    const char *in = NULL, *out = NULL;
+    int keep = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            ibk_usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--save-model-to")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "ote import-backbone: --save-model-to needs a value\n");
+                return 2;
+            }
+            out = argv[++i];
+        } else if (!strcmp(argv[i], "--keep-classifier")) {
+            keep = 1;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            fprintf(stderr, "ote import-backbone: unknown option '%s' (see --help)\n", argv[i]);
+            return 2;
+        } else if (!in) {
+            in = argv[i];
+        } else {
+            fprintf(stderr, "ote import-backbone: unexpected argument '%s' (one input file)\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!in || !out || !*out) {
+        fprintf(stderr, "ote import-backbone: need FILE.tflite and --save-model-to OUT (see --help)\n");
+        return 2;
+    }
+    char path[4096];
+    if (ends_with(out, ".pth")) {
+        snprintf(path, sizeof path, "%s", out);
+    } else {
+        if (mkdir(out, 0777) != 0 && errno != EEXIST) {
+            fprintf(stderr, "ote import-backbone: %s: cannot create directory: %s\n", out, strerror(errno));
+            return 1;
+        }
+        snprintf(path, sizeof path, "%s/weights.pth", out);
+    }
+
+    tfl_model m;
+    int s = tfl_load(&m, in);
+    if (s < 0) {
+        fprintf(stderr, "ote import-backbone: %s\n", ote_errmsg());
+        return 1;
+    }
+    ibk_result r;
+    s = ibk_import(&m, keep, &r);
+    tfl_free(&m);
+    if (s < 0) {
+        fprintf(stderr, "ote import-backbone: %s\n", ote_errmsg());
+        return 1;
+    }
+    pth_ckpt c;
+    pth_init(&c);
+    for (int i = 0; s == 0 && i < r.n; i++) {
+        s = pth_add_f32(&c, r.p[i].name, r.p[i].ndim, r.p[i].shape, r.p[i].data);
+        /* torch's BatchNorm2d state dict ends each BN with num_batches_tracked (int64 scalar) */
+        size_t L = strlen(r.p[i].name), k = strlen("running_var");
+        if (s == 0 && L > k && !strcmp(r.p[i].name + L - k, "running_var")) {
+            char nm[128];
+            snprintf(nm, sizeof nm, "%.*snum_batches_tracked", (int)(L - k), r.p[i].name);
+            int64_t zero = 0;
+            s = pth_add_i64(&c, nm, 0, NULL, &zero);
+        }
+    }
+    const char *base = strrchr(in, '/') ? strrchr(in, '/') + 1 : in;
+    if (s == 0) s = pth_config_set(&c, "import.source", base);
+    if (s == 0) s = pth_config_set(&c, "import.variant", "torchvision");
+    if (s == 0) s = pth_config_set(&c, "import.padding", "tf_same");
+    if (s == 0) s = pth_config_set(&c, "import.input", "rgb_minus1_to_1");
+    if (s == 0) s = pth_config_set(&c, "import.bn", "identity_plus_bias");
+    if (s == 0) s = pth_save(path, &c);
+    if (s < 0) {
+        fprintf(stderr, "ote import-backbone: %s\n", ote_errmsg());
+        pth_free(&c);
+        ibk_free(&r);
+        return 1;
+    }
+    printf("imported %d convs (%zu tensors%s) from %s -> %s\n", r.n_convs, c.n_tensors, keep ? ", classifier kept" : "", in, path);
+    pth_free(&c);
+    ibk_free(&r);
+    return 0;
+}
