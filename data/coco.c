@@ -365,7 +365,10 @@ static int coco_parse_file(coco_build *b, coco_dataset *d, const char *file, con
         int i = 0;
         const cJSON *a;
         cJSON_ArrayForEach(a, anns) {
-            long image_id, cat_id, ann_id = i;
+            /* Annotations without an id get 1-based ids: pycocotools treats an id of 0 as "no
+             * match" when it records matches, so a default of 0 would turn a true positive into
+             * a miss in COCO evaluation. */
+            long image_id, cat_id, ann_id = i + 1;
             double bb[4];
             if (!cJSON_IsObject(a)) {
                 st = ote_err(OTE_EPARSE, "coco: %s: annotations[%d]: not an object", file, i);
