@@ -52,6 +52,9 @@ Batch: N = 3 images, padded input 128x160 (H x W):
                                  state_dict tensor except num_batches_tracked (C twin: tests/detector_ref_weights.h)
   shape.<param>       i64 (ndim) the PyTorch shape (the 0-dim Scale parameters are stored as [1])
   wsum.<param>        f64 (2)    [sum, sum of squares] of the generated tensor
+  feat.c3/.c4/.c5     f32 NCHW  backbone taps (32/96/320 ch, strides 8/16/32), BN in training mode
+  feat.p3 .. feat.p7  f32 NCHW  FPN outputs (64 ch, strides 8..128)
+  dfeat.p3 .. p7      f32 NCHW  d loss.total / d FPN output (P6: head path + fpn_convs.4 path)
   head.cls.L          f32 (N,C,H_l,W_l)  cls logits (BN in training mode)
   head.reg.L          f32 (N,4,H_l,W_l)  bbox_pred = scale_L * atss_reg(...)
   head.reg_raw.L      f32 (N,4,H_l,W_l)  atss_reg output before the Scale
@@ -689,7 +692,15 @@ def main():
     # ---- training-mode forward, loss, gradients
     model.train()
     x = torch.from_numpy(imgs)
-    out = model(x)
+    cfeats = model.backbone(x)
+    pfeats = model.neck(cfeats)
+    for t in pfeats:
+        t.retain_grad()
+    out = model.bbox_head(pfeats)
+    for name, t in zip(('c3', 'c4', 'c5'), cfeats[1:]):
+        fx['feat.' + name] = flat_nchw(t)
+    for lvl, t in enumerate(pfeats):
+        fx['feat.p%d' % (lvl + 3)] = flat_nchw(t)
     head = [(c, r, z) for c, r, z, _ in out]
     for _, _, _, raw in out:
         raw.retain_grad()
@@ -713,6 +724,8 @@ def main():
     fx['loss.ctr_target_sum'] = np.array(L['csum'])
     model.zero_grad()
     L['total'].backward()
+    for lvl, t in enumerate(pfeats):
+        fx['dfeat.p%d' % (lvl + 3)] = flat_nchw(t.grad)
     for lvl, (c, r, z) in enumerate(head):
         fx['dhead.cls.%d' % lvl] = flat_nchw(c.grad)
         fx['dhead.reg.%d' % lvl] = flat_nchw(r.grad)
