@@ -12,7 +12,9 @@
  * Output per anchor: assigned -1 = not valid (ignored by every loss), 0 = negative, j+1 = gt j;
  * label = gt class for positives, C (background) otherwise.
  * The caller provides the workspace (assigner_ws_bytes) so a training step allocates nothing.
- * Parallel over gts with OpenMP; the result does not depend on the thread count.
+ * OpenMP over gts only above 256 gts (the per-gt work is a few microseconds); the result does not
+ * depend on the thread count. Calls for different images may run concurrently, each with its own
+ * workspace and outputs.
  */
 #ifndef OTE_ASSIGNER_H
 #define OTE_ASSIGNER_H

@@ -7,7 +7,8 @@
  * Normalisers (spec §7c, one process = mmdet's single GPU): N_pos = max(sum_img max(npos_img, 1), 1);
  * B = sum of centerness targets over all positives, replaced by 1 if < 1e-12 (OTE / v2.9).
  * Regression targets are the round trip decode(anchor, encode(anchor, gt)) (OTE / v2.9).
- * Sums are accumulated in double (torch sums f32 with its own order; differences are ~1e-7 relative).
+ * Sums are accumulated in double (torch sums f32 with its own order; differences are ~1e-7 relative);
+ * the focal sum is an OpenMP reduction, bitwise reproducible for a fixed thread count.
  */
 #ifndef OTE_LOSSES_H
 #define OTE_LOSSES_H

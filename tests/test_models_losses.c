@@ -312,6 +312,11 @@ static void check_case(const fx_file *f, const char *tag, const char *lp, const 
            "%s: gradients vs autograd: max|err|/max|ref| per level: cls %.2e reg %.2e ctr %.2e (tol 1e-4)", tag, eg[0], eg[1], eg[2]);
     EXPECT(pad_zero, "%s: gradient channel padding is zero", tag);
 
+    /* Loss only (no gradient buffers): same parts. */
+    loss_parts lp2;
+    st = losses_batch(&g, anchors, N, C, as, lb, gtb, first, b.out, NULL, &lp2);
+    EXPECT(st == 0 && lp2.total == lpts.total && lp2.cls_sum == lpts.cls_sum, "%s: loss without gradients gives the same total", tag);
+
     /* NaN detection: one non-finite logit. */
     if (N > 1) {
         b.cls[0][0] = NAN;
