@@ -145,6 +145,49 @@ P
 check "finished run reused without a trial (stdin not a terminal)" "grep -q 'Reusing previously found hyper-parameters' '$T/out6' && ! grep -q '^HPO trial' '$T/out6' && grep -qx 'Best Hyper-parameters' '$T/out6'"
 ls "$T/w4" | grep -q '\.tmp$' && fail "temporary files left behind" || pass "no temporary files left"
 
+# 5. kill -9 at arbitrary moments (also during file writes): the status file always parses, and
+# resuming after each kill finishes with every finished trial kept
+cat > "$T/quick.sh" <<S
+#!/bin/sh
+sleep 0.03
+exec "$T/obj.sh" "\$@"
+S
+chmod +x "$T/quick.sh"
+printf 'metric: loss\nmode: min\nnum_trials: 12\nhp_space:\n  x:\n    param_type: uniform\n    range: [0, 1]\n  learning_parameters.batch_size:\n    param_type: choice\n    range: [4, 6, 8]\n' > "$T/cfg5.yaml"
+ok5=1
+for k in 1 2 3 4 5 6; do
+    [ -f "$T/w5/hpopt_status.json" ] && cp "$T/w5/hpopt_status.json" "$T/prev5.json"
+    "$OTE" hpo --hpo-config "$T/cfg5.yaml" --objective-cmd "$T/quick.sh" --work-dir "$T/w5" --hpo-resume yes > /dev/null 2>&1 &
+    p5=$!
+    sleep "0.$((RANDOM % 3))$((RANDOM % 10))"
+    kill -9 $p5 2>/dev/null
+    wait $p5 2>/dev/null
+    if [ -f "$T/w5/hpopt_status.json" ]; then
+        /usr/bin/python3 - "$T/w5" "$T/prev5.json" <<'P' || ok5=0
+import json, os, sys
+d, prev = sys.argv[1], sys.argv[2]
+s = json.load(open(d + '/hpopt_status.json'))           # must parse: old or new, never half
+if os.path.exists(prev):
+    p = json.load(open(prev))['config_list']
+    a = s['config_list']
+    for e in p:                                          # finished trials survive every kill
+        if e['status'] == 2:
+            assert a[e['trial_id']] == e, ('finished trial changed', e)
+for e in s['config_list']:
+    if e['status'] == 2:
+        json.load(open('%s/hpopt_trial_%d.json' % (d, e['trial_id'])))
+P
+    fi
+done
+"$OTE" hpo --hpo-config "$T/cfg5.yaml" --objective-cmd "$T/quick.sh" --work-dir "$T/w5" --hpo-resume yes > /dev/null 2>&1
+rc=$?
+/usr/bin/python3 - "$T/w5" <<'P' || ok5=0
+import json, sys
+s = json.load(open(sys.argv[1] + '/hpopt_status.json'))
+assert len(s['config_list']) == 12 and all(e['status'] == 2 for e in s['config_list']) and 'best_config_id' in s
+P
+check "6 random kill -9s: status always valid, finished trials kept, resume completes 12 trials (rc=$rc)" "[ $ok5 -eq 1 ] && [ $rc -eq 0 ]"
+
 rm -rf "$T"
 if [ $fails -ne 0 ]; then echo "FAILED ($fails)"; exit 1; fi
 echo "ALL PASSED"
