@@ -98,3 +98,18 @@ int hpo_plan_format(const hpo_plan *p, long n, int w, int h, char *buf, int size
                     p->num_trials, p->epochs, sub, n, p->subset_ratio, px, p->image_resize, p->expected_seconds,
                     p->cost, p->over_budget ? "; even this minimal plan exceeds the requested ratio" : "");
 }
+
+void hpo_budget_from_config(hpo_budget_in *in, const hpo_config *c) {
+    in->fixed_trials = c->num_trials;
+    in->fixed_epochs = c->max_iterations;
+    in->fixed_subset = c->subset_ratio;
+    in->fixed_resize = c->image_resize;
+    in->num_hyperparams = c->space.n;
+}
+
+void hpo_plan_apply(const hpo_plan *p, hpo_config *c) {
+    if (c->num_trials <= 0) c->num_trials = p->num_trials;
+    if (c->max_iterations <= 0) c->max_iterations = p->epochs;
+    if (c->subset_ratio <= 0) c->subset_ratio = p->subset_ratio;
+    if (c->image_resize <= 0) c->image_resize = p->image_resize;
+}

@@ -29,6 +29,8 @@
 
 #include <stddef.h>
 
+#include "hpo/hpo_config.h"
+
 typedef struct hpo_budget_in {
     double train_seconds;   /* one plain training run (estimated by the caller from timed steps) */
     double val_fraction;    /* share v of train_seconds spent in validation, 0..1 */
@@ -50,6 +52,12 @@ typedef struct hpo_plan {
     double expected_seconds;/* cost x train_seconds */
     int over_budget;        /* even the minimal plan exceeds R - 1 */
 } hpo_plan;
+
+/* Copies the values hpo_config.yaml fixes (num_trials, max_iterations, subset_ratio, image_resize)
+ * and the number of searched parameters into `in`. */
+void hpo_budget_from_config(hpo_budget_in *in, const hpo_config *c);
+/* Writes the plan into the config's open values (those that were 0); fixed ones stay. */
+void hpo_plan_apply(const hpo_plan *p, hpo_config *c);
 
 /* 0, or OTE_EINVAL for nonsensical inputs (non-positive time, epochs or dataset size). */
 int hpo_plan_budget(const hpo_budget_in *in, hpo_plan *out);

@@ -1,6 +1,7 @@
 /* hpo_config.c - hpo_config.yaml -> hpo_config (see hpo_config.h for keys and defaults). */
 #include "hpo/hpo_config.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "engine/status.h"
@@ -102,4 +103,20 @@ int hpo_config_parse(hpo_config *c, const char *text, const char *name) {
     yd_doc d;
     CHECK(yd_load_string(&d, text, name));
     return finish(c, &d, from_doc(c, &d));
+}
+
+int hpo_config_check_names(const hpo_config *c, const char *const *known) {
+    for (int i = 0; i < c->space.n; i++) {
+        int ok = 0;
+        for (int k = 0; known[k] && !ok; k++) ok = !strcmp(known[k], c->space.p[i].name);
+        if (ok) continue;
+        char list[1024];
+        size_t len = 0;
+        list[0] = 0;
+        for (int k = 0; known[k] && len + 2 < sizeof list; k++)
+            len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", k ? ", " : "", known[k]);
+        return ote_err(OTE_EINVAL, "%s:%d: hp_space: unknown hyper-parameter '%s' (known: %s)", c->file,
+                       c->space.p[i].line, c->space.p[i].name, list);
+    }
+    return 0;
 }

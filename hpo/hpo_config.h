@@ -40,6 +40,11 @@ typedef struct hpo_config {
 int hpo_config_load(hpo_config *c, const char *path);
 int hpo_config_parse(hpo_config *c, const char *text, const char *name);
 
+/* Every hp_space name must be one of `known` (NULL-terminated, e.g. the template's dotted
+ * hyper-parameter names); otherwise OTE_EINVAL "<file>:<line>: hp_space: unknown hyper-parameter
+ * '<name>' (known: a, b, ...)". */
+int hpo_config_check_names(const hpo_config *c, const char *const *known);
+
 const char *hpo_algo_name(hpo_algo a);          /* "smbo" / "asha" */
 const char *hpo_early_stop_name(hpo_early_stop e); /* "None" / "median_stop" */
 

@@ -97,6 +97,22 @@ int main(void) {
         CHECK_T(hpo_plan_trial_size(992, 0.25) == 224 && hpo_plan_trial_size(100, 0.1) == 32,
                 "trial sizes are multiples of 32, at least 32");
     }
+    /* config round trip: fixed values in, plan out */
+    {
+        hpo_config c;
+        memset(&c, 0, sizeof c);
+        c.space.n = 2;
+        c.subset_ratio = 0.4;
+        c.max_iterations = 3;
+        hpo_budget_in ci = {3600, 0.2, 4, 1000, 300, 0, 0, 0, 0, 0};
+        hpo_budget_from_config(&ci, &c);
+        hpo_plan_budget(&ci, &p);
+        hpo_plan_apply(&p, &c);
+        CHECK_T(ci.num_hyperparams == 2 && c.subset_ratio == 0.4 && c.max_iterations == 3 && c.num_trials == p.num_trials &&
+                    c.image_resize == p.image_resize && p.epochs == 3 && p.subset_ratio == 0.4,
+                "fixed config values go in as fixed and stay; open ones are filled (T=%d z=%g)", c.num_trials,
+                c.image_resize);
+    }
     /* bad input */
     hpo_budget_in bad = {0, 0.2, 4, 1000, 300, 2, 0, 0, 0, 0};
     int s = hpo_plan_budget(&bad, &p);

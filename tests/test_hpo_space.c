@@ -207,6 +207,16 @@ int main(void) {
     expect_err("metric: mAP\n", "hpo_config.yaml", "hp_space: missing", "missing hp_space");
     expect_err("hp_space: [1,\n", "hpo_config.yaml:", "", "YAML syntax error");
 
+    /* unknown hyper-parameter name against the template's list, with the line of the name */
+    s = hpo_config_parse(&cfg, ote_default, "hpo_config.yaml");
+    static const char *const known[] = {"learning_parameters.learning_rate", "learning_parameters.batch_size", NULL};
+    static const char *const known2[] = {"learning_parameters.learning_rate", NULL};
+    CHECK_T(s == 0 && hpo_config_check_names(&cfg, known) == 0, "known hyper-parameter names accepted");
+    s = hpo_config_check_names(&cfg, known2);
+    CHECK_T(s == OTE_EINVAL && strstr(ote_errmsg(), "hpo_config.yaml:11: hp_space: unknown hyper-parameter "
+                                                    "'learning_parameters.batch_size'"),
+            "unknown hyper-parameter name -> \"%s\"", ote_errmsg());
+
     /* yamldoc: files and typed getters */
     yd_doc d;
     s = yd_load_file(&d, "/nonexistent/hpo_config.yaml");
