@@ -1,0 +1,302 @@
+/* cmd_train.c - `ote train`: OTE's training command line (spec-ote-hpo.md §1.1) on the trainer.
+ *
+ *   ote train TEMPLATE --train-ann-files A --train-data-roots D --val-ann-files B
+ *             --val-data-roots E --save-model-to OUT [--load-weights W] [--enable-hpo]
+ *             [--hpo-time-ratio R] [params --group.key V ...]
+ *
+ * Options are parsed like Python's argparse (OTE uses it): `--opt value` or `--opt=value`, and any
+ * unambiguous prefix of a long option (`--train-ann-file`). Exit codes: 0 ok; 2 usage error
+ * (missing/unknown/ambiguous option, missing template, bad template, unknown params key, value
+ * out of range, missing hpo_config.yaml with --enable-hpo); 1 runtime error (missing or bad data
+ * files, unwritable output folder - checked before training starts -, a non-finite loss). Every
+ * error is one line on stderr. Nothing is written before the inputs are validated; the weights
+ * are written atomically (temp + rename) each time the validation mAP improves.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "data/coco.h"
+#include "data/eval.h"
+#include "engine/status.h"
+#include "tools/commands.h"
+#include "tools/config.h"
+#include "tools/trainer.h"
+#include "tools/weights.h"
+
+enum { TR_TRAIN_ANN, TR_TRAIN_ROOTS, TR_VAL_ANN, TR_VAL_ROOTS, TR_LOAD, TR_SAVE, TR_HPO, TR_RATIO, TR_HELP, TR_N };
+
+static const struct {
+    const char *name;
+    int takes_value;
+} tr_opts[TR_N] = {
+    {"--train-ann-files", 1}, {"--train-data-roots", 1}, {"--val-ann-files", 1}, {"--val-data-roots", 1},
+    {"--load-weights", 1},    {"--save-model-to", 1},    {"--enable-hpo", 0},    {"--hpo-time-ratio", 1},
+    {"--help", 0},
+};
+
+static void train_usage(FILE *f) {
+    fprintf(f,
+            "usage: ote train TEMPLATE --train-ann-files A --train-data-roots D --val-ann-files B\n"
+            "                 --val-data-roots E --save-model-to OUT [--load-weights W]\n"
+            "                 [--enable-hpo] [--hpo-time-ratio R] [params --group.key V ...]\n\n"
+            "Trains the MobileNetV2-ATSS detector of TEMPLATE (template.yaml) on COCO-format data,\n"
+            "validates VOC mAP@0.5 every epoch and keeps the best weights.\n\n"
+            "options:\n"
+            "  TEMPLATE                  model template (e.g. models/templates/gen3_mobilenetV2_ATSS/template.yaml)\n"
+            "  --train-ann-files A       comma-separated COCO annotation files for training\n"
+            "  --train-data-roots D      comma-separated image folders (one, or one per file)\n"
+            "  --val-ann-files B         validation annotation files\n"
+            "  --val-data-roots E        validation image folders\n"
+            "  --save-model-to OUT       output: OUT/weights.pth + OUT/label_schema.json, or OUT itself\n"
+            "                            if it ends in .pth (label_schema.json beside it)\n"
+            "  --load-weights W          start from a checkpoint (ours or torch.save'd); a different class\n"
+            "                            count re-initialises only the classification conv\n"
+            "  --enable-hpo              run hyper-parameter optimisation first (needs hpo_config.yaml\n"
+            "                            beside the template)\n"
+            "  --hpo-time-ratio R        HPO + training time / plain training time (default 4)\n"
+            "  -h, --help                this help\n\n"
+            "params (after the word `params`; checked against the template's type, min and max):\n"
+            "  --learning_parameters.batch_size N     --learning_parameters.learning_rate X\n"
+            "  --learning_parameters.learning_rate_warmup_iters N\n"
+            "  --learning_parameters.num_iters N      (epochs before OTE's adaptive repeat)\n"
+            "  --postprocessing.confidence_threshold X\n"
+            "  --postprocessing.result_based_confidence_threshold true|false\n"
+            "  --model.input_size WxH                 (multiples of 32; training sizes scale with it)\n"
+            "  --model.seed N\n\n"
+            "Unambiguous prefixes of the long options are accepted, as with OTE's argparse.\n");
+}
+
+/* argparse-like lookup: exact name or unambiguous prefix. Returns the option index, -1 unknown,
+ * -2 ambiguous (message printed). */
+static int train_find_opt(const char *arg, size_t len) {
+    int found = -1, n = 0;
+    for (int i = 0; i < TR_N; i++) {
+        if (strlen(tr_opts[i].name) == len && !strncmp(tr_opts[i].name, arg, len)) return i;
+        if (len > 2 && !strncmp(tr_opts[i].name, arg, len)) {
+            found = i;
+            n++;
+        }
+    }
+    if (n > 1) {
+        fprintf(stderr, "ote train: ambiguous option: %.*s could match", (int)len, arg);
+        for (int i = 0, k = 0; i < TR_N; i++)
+            if (!strncmp(tr_opts[i].name, arg, len)) fprintf(stderr, "%s %s", k++ ? "," : "", tr_opts[i].name);
+        fprintf(stderr, "\n");
+        return -2;
+    }
+    return found;
+}
+
+typedef struct train_args {
+    const char *template_path;
+    const char *v[TR_N];
+    int hpo;
+    double hpo_ratio;
+    int params_at; /* argv index of the word `params`, 0 if none */
+} train_args;
+
+/* 0 go on, 1 help shown, 2 usage error (printed). */
+static int train_parse(int argc, char **argv, train_args *a) {
+    memset(a, 0, sizeof *a);
+    a->hpo_ratio = 4.0;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        if (!strcmp(o, "params")) {
+            a->params_at = i;
+            break;
+        }
+        if (!strcmp(o, "-h")) {
+            train_usage(stdout);
+            return 1;
+        }
+        if (strncmp(o, "--", 2) != 0 || o[2] == '\0') {
+            if (o[0] == '-') {
+                fprintf(stderr, "ote train: unknown option '%s' (see 'ote train --help')\n", o);
+                return 2;
+            }
+            if (a->template_path) {
+                fprintf(stderr, "ote train: unexpected argument '%s' (see 'ote train --help')\n", o);
+                return 2;
+            }
+            a->template_path = o;
+            continue;
+        }
+        const char *eq = strchr(o, '=');
+        size_t len = eq ? (size_t)(eq - o) : strlen(o);
+        int k = train_find_opt(o, len);
+        if (k == -2) return 2;
+        if (k < 0) {
+            fprintf(stderr, "ote train: unknown option '%.*s' (see 'ote train --help')\n", (int)len, o);
+            return 2;
+        }
+        if (k == TR_HELP) {
+            train_usage(stdout);
+            return 1;
+        }
+        if (!tr_opts[k].takes_value) {
+            if (eq) {
+                fprintf(stderr, "ote train: option %s takes no value\n", tr_opts[k].name);
+                return 2;
+            }
+            if (k == TR_HPO) a->hpo = 1;
+            continue;
+        }
+        const char *val;
+        if (eq) {
+            val = eq + 1;
+        } else {
+            if (i + 1 >= argc || !strncmp(argv[i + 1], "--", 2) || !strcmp(argv[i + 1], "params")) {
+                fprintf(stderr, "ote train: option %s needs a value\n", tr_opts[k].name);
+                return 2;
+            }
+            val = argv[++i];
+        }
+        if (!*val) {
+            fprintf(stderr, "ote train: option %s: empty value\n", tr_opts[k].name);
+            return 2;
+        }
+        a->v[k] = val;
+    }
+    if (!a->template_path) {
+        fprintf(stderr, "ote train: missing TEMPLATE (see 'ote train --help')\n");
+        return 2;
+    }
+    const int required[] = {TR_TRAIN_ANN, TR_TRAIN_ROOTS, TR_VAL_ANN, TR_VAL_ROOTS, TR_SAVE};
+    for (size_t r = 0; r < sizeof required / sizeof required[0]; r++)
+        if (!a->v[required[r]]) {
+            fprintf(stderr, "ote train: missing required option %s (see 'ote train --help')\n", tr_opts[required[r]].name);
+            return 2;
+        }
+    if (a->v[TR_RATIO]) {
+        char *end;
+        a->hpo_ratio = strtod(a->v[TR_RATIO], &end);
+        if (*end || !(a->hpo_ratio > 0) || a->hpo_ratio > 1e6) {
+            fprintf(stderr, "ote train: --hpo-time-ratio '%s': expected a positive number\n", a->v[TR_RATIO]);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+static int file_readable(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode) && access(p, R_OK) == 0;
+}
+
+static void train_print_summary(const coco_dataset *val, const trainer_result *r) {
+    printf("\ntraining finished: %d of %d epochs, %ld iterations, %ld images, %.1f s%s\n", r->epochs_run,
+           r->epochs_planned, r->iters, r->images, r->seconds,
+           r->stop == TRAIN_STOP_EARLY ? " (early stopping)" : r->stop == TRAIN_STOP_DEADLINE ? " (deadline)" : "");
+    if (!r->has_best) return;
+    printf("best model: epoch %d; confidence threshold %.3f\n", r->best_epoch, r->confidence_threshold);
+    printf("validation VOC mAP@0.5 of the best model: %.4f  (%.17g)\n", (double)r->best.voc.map,
+           (double)r->best.voc.map);
+    for (int k = 0; k < r->best.voc.n_classes; k++)
+        if (r->best.voc.cls[k].num_gts)
+            printf("  %-24s AP %.4f  (%d gts, %d dets)\n", val->cats[k].name ? val->cats[k].name : "?",
+                   (double)r->best.voc.cls[k].ap, r->best.voc.cls[k].num_gts, r->best.voc.cls[k].num_dets);
+    printf("COCO bbox (maxDets %d,%d,%d):\n", r->best.coco.max_dets[0], r->best.coco.max_dets[1],
+           r->best.coco.max_dets[2]);
+    for (int i = 0; i < EVAL_COCO_NSTATS; i++) {
+        char line[160];
+        eval_coco_format_stat(&r->best.coco, i, line, sizeof line);
+        printf("%s\n", line);
+    }
+}
+
+int cmd_train(int argc, char **argv) {
+    train_args a;
+    int u = train_parse(argc, argv, &a);
+    if (u == 1) return 0;
+    if (u) return 2;
+
+    cfg_template cfg;
+    int s = cfg_load(&cfg, a.template_path);
+    if (s < 0) {
+        if (s == OTE_EIO) fprintf(stderr, "ote train: template not found or unreadable: %s\n", ote_errmsg());
+        else fprintf(stderr, "ote train: %s\n", ote_errmsg());
+        return 2;
+    }
+    if (a.params_at) {
+        s = cfg_apply_params(&cfg, argc - a.params_at - 1, argv + a.params_at + 1);
+        if (s < 0) {
+            fprintf(stderr, "ote train: %s\n", ote_errmsg());
+            return 2;
+        }
+    }
+    if (a.hpo) {
+        char hp[2 * CFG_PATH_LEN];
+        snprintf(hp, sizeof hp, "%s/hpo_config.yaml", cfg.dir);
+        if (!file_readable(hp)) {
+            fprintf(stderr, "ote train: --enable-hpo: %s not found (hpo_config.yaml must sit beside the template)\n", hp);
+            return 2;
+        }
+        fprintf(stderr, "ote train: --enable-hpo is handled by the HPO integration, which is not wired into "
+                        "`ote train` yet; run without --enable-hpo\n");
+        return 1;
+    }
+    char weights_path[4096], labels_path[4096];
+    if (weights_paths(a.v[TR_SAVE], weights_path, sizeof weights_path, labels_path, sizeof labels_path) < 0) {
+        fprintf(stderr, "ote train: %s\n", ote_errmsg());
+        return 2;
+    }
+    if (a.v[TR_LOAD] && !file_readable(a.v[TR_LOAD])) {
+        fprintf(stderr, "ote train: --load-weights: cannot read %s\n", a.v[TR_LOAD]);
+        return 1;
+    }
+
+    coco_dataset train, val;
+    memset(&val, 0, sizeof val);
+    s = coco_load(&train, a.v[TR_TRAIN_ANN], a.v[TR_TRAIN_ROOTS]);
+    if (s < 0) {
+        fprintf(stderr, "ote train: training data: %s\n", ote_errmsg());
+        return 1;
+    }
+    int rc = 1;
+    s = coco_load(&val, a.v[TR_VAL_ANN], a.v[TR_VAL_ROOTS]);
+    if (s < 0) {
+        fprintf(stderr, "ote train: validation data: %s\n", ote_errmsg());
+        coco_free(&train);
+        return 1;
+    }
+    char warn[1024];
+    if (coco_warning_summary(&train, warn, sizeof warn) > 0) fprintf(stderr, "ote train: warning: training data: %s\n", warn);
+    if (coco_warning_summary(&val, warn, sizeof warn) > 0) fprintf(stderr, "ote train: warning: validation data: %s\n", warn);
+    trainer_result res;
+    memset(&res, 0, sizeof res);
+    if (trainer_check_classes(&train, &val) < 0) {
+        fprintf(stderr, "ote train: %s\n", ote_errmsg());
+        goto done;
+    }
+    /* The output folder must be writable before hours of training start. */
+    if (weights_prepare_dir(weights_path) < 0) {
+        fprintf(stderr, "ote train: --save-model-to: %s\n", ote_errmsg());
+        goto done;
+    }
+    train_opts o;
+    trainer_opts_init(&o, &cfg);
+    o.init_weights = a.v[TR_LOAD];
+    o.save_path = weights_path;
+    o.labels_path = labels_path;
+    o.log = stdout;
+    s = trainer_run(&o, &train, &val, &res);
+    if (s < 0) {
+        fprintf(stderr, "ote train: %s\n", ote_errmsg());
+        goto done;
+    }
+    train_print_summary(&val, &res);
+    if (!res.has_best) {
+        fprintf(stderr, "ote train: no epoch finished: nothing saved\n");
+        goto done;
+    }
+    printf("saved %s and %s\n", weights_path, labels_path);
+    rc = 0;
+done:
+    trainer_result_free(&res);
+    coco_free(&train);
+    coco_free(&val);
+    return rc;
+}

@@ -1,0 +1,93 @@
+/* trainer.h - the training loop: the only place where data, model and optimiser meet (DESIGN §1).
+ *
+ * trainer_run() trains a MobileNetV2-ATSS detector on a coco_dataset and validates it every epoch,
+ * following OTE (spec-detector.md §9, spec-ote-hpo.md §2.2/§3):
+ *   - epochs = num_iters after OTE's adaptive repeat (one epoch = `repeat` shuffled passes);
+ *   - training sizes: the spec's 5 sizes scaled to the input size, MinIoU crop, flip, batch padding;
+ *   - lr: linear warm-up (warmup_iters, ratio 1/3) over ReduceLROnPlateau; early stopping;
+ *   - SGD momentum 0.9, weight decay 1e-4 on every parameter; BN in training mode;
+ *   - validation VOC mAP@0.5 (mmdet eval_map) + COCO stats every epoch at the input size (batch 1);
+ *   - the best-mAP weights kept (in memory, and written atomically to save_path when it improves).
+ * It is re-entrant and keeps no global state, so HPO can call it in-process for each trial with a
+ * training subset, a reduced input size, a wall-clock deadline and a per-epoch callback.
+ *
+ * Ownership: the datasets belong to the caller and must outlive the call. The result owns its
+ * eval_report (trainer_result_free).
+ */
+#ifndef OTE_TRAINER_H
+#define OTE_TRAINER_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "data/coco.h"
+#include "data/eval.h"
+#include "tools/config.h"
+
+/* One epoch's report (for HPO and logs). */
+typedef struct train_epoch_report {
+    int epoch;          /* 1-based */
+    int epochs;         /* planned epochs */
+    double map;         /* validation VOC mAP@0.5 */
+    double seconds;     /* wall time since the start of training (includes validation) */
+    long images;        /* training images processed so far */
+    long iters;         /* iterations done so far */
+    double lr;          /* regular lr at the end of the epoch */
+} train_epoch_report;
+
+/* Return nonzero to stop training after this epoch (HPO pruning). */
+typedef int (*train_epoch_fn)(void *ctx, const train_epoch_report *r);
+
+typedef struct train_opts {
+    cfg_template cfg;          /* hyper-parameters and model settings (params already applied) */
+    const char *init_weights;  /* --load-weights: checkpoint to start from, NULL = fresh init */
+    const char *save_path;     /* weights.pth written when the val mAP improves; NULL = not saved */
+    const char *labels_path;   /* label_schema.json written with the first save; NULL = not written */
+    double subset_ratio;       /* (0, 1]: train on a seeded subset of the training images (HPO) */
+    int max_epochs;            /* > 0: override the epochs from the adaptive repeat (HPO trials) */
+    double deadline;           /* > 0: CLOCK_MONOTONIC seconds after which training stops
+                                * (checked every iteration; the epoch in flight is validated) */
+    int nthreads;              /* OpenMP threads for oneDNN; 0 = default */
+    int log_every;             /* progress line every this many iterations; 0 = 10 */
+    FILE *log;                 /* progress / summary lines; NULL = silent */
+    train_epoch_fn on_epoch;
+    void *on_epoch_ctx;
+} train_opts;
+
+/* Why training ended. */
+typedef enum train_stop {
+    TRAIN_STOP_DONE = 0,      /* all epochs ran */
+    TRAIN_STOP_EARLY = 1,     /* OTE's early-stopping hook */
+    TRAIN_STOP_CALLBACK = 2,  /* on_epoch asked to stop */
+    TRAIN_STOP_DEADLINE = 3,  /* wall-clock deadline */
+} train_stop;
+
+typedef struct trainer_result {
+    double best_map;          /* -1 if no epoch finished */
+    int best_epoch;           /* 1-based, 0 if none */
+    int epochs_run, epochs_planned, repeat;
+    long iters, images;
+    double seconds;           /* whole run */
+    double confidence_threshold; /* stored with the weights */
+    train_stop stop;
+    eval_report best;         /* VOC + COCO (maxDets 100,300,1000) of the best epoch */
+    int has_best;
+} trainer_result;
+
+/* Default options from a template (everything else off). */
+void trainer_opts_init(train_opts *o, const cfg_template *cfg);
+
+/* Trains; returns 0 or a negative status (OTE_ENAN names the iteration; the best checkpoint
+ * already written stays valid). val may be NULL (no validation: nothing is saved). */
+int trainer_run(const train_opts *o, const coco_dataset *train, const coco_dataset *val, trainer_result *res);
+void trainer_result_free(trainer_result *r);
+
+/* Evaluates a checkpoint on a dataset at cfg's input size: loads weights (class count must match
+ * the dataset), predicts with batch 1 and scores VOC mAP@0.5 + COCO stats (maxDets 100,300,1000). */
+int trainer_evaluate(const cfg_template *cfg, const char *weights_path, const coco_dataset *ds, int nthreads,
+                     eval_report *out);
+
+/* Both training and validation must list the same class names in the same order. */
+int trainer_check_classes(const coco_dataset *train, const coco_dataset *val);
+
+#endif

@@ -1,0 +1,78 @@
+/* weights.h - the trained-model files of `ote train --save-model-to` / `--load-weights`.
+ *
+ * `weights.pth`: a real PyTorch checkpoint (engine/pth.h) holding
+ *     {'model': state_dict, 'config': {...}, 'confidence_threshold': float, 'VERSION': 1}
+ * where state_dict has mmdetection's names in the detector's order (OIHW conv weights, BN running
+ * statistics, num_batches_tracked as int64 scalars) and 'config' the template's hyper-parameters
+ * as strings ("learning_parameters.batch_size": "8", nested dicts on disk) plus the model settings
+ * (model.input_size "WxH", model.backbone, model.tf_padding, model.seed).
+ *
+ * `label_schema.json` (ote-c format, version 1), beside the weights:
+ *     {"format": "ote-c label schema", "version": 1,
+ *      "labels": [{"id": 0, "name": "car", "coco_category_id": 3}, ...]}
+ * `id` is the contiguous class index the model's outputs use, `coco_category_id` the category id of
+ * the training annotations (ascending-id order, as mmdetection's CocoDataset maps them).
+ *
+ * Loading accepts our files, torch.save'd dicts of that layout, mmcv's {'state_dict': ...} and a
+ * bare state_dict. Every checkpoint tensor must match a detector parameter by name and shape, and
+ * every detector parameter must be present; otherwise an error names the offending keys (never
+ * silently skipped). The single exception is OTE's: a different class count re-initialises only
+ * bbox_head.atss_cls (weight and bias) and is reported through weights_load_info.
+ *
+ * Every file goes to a temporary name and is renamed into place. Owns nothing between calls.
+ */
+#ifndef OTE_WEIGHTS_H
+#define OTE_WEIGHTS_H
+
+#include <stddef.h>
+
+#include "data/coco.h"
+#include "engine/pth.h"
+#include "models/detector.h"
+#include "tools/config.h"
+
+/* --save-model-to P -> the weights path (P if it ends in .pth, else P/weights.pth) and
+ * label_schema.json in the same directory. OTE_EINVAL if a path does not fit. */
+int weights_paths(const char *save_to, char *weights, size_t wn, char *labels, size_t ln);
+
+/* Creates the output directory (and parents) and proves it writable by creating and removing a
+ * probe file, before any training starts. OTE_EIO naming the directory otherwise. */
+int weights_prepare_dir(const char *weights_path);
+
+/* A detector parameter as weights_match sees it (tests pass tables; the trainer the detector's). */
+typedef struct weights_match_result {
+    int *src;           /* (n_params) index into ckpt->tensors per parameter, -1 for re-initialised */
+    int reinit_cls;     /* 1: class counts differ, atss_cls left to re-initialise */
+    int ckpt_classes;   /* classes of the checkpoint's atss_cls (0 if absent) */
+} weights_match_result;
+
+/* Matches checkpoint tensors to parameters by name and shape (a 0-d tensor and a 1-element 1-d
+ * tensor are the same shape). On mismatch: OTE_EINVAL with "<what>: unknown keys: a, b; missing
+ * keys: c; mis-shaped keys: d (checkpoint [..] vs model [..])" (at most a few of each, then
+ * "+N more"). src must hold n_params ints. */
+int weights_match(const det_param_info *const *params, int n_params, const pth_ckpt *c, const char *what,
+                  weights_match_result *out);
+
+/* The checkpoint of a detector's current parameters with the template's settings. */
+int weights_build(detector *d, const cfg_template *t, double confidence_threshold, pth_ckpt *out);
+/* weights_build + pth_save (atomic). */
+int weights_save(detector *d, const cfg_template *t, double confidence_threshold, const char *path);
+/* Writes label_schema.json (atomic). */
+int weights_save_labels(const char *path, const coco_dataset *ds);
+
+typedef struct weights_load_info {
+    pth_layout layout;
+    int reinit_cls;      /* the classification conv was re-initialised (class count changed) */
+    int ckpt_classes;
+} weights_load_info;
+
+/* Loads a checkpoint file into c (pth_init'ed by the caller) - a thin pth_load with the path named. */
+int weights_read(const char *path, pth_ckpt *c);
+/* Applies a loaded checkpoint to the detector (all or nothing: matched before anything is set). */
+int weights_apply(detector *d, const pth_ckpt *c, const char *what, weights_load_info *info);
+
+/* Applies the model settings stored in a checkpoint's config (model.input_size, model.backbone,
+ * model.tf_padding, postprocessing.confidence_threshold) to t; absent keys leave t unchanged. */
+int weights_config_to_template(const pth_ckpt *c, cfg_template *t);
+
+#endif
