@@ -37,6 +37,15 @@
  *
  * Output: messages, the prompt and the table go to opt->out (NULL = silent); library code never
  * writes to stdout by itself.
+ *
+ * Wiring for `ote train --enable-hpo` (tools/): hpo_config_load(<template dir>/hpo_config.yaml);
+ * hpo_config_check_names(template names); time a few real steps -> train_seconds;
+ * hpo_budget_from_config() + hpo_plan_budget() + hpo_plan_format() (print the plan) +
+ * hpo_plan_apply(); options: work_dir = dirname(save_model_to)/hpo, defaults = template values in
+ * hp_space order, full_dataset_size, budget_seconds ~ (R - 1) x train_seconds, interactive =
+ * isatty(0); hpo_run() with a callback that trains t->max_epochs epochs on the seeded subset
+ * (t->subset_ratio) at t->image_resize, reports each epoch's val mAP and stops on HPO_STOP_TRIAL;
+ * then retrain with res.best_values.
  */
 #ifndef OTE_HPO_H
 #define OTE_HPO_H
