@@ -362,9 +362,120 @@ static void check_bad_structure(tfl_model *m, const char *file) {
     s = ibk_import(m, 1, &r);
     check(s == OTE_EPARSE && strstr(ote_errmsg(), "stride"), "%s: stride 1 where MobileNetV2 has 2 -> error: %s", file, ote_errmsg());
     m->ops[di].stride_w = m->ops[di].stride_h = 2;
+    /* an omitted (-1) data input on the first conv */
+    int ci = -1;
+    for (int i = 0; i < m->n_ops && ci < 0; i++)
+        if (m->ops[i].opcode == TFL_OP_CONV_2D) ci = i;
+    save_in = m->ops[ci].inputs[0];
+    m->ops[ci].inputs[0] = -1;
+    s = ibk_import(m, 1, &r);
+    check(s == OTE_EPARSE && strstr(ote_errmsg(), "omitted"), "%s: omitted conv input -> error: %s", file, ote_errmsg());
+    m->ops[ci].inputs[0] = save_in;
     s = ibk_import(m, 1, &r);
     check(s == 0, "%s: restored model imports again", file);
     ibk_free(&r);
+}
+
+/* Corrupted files that still parse must import or fail with OTE_EPARSE, never crash: corrupt
+ * bytes of the operator and tensor tables (outside buffer data and strings are not excluded;
+ * the positions are random over the non-data part of the FlatBuffer). */
+static void check_corrupt_import(const char *path) {
+    tfl_model good;
+    if (tfl_load(&good, path) < 0) {
+        check(0, "cannot load %s", path);
+        return;
+    }
+    size_t n = good.size;
+    unsigned char *c = malloc(n), *is_data = calloc(n, 1);
+    memcpy(c, good.file, n);
+    for (int i = 0; i < good.n_buffers; i++)
+        if (good.buffers[i].size) memset(is_data + (good.buffers[i].data - good.file), 1, good.buffers[i].size);
+    tfl_free(&good);
+    uint64_t st = 0x9E3779B97F4A7C15ull;
+    int parsed = 0, imported = 0, errs = 0, other = 0;
+    for (int it = 0; it < 400; it++) {
+        size_t p;
+        do {
+            st = st * 6364136223846793005ull + 1442695040888963407ull;
+            p = (size_t)(st >> 20) % n;
+        } while (is_data[p]);
+        unsigned char old = c[p];
+        c[p] = (unsigned char)(st >> 52);
+        tfl_model m;
+        if (tfl_parse_view(&m, c, n, "corrupt") == 0) {
+            parsed++;
+            /* the import dequantises ~3.5M weights: do it for a subset only (ASan time) */
+            if (parsed % 8 == 1) {
+                ibk_result r;
+                int s = ibk_import(&m, 1, &r);
+                if (s == 0) imported++, ibk_free(&r);
+                else if (s == OTE_EPARSE) errs++;
+                else other++;
+            }
+            tfl_free(&m);
+        }
+        c[p] = old;
+    }
+    check(other == 0, "importer on corrupted files that still parse: %d imported, %d OTE_EPARSE, %d other (want 0 other); %d of 400 parsed",
+          imported, errs, other, parsed);
+    free(c);
+    free(is_data);
+
+    /* Graph-level mutations that keep the parser's invariants (tensor indices in [-1, n),
+     * shapes of data-less tensors, operator codes and options): OK or OTE_EPARSE only. */
+    tfl_model m;
+    if (tfl_load(&m, path) < 0) return;
+    imported = errs = other = 0;
+    for (int it = 0; it < 150; it++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        uint64_t rnd = st >> 11;
+        tfl_op *op = &m.ops[rnd % (uint64_t)m.n_ops];
+        tfl_op save = *op;
+        int saved_in[4] = {0}, ti = -1, save_shape[TFL_MAX_DIMS];
+        for (int k = 0; k < op->n_in && k < 4; k++) saved_in[k] = op->inputs[k];
+        int save_out0 = op->n_out ? op->outputs[0] : 0;
+        switch ((rnd >> 20) % 5) {
+        case 0:
+            if (op->n_in) op->inputs[(rnd >> 24) % (uint64_t)op->n_in] = (int)((rnd >> 30) % (uint64_t)(m.n_tensors + 1)) - 1;
+            break;
+        case 1:
+            if (op->n_out) op->outputs[0] = (int)((rnd >> 30) % (uint64_t)m.n_tensors);
+            break;
+        case 2: {
+            static const int codes[5] = {TFL_OP_CONV_2D, TFL_OP_DEPTHWISE_CONV_2D, TFL_OP_ADD, TFL_OP_FULLY_CONNECTED, TFL_OP_MEAN};
+            op->opcode = codes[(rnd >> 24) % 5];
+            break;
+        }
+        case 3:
+            op->stride_w = (int)((rnd >> 24) % 4), op->padding = (int)((rnd >> 28) % 2), op->activation = (int)((rnd >> 30) % 4);
+            op->depth_multiplier = (int)((rnd >> 33) % 3);
+            break;
+        default: { /* an activation tensor (no data) gets another shape */
+            ti = (int)((rnd >> 24) % (uint64_t)m.n_tensors);
+            size_t bytes;
+            if (tfl_tensor_data(&m, ti, &bytes)) {
+                ti = -1;
+                break;
+            }
+            memcpy(save_shape, m.tensors[ti].shape, sizeof save_shape);
+            if (m.tensors[ti].ndim) m.tensors[ti].shape[(rnd >> 30) % (uint64_t)m.tensors[ti].ndim] = (int)((rnd >> 34) % 2000);
+        }
+        }
+        ibk_result r;
+        int s = ibk_import(&m, (int)(rnd & 1), &r);
+        if (s == 0) imported++, ibk_free(&r);
+        else if (s == OTE_EPARSE) errs++;
+        else other++;
+        int *in = op->inputs, *out = op->outputs;
+        *op = save;
+        op->inputs = in, op->outputs = out;
+        for (int k = 0; k < op->n_in && k < 4; k++) op->inputs[k] = saved_in[k];
+        if (op->n_out) op->outputs[0] = save_out0;
+        if (ti >= 0) memcpy(m.tensors[ti].shape, save_shape, sizeof save_shape);
+    }
+    check(other == 0 && errs > 50, "importer on 150 graph mutations: %d imported, %d OTE_EPARSE, %d other (want 0 other, > 50 errors)",
+          imported, errs, other);
+    tfl_free(&m);
 }
 
 int main(void) {
@@ -419,6 +530,11 @@ int main(void) {
         ibk_free(&r);
         check_bad_structure(&m, files[fi]);
         tfl_free(&m);
+    }
+    {
+        char path[512];
+        snprintf(path, sizeof path, "%s/weights/mobilenet_v2_1.0_224_tflite/%s", shared, files[1]);
+        check_corrupt_import(path);
     }
     for (int i = 0; i < 4; i++) free(inputs[i].d);
     printf("%s\n", n_fail ? "FAILED" : "all passed");

@@ -149,6 +149,9 @@ static int take_conv(walk *w, int kind, int k, int stride, int cin, int cout, in
     if (op->n_in < 2 || op->n_out < 1)
         return ote_err(OTE_EPARSE, "%s: operators[%d] (%s, %s): %d inputs / %d outputs", m->path, oi, opname(kind), role,
                        op->n_in, op->n_out);
+    if (op->inputs[0] < 0)
+        return ote_err(OTE_EPARSE, "%s: operators[%d] (%s, %s): the data input is omitted (-1)", m->path, oi,
+                       opname(kind), role);
     if (in_t >= 0 && op->inputs[0] != in_t)
         return ote_err(OTE_EPARSE, "%s: operators[%d] (%s, %s): consumes tensor %d, expected %d (the previous layer's output)",
                        m->path, oi, opname(kind), role, op->inputs[0], in_t);
