@@ -17,6 +17,8 @@
 #include <stdint.h>
 
 #include "engine/ctx.h"
+#include "models/anchors.h"
+#include "models/head_io.h"
 
 typedef enum det_backbone {
     DET_BACKBONE_PYTORCHCV = 0, /* pytorchcv mobilenetv2_w1 (extra 1x1 conv in stage1), OTE's */
@@ -57,7 +59,8 @@ typedef struct det_param_info {
     int ndim;
     long shape[4];
     int is_buffer;   /* running_mean / running_var / num_batches_tracked: no gradient */
-    int is_int64;    /* num_batches_tracked */
+    int is_int64;    /* num_batches_tracked: det_param_get/set exchange its value as one float
+                      * (exact up to 2^24 steps); ndim 0 */
 } det_param_info;
 
 typedef struct detector detector;
@@ -104,5 +107,17 @@ int det_reinit_cls(detector *d);
  * current plan shape, and bytes of each memory block. */
 double det_flops_train(const detector *d, int n, int h, int w);
 double det_flops_infer(const detector *d, int n, int h, int w);
+/* Both return -1 if that plan has not been built. Counted at plan time, 2 FLOPs per MAC, for
+ * dense and depthwise convs: training = forward + backward-data (where planned) + backward-weights.
+ *
+ * Bytes of the memory blocks: parameters, gradients, momentum, and the activation block that all
+ * plans share (the largest plan's saved activations + gradients). */
+void det_memory(const detector *d, size_t *params, size_t *grads, size_t *optim, size_t *activations);
+
+/* Tests / benchmark: the head outputs of the plan that ran last (nChw16c views into the
+ * detector's activation block, valid until another shape runs) and, after det_forward_train, the
+ * gradients the loss wrote for them. g receives that plan's anchor grid. grad may be NULL. */
+int det_last_head(const detector *d, anchor_grid *g, head_out out[ANCHORS_LEVELS],
+                  head_grad grad[ANCHORS_LEVELS]);
 
 #endif
