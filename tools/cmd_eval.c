@@ -2,11 +2,11 @@
  * mAP@0.5 and pycocotools' 12 COCO bbox stats.
  *
  *   ote eval --test-ann-files GT.json --detections RESULTS.json [--save-performance F.json]
- *   ote eval TEMPLATE --load-weights W --test-ann-files GT --test-data-roots D   (needs the detector)
+ *   ote eval TEMPLATE --load-weights W --test-ann-files GT --test-data-roots D [params ...]
  *
- * The detection form reads a COCO results file. The model form will run the trained detector
- * through eval_dataset()'s predict callback; until the detector exists it reports "not available
- * yet" (exit 1). Exit codes: 0 ok, 1 runtime error (missing file, malformed JSON), 2 usage error.
+ * The detection form reads a COCO results file. The model form runs the trained detector through
+ * tools/trainer.c's evaluation (the same code that validates during training). Exit codes: 0 ok,
+ * 1 runtime error (missing file, malformed JSON, checkpoint not matching), 2 usage error.
  * Every error is one line on stderr. Owns nothing beyond one call.
  */
 #include <stdio.h>
@@ -17,6 +17,9 @@
 #include "data/eval.h"
 #include "engine/status.h"
 #include "tools/commands.h"
+#include "tools/config.h"
+#include "tools/trainer.h"
+#include "tools/weights.h"
 
 typedef struct eval_args {
     const char *template_path;   /* positional; model form only */
@@ -27,6 +30,8 @@ typedef struct eval_args {
     const char *save_performance;
     eval_crowd_mode crowd;
     int max_dets[3];
+    int params_argc;             /* model form: the words after `params` */
+    char **params_argv;
 } eval_args;
 
 static void eval_usage(FILE *f) {
@@ -35,7 +40,7 @@ static void eval_usage(FILE *f) {
             "                [--save-performance F.json] [--crowd absent|ignored]\n"
             "                [--coco-max-dets A,B,C]\n"
             "       ote eval TEMPLATE --load-weights W --test-ann-files GT --test-data-roots D\n"
-            "                [--save-performance F.json]          (not available yet: needs the detector)\n\n"
+            "                [--save-performance F.json] [params --model.input_size WxH ...]\n\n"
             "Scores detections against COCO-format ground truth and prints mmdetection's VOC-style\n"
             "mAP@0.5 (eval_map, 'area' AP: OTE's validation mAP) and the 12 pycocotools COCO bbox stats.\n\n"
             "options:\n"
@@ -62,6 +67,11 @@ static int eval_parse(int argc, char **argv, eval_args *a) {
         if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
             eval_usage(stdout);
             return 1;
+        }
+        if (!strcmp(o, "params") && a->template_path) {
+            a->params_argc = argc - i - 1;
+            a->params_argv = argv + i + 1;
+            break;
         }
         if (o[0] != '-') {
             if (a->template_path) {
@@ -146,14 +156,65 @@ static void eval_print(const coco_dataset *gt, const eval_report *r, const eval_
     }
 }
 
-/* Model form: will build the detector from TEMPLATE + --load-weights, load GT with
- * coco_load(ann_files, data_roots) and call eval_dataset(gt, <detector predict>, ...), then print
- * and save exactly as the detection form does (eval_print / eval_save_performance). */
-static int eval_model_form(const eval_args *a) {
-    (void)a;
-    fprintf(stderr, "ote eval: not available yet: evaluating a model needs the detector; "
-                    "use --detections RESULTS.json\n");
-    return 1;
+/* Model form: the template, then the checkpoint's model settings (input size, backbone,
+ * confidence threshold), then `params`; the detector runs at that input size with batch 1 exactly
+ * as the trainer validates (tools/trainer.c), so the printed mAP reproduces `ote train`'s. COCO
+ * stats use mmdetection's maxDets (100, 300, 1000). Prints and saves as the detection form. */
+static int eval_model_form(const eval_args *a_in) {
+    eval_args a = *a_in;
+    if (!a.template_path || !a.weights || !a.data_roots) {
+        fprintf(stderr, "ote eval: the model form needs TEMPLATE, --load-weights and --test-data-roots\n");
+        return 2;
+    }
+    cfg_template cfg;
+    int s = cfg_load(&cfg, a.template_path);
+    if (s < 0) {
+        fprintf(stderr, "ote eval: %s%s\n", s == OTE_EIO ? "template not found or unreadable: " : "", ote_errmsg());
+        return 2;
+    }
+    pth_ckpt c;
+    pth_init(&c);
+    s = weights_read(a.weights, &c);
+    if (s >= 0) s = weights_config_to_template(&c, &cfg);
+    if (s >= 0 && c.has_confidence_threshold) cfg.confidence_threshold = c.confidence_threshold;
+    pth_free(&c);
+    if (s < 0) {
+        fprintf(stderr, "ote eval: %s\n", ote_errmsg());
+        return 1;
+    }
+    if (a.params_argc && cfg_apply_params(&cfg, a.params_argc, a.params_argv) < 0) {
+        fprintf(stderr, "ote eval: %s\n", ote_errmsg());
+        return 2;
+    }
+    coco_dataset gt;
+    s = coco_load(&gt, a.ann_files, a.data_roots);
+    if (s < 0) {
+        fprintf(stderr, "ote eval: %s\n", ote_errmsg());
+        return 1;
+    }
+    char warn[1024];
+    if (coco_warning_summary(&gt, warn, sizeof warn) > 0) fprintf(stderr, "ote eval: warning: %s\n", warn);
+    eval_report r;
+    s = trainer_evaluate(&cfg, a.weights, &gt, 0, &r, NULL);
+    if (s < 0) {
+        fprintf(stderr, "ote eval: %s\n", ote_errmsg());
+        coco_free(&gt);
+        return 1;
+    }
+    a.crowd = EVAL_CROWD_ABSENT;
+    memcpy(a.max_dets, r.coco.max_dets, sizeof a.max_dets);
+    printf("model %s at input size %dx%d\n", a.weights, cfg.input_w, cfg.input_h);
+    int n_dets = 0;
+    for (int k = 0; k < r.voc.n_classes; k++) n_dets += r.voc.cls[k].num_dets;
+    eval_print(&gt, &r, &a, n_dets);
+    if (a.save_performance) {
+        s = eval_save_performance(a.save_performance, &gt, &r, a.crowd);
+        if (s < 0) fprintf(stderr, "ote eval: %s\n", ote_errmsg());
+        else printf("\nsaved %s\n", a.save_performance);
+    }
+    eval_report_free(&r);
+    coco_free(&gt);
+    return s < 0 ? 1 : 0;
 }
 
 static int eval_detections_form(const eval_args *a) {

@@ -17,7 +17,9 @@ static const struct {
 } commands[] = {
     {"version", cmd_version, "print versions, the CPU ISA oneDNN dispatches and the thread count"},
     {"make-demo-data", cmd_make_demo_data, "write a small synthetic COCO-format detection set"},
+    {"train", cmd_train, "train the detector of a template on COCO data (OTE's `ote train`)"},
     {"eval", cmd_eval, "score detections against COCO ground truth: VOC mAP@0.5 and COCO AP/AR"},
+    {"predict", cmd_predict, "(test helper) write a checkpoint's detections on COCO images as a results file"},
     {"pth-dump", cmd_pth_dump, "(debug) print, re-save or generate a PyTorch .pth checkpoint"},
     {"hpo", cmd_hpo, "hyper-parameter search for any objective command (SMBO/ASHA, OTE status files)"},
     {"import-backbone", cmd_import_backbone, "import ImageNet MobileNetV2 weights from a TFLite file as a backbone .pth"},

@@ -506,7 +506,7 @@ int trainer_run(const train_opts *o, const coco_dataset *train, const coco_datas
 }
 
 int trainer_evaluate(const cfg_template *cfg, const char *weights_path, const coco_dataset *ds, int nthreads,
-                     eval_report *out) {
+                     eval_report *out, eval_dets *keep) {
     memset(out, 0, sizeof *out);
     trainer_state st;
     memset(&st, 0, sizeof st);
@@ -533,6 +533,7 @@ int trainer_evaluate(const cfg_template *cfg, const char *weights_path, const co
     s = loader_create(&st.vl, ds, &vc);
     if (s < 0) goto done;
     s = trainer_validate(&st, ds, out);
+    for (int i = 0; s >= 0 && keep && i < st.dets.n; i++) s = eval_dets_push(keep, st.dets.d[i]);
 done:
     pth_free(&c);
     trainer_state_free(&st);

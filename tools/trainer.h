@@ -83,9 +83,10 @@ int trainer_run(const train_opts *o, const coco_dataset *train, const coco_datas
 void trainer_result_free(trainer_result *r);
 
 /* Evaluates a checkpoint on a dataset at cfg's input size: loads weights (class count must match
- * the dataset), predicts with batch 1 and scores VOC mAP@0.5 + COCO stats (maxDets 100,300,1000). */
+ * the dataset), predicts with batch 1 and scores VOC mAP@0.5 + COCO stats (maxDets 100,300,1000).
+ * keep (may be NULL, eval_dets_init'ed) receives the detections in dataset order. */
 int trainer_evaluate(const cfg_template *cfg, const char *weights_path, const coco_dataset *ds, int nthreads,
-                     eval_report *out);
+                     eval_report *out, eval_dets *keep);
 
 /* Both training and validation must list the same class names in the same order. */
 int trainer_check_classes(const coco_dataset *train, const coco_dataset *val);
