@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# test_train_cli.sh - bad input to `ote train` (and `ote eval`'s model form) through the CLI.
+# Each case must exit with the right code (2 usage, 1 runtime), print exactly one line on stderr
+# that names the culprit, and leave no file behind in the output folder. Nothing here trains:
+# every case fails before the first iteration. One line per check; exit 1 on any failure.
+set -u
+OTE="${OTE_BIN:-build/ote}"
+SRC="${OTE_SRC:-.}"
+SHARED="${OTE_SHARED:-../shared}"
+TPL="$SRC/models/templates/gen3_mobilenetV2_ATSS/template.yaml"
+D="$SHARED/data/airport"
+TMP=$(mktemp -d /tmp/ote_train_cli.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+fail=0
+DATA=(--train-ann-files "$D/annotation_example_train.json" --train-data-roots "$D/train"
+      --val-ann-files "$D/annotation_example_val.json" --val-data-roots "$D/val")
+
+# expect NAME CODE PATTERN OUTDIR -- ARGS...
+expect() {
+    local name="$1" code="$2" pat="$3" out="$4"
+    shift 5
+    "$OTE" "$@" >"$TMP/stdout" 2>"$TMP/stderr"
+    local rc=$? lines
+    lines=$(wc -l <"$TMP/stderr")
+    local left=""
+    if [ -e "$out" ]; then left=$(find "$out" -type f | head -3); fi
+    if [ "$rc" -eq "$code" ] && [ "$lines" -eq 1 ] && grep -q -- "$pat" "$TMP/stderr" && [ -z "$left" ]; then
+        echo "ok - $name: exit $rc: $(cat "$TMP/stderr")"
+    else
+        echo "FAIL - $name: exit $rc (want $code), $lines stderr lines, pattern '$pat', files left: '$left'"
+        sed 's/^/    /' "$TMP/stderr" | head -5
+        fail=1
+    fi
+}
+
+OUT="$TMP/out"
+expect "missing option" 2 "missing required option --val-data-roots" "$OUT" -- \
+    train "$TPL" --train-ann-files "$D/annotation_example_train.json" --train-data-roots "$D/train" \
+    --val-ann-files "$D/annotation_example_val.json" --save-model-to "$OUT"
+expect "unknown option" 2 "unknown option '--colour'" "$OUT" -- train "$TPL" "${DATA[@]}" --save-model-to "$OUT" --colour red
+expect "ambiguous prefix" 2 "ambiguous option: --val" "$OUT" -- train "$TPL" "${DATA[@]}" --save-model-to "$OUT" --val x
+expect "option without value" 2 "option --save-model-to needs a value" "$OUT" -- train "$TPL" "${DATA[@]}" --save-model-to
+expect "missing template" 2 "template not found" "$OUT" -- train "$TMP/nope/template.yaml" "${DATA[@]}" --save-model-to "$OUT"
+expect "unknown params key" 2 "unknown key 'learning_parameters.batchsize'" "$OUT" -- \
+    train "$TPL" "${DATA[@]}" --save-model-to "$OUT" params --learning_parameters.batchsize 4
+expect "value above max" 2 "learning_parameters.learning_rate: value '0.5' is above max_value 0.1" "$OUT" -- \
+    train "$TPL" "${DATA[@]}" --save-model-to "$OUT" params --learning_parameters.learning_rate 0.5
+expect "value below min (prefix options, --opt=value)" 2 "template.yaml:[0-9]*: learning_parameters.batch_size: value '0' is below min_value 1" "$OUT" -- \
+    train "$TPL" --train-ann-file="$D/annotation_example_train.json" --train-data-root "$D/train" \
+    --val-ann "$D/annotation_example_val.json" --val-data "$D/val" --save-model "$OUT" \
+    params --learning_parameters.batch_size=0
+expect "bad type" 2 "expected an integer, got 'four'" "$OUT" -- \
+    train "$TPL" "${DATA[@]}" --save-model-to "$OUT" params --learning_parameters.num_iters four
+expect "bad input size" 2 "model.input_size: expected WxH" "$OUT" -- \
+    train "$TPL" "${DATA[@]}" --save-model-to "$OUT" params --model.input_size 300x200
+mkdir -p "$TMP/tpl"
+cp "$TPL" "$TMP/tpl/template.yaml"
+expect "missing hpo_config.yaml with --enable-hpo" 2 "hpo_config.yaml not found" "$OUT" -- \
+    train "$TMP/tpl/template.yaml" "${DATA[@]}" --save-model-to "$OUT" --enable-hpo
+expect "bad --hpo-time-ratio" 2 "hpo-time-ratio 'x'" "$OUT" -- train "$TPL" "${DATA[@]}" --save-model-to "$OUT" --hpo-time-ratio x
+expect "missing annotation file" 1 "$TMP/missing.json" "$OUT" -- \
+    train "$TPL" --train-ann-files "$TMP/missing.json" --train-data-roots "$D/train" \
+    --val-ann-files "$D/annotation_example_val.json" --val-data-roots "$D/val" --save-model-to "$OUT"
+expect "missing --load-weights file" 1 "cannot read $TMP/none.pth" "$OUT" -- \
+    train "$TPL" "${DATA[@]}" --save-model-to "$OUT" --load-weights "$TMP/none.pth"
+echo "not a directory" >"$TMP/afile"
+expect "output folder cannot be created" 1 "save-model-to: cannot create directory $TMP/afile/out" "$TMP/afile/out" -- \
+    train "$TPL" "${DATA[@]}" --save-model-to "$TMP/afile/out"
+# /proc is an existing directory in which nobody, not even root, can create a file.
+expect "output folder not writable (/proc)" 1 "output folder /proc is not writable" "$TMP/none" -- \
+    train "$TPL" "${DATA[@]}" --save-model-to /proc
+if [ "$(id -u)" != 0 ]; then
+    # (root ignores directory permissions, so this case only runs as a normal user)
+    mkdir -p "$TMP/ro" && chmod 555 "$TMP/ro"
+    expect "output folder not writable" 1 "not writable" "$TMP/ro" -- train "$TPL" "${DATA[@]}" --save-model-to "$TMP/ro"
+    chmod 755 "$TMP/ro"
+fi
+[ -e "$OUT" ] && { echo "FAIL - a failed run created $OUT"; fail=1; } || echo "ok - no output folder was created by the failed runs"
+echo "garbage" >"$TMP/bad.pth"
+expect "eval: unreadable checkpoint" 1 "$TMP/bad.pth" "$TMP/none" -- \
+    eval "$TPL" --test-ann-files "$D/annotation_example_val.json" --test-data-roots "$D/val" --load-weights "$TMP/bad.pth"
+expect "eval: missing template" 2 "template not found" "$TMP/none" -- \
+    eval "$TMP/nope.yaml" --test-ann-files "$D/annotation_example_val.json" --test-data-roots "$D/val" --load-weights "$TMP/bad.pth"
+
+"$OTE" train --help >"$TMP/help" 2>&1 && grep -q -- "--save-model-to" "$TMP/help" && grep -q "params" "$TMP/help" \
+    && echo "ok - train --help exits 0 and lists the options" || { echo "FAIL - train --help"; fail=1; }
+exit $fail
