@@ -165,6 +165,11 @@ int hpo_report(hpo_reporter *r, int epoch, double score, double seconds, long im
     return why ? HPO_STOP_TRIAL : HPO_CONTINUE;
 }
 
+double hpo_reporter_deadline(const hpo_reporter *r) {
+    if (r->opt->budget_seconds <= 0) return 0;
+    return r->t0 - r->spent_before + r->opt->budget_seconds;
+}
+
 static int py_center(char *buf, size_t size, const char *s, int width) {
     int len = (int)strlen(s), marg = width - len;
     if (marg <= 0) return snprintf(buf, size, "%s", s);
@@ -355,6 +360,8 @@ static void fill_defaults(hpo_config *c) {
         while (c->num_brackets > 1 && asha_rungs(c, c->num_brackets - 1) < 1) c->num_brackets--;
     }
 }
+
+void hpo_config_fill_defaults(hpo_config *c) { fill_defaults(c); }
 
 int hpo_run(const hpo_config *cfg, const hpo_options *opt, hpo_train_fn train, void *ctx, hpo_result *res) {
     memset(res, 0, sizeof *res);

@@ -77,6 +77,10 @@ typedef struct hpo_reporter hpo_reporter;
  * seconds it took and the training images seen so far. Returns HPO_CONTINUE, HPO_STOP_TRIAL or a
  * negative OTE_E* code (status file could not be written, epoch out of order). */
 int hpo_report(hpo_reporter *r, int epoch, double score, double seconds, long images);
+/* When the search's wall-clock budget ends, on opt->clock's time scale (CLOCK_MONOTONIC seconds by
+ * default), counting the seconds of kept trials; 0 when the budget is unlimited. Lets a trainer
+ * stop a trial inside an epoch instead of only between epochs. */
+double hpo_reporter_deadline(const hpo_reporter *r);
 
 typedef int (*hpo_train_fn)(void *ctx, const hpo_trial *t, hpo_reporter *r);
 
@@ -116,6 +120,9 @@ typedef struct hpo_result {
  * used as given (0 -> defaults 1 epoch / 1.0 / 1.0). Returns 0, OTE_ECANCEL (aborted by the
  * callback or the prompt), OTE_ESTATE (corrupt status file; moved aside), OTE_EIO, ... */
 int hpo_run(const hpo_config *cfg, const hpo_options *opt, hpo_train_fn train, void *ctx, hpo_result *res);
+/* The defaults hpo_run fills into open values (max_iterations, subset_ratio, image_resize, ASHA
+ * keys), i.e. the effective configuration that hpopt_status.json records. */
+void hpo_config_fill_defaults(hpo_config *c);
 
 /* Prints the OTE result table, "Best Hyper-parameters" and the dict for a state. */
 void hpo_print_table(FILE *f, const hpo_state *st);

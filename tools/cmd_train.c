@@ -23,10 +23,11 @@
 #include "engine/status.h"
 #include "tools/commands.h"
 #include "tools/config.h"
+#include "tools/train_hpo.h"
 #include "tools/trainer.h"
 #include "tools/weights.h"
 
-enum { TR_TRAIN_ANN, TR_TRAIN_ROOTS, TR_VAL_ANN, TR_VAL_ROOTS, TR_LOAD, TR_SAVE, TR_HPO, TR_RATIO, TR_HELP, TR_N };
+enum { TR_TRAIN_ANN, TR_TRAIN_ROOTS, TR_VAL_ANN, TR_VAL_ROOTS, TR_LOAD, TR_SAVE, TR_HPO, TR_RATIO, TR_HELP, TR_RESUME, TR_N };
 
 static const struct {
     const char *name;
@@ -34,7 +35,7 @@ static const struct {
 } tr_opts[TR_N] = {
     {"--train-ann-files", 1}, {"--train-data-roots", 1}, {"--val-ann-files", 1}, {"--val-data-roots", 1},
     {"--load-weights", 1},    {"--save-model-to", 1},    {"--enable-hpo", 0},    {"--hpo-time-ratio", 1},
-    {"--help", 0},
+    {"--help", 0},            {"--hpo-resume", 1},
 };
 
 static void train_usage(FILE *f) {
@@ -57,6 +58,8 @@ static void train_usage(FILE *f) {
             "  --enable-hpo              run hyper-parameter optimisation first (needs hpo_config.yaml\n"
             "                            beside the template)\n"
             "  --hpo-time-ratio R        HPO + training time / plain training time (default 4)\n"
+            "  --hpo-resume ask|yes|no   an earlier search in hpo/: ask (default; without a terminal:\n"
+            "                            resume or reuse it), yes (resume/reuse), no (rerun from scratch)\n"
             "  -h, --help                this help\n\n"
             "params (after the word `params`; checked against the template's type, min and max):\n"
             "  --learning_parameters.batch_size N     --learning_parameters.learning_rate X\n"
@@ -170,6 +173,10 @@ static int train_parse(int argc, char **argv, train_args *a) {
             fprintf(stderr, "ote train: missing required option %s (see 'ote train --help')\n", tr_opts[required[r]].name);
             return 2;
         }
+    if (a->v[TR_RESUME] && train_hpo_parse_resume(a->v[TR_RESUME]) < 0) {
+        fprintf(stderr, "ote train: --hpo-resume '%s': expected ask, yes or no\n", a->v[TR_RESUME]);
+        return 2;
+    }
     if (a->v[TR_RATIO]) {
         char *end;
         a->hpo_ratio = strtod(a->v[TR_RATIO], &end);
@@ -234,9 +241,6 @@ int cmd_train(int argc, char **argv) {
             fprintf(stderr, "ote train: --enable-hpo: %s not found (hpo_config.yaml must sit beside the template)\n", hp);
             return 2;
         }
-        fprintf(stderr, "ote train: --enable-hpo is handled by the HPO integration, which is not wired into "
-                        "`ote train` yet; run without --enable-hpo\n");
-        return 1;
     }
     char weights_path[4096], labels_path[4096];
     if (weights_paths(a.v[TR_SAVE], weights_path, sizeof weights_path, labels_path, sizeof labels_path) < 0) {
@@ -275,6 +279,15 @@ int cmd_train(int argc, char **argv) {
     if (weights_prepare_dir(weights_path) < 0) {
         fprintf(stderr, "ote train: --save-model-to: %s\n", ote_errmsg());
         goto done;
+    }
+    if (a.hpo) {
+        train_hpo_args ha = {&train, &val, weights_path, a.v[TR_LOAD], a.hpo_ratio,
+                             (hpo_resume)train_hpo_parse_resume(a.v[TR_RESUME]), isatty(0), stdout};
+        int hs = train_hpo(&ha, &cfg); /* on success cfg holds the best values */
+        if (hs) {
+            rc = hs == TRAIN_HPO_QUIT ? 0 : hs;
+            goto done;
+        }
     }
     train_opts o;
     trainer_opts_init(&o, &cfg);

@@ -539,3 +539,73 @@ done:
     trainer_state_free(&st);
     return s;
 }
+
+int trainer_time_steps(const cfg_template *cfg, const coco_dataset *train, const coco_dataset *val, int steps,
+                       int preds, int nthreads, trainer_timing *out) {
+    memset(out, 0, sizeof *out);
+    if (steps < 1) steps = 1;
+    if (preds < 1) preds = 1;
+    double t_all = trainer_now();
+    trainer_state st;
+    memset(&st, 0, sizeof st);
+    eval_dets_init(&st.dets);
+    coco_dataset vsub;
+    int have_vsub = 0, s;
+    if ((s = eng_init(&st.e, nthreads)) < 0) goto done;
+    st.have_e = 1;
+    if ((s = trainer_make_detector(&st.d, &st.e, cfg, train->n_cats)) < 0) goto done;
+    /* One size only (the input size): a second shape would build a second plan inside the timing. */
+    loader_config lc;
+    loader_config_train(&lc, 0, cfg->seed);
+    lc.batch_size = cfg->batch_size;
+    aug_size size = {cfg->input_w, cfg->input_h};
+    if ((s = aug_config_train_sizes(&lc.aug, &size, 1)) < 0) goto done;
+    if ((s = loader_create(&st.tl, train, &lc)) < 0) goto done;
+    if ((s = loader_start_epoch(st.tl, 0)) < 0) goto done;
+    const data_batch *b;
+    s = loader_next(st.tl, &b);
+    if (s <= 0) {
+        if (s == 0) s = ote_err(OTE_EINVAL, "trainer: the training set has no images");
+        goto done;
+    }
+    det_batch db;
+    if ((s = trainer_pack_batch(&st.pack, b, &db)) < 0) goto done;
+    out->step_images = b->n;
+    double first = 0, timed = 0;
+    for (int i = 0; i <= steps; i++) {
+        double t0 = trainer_now();
+        det_losses L;
+        s = det_forward_train(st.d, &db, &L);
+        if (s >= 0) s = det_backward(st.d);
+        /* a small lr: the timing must not depend on the template's lr diverging */
+        if (s >= 0) s = det_sgd_step(st.d, 1e-6);
+        if (s < 0) goto done;
+        double dt = trainer_now() - t0;
+        if (i == 0) first = dt;
+        else timed += dt;
+    }
+    out->step_seconds = timed / steps;
+    out->plan_seconds = first > out->step_seconds ? first - out->step_seconds : 0;
+    if (val && val->n_images > 0) {
+        int k = preds < val->n_images ? preds : val->n_images;
+        if ((s = coco_subset(&vsub, val, k, cfg->seed)) < 0) goto done;
+        have_vsub = 1;
+        loader_config vc;
+        loader_config_test(&vc, cfg->input_w, cfg->input_h, 0);
+        if ((s = loader_create(&st.vl, &vsub, &vc)) < 0) goto done;
+        double t0 = trainer_now();
+        if ((s = trainer_predict_all(st.d, st.vl, &st.dets)) < 0) goto done;
+        double t1 = trainer_now();
+        st.dets.n = 0;
+        if ((s = trainer_predict_all(st.d, st.vl, &st.dets)) < 0) goto done;
+        double t2 = trainer_now();
+        out->predict_seconds = (t2 - t1) / k;
+        out->predict_plan_seconds = (t1 - t0) > (t2 - t1) ? (t1 - t0) - (t2 - t1) : 0;
+    }
+    s = 0;
+done:
+    trainer_state_free(&st);
+    if (have_vsub) coco_free(&vsub);
+    out->seconds = trainer_now() - t_all;
+    return s;
+}

@@ -91,4 +91,21 @@ int trainer_evaluate(const cfg_template *cfg, const char *weights_path, const co
 /* Both training and validation must list the same class names in the same order. */
 int trainer_check_classes(const coco_dataset *train, const coco_dataset *val);
 
+/* Step timing for the HPO budget (tools/train_hpo.c): real iterations at cfg's input size and
+ * batch size, with a fresh detector; nothing is saved. */
+typedef struct trainer_timing {
+    double step_seconds;      /* one training iteration (forward + backward + SGD) on one batch */
+    int step_images;          /* images in that batch: min(batch_size, training images) */
+    double plan_seconds;      /* first iteration minus a timed one: building one training plan */
+    double predict_seconds;   /* one validation image (batch 1, cfg's input size), plan built */
+    double predict_plan_seconds; /* first prediction pass minus a timed one: the inference plan */
+    double seconds;           /* wall time of the whole calibration */
+} trainer_timing;
+
+/* One warm-up iteration (builds the plan) then `steps` timed iterations, all on the same batch
+ * (the template input size: the middle of the multi-size set), and `preds` validation images
+ * predicted twice (warm-up, timed). Returns 0 or a negative status (OTE_ENAN included). */
+int trainer_time_steps(const cfg_template *cfg, const coco_dataset *train, const coco_dataset *val, int steps,
+                       int preds, int nthreads, trainer_timing *out);
+
 #endif

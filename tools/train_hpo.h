@@ -1,0 +1,50 @@
+/* train_hpo.h - `ote train --enable-hpo`: the HPO phase before the final training (DESIGN.md §5,
+ * spec-ote-hpo.md §4).
+ *
+ * Steps: load <template dir>/hpo_config.yaml and check its hp_space names against the template;
+ * time a few real training steps and predictions at full size (trainer_time_steps) and estimate
+ * one plain training run; plan the budget (hpo_plan_budget, R = --hpo-time-ratio: HPO gets
+ * (R - 1) x one training, minus the calibration) or adopt the plan recorded by an earlier search
+ * (hpo/plan_record.h) so that resume and reuse survive timing noise; print the plan; run the SMBO
+ * trials in-process (hpo_run) in `hpo/` beside the weights file, each a trainer_run on the seeded
+ * training subset at the reduced input size, validated on the full validation set at that size,
+ * reporting every epoch and stopping on HPO_STOP_TRIAL or at the budget's deadline; print OTE's
+ * table; write the best values into the template settings for the final training.
+ *
+ * Trials: template defaults are trial 0; they never write weights; their warm-up is scaled by
+ * max_iterations / full epochs (as OTE >= v0.3); --load-weights (if any) is every trial's start.
+ * A failing trial (non-finite loss, allocation failure, a value the template rejects) is recorded
+ * as failed and the search goes on.
+ * Output: progress, the plan and the table go to `out`; errors are one line on stderr.
+ */
+#ifndef OTE_TRAIN_HPO_H
+#define OTE_TRAIN_HPO_H
+
+#include <stdio.h>
+
+#include "data/coco.h"
+#include "hpo/hpo.h"
+#include "tools/config.h"
+
+typedef struct train_hpo_args {
+    const coco_dataset *train, *val;
+    const char *weights_path;   /* final weights file; the work dir is dirname(weights_path)/hpo */
+    const char *init_weights;   /* --load-weights, or NULL */
+    double ratio;               /* --hpo-time-ratio R (> 0; R <= 1 leaves the minimal plan) */
+    hpo_resume resume;          /* --hpo-resume ask|yes|no */
+    int interactive;            /* stdin is a terminal */
+    FILE *out;                  /* stdout */
+} train_hpo_args;
+
+/* Returned when the resume prompt got no valid answer: OTE then exits with status 0. */
+#define TRAIN_HPO_QUIT (-1)
+
+/* Runs the HPO phase; on 0, *cfg holds the best values (the final training's settings). Otherwise
+ * returns the exit status for `ote train` (1 runtime error, 2 bad hpo_config.yaml / unknown
+ * hyper-parameter name) or TRAIN_HPO_QUIT; the error line has been printed on stderr. */
+int train_hpo(const train_hpo_args *a, cfg_template *cfg);
+
+/* "ask" | "yes" | "no" -> policy; -1 for anything else. */
+int train_hpo_parse_resume(const char *s);
+
+#endif
