@@ -688,16 +688,35 @@ int tfl_dequantize(const tfl_model *m, int t, float *out, int64_t n) {
     if (tt->n_scale == 0)
         return ote_err(OTE_EPARSE, "%s: tensor %d '%s': type %s without quantization scales", m->path, t, tt->name,
                        tfl_type_name(tt->type));
-    /* Element i belongs to channel (i / inner) % shape[quant_dim] in row-major order. */
-    int64_t inner = 1;
+    /* Row-major element i belongs to channel (i / inner) % shape[quant_dim]; walk the tensor as
+     * (outer, channel, inner) blocks so the per-element work is one load and one multiply. The
+     * parser guarantees n_scale == shape[quant_dim] when n_scale > 1, so the blocks tile n. */
     int nch = tt->n_scale;
-    if (nch > 1)
+    int64_t inner = n, outer = 1;
+    if (nch > 1) {
+        inner = 1;
         for (int d = tt->quant_dim + 1; d < tt->ndim; d++) inner *= tt->shape[d];
-    for (int64_t i = 0; i < n; i++) {
-        int c = nch > 1 ? (int)((i / inner) % nch) : 0;
-        int64_t zp = tt->n_zero_point == 0 ? 0 : tt->zero_point[tt->n_zero_point > 1 ? c : 0];
-        out[i] = (float)((double)tt->scale[c] * (double)(raw_int(p, tt->type, i) - zp));
+        for (int d = 0; d < tt->quant_dim; d++) outer *= tt->shape[d];
     }
+    ASSERT(outer * nch * inner == n);
+    for (int64_t o = 0; o < outer; o++)
+        for (int c = 0; c < nch; c++) {
+            double sc = tt->scale[c];
+            int64_t zp = tt->n_zero_point == 0 ? 0 : tt->zero_point[tt->n_zero_point > 1 ? c : 0];
+            int64_t base = (o * nch + c) * inner;
+            float *dst = out + base;
+            switch (tt->type) {
+            case TFL_INT8:
+                for (int64_t k = 0; k < inner; k++) dst[k] = (float)(sc * (double)((int64_t)(int8_t)p[base + k] - zp));
+                break;
+            case TFL_UINT8:
+                for (int64_t k = 0; k < inner; k++) dst[k] = (float)(sc * (double)((int64_t)p[base + k] - zp));
+                break;
+            default:
+                for (int64_t k = 0; k < inner; k++) dst[k] = (float)(sc * (double)(raw_int(p, tt->type, base + k) - zp));
+                break;
+            }
+        }
     return 0;
 }
 

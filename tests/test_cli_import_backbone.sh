@@ -24,6 +24,8 @@ for f in tf2_mobilenet_v2_1.0_224_ptq mobilenet_v2_1.0_224_quant; do
     rc=$?
     if [ $rc = 0 ] && [ -s "$T/${f}_cls.pth" ]; then ok "$f: import with classifier"; else bad "$f: --keep-classifier rc $rc: $(cat "$T/err")"; fi
 done
+"$OTE_BIN" import-backbone "$W/tf2_mobilenet_v2_1.0_224_ptq.tflite" --input-range unit --save-model-to "$T/unit.pth" >/dev/null 2>"$T/err"
+if [ $? = 0 ] && [ -s "$T/unit.pth" ]; then ok "--input-range unit"; else bad "--input-range unit: $(cat "$T/err")"; fi
 "$OTE_BIN" import-backbone "$W/tf2_mobilenet_v2_1.0_224_ptq.tflite" --save-model-to "$T/outdir" >/dev/null 2>"$T/err"
 if [ $? = 0 ] && [ -s "$T/outdir/weights.pth" ]; then ok "directory output -> outdir/weights.pth"; else bad "directory output: $(cat "$T/err")"; fi
 
@@ -109,6 +111,15 @@ for f in ('tf2_mobilenet_v2_1.0_224_ptq', 'mobilenet_v2_1.0_224_quant'):
             p = torch.softmax(forward(sd, imgs[name]), 1)[0]
             top = int(p.argmax())
             check(top == k, '%s: torch forward: %s -> %d (p = %.4f), want %d' % (f, name, top, float(p[top]), k))
+# --input-range unit: init_block weight doubled, bn.bias minus the per-channel weight sum (tol 1e-5 abs)
+a = torch.load('%s/tf2_mobilenet_v2_1.0_224_ptq.pth' % T, map_location='cpu')
+u = torch.load('%s/unit.pth' % T, map_location='cpu')
+w, wu = a['model']['backbone.features.init_block.conv.weight'], u['model']['backbone.features.init_block.conv.weight']
+b, bu = a['model']['backbone.features.init_block.bn.bias'], u['model']['backbone.features.init_block.bn.bias']
+db = float((bu - (b - w.double().sum((1, 2, 3)).float())).abs().max())
+check(torch.equal(wu, 2 * w) and db < 1e-5 and u['config']['import']['input'] == 'rgb_0_to_1' and
+      torch.equal(a['model']['backbone.features.stage1.unit1.conv2.conv.weight'], u['model']['backbone.features.stage1.unit1.conv2.conv.weight']),
+      '--input-range unit: weight x2, bias - sum(w) (max diff %.2g), other layers unchanged, config import.input=rgb_0_to_1' % db)
 sys.exit(1 if fail else 0)
 EOF
 [ $? = 0 ] || bad "torch checks"
@@ -150,6 +161,8 @@ one_line_err 1 "missing file" $?
 one_line_err 2 "no --save-model-to" $?
 "$OTE_BIN" import-backbone "$W/mobilenet_v2_1.0_224_quant.tflite" --save-model-to "$T/x.pth" --bogus >/dev/null 2>"$T/err"
 one_line_err 2 "unknown option" $?
+"$OTE_BIN" import-backbone "$W/mobilenet_v2_1.0_224_quant.tflite" --save-model-to "$T/x.pth" --input-range zero >/dev/null 2>"$T/err"
+one_line_err 2 "bad --input-range value" $?
 [ ! -e "$T/x.pth" ] || bad "no output file after failures"
 
 [ $fail = 0 ] && echo "all passed" || echo "FAILED"

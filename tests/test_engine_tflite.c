@@ -326,6 +326,7 @@ static void check_bad(const char *shared) {
 }
 
 int main(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* progress stays in order with stderr under ctest */
     const char *shared = getenv("OTE_SHARED");
     if (!shared) shared = "../shared";
     fx_file fx;

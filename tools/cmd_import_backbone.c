@@ -6,7 +6,8 @@
  * 'config': {...}, 'confidence_threshold', 'VERSION'}. The config records what a consumer must
  * know to reproduce the pretrained function: import.variant=torchvision, import.padding=tf_same
  * (asymmetric: a 3x3 stride-2 conv on an even input pads 0 top/left, 1 bottom/right),
- * import.input=rgb_minus1_to_1 (x / 127.5 - 1), import.bn=identity_plus_bias, import.source.
+ * import.input=rgb_minus1_to_1 (x / 127.5 - 1; or rgb_0_to_1 = x / 255 with --input-range unit,
+ * see ibk_fold_unit_input), import.bn=identity_plus_bias, import.source.
  * P ending in ".pth" is the file; otherwise P is a directory that receives weights.pth
  * (DESIGN.md §6). The file is written atomically by pth_save. Each BN also gets
  * num_batches_tracked = 0 (int64 scalar), as torch's BatchNorm2d state dict has it.
@@ -24,13 +25,17 @@
 
 static void ibk_usage(FILE *f) {
     fprintf(f,
-            "usage: ote import-backbone FILE.tflite --save-model-to OUT [--keep-classifier]\n\n"
+            "usage: ote import-backbone FILE.tflite --save-model-to OUT [--keep-classifier]\n"
+            "                         [--input-range minus1_to_1|unit]\n\n"
             "Imports ImageNet MobileNetV2 1.0 weights from a TFLite file (int8/uint8/float) as the\n"
             "torchvision-variant backbone with mmdetection names (backbone.features.*).\n"
             "OUT ending in .pth is the checkpoint file; otherwise OUT is a directory that receives\n"
             "weights.pth. --keep-classifier also stores the final 1x1 conv (final_block) and the\n"
             "ImageNet classifier (backbone.output.*, 1001 classes incl. background).\n"
-            "The weights expect RGB input mapped to [-1, 1] and TF 'SAME' (asymmetric) padding.\n");
+            "The weights expect TF 'SAME' (asymmetric) padding and RGB input mapped to [-1, 1]\n"
+            "(x / 127.5 - 1, the default). --input-range unit folds that mapping into the first conv\n"
+            "so the weights take x / 255 as the detector does (exact except at the first conv's\n"
+            "padded bottom row / right column).\n");
 }
 
 static int ends_with(const char *s, const char *suf) {
@@ -40,7 +45,7 @@ static int ends_with(const char *s, const char *suf) {
 
 int cmd_import_backbone(int argc, char **argv) {
     const char *in = NULL, *out = NULL;
-    int keep = 0;
+    int keep = 0, unit = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             ibk_usage(stdout);
@@ -51,6 +56,12 @@ int cmd_import_backbone(int argc, char **argv) {
                 return 2;
             }
             out = argv[++i];
+        } else if (!strcmp(argv[i], "--input-range")) {
+            if (i + 1 >= argc || (strcmp(argv[i + 1], "unit") && strcmp(argv[i + 1], "minus1_to_1"))) {
+                fprintf(stderr, "ote import-backbone: --input-range needs 'unit' or 'minus1_to_1'\n");
+                return 2;
+            }
+            unit = !strcmp(argv[++i], "unit");
         } else if (!strcmp(argv[i], "--keep-classifier")) {
             keep = 1;
         } else if (argv[i][0] == '-' && argv[i][1]) {
@@ -87,6 +98,10 @@ int cmd_import_backbone(int argc, char **argv) {
     ibk_result r;
     s = ibk_import(&m, keep, &r);
     tfl_free(&m);
+    if (s == 0 && unit) {
+        s = ibk_fold_unit_input(&r);
+        if (s < 0) ibk_free(&r);
+    }
     if (s < 0) {
         fprintf(stderr, "ote import-backbone: %s\n", ote_errmsg());
         return 1;
@@ -108,7 +123,7 @@ int cmd_import_backbone(int argc, char **argv) {
     if (s == 0) s = pth_config_set(&c, "import.source", base);
     if (s == 0) s = pth_config_set(&c, "import.variant", "torchvision");
     if (s == 0) s = pth_config_set(&c, "import.padding", "tf_same");
-    if (s == 0) s = pth_config_set(&c, "import.input", "rgb_minus1_to_1");
+    if (s == 0) s = pth_config_set(&c, "import.input", unit ? "rgb_0_to_1" : "rgb_minus1_to_1");
     if (s == 0) s = pth_config_set(&c, "import.bn", "identity_plus_bias");
     if (s == 0) s = pth_save(path, &c);
     if (s < 0) {

@@ -354,6 +354,27 @@ static int import_all(const tfl_model *m, int keep_classifier, ibk_result *r) {
     return take_classifier(&w2, t);
 }
 
+int ibk_fold_unit_input(ibk_result *r) {
+    ibk_param *w = NULL, *b = NULL;
+    for (int i = 0; i < r->n; i++) {
+        if (!strcmp(r->p[i].name, "backbone.features.init_block.conv.weight")) w = &r->p[i];
+        if (!strcmp(r->p[i].name, "backbone.features.init_block.bn.bias")) b = &r->p[i];
+    }
+    if (!w || !b || w->ndim != 4 || b->numel != w->shape[0])
+        return ote_err(OTE_EINVAL, "import-backbone: fold input: init_block conv/bn parameters missing");
+    int64_t per = w->numel / w->shape[0];
+    for (int64_t o = 0; o < w->shape[0]; o++) {
+        double sum = 0;
+        for (int64_t k = 0; k < per; k++) {
+            float *v = &w->data[o * per + k];
+            sum += *v;
+            *v *= 2.0f; /* exact in binary floating point */
+        }
+        b->data[o] = (float)((double)b->data[o] - sum);
+    }
+    return 0;
+}
+
 int ibk_import(const tfl_model *m, int keep_classifier, ibk_result *out) {
     memset(out, 0, sizeof *out);
     int s = import_all(m, keep_classifier, out);

@@ -21,7 +21,7 @@
  * Padding: the weights assume TF "SAME" padding: pad_total = max((ceil(in/s) - 1)*s + k - in, 0),
  * pad_before = pad_total / 2 (floor), pad_after = the rest. For a 3x3 stride-2 conv on an even
  * input that is 0 at top/left and 1 at bottom/right (PyTorch's symmetric pad 1 differs).
- * Input: RGB scaled to [-1, 1] (x / 127.5 - 1).
+ * Input: RGB scaled to [-1, 1] (x / 127.5 - 1); after ibk_fold_unit_input, x / 255.
  *
  * BatchNorm: these files fold BN into conv weight + bias, so each conv gets a BN that is exactly
  * "identity + bias" in eval mode: weight (gamma) = 1, bias (beta) = the folded conv bias,
@@ -64,6 +64,13 @@ typedef struct ibk_result {
  * also imports the final 1x1 conv and the classifier (an error if the model has none). Any
  * mismatch is OTE_EPARSE with a one-line message naming the operator and what was expected. */
 int ibk_import(const tfl_model *m, int keep_classifier, ibk_result *out);
+/* Folds the TF input mapping x/127.5 - 1 = 2*(x/255) - 1 into init_block so the weights take
+ * x/255 in [0, 1], the detector's normalisation (spec-detector.md §1): conv weight *= 2 and
+ * bn.bias -= sum of the (original) weights per output channel (exact because the BN is
+ * identity + bias). Exact everywhere except where the first conv reads padding: TF pads with 0,
+ * which is mid-grey in TF's [-1, 1] range but black after folding (for even inputs only the
+ * bottom row and right column of the first feature map, see import_backbone.h padding). */
+int ibk_fold_unit_input(ibk_result *r);
 void ibk_free(ibk_result *r);
 const ibk_param *ibk_find(const ibk_result *r, const char *name);
 
