@@ -15,7 +15,12 @@
  * tensor indices are -1 (optional input) or < n_tensors, and every non-empty buffer used by a
  * tensor holds exactly numel * element-size bytes. A malformed or truncated file gives
  * OTE_EPARSE with a one-line message naming the file and the offending field; it never reads out
- * of bounds.
+ * of bounds. Bytes the FlatBuffer does not reference are ignored: files with metadata carry a zip
+ * of associated files (e.g. the label list) appended after the FlatBuffer.
+ *
+ * Only what the MobileNetV2 importer needs is decoded: subgraph 0, builtin codes, and the options
+ * of CONV_2D, DEPTHWISE_CONV_2D, AVERAGE/MAX_POOL_2D, ADD and FULLY_CONNECTED. Sparsity,
+ * signature defs, metadata and custom options are skipped.
  */
 #ifndef OTE_TFLITE_H
 #define OTE_TFLITE_H

@@ -54,7 +54,7 @@ typedef struct ibk_param {
 typedef struct ibk_result {
     ibk_param *p;      /* in state-dict order */
     int n, cap;
-    int n_convs;       /* convs mapped (52 backbone convs incl. the final 1x1 320->1280) */
+    int n_convs;       /* convs mapped: 51 (init_block + 17 units), 52 with keep_classifier */
     int n_classes;     /* K when the classifier was kept, else 0 */
 } ibk_result;
 
