@@ -7,7 +7,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libdnnl-dev libopencv-core-dev libopencv-imgproc-dev
       libopencv-imgcodecs-dev libyaml-dev libcjson-dev libgsl-dev libnlopt-dev)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(python3 python3-numpy python3-torch python3-sklearn)
+  pkgs+=(python3 python3-numpy python3-torch python3-sklearn libjemalloc2)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
