@@ -16,7 +16,9 @@
  * Metric: per tensor max|a - b| / max(max|b|, floor) (relative to the largest reference value);
  * the worst per group is printed. Tolerances are stated next to each check.
  */
+#include <errno.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +29,77 @@
 #include "models/detector.h"
 #include "tests/act_check.h"
 #include "tests/fixture.h"
+
+/* Allocation counting, as tests/test_engine_noalloc.c does it: malloc & co. are interposed in this
+ * program and each call is classified by its return address (project code is linked statically
+ * into this executable; oneDNN's execute allocates a few transient nodes internally, which the
+ * 2.6 C API cannot avoid). Not under ASan, which owns malloc. The counters are the one mutable
+ * global state: an interposer has nowhere else to keep it. */
+#if defined(__SANITIZE_ADDRESS__)
+#define NA_INTERPOSE 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define NA_INTERPOSE 0
+#else
+#define NA_INTERPOSE 1
+#endif
+#else
+#define NA_INTERPOSE 1
+#endif
+
+static atomic_int na_counting;
+static atomic_long na_ours, na_lib, na_frees;
+
+#if NA_INTERPOSE
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+extern void __libc_free(void *);
+extern const char __executable_start[];
+extern const char etext[];
+
+static void na_note(const void *ra) {
+    if (!atomic_load_explicit(&na_counting, memory_order_relaxed)) return;
+    const char *p = ra;
+    if (p >= __executable_start && p < etext)
+        atomic_fetch_add(&na_ours, 1);
+    else
+        atomic_fetch_add(&na_lib, 1);
+}
+__attribute__((noinline)) void *malloc(size_t n) {
+    na_note(__builtin_return_address(0));
+    return __libc_malloc(n);
+}
+__attribute__((noinline)) void *calloc(size_t a, size_t b) {
+    na_note(__builtin_return_address(0));
+    return __libc_calloc(a, b);
+}
+__attribute__((noinline)) void *realloc(void *p, size_t n) {
+    na_note(__builtin_return_address(0));
+    return __libc_realloc(p, n);
+}
+__attribute__((noinline)) void free(void *p) {
+    if (p && atomic_load_explicit(&na_counting, memory_order_relaxed)) atomic_fetch_add(&na_frees, 1);
+    __libc_free(p);
+}
+__attribute__((noinline)) int posix_memalign(void **out, size_t align, size_t n) {
+    na_note(__builtin_return_address(0));
+    if (align < sizeof(void *) || (align & (align - 1)) != 0) return EINVAL;
+    void *p = __libc_memalign(align, n);
+    if (!p) return ENOMEM;
+    *out = p;
+    return 0;
+}
+__attribute__((noinline)) void *aligned_alloc(size_t align, size_t n) {
+    na_note(__builtin_return_address(0));
+    return __libc_memalign(align, n);
+}
+__attribute__((noinline)) void *memalign(size_t align, size_t n) {
+    na_note(__builtin_return_address(0));
+    return __libc_memalign(align, n);
+}
+#endif
 
 #define FX_PATH "tests/reference/fixtures/detector_ref.fx"
 #define FX_SPREAD "tests/reference/fixtures/detector_spread.fx"
@@ -468,17 +541,36 @@ int main(void) {
     long prims = e.n_primitives;
     int steps_ok = det_sgd_step(d, cfg[5]) == OTE_OK;
     printf("     sgd step 0: loss %.6f (ref %.6f)\n", L.total, sl[0]);
+    const char *san = getenv("OTE_SANITIZED");
+    int count_allocs = NA_INTERPOSE && !(san && strcmp(san, "1") == 0);
+    long ours = 0, lib = 0, frees = 0;
     for (int s = 1; s < 5 && steps_ok; s++) {
         det_losses Ls;
+        if (s >= 2) atomic_store(&na_counting, 1); /* step 1 warms up thread pools */
         steps_ok &= det_forward_train(d, &bd.b, &Ls) == OTE_OK;
         steps_ok &= det_backward(d) == OTE_OK;
         steps_ok &= det_sgd_step(d, cfg[5]) == OTE_OK;
+        atomic_store(&na_counting, 0);
         printf("     sgd step %d: loss %.6f (ref %.6f)\n", s, Ls.total, sl[s]);
         worst_sgd = fmax(worst_sgd, rel(Ls.total, sl[s]));
         smax = fmax(smax, ssp[s]);
         sgd_ratio = fmax(sgd_ratio, rel(Ls.total, sl[s]) / fmax(TOL_SGD, SPREAD_K * smax));
     }
     ac_check(&r, steps_ok, "5 SGD steps ran");
+    ours = atomic_load(&na_ours), lib = atomic_load(&na_lib), frees = atomic_load(&na_frees);
+    if (count_allocs) {
+        ac_check(&r, ours == 0, "steps 3-5 (forward_train + backward + sgd_step): heap allocations by project code: %ld "
+                 "(expected 0)", ours);
+        ac_check(&r, lib == frees, "steps 3-5: no net heap growth (%ld library-internal allocations, %ld frees)", lib, frees);
+        atomic_store(&na_ours, 0);
+        atomic_store(&na_counting, 1);
+        void *volatile probe = malloc(24);
+        free(probe);
+        atomic_store(&na_counting, 0);
+        ac_check(&r, atomic_load(&na_ours) == 1, "control: a malloc in project code is counted (%ld)", atomic_load(&na_ours));
+    } else {
+        printf("     allocation counts not checked under ASan (the sanitizer owns malloc)\n");
+    }
     ac_check(&r, e.n_primitives == prims, "no primitive created by steps 2-5 (%ld created)", e.n_primitives - prims);
     ac_check(&r, sgd_ratio <= 1, "loss over 5 SGD steps: worst rel %.2e; worst vs allowance max(%.0e, %.0f x torch "
              "spread): %.2f", worst_sgd, TOL_SGD, SPREAD_K, sgd_ratio);
