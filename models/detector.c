@@ -61,6 +61,8 @@
 typedef struct det_cbr {  /* conv (no bias) + BN (+ ReLU6) */
     conv_layer conv;
     bn_layer bn;
+    conv_layer iconv; /* inference twin: BN folded into weights + bias, ReLU6 / residual sum as
+                       * post-ops (iparams arena), refolded before predict when weights changed */
     int relu6;
     int present;
 } det_cbr;
@@ -155,6 +157,8 @@ struct detector {
     eng_ctx *e;
     det_cfg cfg;
     arena params, grads;
+    arena iparams;   /* folded inference weights of the backbone */
+    unsigned long params_gen, folded_gen; /* folded_gen == params_gen: the folded copy is current */
     sgd opt;
     det_cbr init;
     det_unit u[DET_UNITS];
@@ -276,12 +280,32 @@ static int cbr_init(detector *d, det_cbr *b, const char *prefix, int ic, int oc,
     }
     b->relu6 = relu6;
     b->present = 1;
+    return OTE_OK;
+}
+
+/* The inference twin of a conv+BN(+ReLU6) block; post_sum: the residual add is fused as a sum. */
+static int cbr_init_infer(detector *d, det_cbr *b, int post_sum) {
+    conv_cfg c = b->conv.cfg;
+    c.bias = 1;
+    c.post_eltwise = b->relu6 ? CONV_POST_RELU6 : CONV_POST_NONE;
+    c.post_sum = post_sum;
+    return conv_layer_init(&b->iconv, d->e, &c, &d->iparams, NULL);
+}
+
+static int cbr_names(detector *d, det_cbr *b, const char *prefix) {
     char nm[256];
     NAMEF(nm, "%s.conv", prefix);
     pe_conv(d, nm, &b->conv);
     NAMEF(nm, "%s.bn", prefix);
     pe_bn(d, nm, &b->bn);
     return OTE_OK;
+}
+
+static int cbr_init_all(detector *d, det_cbr *b, const char *prefix, int ic, int oc, int k, int stride, int groups,
+                        int relu6, int post_sum) {
+    CHECK(cbr_init(d, b, prefix, ic, oc, k, stride, groups, relu6));
+    CHECK(cbr_names(d, b, prefix));
+    return cbr_init_infer(d, b, post_sum);
 }
 
 static void fill_conv(conv_layer *l, rng *r, int mode, float *buf) {
@@ -367,10 +391,13 @@ static int sgd_register(detector *d) {
 }
 
 static void det_free_layers(detector *d) {
-    if (d->init.present) conv_layer_free(&d->init.conv), bn_layer_free(&d->init.bn);
+    if (d->init.present) conv_layer_free(&d->init.conv), bn_layer_free(&d->init.bn), conv_layer_free(&d->init.iconv);
     for (int u = 0; u < DET_UNITS; u++)
         for (int k = 0; k < 3; k++)
-            if (d->u[u].c[k].present) conv_layer_free(&d->u[u].c[k].conv), bn_layer_free(&d->u[u].c[k].bn);
+            if (d->u[u].c[k].present) {
+                det_cbr *b = &d->u[u].c[k];
+                conv_layer_free(&b->conv), bn_layer_free(&b->bn), conv_layer_free(&b->iconv);
+            }
     for (int i = 0; i < 3; i++) conv_layer_free(&d->lat[i]);
     for (int i = 0; i < 5; i++) conv_layer_free(&d->fpn[i]);
     for (int i = 0; i < 4; i++) {
@@ -385,7 +412,7 @@ static int det_build(detector *d) {
     char nm[256];
     CHECK(eltwise_layer_init(&d->relu6, d->e, &(eltwise_cfg){ELTWISE_RELU6}, NULL, NULL));
     CHECK(eltwise_layer_init(&d->relu, d->e, &(eltwise_cfg){ELTWISE_RELU}, NULL, NULL));
-    CHECK(cbr_init(d, &d->init, "backbone.features.init_block", 3, 32, 3, 2, 1, 1));
+    CHECK(cbr_init_all(d, &d->init, "backbone.features.init_block", 3, 32, 3, 2, 1, 1, 0));
     int cin = 32;
     for (int u = 0; u < DET_UNITS; u++) {
         det_unit *U = &d->u[u];
@@ -402,12 +429,12 @@ static int det_build(detector *d) {
         NAMEF(pre, "backbone.features.stage%d.unit%d", stage, idx);
         if (has_c1) {
             NAMEF(nm, "%s.conv1", pre);
-            CHECK(cbr_init(d, &U->c[0], nm, cin, U->mid, 1, 1, 1, 1));
+            CHECK(cbr_init_all(d, &U->c[0], nm, cin, U->mid, 1, 1, 1, 1, 0));
         }
         NAMEF(nm, "%s.conv2", pre);
-        CHECK(cbr_init(d, &U->c[1], nm, U->mid, U->mid, 3, stride, U->mid, 1));
+        CHECK(cbr_init_all(d, &U->c[1], nm, U->mid, U->mid, 3, stride, U->mid, 1, 0));
         NAMEF(nm, "%s.conv3", pre);
-        CHECK(cbr_init(d, &U->c[2], nm, U->mid, U->cout, 1, 1, 1, 0));
+        CHECK(cbr_init_all(d, &U->c[2], nm, U->mid, U->cout, 1, 1, 1, 0, U->residual));
         cin = U->cout;
     }
     static const int lat_in[3] = {32, 96, 320};
@@ -454,6 +481,7 @@ static int det_build(detector *d) {
     CHECK(sgd_register(d));
     CHECK(arena_commit(&d->params));
     CHECK(arena_commit(&d->grads));
+    CHECK(arena_commit(&d->iparams));
     CHECK(sgd_commit(&d->opt));
     return init_params(d);
 }
@@ -475,9 +503,11 @@ int det_create(detector **out, eng_ctx *e, const det_cfg *cfg) {
     d->cfg = *cfg;
     arena_init(&d->params, "params");
     arena_init(&d->grads, "grads");
+    arena_init(&d->iparams, "folded inference params");
     /* OTE / mmdet SGD defaults (spec §9); det_set_optimizer changes them */
     sgd_init(&d->opt, 0.9f, 1e-4f, &d->params, &d->grads);
     int s = det_build(d);
+    d->params_gen = 1; /* the folded inference weights are derived before the first predict */
     if (s < 0) {
         det_free(d);
         return s;
@@ -583,20 +613,26 @@ static void sl_drop(slotsim *s, const tensor *t) {
 /* conv + BN (+ ReLU6) block. gin: gradient tensor of x (NULL: none). gb_out: BN backward out of
  * place into c->gb (residual conv3, whose output gradient also feeds the skip). */
 static int cbr_plan_init(det_plan *p, detector *d, cbr_plan *c, det_cbr *b, const tensor *x, tensor *gin,
-                         int gb_out, int g_region) {
+                         int gb_out, int g_region, tensor *sum_dst) {
     eng_ctx *e = d->e;
     int N = p->n;
     int oh = conv_out_size(x->h, b->conv.cfg.kh, b->conv.cfg.stride_h, b->conv.cfg.pad_t, b->conv.cfg.pad_b);
     int ow = conv_out_size(x->w, b->conv.cfg.kw, b->conv.cfg.stride_w, b->conv.cfg.pad_l, b->conv.cfg.pad_r);
     int oc = b->conv.cfg.oc;
-    CHECK(act(p, e, &c->yc, N, oc, oh, ow, REG_SAVED));
     if (!p->training) {
-        CHECK(conv_pl(p, e, &c->cp, &b->conv, x, &c->yc, NULL, NULL));
-        CHECK(bn_plan_init(&c->bp, e, &b->bn, &c->yc, &c->yc, NULL, NULL, 0));
-        if (b->relu6) CHECK(eltwise_plan_init(&c->ep, e, &d->relu6, &c->yc, &c->yc, NULL, NULL, 0));
-        c->out = &c->yc;
+        /* folded conv: BN in the weights, ReLU6 / residual sum as post-ops (sum_dst holds the
+         * unit input, which the unit output overwrites in place) */
+        if (sum_dst) {
+            CHECK(conv_pl(p, e, &c->cp, &b->iconv, x, sum_dst, NULL, NULL));
+            c->out = sum_dst;
+        } else {
+            CHECK(act(p, e, &c->yc, N, oc, oh, ow, REG_SAVED));
+            CHECK(conv_pl(p, e, &c->cp, &b->iconv, x, &c->yc, NULL, NULL));
+            c->out = &c->yc;
+        }
         return OTE_OK;
     }
+    CHECK(act(p, e, &c->yc, N, oc, oh, ow, REG_SAVED));
     CHECK(act(p, e, &c->yb, N, oc, oh, ow, REG_SAVED));
     CHECK(act(p, e, &c->g, N, oc, oh, ow, g_region));
     tensor *gconv = &c->g;
@@ -616,14 +652,14 @@ static void cbr_plan_free(cbr_plan *c, const det_cbr *b) {
     if (!b->present) return;
     conv_plan_free(&c->cp);
     bn_plan_free(&c->bp);
-    if (b->relu6) eltwise_plan_free(&c->ep);
+    eltwise_plan_free(&c->ep);
 }
 
 static int plan_backbone(det_plan *p, detector *d) {
     eng_ctx *e = d->e;
     CHECK(tensor_plan_plain(e, &p->x, TL_NCHW, p->n, 3, p->h, p->w, NULL));
     CHECK(reg_add(p, &p->x, REG_SAVED));
-    CHECK(cbr_plan_init(p, d, &p->init, &d->init, &p->x, NULL, 0, REG_SLOT));
+    CHECK(cbr_plan_init(p, d, &p->init, &d->init, &p->x, NULL, 0, REG_SLOT, NULL));
     const tensor *x = p->init.out;
     tensor *gx = p->training ? &p->init.g : NULL;
     for (int u = 0; u < DET_UNITS; u++) {
@@ -637,11 +673,12 @@ static int plan_backbone(det_plan *p, detector *d) {
         for (int k = 0; k < 3; k++) {
             if (!U->c[k].present) continue;
             int region = (k == 2 && u == DET_TAP_C5) ? REG_FIXED : REG_SLOT;
-            CHECK(cbr_plan_init(p, d, &P->c[k], &U->c[k], bx, bg, k == 2 && U->residual, region));
+            tensor *sum_dst = (!p->training && k == 2 && U->residual) ? (tensor *)x : NULL;
+            CHECK(cbr_plan_init(p, d, &P->c[k], &U->c[k], bx, bg, k == 2 && U->residual, region, sum_dst));
             bx = P->c[k].out;
             bg = p->training ? &P->c[k].g : NULL;
         }
-        if (U->residual) {
+        if (U->residual && p->training) {
             tensor *y = (tensor *)P->c[2].out;
             CHECK(add_plan_init(&P->ap, e, y, x, y));
         }
@@ -744,7 +781,7 @@ static void plan_free(detector *d, det_plan *p) {
     cbr_plan_free(&p->init, &d->init);
     for (int u = 0; u < DET_UNITS; u++) {
         for (int k = 0; k < 3; k++) cbr_plan_free(&p->u[u].c[k], &d->u[u].c[k]);
-        if (d->u[u].residual) add_plan_free(&p->u[u].ap);
+        add_plan_free(&p->u[u].ap);
     }
     for (int i = 0; i < 3; i++) conv_plan_free(&p->plat[i]);
     for (int i = 0; i < 5; i++) conv_plan_free(&p->pfpn[i]);
@@ -884,20 +921,22 @@ int det_plan_infer(detector *d, int n, int h, int w) {
 /* ------------------------------------------------------------------------------------------ */
 /* Forward */
 
-static int cbr_fwd(eng_ctx *e, cbr_plan *c, const det_cbr *b) {
+static int cbr_fwd(eng_ctx *e, cbr_plan *c, const det_cbr *b, int training) {
     CHECK(conv_forward(&c->cp, e));
-    CHECK(bn_forward(&c->bp, e)); /* training plans: batch statistics + running-stat update; eval: running stats */
+    if (!training) return OTE_OK; /* folded: BN, ReLU6 and the residual sum are in the conv */
+    CHECK(bn_forward(&c->bp, e)); /* batch statistics + running-statistics update */
     if (b->relu6) CHECK(eltwise_forward(&c->ep, e));
     return OTE_OK;
 }
 
 static int fwd_all(detector *d, det_plan *p) {
     eng_ctx *e = d->e;
-    CHECK(cbr_fwd(e, &p->init, &d->init));
+    int tr = p->training;
+    CHECK(cbr_fwd(e, &p->init, &d->init, tr));
     for (int u = 0; u < DET_UNITS; u++) {
         for (int k = 0; k < 3; k++)
-            if (d->u[u].c[k].present) CHECK(cbr_fwd(e, &p->u[u].c[k], &d->u[u].c[k]));
-        if (d->u[u].residual) CHECK(add_forward(&p->u[u].ap, e));
+            if (d->u[u].c[k].present) CHECK(cbr_fwd(e, &p->u[u].c[k], &d->u[u].c[k], tr));
+        if (d->u[u].residual && tr) CHECK(add_forward(&p->u[u].ap, e));
     }
     CHECK(conv_forward(&p->plat[2], e));
     CHECK(conv_forward(&p->plat[1], e));
@@ -968,6 +1007,7 @@ int det_forward_train(detector *d, const det_batch *b, det_losses *out) {
     memcpy(p->x.data, b->images, (size_t)b->n * 3 * b->h * b->w * sizeof(float));
     CHECK(fwd_all(d, p));
     d->nbt++;
+    d->params_gen++; /* running statistics changed */
     /* targets (spec §5-§6) */
     int T = p->grid.total;
     for (int i = 0; i < b->n; i++) {
@@ -1120,6 +1160,7 @@ static int refresh_all(detector *d) {
 
 int det_sgd_step(detector *d, double lr) {
     sgd_step(&d->opt, lr);
+    d->params_gen++;
     return refresh_all(d);
 }
 
@@ -1131,6 +1172,26 @@ void det_set_optimizer(detector *d, double momentum, double weight_decay) {
 /* ------------------------------------------------------------------------------------------ */
 /* Inference */
 
+/* Refolds every backbone BN (running statistics, eval mode) into its conv's inference twin:
+ * W' = W * gamma / sqrt(var + eps), b' = beta - mean * gamma / sqrt(var + eps). Runs only when a
+ * parameter or running statistic changed since the last fold (once per validation in training);
+ * it converts the weights through reorders like a checkpoint load does. */
+static int det_fold(detector *d) {
+    det_cbr *all[1 + 3 * DET_UNITS];
+    int na = 0;
+    all[na++] = &d->init;
+    for (int u = 0; u < DET_UNITS; u++)
+        for (int k = 0; k < 3; k++)
+            if (d->u[u].c[k].present) all[na++] = &d->u[u].c[k];
+    for (int i = 0; i < na; i++) {
+        bn_layer *bn = &all[i]->bn;
+        CHECK(conv_fold_bn(&all[i]->iconv, d->e, &all[i]->conv, bn->gamma.data, bn->beta.data, bn->run_mean.data,
+                           bn->run_var.data, bn->cfg.eps));
+    }
+    d->folded_gen = d->params_gen;
+    return OTE_OK;
+}
+
 int det_predict(detector *d, int n, int h, int w, const float *images, const int *img_h, const int *img_w,
                 const float *scale_factor, det_box *const *out, int *n_out, int max_per_img) {
     det_plan *p;
@@ -1141,6 +1202,7 @@ int det_predict(detector *d, int n, int h, int w, const float *images, const int
         if (!nd) return ote_err(OTE_ENOMEM, "detector: cannot allocate %d detections", max_per_img);
         d->dets = nd, d->dets_cap = max_per_img;
     }
+    if (d->folded_gen != d->params_gen) CHECK(det_fold(d));
     CHECK(plan_bind(d, p));
     d->last = p;
     d->have_grads = 0;
@@ -1203,6 +1265,7 @@ int det_param_get(detector *d, int i, float *dst) {
 int det_param_set(detector *d, int i, const float *src) {
     CHECK(pe_check(d, i));
     det_pentry *p = &d->pe[i];
+    d->params_gen++;
     if (p->kind == PK_CONVW) return conv_weights_from_oihw(p->conv, d->e, src);
     if (p->kind == PK_NBT) {
         if (!(src[0] >= 0)) return ote_err(OTE_EINVAL, "detector: %s: value %g", p->name, src[0]);
@@ -1227,6 +1290,7 @@ int det_reinit_cls(detector *d) {
     rng r;
     rng_seed(&r, d->cfg.seed ^ 0x5eedc1a55ULL);
     conv_layer *l = &d->atss_cls;
+    d->params_gen++;
     size_t n = (size_t)l->cfg.oc * l->cfg.ic * 9;
     float *buf = malloc(n * sizeof *buf);
     if (!buf) return ote_err(OTE_ENOMEM, "detector: cannot allocate the init buffer");
@@ -1271,7 +1335,7 @@ void det_free(detector *d) {
     det_free_layers(d);
     eltwise_layer_free(&d->relu6), eltwise_layer_free(&d->relu);
     sgd_free(&d->opt);
-    arena_free(&d->params), arena_free(&d->grads);
+    arena_free(&d->params), arena_free(&d->grads), arena_free(&d->iparams);
     free(d->block), free(d->ws), free(d->dets), free(d->pe);
     free(d);
 }

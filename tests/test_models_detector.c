@@ -118,6 +118,8 @@ __attribute__((noinline)) void *memalign(size_t align, size_t n) {
 #define TOL_BN 1e-5     /* init_block BN running statistics after one step, rel. to max |ref| */
 #define TOL_BN_DEEP 1e-4 /* the same for the last backbone BN (input through 51 conv+BN layers) */
 #define TOL_SGD 2e-4    /* loss over 5 SGD steps, relative */
+#define TOL_EVAL0 3e-4  /* eval at the generated weights: BN folded into the conv weights rounds differently
+                         * from PyTorch's conv-then-BN (measured 1.7e-4 folded, 8e-5 unfolded) */
 #define TOL_EVAL 1e-3   /* eval-mode head outputs after 5 steps, rel. to max |ref| */
 
 static uint64_t splitmix(uint64_t z) {
@@ -333,10 +335,38 @@ int main(void) {
                 char key[64], sk[80];
                 snprintf(key, sizeof key, "eval0.head.%s.%d", KN[k], l);
                 snprintf(sk, sizeof sk, "spread.%s", key);
-                acc_add(&we, cmp_blocked(&sp, key, o, N, ch, g0.h[l], g0.w[l]), spread_of(&sp, sk), TOL_HEAD, key);
+                acc_add(&we, cmp_blocked(&sp, key, o, N, ch, g0.h[l], g0.w[l]), spread_of(&sp, sk), TOL_EVAL0, key);
             }
-        ac_check(&r, we.ratio <= 1, "eval-mode head outputs at the generated weights: worst rel %.2e; worst vs allowance "
-                 "max(%.0e, %.0f x torch spread): %.2f (%s)", we.err, TOL_HEAD, SPREAD_K, we.ratio, we.name);
+        ac_check(&r, we.ratio <= 1, "eval-mode head outputs at the generated weights (folded BN): worst rel %.2e; worst vs "
+                 "allowance max(%.0e, %.0f x torch spread): %.2f (%s)", we.err, TOL_EVAL0, SPREAD_K, we.ratio, we.name);
+    }
+
+    /* ---- the folded inference weights follow parameter changes: quadruple one running variance,
+     * predict (must differ), restore it, predict (must equal the first result bit for bit) */
+    {
+        anchor_grid g0;
+        head_out h0[5];
+        size_t nc;
+        int iv = det_param_find(d, "backbone.features.init_block.bn.running_var");
+        float rv[32], rv4[32];
+        det_param_get(d, iv, rv);
+        for (int c = 0; c < 32; c++) rv4[c] = 4 * rv[c];
+        det_last_head(d, &g0, h0, NULL);
+        nc = (size_t)N * 16 * g0.h[0] * g0.w[0]; /* cls of level 0, C <= 16: one channel block */
+        float *ref0 = malloc(nc * sizeof *ref0);
+        memcpy(ref0, h0[0].cls, nc * sizeof *ref0);
+        det_param_set(d, iv, rv4);
+        det_predict(d, N, bd.b.h, bd.b.w, bd.images, bd.img_h, bd.img_w, sff, boxes, nout, 100);
+        det_last_head(d, &g0, h0, NULL);
+        double diff = 0;
+        for (size_t i = 0; i < nc; i++) diff = fmax(diff, fabs(h0[0].cls[i] - ref0[i]));
+        det_param_set(d, iv, rv);
+        det_predict(d, N, bd.b.h, bd.b.w, bd.images, bd.img_h, bd.img_w, sff, boxes, nout, 100);
+        det_last_head(d, &g0, h0, NULL);
+        int same = memcmp(h0[0].cls, ref0, nc * sizeof *ref0) == 0;
+        ac_check(&r, diff > 1e-3 && same, "predict refolds BN after a parameter change (cls changed by %.3g, restored: %s)",
+                 diff, same ? "identical" : "DIFFERENT");
+        free(ref0);
     }
 
     /* ---- training forward */
