@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# ote train --enable-hpo end to end on the airport sample (10 + 10 images) at a small input size:
+#  1. an unknown hyper-parameter name in hpo_config.yaml: exit 2, the message names file and line;
+#  2. the template's own hpo_config.yaml, --hpo-time-ratio 2: the plan, OTE's table header, the best
+#     values (= the status file's best trial, applied to the final training), hpopt_status.json and
+#     hpopt_trial_<id>.json fields, weights.pth;
+#  3. with a template copy fixing num_trials 3: kill -9 while trial 1 runs, resume with
+#     --hpo-resume yes (finished trials kept byte for byte, the search completes), rerun without a
+#     terminal (reuse: no trial runs, no trial file changes), a changed hp_space (reruns from
+#     scratch without asking), a corrupt hpopt_status.json (exit 1, clear error, moved aside).
+# OTE_SANITIZED=1 (ASan build): the smallest input and one epoch everywhere.
+set -u
+fail=0
+check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+D="$OTE_SHARED/data/airport"
+TPL="$OTE_SRC/models/templates/gen3_mobilenetV2_ATSS"
+if [ "${OTE_SANITIZED:-0}" = 1 ]; then SIZE=128x96; NI=1; else SIZE=192x128; NI=2; fi
+PY=/usr/bin/python3
+
+# train TEMPLATE_DIR OUT EXTRA... (params go last). EXEC=exec in a background subshell makes $! the
+# pid of ote itself, so that kill -9 hits ote and not a shell around it.
+train() {
+    local t="$1" o="$2"; shift 2
+    ${EXEC:-} "$OTE_BIN" train "$t/template.yaml" --train-ann-files "$D/annotation_example_train.json" \
+        --train-data-roots "$D/train" --val-ann-files "$D/annotation_example_val.json" --val-data-roots "$D/val" \
+        --save-model-to "$o" --enable-hpo "$@"
+}
+
+# --- 1. unknown hyper-parameter name -------------------------------------------------------------
+mkdir -p "$tmp/bad"; cp "$TPL/template.yaml" "$tmp/bad/"
+printf 'metric: mAP\nsearch_algorithm: smbo\nhp_space:\n  learning_parameters.learning_rate:\n    param_type: quniform\n    range: [0.001, 0.01, 0.001]\n  learning_parameters.bogus_rate:\n    param_type: uniform\n    range: [1, 2]\n' > "$tmp/bad/hpo_config.yaml"
+train "$tmp/bad" "$tmp/bad_out" </dev/null >"$tmp/bad.out" 2>"$tmp/bad.err"; rc=$?
+check "unknown hyper-parameter: exit 2 (got $rc)" "[ $rc -eq 2 ]"
+check "unknown hyper-parameter: message names file, line and name" \
+    "grep -q 'hpo_config.yaml:7:.*bogus_rate' '$tmp/bad.err'"
+check "unknown hyper-parameter: no trial ran" "[ ! -e '$tmp/bad_out/hpo' ] && ! grep -q 'HPO trial' '$tmp/bad.out'"
+
+# --- 2. the main run: template hpo_config.yaml, --hpo-time-ratio 2 -------------------------------
+t0=$(date +%s)
+train "$TPL" "$tmp/a/model" --hpo-time-ratio 2 params --model.input_size $SIZE \
+    --learning_parameters.num_iters $NI </dev/null >"$tmp/a.out" 2>"$tmp/a.err"; rc=$?
+echo "main run: $(( $(date +%s) - t0 )) s"
+check "main run exits 0 (got $rc; $(tail -1 "$tmp/a.err"))" "[ $rc -eq 0 ]"
+check "plan printed before the first trial" \
+    "awk '/^HPO plan: [0-9]+ trials x [0-9]+ epochs, subset [0-9]+ of 10 training images .*trial input [0-9]+x[0-9]+ .*expected HPO time/{p=NR} /^HPO trial 0:/{t=NR} END{exit !(p && t && p < t)}' '$tmp/a.out'"
+check "OTE table header" \
+    "grep -qxF '|  #  | learning_parameters.learning_rate  | learning_parameters.batch_size  |        score        |' '$tmp/a.out'"
+check "weights.pth written" "[ -s '$tmp/a/model/weights.pth' ] && [ -s '$tmp/a/model/label_schema.json' ]"
+$PY - "$tmp/a/model/hpo" "$tmp/a.out" <<'PY'; check "status/trial files, best values printed and used" "[ $? -eq 0 ]"
+import ast, json, os, re, sys
+d, out = sys.argv[1], open(sys.argv[2]).read().splitlines()
+st = json.load(open(os.path.join(d, "hpopt_status.json")))
+for k in ("search_algorithm", "search_space", "metric", "subset_ratio", "image_resize", "early_stop",
+          "max_iterations", "full_dataset_size", "config_list", "num_gen_config", "best_config_id"):
+    assert k in st, k
+assert st["search_algorithm"] == "smbo" and st["metric"] == "mAP" and st["early_stop"] == "None"
+assert st["full_dataset_size"] == 10 and 0 < st["subset_ratio"] <= 1 and 0 < st["image_resize"] <= 1
+assert st["search_space"]["learning_parameters.learning_rate"] == {"type": "quniform", "range": [0.001, 0.1, 0.001, 2]}
+cl = st["config_list"]
+assert len(cl) >= 1 and st["num_gen_config"] == len(cl)
+lr0 = cl[0]["config"]
+assert lr0 == {"learning_parameters.batch_size": 8, "learning_parameters.learning_rate": 0.008}, lr0  # trial 0 = defaults
+for i, e in enumerate(cl):
+    assert set(e) >= {"trial_id", "config", "status", "score"} and e["trial_id"] == i, e
+    t = json.load(open(os.path.join(d, "hpopt_trial_%d.json" % i)))
+    assert set(t) >= {"status", "scores", "median"}, t
+    assert t["status"] == e["status"]
+    if e["status"] == 2:
+        assert t["scores"] and len(t["scores"]) <= st["max_iterations"], t
+        assert e["score"] == max(t["scores"]), (e, t)
+        m = [sum(t["scores"][:k + 1]) / (k + 1) for k in range(len(t["scores"]))]
+        assert all(abs(a - b) < 1e-12 for a, b in zip(m, t["median"])), t
+scored = [e for e in cl if e["score"] is not None]
+best = max(scored, key=lambda e: e["score"])
+assert best["score"] == cl[st["best_config_id"]]["score"], (best, st["best_config_id"])
+i = out.index("Best Hyper-parameters")
+printed = ast.literal_eval(out[i + 1])
+assert printed == cl[st["best_config_id"]]["config"], (printed, cl[st["best_config_id"]])
+rows = [l for l in out if re.match(r"^\|\s+\d+ \|", l)]
+assert len(rows) == len(scored), rows
+final = [l for l in out if l.startswith("training: ")][-1]
+bs, lr = printed["learning_parameters.batch_size"], printed["learning_parameters.learning_rate"]
+assert ("batches of %d =" % bs) in final and ("lr %g," % lr) in final, final
+PY
+grep -E '^HPO|^\|' "$tmp/a.out" | head -40
+
+# --- 3. resume after kill -9, reuse, changed hp_space, corrupt status ----------------------------
+mkdir -p "$tmp/tpl"; cp "$TPL/template.yaml" "$TPL/hpo_config.yaml" "$tmp/tpl/"
+printf 'num_trials: 3\nimage_resize: 0.5\n' >> "$tmp/tpl/hpo_config.yaml"
+R="$tmp/r/model"; H="$R/hpo"
+run_r() { train "$tmp/tpl" "$R" --hpo-time-ratio 50 "$@" params --model.input_size 128x96 --learning_parameters.num_iters 1; }
+wait_for() { # wait_for PID CONDITION: polls until the condition holds or the process ended
+    local pid=$1 i; for i in $(seq 1 1200); do eval "$2" && return 0; kill -0 "$pid" 2>/dev/null || return 1; sleep 0.25; done; return 1
+}
+(EXEC=exec run_r </dev/null >"$tmp/b.out" 2>&1) & pid=$!
+wait_for $pid "[ -e '$H/hpopt_trial_1.json' ]"; found=$?
+kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+check "killed (-9) while trial 1 ran" "[ $found -eq 0 ] && ! grep -q best_config_id '$H/hpopt_status.json'"
+$PY - "$H" > "$tmp/kept_before.json" <<'PY'
+import json, sys
+st = json.load(open(sys.argv[1] + "/hpopt_status.json"))
+print(json.dumps({e["trial_id"]: [e["config"], e["score"]] for e in st["config_list"] if e["status"] == 2}, sort_keys=True))
+PY
+cp "$H/hpopt_trial_0.json" "$tmp/trial0_before.json"
+check "trial 0 had finished before the kill" "grep -q '\"0\"' '$tmp/kept_before.json'"
+
+run_r --hpo-resume yes </dev/null >"$tmp/c.out" 2>&1; rc=$?
+check "resume: exit 0 (got $rc)" "[ $rc -eq 0 ]"
+check "resume: announced" "grep -q 'Resuming HPO' '$tmp/c.out'"
+check "resume: trial 0 not rerun" "! grep -q '^HPO trial 0:' '$tmp/c.out' && grep -q '^HPO trial 1:' '$tmp/c.out'"
+$PY - "$H" "$tmp/kept_before.json" <<'PY'; check "resume: finished trials kept (config and score), search complete" "[ $? -eq 0 ]"
+import json, sys
+st = json.load(open(sys.argv[1] + "/hpopt_status.json"))
+before = json.load(open(sys.argv[2]))
+now = {str(e["trial_id"]): [e["config"], e["score"]] for e in st["config_list"]}
+assert before and all(now[k] == v for k, v in before.items()), (before, now)
+assert len(st["config_list"]) == 3 and all(e["status"] == 2 for e in st["config_list"]), st["config_list"]
+assert "best_config_id" in st
+PY
+check "resume: trial 0 file unchanged" "cmp -s '$tmp/trial0_before.json' '$H/hpopt_trial_0.json'"
+check "resume: weights written" "[ -s '$R/weights.pth' ]"
+
+md5sum "$H"/hpopt_*.json > "$tmp/md5_before"
+run_r </dev/null >"$tmp/d.out" 2>&1; rc=$?
+check "reuse: exit 0 (got $rc)" "[ $rc -eq 0 ]"
+check "reuse: says so (stdin is not a terminal)" "grep -q 'Reusing previously found hyper-parameters' '$tmp/d.out'"
+check "reuse: no trial ran" "! grep -q '^HPO trial' '$tmp/d.out' && grep -qF 'Best Hyper-parameters' '$tmp/d.out'"
+check "reuse: status and trial files unchanged" "md5sum -c --quiet '$tmp/md5_before'"
+
+sed -i 's/      - 0.1$/      - 0.05/' "$tmp/tpl/hpo_config.yaml"
+(EXEC=exec run_r </dev/null >"$tmp/e.out" 2>&1) & pid=$!
+wait_for $pid "grep -q '^HPO trial 0:' '$tmp/e.out'"
+kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+check "changed hp_space: reruns without asking" "grep -q 'configuration changed' '$tmp/e.out' && grep -q '^HPO trial 0:' '$tmp/e.out'"
+check "changed hp_space: new status records the new range" "grep -q '0.05' '$H/hpopt_status.json' && ! grep -q 'best_config_id' '$H/hpopt_status.json'"
+
+printf '{"search_algorithm": "smbo", "search_sp' > "$H/hpopt_status.json"
+run_r </dev/null >"$tmp/f.out" 2>"$tmp/f.err"; rc=$?
+check "corrupt status: exit 1 (got $rc)" "[ $rc -eq 1 ]"
+check "corrupt status: clear error" "grep -q 'hpopt_status.json: corrupt.*moved aside' '$tmp/f.err'"
+check "corrupt status: moved aside, not overwritten" \
+    "[ ! -e '$H/hpopt_status.json' ] && grep -qF 'search_sp' \"\$(ls '$H'/hpopt_status.json.corrupt-* | head -1)\""
+check "corrupt status: no trial ran" "! grep -q '^HPO trial' '$tmp/f.out'"
+exit $fail
