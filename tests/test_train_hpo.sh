@@ -4,7 +4,7 @@
 #  2. the template's own hpo_config.yaml, --hpo-time-ratio 2: the plan, OTE's table header, the best
 #     values (= the status file's best trial, applied to the final training), hpopt_status.json and
 #     hpopt_trial_<id>.json fields, weights.pth;
-#  3. with a template copy fixing num_trials 3: kill -9 while trial 1 runs, resume with
+#  3. with a template copy fixing num_trials 2: kill -9 while trial 1 runs, resume with
 #     --hpo-resume yes (finished trials kept byte for byte, the search completes), rerun without a
 #     terminal (reuse: no trial runs, no trial file changes), a changed hp_space (reruns from
 #     scratch without asking), a corrupt hpopt_status.json (exit 1, clear error, moved aside).
@@ -87,7 +87,7 @@ grep -E '^HPO|^\|' "$tmp/a.out" | head -40
 
 # --- 3. resume after kill -9, reuse, changed hp_space, corrupt status ----------------------------
 mkdir -p "$tmp/tpl"; cp "$TPL/template.yaml" "$TPL/hpo_config.yaml" "$tmp/tpl/"
-printf 'num_trials: 3\nimage_resize: 0.5\n' >> "$tmp/tpl/hpo_config.yaml"
+printf 'num_trials: 2\nimage_resize: 0.5\n' >> "$tmp/tpl/hpo_config.yaml"
 R="$tmp/r/model"; H="$R/hpo"
 run_r() { train "$tmp/tpl" "$R" --hpo-time-ratio 50 "$@" params --model.input_size 128x96 --learning_parameters.num_iters 1; }
 wait_for() { # wait_for PID CONDITION: polls until the condition holds or the process ended
@@ -115,7 +115,7 @@ st = json.load(open(sys.argv[1] + "/hpopt_status.json"))
 before = json.load(open(sys.argv[2]))
 now = {str(e["trial_id"]): [e["config"], e["score"]] for e in st["config_list"]}
 assert before and all(now[k] == v for k, v in before.items()), (before, now)
-assert len(st["config_list"]) == 3 and all(e["status"] == 2 for e in st["config_list"]), st["config_list"]
+assert len(st["config_list"]) == 2 and all(e["status"] == 2 for e in st["config_list"]), st["config_list"]
 assert "best_config_id" in st
 PY
 check "resume: trial 0 file unchanged" "cmp -s '$tmp/trial0_before.json' '$H/hpopt_trial_0.json'"
