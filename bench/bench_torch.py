@@ -15,7 +15,7 @@ losses + zero_grad + backward + SGD step; median of S steps after W warm-up), in
 (eval mode, no_grad forward + post-processing per image; median), conv GFLOP/s (conv FLOPs of one
 training step counted with forward hooks: dense + depthwise, forward + backward-data (not for the
 first conv, whose input needs no gradient) + backward-weights, 2 FLOPs per MAC; divided by the
-median step time), peak RSS. Prints a human line and a `RESULT` line for run_bench.sh.
+median step time), peak RSS, and CPU seconds (process_time, all threads) per training step. Prints a human line and a `RESULT` line for run_bench.sh.
 """
 import argparse
 import json
@@ -79,7 +79,10 @@ def child(n, h, w, steps, warmup, classes, fast):
     opt = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9, weight_decay=1e-4)
     model.train()
     tt = []
+    cpu0 = 0.0
     for s in range(warmup + steps):
+        if s == warmup:
+            cpu0 = time.process_time()
         t0 = time.perf_counter()
         targets = []
         for i in range(n):
@@ -92,6 +95,7 @@ def child(n, h, w, steps, warmup, classes, fast):
         opt.step()
         if s >= warmup:
             tt.append(time.perf_counter() - t0)
+    cpu_step = (time.process_time() - cpu0) / steps
     model.eval()
     ti = []
     sf = np.ones(4, dtype=np.float32)
@@ -107,7 +111,7 @@ def child(n, h, w, steps, warmup, classes, fast):
     mt, mi = statistics.median(tt), statistics.median(ti)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     res = dict(h=h, w=w, n=n, train_ips=n / mt, step=mt, gflops=flops_train / mt / 1e9, gflop=flops_train / 1e9,
-               infer_ips=n / mi, infer_gflops=flops_infer / mi / 1e9, rss_mb=rss, loss=float(L['total']))
+               infer_ips=n / mi, infer_gflops=flops_infer / mi / 1e9, rss_mb=rss, loss=float(L['total']), cpu_step=cpu_step)
     print('RESULT ' + json.dumps(res), flush=True)
 
 

@@ -662,6 +662,16 @@ int main(void) {
             ac_check(&r, det_param_find(t, "backbone.features.stage1.unit1.conv1.conv.weight") < 0 &&
                              det_param_find(t, "backbone.features.stage1.unit1.conv2.conv.weight") >= 0,
                      "torchvision variant has no stage1 expansion conv (%d params + buffers)", det_n_params(t));
+            /* plans of two shapes share one activation block: A, then B (N = 1), then A again must give
+             * the same loss (training-mode BN uses batch statistics, weights unchanged) */
+            det_losses La, Lb, La2;
+            det_batch b1 = bd.b;
+            b1.n = 1;
+            int okp = det_forward_train(t, &bd.b, &La) == OTE_OK && det_forward_train(t, &b1, &Lb) == OTE_OK &&
+                      det_forward_train(t, &bd.b, &La2) == OTE_OK;
+            ac_check(&r, okp && La.total == La2.total && Lb.total != La.total,
+                     "two cached plans alternate on the shared activation block: loss N=3 %.7f, N=1 %.7f, N=3 again %.7f",
+                     La.total, Lb.total, La2.total);
             det_losses Lt, Lt2;
             int ok = det_forward_train(t, &bd.b, &Lt) == OTE_OK && det_backward(t) == OTE_OK &&
                      det_sgd_step(t, 0.01) == OTE_OK && det_forward_train(t, &bd.b, &Lt2) == OTE_OK;
