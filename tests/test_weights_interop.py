@@ -12,6 +12,8 @@ Checks (one line each; exit status non-zero on any failure):
      (float32 oneDNN vs PyTorch through ~60 layers; observed differences are ~1e-5), for the OTE
      dict layout and for a bare state_dict.
   3. Unknown, missing and mis-shaped keys are refused with a one-line error naming the key (exit 1);
+     a NaN loss (from a checkpoint with a NaN weight) stops training with one line naming the
+     iteration and leaves the weights.pth of an earlier run intact;
      a class-count mismatch in `ote train --load-weights` re-initialises only bbox_head.atss_cls.
 """
 import json
@@ -183,8 +185,9 @@ def main():
         check(False, "torch.load(weights.pth): %s" % e)
         ck = None
     if ck is not None:
-        check(sorted(ck.keys()) == ["VERSION", "config", "confidence_threshold", "model"] and ck["VERSION"] == 1 and
-              isinstance(ck["confidence_threshold"], float), "top level: model, config, confidence_threshold (float), VERSION 1")
+        check(sorted(ck.keys()) == ["VERSION", "confidence_threshold", "config", "model"] and ck["VERSION"] == 1 and
+              isinstance(ck["confidence_threshold"], float), "top level: model, config, confidence_threshold (float), VERSION 1 "
+              "(got %s, VERSION %r, threshold %r)" % (sorted(ck.keys()), ck.get("VERSION"), ck.get("confidence_threshold")))
         want = ref.Detector(C).state_dict()
         got = ck["model"]
         check(list(got.keys()) == list(want.keys()), "state_dict keys and order equal the reference's (%d tensors)" % len(want))
@@ -233,6 +236,23 @@ def main():
     bad(lambda d: d.pop("neck.fpn_convs.0.conv.bias"), "neck.fpn_convs.0.conv.bias", "missing key")
     bad(lambda d: d.__setitem__("neck.lateral_convs.1.conv.weight", torch.zeros(64, 31, 1, 1)),
         "neck.lateral_convs.1.conv.weight", "mis-shaped key")
+
+    # A non-finite loss stops training with a one-line error naming the iteration; the weights a
+    # previous run saved in the same output folder are untouched and no temporary file is left.
+    sdn = {k: v.clone() for k, v in sd.items()}
+    sdn["bbox_head.atss_reg.weight"][0, 0, 0, 0] = float("nan")
+    pn = os.path.join(tmp, "nan.pth")
+    torch.save(sdn, pn)
+    before = open(wp, "rb").read() if os.path.exists(wp) else None
+    r = run("train", TEMPLATE, "--train-ann-files", ann, "--train-data-roots", img_dir, "--val-ann-files", ann,
+            "--val-data-roots", img_dir, "--save-model-to", out, "--load-weights", pn, "params", "--model.input_size",
+            size, "--learning_parameters.num_iters", "1", "--learning_parameters.batch_size", "2")
+    err = r.stderr.strip().splitlines()
+    after = open(wp, "rb").read() if os.path.exists(wp) else None
+    leftovers = [f for f in os.listdir(out) if "tmp" in f]
+    check(r.returncode == 1 and len(err) == 1 and "iteration 1 " in err[0] and "not finite" in err[0] and
+          before is not None and before == after and not leftovers,
+          "NaN loss: exit 1, one line naming the iteration, earlier weights.pth intact (%s)" % (err[0] if err else ""))
 
     # class-count change: a 2-class reference checkpoint into 3-class training data
     m2 = reference_model(2)

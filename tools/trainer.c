@@ -385,6 +385,8 @@ static int trainer_loop(trainer_state *st, const train_opts *o, const coco_datas
                 det_batch db;
                 CHECK(trainer_pack_batch(&st->pack, b, &db));
                 det_losses L;
+                /* the parts stay NaN in the message if the detector stops before computing them */
+                L.cls = L.box = L.ctr = L.total = NAN;
                 s = det_forward_train(st->d, &db, &L);
                 if (s == OTE_ENAN || (s >= 0 && !isfinite(L.total)))
                     return ote_err(OTE_ENAN,
