@@ -18,8 +18,9 @@
 #include "hpo/hpo_config.h"
 
 /* c: the configuration as loaded (planned values 0 = open). On return 1, *out = c with the
- * recorded subset_ratio / image_resize / max_iterations filled into its open values; 0: no usable record (absent or a different configuration; *out = c);
- * OTE_ESTATE: dir/hpopt_status.json is corrupt (moved aside; the message says where); OTE_EIO. */
+ * recorded subset_ratio / image_resize / max_iterations filled into its open values; 0: no
+ * usable record (absent or a different configuration; *out = c); OTE_ESTATE: dir/hpopt_status.json
+ * is corrupt (moved aside; the message says where); OTE_EIO. */
 int hpo_recorded_plan(const char *dir, const hpo_config *c, long full_dataset_size, hpo_config *out);
 
 #endif

@@ -132,7 +132,8 @@ int main(void) {
     s = hpo_run(&out, &opt, train, &o, &res);
     CHECK_T(s == 0 && res.resumed && res.trials_run == 1, "resume with the recorded plan: %d resumed %d run %d", s,
             res.resumed, res.trials_run);
-    CHECK_T(fabs(o.deadline[2] - (500 - 20 + 1000)) < 1e-9, "deadline on resume = start - kept seconds + budget: %g (expected 1480)",
+    CHECK_T(fabs(o.deadline[2] - (500 - 20 + 1000)) < 1e-9,
+            "deadline on resume = start - kept seconds + budget: %g (expected 1480)",
             o.deadline[2]);
 
     /* unlimited budget: 0 */

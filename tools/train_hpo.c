@@ -53,7 +53,7 @@ static void th_estimate_run(const cfg_template *cfg, const coco_dataset *train, 
     e->batches = (train->n_images + cfg->batch_size - 1) / cfg->batch_size;
     e->iters = (long)e->epochs * e->repeat * e->batches;
     e->train_s = (double)e->iters * tm->step_seconds;
-    e->val_s = (double)e->epochs * val->n_images * tm->predict_seconds;
+    e->val_s = (double)e->epochs * (val->n_images * tm->predict_seconds + tm->switch_seconds);
     e->setup_s = TH_TRAIN_PLANS * tm->plan_seconds + tm->predict_plan_seconds;
     e->total_s = e->train_s + e->val_s + e->setup_s;
 }
@@ -113,7 +113,8 @@ static int th_train_trial(void *vctx, const hpo_trial *t, hpo_reporter *r) {
         snprintf(buf, sizeof buf, "%d", (int)((double)tc.warmup_iters * t->max_epochs / c->full_epochs));
         CHECK(cfg_set(&tc, "learning_parameters.learning_rate_warmup_iters", buf));
     }
-    int w = hpo_plan_trial_size(c->cfg->input_w, t->image_resize), h = hpo_plan_trial_size(c->cfg->input_h, t->image_resize);
+    int w = hpo_plan_trial_size(c->cfg->input_w, t->image_resize);
+    int h = hpo_plan_trial_size(c->cfg->input_h, t->image_resize);
     /* Below 96 pixels the stride-32 stage is 1-2 pixels wide and oneDNN 2.6 has no JIT kernel for
      * the depthwise conv's backward-weights there (only ref:any, which plans refuse). */
     if (w < TH_MIN_SIDE) w = c->cfg->input_w < TH_MIN_SIDE ? c->cfg->input_w : TH_MIN_SIDE;
@@ -216,11 +217,11 @@ int train_hpo(const train_hpo_args *a, cfg_template *cfg) {
     th_estimate_run(cfg, a->train, a->val, &tm, &est);
     if (out)
         fprintf(out,
-                "HPO: %.3f s per iteration of %d images, %.3f s per validation image, %.1f s to build plans; "
-                "one training (%d epochs x %d repeat x %d batches = %ld iterations, %d validations) ~ %.0f s "
-                "(validation %.0f s); calibration took %.1f s\n",
-                tm.step_seconds, tm.step_images, tm.predict_seconds, est.setup_s, est.epochs, est.repeat, est.batches,
-                est.iters, est.epochs, est.total_s, est.val_s, tm.seconds);
+                "HPO: %.3f s per iteration of %d images, %.3f s per validation image, %.1f s per train/validate "
+                "switch, %.1f s to build plans; one training (%d epochs x %d repeat x %d batches = %ld iterations, "
+                "%d validations) ~ %.0f s (validation %.0f s); calibration took %.1f s\n",
+                tm.step_seconds, tm.step_images, tm.predict_seconds, tm.switch_seconds, est.setup_s, est.epochs,
+                est.repeat, est.batches, est.iters, est.epochs, est.total_s, est.val_s, tm.seconds);
 
     /* 2. The plan: a recorded one (resume / reuse) or a new one. */
     hpo_budget_in bi;
@@ -244,7 +245,8 @@ int train_hpo(const train_hpo_args *a, cfg_template *cfg) {
     if (budget < 1) budget = 1; /* > 0: the budget stays enforced (0 would mean unlimited) */
     if (out) {
         fprintf(out, "%s\n", line);
-        int tw = hpo_plan_trial_size(cfg->input_w, eff.image_resize), th = hpo_plan_trial_size(cfg->input_h, eff.image_resize);
+        int tw = hpo_plan_trial_size(cfg->input_w, eff.image_resize);
+        int th = hpo_plan_trial_size(cfg->input_h, eff.image_resize);
         if (tw < TH_MIN_SIDE || th < TH_MIN_SIDE)
             fprintf(out, "HPO: trial input raised to at least %d pixels a side (smaller inputs have no JIT kernels)\n",
                     TH_MIN_SIDE);
@@ -292,7 +294,8 @@ int train_hpo(const train_hpo_args *a, cfg_template *cfg) {
     if (out) {
         char d[1024];
         hpo_format_dict(&eff.space, res.best_values, d, sizeof d);
-        fprintf(out, "HPO done in %.0f s (%s%d trials run, %d on record); best trial %d (%s %.4f); final training with %s\n",
+        fprintf(out,
+                "HPO done in %.0f s (%s%d trials run, %d on record); best trial %d (%s %.4f); final training with %s\n",
                 th_now() - t0 + tm.seconds, res.reused ? "reused, " : res.resumed ? "resumed, " : "", res.trials_run,
                 res.trials_total, res.best_id, eff.metric, res.best_score, d);
         fflush(out);

@@ -542,6 +542,15 @@ done:
     return s;
 }
 
+/* One training iteration for trainer_time_steps; a tiny lr so that the timing never depends on the
+ * template's lr diverging. */
+static int trainer_time_one_step(detector *d, const det_batch *db) {
+    det_losses L;
+    CHECK(det_forward_train(d, db, &L));
+    CHECK(det_backward(d));
+    return det_sgd_step(d, 1e-6);
+}
+
 int trainer_time_steps(const cfg_template *cfg, const coco_dataset *train, const coco_dataset *val, int steps,
                        int preds, int nthreads, trainer_timing *out) {
     memset(out, 0, sizeof *out);
@@ -576,12 +585,7 @@ int trainer_time_steps(const cfg_template *cfg, const coco_dataset *train, const
     double first = 0, timed = 0;
     for (int i = 0; i <= steps; i++) {
         double t0 = trainer_now();
-        det_losses L;
-        s = det_forward_train(st.d, &db, &L);
-        if (s >= 0) s = det_backward(st.d);
-        /* a small lr: the timing must not depend on the template's lr diverging */
-        if (s >= 0) s = det_sgd_step(st.d, 1e-6);
-        if (s < 0) goto done;
+        if ((s = trainer_time_one_step(st.d, &db)) < 0) goto done;
         double dt = trainer_now() - t0;
         if (i == 0) first = dt;
         else timed += dt;
@@ -603,6 +607,14 @@ int trainer_time_steps(const cfg_template *cfg, const coco_dataset *train, const
         double t2 = trainer_now();
         out->predict_seconds = (t2 - t1) / k;
         out->predict_plan_seconds = (t1 - t0) > (t2 - t1) ? (t1 - t0) - (t2 - t1) : 0;
+        /* train -> validate -> train, as every epoch does */
+        if ((s = trainer_time_one_step(st.d, &db)) < 0) goto done;
+        double t3 = trainer_now();
+        st.dets.n = 0;
+        if ((s = trainer_predict_all(st.d, st.vl, &st.dets)) < 0) goto done;
+        double t4 = trainer_now();
+        double extra_step = (t3 - t2) - out->step_seconds, extra_pred = (t4 - t3) - (t2 - t1);
+        out->switch_seconds = (extra_step > 0 ? extra_step : 0) + (extra_pred > 0 ? extra_pred : 0);
     }
     s = 0;
 done:

@@ -99,12 +99,16 @@ typedef struct trainer_timing {
     double plan_seconds;      /* first iteration minus a timed one: building one training plan */
     double predict_seconds;   /* one validation image (batch 1, cfg's input size), plan built */
     double predict_plan_seconds; /* first prediction pass minus a timed one: the inference plan */
+    double switch_seconds;    /* extra cost of one train -> validate -> train cycle (a training step
+                               * after predictions, predictions after a training step, e.g. BN
+                               * refolding) beyond the steady times: paid once per epoch */
     double seconds;           /* wall time of the whole calibration */
 } trainer_timing;
 
 /* One warm-up iteration (builds the plan) then `steps` timed iterations, all on the same batch
- * (the template input size: the middle of the multi-size set), and `preds` validation images
- * predicted twice (warm-up, timed). Returns 0 or a negative status (OTE_ENAN included). */
+ * (the template input size: the middle of the multi-size set), `preds` validation images
+ * predicted twice (warm-up, timed), then one more iteration and one more prediction pass (the
+ * switch cost). Returns 0 or a negative status (OTE_ENAN included). */
 int trainer_time_steps(const cfg_template *cfg, const coco_dataset *train, const coco_dataset *val, int steps,
                        int preds, int nthreads, trainer_timing *out);
 
