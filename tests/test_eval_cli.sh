@@ -112,5 +112,5 @@ check "unknown image_id exits 1 naming entry 0" "[ $rc -eq 1 ] && grep -q 'entry
 check "unwritable --save-performance exits 1" "[ $rc -eq 1 ] && [ \$(wc -l <'$tmp/e') -eq 1 ]"
 "$OTE_BIN" eval template.yaml --load-weights w.pth --test-ann-files "$d/gt.json" \
     --test-data-roots "$tmp" 2>"$tmp/e"; rc=$?
-check "model form says 'not available yet' and exits 1" "[ $rc -eq 1 ] && grep -q 'not available yet' '$tmp/e'"
+check "model form with a missing template: one line, exit 2" "[ $rc -eq 2 ] && [ \$(wc -l <'$tmp/e') -eq 1 ] && grep -q 'template.yaml' '$tmp/e'"
 exit $fail
