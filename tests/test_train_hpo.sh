@@ -91,7 +91,7 @@ printf 'num_trials: 2\nimage_resize: 0.5\n' >> "$tmp/tpl/hpo_config.yaml"
 R="$tmp/r/model"; H="$R/hpo"
 run_r() { train "$tmp/tpl" "$R" --hpo-time-ratio 50 "$@" params --model.input_size 128x96 --learning_parameters.num_iters 1; }
 wait_for() { # wait_for PID CONDITION: polls until the condition holds or the process ended
-    local pid=$1 i; for i in $(seq 1 1200); do eval "$2" && return 0; kill -0 "$pid" 2>/dev/null || return 1; sleep 0.25; done; return 1
+    local pid=$1 i; for i in $(seq 1 2400); do eval "$2" && return 0; kill -0 "$pid" 2>/dev/null || return 1; sleep 0.25; done; return 1
 }
 (EXEC=exec run_r </dev/null >"$tmp/b.out" 2>&1) & pid=$!
 wait_for $pid "[ -e '$H/hpopt_trial_1.json' ]"; found=$?
