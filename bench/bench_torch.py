@@ -3,11 +3,11 @@
 tests/reference/detector_ref.py (same network, same losses in plain PyTorch) trained and run on
 the same synthetic batches, with the same figures.
 
-  bench_torch.py [--mode fast|default] [--steps S] [--warmup W] [--classes C] [--only HxW] [--batch N]
+  bench_torch.py [--mode fast|default] [--steps S] [--warmup W] [--classes C] [--only HxW] [--batch N] [--threads T]
 
 --mode fast: channels_last memory format (model and input); run it with Debian's libjemalloc2
 preloaded (LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2; bench/run_bench.sh does this).
---mode default: NCHW, glibc malloc. torch.set_num_threads(2) in both.
+--mode default: NCHW, glibc malloc. torch.set_num_threads(2) in both (--threads changes it).
 
 Each configuration (320x320, 512x512, 736x992 (H x W); batch 1 and 8) runs in a child process so
 its peak RSS (ru_maxrss) is its own. Per configuration: train images/s (forward + ATSS targets +
@@ -55,8 +55,8 @@ def conv_flops(model, x):
     return 3 * fwd[0] - first[0], fwd[0]
 
 
-def child(n, h, w, steps, warmup, classes, fast):
-    torch.set_num_threads(2)
+def child(n, h, w, steps, warmup, classes, fast, threads):
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     rng = np.random.default_rng(42)
     model = R.Detector(classes)
@@ -123,14 +123,15 @@ def main():
     ap.add_argument('--classes', type=int, default=3)
     ap.add_argument('--only', default='')
     ap.add_argument('--batch', type=int, default=0)
+    ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--child', nargs=3, type=int)
     a = ap.parse_args()
     if a.child:
-        child(a.child[0], a.child[1], a.child[2], a.steps, a.warmup, a.classes, a.mode == 'fast')
+        child(a.child[0], a.child[1], a.child[2], a.steps, a.warmup, a.classes, a.mode == 'fast', a.threads)
         return
     pre = os.environ.get('LD_PRELOAD', '')
-    print('bench_torch: mode %s (%s, LD_PRELOAD=%s), torch %s, 2 threads, %d timed steps after %d warm-up, %d classes'
-          % (a.mode, 'channels_last' if a.mode == 'fast' else 'NCHW', pre or '-', torch.__version__, a.steps, a.warmup,
+    print('bench_torch: mode %s (%s, LD_PRELOAD=%s), torch %s, %d threads, %d timed steps after %d warm-up, %d classes'
+          % (a.mode, 'channels_last' if a.mode == 'fast' else 'NCHW', pre or '-', torch.__version__, a.threads, a.steps, a.warmup,
              a.classes), flush=True)
     for h, w in CONFIGS:
         if a.only and a.only != '%dx%d' % (h, w):
@@ -141,7 +142,7 @@ def main():
             heavy = h * w * n > 736 * 992 * 4
             steps, warm = (min(a.steps, 3), 1) if heavy else (a.steps, a.warmup)
             cmd = [sys.executable, os.path.abspath(__file__), '--mode', a.mode, '--steps', str(steps), '--warmup',
-                   str(warm), '--classes', str(a.classes), '--child', str(n), str(h), str(w)]
+                   str(warm), '--classes', str(a.classes), '--threads', str(a.threads), '--child', str(n), str(h), str(w)]
             p = subprocess.run(cmd, capture_output=True, text=True)
             line = [ln for ln in p.stdout.splitlines() if ln.startswith('RESULT ')]
             if p.returncode != 0 or not line:
