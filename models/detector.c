@@ -22,8 +22,12 @@
  * Invariants: after a plan exists, det_forward_train / det_backward / det_sgd_step allocate
  * nothing and create no primitive (a batch with more boxes per image than any before grows the
  * assigner workspace once). BN running statistics live in the params arena but are never
- * registered with SGD. Inference runs BN in eval mode (running statistics) in place on the conv
- * output, with primitives planned for forward_inference.
+ * registered with SGD. Inference (det_predict) runs the backbone on inference twins of its convs:
+ * each eval-mode BN (running statistics) folded into weights + bias, ReLU6 as a post-op and the
+ * residual add as an in-place sum post-op (the unit output overwrites its input); the fold is
+ * redone (reorders, i.e. planning-time work) on the first predict after any parameter or running
+ * statistic changed. FPN and head run their training layers with forward_inference primitives.
+ * The post-processing (models/postprocess.c) allocates its own scratch per image.
  */
 #include "models/detector.h"
 

@@ -85,7 +85,8 @@ int det_backward(detector *d);
 int det_sgd_step(detector *d, double lr);
 void det_set_optimizer(detector *d, double momentum, double weight_decay);
 
-/* Inference (BN in eval mode, spec §8a post-processing) on a batch of resized images
+/* Inference (BN in eval mode, folded into the backbone convs and refolded on the first call after
+ * the parameters changed; spec §8a post-processing) on a batch of resized images
  * (N, 3, H, W) NCHW; scale_factor (N, 4) maps resized -> original coordinates (boxes are divided
  * by it) and img_h/img_w are the resized image sizes used for clipping. Results for image i go to
  * out[i] (up to max_per_img boxes), count in n_out[i]. */
