@@ -13,7 +13,8 @@
 # Measured 2026-11-29 (2 shared CPUs, load average ~10 from other jobs, so wall times are not a
 # speed figure): after epoch 1 (85 iterations, batch 8, lr 0.008, warm-up 50, 320x320), identical
 # batches: ote val mAP@0.5 0.0013 (COCO AP 0.000, AP50 0.002, AR100 0.016), epoch wall 2242 s;
-# PyTorch reference 0.0005 (COCO AP 0.000, AP50 0.001, AR100 0.012), ~2400 s. Neither run reached
+# PyTorch reference 0.0005 (COCO AP 0.000, AP50 0.001, AR100 0.012), ~2880 s (the two ran partly
+# concurrently, the script normally runs them one after the other). Neither run reached
 # epoch 2 before the deadline; from random initialisation (no ImageNet backbone) one epoch is
 # still in the near-zero regime, so this only shows both learn at a similar pace (cls loss
 # ~1.1 -> ~0.55-0.6 by iteration 60-80 in both), not final accuracy.
