@@ -12,15 +12,11 @@ int conv_out_size(int in, int k, int stride, int pad_before, int pad_after) {
     return (in + pad_before + pad_after - k) / stride + 1;
 }
 
-/* eng_create_primitive always uses e->attr; inference layers need their post-ops in the attr, so
- * the layer's own attr (a clone of e->attr, same user-scratchpad mode) is swapped in for the call. */
+/* Inference layers carry their post-ops in their own attr (a clone of e->attr, so the
+ * user-scratchpad mode is kept); l->attr is NULL otherwise and the context's attr is used. */
 static int conv_create(eng_ctx *e, const conv_layer *l, const void *desc, const_dnnl_primitive_desc_t hint,
                        const char *what, dnnl_primitive_desc_t *pd, dnnl_primitive_t *prim) {
-    dnnl_primitive_attr_t saved = e->attr;
-    if (l->attr) e->attr = l->attr;
-    int s = eng_create_primitive(e, desc, hint, what, pd, prim);
-    e->attr = saved;
-    return s;
+    return eng_create_primitive_attr(e, desc, l->attr, hint, what, pd, prim);
 }
 
 static void conv_destroy(dnnl_primitive_desc_t *pd, dnnl_primitive_t *prim) {

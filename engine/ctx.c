@@ -79,12 +79,18 @@ static int finish_pd(eng_ctx *e, const char *what, dnnl_primitive_desc_t *pd, dn
     return OTE_OK;
 }
 
-int eng_create_primitive(eng_ctx *e, const void *op_desc, const_dnnl_primitive_desc_t hint,
-                         const char *what, dnnl_primitive_desc_t *pd, dnnl_primitive_t *prim) {
+int eng_create_primitive_attr(eng_ctx *e, const void *op_desc, const_dnnl_primitive_attr_t attr,
+                              const_dnnl_primitive_desc_t hint, const char *what, dnnl_primitive_desc_t *pd,
+                              dnnl_primitive_t *prim) {
     *pd = NULL;
     *prim = NULL;
-    CHECK(eng_check(dnnl_primitive_desc_create(pd, op_desc, e->attr, e->engine, hint), what));
+    CHECK(eng_check(dnnl_primitive_desc_create(pd, op_desc, attr ? attr : e->attr, e->engine, hint), what));
     return finish_pd(e, what, pd, prim);
+}
+
+int eng_create_primitive(eng_ctx *e, const void *op_desc, const_dnnl_primitive_desc_t hint,
+                         const char *what, dnnl_primitive_desc_t *pd, dnnl_primitive_t *prim) {
+    return eng_create_primitive_attr(e, op_desc, NULL, hint, what, pd, prim);
 }
 
 int eng_create_reorder(eng_ctx *e, const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *dst,

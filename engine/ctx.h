@@ -42,6 +42,11 @@ void eng_free(eng_ctx *e);
  * primitives of a plan exist. */
 int eng_create_primitive(eng_ctx *e, const void *op_desc, const_dnnl_primitive_desc_t hint,
                          const char *what, dnnl_primitive_desc_t *pd, dnnl_primitive_t *prim);
+/* Same with an explicit attribute (e.g. an inference conv's post-ops). `attr` must keep the
+ * user-scratchpad mode: clone it from e->attr. NULL means e->attr. */
+int eng_create_primitive_attr(eng_ctx *e, const void *op_desc, const_dnnl_primitive_attr_t attr,
+                              const_dnnl_primitive_desc_t hint, const char *what, dnnl_primitive_desc_t *pd,
+                              dnnl_primitive_t *prim);
 /* Same for a reorder between two memory descriptors. */
 int eng_create_reorder(eng_ctx *e, const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *dst,
                        const char *what, dnnl_primitive_desc_t *pd, dnnl_primitive_t *prim);
