@@ -14,17 +14,9 @@
 #include "data/image_io.h"
 #include "engine/rng.h"
 #include "engine/status.h"
+#include "tests/expect.h"
 
-static int n_fail = 0;
 
-#define EXPECT(cond, ...)                      \
-    do {                                       \
-        int ok_ = !!(cond);                    \
-        printf("%s: ", ok_ ? "ok  " : "FAIL"); \
-        printf(__VA_ARGS__);                   \
-        printf("\n");                          \
-        if (!ok_) n_fail++;                    \
-    } while (0)
 
 /* Naive bilinear with OpenCV's INTER_LINEAR convention: src = (dst + 0.5) * (in / out) - 0.5,
  * weights clamped at the borders (a coordinate left of pixel 0 or right of the last pixel takes
@@ -403,6 +395,6 @@ int main(void) {
     test_render();
     test_min_iou_crop();
     test_geom();
-    printf("%s: %d failure(s)\n", n_fail ? "FAILED" : "PASSED", n_fail);
-    return n_fail ? 1 : 0;
+    printf("%s: %d failure(s)\n", expect_fails ? "FAILED" : "PASSED", expect_fails);
+    return expect_fails ? 1 : 0;
 }

@@ -12,17 +12,9 @@
 
 #include "data/coco.h"
 #include "engine/status.h"
+#include "tests/expect.h"
 
-static int n_fail = 0;
 
-#define EXPECT(cond, ...)                                   \
-    do {                                                    \
-        int ok_ = !!(cond);                                 \
-        printf("%s: ", ok_ ? "ok  " : "FAIL");              \
-        printf(__VA_ARGS__);                                \
-        printf("\n");                                       \
-        if (!ok_) n_fail++;                                 \
-    } while (0)
 
 static char tmpdir[256];
 
@@ -354,6 +346,6 @@ int main(void) {
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) printf("note: could not remove %s\n", tmpdir);
-    printf("%s: %d failure(s)\n", n_fail ? "FAILED" : "PASSED", n_fail);
-    return n_fail ? 1 : 0;
+    printf("%s: %d failure(s)\n", expect_fails ? "FAILED" : "PASSED", expect_fails);
+    return expect_fails ? 1 : 0;
 }

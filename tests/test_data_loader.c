@@ -14,17 +14,9 @@
 #include "data/image_io.h"
 #include "data/loader.h"
 #include "engine/status.h"
+#include "tests/expect.h"
 
-static int n_fail = 0;
 
-#define EXPECT(cond, ...)                      \
-    do {                                       \
-        int ok_ = !!(cond);                    \
-        printf("%s: ", ok_ ? "ok  " : "FAIL"); \
-        printf(__VA_ARGS__);                   \
-        printf("\n");                          \
-        if (!ok_) n_fail++;                    \
-    } while (0)
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n) {
     const unsigned char *c = p;
@@ -334,6 +326,6 @@ int main(void) {
     test_test_loader(&ds);
     test_bad_images();
     coco_free(&ds);
-    printf("%s: %d failure(s)\n", n_fail ? "FAILED" : "PASSED", n_fail);
-    return n_fail ? 1 : 0;
+    printf("%s: %d failure(s)\n", expect_fails ? "FAILED" : "PASSED", expect_fails);
+    return expect_fails ? 1 : 0;
 }

@@ -6,16 +6,8 @@
 
 #include "engine/status.h"
 #include "hpo/budget.h"
+#include "tests/expect.h"
 
-static int fails = 0;
-#define CHECK_T(cond, ...)                    \
-    do {                                      \
-        int ok_ = (cond);                     \
-        printf("%s ", ok_ ? "PASS" : "FAIL"); \
-        printf(__VA_ARGS__);                  \
-        printf("\n");                         \
-        if (!ok_) fails++;                    \
-    } while (0)
 
 typedef struct row {
     const char *what;
@@ -48,7 +40,7 @@ int main(void) {
         int ok = s == 0 && p.num_trials == r->T && p.epochs == r->I && fabs(p.subset_ratio - r->s) < 1e-12 &&
                  fabs(p.image_resize - r->z) < 1e-12 && fabs(p.cost - r->cost) < 1e-9 && p.over_budget == r->over &&
                  fabs(p.expected_seconds - p.cost * r->in.train_seconds) < 1e-9;
-        CHECK_T(ok, "%s: T=%d I=%d s=%.4g z=%.4g cost=%.4g over=%d (want T=%d I=%d s=%.4g z=%.4g cost=%.4g over=%d)",
+        EXPECT(ok, "%s: T=%d I=%d s=%.4g z=%.4g cost=%.4g over=%d (want T=%d I=%d s=%.4g z=%.4g cost=%.4g over=%d)",
                 r->what, p.num_trials, p.epochs, p.subset_ratio, p.image_resize, p.cost, p.over_budget, r->T, r->I, r->s,
                 r->z, r->cost, r->over);
     }
@@ -68,7 +60,7 @@ int main(void) {
         if (p.num_trials < 40) maximal &= hpo_plan_cost(&in, p.num_trials + 1, p.epochs, p.subset_ratio, p.image_resize) > b;
         int bounded = p.num_trials >= 5 && p.num_trials <= 40 && p.epochs >= 1 && p.epochs <= 300 &&
                       p.subset_ratio > 0 && p.subset_ratio <= 1 && p.image_resize >= 0.25 && p.image_resize <= 1;
-        CHECK_T(within && maximal && bounded && p.cost >= prev_cost,
+        EXPECT(within && maximal && bounded && p.cost >= prev_cost,
                 "R=%g: T=%d I=%d s=%.3f z=%.2f cost=%.3f <= %.2f, maximal, bounded, cost not below R/2's",
                 R, p.num_trials, p.epochs, p.subset_ratio, p.image_resize, p.cost, b);
         prev_cost = p.cost;
@@ -77,13 +69,13 @@ int main(void) {
     hpo_budget_in fx = {3600, 0.2, 4, 1000, 300, 2, 7, 0, 0.3, 0.6};
     hpo_plan p;
     hpo_plan_budget(&fx, &p);
-    CHECK_T(p.num_trials == 7 && p.subset_ratio == 0.3 && p.image_resize == 0.6 && p.cost <= 3 + 1e-12,
+    EXPECT(p.num_trials == 7 && p.subset_ratio == 0.3 && p.image_resize == 0.6 && p.cost <= 3 + 1e-12,
             "fixed trials/subset/resize kept (T=%d s=%g z=%g, I=%d)", p.num_trials, p.subset_ratio, p.image_resize,
             p.epochs);
     /* small dataset: subset starts at 1 (500 / N >= 1) */
     hpo_budget_in small = {600, 0.2, 2, 300, 12, 2, 0, 0, 0, 0};
     hpo_plan_budget(&small, &p);
-    CHECK_T(p.subset_ratio == 1 && p.cost <= 1 + 1e-12, "N=300: whole training set (s=%g), cost %.3f <= 1",
+    EXPECT(p.subset_ratio == 1 && p.cost <= 1 + 1e-12, "N=300: whole training set (s=%g), cost %.3f <= 1",
             p.subset_ratio, p.cost);
     /* plan line: case C above with 1000 images and a 992x736 input -> z .7: 694.4 -> 672, 515.2 -> 512 */
     {
@@ -91,10 +83,10 @@ int main(void) {
         char line[512];
         hpo_plan_budget(&ci, &p);
         hpo_plan_format(&p, 1000, 992, 736, line, sizeof line);
-        CHECK_T(!strcmp(line, "HPO plan: 10 trials x 4 epochs, subset 1000 of 1000 training images (subset_ratio 1), "
+        EXPECT(!strcmp(line, "HPO plan: 10 trials x 4 epochs, subset 1000 of 1000 training images (subset_ratio 1), "
                               "trial input 672x512 (image_resize 0.7), expected HPO time 196 s (1.96 x one training)"),
                 "plan line: %s", line);
-        CHECK_T(hpo_plan_trial_size(992, 0.25) == 224 && hpo_plan_trial_size(100, 0.1) == 32,
+        EXPECT(hpo_plan_trial_size(992, 0.25) == 224 && hpo_plan_trial_size(100, 0.1) == 32,
                 "trial sizes are multiples of 32, at least 32");
     }
     /* config round trip: fixed values in, plan out */
@@ -108,7 +100,7 @@ int main(void) {
         hpo_budget_from_config(&ci, &c);
         hpo_plan_budget(&ci, &p);
         hpo_plan_apply(&p, &c);
-        CHECK_T(ci.num_hyperparams == 2 && c.subset_ratio == 0.4 && c.max_iterations == 3 && c.num_trials == p.num_trials &&
+        EXPECT(ci.num_hyperparams == 2 && c.subset_ratio == 0.4 && c.max_iterations == 3 && c.num_trials == p.num_trials &&
                     c.image_resize == p.image_resize && p.epochs == 3 && p.subset_ratio == 0.4,
                 "fixed config values go in as fixed and stay; open ones are filled (T=%d z=%g)", c.num_trials,
                 c.image_resize);
@@ -116,7 +108,7 @@ int main(void) {
     /* bad input */
     hpo_budget_in bad = {0, 0.2, 4, 1000, 300, 2, 0, 0, 0, 0};
     int s = hpo_plan_budget(&bad, &p);
-    CHECK_T(s == OTE_EINVAL && strstr(ote_errmsg(), "training time"), "zero training time rejected: %s", ote_errmsg());
-    printf("%s\n", fails ? "FAILED" : "ALL PASSED");
-    return fails ? 1 : 0;
+    EXPECT(s == OTE_EINVAL && strstr(ote_errmsg(), "training time"), "zero training time rejected: %s", ote_errmsg());
+    printf("%s\n", expect_fails ? "FAILED" : "ALL PASSED");
+    return expect_fails ? 1 : 0;
 }

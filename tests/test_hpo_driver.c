@@ -12,16 +12,8 @@
 
 #include "engine/status.h"
 #include "hpo/hpo.h"
+#include "tests/expect.h"
 
-static int fails = 0;
-#define CHECK_T(cond, ...)                    \
-    do {                                      \
-        int ok_ = (cond);                     \
-        printf("%s ", ok_ ? "PASS" : "FAIL"); \
-        printf(__VA_ARGS__);                  \
-        printf("\n");                         \
-        if (!ok_) fails++;                    \
-    } while (0)
 
 typedef struct obj {
     int by_id;             /* 1: every epoch reports id_score[id] */
@@ -123,22 +115,22 @@ int main(void) {
     obj_init(&o);
     int s = hpo_run(&cfg, &opt, train, &o, &res);
     fclose(out);
-    CHECK_T(s == 0 && res.trials_run == 6 && res.best_id >= 0, "fresh run: 6 trials, a best (%s)", s ? ote_errmsg() : "ok");
+    EXPECT(s == 0 && res.trials_run == 6 && res.best_id >= 0, "fresh run: 6 trials, a best (%s)", s ? ote_errmsg() : "ok");
     cJSON *st = load_json(dir, "hpopt_status.json");
     const char *keys[] = {"search_algorithm", "search_space", "metric", "subset_ratio", "image_resize", "early_stop",
                           "max_iterations", "full_dataset_size", "config_list", "num_gen_config", "best_config_id"};
     int has = st != NULL;
     for (int i = 0; has && i < 11; i++) has = get(st, keys[i]) != NULL;
-    CHECK_T(has, "hpopt_status.json has every OTE key");
-    CHECK_T(st && !strcmp(get(st, "early_stop")->valuestring, "None") &&
+    EXPECT(has, "hpopt_status.json has every OTE key");
+    EXPECT(st && !strcmp(get(st, "early_stop")->valuestring, "None") &&
                 get(st, "full_dataset_size")->valuedouble == 200 && get(st, "max_iterations")->valuedouble == 3 &&
                 cJSON_GetArraySize(get(st, "config_list")) == 6 && get(st, "num_gen_config")->valuedouble == 6,
             "status values: early_stop \"None\", sizes, 6 configs");
     const cJSON *rng0 = get(get(get(st, "search_space"), "learning_parameters.batch_size"), "range");
-    CHECK_T(cJSON_GetArraySize(rng0) == 4 && cJSON_GetArrayItem(rng0, 3)->valuedouble == 2,
+    EXPECT(cJSON_GetArraySize(rng0) == 4 && cJSON_GetArrayItem(rng0, 3)->valuedouble == 2,
             "search_space range stored with base 2 appended");
     const cJSON *c0 = get(trial_entry(st, 0), "config");
-    CHECK_T(get(c0, "learning_parameters.learning_rate")->valuedouble == 0.004 &&
+    EXPECT(get(c0, "learning_parameters.learning_rate")->valuedouble == 0.004 &&
                 get(c0, "learning_parameters.batch_size")->valuedouble == 8 &&
                 !strcmp(c0->child->string, "learning_parameters.batch_size"),
             "trial 0 = template defaults; config keys sorted");
@@ -150,36 +142,36 @@ int main(void) {
         all_stop &= get(e, "status")->valuedouble == HPO_STOP;
         if (get(e, "score")->valuedouble > bsc) bsc = get(e, "score")->valuedouble, best = i;
     }
-    CHECK_T(all_stop && get(st, "best_config_id")->valuedouble == best, "all trials STOP(2); best_config_id = argmax");
+    EXPECT(all_stop && get(st, "best_config_id")->valuedouble == best, "all trials STOP(2); best_config_id = argmax");
     cJSON *t0 = load_json(dir, "hpopt_trial_0.json");
     const cJSON *sc = get(t0, "scores"), *md = get(t0, "median");
-    CHECK_T(t0 && get(t0, "status")->valuedouble == 2 && cJSON_GetArraySize(sc) == 3 &&
+    EXPECT(t0 && get(t0, "status")->valuedouble == 2 && cJSON_GetArraySize(sc) == 3 &&
                 cJSON_GetArraySize(get(t0, "seconds")) == 3 && cJSON_GetArrayItem(get(t0, "images"), 2)->valuedouble == 300,
             "trial file: status, 3 scores, seconds, images");
     double m1 = (cJSON_GetArrayItem(sc, 0)->valuedouble + cJSON_GetArrayItem(sc, 1)->valuedouble) / 2;
-    CHECK_T(t0 && fabs(cJSON_GetArrayItem(md, 1)->valuedouble - m1) < 1e-15, "median[1] = running mean of 2 scores");
+    EXPECT(t0 && fabs(cJSON_GetArrayItem(md, 1)->valuedouble - m1) < 1e-15, "median[1] = running mean of 2 scores");
     /* score = best epoch: epochs rise (1 - 0.5^e) for positive f, so score = last */
-    CHECK_T(fabs(get(trial_entry(st, 0), "score")->valuedouble - cJSON_GetArrayItem(sc, 2)->valuedouble) < 1e-15,
+    EXPECT(fabs(get(trial_entry(st, 0), "score")->valuedouble - cJSON_GetArrayItem(sc, 2)->valuedouble) < 1e-15,
             "trial score = best epoch score");
     /* table: header verbatim from the OTE docs */
     const char *hdr = "|  #  | learning_parameters.learning_rate  | learning_parameters.batch_size  |        score        |\n";
     const char *row1 = "|   1 |                              0.004 |                               8 |";
-    CHECK_T(tbl && strstr(tbl, hdr) != NULL, "table header verbatim");
-    CHECK_T(tbl && strstr(tbl, row1) != NULL, "row 1 widths verbatim (defaults 0.004 / 8)");
+    EXPECT(tbl && strstr(tbl, hdr) != NULL, "table header verbatim");
+    EXPECT(tbl && strstr(tbl, row1) != NULL, "row 1 widths verbatim (defaults 0.004 / 8)");
     char *bl = tbl ? strstr(tbl, "Best Hyper-parameters\n{'learning_parameters.batch_size': ") : NULL;
     char expect_dict[256];
     char *lr_txt = cJSON_PrintUnformatted(get(get(trial_entry(st, best), "config"), "learning_parameters.learning_rate"));
     snprintf(expect_dict, sizeof expect_dict, "{'learning_parameters.batch_size': %.0f, 'learning_parameters.learning_rate': %s}",
              get(get(trial_entry(st, best), "config"), "learning_parameters.batch_size")->valuedouble, lr_txt);
     free(lr_txt);
-    CHECK_T(bl && strstr(bl, expect_dict), "Best Hyper-parameters + dict %s", expect_dict);
+    EXPECT(bl && strstr(bl, expect_dict), "Best Hyper-parameters + dict %s", expect_dict);
     int dup = 0;
     for (int i = 0; i < 6; i++)
         for (int j = 0; j < i; j++) {
             const cJSON *a = get(trial_entry(st, i), "config"), *b = get(trial_entry(st, j), "config");
             dup |= cJSON_Compare(a, b, 1);
         }
-    CHECK_T(!dup, "no configuration proposed twice");
+    EXPECT(!dup, "no configuration proposed twice");
     cJSON_Delete(st);
     cJSON_Delete(t0);
     free(tbl);
@@ -190,7 +182,7 @@ int main(void) {
     s = hpo_run(&cfg, &opt, train, &o, &res);
     int calls = 0;
     for (int i = 0; i < 64; i++) calls += o.calls[i];
-    CHECK_T(s == 0 && res.reused && res.trials_run == 0 && calls == 0 && res.best_id == best,
+    EXPECT(s == 0 && res.reused && res.trials_run == 0 && calls == 0 && res.best_id == best,
             "finished run reused: no trial, same best");
 
     /* 3. interactive prompt: one bad answer, then 'n' -> rerun from scratch */
@@ -205,8 +197,8 @@ int main(void) {
     s = hpo_run(&cfg, &opt, train, &o, &res);
     fclose(out);
     fclose(in);
-    CHECK_T(s == 0 && !res.reused && res.trials_run == 6, "prompt answered n: rerun from scratch");
-    CHECK_T(tbl && strstr(tbl, "Previous HPO results are found in ") &&
+    EXPECT(s == 0 && !res.reused && res.trials_run == 6, "prompt answered n: rerun from scratch");
+    EXPECT(tbl && strstr(tbl, "Previous HPO results are found in ") &&
                 strstr(tbl, "Do you want to reuse previously found hyper-parameters? [\033[1mY\033[0m/n]: ") &&
                 strstr(tbl, "You should type 'y' or 'n'. Nothing means 'y'.\n"),
             "OTE prompt strings");
@@ -219,7 +211,7 @@ int main(void) {
     s = hpo_run(&cfg, &opt, train, &o, &res);
     fclose(out);
     fclose(in);
-    CHECK_T(s == OTE_ECANCEL && tbl && strstr(tbl, "Your inputs are invalid. The whole program is terminating...\n"),
+    EXPECT(s == OTE_ECANCEL && tbl && strstr(tbl, "Your inputs are invalid. The whole program is terminating...\n"),
             "5 invalid answers terminate");
     free(tbl);
 
@@ -232,7 +224,7 @@ int main(void) {
     opt.defaults = defaults;
     s = hpo_run(&cfg, &opt, train, &o, &res);
     st = load_json(dir2, "hpopt_status.json");
-    CHECK_T(s == OTE_ECANCEL && st && cJSON_GetArraySize(get(st, "config_list")) == 4 &&
+    EXPECT(s == OTE_ECANCEL && st && cJSON_GetArraySize(get(st, "config_list")) == 4 &&
                 get(trial_entry(st, 3), "status")->valuedouble == HPO_RUNNING && !get(st, "best_config_id"),
             "interrupted: trial 3 left RUNNING, no best_config_id");
     cJSON *before = st;
@@ -247,13 +239,13 @@ int main(void) {
     st = load_json(dir2, "hpopt_status.json");
     int kept = 1;
     for (int i = 0; i < 3; i++) kept &= cJSON_Compare(trial_entry(st, i), trial_entry(before, i), 1) && o.calls[i] == 0;
-    CHECK_T(s == 0 && res.resumed && kept, "resume keeps finished trials 0-2 untouched and does not rerun them");
-    CHECK_T(o.calls[3] == 1 && cJSON_Compare(get(trial_entry(st, 3), "config"), get(trial_entry(before, 3), "config"), 1) &&
+    EXPECT(s == 0 && res.resumed && kept, "resume keeps finished trials 0-2 untouched and does not rerun them");
+    EXPECT(o.calls[3] == 1 && cJSON_Compare(get(trial_entry(st, 3), "config"), get(trial_entry(before, 3), "config"), 1) &&
                 get(trial_entry(st, 3), "status")->valuedouble == HPO_STOP,
             "interrupted trial 3 rerun with the same values");
-    CHECK_T(cJSON_GetArraySize(get(st, "config_list")) == 6 && get(st, "best_config_id") && res.trials_run == 3,
+    EXPECT(cJSON_GetArraySize(get(st, "config_list")) == 6 && get(st, "best_config_id") && res.trials_run == 3,
             "resumed search completes 6 trials (ran 3)");
-    CHECK_T(tbl && strstr(tbl, "Resuming HPO (stdin is not a terminal"), "non-interactive ask says it resumes");
+    EXPECT(tbl && strstr(tbl, "Resuming HPO (stdin is not a terminal"), "non-interactive ask says it resumes");
     free(tbl);
     cJSON_Delete(before);
     cJSON_Delete(st);
@@ -270,7 +262,7 @@ int main(void) {
     opt.in = fmemopen("n\n", 2, "r"); /* must not be read */
     s = hpo_run(&cfg2, &opt, train, &o, &res);
     fclose(out);
-    CHECK_T(s == 0 && res.rerun_changed && res.trials_run == 6 && tbl && strstr(tbl, "'search_space' differs") &&
+    EXPECT(s == 0 && res.rerun_changed && res.trials_run == 6 && tbl && strstr(tbl, "'search_space' differs") &&
                 !strstr(tbl, "Do you want"),
             "changed hp_space: rerun from scratch without asking");
     fclose(opt.in);
@@ -286,12 +278,12 @@ int main(void) {
     s = hpo_run(&cfg, &opt, train, &o, &res);
     st = load_json(dir3, "hpopt_status.json");
     cJSON *t2 = load_json(dir3, "hpopt_trial_2.json");
-    CHECK_T(s == 0 && st && get(trial_entry(st, 2), "status")->valuedouble == HPO_FAILED &&
+    EXPECT(s == 0 && st && get(trial_entry(st, 2), "status")->valuedouble == HPO_FAILED &&
                 cJSON_IsNull(get(trial_entry(st, 2), "score")) &&
                 get(trial_entry(st, 4), "status")->valuedouble == HPO_FAILED &&
                 get(trial_entry(st, 5), "status")->valuedouble == HPO_STOP && cJSON_GetArraySize(get(st, "config_list")) == 6,
             "failed trials recorded as FAILED(7), score null, search continued");
-    CHECK_T(t2 && strstr(get(t2, "stop_reason")->valuestring, "loss became NaN"), "failure message in the trial file");
+    EXPECT(t2 && strstr(get(t2, "stop_reason")->valuestring, "loss became NaN"), "failure message in the trial file");
     cJSON_Delete(st);
     cJSON_Delete(t2);
 
@@ -304,14 +296,14 @@ int main(void) {
     obj_init(&o);
     base_opts(&opt, dir3, NULL);
     s = hpo_run(&cfg, &opt, train, &o, &res);
-    CHECK_T(s == OTE_ESTATE && strstr(ote_errmsg(), "corrupt") && strstr(ote_errmsg(), "moved aside") &&
+    EXPECT(s == OTE_ESTATE && strstr(ote_errmsg(), "corrupt") && strstr(ote_errmsg(), "moved aside") &&
                 access(p, F_OK) != 0 && count_files(dir3, "hpopt_status.json.corrupt-") == 1 && o.calls[0] == 0,
             "corrupt status -> error \"%s\", file moved aside, no trial ran", ote_errmsg());
     f = fopen(p, "w");
     fputs("{\"search_algorithm\": \"smbo\"}\n", f); /* valid JSON, missing keys */
     fclose(f);
     s = hpo_run(&cfg, &opt, train, &o, &res);
-    CHECK_T(s == OTE_ESTATE && count_files(dir3, "hpopt_status.json.corrupt-") == 2,
+    EXPECT(s == OTE_ESTATE && count_files(dir3, "hpopt_status.json.corrupt-") == 2,
             "structurally invalid status also moved aside (%s)", ote_errmsg());
 
     /* 8. median stop. num_init 2, 5 epochs, constant per-trial scores:
@@ -345,7 +337,7 @@ int main(void) {
         if (i == 2 && t && strcmp(get(t, "stop_reason")->valuestring, "median_stop")) okm = 0;
         cJSON_Delete(t);
     }
-    CHECK_T(okm, "median stop: epochs run 5,5,1,5,2 as worked out by hand");
+    EXPECT(okm, "median stop: epochs run 5,5,1,5,2 as worked out by hand");
 
     /* 9. ASHA: max 8, min 1, rf 2, 1 bracket -> rungs 1,2,4,8. Scores t0 .5, t1 .2, t2 .9, t3 .6, t4 .55.
      * t1 at rung 1: {.5,.2} 50th pct .35 > .2 -> stop at 1. t3 rung 1: {.2,.5,.6,.9} -> .55, go;
@@ -378,9 +370,9 @@ int main(void) {
         }
         cJSON_Delete(t);
     }
-    CHECK_T(oka, "ASHA: epochs run 8,1,8,8,2 as worked out by hand");
+    EXPECT(oka, "ASHA: epochs run 8,1,8,8,2 as worked out by hand");
     st = load_json(dir5, "hpopt_status.json");
-    CHECK_T(st && !strcmp(get(st, "search_algorithm")->valuestring, "asha") && get(st, "reduction_factor") &&
+    EXPECT(st && !strcmp(get(st, "search_algorithm")->valuestring, "asha") && get(st, "reduction_factor") &&
                 !get(st, "early_stop") && get(trial_entry(st, 1), "bracket") &&
                 get(st, "best_config_id")->valuedouble == 2,
             "ASHA status: reduction_factor, bracket, no early_stop, best = trial 2");
@@ -405,7 +397,7 @@ int main(void) {
     s = hpo_run(&cb, &opt, train, &o, &res);
     st = load_json(dir6, "hpopt_status.json");
     cJSON *tb = load_json(dir6, "hpopt_trial_2.json");
-    CHECK_T(s == 0 && st && cJSON_GetArraySize(get(st, "config_list")) == 3 && tb &&
+    EXPECT(s == 0 && st && cJSON_GetArraySize(get(st, "config_list")) == 3 && tb &&
                 cJSON_GetArraySize(get(tb, "scores")) == 1 && !strcmp(get(tb, "stop_reason")->valuestring, "budget") &&
                 get(trial_entry(st, 2), "status")->valuedouble == HPO_STOP && get(st, "best_config_id") && clk == 90,
             "budget: 3 trials, the third stopped after 1 epoch at 90 s (clock %.0f)", clk);
@@ -424,7 +416,7 @@ int main(void) {
     opt.work_dir = dir8;
     int s8 = hpo_run(&cd, &opt, train, &o, &res);
     cJSON *j7 = load_json(dir7, "hpopt_status.json"), *j8 = load_json(dir8, "hpopt_status.json");
-    CHECK_T(s7 == 0 && s8 == 0 && j7 && j8 && cJSON_GetArraySize(get(j7, "config_list")) == 8 &&
+    EXPECT(s7 == 0 && s8 == 0 && j7 && j8 && cJSON_GetArraySize(get(j7, "config_list")) == 8 &&
                 cJSON_Compare(get(j7, "config_list"), get(j8, "config_list"), 1),
             "same seed -> identical trials and scores");
     cJSON_Delete(j7);
@@ -433,6 +425,6 @@ int main(void) {
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf %s %s %s %s %s %s %s %s", dir, dir2, dir3, dir4, dir5, dir6, dir7, dir8);
     if (system(cmd) != 0) printf("note: could not remove temp dirs\n");
-    printf("%s\n", fails ? "FAILED" : "ALL PASSED");
-    return fails ? 1 : 0;
+    printf("%s\n", expect_fails ? "FAILED" : "ALL PASSED");
+    return expect_fails ? 1 : 0;
 }

@@ -11,16 +11,8 @@
 #include "engine/status.h"
 #include "hpo/hpo.h"
 #include "hpo/plan_record.h"
+#include "tests/expect.h"
 
-static int fails = 0;
-#define CHECK_T(cond, ...)                    \
-    do {                                      \
-        int ok_ = (cond);                     \
-        printf("%s ", ok_ ? "PASS" : "FAIL"); \
-        printf(__VA_ARGS__);                  \
-        printf("\n");                         \
-        if (!ok_) fails++;                    \
-    } while (0)
 
 static const char *cfg_text =
     "metric: mAP\nsearch_algorithm: smbo\nearly_stop: None\nhp_space:\n"
@@ -72,7 +64,7 @@ int main(void) {
 
     /* no record */
     int s = hpo_recorded_plan(dir, &base, 100, &out);
-    CHECK_T(s == 0 && out.subset_ratio == 0 && out.max_iterations == 0, "absent status: no record (%d)", s);
+    EXPECT(s == 0 && out.subset_ratio == 0 && out.max_iterations == 0, "absent status: no record (%d)", s);
 
     /* a planned search: 3 trials x 2 epochs, subset 0.35, resize 0.45; interrupted in trial 2 */
     hpo_config planned = base;
@@ -95,33 +87,33 @@ int main(void) {
     opt.clock_ctx = &o;
     hpo_result res;
     s = hpo_run(&planned, &opt, train, &o, &res);
-    CHECK_T(s == OTE_ECANCEL, "first run interrupted in trial 2 (%d)", s);
+    EXPECT(s == OTE_ECANCEL, "first run interrupted in trial 2 (%d)", s);
     /* the clock starts at 0: trial 0 sees 0 + 1000; trial 1 the same (kept trials count only on resume) */
-    CHECK_T(o.deadline[0] == 1000 && o.deadline[1] == 1000, "deadline in the first run: %g %g (expected 1000)",
+    EXPECT(o.deadline[0] == 1000 && o.deadline[1] == 1000, "deadline in the first run: %g %g (expected 1000)",
             o.deadline[0], o.deadline[1]);
 
     /* the record is adopted by a config that leaves the planned values open */
     s = hpo_recorded_plan(dir, &base, 100, &out);
-    CHECK_T(s == 1 && out.subset_ratio == 0.35 && out.image_resize == 0.45 && out.max_iterations == 2,
+    EXPECT(s == 1 && out.subset_ratio == 0.35 && out.image_resize == 0.45 && out.max_iterations == 2,
             "recorded plan adopted: %d subset %g resize %g iters %d", s, out.subset_ratio, out.image_resize,
             out.max_iterations);
-    CHECK_T(out.num_trials == 0, "num_trials stays open (not recorded): %d", out.num_trials);
+    EXPECT(out.num_trials == 0, "num_trials stays open (not recorded): %d", out.num_trials);
 
     /* other dataset size, other hp_space, a fixed value that differs: no record */
     s = hpo_recorded_plan(dir, &base, 101, &out);
-    CHECK_T(s == 0 && out.subset_ratio == 0, "another full_dataset_size: not adopted (%d)", s);
+    EXPECT(s == 0 && out.subset_ratio == 0, "another full_dataset_size: not adopted (%d)", s);
     hpo_config other = base;
     other.space.p[0].hi = 0.02;
     s = hpo_recorded_plan(dir, &other, 100, &out);
-    CHECK_T(s == 0, "another hp_space range: not adopted (%d)", s);
+    EXPECT(s == 0, "another hp_space range: not adopted (%d)", s);
     other = base;
     other.subset_ratio = 0.5;
     s = hpo_recorded_plan(dir, &other, 100, &out);
-    CHECK_T(s == 0 && out.subset_ratio == 0.5, "a fixed subset_ratio that differs: not adopted (%d)", s);
+    EXPECT(s == 0 && out.subset_ratio == 0.5, "a fixed subset_ratio that differs: not adopted (%d)", s);
     other = base;
     other.max_iterations = 2; /* fixed and equal to the record: still adopted */
     s = hpo_recorded_plan(dir, &other, 100, &out);
-    CHECK_T(s == 1 && out.subset_ratio == 0.35 && out.max_iterations == 2, "a fixed value equal to the record: adopted (%d)", s);
+    EXPECT(s == 1 && out.subset_ratio == 0.35 && out.max_iterations == 2, "a fixed value equal to the record: adopted (%d)", s);
 
     /* resume with the adopted plan: kept trials' seconds (2 trials x 2 epochs x 5 s) move the deadline */
     s = hpo_recorded_plan(dir, &base, 100, &out);
@@ -130,9 +122,9 @@ int main(void) {
     o.clock = 500;
     memset(o.deadline, 0, sizeof o.deadline);
     s = hpo_run(&out, &opt, train, &o, &res);
-    CHECK_T(s == 0 && res.resumed && res.trials_run == 1, "resume with the recorded plan: %d resumed %d run %d", s,
+    EXPECT(s == 0 && res.resumed && res.trials_run == 1, "resume with the recorded plan: %d resumed %d run %d", s,
             res.resumed, res.trials_run);
-    CHECK_T(fabs(o.deadline[2] - (500 - 20 + 1000)) < 1e-9,
+    EXPECT(fabs(o.deadline[2] - (500 - 20 + 1000)) < 1e-9,
             "deadline on resume = start - kept seconds + budget: %g (expected 1480)",
             o.deadline[2]);
 
@@ -143,7 +135,7 @@ int main(void) {
     memset(o.deadline, 0, sizeof o.deadline);
     o.deadline[0] = -1;
     s = hpo_run(&fresh, &opt, train, &o, &res);
-    CHECK_T(s == 0 && res.rerun_changed && o.deadline[0] == 0, "unlimited budget: deadline 0 (%g)", o.deadline[0]);
+    EXPECT(s == 0 && res.rerun_changed && o.deadline[0] == 0, "unlimited budget: deadline 0 (%g)", o.deadline[0]);
 
     /* corrupt status: OTE_ESTATE, moved aside, not overwritten */
     char p[600];
@@ -152,13 +144,13 @@ int main(void) {
     fputs("{\"search_algorithm\": \"smbo\", trunc", f);
     fclose(f);
     s = hpo_recorded_plan(dir, &base, 100, &out);
-    CHECK_T(s == OTE_ESTATE && strstr(ote_errmsg(), "moved aside") != NULL, "corrupt status: OTE_ESTATE (%d: %s)", s,
+    EXPECT(s == OTE_ESTATE && strstr(ote_errmsg(), "moved aside") != NULL, "corrupt status: OTE_ESTATE (%d: %s)", s,
             ote_errmsg());
-    CHECK_T(access(p, F_OK) != 0 && count_corrupt(dir) == 1, "corrupt status moved aside (%d copies)", count_corrupt(dir));
+    EXPECT(access(p, F_OK) != 0 && count_corrupt(dir) == 1, "corrupt status moved aside (%d copies)", count_corrupt(dir));
 
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) printf("note: could not remove %s\n", dir);
-    printf("%s\n", fails ? "SOME CHECKS FAILED" : "all checks passed");
-    return fails ? 1 : 0;
+    printf("%s\n", expect_fails ? "SOME CHECKS FAILED" : "all checks passed");
+    return expect_fails ? 1 : 0;
 }

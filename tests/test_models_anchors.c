@@ -7,16 +7,8 @@
 
 #include "models/anchors.h"
 #include "tests/fixture.h"
+#include "tests/expect.h"
 
-static int fails;
-#define EXPECT(cond, ...)                         \
-    do {                                          \
-        int ok_ = (cond);                         \
-        printf("%s: ", ok_ ? "ok  " : "FAIL");    \
-        printf(__VA_ARGS__);                      \
-        printf("\n");                             \
-        if (!ok_) fails++;                        \
-    } while (0)
 
 int main(void) {
     anchor_grid g;
@@ -82,6 +74,6 @@ int main(void) {
     fx_free(&f);
     free(a);
     free(v);
-    printf("%s\n", fails ? "FAILED" : "all passed");
-    return fails != 0;
+    printf("%s\n", expect_fails ? "FAILED" : "all passed");
+    return expect_fails != 0;
 }

@@ -9,16 +9,8 @@
 
 #include "models/assigner.h"
 #include "tests/fixture.h"
+#include "tests/expect.h"
 
-static int fails;
-#define EXPECT(cond, ...)                         \
-    do {                                          \
-        int ok_ = (cond);                         \
-        printf("%s: ", ok_ ? "ok  " : "FAIL");    \
-        printf(__VA_ARGS__);                      \
-        printf("\n");                             \
-        if (!ok_) fails++;                        \
-    } while (0)
 
 typedef struct setup {
     anchor_grid g;
@@ -280,6 +272,6 @@ int main(void) {
     free(gl2);
     setup_free(&big);
     setup_free(&s);
-    printf("%s\n", fails ? "FAILED" : "all passed");
-    return fails != 0;
+    printf("%s\n", expect_fails ? "FAILED" : "all passed");
+    return expect_fails != 0;
 }

@@ -19,16 +19,8 @@
 #include "models/coder.h"
 #include "models/losses.h"
 #include "tests/fixture.h"
+#include "tests/expect.h"
 
-static int fails;
-#define EXPECT(cond, ...)                         \
-    do {                                          \
-        int ok_ = (cond);                         \
-        printf("%s: ", ok_ ? "ok  " : "FAIL");    \
-        printf(__VA_ARGS__);                      \
-        printf("\n");                             \
-        if (!ok_) fails++;                        \
-    } while (0)
 
 static unsigned long long lcg = 42;
 static double urand(void) {
@@ -406,6 +398,6 @@ int main(void) {
     check_case(&f, "image without boxes", "empty.loss", "empty.dhead", 2, 1);
     fx_free(&f);
     bench_full_size();
-    printf("%s\n", fails ? "FAILED" : "all passed");
-    return fails != 0;
+    printf("%s\n", expect_fails ? "FAILED" : "all passed");
+    return expect_fails != 0;
 }

@@ -11,16 +11,8 @@
 #include "engine/tensor.h"
 #include "models/postprocess.h"
 #include "tests/fixture.h"
+#include "tests/expect.h"
 
-static int fails;
-#define EXPECT(cond, ...)                         \
-    do {                                          \
-        int ok_ = (cond);                         \
-        printf("%s: ", ok_ ? "ok  " : "FAIL");    \
-        printf(__VA_ARGS__);                      \
-        printf("\n");                             \
-        if (!ok_) fails++;                        \
-    } while (0)
 
 static float *to_blocked(const fx_array *a, int N, int C, int H, int W) {
     int cb = (C + 15) / 16;
@@ -185,6 +177,6 @@ int main(void) {
     free_case(&pp);
     free(a2);
     fx_free(&f);
-    printf("%s\n", fails ? "FAILED" : "all passed");
-    return fails != 0;
+    printf("%s\n", expect_fails ? "FAILED" : "all passed");
+    return expect_fails != 0;
 }
