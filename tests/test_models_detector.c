@@ -13,8 +13,13 @@
  *     created after the first step;
  *   - eval-mode head outputs and detections of the model after the 5 steps;
  *   - the torchvision variant with TF padding plans and runs a training step.
- * Metric: per tensor max|a - b| / max(max|b|, floor) (relative to the largest reference value);
- * the worst per group is printed. Tolerances are stated next to each check.
+ * Ground truth: the float64 run of the same reference (tests/reference/detector_f64.py ->
+ * detector_f64.fx); detector_ref.fx (PyTorch float32) still provides the batch, the targets, the BN
+ * running statistics and the detections.
+ * Metric: per tensor max|a - b| / max(max|b|, s_G), with s_G = FLOOR_FRAC x the largest max|b| of
+ * the tensor's group G (head outputs, dhead, eval heads, and the backbone / neck / head gradients):
+ * an analytically-zero tensor (rounding noise in any implementation) answers to its group's scale,
+ * not to its own noise. The worst per group is printed. Tolerances are stated next to each check.
  */
 #include <errno.h>
 #include <math.h>
@@ -102,14 +107,19 @@ __attribute__((noinline)) void *memalign(size_t align, size_t n) {
 #endif
 
 #define FX_PATH "tests/reference/fixtures/detector_ref.fx"
-#define FX_SPREAD "tests/reference/fixtures/detector_spread.fx"
+#define FX_F64 "tests/reference/fixtures/detector_f64.fx"
 
-/* Tolerances. The parity batch is ill-conditioned (see tests/reference/detector_spread.py): PyTorch
- * itself, run with channels_last instead of NCHW, moves gradients by up to several % of a tensor's
- * max and the loss after 5 SGD steps by ~1%. Each tensor is therefore held to
- * max(floor, SPREAD_K x PyTorch's own spread for that tensor); the floors below are the ~1e-4
- * relative agreement expected of well-conditioned quantities. */
-#define SPREAD_K 5.0
+/* Tolerances. The parity batch (3 images of 128x160, BN in training mode over as few as 60 values
+ * per channel, GroupNorm over 4 values per group at P7, random weights) is ill-conditioned: PyTorch
+ * float32 itself lands far from the float64 ground truth on some quantities (see the t32.* figures
+ * printed below; e.g. backbone gradients, the loss after 5 SGD steps). detector_f64.py stores, per
+ * tensor, the WORSE of PyTorch's NCHW and channels_last float32 runs vs float64 (NCHW alone happens
+ * to sum almost like float64 and understates the conditioning). Each group is held to
+ * max(TOL_x, SPREAD_K x that worst PyTorch float32 error in the group): ote-c float32 must be about
+ * as close to the truth as PyTorch float32 is. The TOL_x floors are the ~1e-4 relative agreement
+ * expected of well-conditioned quantities. */
+#define SPREAD_K 3.0
+#define FLOOR_FRAC 1e-2 /* s_G = FLOOR_FRAC x max over group G of max|ref| (same as detector_f64.py) */
 #define TOL_HEAD 1e-4   /* head outputs, rel. to max |ref| of the tensor */
 #define TOL_LOSS 1e-4   /* loss parts, relative */
 #define TOL_DHEAD 1e-4  /* loss gradients w.r.t. head outputs */
@@ -152,7 +162,18 @@ static void unblock(const float *src, int N, int C, int H, int W, double *dst) {
                     dst[(((size_t)n * C + c) * H + h) * W + w] = src[nchw16c_off(C, H, W, n, c, h, w)];
 }
 
-static double cmp_blocked(const fx_file *f, const char *name, const float *data, int N, int C, int H, int W) {
+/* max |v| over every array of f whose name starts with prefix (a group's scale, or its worst error) */
+static double fx_prefix_max(const fx_file *f, const char *prefix) {
+    double m = 0;
+    size_t lp = strlen(prefix);
+    for (int i = 0; i < f->n; i++)
+        if (strncmp(f->a[i].name, prefix, lp) == 0)
+            for (long j = 0; j < f->a[i].numel; j++) m = fmax(m, fabs(f->a[i].v[j]));
+    return m;
+}
+
+static double cmp_blocked(const fx_file *f, const char *name, const float *data, int N, int C, int H, int W,
+                          double floor_) {
     const fx_array *a = fx_get(f, name);
     size_t n = (size_t)N * C * H * W;
     if ((long)n != a->numel) {
@@ -161,37 +182,27 @@ static double cmp_blocked(const fx_file *f, const char *name, const float *data,
     }
     double *v = malloc(n * sizeof *v);
     unblock(data, N, C, H, W, v);
-    double r = fx_max_rel(v, a->v, (long)n, 1e-12);
+    double r = fx_max_rel(v, a->v, (long)n, fmax(floor_, 1e-30));
     if (getenv("DET_VERBOSE")) printf("     %-24s rel %.2e\n", name, r);
     free(v);
     return r;
 }
 
-/* A measured error against its allowance max(floor, SPREAD_K * PyTorch's own channels_last spread). */
+/* A measured error against its allowance max(floor, SPREAD_K * PyTorch float32's error vs float64). */
 typedef struct worst_acc {
     double err, ratio; /* worst error, worst err / allowance */
     char name[96];
 } worst_acc;
 
-static double spread_of(const fx_file *sp, const char *key) {
-    const fx_array *a = fx_find(sp, key);
-    return a ? a->v[0] : 0.0;
-}
-
 static void acc_add(worst_acc *w, double err, double spread, double floor_, const char *name) {
     double allow = fmax(floor_, SPREAD_K * spread);
     double ratio = err / allow;
-    if (getenv("DET_VERBOSE")) printf("     %-62s err %.2e torch spread %.2e ratio %.2f\n", name, err, spread, ratio);
+    if (getenv("DET_VERBOSE")) printf("     %-62s err %.2e torch-f32 err %.2e ratio %.2f\n", name, err, spread, ratio);
     if (err > w->err) w->err = err;
     if (!(ratio <= w->ratio)) {
         w->ratio = ratio;
         snprintf(w->name, sizeof w->name, "%s", name);
     }
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 static double rel(double a, double b) { return fabs(a - b) / fmax(fabs(b), 1e-12); }
@@ -236,9 +247,9 @@ static const char *GROUP[3] = {"backbone", "neck", "head"};
 int main(void) {
     ac_report r = {0, 0};
     fx_file f;
-    fx_file sp;
-    if (fx_load(&f, FX_PATH) != 0 || fx_load(&sp, FX_SPREAD) != 0) {
-        printf("FAIL cannot load %s / %s\n", FX_PATH, FX_SPREAD);
+    fx_file sp; /* float64 ground truth and PyTorch float32's errors against it */
+    if (fx_load(&f, FX_PATH) != 0 || fx_load(&sp, FX_F64) != 0) {
+        printf("FAIL cannot load %s / %s\n", FX_PATH, FX_F64);
         return 1;
     }
     eng_ctx e;
@@ -319,7 +330,7 @@ int main(void) {
     for (int i = 0; i < N; i++) boxes[i] = calloc(100, sizeof(det_box));
 
     /* ---- eval mode at the generated weights (BN with the generated running statistics): a
-     * well-conditioned check of the inference path (PyTorch's own spread ~3e-5) */
+     * well-conditioned check of the inference path (PyTorch float32 vs float64 ~1e-4) */
     {
         st = det_predict(d, N, bd.b.h, bd.b.w, bd.images, bd.img_h, bd.img_w, sff, boxes, nout, 100);
         ac_check(&r, st == OTE_OK, "det_predict at the generated weights: %s", st == OTE_OK ? "ok" : ote_errmsg());
@@ -327,18 +338,19 @@ int main(void) {
         head_out h0[5];
         det_last_head(d, &g0, h0, NULL);
         worst_acc we = {0, 0, ""};
+        double fl = FLOOR_FRAC * fx_prefix_max(&sp, "f64.eval0.head."), t32 = fx_prefix_max(&sp, "t32.eval0.head.");
         for (int l = 0; l < 5; l++)
             for (int k = 0; k < 3; k++) {
                 static const char *KN[3] = {"cls", "reg", "ctr"};
                 int ch = k == 0 ? C : k == 1 ? 4 : 1;
                 const float *o = k == 0 ? h0[l].cls : k == 1 ? h0[l].reg : h0[l].ctr;
-                char key[64], sk[80];
-                snprintf(key, sizeof key, "eval0.head.%s.%d", KN[k], l);
-                snprintf(sk, sizeof sk, "spread.%s", key);
-                acc_add(&we, cmp_blocked(&sp, key, o, N, ch, g0.h[l], g0.w[l]), spread_of(&sp, sk), TOL_EVAL0, key);
+                char key[64];
+                snprintf(key, sizeof key, "f64.eval0.head.%s.%d", KN[k], l);
+                acc_add(&we, cmp_blocked(&sp, key, o, N, ch, g0.h[l], g0.w[l], fl), t32, TOL_EVAL0, key);
             }
-        ac_check(&r, we.ratio <= 1, "eval-mode head outputs at the generated weights (folded BN): worst rel %.2e; worst vs "
-                 "allowance max(%.0e, %.0f x torch spread): %.2f (%s)", we.err, TOL_EVAL0, SPREAD_K, we.ratio, we.name);
+        ac_check(&r, we.ratio <= 1, "eval-mode head outputs at the generated weights (folded BN) vs float64: worst %.2e "
+                 "(torch f32 %.2e); worst vs allowance max(%.0e, %.0f x torch f32): %.2f (%s)", we.err, t32, TOL_EVAL0,
+                 SPREAD_K, we.ratio, we.name);
     }
 
     /* ---- the folded inference weights follow parameter changes: quadruple one running variance,
@@ -384,39 +396,41 @@ int main(void) {
     ac_check(&r, hw_ok, "level sizes match the reference");
     worst_acc wh = {0, 0, ""}, wdh = {0, 0, ""};
     static const char *KIND[3] = {"cls", "reg", "ctr"};
+    double fl_h = FLOOR_FRAC * fx_prefix_max(&sp, "f64.head."), t32_h = fx_prefix_max(&sp, "t32.head.");
+    double fl_dh = FLOOR_FRAC * fx_prefix_max(&sp, "f64.dhead."), t32_dh = fx_prefix_max(&sp, "t32.dhead.");
     for (int l = 0; l < 5; l++)
         for (int k = 0; k < 3; k++) {
             int ch = k == 0 ? C : k == 1 ? 4 : 1;
-            char key[64], sk[80];
+            char key[64];
             const float *o = k == 0 ? ho[l].cls : k == 1 ? ho[l].reg : ho[l].ctr;
             const float *gd = k == 0 ? hg[l].cls : k == 1 ? hg[l].reg : hg[l].ctr;
-            snprintf(key, sizeof key, "head.%s.%d", KIND[k], l);
-            snprintf(sk, sizeof sk, "spread.%s", key);
-            acc_add(&wh, cmp_blocked(&f, key, o, N, ch, g.h[l], g.w[l]), spread_of(&sp, sk), TOL_HEAD, key);
-            snprintf(key, sizeof key, "dhead.%s.%d", KIND[k], l);
-            snprintf(sk, sizeof sk, "spread.%s", key);
-            acc_add(&wdh, cmp_blocked(&f, key, gd, N, ch, g.h[l], g.w[l]), spread_of(&sp, sk), TOL_DHEAD, key);
+            snprintf(key, sizeof key, "f64.head.%s.%d", KIND[k], l);
+            acc_add(&wh, cmp_blocked(&sp, key, o, N, ch, g.h[l], g.w[l], fl_h), t32_h, TOL_HEAD, key);
+            snprintf(key, sizeof key, "f64.dhead.%s.%d", KIND[k], l);
+            acc_add(&wdh, cmp_blocked(&sp, key, gd, N, ch, g.h[l], g.w[l], fl_dh), t32_dh, TOL_DHEAD, key);
         }
-    ac_check(&r, wh.ratio <= 1, "training-mode head outputs, 5 levels x (cls, reg, ctr): worst rel %.2e; worst vs "
-             "allowance max(%.0e, %.0f x torch spread): %.2f (%s)", wh.err, TOL_HEAD, SPREAD_K, wh.ratio, wh.name);
+    ac_check(&r, wh.ratio <= 1, "training-mode head outputs vs float64, 5 levels x (cls, reg, ctr): worst %.2e (torch "
+             "f32 %.2e); worst vs allowance max(%.0e, %.0f x torch f32): %.2f (%s)", wh.err, t32_h, TOL_HEAD, SPREAD_K,
+             wh.ratio, wh.name);
     const fx_array *npl = fx_get(&f, "assign.npos_level");
     int npos_ref = 0;
     for (int l = 0; l < 5; l++) npos_ref += (int)npl->v[l];
     ac_check(&r, L.npos == npos_ref, "positives in the batch: %d (reference %d)", L.npos, npos_ref);
     double worst_loss = 0;
-    const double *lc = fx_get(&f, "loss.cls")->v, *lb = fx_get(&f, "loss.box")->v, *lz = fx_get(&f, "loss.ctr")->v;
+    const double *lc = fx_get(&sp, "f64.loss.cls")->v, *lb = fx_get(&sp, "f64.loss.box")->v;
+    const double *lz = fx_get(&sp, "f64.loss.ctr")->v;
     for (int l = 0; l < 5; l++) {
         worst_loss = fmax(worst_loss, fabs(L.level_cls[l] - lc[l]) / fmax(fabs(lc[l]), 1e-6));
         worst_loss = fmax(worst_loss, fabs(L.level_box[l] - lb[l]) / fmax(fabs(lb[l]), 1e-6));
         worst_loss = fmax(worst_loss, fabs(L.level_ctr[l] - lz[l]) / fmax(fabs(lz[l]), 1e-6));
     }
-    double tot_ref = fx_get(&f, "loss.total")->v[0];
-    ac_check(&r, worst_loss < TOL_LOSS, "loss parts per level (cls, box, ctr): worst rel %.2e (tol %.0e)", worst_loss,
-             TOL_LOSS);
-    ac_check(&r, rel(L.total, tot_ref) < TOL_LOSS, "total loss %.7f vs %.7f: rel %.2e (tol %.0e)", L.total, tot_ref,
-             rel(L.total, tot_ref), TOL_LOSS);
-    ac_check(&r, wdh.ratio <= 1, "d loss / d head outputs: worst rel %.2e; worst vs allowance max(%.0e, %.0f x torch "
-             "spread): %.2f (%s)", wdh.err, TOL_DHEAD, SPREAD_K, wdh.ratio, wdh.name);
+    double tot_ref = fx_get(&sp, "f64.loss.total")->v[0];
+    ac_check(&r, worst_loss < TOL_LOSS, "loss parts per level (cls, box, ctr) vs float64: worst rel %.2e (torch f32 "
+             "%.2e; tol %.0e)", worst_loss, fx_get(&sp, "t32.loss.parts")->v[0], TOL_LOSS);
+    ac_check(&r, rel(L.total, tot_ref) < TOL_LOSS, "total loss %.7f vs float64 %.7f: rel %.2e (torch f32 %.2e; tol %.0e)",
+             L.total, tot_ref, rel(L.total, tot_ref), fx_get(&sp, "t32.loss.total")->v[0], TOL_LOSS);
+    ac_check(&r, wdh.ratio <= 1, "d loss / d head outputs vs float64: worst %.2e (torch f32 %.2e); worst vs allowance "
+             "max(%.0e, %.0f x torch f32): %.2f (%s)", wdh.err, t32_dh, TOL_DHEAD, SPREAD_K, wdh.ratio, wdh.name);
 
     /* BN running statistics after the first training forward */
     {
@@ -444,28 +458,15 @@ int main(void) {
     /* ---- backward: every parameter gradient */
     st = det_backward(d);
     ac_check(&r, st == OTE_OK, "det_backward: %s", st == OTE_OK ? "ok" : ote_errmsg());
-    /* Per-group median of PyTorch's spread: a tensor whose own spread happens to be tiny (no ReLU
-     * kink crossed in PyTorch's second run) still gets the typical spread of its group. */
-    double gmed[3] = {0, 0, 0};
-    {
-        double *vals[3];
-        int nv[3] = {0, 0, 0};
-        for (int gi = 0; gi < 3; gi++) vals[gi] = malloc((size_t)np * sizeof(double));
-        for (int i = 0; i < np; i++) {
-            const det_param_info *pi = det_param(d, i);
-            if (pi->is_buffer) continue;
-            char k[200];
-            snprintf(k, sizeof k, "spread.grad.%s", pi->name);
-            int gi = group_of(pi->name);
-            vals[gi][nv[gi]++] = spread_of(&sp, k);
-        }
-        for (int gi = 0; gi < 3; gi++) {
-            qsort(vals[gi], (size_t)nv[gi], sizeof(double), cmp_double);
-            gmed[gi] = nv[gi] ? vals[gi][nv[gi] / 2] : 0;
-            free(vals[gi]);
-        }
-        printf("     PyTorch's own gradient spread (channels_last vs NCHW), median per group: backbone %.2e, neck %.2e, "
-               "head %.2e\n", gmed[0], gmed[1], gmed[2]);
+    /* per group: the floor s_G and PyTorch float32's worst error vs float64 */
+    static const char *GPREFIX[3] = {"backbone.", "neck.", "bbox_head."};
+    double gfloor[3], gt32[3];
+    for (int gi = 0; gi < 3; gi++) {
+        char k[64];
+        snprintf(k, sizeof k, "f64.grad.%s", GPREFIX[gi]);
+        gfloor[gi] = FLOOR_FRAC * fx_prefix_max(&sp, k);
+        snprintf(k, sizeof k, "t32.grad.%s", GPREFIX[gi]);
+        gt32[gi] = fx_prefix_max(&sp, k);
     }
     worst_acc wg[3];
     memset(wg, 0, sizeof wg);
@@ -476,8 +477,8 @@ int main(void) {
         const det_param_info *pi = det_param(d, i);
         if (pi->is_buffer) continue;
         char k[200];
-        snprintf(k, sizeof k, "grad.%s", pi->name);
-        const fx_array *a = fx_get(&f, k);
+        snprintf(k, sizeof k, "f64.grad.%s", pi->name);
+        const fx_array *a = fx_get(&sp, k);
         snprintf(k, sizeof k, "gradk.%s", pi->name);
         long step = (long)fx_get(&f, k)->v[0];
         long n = info_numel(pi);
@@ -489,17 +490,17 @@ int main(void) {
         double *v = malloc((a->numel + 1) * sizeof *v);
         long m = 0;
         for (long j = 0; j < n && m < a->numel; j += step) v[m++] = buf[j];
-        double e1 = m == a->numel ? fx_max_rel(v, a->v, a->numel, 1e-30) : INFINITY;
-        snprintf(k, sizeof k, "spread.grad.%s", pi->name);
         int gi = group_of(pi->name);
-        acc_add(&wg[gi], e1, fmax(spread_of(&sp, k), gmed[gi]), TOL_GRAD, pi->name);
+        double e1 = m == a->numel ? fx_max_rel(v, a->v, a->numel, fmax(gfloor[gi], 1e-30)) : INFINITY;
+        acc_add(&wg[gi], e1, gt32[gi], TOL_GRAD, pi->name);
         free(v);
         n_grads++;
     }
     ac_check(&r, n_grads == n_ref_grads, "gradients compared: %d of the reference's %d", n_grads, n_ref_grads);
     for (int gi = 0; gi < 3; gi++)
-        ac_check(&r, wg[gi].ratio <= 1, "%s parameter gradients: worst rel %.2e; worst vs allowance max(%.0e, %.0f x torch "
-                 "spread): %.2f (%s)", GROUP[gi], wg[gi].err, TOL_GRAD, SPREAD_K, wg[gi].ratio, wg[gi].name);
+        ac_check(&r, wg[gi].ratio <= 1, "%s parameter gradients vs float64: worst %.2e (torch f32 %.2e); worst vs "
+                 "allowance max(%.0e, %.0f x torch f32): %.2f (%s)", GROUP[gi], wg[gi].err, gt32[gi], TOL_GRAD, SPREAD_K,
+                 wg[gi].ratio, wg[gi].name);
 
     /* ---- directional finite differences on this implementation (independent of PyTorch, and
      * well conditioned): for each parameter group G, along u = g_G / |g_G| (the group's gradient
@@ -563,9 +564,9 @@ int main(void) {
 
     /* ---- 5 SGD steps on the same batch (step 0 = the forward/backward above) */
     det_set_optimizer(d, cfg[6], cfg[7]);
-    const double *sl = fx_get(&f, "sgd.loss")->v;
-    const double *ssp = fx_get(&sp, "spread.sgd.loss")->v;
-    /* trajectories that diverged stay diverged: step s is allowed the largest spread of steps 0..s */
+    const double *sl = fx_get(&sp, "f64.sgd.loss")->v;
+    const double *ssp = fx_get(&sp, "t32.sgd.loss")->v;
+    /* trajectories that diverged stay diverged: step s is allowed the largest torch-f32 error of steps 0..s */
     double smax = ssp[0];
     double sgd_ratio = rel(L.total, sl[0]) / fmax(TOL_SGD, SPREAD_K * smax), worst_sgd = rel(L.total, sl[0]);
     long prims = e.n_primitives;
@@ -602,11 +603,11 @@ int main(void) {
         printf("     allocation counts not checked under ASan (the sanitizer owns malloc)\n");
     }
     ac_check(&r, e.n_primitives == prims, "no primitive created by steps 2-5 (%ld created)", e.n_primitives - prims);
-    ac_check(&r, sgd_ratio <= 1, "loss over 5 SGD steps: worst rel %.2e; worst vs allowance max(%.0e, %.0f x torch "
-             "spread): %.2f", worst_sgd, TOL_SGD, SPREAD_K, sgd_ratio);
+    ac_check(&r, sgd_ratio <= 1, "loss over 5 SGD steps vs float64: worst rel %.2e (torch f32 %.2e); worst vs allowance "
+             "max(%.0e, %.0f x torch f32): %.2f", worst_sgd, smax, TOL_SGD, SPREAD_K, sgd_ratio);
 
-    /* ---- eval-mode inference after the 5 steps. PyTorch's own channels_last run differs from its
-     * NCHW run by up to ~100% of the max here (running statistics of 5 noisy steps feed 52 eval BNs),
+    /* ---- eval-mode inference after the 5 steps. PyTorch float32 (NCHW) differs from the float64
+     * run by up to ~84% of the max here (running statistics of 5 noisy steps feed 52 eval BNs),
      * so the numbers are compared against that spread and the detections are reported, with only
      * their structure asserted. */
     {
@@ -614,18 +615,18 @@ int main(void) {
         ac_check(&r, st == OTE_OK, "det_predict after 5 steps: %s", st == OTE_OK ? "ok" : ote_errmsg());
         det_last_head(d, &g, ho, NULL);
         worst_acc we = {0, 0, ""};
+        double fl = FLOOR_FRAC * fx_prefix_max(&sp, "f64.eval.head."), t32 = fx_prefix_max(&sp, "t32.eval.head.");
         for (int l = 0; l < 5; l++)
             for (int k = 0; k < 3; k++) {
                 static const char *KN[3] = {"cls", "reg", "ctr"};
                 int ch = k == 0 ? C : k == 1 ? 4 : 1;
                 const float *o = k == 0 ? ho[l].cls : k == 1 ? ho[l].reg : ho[l].ctr;
-                char key[64], sk[80];
-                snprintf(key, sizeof key, "eval.head.%s.%d", KN[k], l);
-                snprintf(sk, sizeof sk, "spread.%s", key);
-                acc_add(&we, cmp_blocked(&f, key, o, N, ch, g.h[l], g.w[l]), spread_of(&sp, sk), TOL_EVAL, key);
+                char key[64];
+                snprintf(key, sizeof key, "f64.eval.head.%s.%d", KN[k], l);
+                acc_add(&we, cmp_blocked(&sp, key, o, N, ch, g.h[l], g.w[l], fl), t32, TOL_EVAL, key);
             }
-        ac_check(&r, we.ratio <= 1, "eval-mode head outputs after 5 steps: worst rel %.2e; worst vs allowance max(%.0e, "
-                 "%.0f x torch spread): %.2f (%s)", we.err, TOL_EVAL, SPREAD_K, we.ratio, we.name);
+        ac_check(&r, we.ratio <= 1, "eval-mode head outputs after 5 steps vs float64: worst %.2e (torch f32 %.2e); worst "
+                 "vs allowance max(%.0e, %.0f x torch f32): %.2f (%s)", we.err, t32, TOL_EVAL, SPREAD_K, we.ratio, we.name);
         for (int i = 0; i < N; i++) {
             char k[64];
             snprintf(k, sizeof k, "eval.det.%d.scores", i);
