@@ -124,7 +124,7 @@ __attribute__((noinline)) void *memalign(size_t align, size_t n) {
 #define TOL_LOSS 1e-4   /* loss parts, relative */
 #define TOL_DHEAD 1e-4  /* loss gradients w.r.t. head outputs */
 #define TOL_GRAD 1e-3   /* parameter gradients (through up to 60 BN/GN layers), rel. to max |ref| */
-#define TOL_GSUM 1e-3   /* gradient sums of squares, relative */
+#define TOL_GSUM 1e-3   /* full-gradient L2 norms (from the sums of squares), relative, group-floored */
 #define TOL_BN 1e-5     /* init_block BN running statistics after one step, rel. to max |ref| */
 #define TOL_BN_DEEP 1e-4 /* the same for the last backbone BN (input through 51 conv+BN layers) */
 #define TOL_SGD 2e-4    /* loss over 5 SGD steps, relative */
@@ -468,8 +468,18 @@ int main(void) {
         snprintf(k, sizeof k, "t32.grad.%s", GPREFIX[gi]);
         gt32[gi] = fx_prefix_max(&sp, k);
     }
-    worst_acc wg[3];
+    worst_acc wg[3], wn[3]; /* elements (sub-sampled) and full-gradient L2 norms */
     memset(wg, 0, sizeof wg);
+    memset(wn, 0, sizeof wn);
+    /* norm floor per group: FLOOR_FRAC x the largest full-gradient norm of the group */
+    double nfloor[3] = {0, 0, 0};
+    for (int i = 0; i < np; i++) {
+        const det_param_info *pi = det_param(d, i);
+        if (pi->is_buffer) continue;
+        char k[200];
+        snprintf(k, sizeof k, "f64.gradsum.%s", pi->name);
+        nfloor[group_of(pi->name)] = fmax(nfloor[group_of(pi->name)], FLOOR_FRAC * sqrt(fx_get(&sp, k)->v[1]));
+    }
     int n_grads = 0, n_ref_grads = 0;
     for (int i = 0; i < f.n; i++)
         if (strncmp(f.a[i].name, "grad.", 5) == 0) n_ref_grads++;
@@ -494,9 +504,18 @@ int main(void) {
         double e1 = m == a->numel ? fx_max_rel(v, a->v, a->numel, fmax(gfloor[gi], 1e-30)) : INFINITY;
         acc_add(&wg[gi], e1, gt32[gi], TOL_GRAD, pi->name);
         free(v);
+        double ss = 0;
+        for (long j = 0; j < n; j++) ss += (double)buf[j] * buf[j];
+        snprintf(k, sizeof k, "f64.gradsum.%s", pi->name);
+        double nref = sqrt(fx_get(&sp, k)->v[1]);
+        acc_add(&wn[gi], fabs(sqrt(ss) - nref) / fmax(nref, fmax(nfloor[gi], 1e-30)), gt32[gi], TOL_GSUM, pi->name);
         n_grads++;
     }
     ac_check(&r, n_grads == n_ref_grads, "gradients compared: %d of the reference's %d", n_grads, n_ref_grads);
+    for (int gi = 0; gi < 3; gi++)
+        ac_check(&r, wn[gi].ratio <= 1, "%s full-gradient L2 norms vs float64: worst rel %.2e; worst vs allowance max(%.0e, "
+                 "%.0f x torch f32 elementwise): %.2f (%s)", GROUP[gi], wn[gi].err, TOL_GSUM, SPREAD_K, wn[gi].ratio,
+                 wn[gi].name);
     for (int gi = 0; gi < 3; gi++)
         ac_check(&r, wg[gi].ratio <= 1, "%s parameter gradients vs float64: worst %.2e (torch f32 %.2e); worst vs "
                  "allowance max(%.0e, %.0f x torch f32): %.2f (%s)", GROUP[gi], wg[gi].err, gt32[gi], TOL_GRAD, SPREAD_K,
