@@ -40,71 +40,7 @@
  * into this executable; oneDNN's execute allocates a few transient nodes internally, which the
  * 2.6 C API cannot avoid). Not under ASan, which owns malloc. The counters are the one mutable
  * global state: an interposer has nowhere else to keep it. */
-#if defined(__SANITIZE_ADDRESS__)
-#define NA_INTERPOSE 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define NA_INTERPOSE 0
-#else
-#define NA_INTERPOSE 1
-#endif
-#else
-#define NA_INTERPOSE 1
-#endif
-
-static atomic_int na_counting;
-static atomic_long na_ours, na_lib, na_frees;
-
-#if NA_INTERPOSE
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-extern void *__libc_memalign(size_t, size_t);
-extern void __libc_free(void *);
-extern const char __executable_start[];
-extern const char etext[];
-
-static void na_note(const void *ra) {
-    if (!atomic_load_explicit(&na_counting, memory_order_relaxed)) return;
-    const char *p = ra;
-    if (p >= __executable_start && p < etext)
-        atomic_fetch_add(&na_ours, 1);
-    else
-        atomic_fetch_add(&na_lib, 1);
-}
-__attribute__((noinline)) void *malloc(size_t n) {
-    na_note(__builtin_return_address(0));
-    return __libc_malloc(n);
-}
-__attribute__((noinline)) void *calloc(size_t a, size_t b) {
-    na_note(__builtin_return_address(0));
-    return __libc_calloc(a, b);
-}
-__attribute__((noinline)) void *realloc(void *p, size_t n) {
-    na_note(__builtin_return_address(0));
-    return __libc_realloc(p, n);
-}
-__attribute__((noinline)) void free(void *p) {
-    if (p && atomic_load_explicit(&na_counting, memory_order_relaxed)) atomic_fetch_add(&na_frees, 1);
-    __libc_free(p);
-}
-__attribute__((noinline)) int posix_memalign(void **out, size_t align, size_t n) {
-    na_note(__builtin_return_address(0));
-    if (align < sizeof(void *) || (align & (align - 1)) != 0) return EINVAL;
-    void *p = __libc_memalign(align, n);
-    if (!p) return ENOMEM;
-    *out = p;
-    return 0;
-}
-__attribute__((noinline)) void *aligned_alloc(size_t align, size_t n) {
-    na_note(__builtin_return_address(0));
-    return __libc_memalign(align, n);
-}
-__attribute__((noinline)) void *memalign(size_t align, size_t n) {
-    na_note(__builtin_return_address(0));
-    return __libc_memalign(align, n);
-}
-#endif
+#include "tests/alloc_count.h"
 
 #define FX_PATH "tests/reference/fixtures/detector_ref.fx"
 #define FX_F64 "tests/reference/fixtures/detector_f64.fx"
