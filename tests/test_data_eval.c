@@ -10,7 +10,6 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,18 +17,9 @@
 
 #include "data/eval.h"
 #include "engine/status.h"
+#include "tests/expect.h"
 
-static int n_fail = 0;
 
-static void check(int ok, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s: ", ok ? "ok" : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (!ok) n_fail++;
-}
 
 /* ---- a tiny in-memory dataset builder for hand-made cases ---- */
 
@@ -99,31 +89,31 @@ static void test_helpers(void) {
      * numpy adds eight partial sums ((2^53+1)+(1+1)) + ((1+1)+(1+1)) = 2^53+6, then the 9th
      * element: 2^53+7 is a tie between 2^53+6 and 2^53+8, and rounds to the even 2^53+8. */
     double a[9] = {9007199254740992.0, 1, 1, 1, 1, 1, 1, 1, 1};
-    check(eval_sum_f64(a, 9) == 9007199254740992.0 + 8, "pairwise f64 n=9 gives 2^53+8");
-    check(eval_sum_f64(a, 7) == 9007199254740992.0, "pairwise f64 n=7 is left to right (2^53)");
+    EXPECT(eval_sum_f64(a, 9) == 9007199254740992.0 + 8, "pairwise f64 n=9 gives 2^53+8");
+    EXPECT(eval_sum_f64(a, 7) == 9007199254740992.0, "pairwise f64 n=7 is left to right (2^53)");
     float f[9] = {16777216.f, 1, 1, 1, 1, 1, 1, 1, 1};
-    check(eval_sum_f32(f, 9) == 16777216.f + 8, "pairwise f32 n=9 gives 2^24+8");
-    check(eval_sum_f64(NULL, 0) == 0.0, "empty sum is 0");
+    EXPECT(eval_sum_f32(f, 9) == 16777216.f + 8, "pairwise f32 n=9 gives 2^24+8");
+    EXPECT(eval_sum_f64(NULL, 0) == 0.0, "empty sum is 0");
     /* n = 8200 > 8192: numpy sums the first 8192 and the last 8 separately; with 1.0s it's exact */
     double *ones = malloc(8200 * sizeof *ones);
     ASSERT(ones);
     for (int i = 0; i < 8200; i++) ones[i] = 1.0;
-    check(eval_sum_f64(ones, 8200) == 8200.0, "sum of 8200 ones is 8200");
+    EXPECT(eval_sum_f64(ones, 8200) == 8200.0, "sum of 8200 ones is 8200");
     free(ones);
 
     double it[EVAL_COCO_NIOU], rt[EVAL_COCO_NREC];
     eval_coco_iou_thrs(it);
     eval_coco_rec_thrs(rt);
-    check(it[0] == 0.5 && it[5] == 0.75 && it[8] == 0.8999999999999999 && it[9] == 0.95,
+    EXPECT(it[0] == 0.5 && it[5] == 0.75 && it[8] == 0.8999999999999999 && it[9] == 0.95,
           "iouThrs linspace values (0.5, 0.75, 0.8999999999999999, 0.95)");
-    check(rt[0] == 0.0 && rt[57] == 0.5700000000000001 && rt[100] == 1.0 && rt[50] == 0.5,
+    EXPECT(rt[0] == 0.0 && rt[57] == 0.5700000000000001 && rt[100] == 1.0 && rt[50] == 0.5,
           "recThrs linspace values (0.57 -> 0.5700000000000001)");
 
     float sc[6] = {0.5f, 0.9f, 0.5f, 0.7f, 0.9f, 0.5f};
     int idx[6] = {0, 1, 2, 3, 4, 5}, tmp[6];
     eval_argsort_desc(sc, idx, 6, tmp);
     int want[6] = {1, 4, 3, 0, 2, 5};
-    check(!memcmp(idx, want, sizeof want), "stable descending argsort keeps tie order (1 4 3 0 2 5)");
+    EXPECT(!memcmp(idx, want, sizeof want), "stable descending argsort keeps tie order (1 4 3 0 2 5)");
 
     eval_coco_result r;
     memset(&r, 0, sizeof r);
@@ -134,10 +124,10 @@ static void test_helpers(void) {
     r.stats[9] = -1.0;
     char line[160];
     eval_coco_format_stat(&r, 0, line, sizeof line);
-    check(!strcmp(line, " Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = 0.387"),
+    EXPECT(!strcmp(line, " Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = 0.387"),
           "pycocotools summary line for stats[0]: '%s'", line);
     eval_coco_format_stat(&r, 9, line, sizeof line);
-    check(!strcmp(line, " Average Recall     (AR) @[ IoU=0.50:0.95 | area= small | maxDets=100 ] = -1.000"),
+    EXPECT(!strcmp(line, " Average Recall     (AR) @[ IoU=0.50:0.95 | area= small | maxDets=100 ] = -1.000"),
           "pycocotools summary line for stats[9]: '%s'", line);
 }
 
@@ -154,21 +144,21 @@ static void test_perfect(void) {
         dt[i] = det(b[i].image, b[i].label, b[i].x, b[i].y, b[i].w, b[i].h, 0.9f - 0.1f * (float)i);
     eval_report r;
     int s = eval_run(&d, dt, 4, EVAL_CROWD_IGNORED, NULL, &r);
-    check(s == 0, "perfect: eval_run ok");
+    EXPECT(s == 0, "perfect: eval_run ok");
     if (s == 0) {
-        check(r.voc.map == 1.0f && r.voc.cls[0].ap == 1.0f && r.voc.cls[1].ap == 1.0f,
+        EXPECT(r.voc.map == 1.0f && r.voc.cls[0].ap == 1.0f && r.voc.cls[1].ap == 1.0f,
               "perfect: VOC mAP 1.0 (got %.9g)", (double)r.voc.map);
-        check(r.voc.cls[0].num_gts == 3 && r.voc.cls[1].num_gts == 1 && r.voc.cls[0].num_dets == 3,
+        EXPECT(r.voc.cls[0].num_gts == 3 && r.voc.cls[1].num_gts == 1 && r.voc.cls[0].num_dets == 3,
               "perfect: VOC num_gts 3/1, num_dets 3");
-        check(near(r.coco.stats[0], 1.0, 1e-12) && near(r.coco.stats[1], 1.0, 1e-12) &&
+        EXPECT(near(r.coco.stats[0], 1.0, 1e-12) && near(r.coco.stats[1], 1.0, 1e-12) &&
                   near(r.coco.stats[8], 1.0, 0),
               "perfect: COCO AP %.17g ~ 1, AR@100 %.17g == 1", r.coco.stats[0], r.coco.stats[8]);
         /* gts: 400 (small), 3000 (medium), 12000 (large), 1600 (medium) */
-        check(near(r.coco.stats[3], 1.0, 1e-12) && near(r.coco.stats[4], 1.0, 1e-12) &&
+        EXPECT(near(r.coco.stats[3], 1.0, 1e-12) && near(r.coco.stats[4], 1.0, 1e-12) &&
                   near(r.coco.stats[5], 1.0, 1e-12),
               "perfect: COCO AP small/medium/large ~ 1");
         /* AR@1: image 1 has two class-0 gts, only one det counts -> class 0 recall 2/3, class 1: 1 */
-        check(near(r.coco.stats[6], (2.0 / 3.0 + 1.0) / 2.0, 1e-12), "perfect: AR@1 = (2/3 + 1)/2 (got %.17g)",
+        EXPECT(near(r.coco.stats[6], (2.0 / 3.0 + 1.0) / 2.0, 1e-12), "perfect: AR@1 = (2/3 + 1)/2 (got %.17g)",
               r.coco.stats[6]);
         eval_report_free(&r);
     }
@@ -189,14 +179,14 @@ static void test_fp_above_tp(void) {
                       det(0, 0, 100, 10, 40, 40, 0.7f)};
     eval_report r;
     int s = eval_run(&d, dt, 3, EVAL_CROWD_IGNORED, NULL, &r);
-    check(s == 0, "fp above tp: eval_run ok");
+    EXPECT(s == 0, "fp above tp: eval_run ok");
     if (s == 0) {
-        check(r.voc.map == 2.0f / 3.0f, "fp above tp: VOC AP = float32(2/3) (got %.9g)", (double)r.voc.map);
-        check(near(r.coco.stats[0], 2.0 / 3.0, 1e-12), "fp above tp: COCO AP = 2/3 (got %.17g)",
+        EXPECT(r.voc.map == 2.0f / 3.0f, "fp above tp: VOC AP = float32(2/3) (got %.9g)", (double)r.voc.map);
+        EXPECT(near(r.coco.stats[0], 2.0 / 3.0, 1e-12), "fp above tp: COCO AP = 2/3 (got %.17g)",
               r.coco.stats[0]);
-        check(near(r.coco.stats[4], 2.0 / 3.0, 1e-12) && r.coco.stats[3] == -1 && r.coco.stats[5] == -1,
+        EXPECT(near(r.coco.stats[4], 2.0 / 3.0, 1e-12) && r.coco.stats[3] == -1 && r.coco.stats[5] == -1,
               "fp above tp: medium AP 2/3, small/large -1");
-        check(r.coco.stats[8] == 1.0 && r.coco.stats[6] == 0.0,
+        EXPECT(r.coco.stats[8] == 1.0 && r.coco.stats[6] == 0.0,
               "fp above tp: AR@100 = 1, AR@1 = 0 (the top det is the FP)");
         eval_report_free(&r);
     }
@@ -216,13 +206,13 @@ static void test_duplicates(void) {
                       det(0, 0, 100, 10, 40, 40, 0.7f)};
     eval_report r;
     int s = eval_run(&d, dt, 3, EVAL_CROWD_IGNORED, NULL, &r);
-    check(s == 0, "duplicates: eval_run ok");
+    EXPECT(s == 0, "duplicates: eval_run ok");
     if (s == 0) {
         float want = (float)(0.5 * 1.0 + 0.5 * (double)(2.0f / 3.0f));
-        check(r.voc.map == want, "duplicates: VOC AP %.9g == %.9g", (double)r.voc.map, (double)want);
+        EXPECT(r.voc.map == want, "duplicates: VOC AP %.9g == %.9g", (double)r.voc.map, (double)want);
         double cw = (51.0 + 50.0 * 2.0 / 3.0) / 101.0;
-        check(near(r.coco.stats[0], cw, 1e-12), "duplicates: COCO AP %.17g ~ %.17g", r.coco.stats[0], cw);
-        check(r.coco.stats[8] == 1.0, "duplicates: AR@100 = 1");
+        EXPECT(near(r.coco.stats[0], cw, 1e-12), "duplicates: COCO AP %.17g ~ %.17g", r.coco.stats[0], cw);
+        EXPECT(r.coco.stats[8] == 1.0, "duplicates: AR@100 = 1");
         eval_report_free(&r);
     }
     dataset_free(&d);
@@ -245,20 +235,20 @@ static void test_crowd(void) {
                       det(0, 1, 10, 300, 50, 50, 0.6f)};
     eval_report r;
     int s = eval_run(&d, dt, 5, EVAL_CROWD_IGNORED, NULL, &r);
-    check(s == 0, "crowd: eval_run ok");
+    EXPECT(s == 0, "crowd: eval_run ok");
     if (s == 0) {
-        check(r.voc.cls[0].ap == 1.0f && r.voc.map == 1.0f, "crowd ignored: VOC AP 1 (got %.9g)",
+        EXPECT(r.voc.cls[0].ap == 1.0f && r.voc.map == 1.0f, "crowd ignored: VOC AP 1 (got %.9g)",
               (double)r.voc.cls[0].ap);
-        check(r.voc.cls[0].num_gts == 1 && r.voc.cls[1].num_gts == 0 && r.voc.n_classes_with_gts == 1,
+        EXPECT(r.voc.cls[0].num_gts == 1 && r.voc.cls[1].num_gts == 0 && r.voc.n_classes_with_gts == 1,
               "crowd: crowd gts not counted (num_gts 1 and 0)");
-        check(near(r.coco.stats[0], 1.0, 1e-12) && r.coco.stats[8] == 1.0,
+        EXPECT(near(r.coco.stats[0], 1.0, 1e-12) && r.coco.stats[8] == 1.0,
               "crowd: COCO AP ~ 1 (%.17g), AR 1", r.coco.stats[0]);
-        check(r.coco.cat[1].ap == -1 && r.coco.cat[1].ar == -1, "crowd: crowd-only class is -1 in COCO");
+        EXPECT(r.coco.cat[1].ap == -1 && r.coco.cat[1].ar == -1, "crowd: crowd-only class is -1 in COCO");
         eval_report_free(&r);
     }
     eval_voc_result v;
     s = eval_voc(&d, dt, 5, 0.5, EVAL_CROWD_ABSENT, &v);
-    check(s == 0 && v.cls[0].ap == 0.5f && v.map == 0.5f && v.cls[1].num_gts == 0,
+    EXPECT(s == 0 && v.cls[0].ap == 0.5f && v.map == 0.5f && v.cls[1].num_gts == 0,
           "crowd absent: VOC AP .5, crowd-only class excluded (got %.9g)", s == 0 ? (double)v.map : -1.0);
     if (s == 0) eval_voc_result_free(&v);
     dataset_free(&d);
@@ -275,14 +265,14 @@ static void test_classes_without_gts(void) {
                       det(1, 1, 50, 50, 40, 40, 0.8f)};
     eval_report r;
     int s = eval_run(&d, dt, 3, EVAL_CROWD_IGNORED, NULL, &r);
-    check(s == 0, "no-gt class: eval_run ok");
+    EXPECT(s == 0, "no-gt class: eval_run ok");
     if (s == 0) {
-        check(r.voc.map == 0.5f && r.voc.n_classes_with_gts == 2 && r.voc.cls[1].num_gts == 0 &&
+        EXPECT(r.voc.map == 0.5f && r.voc.n_classes_with_gts == 2 && r.voc.cls[1].num_gts == 0 &&
                   r.voc.cls[1].num_dets == 2 && r.voc.cls[1].ap == 0.0f && r.voc.cls[2].ap == 0.0f,
               "no-gt class: VOC mAP .5 over 2 classes (got %.9g)", (double)r.voc.map);
-        check(near(r.coco.stats[0], 0.5, 1e-12) && r.coco.stats[8] == 0.5,
+        EXPECT(near(r.coco.stats[0], 0.5, 1e-12) && r.coco.stats[8] == 0.5,
               "no-gt class: COCO AP ~ .5 (%.17g), AR .5", r.coco.stats[0]);
-        check(r.coco.cat[1].ap == -1 && r.coco.cat[2].ap == 0.0, "no-gt class: COCO per-class -1 and 0");
+        EXPECT(r.coco.cat[1].ap == -1 && r.coco.cat[2].ap == 0.0, "no-gt class: COCO per-class -1 and 0");
         eval_report_free(&r);
     }
     /* no class has gts at all -> VOC mAP 0, COCO -1 */
@@ -290,7 +280,7 @@ static void test_classes_without_gts(void) {
     hand_dataset(&e, 1, 1, NULL, 0);
     eval_det one = det(0, 0, 1, 1, 5, 5, 0.5f);
     s = eval_run(&e, &one, 1, EVAL_CROWD_IGNORED, NULL, &r);
-    check(s == 0 && r.voc.map == 0.0f && r.coco.stats[0] == -1 && r.coco.stats[8] == -1,
+    EXPECT(s == 0 && r.voc.map == 0.0f && r.coco.stats[0] == -1 && r.coco.stats[8] == -1,
           "no gts anywhere: VOC 0, COCO -1");
     if (s == 0) eval_report_free(&r);
     dataset_free(&e);
@@ -304,14 +294,14 @@ static void test_bad_input(void) {
     eval_det dt = det(0, 3, 10, 10, 40, 40, 0.9f);
     eval_report r;
     int s = eval_run(&d, &dt, 1, EVAL_CROWD_IGNORED, NULL, &r);
-    check(s == OTE_EINVAL && strstr(ote_errmsg(), "detection 0") && strstr(ote_errmsg(), "label 3"),
+    EXPECT(s == OTE_EINVAL && strstr(ote_errmsg(), "detection 0") && strstr(ote_errmsg(), "label 3"),
           "label out of range -> EINVAL naming it: %s", ote_errmsg());
     dt = det(0, 0, 10, 10, 40, 40, NAN);
     s = eval_run(&d, &dt, 1, EVAL_CROWD_IGNORED, NULL, &r);
-    check(s == OTE_EINVAL && strstr(ote_errmsg(), "non-finite"), "NaN score -> EINVAL: %s", ote_errmsg());
+    EXPECT(s == OTE_EINVAL && strstr(ote_errmsg(), "non-finite"), "NaN score -> EINVAL: %s", ote_errmsg());
     eval_coco_result c;
     s = eval_coco(&d, NULL, 0, (const int[3]){10, 10, 100}, &c);
-    check(s == OTE_EINVAL, "non-increasing max_dets -> EINVAL: %s", ote_errmsg());
+    EXPECT(s == OTE_EINVAL, "non-increasing max_dets -> EINVAL: %s", ote_errmsg());
     dataset_free(&d);
 }
 
@@ -429,14 +419,14 @@ static void check_stats(const char *name, const char *key, const double *got, co
         if (got[i] == e) exact++;
         if (fabs(got[i] - e) > worst) worst = fabs(got[i] - e);
     }
-    check(ok && exact == EVAL_COCO_NSTATS, "%s: %s bit-exact (%d/12 exact, max |diff| %.3g)", name, key,
+    EXPECT(ok && exact == EVAL_COCO_NSTATS, "%s: %s bit-exact (%d/12 exact, max |diff| %.3g)", name, key,
           exact, worst);
 }
 
 static void check_voc(const char *name, const char *mkey, const char *ckey, const eval_voc_result *v,
                       const coco_dataset *gt, const cJSON *exp) {
     double e = jnum(exp, mkey);
-    check((double)v->map == e, "%s: %s %.17g == %.17g", name, mkey, (double)v->map, e);
+    EXPECT((double)v->map == e, "%s: %s %.17g == %.17g", name, mkey, (double)v->map, e);
     const cJSON *per = cJSON_GetObjectItemCaseSensitive(exp, ckey);
     int ok = cJSON_GetArraySize(per) == gt->n_cats;
     for (int k = 0; ok && k < gt->n_cats; k++) {
@@ -449,7 +439,7 @@ static void check_voc(const char *name, const char *mkey, const char *ckey, cons
                    c ? cJSON_PrintUnformatted(c) : "(missing)");
         }
     }
-    check(ok, "%s: %s per class (ap exact as float32, num_gts, num_dets)", name, ckey);
+    EXPECT(ok, "%s: %s per class (ap exact as float32, num_gts, num_dets)", name, ckey);
 }
 
 typedef struct fake_detector {
@@ -483,13 +473,13 @@ static void run_fixture(const char *dir, const char *file, int *n_cases) {
     snprintf(path, sizeof path, "%s/%s", dir, file);
     fixture f;
     int s = load_fixture(&f, path);
-    check(s == 0, "%s: fixture loads", file);
+    EXPECT(s == 0, "%s: fixture loads", file);
     if (s != 0) return;
     (*n_cases)++;
     const cJSON *exp = f.expected;
     eval_coco_result c;
     s = eval_coco(&f.gt, f.dets.d, f.dets.n, NULL, &c);
-    check(s == 0, "%s: eval_coco default ok %s", file, s ? ote_errmsg() : "");
+    EXPECT(s == 0, "%s: eval_coco default ok %s", file, s ? ote_errmsg() : "");
     if (s == 0) {
         check_stats(file, "coco_stats", c.stats, exp);
         const cJSON *per = cJSON_GetObjectItemCaseSensitive(exp, "coco_per_category");
@@ -508,24 +498,24 @@ static void run_fixture(const char *dir, const char *file, int *n_cases) {
                 if (!near(g[i], w[i], 1e-12)) ok = 0;
             }
         }
-        check(ok, "%s: coco_per_category within 1e-12 (max |diff| %.3g)", file, worst);
+        EXPECT(ok, "%s: coco_per_category within 1e-12 (max |diff| %.3g)", file, worst);
         eval_coco_result_free(&c);
     }
     s = eval_coco(&f.gt, f.dets.d, f.dets.n, (const int[3]){100, 300, 1000}, &c);
-    check(s == 0, "%s: eval_coco mmdet maxDets ok", file);
+    EXPECT(s == 0, "%s: eval_coco mmdet maxDets ok", file);
     if (s == 0) {
         check_stats(file, "coco_stats_mmdet", c.stats, exp);
         eval_coco_result_free(&c);
     }
     eval_voc_result v;
     s = eval_voc(&f.gt, f.dets.d, f.dets.n, 0.5, EVAL_CROWD_IGNORED, &v);
-    check(s == 0, "%s: eval_voc ok", file);
+    EXPECT(s == 0, "%s: eval_voc ok", file);
     if (s == 0) {
         check_voc(file, "voc_map_050", "voc_ap_per_class", &v, &f.gt, exp);
         eval_voc_result_free(&v);
     }
     s = eval_voc(&f.gt, f.dets.d, f.dets.n, 0.5, EVAL_CROWD_ABSENT, &v);
-    check(s == 0, "%s: eval_voc crowd absent ok", file);
+    EXPECT(s == 0, "%s: eval_voc crowd absent ok", file);
     if (s == 0) {
         check_voc(file, "voc_map_050_crowd_absent", "voc_ap_per_class_crowd_absent", &v, &f.gt, exp);
         eval_voc_result_free(&v);
@@ -538,11 +528,11 @@ static void run_fixture(const char *dir, const char *file, int *n_cases) {
         eval_dets kept;
         int s1 = eval_run(&f.gt, f.dets.d, f.dets.n, EVAL_CROWD_ABSENT, NULL, &direct);
         int s2 = eval_dataset(&f.gt, fake_predict, &fd, EVAL_CROWD_ABSENT, NULL, &viacb, &kept);
-        check(s1 == 0 && s2 == 0 && same_report(&direct, &viacb, f.gt.n_cats) && kept.n == f.dets.n,
+        EXPECT(s1 == 0 && s2 == 0 && same_report(&direct, &viacb, f.gt.n_cats) && kept.n == f.dets.n,
               "%s: eval_dataset with a fake detector == eval_run on the list", file);
         int img_ok = s2 == 0;
         for (int i = 0; img_ok && i < kept.n; i++) img_ok = kept.d[i].image >= 0;
-        check(img_ok, "%s: eval_dataset sets each detection's image index", file);
+        EXPECT(img_ok, "%s: eval_dataset sets each detection's image index", file);
         if (s1 == 0) eval_report_free(&direct);
         if (s2 == 0) {
             eval_report_free(&viacb);
@@ -558,14 +548,14 @@ static void run_fixture(const char *dir, const char *file, int *n_cases) {
             int same = rl == 0 && back.n == kept.n;
             for (int i = 0; same && i < back.n; i++)
                 same = !memcmp(&back.d[i], &kept.d[i], sizeof back.d[i]);
-            check(same, "%s: eval_save_results -> eval_load_results round-trips exactly", file);
+            EXPECT(same, "%s: eval_save_results -> eval_load_results round-trips exactly", file);
             eval_dets_free(&back);
             unlink(tmpl);
             eval_dets_free(&kept);
         }
         fd.fail_at = 2;
         s2 = eval_dataset(&f.gt, fake_predict, &fd, EVAL_CROWD_ABSENT, NULL, &viacb, NULL);
-        check(s2 == OTE_EIO && strstr(ote_errmsg(), "image 2") && strstr(ote_errmsg(), "cannot read"),
+        EXPECT(s2 == OTE_EIO && strstr(ote_errmsg(), "image 2") && strstr(ote_errmsg(), "cannot read"),
               "a failing detector's error is passed up naming the image: %s", ote_errmsg());
     }
     fixture_free(&f);
@@ -576,7 +566,7 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
 /* Runs every *.json in dir whose name starts with `prefix`; returns the number of cases. */
 static int run_dir(const char *dir, const char *prefix) {
     DIR *dp = opendir(dir);
-    check(dp != NULL, "fixtures directory %s exists", dir);
+    EXPECT(dp != NULL, "fixtures directory %s exists", dir);
     if (!dp) return 0;
     char *names[256];
     int n = 0;
@@ -602,12 +592,12 @@ static void test_fixtures(void) {
     snprintf(dir, sizeof dir, "%s/fixtures/eval", shared && *shared ? shared : "../shared");
     int n = run_dir(dir, "");
     /* README lists 11 cases; fewer means the directory is incomplete */
-    check(n >= 11, "%d shared fixture cases evaluated (expected at least 11)", n);
+    EXPECT(n >= 11, "%d shared fixture cases evaluated (expected at least 11)", n);
     /* tests/reference/eval_ref.py: >= 8 classes, > 8192-entry means, long curves, annotation id 0 */
     const char *src = getenv("OTE_SRC");
     snprintf(dir, sizeof dir, "%s/tests/reference/fixtures", src && *src ? src : ".");
     n = run_dir(dir, "eval_ref_");
-    check(n >= 2, "%d eval_ref.py cases evaluated (expected at least 2)", n);
+    EXPECT(n >= 2, "%d eval_ref.py cases evaluated (expected at least 2)", n);
 }
 
 /* ---- results-file errors ---- */
@@ -646,7 +636,7 @@ static void test_results_errors(void) {
         eval_dets l;
         eval_dets_init(&l);
         int s = eval_load_results(path, &d, &l);
-        check(s == OTE_EPARSE && strstr(ote_errmsg(), path) && strstr(ote_errmsg(), cases[i].want),
+        EXPECT(s == OTE_EPARSE && strstr(ote_errmsg(), path) && strstr(ote_errmsg(), cases[i].want),
               "bad results file %zu -> parse error naming file and '%s': %s", i, cases[i].want, ote_errmsg());
         eval_dets_free(&l);
     }
@@ -654,13 +644,13 @@ static void test_results_errors(void) {
     eval_dets l;
     eval_dets_init(&l);
     int s = eval_load_results(path, &d, &l);
-    check(s == 0 && l.n == 1 && l.d[0].image == 1 && l.d[0].label == 1 && l.d[0].x1 == 1.5f &&
+    EXPECT(s == 0 && l.n == 1 && l.d[0].image == 1 && l.d[0].label == 1 && l.d[0].x1 == 1.5f &&
               l.d[0].x2 == 4.5f && l.d[0].y2 == 6.25f && l.d[0].score == 0.5f,
           "good results file: ids mapped to image 1 / label 1, bbox xywh -> xyxy");
     eval_dets_free(&l);
     unlink(path);
     s = eval_load_results(path, &d, &l);
-    check(s == OTE_EIO && strstr(ote_errmsg(), path), "missing results file -> io error naming it");
+    EXPECT(s == OTE_EIO && strstr(ote_errmsg(), path), "missing results file -> io error naming it");
     dataset_free(&d);
 }
 
@@ -674,8 +664,8 @@ int main(void) {
     test_bad_input();
     test_results_errors();
     test_fixtures();
-    if (n_fail) {
-        printf("%d check(s) FAILED\n", n_fail);
+    if (expect_fails) {
+        printf("%d EXPECT(s) FAILED\n", expect_fails);
         return 1;
     }
     printf("all checks passed\n");

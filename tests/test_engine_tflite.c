@@ -18,7 +18,6 @@
  *    only OTE_OK or OTE_EPARSE, never a crash (run under ASan/UBSan too).
  */
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,20 +26,10 @@
 #include "engine/rng.h"
 #include "engine/status.h"
 #include "engine/tflite.h"
+#include "tests/expect.h"
 #include "tests/fixture.h"
 
-static int n_fail = 0;
 
-static void check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void check(int ok, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s: ", ok ? "ok" : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (!ok) n_fail++;
-}
 
 static unsigned char *read_all(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
@@ -76,7 +65,7 @@ static void check_tensor(const tfl_model *m, const fx_file *fx, const char *file
     ok &= t->type == ival(fx, k);
     snprintf(k, sizeof k, "%s.quant_dim", p);
     ok &= t->quant_dim == ival(fx, k);
-    check(ok, "%s: %s tensor %d '%.40s...': shape, type %s, quant_dim %d match the reference", file, p, ti, t->name,
+    EXPECT(ok, "%s: %s tensor %d '%.40s...': shape, type %s, quant_dim %d match the reference", file, p, ti, t->name,
           tfl_type_name(t->type), t->quant_dim);
     snprintf(k, sizeof k, "%s.scale", p);
     const fx_array *sc = fx_get(fx, k);
@@ -86,7 +75,7 @@ static void check_tensor(const tfl_model *m, const fx_file *fx, const char *file
     const fx_array *zp = fx_get(fx, k);
     ok &= t->n_zero_point == zp->numel;
     for (int i = 0; ok && i < t->n_zero_point; i++) ok = (double)t->zero_point[i] == zp->v[i];
-    check(ok, "%s: %s: %d scales and %d zero points equal the reference exactly", file, p, t->n_scale, t->n_zero_point);
+    EXPECT(ok, "%s: %s: %d scales and %d zero points equal the reference exactly", file, p, t->n_scale, t->n_zero_point);
     int64_t n = tfl_tensor_numel(t);
     float *d = malloc((size_t)n * sizeof *d);
     int s = tfl_dequantize(m, ti, d, n);
@@ -98,7 +87,7 @@ static void check_tensor(const tfl_model *m, const fx_file *fx, const char *file
         ok = close_f(d[i], dq->v[i], 1.2e-7);
         worst = fmax(worst, fabs(d[i] - dq->v[i]));
     }
-    check(ok, "%s: %s: first %ld dequantised values match numpy (max abs diff %.3g, tol 1.2e-7 rel)", file, p, dq->numel, worst);
+    EXPECT(ok, "%s: %s: first %ld dequantised values match numpy (max abs diff %.3g, tol 1.2e-7 rel)", file, p, dq->numel, worst);
     free(d);
 }
 
@@ -107,13 +96,13 @@ static void check_file(const char *shared, const char *fname, const char *prefix
     snprintf(path, sizeof path, "%s/weights/mobilenet_v2_1.0_224_tflite/%s", shared, fname);
     tfl_model m;
     int s = tfl_load(&m, path);
-    check(s == 0, "%s: parses (%s)", fname, s ? ote_errmsg() : "ok");
+    EXPECT(s == 0, "%s: parses (%s)", fname, s ? ote_errmsg() : "ok");
     if (s) return;
     /* README facts */
     int nc = tfl_count_ops(&m, TFL_OP_CONV_2D), nd = tfl_count_ops(&m, TFL_OP_DEPTHWISE_CONV_2D), na = tfl_count_ops(&m, TFL_OP_ADD);
-    check(nc == 36 && nd == 17 && na == 10, "%s: %d CONV_2D, %d DEPTHWISE_CONV_2D, %d ADD (want 36, 17, 10)", fname, nc, nd, na);
+    EXPECT(nc == 36 && nd == 17 && na == 10, "%s: %d CONV_2D, %d DEPTHWISE_CONV_2D, %d ADD (want 36, 17, 10)", fname, nc, nd, na);
     const tfl_tensor *in = &m.tensors[m.inputs[0]], *out = &m.tensors[m.outputs[0]];
-    check(m.n_inputs == 1 && m.n_outputs == 1 && in->ndim == 4 && in->shape[1] == 224 && in->shape[2] == 224 &&
+    EXPECT(m.n_inputs == 1 && m.n_outputs == 1 && in->ndim == 4 && in->shape[1] == 224 && in->shape[2] == 224 &&
               in->shape[3] == 3 && out->ndim == 2 && out->shape[1] == 1001,
           "%s: input [1,224,224,3], output [1,1001]", fname);
     /* reference walk */
@@ -121,13 +110,13 @@ static void check_file(const char *shared, const char *fname, const char *prefix
     int rt = ival(fx, k);
     snprintf(k, sizeof k, "%s.n_buffers", prefix);
     int rb = ival(fx, k);
-    check(m.n_tensors == rt && m.n_buffers == rb, "%s: %d tensors, %d buffers (reference %d, %d)", fname, m.n_tensors,
+    EXPECT(m.n_tensors == rt && m.n_buffers == rb, "%s: %d tensors, %d buffers (reference %d, %d)", fname, m.n_tensors,
           m.n_buffers, rt, rb);
     snprintf(k, sizeof k, "%s.opcodes", prefix);
     const fx_array *oc = fx_get(fx, k);
     int ok = oc->numel == m.n_ops;
     for (int i = 0; ok && i < m.n_ops; i++) ok = m.ops[i].opcode == (int)oc->v[i];
-    check(ok, "%s: the builtin codes of all %d operators match the reference", fname, m.n_ops);
+    EXPECT(ok, "%s: the builtin codes of all %d operators match the reference", fname, m.n_ops);
     snprintf(k, sizeof k, "%s.conv_opts", prefix);
     const fx_array *co = fx_get(fx, k);
     ok = co->ndim == 2 && co->dims[0] == nc + nd && co->dims[1] == 6;
@@ -138,7 +127,7 @@ static void check_file(const char *shared, const char *fname, const char *prefix
              op->activation == (int)v[4] && op->depth_multiplier == (int)v[5] &&
              op->options_type == (op->opcode == TFL_OP_CONV_2D ? 1 : 2);
     }
-    check(ok, "%s: stride, padding, fused activation, depth multiplier of all %d convs match the reference", fname, nc + nd);
+    EXPECT(ok, "%s: stride, padding, fused activation, depth multiplier of all %d convs match the reference", fname, nc + nd);
     char p[64];
     snprintf(p, sizeof p, "%s.w0", prefix);
     check_tensor(&m, fx, fname, p);
@@ -171,10 +160,10 @@ static void check_file(const char *shared, const char *fname, const char *prefix
         int zp0 = 1;
         for (int i = 0; i < w->n_zero_point; i++) zp0 &= w->zero_point[i] == 0;
         ok &= w->n_scale == 32 && zp0;
-        check(ok, "%s: int8 per-channel conv weight: 32 scales, zero points 0, 5 elements == scale[o] * q", fname);
+        EXPECT(ok, "%s: int8 per-channel conv weight: 32 scales, zero points 0, 5 elements == scale[o] * q", fname);
     } else {
         ok &= w->type == TFL_UINT8 && w->n_scale == 1 && w->n_zero_point == 1 && w->zero_point[0] != 0;
-        check(ok, "%s: uint8 per-tensor conv weight (zero point %lld): 5 elements == scale * (q - zp)", fname,
+        EXPECT(ok, "%s: uint8 per-tensor conv weight (zero point %lld): 5 elements == scale * (q - zp)", fname,
               (long long)w->zero_point[0]);
     }
     /* depthwise: channel = last index */
@@ -190,7 +179,7 @@ static void check_file(const char *shared, const char *fname, const char *prefix
         double zp = dw->n_zero_point ? (double)dw->zero_point[dw->n_zero_point > 1 ? c : 0] : 0;
         ok = close_f(dd[i], (double)dw->scale[c] * (q - zp), 1.2e-7);
     }
-    check(ok, "%s: depthwise weight [1,3,3,32] (%d scales, quant_dim %d): 4 elements by hand", fname, dw->n_scale, dw->quant_dim);
+    EXPECT(ok, "%s: depthwise weight [1,3,3,32] (%d scales, quant_dim %d): 4 elements by hand", fname, dw->n_scale, dw->quant_dim);
     /* int32 bias */
     raw = tfl_tensor_data(&m, c0->inputs[2], &nb);
     float bd[32];
@@ -207,11 +196,11 @@ static void check_file(const char *shared, const char *fname, const char *prefix
         double stored = b->scale[b->n_scale > 1 ? c : 0];
         worst_scale = fmax(worst_scale, fabs(stored - sc) / sc);
     }
-    check(ok, "%s: int32 bias (32) == q * input_scale * weight_scale[c], by hand and vs numpy", fname);
-    check(worst_scale < 1e-5, "%s: stored bias scale == input_scale * weight_scale (max rel diff %.2g, tol 1e-5)", fname, worst_scale);
+    EXPECT(ok, "%s: int32 bias (32) == q * input_scale * weight_scale[c], by hand and vs numpy", fname);
+    EXPECT(worst_scale < 1e-5, "%s: stored bias scale == input_scale * weight_scale (max rel diff %.2g, tol 1e-5)", fname, worst_scale);
     float tmp[4];
     s = tfl_dequantize(&m, c0->inputs[1], tmp, 4);
-    check(s == OTE_EINVAL, "%s: dequantize with a wrong element count is refused: %s", fname, ote_errmsg());
+    EXPECT(s == OTE_EINVAL, "%s: dequantize with a wrong element count is refused: %s", fname, ote_errmsg());
     tfl_free(&m);
 }
 
@@ -251,34 +240,34 @@ static void check_bad(const char *shared) {
     size_t n;
     unsigned char *b = read_all(path, &n);
     if (!b) {
-        check(0, "cannot read %s", path);
+        EXPECT(0, "cannot read %s", path);
         return;
     }
     unsigned char *c = malloc(n);
     memcpy(c, b, n);
     memcpy(c + 4, "XXXX", 4);
     int s = parse_mem(c, n, 0);
-    check(s == OTE_EPARSE && strstr(ote_errmsg(), "TFL3"), "wrong identifier -> %d: %s", s, ote_errmsg());
+    EXPECT(s == OTE_EPARSE && strstr(ote_errmsg(), "TFL3"), "wrong identifier -> %d: %s", s, ote_errmsg());
     const char *text = "this is a text file, not a FlatBuffer\n";
     s = parse_mem((const unsigned char *)text, strlen(text), 0);
-    check(s == OTE_EPARSE, "text file -> %d: %s", s, ote_errmsg());
+    EXPECT(s == OTE_EPARSE, "text file -> %d: %s", s, ote_errmsg());
     int all = 1;
     for (size_t L = 0; L < 8; L++) all &= parse_mem(b, L, 0) == OTE_EPARSE;
-    check(all, "files of 0..7 bytes -> error: %s", ote_errmsg());
+    EXPECT(all, "files of 0..7 bytes -> error: %s", ote_errmsg());
     tfl_model m;
     s = tfl_load(&m, "/nonexistent/model.tflite");
-    check(s == OTE_EIO && strstr(ote_errmsg(), "/nonexistent/model.tflite"), "missing file -> %d: %s", s, ote_errmsg());
+    EXPECT(s == OTE_EIO && strstr(ote_errmsg(), "/nonexistent/model.tflite"), "missing file -> %d: %s", s, ote_errmsg());
 
     size_t z = zip_start(b, n);
-    check(z < n, "the file carries an appended zip at %zu (of %zu bytes)", z, n);
+    EXPECT(z < n, "the file carries an appended zip at %zu (of %zu bytes)", z, n);
     /* truncation: every length below 4096, 300 lengths spread over the FlatBuffer, the last 48
      * bytes before the zip: all must fail; cutting inside the zip must not matter. */
     int fails = 0, tried = 0;
     for (size_t L = 8; L < 4096; L++, tried++) fails += parse_mem(b, L, 0) == OTE_EPARSE;
     for (int i = 0; i < 300; i++, tried++) fails += parse_mem(b, 4096 + (z - 4096) / 300 * (size_t)i, 0) == OTE_EPARSE;
     for (size_t L = z - 48; L < z; L++, tried++) fails += parse_mem(b, L, 0) == OTE_EPARSE;
-    check(fails == tried, "%d of %d truncations that cut the FlatBuffer give OTE_EPARSE; last: %s", fails, tried, ote_errmsg());
-    check(parse_mem(b, z, 0) == 0 && parse_mem(b, z + 100, 0) == 0, "truncation inside the appended zip still parses");
+    EXPECT(fails == tried, "%d of %d truncations that cut the FlatBuffer give OTE_EPARSE; last: %s", fails, tried, ote_errmsg());
+    EXPECT(parse_mem(b, z, 0) == 0 && parse_mem(b, z + 100, 0) == 0, "truncation inside the appended zip still parses");
 
     /* corruption of structural bytes (outside buffer data and the zip): random values and
      * boundary values at random positions; only OK or EPARSE, never a crash */
@@ -317,8 +306,8 @@ static void check_bad(const char *shared) {
         if (wide) memcpy(c + p4, old4, 4);
         c[p] = old;
     }
-    check(bad == 0, "3000 corrupted structural bytes: %d parsed, %d OTE_EPARSE, %d other results (want 0)", okc, errc, bad);
-    check(errc > 100, "corruption is often detected (%d of 3000 give OTE_EPARSE, want > 100)", errc);
+    EXPECT(bad == 0, "3000 corrupted structural bytes: %d parsed, %d OTE_EPARSE, %d other results (want 0)", okc, errc, bad);
+    EXPECT(errc > 100, "corruption is often detected (%d of 3000 give OTE_EPARSE, want > 100)", errc);
     free(pos);
     free(is_data);
     free(c);
@@ -338,6 +327,6 @@ int main(void) {
     check_file(shared, "mobilenet_v2_1.0_224_quant.tflite", "v1", &fx);
     check_bad(shared);
     fx_free(&fx);
-    printf("%s\n", n_fail ? "FAILED" : "all passed");
-    return n_fail ? 1 : 0;
+    printf("%s\n", expect_fails ? "FAILED" : "all passed");
+    return expect_fails ? 1 : 0;
 }

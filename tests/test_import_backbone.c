@@ -20,20 +20,9 @@
 #include "engine/status.h"
 #include "engine/tflite.h"
 #include "tools/import_backbone.h"
+#include "tests/expect.h"
 
-static int n_fail = 0;
 
-static void check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-#include <stdarg.h>
-static void check(int ok, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s: ", ok ? "ok" : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (!ok) n_fail++;
-}
 
 /* ---- image input ---------------------------------------------------------------------------- */
 
@@ -302,7 +291,7 @@ static void check_layout(const tfl_model *m, const ibk_result *r, const char *fi
         int o = samples[s][0], i = samples[s][1], h = samples[s][2], w = samples[s][3];
         ok = p->data[((o * 3 + i) * 3 + h) * 3 + w] == src[((o * 3 + h) * 3 + w) * 3 + i];
     }
-    check(ok, "%s: init_block weight OIHW[o][i][h][w] == TFLite OHWI[o][h][w][i] on 4 samples", file);
+    EXPECT(ok, "%s: init_block weight OIHW[o][i][h][w] == TFLite OHWI[o][h][w][i] on 4 samples", file);
     free(src);
     wt = m->ops[di].inputs[1];
     src = malloc(9 * 32 * sizeof *src);
@@ -314,7 +303,7 @@ static void check_layout(const tfl_model *m, const ibk_result *r, const char *fi
         int c = ds[s][0], h = ds[s][1], w = ds[s][2];
         ok = p->data[(c * 3 + h) * 3 + w] == src[(h * 3 + w) * 32 + c];
     }
-    check(ok, "%s: stage1.unit1 depthwise (C,1,KH,KW)[c][0][h][w] == TFLite [0][h][w][c] on 3 samples", file);
+    EXPECT(ok, "%s: stage1.unit1 depthwise (C,1,KH,KW)[c][0][h][w] == TFLite [0][h][w][c] on 3 samples", file);
     free(src);
     /* the folded bias goes to bn.bias: same values as the TFLite bias dequantised directly */
     int bt = m->ops[ci].inputs[2];
@@ -322,24 +311,24 @@ static void check_layout(const tfl_model *m, const ibk_result *r, const char *fi
     tfl_dequantize_bias(m, bt, m->ops[ci].inputs[0], m->ops[ci].inputs[1], b, 32);
     p = ibk_find(r, "backbone.features.init_block.bn.bias");
     ok = p && p->numel == 32 && !memcmp(p->data, b, sizeof b);
-    check(ok, "%s: init_block bn.bias == dequantised TFLite conv bias", file);
+    EXPECT(ok, "%s: init_block bn.bias == dequantised TFLite conv bias", file);
 }
 
 static void check_names(const ibk_result *r, const char *file) {
     /* 52 convs x 5 tensors + classifier (2) */
-    check(r->n == 52 * 5 + 2 && r->n_convs == 52 && r->n_classes == 1001, "%s: %d parameters, %d convs, %d classes (want 262, 52, 1001)",
+    EXPECT(r->n == 52 * 5 + 2 && r->n_convs == 52 && r->n_classes == 1001, "%s: %d parameters, %d convs, %d classes (want 262, 52, 1001)",
           file, r->n, r->n_convs, r->n_classes);
     const char *must[] = {"backbone.features.stage1.unit1.conv3.conv.weight", "backbone.features.stage2.unit2.conv1.bn.running_var",
                           "backbone.features.stage4.unit7.conv3.conv.weight", "backbone.features.stage5.unit4.conv3.bn.bias"};
     int ok = 1;
     for (int i = 0; i < 4; i++) ok &= ibk_find(r, must[i]) != NULL;
     ok &= ibk_find(r, "backbone.features.stage1.unit1.conv1.conv.weight") == NULL;
-    check(ok, "%s: expected names present, stage1.unit1.conv1 absent (torchvision variant)", file);
+    EXPECT(ok, "%s: expected names present, stage1.unit1.conv1 absent (torchvision variant)", file);
     const ibk_param *p = ibk_find(r, "backbone.features.stage5.unit4.conv3.conv.weight");
-    check(p && p->shape[0] == 320 && p->shape[1] == 960 && p->shape[2] == 1 && p->shape[3] == 1,
+    EXPECT(p && p->shape[0] == 320 && p->shape[1] == 960 && p->shape[2] == 1 && p->shape[3] == 1,
           "%s: stage5.unit4.conv3 weight shape (320, 960, 1, 1)", file);
     p = ibk_find(r, "backbone.features.stage4.unit1.conv2.conv.weight");
-    check(p && p->shape[0] == 192 && p->shape[1] == 1 && p->shape[2] == 3, "%s: stage4.unit1.conv2 depthwise shape (192, 1, 3, 3)", file);
+    EXPECT(p && p->shape[0] == 192 && p->shape[1] == 1 && p->shape[2] == 3, "%s: stage4.unit1.conv2 depthwise shape (192, 1, 3, 3)", file);
     int bn_ok = 1;
     for (int i = 0; i < r->n; i++) {
         const char *n = r->p[i].name;
@@ -351,7 +340,7 @@ static void check_names(const ibk_result *r, const char *file) {
         if (L > 14 && !strcmp(n + L - 14, "bn.running_var"))
             for (int64_t k = 0; k < r->p[i].numel; k++) bn_ok &= fabsf(1.0f / sqrtf(r->p[i].data[k] + 1e-5f) - 1.0f) <= 1.2e-7f;
     }
-    check(bn_ok, "%s: every BN is gamma 1, mean 0 and 1/sqrt(var + 1e-5) == 1 within 1 ulp (eval-mode identity)", file);
+    EXPECT(bn_ok, "%s: every BN is gamma 1, mean 0 and 1/sqrt(var + 1e-5) == 1 within 1 ulp (eval-mode identity)", file);
 }
 
 static void check_bad_structure(tfl_model *m, const char *file) {
@@ -364,7 +353,7 @@ static void check_bad_structure(tfl_model *m, const char *file) {
     int save0 = W->shape[0], save3 = W->shape[3];
     W->shape[0] = save3, W->shape[3] = save0;
     int s = ibk_import(m, 1, &r);
-    check(s == OTE_EPARSE && strstr(ote_errmsg(), "shape"), "%s: transposed weight shape -> error: %s", file, ote_errmsg());
+    EXPECT(s == OTE_EPARSE && strstr(ote_errmsg(), "shape"), "%s: transposed weight shape -> error: %s", file, ote_errmsg());
     W->shape[0] = save0, W->shape[3] = save3;
     /* an ADD turned into MUL: the operator counts no longer match */
     int ai = -1;
@@ -372,13 +361,13 @@ static void check_bad_structure(tfl_model *m, const char *file) {
         if (m->ops[i].opcode == TFL_OP_ADD) ai = i;
     m->ops[ai].opcode = TFL_OP_MUL;
     s = ibk_import(m, 1, &r);
-    check(s == OTE_EPARSE && strstr(ote_errmsg(), "not a MobileNetV2"), "%s: 9 ADDs -> error: %s", file, ote_errmsg());
+    EXPECT(s == OTE_EPARSE && strstr(ote_errmsg(), "not a MobileNetV2"), "%s: 9 ADDs -> error: %s", file, ote_errmsg());
     m->ops[ai].opcode = TFL_OP_ADD;
     /* broken wiring: the residual ADD reads the wrong tensor */
     int save_in = m->ops[ai].inputs[0];
     m->ops[ai].inputs[0] = m->ops[ai].inputs[1];
     s = ibk_import(m, 1, &r);
-    check(s == OTE_EPARSE && strstr(ote_errmsg(), "residual"), "%s: miswired residual ADD -> error: %s", file, ote_errmsg());
+    EXPECT(s == OTE_EPARSE && strstr(ote_errmsg(), "residual"), "%s: miswired residual ADD -> error: %s", file, ote_errmsg());
     m->ops[ai].inputs[0] = save_in;
     /* wrong stride on the first depthwise of stage 2 */
     int di = -1, nd = 0;
@@ -386,7 +375,7 @@ static void check_bad_structure(tfl_model *m, const char *file) {
         if (m->ops[i].opcode == TFL_OP_DEPTHWISE_CONV_2D && ++nd == 2) di = i;
     m->ops[di].stride_w = m->ops[di].stride_h = 1;
     s = ibk_import(m, 1, &r);
-    check(s == OTE_EPARSE && strstr(ote_errmsg(), "stride"), "%s: stride 1 where MobileNetV2 has 2 -> error: %s", file, ote_errmsg());
+    EXPECT(s == OTE_EPARSE && strstr(ote_errmsg(), "stride"), "%s: stride 1 where MobileNetV2 has 2 -> error: %s", file, ote_errmsg());
     m->ops[di].stride_w = m->ops[di].stride_h = 2;
     /* an omitted (-1) data input on the first conv */
     int ci = -1;
@@ -395,10 +384,10 @@ static void check_bad_structure(tfl_model *m, const char *file) {
     save_in = m->ops[ci].inputs[0];
     m->ops[ci].inputs[0] = -1;
     s = ibk_import(m, 1, &r);
-    check(s == OTE_EPARSE && strstr(ote_errmsg(), "omitted"), "%s: omitted conv input -> error: %s", file, ote_errmsg());
+    EXPECT(s == OTE_EPARSE && strstr(ote_errmsg(), "omitted"), "%s: omitted conv input -> error: %s", file, ote_errmsg());
     m->ops[ci].inputs[0] = save_in;
     s = ibk_import(m, 1, &r);
-    check(s == 0, "%s: restored model imports again", file);
+    EXPECT(s == 0, "%s: restored model imports again", file);
     ibk_free(&r);
 }
 
@@ -408,7 +397,7 @@ static void check_bad_structure(tfl_model *m, const char *file) {
 static void check_corrupt_import(const char *path) {
     tfl_model good;
     if (tfl_load(&good, path) < 0) {
-        check(0, "cannot load %s", path);
+        EXPECT(0, "cannot load %s", path);
         return;
     }
     size_t n = good.size;
@@ -442,7 +431,7 @@ static void check_corrupt_import(const char *path) {
         }
         c[p] = old;
     }
-    check(other == 0, "importer on corrupted files that still parse: %d imported, %d OTE_EPARSE, %d other (want 0 other); %d of 400 parsed",
+    EXPECT(other == 0, "importer on corrupted files that still parse: %d imported, %d OTE_EPARSE, %d other (want 0 other); %d of 400 parsed",
           imported, errs, other, parsed);
     free(c);
     free(is_data);
@@ -499,7 +488,7 @@ static void check_corrupt_import(const char *path) {
         if (op->n_out) op->outputs[0] = save_out0;
         if (ti >= 0) memcpy(m.tensors[ti].shape, save_shape, sizeof save_shape);
     }
-    check(other == 0 && errs > 50, "importer on 150 graph mutations: %d imported, %d OTE_EPARSE, %d other (want 0 other, > 50 errors)",
+    EXPECT(other == 0 && errs > 50, "importer on 150 graph mutations: %d imported, %d OTE_EPARSE, %d other (want 0 other, > 50 errors)",
           imported, errs, other);
     tfl_free(&m);
 }
@@ -523,17 +512,17 @@ int main(void) {
         inputs[i] = preprocess(&im, 224);
         free(im.rgb);
     }
-    check((1.0f - IBK_BN_EPS) + IBK_BN_EPS == 1.0f, "float32 (1 - 1e-5) + 1e-5 == 1 exactly");
+    EXPECT((1.0f - IBK_BN_EPS) + IBK_BN_EPS == 1.0f, "float32 (1 - 1e-5) + 1e-5 == 1 exactly");
     for (int fi = 0; fi < 2; fi++) {
         char path[512];
         snprintf(path, sizeof path, "%s/weights/mobilenet_v2_1.0_224_tflite/%s", shared, files[fi]);
         tfl_model m;
         int s = tfl_load(&m, path);
-        check(s == 0, "%s: parse (%s)", files[fi], s ? ote_errmsg() : "ok");
+        EXPECT(s == 0, "%s: parse (%s)", files[fi], s ? ote_errmsg() : "ok");
         if (s) continue;
         ibk_result r;
         s = ibk_import(&m, 1, &r);
-        check(s == 0, "%s: import with classifier (%s)", files[fi], s ? ote_errmsg() : "ok");
+        EXPECT(s == 0, "%s: import with classifier (%s)", files[fi], s ? ote_errmsg() : "ok");
         if (s) {
             tfl_free(&m);
             continue;
@@ -547,7 +536,7 @@ int main(void) {
             for (int k = 1; k < K; k++)
                 if (lg[k] > mx) mx = lg[k], best = k;
             for (int k = 0; k < K; k++) z += exp(lg[k] - mx);
-            check(best == want[i], "%s: %s -> top-1 %d (p = %.4f), want %d", files[fi], images[i], best, 1.0 / z, want[i]);
+            EXPECT(best == want[i], "%s: %s -> top-1 %d (p = %.4f), want %d", files[fi], images[i], best, 1.0 / z, want[i]);
             free(lg);
         }
         /* folding x/127.5 - 1 into init_block: the first feature map is unchanged except where
@@ -569,7 +558,7 @@ int main(void) {
                         if (yy < 111 && xx < 111) inner = fmax(inner, d);
                         else border = fmax(border, d);
                     }
-            check(s == 0 && inner <= 1e-5 * ymax && border > 1e-3,
+            EXPECT(s == 0 && inner <= 1e-5 * ymax && border > 1e-3,
                   "%s: folded input range: first feature map max diff %.3g inside (tol %.3g), %.3g on the padded border",
                   files[fi], inner, 1e-5 * ymax, border);
             for (int i = 0; i < 4; i++) {
@@ -582,7 +571,7 @@ int main(void) {
                 for (int k = 1; k < r.n_classes; k++)
                     if (lg[k] > mx) mx = lg[k], best = k;
                 for (int k = 0; k < r.n_classes; k++) z += exp(lg[k] - mx);
-                check(best == want[i], "%s: folded, x/255 input: %s -> top-1 %d (p = %.4f), want %d", files[fi], images[i], best,
+                EXPECT(best == want[i], "%s: folded, x/255 input: %s -> top-1 %d (p = %.4f), want %d", files[fi], images[i], best,
                       1.0 / z, want[i]);
                 free(lg);
             }
@@ -590,7 +579,7 @@ int main(void) {
         }
         ibk_free(&r);
         s = ibk_import(&m, 0, &r);
-        check(s == 0 && r.n == 51 * 5 && r.n_classes == 0 && !ibk_find(&r, "backbone.features.final_block.conv.weight"),
+        EXPECT(s == 0 && r.n == 51 * 5 && r.n_classes == 0 && !ibk_find(&r, "backbone.features.final_block.conv.weight"),
               "%s: import without classifier: %d parameters (want 255), no final_block/output", files[fi], r.n);
         ibk_free(&r);
         check_bad_structure(&m, files[fi]);
@@ -602,6 +591,6 @@ int main(void) {
         check_corrupt_import(path);
     }
     for (int i = 0; i < 4; i++) free(inputs[i].d);
-    printf("%s\n", n_fail ? "FAILED" : "all passed");
-    return n_fail ? 1 : 0;
+    printf("%s\n", expect_fails ? "FAILED" : "all passed");
+    return expect_fails ? 1 : 0;
 }
