@@ -103,6 +103,34 @@ static void run_config(int n, int h, int w, int steps, int warmup, int classes) 
         if (s >= warmup) tt[s - warmup] = now() - a;
     }
     double cpu_train = (cpu_seconds() - cpu0) / steps;
+    /* Profiled pass (separate from the timed steps above, whose figures it must not disturb): wall
+     * time per oneDNN primitive kind; the rest of the step is our own code (GroupNorm, upsample,
+     * losses, assigner, gradient adds, SGD) and the gaps between primitives. */
+    e.prof.on = 1;
+    eng_prof_reset(&e);
+    double tp = now();
+    for (int s = 0; s < steps; s++) {
+        if (det_forward_train(d, &b, &L) != OTE_OK) DIE("det_forward_train");
+        if (det_backward(d) != OTE_OK) DIE("det_backward");
+        if (det_sgd_step(d, 1e-6) != OTE_OK) DIE("det_sgd_step");
+    }
+    tp = (now() - tp) / steps;
+    e.prof.on = 0;
+    double conv_s = 0, prim_s = 0;
+    for (int i = 0; i < e.prof.n; i++) {
+        prim_s += e.prof.secs[i] / steps;
+        if (e.prof.kind[i] == dnnl_convolution) conv_s += e.prof.secs[i] / steps;
+    }
+    printf("%4dx%-4d N=%d | profile of %d training steps, mean %.3f s/step:\n", h, w, n, steps, tp);
+    for (int i = 0; i < e.prof.n; i++) {
+        char nm[96];
+        eng_prof_name(&e, i, nm, sizeof nm);
+        printf("    %-44s %8.2f ms/step %5.1f%%  (%ld calls/step)\n", nm, 1e3 * e.prof.secs[i] / steps,
+               100 * e.prof.secs[i] / steps / tp, e.prof.calls[i] / steps);
+    }
+    printf("    %-44s %8.2f ms/step %5.1f%%\n", "own code and gaps", 1e3 * (tp - prim_s), 100 * (tp - prim_s) / tp);
+    printf("    convolutions: %.1f%% of the step, %.1f GFLOP/s inside them\n", 100 * conv_s / tp,
+           det_flops_train(d, n, h, w) / conv_s / 1e9);
     long prims = e.n_primitives;
     t0 = now();
     if (det_plan_infer(d, n, h, w) != OTE_OK) DIE("det_plan_infer");
@@ -132,8 +160,10 @@ static void run_config(int n, int h, int w, int steps, int warmup, int classes) 
            t_plan, t_plan_i, ma >> 20, e.n_primitives - prims - 0, L.total, cpu_train);
     /* machine-readable twin for bench/run_bench.sh */
     printf("RESULT {\"h\": %d, \"w\": %d, \"n\": %d, \"train_ips\": %.4f, \"step\": %.5f, \"gflops\": %.2f, "
-           "\"gflop\": %.3f, \"infer_ips\": %.4f, \"rss_mb\": %.1f, \"loss\": %.5f, \"cpu_step\": %.4f}\n",
-           h, w, n, n / mt, mt, flops / mt / 1e9, flops / 1e9, n / mi, ru.ru_maxrss / 1024.0, L.total, cpu_train);
+           "\"gflop\": %.3f, \"infer_ips\": %.4f, \"rss_mb\": %.1f, \"loss\": %.5f, \"cpu_step\": %.4f, "
+           "\"conv_gflops_in\": %.2f, \"conv_share\": %.3f}\n",
+           h, w, n, n / mt, mt, flops / mt / 1e9, flops / 1e9, n / mi, ru.ru_maxrss / 1024.0, L.total, cpu_train,
+           flops / conv_s / 1e9, conv_s / tp);
     fflush(stdout);
     for (int i = 0; i < n; i++) free(out[i]);
     free(out), free(nout), free(sf), free(tt), free(ti), free(img), free(boxes), free(labels), free(first), free(ih),

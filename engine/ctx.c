@@ -1,10 +1,13 @@
 /* ctx.c - oneDNN engine/stream/scratchpad management and guarded primitive creation. */
+#define _POSIX_C_SOURCE 200809L
 #include "engine/ctx.h"
 
+#include <oneapi/dnnl/dnnl_debug.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "engine/status.h"
@@ -130,9 +133,56 @@ int eng_scratch_memory(eng_ctx *e, const_dnnl_primitive_desc_t pd, dnnl_memory_t
     return OTE_OK;
 }
 
+static double mono_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void prof_add(eng_ctx *e, dnnl_primitive_t p, double secs) {
+    const_dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_kind_t kind = dnnl_undefined_primitive;
+    dnnl_prop_kind_t prop = dnnl_prop_kind_undef;
+    if (dnnl_primitive_get_primitive_desc(p, &pd) != dnnl_success) return;
+    dnnl_primitive_desc_query(pd, dnnl_query_primitive_kind, 0, &kind);
+    if (dnnl_primitive_desc_query(pd, dnnl_query_prop_kind, 0, &prop) != dnnl_success) prop = dnnl_prop_kind_undef;
+    int grouped = 0;
+    if (kind == dnnl_convolution) {
+        const dnnl_memory_desc_t *wd = dnnl_primitive_desc_query_md(
+            pd, prop == dnnl_backward_weights ? dnnl_query_diff_weights_md : dnnl_query_weights_md, 0);
+        grouped = wd && wd->ndims == 5;
+    }
+    eng_prof *pr = &e->prof;
+    int i = 0;
+    while (i < pr->n && !(pr->kind[i] == (int)kind && pr->prop[i] == (int)prop && pr->grouped[i] == grouped)) i++;
+    if (i == pr->n) {
+        if (pr->n == ENG_PROF_SLOTS) return; /* more kinds than slots: the rest goes untimed */
+        pr->kind[i] = (int)kind, pr->prop[i] = (int)prop, pr->grouped[i] = grouped, pr->secs[i] = 0, pr->calls[i] = 0;
+        pr->n++;
+    }
+    pr->secs[i] += secs;
+    pr->calls[i]++;
+}
+
 int eng_exec(eng_ctx *e, dnnl_primitive_t p, int nargs, const dnnl_exec_arg_t *args, const char *what) {
+    double t0 = e->prof.on ? mono_seconds() : 0;
     CHECK(eng_check(dnnl_primitive_execute(p, e->stream, nargs, args), what));
-    return eng_check(dnnl_stream_wait(e->stream), what);
+    CHECK(eng_check(dnnl_stream_wait(e->stream), what));
+    if (e->prof.on) prof_add(e, p, mono_seconds() - t0);
+    return OTE_OK;
+}
+
+void eng_prof_reset(eng_ctx *e) {
+    int on = e->prof.on;
+    memset(&e->prof, 0, sizeof e->prof);
+    e->prof.on = on;
+}
+
+void eng_prof_name(const eng_ctx *e, int slot, char *buf, size_t n) {
+    const char *k = e->prof.grouped[slot] ? "convolution(grouped)"
+                                          : dnnl_prim_kind2str((dnnl_primitive_kind_t)e->prof.kind[slot]);
+    if (e->prof.prop[slot] == dnnl_prop_kind_undef) snprintf(buf, n, "%s", k);
+    else snprintf(buf, n, "%s %s", k, dnnl_prop_kind2str((dnnl_prop_kind_t)e->prof.prop[slot]));
 }
 
 const char *eng_isa_name(void) {

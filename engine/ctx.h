@@ -17,6 +17,20 @@
 
 #include <oneapi/dnnl/dnnl.h>
 
+/* Optional per-primitive-kind timing (bench_detector): when `on`, eng_exec adds the wall time of
+ * every execution to the slot of its (primitive kind, propagation kind). Off by default; costs two
+ * clock reads and two pd queries per primitive when on. */
+#define ENG_PROF_SLOTS 24
+typedef struct eng_prof {
+    int on;
+    int n;                          /* slots in use */
+    int kind[ENG_PROF_SLOTS];       /* dnnl_primitive_kind_t */
+    int prop[ENG_PROF_SLOTS];       /* dnnl_prop_kind_t (0 where the kind has none, e.g. reorder) */
+    int grouped[ENG_PROF_SLOTS];    /* convolutions: 1 = grouped/depthwise weights */
+    double secs[ENG_PROF_SLOTS];
+    long calls[ENG_PROF_SLOTS];
+} eng_prof;
+
 typedef struct eng_ctx {
     dnnl_engine_t engine;
     dnnl_stream_t stream;
@@ -30,6 +44,7 @@ typedef struct eng_ctx {
     long n_primitives;      /* primitives created so far (for the no-creation-in-step test) */
     int allow_ref;          /* 0: a `ref:` implementation is an error (default) */
     int verbose;            /* 1: log every primitive's implementation to stderr */
+    eng_prof prof;          /* timing per primitive kind, when prof.on */
 } eng_ctx;
 
 /* nthreads <= 0 means: OMP_NUM_THREADS if set, else the number of online CPUs. */
@@ -57,6 +72,11 @@ int eng_scratch_memory(eng_ctx *e, const_dnnl_primitive_desc_t pd, dnnl_memory_t
 
 /* Runs a primitive and waits for it. Returns OTE_EDNNL with `what` on failure. */
 int eng_exec(eng_ctx *e, dnnl_primitive_t p, int nargs, const dnnl_exec_arg_t *args, const char *what);
+
+/* Clears the profile's slots (keeps prof.on). */
+void eng_prof_reset(eng_ctx *e);
+/* Readable name of a profile slot, e.g. "convolution backward_weights". */
+void eng_prof_name(const eng_ctx *e, int slot, char *buf, size_t n);
 
 /* Turns a dnnl status into an ote status with a message. */
 int eng_check(dnnl_status_t st, const char *what);
