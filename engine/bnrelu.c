@@ -1,0 +1,376 @@
+/* bnrelu.c - fused BatchNorm (+ ReLU6) forward/backward on nChw16c f32 with OpenMP (see bnrelu.h).
+ *
+ * Each pass is one parallel region:
+ *   1. omp for over units: per-lane partial sums of one chunk of one (sample, block) plane;
+ *   2. omp for over channel blocks: fold the units of the block in unit order (double), derive
+ *      statistics and per-lane coefficients, write running stats / dgamma / dbeta;
+ *   3. omp for over units (same static schedule as 1, so small planes are still in cache):
+ *      the element-wise apply.
+ * The hot kernels are compiled for AVX-512, AVX2 and baseline x86-64 (target_clones, as
+ * groupnorm.c) because the project builds without -march.
+ *
+ * Bit-identity of the ReLU6 mask: forward and backward both form the pre-activation with
+ * bnr_pre() from the same float coefficients. The project compiles as ISO C11 (-std=c11), where
+ * GCC does not contract a*b+c into an FMA (-ffp-contract=off), so vector, scalar and every clone
+ * round identically; bnr_mask_mismatches() lets the tests verify it.
+ */
+#include "engine/bnrelu.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/status.h"
+
+#define BNR_RUN 16        /* pixels summed in float before adding into double */
+#define BNR_MIN_CHUNK 64  /* pixels: smaller chunks cost more in bookkeeping than they balance */
+#define BNR_UNITS_PER_THREAD 8
+#define BNR_SHIFT_PIX 8   /* pixels of sample 0 averaged into the per-channel shift k */
+
+/* coef rows of one 16-lane block */
+enum { CF_K = 0, CF_A, CF_B, CF_P, CF_Q, CF_R, CF_ROWS = 8 };
+
+#if defined(__x86_64__) && !defined(__clang__)
+#define BNR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define BNR_CLONES
+#endif
+#define BNR_INLINE static inline __attribute__((always_inline))
+
+/* The pre-activation; the ONLY place it is formed (forward output and backward mask). */
+BNR_INLINE float bnr_pre(float x, float k, float a, float b) { return (x - k) * a + b; }
+/* torch.nn.ReLU6 (hardtanh 0..6); NaN propagates as in torch. */
+BNR_INLINE float bnr_clip6(float v) {
+    v = v < 0.0f ? 0.0f : v;
+    return v > 6.0f ? 6.0f : v;
+}
+/* hardtanh backward: the gradient passes only strictly inside (0, 6) (eltwise.h). */
+BNR_INLINE float bnr_mask(float v, float g) { return ((v > 0.0f) & (v < 6.0f)) ? g : 0.0f; }
+
+/* ---- kernels on np pixels x 16 lanes ---- */
+
+/* out[0..15] = sum (x - k), out[16..31] = sum (x - k)^2 per lane. */
+BNR_CLONES static void bnr_k_stats(const float *px, int np, const float *k, double *out) {
+    double d1[16] = {0}, d2[16] = {0};
+    for (int i0 = 0; i0 < np; i0 += BNR_RUN) {
+        int i1 = i0 + BNR_RUN < np ? i0 + BNR_RUN : np;
+        float f1[16] = {0}, f2[16] = {0};
+        for (int i = i0; i < i1; i++) {
+            const float *r = px + (size_t)i * 16;
+#pragma omp simd
+            for (int c = 0; c < 16; c++) {
+                float d = r[c] - k[c];
+                f1[c] += d;
+                f2[c] += d * d;
+            }
+        }
+        for (int c = 0; c < 16; c++) d1[c] += f1[c], d2[c] += f2[c];
+    }
+    for (int c = 0; c < 16; c++) out[c] = d1[c], out[16 + c] = d2[c];
+}
+
+BNR_INLINE void bnr_fwd_body(const float *px, float *py, int np, const float *cf, const int relu6) {
+    const float *k = cf + CF_K * 16, *a = cf + CF_A * 16, *b = cf + CF_B * 16;
+    for (int i = 0; i < np; i++) {
+        const float *r = px + (size_t)i * 16;
+        float *o = py + (size_t)i * 16;
+#pragma omp simd
+        for (int c = 0; c < 16; c++) {
+            float v = bnr_pre(r[c], k[c], a[c], b[c]);
+            o[c] = relu6 ? bnr_clip6(v) : v;
+        }
+    }
+}
+
+/* y = clip((x - k)*a + b) per lane; padded lanes have k = a = b = 0, so they become 0. */
+BNR_CLONES static void bnr_k_fwd(const float *px, float *py, int np, const float *cf, int relu6) {
+    if (relu6)
+        bnr_fwd_body(px, py, np, cf, 1);
+    else
+        bnr_fwd_body(px, py, np, cf, 0);
+}
+
+BNR_INLINE void bnr_bstats_body(const float *px, const float *pdy, int np, const float *cf, double *out,
+                                const int relu6) {
+    const float *k = cf + CF_K * 16, *a = cf + CF_A * 16, *b = cf + CF_B * 16;
+    double d1[16] = {0}, d2[16] = {0};
+    for (int i0 = 0; i0 < np; i0 += BNR_RUN) {
+        int i1 = i0 + BNR_RUN < np ? i0 + BNR_RUN : np;
+        float f1[16] = {0}, f2[16] = {0};
+        for (int i = i0; i < i1; i++) {
+            const float *r = px + (size_t)i * 16, *gr = pdy + (size_t)i * 16;
+#pragma omp simd
+            for (int c = 0; c < 16; c++) {
+                float g = relu6 ? bnr_mask(bnr_pre(r[c], k[c], a[c], b[c]), gr[c]) : gr[c];
+                f1[c] += g;
+                f2[c] += g * (r[c] - k[c]);
+            }
+        }
+        for (int c = 0; c < 16; c++) d1[c] += f1[c], d2[c] += f2[c];
+    }
+    for (int c = 0; c < 16; c++) out[c] = d1[c], out[16 + c] = d2[c];
+}
+
+/* out[0..15] = sum g, out[16..31] = sum g*(x - k), g = dy masked by the recomputed pre-activation. */
+BNR_CLONES static void bnr_k_bstats(const float *px, const float *pdy, int np, const float *cf, double *out,
+                                    int relu6) {
+    if (relu6)
+        bnr_bstats_body(px, pdy, np, cf, out, 1);
+    else
+        bnr_bstats_body(px, pdy, np, cf, out, 0);
+}
+
+/* No restrict on pdy/pdx: they may alias (each element reads its own dy before writing dx). */
+BNR_INLINE void bnr_bwd_body(const float *px, const float *pdy, float *pdx, int np, const float *cf,
+                             const int relu6) {
+    const float *k = cf + CF_K * 16, *a = cf + CF_A * 16, *b = cf + CF_B * 16;
+    const float *P = cf + CF_P * 16, *Q = cf + CF_Q * 16, *R = cf + CF_R * 16;
+    for (int i = 0; i < np; i++) {
+        const float *r = px + (size_t)i * 16, *gr = pdy + (size_t)i * 16;
+        float *o = pdx + (size_t)i * 16;
+        float t[16];
+#pragma omp simd
+        for (int c = 0; c < 16; c++) {
+            float g = relu6 ? bnr_mask(bnr_pre(r[c], k[c], a[c], b[c]), gr[c]) : gr[c];
+            t[c] = P[c] * g + Q[c] * (r[c] - k[c]) + R[c];
+        }
+#pragma omp simd
+        for (int c = 0; c < 16; c++) o[c] = t[c];
+    }
+}
+
+/* dx = P*g + Q*(x - k) + R per lane (all zero on padded lanes). */
+BNR_CLONES static void bnr_k_bwd(const float *px, const float *pdy, float *pdx, int np, const float *cf,
+                                 int relu6) {
+    if (relu6)
+        bnr_bwd_body(px, pdy, pdx, np, cf, 1);
+    else
+        bnr_bwd_body(px, pdy, pdx, np, cf, 0);
+}
+
+/* Stored y versus the recomputed clip(pre) (bitwise), over logical lanes only. */
+BNR_CLONES static long bnr_k_check(const float *px, const float *py, int np, const float *cf, int lanes,
+                                   int relu6) {
+    const float *k = cf + CF_K * 16, *a = cf + CF_A * 16, *b = cf + CF_B * 16;
+    long bad = 0;
+    for (int i = 0; i < np; i++)
+        for (int c = 0; c < lanes; c++) {
+            float v = bnr_pre(px[(size_t)i * 16 + c], k[c], a[c], b[c]);
+            if (relu6) v = bnr_clip6(v);
+            float s = py[(size_t)i * 16 + c];
+            uint32_t u1, u2;
+            memcpy(&u1, &v, 4), memcpy(&u2, &s, 4);
+            bad += u1 != u2;
+        }
+    return bad;
+}
+
+/* ---- plan ---- */
+
+static int bnr_same_act(const tensor *a, const tensor *ref) {
+    return a && a->layout == TL_NCHW16C && a->n == ref->n && a->c == ref->c && a->h == ref->h && a->w == ref->w;
+}
+
+static int bnr_plan_init_impl(bnr_plan *p, eng_ctx *e, bn_layer *l, const tensor *x, tensor *y, tensor *dy,
+                              tensor *dx, int relu6) {
+    if (x->layout != TL_NCHW16C || x->c != l->cfg.c)
+        return ote_err(OTE_EINVAL, "bnrelu plan: x channels: %d (layer has %d) or layout not nChw16c", x->c,
+                       l->cfg.c);
+    if (!bnr_same_act(y, x) || !bnr_same_act(dy, x) || !bnr_same_act(dx, x))
+        return ote_err(OTE_EINVAL, "bnrelu plan: y, dy or dx missing or not shaped like x (%d,%d,%d,%d)", x->n,
+                       x->c, x->h, x->w);
+    if (y == x || (y->data && y->data == x->data) || (y->home && y->home == x->home && y->offset == x->offset))
+        return ote_err(OTE_EINVAL, "bnrelu plan: y: aliases x (the backward reads x)");
+    if (!l->dgamma.mem) return ote_err(OTE_EINVAL, "bnrelu plan: layer has no gradients");
+    p->n = x->n, p->cb = (x->c + 15) / 16, p->hw = x->h * x->w;
+    p->m = (long)p->n * p->hw;
+    /* torch refuses this too ("Expected more than 1 value per channel when training"). */
+    if (p->m < 2) return ote_err(OTE_EINVAL, "bnrelu plan: %ld value(s) per channel: training needs at least 2", p->m);
+    p->l = l, p->x = x, p->y = y, p->dy = dy, p->dx = dx, p->relu6 = relu6 ? 1 : 0;
+
+    int nth = e && e->nthreads > 0 ? e->nthreads : 1;
+    long planes = (long)p->cb * p->n, target = (long)BNR_UNITS_PER_THREAD * nth;
+    long splits = (target + planes - 1) / planes;
+    long max_splits = (p->hw + BNR_MIN_CHUNK - 1) / BNR_MIN_CHUNK;
+    if (splits > max_splits) splits = max_splits;
+    if (splits < 1) splits = 1;
+    p->chunk = (int)((p->hw + splits - 1) / splits);
+    p->splits = (p->hw + p->chunk - 1) / p->chunk;
+    p->units = (int)(planes * p->splits);
+
+    size_t lanes = (size_t)p->cb * 16;
+    size_t n_part = (size_t)p->units * 32;
+    size_t bytes = (n_part + 4 * lanes) * sizeof(double) + lanes * CF_ROWS * sizeof(float);
+    size_t rounded = (bytes + 63) / 64 * 64;
+    p->block = aligned_alloc(64, rounded);
+    if (!p->block) return ote_err(OTE_ENOMEM, "bnrelu plan: buffers of %zu bytes", rounded);
+    memset(p->block, 0, rounded);
+    p->part = p->block;
+    p->mean = p->part + n_part;
+    p->var = p->mean + lanes;
+    p->dmk = p->var + lanes;
+    p->rstd = p->dmk + lanes;
+    p->coef = (float *)(p->rstd + lanes);
+    return OTE_OK;
+}
+
+int bnr_plan_init(bnr_plan *p, eng_ctx *e, bn_layer *l, const tensor *x, tensor *y, tensor *dy, tensor *dx,
+                  int relu6) {
+    memset(p, 0, sizeof *p);
+    int s = bnr_plan_init_impl(p, e, l, x, y, dy, dx, relu6);
+    if (s < 0) {
+        ote_err_context(s, "bnrelu plan (%d channels) for input (%d,%d,%d,%d)", l->cfg.c, x->n, x->c, x->h, x->w);
+        bnr_plan_free(p);
+    }
+    return s;
+}
+
+void bnr_plan_free(bnr_plan *p) {
+    free(p->block);
+    memset(p, 0, sizeof *p);
+}
+
+/* Unit u -> first pixel and pixel count inside plane (n, cb); returns the plane's element offset. */
+static size_t bnr_unit(const bnr_plan *p, int u, int *cb, int *p0, int *np) {
+    int s = u % p->splits, plane = u / p->splits; /* plane = cb * N + n */
+    int n = plane % p->n;
+    *cb = plane / p->n;
+    *p0 = s * p->chunk;
+    *np = (*p0 + p->chunk <= p->hw ? p->chunk : p->hw - *p0);
+    return (((size_t)n * p->cb + (size_t)*cb) * p->hw + (size_t)*p0) * 16;
+}
+
+int bnr_forward(bnr_plan *p, eng_ctx *e) {
+    (void)e;
+    bn_layer *l = p->l;
+    const float *X = p->x->data;
+    float *Y = p->y->data;
+    const int C = l->cfg.c, CB = p->cb, HW = p->hw, U = p->units, per_cb = p->n * p->splits;
+    const double M = (double)p->m, eps = l->cfg.eps, mom = l->cfg.momentum, unb = M / (M - 1.0);
+    const int ks = HW < BNR_SHIFT_PIX ? HW : BNR_SHIFT_PIX;
+
+    /* Shift k: mean of the first pixels of sample 0, rounded to float (the exact value every
+     * kernel subtracts). Serial: C * 8 reads. */
+    for (int c = 0; c < C; c++) {
+        const float *px = X + (size_t)(c / 16) * HW * 16 + c % 16;
+        double s = 0;
+        for (int i = 0; i < ks; i++) s += px[(size_t)i * 16];
+        p->coef[(size_t)(c / 16) * CF_ROWS * 16 + CF_K * 16 + c % 16] = (float)(s / ks);
+    }
+
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+        for (int u = 0; u < U; u++) {
+            int cb, p0, np;
+            size_t o = bnr_unit(p, u, &cb, &p0, &np);
+            bnr_k_stats(X + o, np, p->coef + (size_t)cb * CF_ROWS * 16 + CF_K * 16, p->part + (size_t)u * 32);
+        }
+#pragma omp for schedule(static)
+        for (int cb = 0; cb < CB; cb++) {
+            float *cf = p->coef + (size_t)cb * CF_ROWS * 16;
+            for (int j = 0; j < 16; j++) {
+                int c = cb * 16 + j;
+                if (c >= C) {
+                    cf[CF_K * 16 + j] = cf[CF_A * 16 + j] = cf[CF_B * 16 + j] = 0.0f;
+                    continue;
+                }
+                double s1 = 0, s2 = 0;
+                for (int u = cb * per_cb; u < (cb + 1) * per_cb; u++) {
+                    s1 += p->part[(size_t)u * 32 + j];
+                    s2 += p->part[(size_t)u * 32 + 16 + j];
+                }
+                double dm = s1 / M, var = s2 / M - dm * dm;
+                if (var < 0) var = 0;
+                double rs = 1.0 / sqrt(var + eps), a = (double)l->gamma.data[c] * rs;
+                p->dmk[c] = dm;
+                p->mean[c] = (double)cf[CF_K * 16 + j] + dm;
+                p->var[c] = var;
+                p->rstd[c] = rs;
+                cf[CF_A * 16 + j] = (float)a;
+                /* y = (x - k)*a + beta - a*(mean - k): centred on the exact float k */
+                cf[CF_B * 16 + j] = (float)((double)l->beta.data[c] - a * dm);
+                /* torch.nn.BatchNorm2d (CPU), as bn.c: running = m*stat + (1 - m)*running in double,
+                 * unbiased variance for running_var. */
+                l->run_mean.data[c] = (float)(mom * p->mean[c] + (1.0 - mom) * (double)l->run_mean.data[c]);
+                l->run_var.data[c] = (float)(mom * var * unb + (1.0 - mom) * (double)l->run_var.data[c]);
+            }
+        }
+#pragma omp for schedule(static)
+        for (int u = 0; u < U; u++) {
+            int cb, p0, np;
+            size_t o = bnr_unit(p, u, &cb, &p0, &np);
+            bnr_k_fwd(X + o, Y + o, np, p->coef + (size_t)cb * CF_ROWS * 16, p->relu6);
+        }
+    }
+    return OTE_OK;
+}
+
+int bnr_backward(bnr_plan *p, eng_ctx *e, int accumulate) {
+    (void)e;
+    bn_layer *l = p->l;
+    const float *X = p->x->data, *DY = p->dy->data;
+    float *DX = p->dx->data;
+    const int C = l->cfg.c, CB = p->cb, U = p->units, per_cb = p->n * p->splits;
+    const double M = (double)p->m;
+
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+        for (int u = 0; u < U; u++) {
+            int cb, p0, np;
+            size_t o = bnr_unit(p, u, &cb, &p0, &np);
+            bnr_k_bstats(X + o, DY + o, np, p->coef + (size_t)cb * CF_ROWS * 16, p->part + (size_t)u * 32, p->relu6);
+        }
+#pragma omp for schedule(static)
+        for (int cb = 0; cb < CB; cb++) {
+            float *cf = p->coef + (size_t)cb * CF_ROWS * 16;
+            for (int j = 0; j < 16; j++) {
+                int c = cb * 16 + j;
+                if (c >= C) {
+                    cf[CF_P * 16 + j] = cf[CF_Q * 16 + j] = cf[CF_R * 16 + j] = 0.0f;
+                    continue;
+                }
+                double s1 = 0, s2 = 0;
+                for (int u = cb * per_cb; u < (cb + 1) * per_cb; u++) {
+                    s1 += p->part[(size_t)u * 32 + j];
+                    s2 += p->part[(size_t)u * 32 + 16 + j];
+                }
+                /* sum g*(x - mean) = sum g*(x - k) - (mean - k)*sum g */
+                double rs = p->rstd[c], dm = p->dmk[c];
+                double db = s1, dg = rs * (s2 - dm * s1);
+                double P = (double)l->gamma.data[c] * rs, Q = -P * rs * dg / M;
+                cf[CF_P * 16 + j] = (float)P;
+                cf[CF_Q * 16 + j] = (float)Q;
+                /* Q*(x - mean) = Q*(x - k) - Q*(mean - k) */
+                cf[CF_R * 16 + j] = (float)(-P * db / M - Q * dm);
+                if (accumulate) {
+                    l->dgamma.data[c] += (float)dg;
+                    l->dbeta.data[c] += (float)db;
+                } else {
+                    l->dgamma.data[c] = (float)dg;
+                    l->dbeta.data[c] = (float)db;
+                }
+            }
+        }
+#pragma omp for schedule(static)
+        for (int u = 0; u < U; u++) {
+            int cb, p0, np;
+            size_t o = bnr_unit(p, u, &cb, &p0, &np);
+            bnr_k_bwd(X + o, DY + o, DX + o, np, p->coef + (size_t)cb * CF_ROWS * 16, p->relu6);
+        }
+    }
+    return OTE_OK;
+}
+
+long bnr_mask_mismatches(const bnr_plan *p) {
+    long bad = 0;
+    for (int u = 0; u < p->units; u++) {
+        int cb, p0, np;
+        size_t o = bnr_unit(p, u, &cb, &p0, &np);
+        int lanes = p->l->cfg.c - cb * 16 < 16 ? p->l->cfg.c - cb * 16 : 16;
+        bad += bnr_k_check(p->x->data + o, p->y->data + o, np, p->coef + (size_t)cb * CF_ROWS * 16, lanes, p->relu6);
+    }
+    return bad;
+}

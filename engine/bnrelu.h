@@ -1,0 +1,75 @@
+/* bnrelu.h - fused BatchNorm (+ ReLU6) training layer: a hand-written OpenMP kernel on nChw16c f32
+ * that replaces the oneDNN pair bn_plan + eltwise_plan (engine/bn.h, engine/eltwise.h) on the SAME
+ * bn_layer, so a model can switch per block without touching its parameters.
+ *
+ * Semantics (identical to bn + ReLU6, torch.nn.BatchNorm2d followed by torch.nn.ReLU6):
+ *   forward (training): per channel c over M = N*H*W values, batch mean and biased variance,
+ *     y = gamma*(x - mean)/sqrt(var + eps) + beta, then y = clip(y, 0, 6) if relu6; the running
+ *     statistics are updated as bn.h documents (momentum from bn_cfg, unbiased variance, double).
+ *   backward: dy' = dy where 0 < y < 6 and 0 elsewhere (if relu6: torch's hardtanh backward, the
+ *     same mask as eltwise.h), then dbeta = sum dy', dgamma = sum dy'*xhat,
+ *     dx = gamma*rstd*(dy' - dbeta/M - xhat*dgamma/M); dgamma/dbeta written or accumulated.
+ *
+ * Memory passes (the reason for the layer): forward reads x twice and writes y once; backward reads
+ * x and dy twice and writes dx once. The ReLU6 mask is NOT read from y: the backward recomputes
+ * the pre-clip value from x with the forward's saved float coefficients through the same inline
+ * function, which is bit-identical to what the forward wrote (bnr_mask_mismatches() checks it),
+ * so y may even be overwritten between forward and backward.
+ *
+ * Work split: "units" = (channel block, sample, spatial chunk), chosen at plan time so that every
+ * thread is busy even for N = 1 and one channel block. Each pass is one OpenMP region with two
+ * implicit barriers: per-unit partial sums (float runs of BNR_RUN pixels added into double),
+ * per-channel combination in double in unit order (deterministic for a given plan, i.e. for a given
+ * thread count), then the element-wise apply. Forward statistics are shifted by a per-channel
+ * float k (mean of the first pixels of sample 0), so |mean| >> std does not cancel.
+ *
+ * Ownership: bnr_plan owns one heap block allocated in bnr_plan_init (partial sums, saved
+ * statistics and coefficients); forward/backward never allocate. Tensors belong to the caller and
+ * must stay valid (same data pointers) from planning until the last backward.
+ *
+ * Invariants: x != y (the backward reads x); dx may alias dy; C need not be a multiple of 16: padded
+ * lanes never enter the statistics and are written as exact zeros in y and dx.
+ */
+#ifndef OTE_BNRELU_H
+#define OTE_BNRELU_H
+
+#include "engine/bn.h"
+#include "engine/ctx.h"
+#include "engine/tensor.h"
+
+typedef struct bnr_plan {
+    bn_layer *l;
+    const tensor *x; /* (N, C, H, W) nChw16c: BN input, read by forward and backward */
+    tensor *y;       /* (N, C, H, W) nChw16c: output (clipped to [0, 6] if relu6) */
+    const tensor *dy; /* (N, C, H, W) nChw16c: gradient of y */
+    tensor *dx;       /* (N, C, H, W) nChw16c: gradient of x; may be dy */
+    int relu6;
+    int n, cb, hw;    /* N, ceil(C/16), H*W */
+    long m;           /* N*H*W values per channel */
+    int splits;       /* spatial chunks per (sample, block) */
+    int chunk;        /* pixels per chunk (the last may be shorter) */
+    int units;        /* cb * n * splits */
+    double *part;     /* (units, 2, 16) partial sums of the current pass */
+    double *mean, *var; /* (Cb*16) batch statistics of the last forward (biased var; 0 on padding) */
+    double *dmk;      /* (Cb*16) mean - k in double */
+    double *rstd;     /* (Cb*16) 1/sqrt(var + eps) */
+    float *coef;      /* (Cb, 8, 16): k, a, b (forward: y = (x - k)*a + b), P, Q, R (backward) */
+    void *block;      /* the one allocation behind the arrays above */
+} bnr_plan;
+
+/* x, y: (N, C, H, W) nChw16c f32 with C = l->cfg.c, y != x; dy like y; dx like x, may be dy.
+ * l must have gradients (dgamma/dbeta). Needs N*H*W >= 2 (as torch in training). */
+int bnr_plan_init(bnr_plan *p, eng_ctx *e, bn_layer *l, const tensor *x, tensor *y, tensor *dy, tensor *dx,
+                  int relu6);
+/* Training forward: batch statistics, y, running-statistics update. */
+int bnr_forward(bnr_plan *p, eng_ctx *e);
+/* dx, and dgamma/dbeta written (accumulate = 0) or added (accumulate = 1). Uses the statistics of
+ * the last bnr_forward on this plan. */
+int bnr_backward(bnr_plan *p, eng_ctx *e, int accumulate);
+/* Test hook: number of logical elements whose stored y differs (bitwise) from the value the
+ * backward recomputes for its mask (clip of the pre-activation from x and the saved coefficients).
+ * Must be 0 right after bnr_forward. */
+long bnr_mask_mismatches(const bnr_plan *p);
+void bnr_plan_free(bnr_plan *p);
+
+#endif
