@@ -5,15 +5,24 @@
  * Shapes are the detector's BN+ReLU6 activations at 320x320, batch 8 (and batch 1): MobileNetV2
  * stem (32 @ 160x160), expansions (96 @ 160x160, 144 @ 80x80, 192 @ 40x40, 384 @ 20x20,
  * 960 @ 10x10), a projection without ReLU6 (24 @ 80x80, 64 @ 20x20). Both implementations run on
- * the same tensors and the same bn_layer, interleaved run by run (so machine load hits both alike);
+ * the same tensors and the same bn_layer, interleaved run by run with alternating order (so machine
+ * load and cache state hit both alike);
  * the gradient is restored from a copy (untimed) before every backward, since both run in place.
+ * Cache state (untimed set-up before each timed call), mode "cold" (default) imitates a training
+ * step whose activations exceed the caches: the incoming tensor was just written by its producer
+ * (x before the forward, the gradient before the backward: restored by memcpy, so hot), the rest was
+ * last touched long ago (y before the forward, x and y before the backward: flushed with clflush).
+ * Mode "hot" skips the flushes (everything stays in L2/L3 between runs; then each implementation
+ * also finds the cache state the other one left, e.g. oneDNN's streaming stores).
  * Prints the median over `reps` runs (default 25) of forward and backward in ms and which is faster.
- * Never run by ctest.   Usage: bench_bnrelu [reps] [threads]
+ * Never run by ctest.   Usage: bench_bnrelu [reps] [threads] [cold|hot]
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <emmintrin.h>
 
 #include "engine/bn.h"
 #include "engine/bnrelu.h"
@@ -51,7 +60,14 @@ typedef struct shape {
     int n, c, h, w, relu6;
 } shape;
 
-static void bench_shape(eng_ctx *e, rng *rg, shape s, int reps) {
+/* Evicts a tensor from every cache level (64-byte lines). */
+static void flush(const tensor *t) {
+    const char *b = (const char *)t->data;
+    for (size_t o = 0; o < t->bytes; o += 64) _mm_clflush(b + o);
+    _mm_mfence();
+}
+
+static void bench_shape(eng_ctx *e, rng *rg, shape s, int reps, int cold) {
     arena P, G, A;
     arena_init(&P, "params"), arena_init(&G, "grads"), arena_init(&A, "acts");
     bn_layer l;
@@ -79,8 +95,8 @@ static void bench_shape(eng_ctx *e, rng *rg, shape s, int reps) {
         l.run_mean.data[c] = 0, l.run_var.data[c] = 1;
     }
     size_t nf = g.bytes / sizeof(float);
-    float *gsave = malloc(g.bytes);
-    if (!gsave) {
+    float *gsave = malloc(g.bytes), *xsave = malloc(x.bytes);
+    if (!gsave || !xsave) {
         fprintf(stderr, "bench_bnrelu: out of memory\n");
         exit(1);
     }
@@ -93,26 +109,38 @@ static void bench_shape(eng_ctx *e, rng *rg, shape s, int reps) {
                 size_t o = (((size_t)n * cb + (size_t)(c / 16)) * s.h * s.w + (size_t)i) * 16 + (size_t)(c % 16);
                 x.data[o] = gsave[o] = 0;
             }
+    memcpy(xsave, x.data, x.bytes);
     double *t[4];
     for (int k = 0; k < 4; k++) t[k] = malloc(sizeof(double) * (size_t)reps);
     for (int r = -2; r < reps; r++) { /* two warm-up runs */
-        double t0 = now_ms();
-        OK(bn_forward(&bp, e));
-        if (s.relu6) OK(eltwise_forward(&ep, e));
-        double t1 = now_ms();
-        memcpy(g.data, gsave, g.bytes);
-        double t2 = now_ms();
-        if (s.relu6) OK(eltwise_backward(&ep, e, 0));
-        OK(bn_backward(&bp, e, 0));
-        double t3 = now_ms();
-        double t4 = now_ms();
-        OK(bnr_forward(&fp, e));
-        double t5 = now_ms();
-        memcpy(g.data, gsave, g.bytes);
-        double t6 = now_ms();
-        OK(bnr_backward(&fp, e, 0));
-        double t7 = now_ms();
-        if (r >= 0) t[0][r] = t1 - t0, t[1][r] = t3 - t2, t[2][r] = t5 - t4, t[3][r] = t7 - t6;
+        /* alternate which implementation runs first, so neither always finds the other's cache state */
+        double tt[4];
+        for (int k = 0; k < 2; k++) {
+            int fused = (k + r) & 1;
+            memcpy(x.data, xsave, x.bytes);
+            if (cold) flush(&y);
+            double t0 = now_ms();
+            if (fused) {
+                OK(bnr_forward(&fp, e));
+            } else {
+                OK(bn_forward(&bp, e));
+                if (s.relu6) OK(eltwise_forward(&ep, e));
+            }
+            double t1 = now_ms();
+            memcpy(g.data, gsave, g.bytes);
+            if (cold) flush(&x), flush(&y);
+            double t2 = now_ms();
+            if (fused) {
+                OK(bnr_backward(&fp, e, 0));
+            } else {
+                if (s.relu6) OK(eltwise_backward(&ep, e, 0));
+                OK(bn_backward(&bp, e, 0));
+            }
+            double t3 = now_ms();
+            tt[2 * fused] = t1 - t0, tt[2 * fused + 1] = t3 - t2;
+        }
+        if (r >= 0)
+            for (int k = 0; k < 4; k++) t[k][r] = tt[k];
     }
     double of = median(t[0], reps), ob = median(t[1], reps), ff = median(t[2], reps), fb = median(t[3], reps);
     char nm[48];
@@ -121,7 +149,7 @@ static void bench_shape(eng_ctx *e, rng *rg, shape s, int reps) {
            ff < of ? "bnr" : "oneDNN", ob, fb, ob / fb, fb < ob ? "bnr" : "oneDNN", (of + ob) / (ff + fb));
     fflush(stdout);
     for (int k = 0; k < 4; k++) free(t[k]);
-    free(gsave);
+    free(gsave), free(xsave);
     bnr_plan_free(&fp);
     bn_plan_free(&bp);
     if (s.relu6) eltwise_plan_free(&ep);
@@ -134,13 +162,14 @@ static void bench_shape(eng_ctx *e, rng *rg, shape s, int reps) {
 int main(int argc, char **argv) {
     int reps = argc > 1 ? atoi(argv[1]) : 25;
     int threads = argc > 2 ? atoi(argv[2]) : 2;
+    int cold = !(argc > 3 && strcmp(argv[3], "hot") == 0);
     if (reps < 1) reps = 1;
     eng_ctx e;
     OK(eng_init(&e, threads));
     rng rg;
     rng_seed(&rg, 7);
-    printf("bench_bnrelu: %d threads, ISA %s, median of %d runs, ms (oneDNN bn+eltwise vs bnr)\n", e.nthreads,
-           eng_isa_name(), reps);
+    printf("bench_bnrelu: %d threads, ISA %s, median of %d runs, %s caches, ms (oneDNN bn+eltwise vs bnr)\n",
+           e.nthreads, eng_isa_name(), reps, cold ? "cold" : "hot");
     printf("%-22s fwd %8s %8s %6s %-7s  bwd %8s %8s %6s %-7s\n", "NxCxHxW", "oneDNN", "bnr", "ratio", "faster",
            "oneDNN", "bnr", "ratio", "faster");
     static const shape shapes[] = {
@@ -149,7 +178,7 @@ int main(int argc, char **argv) {
         {1, 32, 160, 160, 1}, {1, 96, 160, 160, 1}, {1, 144, 80, 80, 1}, {1, 24, 80, 80, 0},
         {1, 192, 40, 40, 1},  {1, 384, 20, 20, 1},  {1, 64, 20, 20, 0},  {1, 960, 10, 10, 1},
     };
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) bench_shape(&e, &rg, shapes[i], reps);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) bench_shape(&e, &rg, shapes[i], reps, cold);
     eng_free(&e);
     return 0;
 }

@@ -1,11 +1,16 @@
 /* bnrelu.c - fused BatchNorm (+ ReLU6) forward/backward on nChw16c f32 with OpenMP (see bnrelu.h).
  *
- * Each pass is one parallel region:
- *   1. omp for over units: per-lane partial sums of one chunk of one (sample, block) plane;
- *   2. omp for over channel blocks: fold the units of the block in unit order (double), derive
- *      statistics and per-lane coefficients, write running stats / dgamma / dbeta;
- *   3. omp for over units (same static schedule as 1, so small planes are still in cache):
- *      the element-wise apply.
+ * Each pass is one parallel region that walks groups of channel blocks; per group:
+ *   1. the thread's share of the group's units (a fixed contiguous range): per-lane partial sums of
+ *      one chunk of one (sample, block) plane; barrier;
+ *   2. omp for over the group's channel blocks: fold the units of a block in unit order (double),
+ *      derive statistics and per-lane coefficients, write running stats / dgamma / dbeta;
+ *   3. the same units in reverse order, no barrier: the element-wise apply.
+ * A group holds as many channel blocks as fit about BNR_L2_BUDGET bytes of input per thread, so the
+ * apply re-reads from the thread's own L2 what its stats sweep just read (oneDNN re-reads from L3
+ * or memory); a block that alone exceeds the budget is a group by itself (no reuse possible: its
+ * statistics need every pixel before the first output). Tensors under BNR_SERIAL_FLOATS run on
+ * one thread: the deep 10x10 / 20x20 levels are dominated by fork/join cost.
  * The hot kernels are compiled for AVX-512, AVX2 and baseline x86-64 (target_clones, as
  * groupnorm.c) because the project builds without -march.
  *
@@ -17,16 +22,19 @@
 #include "engine/bnrelu.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/status.h"
 
-#define BNR_RUN 16        /* pixels summed in float before adding into double */
+#define BNR_RUN 32        /* pixels summed in float (16 per accumulator set) before double */
 #define BNR_MIN_CHUNK 64  /* pixels: smaller chunks cost more in bookkeeping than they balance */
 #define BNR_UNITS_PER_THREAD 8
 #define BNR_SHIFT_PIX 8   /* pixels of sample 0 averaged into the per-channel shift k */
+#define BNR_L2_BUDGET (768 * 1024) /* input bytes per thread per group (L2 is 2 MB per core here) */
+#define BNR_SERIAL_FLOATS (1 << 12) /* smaller tensors run single-threaded */
 
 /* coef rows of one 16-lane block */
 enum { CF_K = 0, CF_A, CF_B, CF_P, CF_Q, CF_R, CF_ROWS = 8 };
@@ -50,13 +58,25 @@ BNR_INLINE float bnr_mask(float v, float g) { return ((v > 0.0f) & (v < 6.0f)) ?
 
 /* ---- kernels on np pixels x 16 lanes ---- */
 
-/* out[0..15] = sum (x - k), out[16..31] = sum (x - k)^2 per lane. */
+/* out[0..15] = sum (x - k), out[16..31] = sum (x - k)^2 per lane. Two pixels per step into two
+ * accumulator sets: one set is a chain of dependent vector adds (latency-bound below L2 speed). */
 BNR_CLONES static void bnr_k_stats(const float *px, int np, const float *k, double *out) {
     double d1[16] = {0}, d2[16] = {0};
     for (int i0 = 0; i0 < np; i0 += BNR_RUN) {
-        int i1 = i0 + BNR_RUN < np ? i0 + BNR_RUN : np;
-        float f1[16] = {0}, f2[16] = {0};
-        for (int i = i0; i < i1; i++) {
+        int i1 = i0 + BNR_RUN < np ? i0 + BNR_RUN : np, i = i0;
+        float f1[16] = {0}, f2[16] = {0}, e1[16] = {0}, e2[16] = {0};
+        for (; i + 1 < i1; i += 2) {
+            const float *r = px + (size_t)i * 16;
+#pragma omp simd
+            for (int c = 0; c < 16; c++) {
+                float d = r[c] - k[c], t = r[16 + c] - k[c];
+                f1[c] += d;
+                f2[c] += d * d;
+                e1[c] += t;
+                e2[c] += t * t;
+            }
+        }
+        if (i < i1) {
             const float *r = px + (size_t)i * 16;
 #pragma omp simd
             for (int c = 0; c < 16; c++) {
@@ -65,7 +85,7 @@ BNR_CLONES static void bnr_k_stats(const float *px, int np, const float *k, doub
                 f2[c] += d * d;
             }
         }
-        for (int c = 0; c < 16; c++) d1[c] += f1[c], d2[c] += f2[c];
+        for (int c = 0; c < 16; c++) d1[c] += (double)f1[c] + e1[c], d2[c] += (double)f2[c] + e2[c];
     }
     for (int c = 0; c < 16; c++) out[c] = d1[c], out[16 + c] = d2[c];
 }
@@ -96,9 +116,21 @@ BNR_INLINE void bnr_bstats_body(const float *px, const float *pdy, int np, const
     const float *k = cf + CF_K * 16, *a = cf + CF_A * 16, *b = cf + CF_B * 16;
     double d1[16] = {0}, d2[16] = {0};
     for (int i0 = 0; i0 < np; i0 += BNR_RUN) {
-        int i1 = i0 + BNR_RUN < np ? i0 + BNR_RUN : np;
-        float f1[16] = {0}, f2[16] = {0};
-        for (int i = i0; i < i1; i++) {
+        int i1 = i0 + BNR_RUN < np ? i0 + BNR_RUN : np, i = i0;
+        float f1[16] = {0}, f2[16] = {0}, e1[16] = {0}, e2[16] = {0};
+        for (; i + 1 < i1; i += 2) {
+            const float *r = px + (size_t)i * 16, *gr = pdy + (size_t)i * 16;
+#pragma omp simd
+            for (int c = 0; c < 16; c++) {
+                float g = relu6 ? bnr_mask(bnr_pre(r[c], k[c], a[c], b[c]), gr[c]) : gr[c];
+                float h = relu6 ? bnr_mask(bnr_pre(r[16 + c], k[c], a[c], b[c]), gr[16 + c]) : gr[16 + c];
+                f1[c] += g;
+                f2[c] += g * (r[c] - k[c]);
+                e1[c] += h;
+                e2[c] += h * (r[16 + c] - k[c]);
+            }
+        }
+        if (i < i1) {
             const float *r = px + (size_t)i * 16, *gr = pdy + (size_t)i * 16;
 #pragma omp simd
             for (int c = 0; c < 16; c++) {
@@ -107,7 +139,7 @@ BNR_INLINE void bnr_bstats_body(const float *px, const float *pdy, int np, const
                 f2[c] += g * (r[c] - k[c]);
             }
         }
-        for (int c = 0; c < 16; c++) d1[c] += f1[c], d2[c] += f2[c];
+        for (int c = 0; c < 16; c++) d1[c] += (double)f1[c] + e1[c], d2[c] += (double)f2[c] + e2[c];
     }
     for (int c = 0; c < 16; c++) out[c] = d1[c], out[16 + c] = d2[c];
 }
@@ -190,14 +222,21 @@ static int bnr_plan_init_impl(bnr_plan *p, eng_ctx *e, bn_layer *l, const tensor
     p->l = l, p->x = x, p->y = y, p->dy = dy, p->dx = dx, p->relu6 = relu6 ? 1 : 0;
 
     int nth = e && e->nthreads > 0 ? e->nthreads : 1;
-    long planes = (long)p->cb * p->n, target = (long)BNR_UNITS_PER_THREAD * nth;
-    long splits = (target + planes - 1) / planes;
+    /* groups of channel blocks: forward reads one input (x), backward two (x, dy) */
+    size_t cb_bytes = (size_t)p->n * p->hw * 16 * sizeof(float), budget = (size_t)nth * BNR_L2_BUDGET;
+    p->gcb_f = (int)(budget / cb_bytes), p->gcb_b = (int)(budget / (2 * cb_bytes));
+    p->gcb_f = p->gcb_f < 1 ? 1 : p->gcb_f > p->cb ? p->cb : p->gcb_f;
+    p->gcb_b = p->gcb_b < 1 ? 1 : p->gcb_b > p->cb ? p->cb : p->gcb_b;
+    p->serial = (size_t)p->n * p->cb * p->hw * 16 < BNR_SERIAL_FLOATS;
+    /* enough units in the smallest group to keep every thread busy */
+    long planes = (long)p->gcb_b * p->n, target = (long)BNR_UNITS_PER_THREAD * nth;
+    long splits = p->serial ? 1 : (target + planes - 1) / planes;
     long max_splits = (p->hw + BNR_MIN_CHUNK - 1) / BNR_MIN_CHUNK;
     if (splits > max_splits) splits = max_splits;
     if (splits < 1) splits = 1;
     p->chunk = (int)((p->hw + splits - 1) / splits);
     p->splits = (p->hw + p->chunk - 1) / p->chunk;
-    p->units = (int)(planes * p->splits);
+    p->units = p->cb * p->n * p->splits;
 
     size_t lanes = (size_t)p->cb * 16;
     size_t n_part = (size_t)p->units * 32;
@@ -241,34 +280,28 @@ static size_t bnr_unit(const bnr_plan *p, int u, int *cb, int *p0, int *np) {
     return (((size_t)n * p->cb + (size_t)*cb) * p->hw + (size_t)*p0) * 16;
 }
 
-int bnr_forward(bnr_plan *p, eng_ctx *e) {
-    (void)e;
+/* The forward's work for one member of the team (or the lone thread): orphaned omp for loops, so
+ * the serial path runs the same code without entering a parallel region (libgomp allocates a team
+ * for `parallel if (0)`, which a step must not do). */
+static void bnr_fwd_team(bnr_plan *p) {
     bn_layer *l = p->l;
     const float *X = p->x->data;
     float *Y = p->y->data;
-    const int C = l->cfg.c, CB = p->cb, HW = p->hw, U = p->units, per_cb = p->n * p->splits;
+    const int C = l->cfg.c, CB = p->cb, per_cb = p->n * p->splits, GF = p->gcb_f;
     const double M = (double)p->m, eps = l->cfg.eps, mom = l->cfg.momentum, unb = M / (M - 1.0);
-    const int ks = HW < BNR_SHIFT_PIX ? HW : BNR_SHIFT_PIX;
-
-    /* Shift k: mean of the first pixels of sample 0, rounded to float (the exact value every
-     * kernel subtracts). Serial: C * 8 reads. */
-    for (int c = 0; c < C; c++) {
-        const float *px = X + (size_t)(c / 16) * HW * 16 + c % 16;
-        double s = 0;
-        for (int i = 0; i < ks; i++) s += px[(size_t)i * 16];
-        p->coef[(size_t)(c / 16) * CF_ROWS * 16 + CF_K * 16 + c % 16] = (float)(s / ks);
-    }
-
-#pragma omp parallel
-    {
-#pragma omp for schedule(static)
-        for (int u = 0; u < U; u++) {
+    const int nt = omp_get_num_threads(), t = omp_get_thread_num(); /* 1, 0 outside a region */
+    for (int g0 = 0; g0 < CB; g0 += GF) {
+        const int g1 = g0 + GF < CB ? g0 + GF : CB, nu = (g1 - g0) * per_cb;
+        /* this thread's units of the group: the same range for the stats and the apply sweep */
+        const int ub = g0 * per_cb + (int)((long)nu * t / nt), ue = g0 * per_cb + (int)((long)nu * (t + 1) / nt);
+        for (int u = ub; u < ue; u++) {
             int cb, p0, np;
             size_t o = bnr_unit(p, u, &cb, &p0, &np);
             bnr_k_stats(X + o, np, p->coef + (size_t)cb * CF_ROWS * 16 + CF_K * 16, p->part + (size_t)u * 32);
         }
+#pragma omp barrier
 #pragma omp for schedule(static)
-        for (int cb = 0; cb < CB; cb++) {
+        for (int cb = g0; cb < g1; cb++) {
             float *cf = p->coef + (size_t)cb * CF_ROWS * 16;
             for (int j = 0; j < 16; j++) {
                 int c = cb * 16 + j;
@@ -297,34 +330,55 @@ int bnr_forward(bnr_plan *p, eng_ctx *e) {
                 l->run_var.data[c] = (float)(mom * var * unb + (1.0 - mom) * (double)l->run_var.data[c]);
             }
         }
-#pragma omp for schedule(static)
-        for (int u = 0; u < U; u++) {
+        /* In reverse: the chunks read last by the stats sweep are the likeliest still in L2. No
+         * barrier after: the next group touches other blocks, units and coefficients only. */
+        for (int u = ue - 1; u >= ub; u--) {
             int cb, p0, np;
             size_t o = bnr_unit(p, u, &cb, &p0, &np);
             bnr_k_fwd(X + o, Y + o, np, p->coef + (size_t)cb * CF_ROWS * 16, p->relu6);
         }
     }
+}
+
+int bnr_forward(bnr_plan *p, eng_ctx *e) {
+    (void)e;
+    const float *X = p->x->data;
+    const int C = p->l->cfg.c, HW = p->hw, ks = HW < BNR_SHIFT_PIX ? HW : BNR_SHIFT_PIX;
+    /* Shift k: mean of the first pixels of sample 0, rounded to float (the exact value every
+     * kernel subtracts). Serial: C * 8 reads. */
+    for (int c = 0; c < C; c++) {
+        const float *px = X + (size_t)(c / 16) * HW * 16 + c % 16;
+        double s = 0;
+        for (int i = 0; i < ks; i++) s += px[(size_t)i * 16];
+        p->coef[(size_t)(c / 16) * CF_ROWS * 16 + CF_K * 16 + c % 16] = (float)(s / ks);
+    }
+    if (p->serial) {
+        bnr_fwd_team(p);
+    } else {
+#pragma omp parallel
+        bnr_fwd_team(p);
+    }
     return OTE_OK;
 }
 
-int bnr_backward(bnr_plan *p, eng_ctx *e, int accumulate) {
-    (void)e;
+static void bnr_bwd_team(bnr_plan *p, int accumulate) {
     bn_layer *l = p->l;
     const float *X = p->x->data, *DY = p->dy->data;
     float *DX = p->dx->data;
-    const int C = l->cfg.c, CB = p->cb, U = p->units, per_cb = p->n * p->splits;
+    const int C = l->cfg.c, CB = p->cb, per_cb = p->n * p->splits, GB = p->gcb_b;
     const double M = (double)p->m;
-
-#pragma omp parallel
-    {
-#pragma omp for schedule(static)
-        for (int u = 0; u < U; u++) {
+    const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    for (int g0 = 0; g0 < CB; g0 += GB) {
+        const int g1 = g0 + GB < CB ? g0 + GB : CB, nu = (g1 - g0) * per_cb;
+        const int ub = g0 * per_cb + (int)((long)nu * t / nt), ue = g0 * per_cb + (int)((long)nu * (t + 1) / nt);
+        for (int u = ub; u < ue; u++) {
             int cb, p0, np;
             size_t o = bnr_unit(p, u, &cb, &p0, &np);
             bnr_k_bstats(X + o, DY + o, np, p->coef + (size_t)cb * CF_ROWS * 16, p->part + (size_t)u * 32, p->relu6);
         }
+#pragma omp barrier
 #pragma omp for schedule(static)
-        for (int cb = 0; cb < CB; cb++) {
+        for (int cb = g0; cb < g1; cb++) {
             float *cf = p->coef + (size_t)cb * CF_ROWS * 16;
             for (int j = 0; j < 16; j++) {
                 int c = cb * 16 + j;
@@ -354,12 +408,21 @@ int bnr_backward(bnr_plan *p, eng_ctx *e, int accumulate) {
                 }
             }
         }
-#pragma omp for schedule(static)
-        for (int u = 0; u < U; u++) {
+        for (int u = ue - 1; u >= ub; u--) {
             int cb, p0, np;
             size_t o = bnr_unit(p, u, &cb, &p0, &np);
             bnr_k_bwd(X + o, DY + o, DX + o, np, p->coef + (size_t)cb * CF_ROWS * 16, p->relu6);
         }
+    }
+}
+
+int bnr_backward(bnr_plan *p, eng_ctx *e, int accumulate) {
+    (void)e;
+    if (p->serial) {
+        bnr_bwd_team(p, accumulate);
+    } else {
+#pragma omp parallel
+        bnr_bwd_team(p, accumulate);
     }
     return OTE_OK;
 }

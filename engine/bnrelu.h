@@ -17,10 +17,11 @@
  * so y may even be overwritten between forward and backward.
  *
  * Work split: "units" = (channel block, sample, spatial chunk), chosen at plan time so that every
- * thread is busy even for N = 1 and one channel block. Each pass is one OpenMP region with two
- * implicit barriers: per-unit partial sums (float runs of BNR_RUN pixels added into double),
+ * thread is busy even for N = 1 and one channel block. Each pass is one OpenMP region over groups
+ * of channel blocks sized to stay in L2 between the statistics and the apply sweep (two barriers
+ * per group): per-unit partial sums (float runs of BNR_RUN pixels added into double),
  * per-channel combination in double in unit order (deterministic for a given plan, i.e. for a given
- * thread count), then the element-wise apply. Forward statistics are shifted by a per-channel
+ * thread count), then the element-wise apply. Tiny tensors run on one thread. Forward statistics are shifted by a per-channel
  * float k (mean of the first pixels of sample 0), so |mean| >> std does not cancel.
  *
  * Ownership: bnr_plan owns one heap block allocated in bnr_plan_init (partial sums, saved
@@ -48,7 +49,9 @@ typedef struct bnr_plan {
     long m;           /* N*H*W values per channel */
     int splits;       /* spatial chunks per (sample, block) */
     int chunk;        /* pixels per chunk (the last may be shorter) */
-    int units;        /* cb * n * splits */
+    int units;        /* cb * n * splits, ordered (block, sample, chunk) */
+    int gcb_f, gcb_b; /* channel blocks per cache group in forward / backward */
+    int serial;       /* 1: tensor too small to be worth a parallel region */
     double *part;     /* (units, 2, 16) partial sums of the current pass */
     double *mean, *var; /* (Cb*16) batch statistics of the last forward (biased var; 0 on padding) */
     double *dmk;      /* (Cb*16) mean - k in double */
