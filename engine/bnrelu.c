@@ -7,10 +7,10 @@
  *      derive statistics and per-lane coefficients, write running stats / dgamma / dbeta;
  *   3. the same units in reverse order, no barrier: the element-wise apply.
  * A group holds as many channel blocks as fit about BNR_L2_BUDGET bytes of input per thread, so the
- * apply re-reads from the thread's own L2 what its stats sweep just read (oneDNN re-reads from L3
- * or memory); a block that alone exceeds the budget is a group by itself (no reuse possible: its
- * statistics need every pixel before the first output). Tensors under BNR_SERIAL_FLOATS run on
- * one thread: the deep 10x10 / 20x20 levels are dominated by fork/join cost.
+ * apply re-reads from the thread's own L2 what its stats sweep just read; a block that alone
+ * exceeds the budget is a group by itself (then the re-read comes from L3 or memory: a block's
+ * statistics need every pixel before its first output). Tensors under BNR_SERIAL_FLOATS (16 KB)
+ * run on the calling thread: there fork/join would cost more than the work.
  * The hot kernels are compiled for AVX-512, AVX2 and baseline x86-64 (target_clones, as
  * groupnorm.c) because the project builds without -march.
  *
