@@ -2,10 +2,13 @@
  *
  * Each pass is one parallel region that walks groups of channel blocks; per group:
  *   1. the thread's share of the group's units (a fixed contiguous range): per-lane partial sums of
- *      one chunk of one (sample, block) plane; barrier;
- *   2. omp for over the group's channel blocks: fold the units of a block in unit order (double),
- *      derive statistics and per-lane coefficients, write running stats / dgamma / dbeta;
- *   3. the same units in reverse order, no barrier: the element-wise apply.
+ *      one chunk of one (sample, block) plane; then the group's only barrier;
+ *   2. the same units in reverse order: for each block met, fold its units' partial sums in unit
+ *      order (double; every thread gets bit-identical coefficients, and the thread owning the
+ *      block's first unit publishes statistics, running stats, dgamma/dbeta), then the
+ *      element-wise apply. No barrier after it: the next group touches other data only.
+ * Barriers are few on purpose: when the 2 cores are oversubscribed (data-loader threads, other
+ * processes) a barrier can cost a scheduler time slice. At most BNR_MAX_GROUPS groups per pass.
  * A group holds as many channel blocks as fit about BNR_L2_BUDGET bytes of input per thread, so the
  * apply re-reads from the thread's own L2 what its stats sweep just read; a block that alone
  * exceeds the budget is a group by itself (then the re-read comes from L3 or memory: a block's
@@ -35,6 +38,7 @@
 #define BNR_SHIFT_PIX 8   /* pixels of sample 0 averaged into the per-channel shift k */
 #define BNR_L2_BUDGET (768 * 1024) /* input bytes per thread per group (L2 is 2 MB per core here) */
 #define BNR_SERIAL_FLOATS (1 << 12) /* smaller tensors run single-threaded */
+#define BNR_MAX_GROUPS 4  /* barriers per pass, bounded */
 
 /* coef rows of one 16-lane block */
 enum { CF_K = 0, CF_A, CF_B, CF_P, CF_Q, CF_R, CF_ROWS = 8 };
@@ -225,8 +229,9 @@ static int bnr_plan_init_impl(bnr_plan *p, eng_ctx *e, bn_layer *l, const tensor
     /* groups of channel blocks: forward reads one input (x), backward two (x, dy) */
     size_t cb_bytes = (size_t)p->n * p->hw * 16 * sizeof(float), budget = (size_t)nth * BNR_L2_BUDGET;
     p->gcb_f = (int)(budget / cb_bytes), p->gcb_b = (int)(budget / (2 * cb_bytes));
-    p->gcb_f = p->gcb_f < 1 ? 1 : p->gcb_f > p->cb ? p->cb : p->gcb_f;
-    p->gcb_b = p->gcb_b < 1 ? 1 : p->gcb_b > p->cb ? p->cb : p->gcb_b;
+    int gmin = (p->cb + BNR_MAX_GROUPS - 1) / BNR_MAX_GROUPS;
+    p->gcb_f = p->gcb_f < gmin ? gmin : p->gcb_f > p->cb ? p->cb : p->gcb_f;
+    p->gcb_b = p->gcb_b < gmin ? gmin : p->gcb_b > p->cb ? p->cb : p->gcb_b;
     p->serial = (size_t)p->n * p->cb * p->hw * 16 < BNR_SERIAL_FLOATS;
     /* enough units in the smallest group to keep every thread busy */
     long planes = (long)p->gcb_b * p->n, target = (long)BNR_UNITS_PER_THREAD * nth;
@@ -280,62 +285,126 @@ static size_t bnr_unit(const bnr_plan *p, int u, int *cb, int *p0, int *np) {
     return (((size_t)n * p->cb + (size_t)*cb) * p->hw + (size_t)*p0) * 16;
 }
 
-/* The forward's work for one member of the team (or the lone thread): orphaned omp for loops, so
- * the serial path runs the same code without entering a parallel region (libgomp allocates a team
- * for `parallel if (0)`, which a step must not do). */
-static void bnr_fwd_team(bnr_plan *p) {
+/* Forward coefficients of block cb from the partial sums of its units (summed in unit order, so
+ * every thread derives bit-identical values). cf receives rows K, A, B. The one thread that owns the
+ * block's first unit passes `owner` and publishes the statistics, the coefficients the backward
+ * uses, and the running statistics. */
+static void bnr_fwd_coef(bnr_plan *p, int cb, float *cf, int owner) {
     bn_layer *l = p->l;
+    const int C = l->cfg.c, per_cb = p->n * p->splits;
+    const double M = (double)p->m, eps = l->cfg.eps, mom = l->cfg.momentum, unb = M / (M - 1.0);
+    float *shared = p->coef + (size_t)cb * CF_ROWS * 16;
+    for (int j = 0; j < 16; j++) {
+        int c = cb * 16 + j;
+        cf[CF_K * 16 + j] = shared[CF_K * 16 + j]; /* 0 on padded lanes */
+        if (c >= C) {
+            cf[CF_A * 16 + j] = cf[CF_B * 16 + j] = 0.0f;
+            continue;
+        }
+        double s1 = 0, s2 = 0;
+        for (int u = cb * per_cb; u < (cb + 1) * per_cb; u++) {
+            s1 += p->part[(size_t)u * 32 + j];
+            s2 += p->part[(size_t)u * 32 + 16 + j];
+        }
+        double dm = s1 / M, var = s2 / M - dm * dm;
+        if (var < 0) var = 0;
+        double rs = 1.0 / sqrt(var + eps), a = (double)l->gamma.data[c] * rs;
+        cf[CF_A * 16 + j] = (float)a;
+        /* y = (x - k)*a + beta - a*(mean - k): centred on the exact float k */
+        cf[CF_B * 16 + j] = (float)((double)l->beta.data[c] - a * dm);
+        if (!owner) continue;
+        shared[CF_A * 16 + j] = cf[CF_A * 16 + j];
+        shared[CF_B * 16 + j] = cf[CF_B * 16 + j];
+        p->dmk[c] = dm;
+        p->mean[c] = (double)cf[CF_K * 16 + j] + dm;
+        p->var[c] = var;
+        p->rstd[c] = rs;
+        /* torch.nn.BatchNorm2d (CPU), as bn.c: running = m*stat + (1 - m)*running in double,
+         * unbiased variance for running_var. */
+        l->run_mean.data[c] = (float)(mom * p->mean[c] + (1.0 - mom) * (double)l->run_mean.data[c]);
+        l->run_var.data[c] = (float)(mom * var * unb + (1.0 - mom) * (double)l->run_var.data[c]);
+    }
+}
+
+/* Backward coefficients of block cb: rows K, A, B copied from the forward, P, Q, R derived from
+ * the partial sums (unit order, bit-identical on every thread); the owner writes dgamma/dbeta. */
+static void bnr_bwd_coef(bnr_plan *p, int cb, float *cf, int owner, int accumulate) {
+    bn_layer *l = p->l;
+    const int C = l->cfg.c, per_cb = p->n * p->splits;
+    const double M = (double)p->m;
+    const float *shared = p->coef + (size_t)cb * CF_ROWS * 16;
+    memcpy(cf, shared, 3 * 16 * sizeof(float)); /* K, A, B */
+    for (int j = 0; j < 16; j++) {
+        int c = cb * 16 + j;
+        if (c >= C) {
+            cf[CF_P * 16 + j] = cf[CF_Q * 16 + j] = cf[CF_R * 16 + j] = 0.0f;
+            continue;
+        }
+        double s1 = 0, s2 = 0;
+        for (int u = cb * per_cb; u < (cb + 1) * per_cb; u++) {
+            s1 += p->part[(size_t)u * 32 + j];
+            s2 += p->part[(size_t)u * 32 + 16 + j];
+        }
+        /* sum g*(x - mean) = sum g*(x - k) - (mean - k)*sum g */
+        double rs = p->rstd[c], dm = p->dmk[c];
+        double db = s1, dg = rs * (s2 - dm * s1);
+        double P = (double)l->gamma.data[c] * rs, Q = -P * rs * dg / M;
+        cf[CF_P * 16 + j] = (float)P;
+        cf[CF_Q * 16 + j] = (float)Q;
+        /* Q*(x - mean) = Q*(x - k) - Q*(mean - k) */
+        cf[CF_R * 16 + j] = (float)(-P * db / M - Q * dm);
+        if (!owner) continue;
+        if (accumulate) {
+            l->dgamma.data[c] += (float)dg;
+            l->dbeta.data[c] += (float)db;
+        } else {
+            l->dgamma.data[c] = (float)dg;
+            l->dbeta.data[c] = (float)db;
+        }
+    }
+}
+
+/* This thread's units of the group of blocks [g0, g1): a fixed contiguous range, the same for the
+ * statistics and the apply sweep (so the apply re-reads what this thread just read). */
+static void bnr_range(const bnr_plan *p, int g0, int g1, int *ub, int *ue) {
+    const int nt = omp_get_num_threads(), t = omp_get_thread_num(); /* 1, 0 outside a region */
+    const int per_cb = p->n * p->splits, nu = (g1 - g0) * per_cb;
+    *ub = g0 * per_cb + (int)((long)nu * t / nt);
+    *ue = g0 * per_cb + (int)((long)nu * (t + 1) / nt);
+}
+
+/* The forward's work for one member of the team (or the lone thread). Only orphaned barriers, so the
+ * serial path runs the same code without entering a parallel region (libgomp allocates a team for
+ * `parallel if (0)`, which a step must not do). One barrier per group: every thread folds the
+ * partial sums of the blocks it applies itself instead of waiting for one thread to do it. */
+static void bnr_fwd_team(bnr_plan *p) {
     const float *X = p->x->data;
     float *Y = p->y->data;
-    const int C = l->cfg.c, CB = p->cb, per_cb = p->n * p->splits, GF = p->gcb_f;
-    const double M = (double)p->m, eps = l->cfg.eps, mom = l->cfg.momentum, unb = M / (M - 1.0);
-    const int nt = omp_get_num_threads(), t = omp_get_thread_num(); /* 1, 0 outside a region */
+    const int CB = p->cb, per_cb = p->n * p->splits, GF = p->gcb_f;
+    float cf[CF_ROWS * 16];
     for (int g0 = 0; g0 < CB; g0 += GF) {
-        const int g1 = g0 + GF < CB ? g0 + GF : CB, nu = (g1 - g0) * per_cb;
-        /* this thread's units of the group: the same range for the stats and the apply sweep */
-        const int ub = g0 * per_cb + (int)((long)nu * t / nt), ue = g0 * per_cb + (int)((long)nu * (t + 1) / nt);
+        const int g1 = g0 + GF < CB ? g0 + GF : CB;
+        int ub, ue;
+        bnr_range(p, g0, g1, &ub, &ue);
         for (int u = ub; u < ue; u++) {
             int cb, p0, np;
             size_t o = bnr_unit(p, u, &cb, &p0, &np);
             bnr_k_stats(X + o, np, p->coef + (size_t)cb * CF_ROWS * 16 + CF_K * 16, p->part + (size_t)u * 32);
         }
 #pragma omp barrier
-#pragma omp for schedule(static)
-        for (int cb = g0; cb < g1; cb++) {
-            float *cf = p->coef + (size_t)cb * CF_ROWS * 16;
-            for (int j = 0; j < 16; j++) {
-                int c = cb * 16 + j;
-                if (c >= C) {
-                    cf[CF_K * 16 + j] = cf[CF_A * 16 + j] = cf[CF_B * 16 + j] = 0.0f;
-                    continue;
-                }
-                double s1 = 0, s2 = 0;
-                for (int u = cb * per_cb; u < (cb + 1) * per_cb; u++) {
-                    s1 += p->part[(size_t)u * 32 + j];
-                    s2 += p->part[(size_t)u * 32 + 16 + j];
-                }
-                double dm = s1 / M, var = s2 / M - dm * dm;
-                if (var < 0) var = 0;
-                double rs = 1.0 / sqrt(var + eps), a = (double)l->gamma.data[c] * rs;
-                p->dmk[c] = dm;
-                p->mean[c] = (double)cf[CF_K * 16 + j] + dm;
-                p->var[c] = var;
-                p->rstd[c] = rs;
-                cf[CF_A * 16 + j] = (float)a;
-                /* y = (x - k)*a + beta - a*(mean - k): centred on the exact float k */
-                cf[CF_B * 16 + j] = (float)((double)l->beta.data[c] - a * dm);
-                /* torch.nn.BatchNorm2d (CPU), as bn.c: running = m*stat + (1 - m)*running in double,
-                 * unbiased variance for running_var. */
-                l->run_mean.data[c] = (float)(mom * p->mean[c] + (1.0 - mom) * (double)l->run_mean.data[c]);
-                l->run_var.data[c] = (float)(mom * var * unb + (1.0 - mom) * (double)l->run_var.data[c]);
-            }
-        }
-        /* In reverse: the chunks read last by the stats sweep are the likeliest still in L2. No
-         * barrier after: the next group touches other blocks, units and coefficients only. */
+        /* Apply in reverse: the chunks read last are the likeliest still in L2. No barrier after:
+         * the next group touches other blocks, units and coefficients only. */
+        int have = -1;
         for (int u = ue - 1; u >= ub; u--) {
             int cb, p0, np;
             size_t o = bnr_unit(p, u, &cb, &p0, &np);
-            bnr_k_fwd(X + o, Y + o, np, p->coef + (size_t)cb * CF_ROWS * 16, p->relu6);
+            if (cb != have) {
+                /* the owner of a block's first unit reaches that block in this loop too */
+                int first = cb * per_cb;
+                bnr_fwd_coef(p, cb, cf, first >= ub && first < ue);
+                have = cb;
+            }
+            bnr_k_fwd(X + o, Y + o, np, cf, p->relu6);
         }
     }
 }
@@ -362,56 +431,30 @@ int bnr_forward(bnr_plan *p, eng_ctx *e) {
 }
 
 static void bnr_bwd_team(bnr_plan *p, int accumulate) {
-    bn_layer *l = p->l;
     const float *X = p->x->data, *DY = p->dy->data;
     float *DX = p->dx->data;
-    const int C = l->cfg.c, CB = p->cb, per_cb = p->n * p->splits, GB = p->gcb_b;
-    const double M = (double)p->m;
-    const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    const int CB = p->cb, per_cb = p->n * p->splits, GB = p->gcb_b;
+    float cf[CF_ROWS * 16];
     for (int g0 = 0; g0 < CB; g0 += GB) {
-        const int g1 = g0 + GB < CB ? g0 + GB : CB, nu = (g1 - g0) * per_cb;
-        const int ub = g0 * per_cb + (int)((long)nu * t / nt), ue = g0 * per_cb + (int)((long)nu * (t + 1) / nt);
+        const int g1 = g0 + GB < CB ? g0 + GB : CB;
+        int ub, ue;
+        bnr_range(p, g0, g1, &ub, &ue);
         for (int u = ub; u < ue; u++) {
             int cb, p0, np;
             size_t o = bnr_unit(p, u, &cb, &p0, &np);
             bnr_k_bstats(X + o, DY + o, np, p->coef + (size_t)cb * CF_ROWS * 16, p->part + (size_t)u * 32, p->relu6);
         }
 #pragma omp barrier
-#pragma omp for schedule(static)
-        for (int cb = g0; cb < g1; cb++) {
-            float *cf = p->coef + (size_t)cb * CF_ROWS * 16;
-            for (int j = 0; j < 16; j++) {
-                int c = cb * 16 + j;
-                if (c >= C) {
-                    cf[CF_P * 16 + j] = cf[CF_Q * 16 + j] = cf[CF_R * 16 + j] = 0.0f;
-                    continue;
-                }
-                double s1 = 0, s2 = 0;
-                for (int u = cb * per_cb; u < (cb + 1) * per_cb; u++) {
-                    s1 += p->part[(size_t)u * 32 + j];
-                    s2 += p->part[(size_t)u * 32 + 16 + j];
-                }
-                /* sum g*(x - mean) = sum g*(x - k) - (mean - k)*sum g */
-                double rs = p->rstd[c], dm = p->dmk[c];
-                double db = s1, dg = rs * (s2 - dm * s1);
-                double P = (double)l->gamma.data[c] * rs, Q = -P * rs * dg / M;
-                cf[CF_P * 16 + j] = (float)P;
-                cf[CF_Q * 16 + j] = (float)Q;
-                /* Q*(x - mean) = Q*(x - k) - Q*(mean - k) */
-                cf[CF_R * 16 + j] = (float)(-P * db / M - Q * dm);
-                if (accumulate) {
-                    l->dgamma.data[c] += (float)dg;
-                    l->dbeta.data[c] += (float)db;
-                } else {
-                    l->dgamma.data[c] = (float)dg;
-                    l->dbeta.data[c] = (float)db;
-                }
-            }
-        }
+        int have = -1;
         for (int u = ue - 1; u >= ub; u--) {
             int cb, p0, np;
             size_t o = bnr_unit(p, u, &cb, &p0, &np);
-            bnr_k_bwd(X + o, DY + o, DX + o, np, p->coef + (size_t)cb * CF_ROWS * 16, p->relu6);
+            if (cb != have) {
+                int first = cb * per_cb;
+                bnr_bwd_coef(p, cb, cf, first >= ub && first < ue, accumulate);
+                have = cb;
+            }
+            bnr_k_bwd(X + o, DY + o, DX + o, np, cf, p->relu6);
         }
     }
 }
