@@ -1,6 +1,8 @@
 /* bench_detector.c - training and inference speed of the MobileNetV2-ATSS detector (models/detector.h).
  *
- *   bench_detector [--steps S] [--warmup W] [--classes C] [--only HxW] [--batch N]
+ *   bench_detector [--steps S] [--warmup W] [--classes C] [--only HxW] [--batch N] [--bn fused|onednn]
+ *
+ * --bn onednn trains BN + ReLU6 on oneDNN's primitives instead of the fused layer (engine/bnrelu.h).
  *
  * For 320x320, 512x512 and 736x992 (H x W), batch 1 and 8 (or the --only / --batch subset), each
  * configuration runs in its own child process (fork), so the peak RSS (getrusage ru_maxrss) is
@@ -59,10 +61,11 @@ static double median(double *v, int n) {
         exit(1);                          \
     } while (0)
 
-static void run_config(int n, int h, int w, int steps, int warmup, int classes) {
+static void run_config(int n, int h, int w, int steps, int warmup, int classes, int bn_onednn) {
     eng_ctx e;
     if (eng_init(&e, 0) != OTE_OK) DIE("eng_init");
-    det_cfg cfg = {.num_classes = classes, .backbone = DET_BACKBONE_PYTORCHCV, .tf_padding = 0, .seed = 1};
+    det_cfg cfg = {.num_classes = classes, .backbone = DET_BACKBONE_PYTORCHCV, .tf_padding = 0, .seed = 1,
+                   .bn_onednn = bn_onednn};
     detector *d;
     if (det_create(&d, &e, &cfg) != OTE_OK) DIE("det_create");
     rng r;
@@ -173,7 +176,7 @@ static void run_config(int n, int h, int w, int steps, int warmup, int classes) 
 }
 
 int main(int argc, char **argv) {
-    int steps = 5, warmup = 2, classes = 3, only_h = 0, only_w = 0, only_n = 0;
+    int steps = 5, warmup = 2, classes = 3, only_h = 0, only_w = 0, only_n = 0, bn_onednn = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
@@ -181,16 +184,18 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
             if (sscanf(argv[++i], "%dx%d", &only_h, &only_w) != 2) only_h = only_w = 0;
         } else if (!strcmp(argv[i], "--batch") && i + 1 < argc) only_n = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--bn") && i + 1 < argc && (!strcmp(argv[i + 1], "fused") || !strcmp(argv[i + 1], "onednn")))
+            bn_onednn = !strcmp(argv[++i], "onednn");
         else {
-            fprintf(stderr, "usage: bench_detector [--steps S] [--warmup W] [--classes C] [--only HxW] [--batch N]\n");
+            fprintf(stderr, "usage: bench_detector [--steps S] [--warmup W] [--classes C] [--only HxW] [--batch N] [--bn fused|onednn]\n");
             return 2;
         }
     }
     if (steps < 1) steps = 1;
     static const int HW[3][2] = {{320, 320}, {512, 512}, {736, 992}};
     static const int NS[2] = {1, 8};
-    printf("bench_detector: %d timed steps after %d warm-up, %d classes; medians; one child process per configuration\n",
-           steps, warmup, classes);
+    printf("bench_detector: %d timed steps after %d warm-up, %d classes, BN %s; medians; one child process per configuration\n",
+           steps, warmup, classes, bn_onednn ? "oneDNN bn + eltwise" : "fused (engine/bnrelu)");
     fflush(stdout);
     for (int c = 0; c < 3; c++)
         for (int k = 0; k < 2; k++) {
@@ -206,7 +211,7 @@ int main(int argc, char **argv) {
                 return 1;
             }
             if (pid == 0) {
-                run_config(n, h, w, st, wu, classes);
+                run_config(n, h, w, st, wu, classes, bn_onednn);
                 _exit(0);
             }
             int status = 0;

@@ -39,6 +39,7 @@
 #include "engine/add.h"
 #include "engine/arena.h"
 #include "engine/bn.h"
+#include "engine/bnrelu.h"
 #include "engine/conv.h"
 #include "engine/eltwise.h"
 #include "engine/groupnorm.h"
@@ -104,8 +105,10 @@ typedef struct cbr_plan {
     tensor gb;  /* (N, OC, OH, OW) BN input gradient when BN backward is out of place (residual) */
     const tensor *out;
     conv_plan cp;
-    bn_plan bp;
+    bn_plan bp;      /* cfg.bn_onednn: oneDNN BN, then ReLU6 (ep) in place */
     eltwise_plan ep;
+    bnr_plan rp;     /* default: fused BN(+ReLU6) */
+    int fused;       /* 1: rp is used instead of bp + ep */
     int gb_used;
 } cbr_plan;
 
@@ -646,8 +649,13 @@ static int cbr_plan_init(det_plan *p, detector *d, cbr_plan *c, det_cbr *b, cons
         gconv = &c->gb;
     }
     CHECK(conv_pl(p, e, &c->cp, &b->conv, x, &c->yc, gconv, gin));
-    CHECK(bn_plan_init(&c->bp, e, &b->bn, &c->yc, &c->yb, &c->g, gconv, 1));
-    if (b->relu6) CHECK(eltwise_plan_init(&c->ep, e, &d->relu6, &c->yb, &c->yb, &c->g, &c->g, 1));
+    if (!d->cfg.bn_onednn) {
+        CHECK(bnr_plan_init(&c->rp, e, &b->bn, &c->yc, &c->yb, &c->g, gconv, b->relu6));
+        c->fused = 1;
+    } else {
+        CHECK(bn_plan_init(&c->bp, e, &b->bn, &c->yc, &c->yb, &c->g, gconv, 1));
+        if (b->relu6) CHECK(eltwise_plan_init(&c->ep, e, &d->relu6, &c->yb, &c->yb, &c->g, &c->g, 1));
+    }
     c->out = &c->yb;
     return OTE_OK;
 }
@@ -657,6 +665,7 @@ static void cbr_plan_free(cbr_plan *c, const det_cbr *b) {
     conv_plan_free(&c->cp);
     bn_plan_free(&c->bp);
     eltwise_plan_free(&c->ep);
+    if (c->fused) bnr_plan_free(&c->rp);
 }
 
 static int plan_backbone(det_plan *p, detector *d) {
@@ -928,6 +937,7 @@ int det_plan_infer(detector *d, int n, int h, int w) {
 static int cbr_fwd(eng_ctx *e, cbr_plan *c, const det_cbr *b, int training) {
     CHECK(conv_forward(&c->cp, e));
     if (!training) return OTE_OK; /* folded: BN, ReLU6 and the residual sum are in the conv */
+    if (c->fused) return bnr_forward(&c->rp, e); /* batch statistics, running statistics, ReLU6 */
     CHECK(bn_forward(&c->bp, e)); /* batch statistics + running-statistics update */
     if (b->relu6) CHECK(eltwise_forward(&c->ep, e));
     return OTE_OK;
@@ -1099,9 +1109,9 @@ static int bwd_fpn(detector *d, det_plan *p, slotsim *s) {
 }
 
 static int cbr_bwd(eng_ctx *e, cbr_plan *c, const det_cbr *b, slotsim *s, tensor *gin) {
-    if (b->relu6) RUN(eltwise_backward(&c->ep, e, 0));
+    if (!c->fused && b->relu6) RUN(eltwise_backward(&c->ep, e, 0));
     if (c->gb_used) sl_take(s, &c->gb);
-    RUN(bn_backward(&c->bp, e, 0));
+    RUN(c->fused ? bnr_backward(&c->rp, e, 0) : bn_backward(&c->bp, e, 0));
     if (gin) sl_take(s, gin);
     RUN(conv_backward(&c->cp, e, 0));
     if (c->gb_used)
@@ -1134,8 +1144,8 @@ static int bwd_backbone(detector *d, det_plan *p, slotsim *s) {
         }
     }
     /* init block: no input gradient (the image) */
-    if (d->init.relu6) RUN(eltwise_backward(&p->init.ep, e, 0));
-    RUN(bn_backward(&p->init.bp, e, 0));
+    if (!p->init.fused && d->init.relu6) RUN(eltwise_backward(&p->init.ep, e, 0));
+    RUN(p->init.fused ? bnr_backward(&p->init.rp, e, 0) : bn_backward(&p->init.bp, e, 0));
     RUN(conv_backward(&p->init.cp, e, 0));
     sl_drop(s, &p->init.g);
     return OTE_OK;

@@ -30,6 +30,9 @@ typedef struct det_cfg {
     det_backbone backbone;
     int tf_padding;       /* 1: TF "SAME" asymmetric padding on stride-2 convs (TFLite weights) */
     uint64_t seed;        /* parameter initialisation */
+    int bn_onednn;        /* 1: training BN (+ReLU6) on oneDNN's bn + eltwise primitives; 0 (default):
+                           * the fused hand-written layer engine/bnrelu.h (fewer memory passes, same
+                           * maths). Kept for comparison (bench_detector --bn onednn). */
 } det_cfg;
 
 /* One training batch, as the data loader produces it (models/ never reads files). */
