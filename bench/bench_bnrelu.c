@@ -15,7 +15,7 @@
  * Mode "hot" skips the flushes (everything stays in L2/L3 between runs; then each implementation
  * also finds the cache state the other one left, e.g. oneDNN's streaming stores).
  * Prints the median over `reps` runs (default 25) of forward and backward in ms and which is faster.
- * Never run by ctest.   Usage: bench_bnrelu [reps] [threads] [cold|hot]
+ * Never run by ctest.   Usage: bench_bnrelu [reps] [threads] [cold|hot] [shape index]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,7 +178,9 @@ int main(int argc, char **argv) {
         {1, 32, 160, 160, 1}, {1, 96, 160, 160, 1}, {1, 144, 80, 80, 1}, {1, 24, 80, 80, 0},
         {1, 192, 40, 40, 1},  {1, 384, 20, 20, 1},  {1, 64, 20, 20, 0},  {1, 960, 10, 10, 1},
     };
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) bench_shape(&e, &rg, shapes[i], reps, cold);
+    int only = argc > 4 ? atoi(argv[4]) : -1;
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        if (only < 0 || (size_t)only == i) bench_shape(&e, &rg, shapes[i], reps, cold);
     eng_free(&e);
     return 0;
 }

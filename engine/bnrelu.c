@@ -10,9 +10,9 @@
  * Barriers are few on purpose: when the 2 cores are oversubscribed (data-loader threads, other
  * processes) a barrier can cost a scheduler time slice. At most BNR_MAX_GROUPS groups per pass.
  * A group holds as many channel blocks as fit about BNR_L2_BUDGET bytes of input per thread, so the
- * apply re-reads from the thread's own L2 what its stats sweep just read; a block that alone
- * exceeds the budget is a group by itself (then the re-read comes from L3 or memory: a block's
- * statistics need every pixel before its first output). Tensors under BNR_SERIAL_FLOATS (16 KB)
+ * apply re-reads from the thread's own L2 what its stats sweep just read. If one block alone
+ * exceeds the budget no grouping can help (a block's statistics need every pixel before its first
+ * output) and the whole tensor is one group. Tensors under BNR_SERIAL_FLOATS (16 KB)
  * run on the calling thread: there fork/join would cost more than the work.
  * The hot kernels are compiled for AVX-512, AVX2 and baseline x86-64 (target_clones, as
  * groupnorm.c) because the project builds without -march.
@@ -228,7 +228,10 @@ static int bnr_plan_init_impl(bnr_plan *p, eng_ctx *e, bn_layer *l, const tensor
     int nth = e && e->nthreads > 0 ? e->nthreads : 1;
     /* groups of channel blocks: forward reads one input (x), backward two (x, dy) */
     size_t cb_bytes = (size_t)p->n * p->hw * 16 * sizeof(float), budget = (size_t)nth * BNR_L2_BUDGET;
-    p->gcb_f = (int)(budget / cb_bytes), p->gcb_b = (int)(budget / (2 * cb_bytes));
+    /* A block larger than the budget cannot stay in L2 between the sweeps: then one group for the
+     * whole tensor (fewest barriers). */
+    p->gcb_f = cb_bytes > budget ? p->cb : (int)(budget / cb_bytes);
+    p->gcb_b = 2 * cb_bytes > budget ? p->cb : (int)(budget / (2 * cb_bytes));
     int gmin = (p->cb + BNR_MAX_GROUPS - 1) / BNR_MAX_GROUPS;
     p->gcb_f = p->gcb_f < gmin ? gmin : p->gcb_f > p->cb ? p->cb : p->gcb_f;
     p->gcb_b = p->gcb_b < gmin ? gmin : p->gcb_b > p->cb ? p->cb : p->gcb_b;
