@@ -19,10 +19,11 @@
  * Work split: "units" = (channel block, sample, spatial chunk), chosen at plan time so that every
  * thread is busy even for N = 1 and one channel block. Each pass is one OpenMP region over groups
  * of channel blocks sized to stay in L2 between the statistics and the apply sweep (one barrier
- * per group, at most 4 groups): per-unit partial sums (float runs of BNR_RUN pixels added into double),
- * per-channel combination in double in unit order (deterministic for a given plan, i.e. for a given
- * thread count), then the element-wise apply. Tiny tensors run on one thread. Forward statistics are shifted by a per-channel
- * float k (mean of the first pixels of sample 0), so |mean| >> std does not cancel.
+ * per group, at most 4 groups): per-unit partial sums (float runs of BNR_RUN pixels added into
+ * double), per-channel combination in double in unit order (deterministic for a given plan, i.e.
+ * for a given thread count), then the element-wise apply. Tiny tensors run on one thread. Forward
+ * statistics are shifted by a per-channel float k (mean of the first pixels of sample 0), so
+ * |mean| >> std does not cancel.
  *
  * Ownership: bnr_plan owns one heap block allocated in bnr_plan_init (partial sums, saved
  * statistics and coefficients); forward/backward never allocate. Tensors belong to the caller and

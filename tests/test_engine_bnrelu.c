@@ -263,7 +263,8 @@ static void run_case(eng_ctx *e, rng *rg, case_cfg cc) {
     OK(bnr_backward(&p, e, 0));
     float *dxf = malloc(sizeof(float) * nx);
     tensor_to_nchw(&dx, dxf);
-    double edx = rel_fl(dxf, dxr, (int)nx, dx_scale), edg = rel_f(l.dgamma.data, dgr, C), edb = rel_f(l.dbeta.data, dbr, C);
+    double edx = rel_fl(dxf, dxr, (int)nx, dx_scale);
+    double edg = rel_f(l.dgamma.data, dgr, C), edb = rel_f(l.dbeta.data, dbr, C);
     EXPECT(edx <= TOL, "%s: dx vs naive: rel %.2e (tol %.0e)", nm, edx, TOL);
     EXPECT(edg <= TOL && edb <= TOL, "%s: dgamma / dbeta vs naive: rel %.2e / %.2e (tol %.0e)", nm, edg, edb, TOL);
     EXPECT(ac_pad_zero(&dx), "%s: padded lanes of dx are zero (were poisoned, dy pads poisoned too)", nm);
@@ -430,8 +431,9 @@ static void run_noalloc(eng_ctx *e, rng *rg) {
     }
     atomic_store(&na_counting, 0);
     if (NA_INTERPOSE)
-        EXPECT(na_ours == 0 && na_lib == 0, "3 forward+backward steps: %ld allocations by project code, %ld by libraries",
-               (long)na_ours, (long)na_lib);
+        EXPECT(na_ours == 0 && na_lib == 0,
+               "3 forward+backward steps: %ld allocations by project code, %ld by libraries", (long)na_ours,
+               (long)na_lib);
     else
         printf("skip: allocation counting is off under AddressSanitizer (%ld frees seen)\n", (long)na_frees);
     bnr_plan_free(&p);
