@@ -11,9 +11,21 @@
 #define Z_STEP 0.05
 #define T_MIN 5
 
+static int raised_side(int full, double z, int min_side) {
+    int v = hpo_plan_trial_size(full, z);
+    if (v < min_side) v = full < min_side ? full : min_side;
+    return v;
+}
+
+double hpo_plan_pixel_share(const hpo_budget_in *in, double z) {
+    if (in->input_w <= 0 || in->input_h <= 0) return z * z;
+    return (double)raised_side(in->input_w, z, in->min_side) * raised_side(in->input_h, z, in->min_side) /
+           ((double)in->input_w * in->input_h);
+}
+
 double hpo_plan_cost(const hpo_budget_in *in, int trials, int epochs, double s, double z) {
     double v = in->val_fraction;
-    return (double)trials * epochs * z * z * ((1 - v) * s + v) / in->full_epochs;
+    return (double)trials * epochs * hpo_plan_pixel_share(in, z) * ((1 - v) * s + v) / in->full_epochs;
 }
 
 /* z values live on a 0.05 grid; keep them exact decimals */

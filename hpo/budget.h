@@ -6,10 +6,14 @@
  *
  * Time model, in units of one full training (E epochs over N images at full size, taking
  * train_seconds, of which the share v is validation):
- *     cost(T, I, s, z) = T * I * z^2 * ((1 - v) * s + v) / E
+ *     cost(T, I, s, z) = T * I * P(z) * ((1 - v) * s + v) / E
  * T trials of I epochs on a subset of s*N training images at input size z x the full size;
- * training time scales with the images seen and with the pixel count z^2; validation always uses
- * the whole validation set, at the reduced size (so z^2 but not s).
+ * training time scales with the images seen and with the pixel share P(z) of a trial image;
+ * validation always uses the whole validation set, at the reduced size (so P(z) but not s).
+ * P(z) = z^2, unless the caller gives the full input size (input_w, input_h): then P(z) is the
+ * trial's real pixel count over the full one, with each side rounded down to a multiple of 32
+ * (hpo_plan_trial_size) and raised to min_side where the trainer raises it (so shrinking z below
+ * that point saves nothing, and the plan knows it).
  *
  * Planning (free variables only; values fixed in hpo_config.yaml are never changed):
  *  1. start: T = 10, I = min(2, E), s = 0.2 but at least min(1, 500 / N) (OTE's subset rule),
@@ -41,6 +45,8 @@ typedef struct hpo_budget_in {
     /* values fixed by hpo_config.yaml (0 = free) */
     int fixed_trials, fixed_epochs;
     double fixed_subset, fixed_resize;
+    /* optional (0 = the z^2 model): full input size, and the smallest trial side the trainer runs */
+    int input_w, input_h, min_side;
 } hpo_budget_in;
 
 typedef struct hpo_plan {
@@ -68,6 +74,8 @@ int hpo_plan_budget(const hpo_budget_in *in, hpo_plan *out);
 int hpo_plan_format(const hpo_plan *p, long full_dataset_size, int input_w, int input_h, char *buf, int size);
 /* The trial input size for a full size and a resize ratio: floor(full * z / 32) * 32, >= 32. */
 int hpo_plan_trial_size(int full, double image_resize);
+/* P(z) above: the pixel share of a trial image. */
+double hpo_plan_pixel_share(const hpo_budget_in *in, double image_resize);
 /* The cost formula above. */
 double hpo_plan_cost(const hpo_budget_in *in, int trials, int epochs, double subset, double resize);
 

@@ -22,15 +22,15 @@ int main(void) {
      * cost = T * I * z^2 * ((1 - v) s + v) / E, budget b = R - 1. */
     row rows[] = {
         /* b=2; start I=2: 4*2/2 = 4 > 2 -> I=1: cost 2 <= 2; I=2 again exceeds -> I=1 */
-        {"A: only epochs free, shrink to fit", {100, 0, 3, 1000, 2, 2, 4, 0, 1, 1}, 4, 1, 1, 1, 2, 0},
+        {"A: only epochs free, shrink to fit", {100, 0, 3, 1000, 2, 2, 4, 0, 1, 1, 0, 0, 0}, 4, 1, 1, 1, 2, 0},
         /* b=4; start I=2: cost 2; grow I: 3 -> 3, 4 -> 4, 5 -> 5 > 4 blocked */
-        {"B: only epochs free, grow to fit", {100, 0, 5, 1000, 10, 2, 10, 0, 1, 1}, 10, 4, 1, 1, 4, 0},
+        {"B: only epochs free, grow to fit", {100, 0, 5, 1000, 10, 2, 10, 0, 1, 1, 0, 0, 0}, 10, 4, 1, 1, 4, 0},
         /* b=2; cost = 4 z^2; start z .5 (cost 1); z .7 -> 1.96 ok, .75 -> 2.25 > 2 */
-        {"C: only resize free", {100, 0, 3, 1000, 10, 2, 10, 4, 1, 0}, 10, 4, 1, 0.7, 1.96, 0},
+        {"C: only resize free", {100, 0, 3, 1000, 10, 2, 10, 4, 1, 0, 0, 0, 0}, 10, 4, 1, 0.7, 1.96, 0},
         /* b=2; cost = 4 (0.5 s + 0.5) >= 2 for any s > 0: shrink s to the floor 0.05 -> 2.1, over */
-        {"D: validation alone exceeds the budget", {100, 0.5, 3, 10000, 10, 2, 10, 4, 0, 1}, 10, 4, 0.05, 1, 2.1, 1},
+        {"D: validation alone exceeds the budget", {100, 0.5, 3, 10000, 10, 2, 10, 4, 0, 1, 0, 0, 0}, 10, 4, 0.05, 1, 2.1, 1},
         /* b=0: everything to its minimum: z .25, s floor .05, T 5, I 1 -> 5*1*.0625*(.8*.05+.2)/300 */
-        {"E: ratio 1 leaves no HPO time", {100, 0.2, 1, 1000, 300, 2, 0, 0, 0, 0}, 5, 1, 0.05, 0.25,
+        {"E: ratio 1 leaves no HPO time", {100, 0.2, 1, 1000, 300, 2, 0, 0, 0, 0, 0, 0, 0}, 5, 1, 0.05, 0.25,
          5 * 0.0625 * (0.8 * 0.05 + 0.2) / 300, 1},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
@@ -48,7 +48,7 @@ int main(void) {
     /* free plans: within budget, maximal (no single further step fits), bounded, monotone in R */
     double prev_cost = -1;
     for (double R = 1.5; R <= 16; R *= 2) {
-        hpo_budget_in in = {3600, 0.2, R, 1000, 300, 2, 0, 0, 0, 0};
+        hpo_budget_in in = {3600, 0.2, R, 1000, 300, 2, 0, 0, 0, 0, 0, 0, 0};
         hpo_plan p;
         int s = hpo_plan_budget(&in, &p);
         double b = R - 1;
@@ -66,20 +66,20 @@ int main(void) {
         prev_cost = p.cost;
     }
     /* fixed values respected */
-    hpo_budget_in fx = {3600, 0.2, 4, 1000, 300, 2, 7, 0, 0.3, 0.6};
+    hpo_budget_in fx = {3600, 0.2, 4, 1000, 300, 2, 7, 0, 0.3, 0.6, 0, 0, 0};
     hpo_plan p;
     hpo_plan_budget(&fx, &p);
     EXPECT(p.num_trials == 7 && p.subset_ratio == 0.3 && p.image_resize == 0.6 && p.cost <= 3 + 1e-12,
             "fixed trials/subset/resize kept (T=%d s=%g z=%g, I=%d)", p.num_trials, p.subset_ratio, p.image_resize,
             p.epochs);
     /* small dataset: subset starts at 1 (500 / N >= 1) */
-    hpo_budget_in small = {600, 0.2, 2, 300, 12, 2, 0, 0, 0, 0};
+    hpo_budget_in small = {600, 0.2, 2, 300, 12, 2, 0, 0, 0, 0, 0, 0, 0};
     hpo_plan_budget(&small, &p);
     EXPECT(p.subset_ratio == 1 && p.cost <= 1 + 1e-12, "N=300: whole training set (s=%g), cost %.3f <= 1",
             p.subset_ratio, p.cost);
     /* plan line: case C above with 1000 images and a 992x736 input -> z .7: 694.4 -> 672, 515.2 -> 512 */
     {
-        hpo_budget_in ci = {100, 0, 3, 1000, 10, 2, 10, 4, 1, 0};
+        hpo_budget_in ci = {100, 0, 3, 1000, 10, 2, 10, 4, 1, 0, 0, 0, 0};
         char line[512];
         hpo_plan_budget(&ci, &p);
         hpo_plan_format(&p, 1000, 992, 736, line, sizeof line);
@@ -89,6 +89,28 @@ int main(void) {
         EXPECT(hpo_plan_trial_size(992, 0.25) == 224 && hpo_plan_trial_size(100, 0.1) == 32,
                 "trial sizes are multiples of 32, at least 32");
     }
+    /* real trial pixel counts: 256x256 input, trials never below 96 px (the trainer's floor) */
+    {
+        hpo_budget_in pi = {100, 0, 3, 1000, 10, 2, 10, 4, 1, 0, 256, 256, 96};
+        /* z .25: 64 -> raised to 96: (96/256)^2 = 0.140625; z .5: 128: 0.25 (= z^2); z .7: 179.2 -> 160 */
+        double p25 = hpo_plan_pixel_share(&pi, 0.25), p50 = hpo_plan_pixel_share(&pi, 0.5),
+               p70 = hpo_plan_pixel_share(&pi, 0.7);
+        EXPECT(fabs(p25 - 0.140625) < 1e-15 && fabs(p50 - 0.25) < 1e-15 && fabs(p70 - 0.390625) < 1e-15,
+               "pixel share with sizes rounded to 32 and raised to 96: %.6f %.6f %.6f (want 0.140625 0.25 0.390625)",
+               p25, p50, p70);
+        EXPECT(fabs(hpo_plan_cost(&pi, 10, 4, 1, 0.25) - 10 * 4 * 0.140625 / 10) < 1e-12,
+               "cost uses the raised size (%.6f)", hpo_plan_cost(&pi, 10, 4, 1, 0.25));
+        /* b = 0.5: 4 P(z) <= 0.5 needs P <= 0.125: no z gets below 0.140625, so the plan is over budget,
+         * where the z^2 model would have promised z .35 (0.49) */
+        pi.ratio = 1.5;
+        hpo_plan_budget(&pi, &p);
+        EXPECT(p.over_budget == 1 && fabs(p.cost - 4 * 0.140625) < 1e-12,
+               "the 96 px floor makes a 0.5-training budget infeasible (over %d, cost %.4f)", p.over_budget, p.cost);
+        pi.input_w = pi.input_h = 0;
+        hpo_plan_budget(&pi, &p);
+        EXPECT(p.over_budget == 0 && fabs(p.image_resize - 0.35) < 1e-12,
+               "without the sizes the z^2 model plans z %.2f (want 0.35)", p.image_resize);
+    }
     /* config round trip: fixed values in, plan out */
     {
         hpo_config c;
@@ -96,7 +118,7 @@ int main(void) {
         c.space.n = 2;
         c.subset_ratio = 0.4;
         c.max_iterations = 3;
-        hpo_budget_in ci = {3600, 0.2, 4, 1000, 300, 0, 0, 0, 0, 0};
+        hpo_budget_in ci = {3600, 0.2, 4, 1000, 300, 0, 0, 0, 0, 0, 0, 0, 0};
         hpo_budget_from_config(&ci, &c);
         hpo_plan_budget(&ci, &p);
         hpo_plan_apply(&p, &c);
@@ -106,7 +128,7 @@ int main(void) {
                 c.image_resize);
     }
     /* bad input */
-    hpo_budget_in bad = {0, 0.2, 4, 1000, 300, 2, 0, 0, 0, 0};
+    hpo_budget_in bad = {0, 0.2, 4, 1000, 300, 2, 0, 0, 0, 0, 0, 0, 0};
     int s = hpo_plan_budget(&bad, &p);
     EXPECT(s == OTE_EINVAL && strstr(ote_errmsg(), "training time"), "zero training time rejected: %s", ote_errmsg());
     printf("%s\n", expect_fails ? "FAILED" : "ALL PASSED");

@@ -231,6 +231,9 @@ int train_hpo(const train_hpo_args *a, cfg_template *cfg) {
     bi.ratio = a->ratio;
     bi.full_dataset_size = n_train;
     bi.full_epochs = est.epochs;
+    bi.input_w = cfg->input_w; /* the trial's real pixel count: multiples of 32, raised to TH_MIN_SIDE */
+    bi.input_h = cfg->input_h;
+    bi.min_side = TH_MIN_SIDE;
     hpo_budget_from_config(&bi, &eff);
     hpo_plan plan;
     s = hpo_plan_budget(&bi, &plan);
