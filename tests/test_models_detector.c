@@ -4,12 +4,13 @@
  * The reference does not store weights: every state_dict tensor comes from a counter-based hash
  * (splitmix64 finaliser of (tid << 40) ^ i) reproduced here and checked against the fixture's
  * per-tensor sums. The parameter order of the detector must equal the state_dict order (tid).
- * Then, on the fixture batch (3 images 128x160, C = 3):
+ * Then, on the fixture batch (3 images 128x160: two with 3 boxes each, one of them zero-padded from
+ * 96x128, and one without a box; C = 3; weight profile 'parity' of detector_ref.py):
  *   - training forward: per-level head outputs, positives, every loss part, the total loss,
  *     and the loss gradients w.r.t. the head outputs;
  *   - backward: EVERY parameter gradient (subsampled like the fixture) and its full sum / sum of
  *     squares; BN running statistics after the first step;
- *   - 5 SGD steps (lr 0.01, momentum 0.9, wd 1e-4): the loss at each step; no primitive is
+ *   - 5 SGD steps (lr from the fixture, 0.005; momentum 0.9, wd 1e-4): the loss at each step; no primitive is
  *     created after the first step;
  *   - eval-mode head outputs and detections of the model after the 5 steps;
  *   - the torchvision variant with TF padding plans and runs a training step.
@@ -18,8 +19,14 @@
  * running statistics and the detections.
  * Metric: per tensor max|a - b| / max(max|b|, s_G), with s_G = FLOOR_FRAC x the largest max|b| of
  * the tensor's group G (head outputs, dhead, eval heads, and the backbone / neck / head gradients):
- * an analytically-zero tensor (rounding noise in any implementation) answers to its group's scale,
- * not to its own noise. The worst per group is printed. Tolerances are stated next to each check.
+ * a tensor that is tiny next to its group answers to the group's scale, not to its own size.
+ * Gradient tensors that are analytically zero (float64 max below ZERO_FRAC x the group max: e.g. the
+ * bias of a BN whose shift the next training-mode BN removes) are pure rounding noise in any float32
+ * implementation; they are checked to be zero at the group's scale (TOL_ZERO) instead.
+ * The worst per group is printed. Tolerances are fixed and stated below; next to each figure the test
+ * prints PyTorch float32's own error vs float64 (NCHW and channels_last, from detector_f64.py), and a
+ * last check verifies that PyTorch float32 NCHW meets every tolerance (the fixture is well
+ * conditioned, so a tolerance failure points at ote-c, not at the fixture).
  */
 #include <errno.h>
 #include <math.h>
@@ -45,28 +52,25 @@
 #define FX_PATH "tests/reference/fixtures/detector_ref.fx"
 #define FX_F64 "tests/reference/fixtures/detector_f64.fx"
 
-/* Tolerances. The parity batch (3 images of 128x160, BN in training mode over as few as 60 values
- * per channel, GroupNorm over 4 values per group at P7, random weights) is ill-conditioned: PyTorch
- * float32 itself lands far from the float64 ground truth on some quantities (see the t32.* figures
- * printed below; e.g. backbone gradients, the loss after 5 SGD steps). detector_f64.py stores, per
- * tensor, the WORSE of PyTorch's NCHW and channels_last float32 runs vs float64 (NCHW alone happens
- * to sum almost like float64 and understates the conditioning). Each group is held to
- * max(TOL_x, SPREAD_K x that worst PyTorch float32 error in the group): ote-c float32 must be about
- * as close to the truth as PyTorch float32 is. The TOL_x floors are the ~1e-4 relative agreement
- * expected of well-conditioned quantities. */
-#define SPREAD_K 3.0
-#define FLOOR_FRAC 1e-2 /* s_G = FLOOR_FRAC x max over group G of max|ref| (same as detector_f64.py) */
-#define TOL_HEAD 1e-4   /* head outputs, rel. to max |ref| of the tensor */
-#define TOL_LOSS 1e-4   /* loss parts, relative */
-#define TOL_DHEAD 1e-4  /* loss gradients w.r.t. head outputs */
-#define TOL_GRAD 1e-3   /* parameter gradients (through up to 60 BN/GN layers), rel. to max |ref| */
-#define TOL_GSUM 1e-3   /* full-gradient L2 norms (from the sums of squares), relative, group-floored */
-#define TOL_BN 1e-5     /* init_block BN running statistics after one step, rel. to max |ref| */
+/* Tolerances. The fixture's weight profile 'parity' (detector_ref.py: backbone BN beta/gamma ~8,
+ * head GroupNorm beta/gamma ~3) keeps the random network out of its chaotic regime and its ReLU6 /
+ * ReLU inputs away from the kinks, so float32 agrees with float64 to ~1e-5 (PyTorch float32 vs
+ * float64 figures printed with each check). With the mmdet-like init weights of the earlier fixture,
+ * PyTorch float32 itself missed float64 by up to 0.2 on backbone gradients and 0.9 on eval heads
+ * after 5 steps, and the tolerances had to follow it; these are fixed. */
+#define FLOOR_FRAC 1e-2  /* s_G = FLOOR_FRAC x max over group G of max|ref| (same as detector_f64.py) */
+#define TOL_HEAD 1e-4    /* training-mode head outputs, rel. to max |ref| of the tensor (group-floored) */
+#define TOL_LOSS 1e-4    /* loss parts and total, relative */
+#define TOL_DHEAD 1e-4   /* loss gradients w.r.t. head outputs */
+#define TOL_GRAD 1e-4    /* parameter gradients, rel. to max |ref| of the tensor (group-floored) */
+#define ZERO_FRAC 1e-9   /* a gradient tensor with float64 max below ZERO_FRAC x group max is analytically zero */
+#define TOL_ZERO 1e-4    /* ... and its float32 values must stay below TOL_ZERO x group max (rounding noise) */
+#define TOL_GSUM 1e-4    /* full-gradient L2 norms (from the sums of squares), relative, group-floored */
+#define TOL_BN 1e-5      /* init_block BN running statistics after one step, rel. to max |ref| */
 #define TOL_BN_DEEP 1e-4 /* the same for the last backbone BN (input through 51 conv+BN layers) */
-#define TOL_SGD 2e-4    /* loss over 5 SGD steps, relative */
-#define TOL_EVAL0 3e-4  /* eval at the generated weights: BN folded into the conv weights rounds differently
-                         * from PyTorch's conv-then-BN (measured 1.7e-4 folded, 8e-5 unfolded) */
-#define TOL_EVAL 1e-3   /* eval-mode head outputs after 5 steps, rel. to max |ref| */
+#define TOL_SGD 1e-4     /* loss over 5 SGD steps, relative, every step */
+#define TOL_EVAL0 1e-4   /* eval mode at the generated weights (folded BN), rel. to max |ref| (group-floored) */
+#define TOL_EVAL 1e-4    /* eval-mode head outputs after 5 steps, rel. to max |ref| (group-floored) */
 
 static uint64_t splitmix(uint64_t z) {
     z += 0x9E3779B97F4A7C15ULL;
@@ -124,22 +128,40 @@ static double cmp_blocked(const fx_file *f, const char *name, const float *data,
     return r;
 }
 
-/* A measured error against its allowance max(floor, SPREAD_K * PyTorch float32's error vs float64). */
+/* The worst of a set of measured errors, each against its tolerance. */
 typedef struct worst_acc {
-    double err, ratio; /* worst error, worst err / allowance */
+    double err, ratio; /* worst error, worst err / tolerance */
     char name[96];
 } worst_acc;
 
-static void acc_add(worst_acc *w, double err, double spread, double floor_, const char *name) {
-    double allow = fmax(floor_, SPREAD_K * spread);
-    double ratio = err / allow;
-    if (getenv("DET_VERBOSE")) printf("     %-62s err %.2e torch-f32 err %.2e ratio %.2f\n", name, err, spread, ratio);
-    if (err > w->err) w->err = err;
+static void acc_add(worst_acc *w, double err, double tol, const char *name) {
+    double ratio = err / tol;
+    if (getenv("DET_VERBOSE")) printf("     %-62s err %.2e tol %.0e\n", name, err, tol);
+    if (!(err <= w->err)) w->err = err;
     if (!(ratio <= w->ratio)) {
         w->ratio = ratio;
         snprintf(w->name, sizeof w->name, "%s", name);
     }
 }
+
+/* PyTorch float32's error vs float64 for the keys starting with prefix (detector_f64.py's t32nchw.* /
+ * t32cl.*, same measure as the test's), max over the keys */
+typedef struct torch_err {
+    double nchw, cl;
+} torch_err;
+
+static torch_err torch_of(const fx_file *sp, const char *prefix) {
+    char k[160];
+    torch_err t;
+    snprintf(k, sizeof k, "t32nchw.%s", prefix);
+    t.nchw = fx_prefix_max(sp, k);
+    snprintf(k, sizeof k, "t32cl.%s", prefix);
+    t.cl = fx_prefix_max(sp, k);
+    return t;
+}
+
+/* conditioning of the fixture: PyTorch float32 NCHW's error vs float64 against each tolerance */
+static void cond_add(worst_acc *c, double torch_nchw, double tol, const char *what) { acc_add(c, torch_nchw, tol, what); }
 
 static double rel(double a, double b) { return fabs(a - b) / fmax(fabs(b), 1e-12); }
 
@@ -182,6 +204,7 @@ static const char *GROUP[3] = {"backbone", "neck", "head"};
 
 int main(void) {
     ac_report r = {0, 0};
+    worst_acc cond = {0, 0, ""}; /* PyTorch float32 NCHW vs the tolerances */
     fx_file f;
     fx_file sp; /* float64 ground truth and PyTorch float32's errors against it */
     if (fx_load(&f, FX_PATH) != 0 || fx_load(&sp, FX_F64) != 0) {
@@ -274,7 +297,9 @@ int main(void) {
         head_out h0[5];
         det_last_head(d, &g0, h0, NULL);
         worst_acc we = {0, 0, ""};
-        double fl = FLOOR_FRAC * fx_prefix_max(&sp, "f64.eval0.head."), t32 = fx_prefix_max(&sp, "t32.eval0.head.");
+        double fl = FLOOR_FRAC * fx_prefix_max(&sp, "f64.eval0.head.");
+        torch_err te = torch_of(&sp, "eval0.head.");
+        cond_add(&cond, te.nchw, TOL_EVAL0, "eval0 heads");
         for (int l = 0; l < 5; l++)
             for (int k = 0; k < 3; k++) {
                 static const char *KN[3] = {"cls", "reg", "ctr"};
@@ -282,11 +307,10 @@ int main(void) {
                 const float *o = k == 0 ? h0[l].cls : k == 1 ? h0[l].reg : h0[l].ctr;
                 char key[64];
                 snprintf(key, sizeof key, "f64.eval0.head.%s.%d", KN[k], l);
-                acc_add(&we, cmp_blocked(&sp, key, o, N, ch, g0.h[l], g0.w[l], fl), t32, TOL_EVAL0, key);
+                acc_add(&we, cmp_blocked(&sp, key, o, N, ch, g0.h[l], g0.w[l], fl), TOL_EVAL0, key);
             }
         ac_check(&r, we.ratio <= 1, "eval-mode head outputs at the generated weights (folded BN) vs float64: worst %.2e "
-                 "(torch f32 %.2e); worst vs allowance max(%.0e, %.0f x torch f32): %.2f (%s)", we.err, t32, TOL_EVAL0,
-                 SPREAD_K, we.ratio, we.name);
+                 "(%s), tol %.0e (PyTorch f32 NCHW %.2e, channels_last %.2e)", we.err, we.name, TOL_EVAL0, te.nchw, te.cl);
     }
 
     /* ---- the folded inference weights follow parameter changes: quadruple one running variance,
@@ -295,10 +319,12 @@ int main(void) {
         anchor_grid g0;
         head_out h0[5];
         size_t nc;
-        int iv = det_param_find(d, "backbone.features.init_block.bn.running_var");
-        float rv[32], rv4[32];
+        /* the last backbone BN (no ReLU6 after it) feeds every FPN level; the init_block one, behind
+         * 51 nearly linear eval-mode layers, moves the cls logits by only ~2e-6 with these weights */
+        int iv = det_param_find(d, "backbone.features.stage5.unit4.conv3.bn.running_var");
+        float rv[320], rv4[320];
         det_param_get(d, iv, rv);
-        for (int c = 0; c < 32; c++) rv4[c] = 4 * rv[c];
+        for (int c = 0; c < 320; c++) rv4[c] = 4 * rv[c];
         det_last_head(d, &g0, h0, NULL);
         nc = (size_t)N * 16 * g0.h[0] * g0.w[0]; /* cls of level 0, C <= 16: one channel block */
         float *ref0 = malloc(nc * sizeof *ref0);
@@ -332,8 +358,10 @@ int main(void) {
     ac_check(&r, hw_ok, "level sizes match the reference");
     worst_acc wh = {0, 0, ""}, wdh = {0, 0, ""};
     static const char *KIND[3] = {"cls", "reg", "ctr"};
-    double fl_h = FLOOR_FRAC * fx_prefix_max(&sp, "f64.head."), t32_h = fx_prefix_max(&sp, "t32.head.");
-    double fl_dh = FLOOR_FRAC * fx_prefix_max(&sp, "f64.dhead."), t32_dh = fx_prefix_max(&sp, "t32.dhead.");
+    double fl_h = FLOOR_FRAC * fx_prefix_max(&sp, "f64.head."), fl_dh = FLOOR_FRAC * fx_prefix_max(&sp, "f64.dhead.");
+    torch_err t_h = torch_of(&sp, "head."), t_dh = torch_of(&sp, "dhead.");
+    cond_add(&cond, t_h.nchw, TOL_HEAD, "training heads");
+    cond_add(&cond, t_dh.nchw, TOL_DHEAD, "dhead");
     for (int l = 0; l < 5; l++)
         for (int k = 0; k < 3; k++) {
             int ch = k == 0 ? C : k == 1 ? 4 : 1;
@@ -341,17 +369,17 @@ int main(void) {
             const float *o = k == 0 ? ho[l].cls : k == 1 ? ho[l].reg : ho[l].ctr;
             const float *gd = k == 0 ? hg[l].cls : k == 1 ? hg[l].reg : hg[l].ctr;
             snprintf(key, sizeof key, "f64.head.%s.%d", KIND[k], l);
-            acc_add(&wh, cmp_blocked(&sp, key, o, N, ch, g.h[l], g.w[l], fl_h), t32_h, TOL_HEAD, key);
+            acc_add(&wh, cmp_blocked(&sp, key, o, N, ch, g.h[l], g.w[l], fl_h), TOL_HEAD, key);
             snprintf(key, sizeof key, "f64.dhead.%s.%d", KIND[k], l);
-            acc_add(&wdh, cmp_blocked(&sp, key, gd, N, ch, g.h[l], g.w[l], fl_dh), t32_dh, TOL_DHEAD, key);
+            acc_add(&wdh, cmp_blocked(&sp, key, gd, N, ch, g.h[l], g.w[l], fl_dh), TOL_DHEAD, key);
         }
-    ac_check(&r, wh.ratio <= 1, "training-mode head outputs vs float64, 5 levels x (cls, reg, ctr): worst %.2e (torch "
-             "f32 %.2e); worst vs allowance max(%.0e, %.0f x torch f32): %.2f (%s)", wh.err, t32_h, TOL_HEAD, SPREAD_K,
-             wh.ratio, wh.name);
+    ac_check(&r, wh.ratio <= 1, "training-mode head outputs vs float64, 5 levels x (cls, reg, ctr): worst %.2e (%s), "
+             "tol %.0e (PyTorch f32 NCHW %.2e, channels_last %.2e)", wh.err, wh.name, TOL_HEAD, t_h.nchw, t_h.cl);
     const fx_array *npl = fx_get(&f, "assign.npos_level");
     int npos_ref = 0;
     for (int l = 0; l < 5; l++) npos_ref += (int)npl->v[l];
-    ac_check(&r, L.npos == npos_ref, "positives in the batch: %d (reference %d)", L.npos, npos_ref);
+    ac_check(&r, L.npos == npos_ref, "positives in the batch: %d (reference %d: %d %d %d %d %d per level)", L.npos, npos_ref,
+             (int)npl->v[0], (int)npl->v[1], (int)npl->v[2], (int)npl->v[3], (int)npl->v[4]);
     double worst_loss = 0;
     const double *lc = fx_get(&sp, "f64.loss.cls")->v, *lb = fx_get(&sp, "f64.loss.box")->v;
     const double *lz = fx_get(&sp, "f64.loss.ctr")->v;
@@ -361,12 +389,15 @@ int main(void) {
         worst_loss = fmax(worst_loss, fabs(L.level_ctr[l] - lz[l]) / fmax(fabs(lz[l]), 1e-6));
     }
     double tot_ref = fx_get(&sp, "f64.loss.total")->v[0];
-    ac_check(&r, worst_loss < TOL_LOSS, "loss parts per level (cls, box, ctr) vs float64: worst rel %.2e (torch f32 "
-             "%.2e; tol %.0e)", worst_loss, fx_get(&sp, "t32.loss.parts")->v[0], TOL_LOSS);
-    ac_check(&r, rel(L.total, tot_ref) < TOL_LOSS, "total loss %.7f vs float64 %.7f: rel %.2e (torch f32 %.2e; tol %.0e)",
-             L.total, tot_ref, rel(L.total, tot_ref), fx_get(&sp, "t32.loss.total")->v[0], TOL_LOSS);
-    ac_check(&r, wdh.ratio <= 1, "d loss / d head outputs vs float64: worst %.2e (torch f32 %.2e); worst vs allowance "
-             "max(%.0e, %.0f x torch f32): %.2f (%s)", wdh.err, t32_dh, TOL_DHEAD, SPREAD_K, wdh.ratio, wdh.name);
+    torch_err t_lp = torch_of(&sp, "loss.parts"), t_lt = torch_of(&sp, "loss.total");
+    cond_add(&cond, t_lp.nchw, TOL_LOSS, "loss parts");
+    cond_add(&cond, t_lt.nchw, TOL_LOSS, "total loss");
+    ac_check(&r, worst_loss < TOL_LOSS, "loss parts per level (cls, box, ctr) vs float64: worst rel %.2e, tol %.0e "
+             "(PyTorch f32 NCHW %.2e, channels_last %.2e)", worst_loss, TOL_LOSS, t_lp.nchw, t_lp.cl);
+    ac_check(&r, rel(L.total, tot_ref) < TOL_LOSS, "total loss %.7f vs float64 %.7f: rel %.2e, tol %.0e (PyTorch f32 "
+             "NCHW %.2e, channels_last %.2e)", L.total, tot_ref, rel(L.total, tot_ref), TOL_LOSS, t_lt.nchw, t_lt.cl);
+    ac_check(&r, wdh.ratio <= 1, "d loss / d head outputs vs float64: worst %.2e (%s), tol %.0e (PyTorch f32 NCHW %.2e, "
+             "channels_last %.2e)", wdh.err, wdh.name, TOL_DHEAD, t_dh.nchw, t_dh.cl);
 
     /* BN running statistics after the first training forward */
     {
@@ -394,19 +425,24 @@ int main(void) {
     /* ---- backward: every parameter gradient */
     st = det_backward(d);
     ac_check(&r, st == OTE_OK, "det_backward: %s", st == OTE_OK ? "ok" : ote_errmsg());
-    /* per group: the floor s_G and PyTorch float32's worst error vs float64 */
+    /* per group: the largest max|ref| (floor s_G = FLOOR_FRAC x it) */
     static const char *GPREFIX[3] = {"backbone.", "neck.", "bbox_head."};
-    double gfloor[3], gt32[3];
+    double gmax[3];
     for (int gi = 0; gi < 3; gi++) {
         char k[64];
         snprintf(k, sizeof k, "f64.grad.%s", GPREFIX[gi]);
-        gfloor[gi] = FLOOR_FRAC * fx_prefix_max(&sp, k);
-        snprintf(k, sizeof k, "t32.grad.%s", GPREFIX[gi]);
-        gt32[gi] = fx_prefix_max(&sp, k);
+        gmax[gi] = fx_prefix_max(&sp, k);
     }
-    worst_acc wg[3], wn[3]; /* elements (sub-sampled) and full-gradient L2 norms */
+    /* elements (sub-sampled) of the non-zero tensors, analytically zero tensors, full-gradient L2 norms;
+     * tg / tz: PyTorch f32 NCHW and channels_last on the same two sets, in the same measures */
+    worst_acc wg[3], wz[3], wn[3];
+    torch_err tg[3], tz[3];
+    int nzero[3] = {0, 0, 0};
     memset(wg, 0, sizeof wg);
+    memset(wz, 0, sizeof wz);
     memset(wn, 0, sizeof wn);
+    memset(tg, 0, sizeof tg);
+    memset(tz, 0, sizeof tz);
     /* norm floor per group: FLOOR_FRAC x the largest full-gradient norm of the group */
     double nfloor[3] = {0, 0, 0};
     for (int i = 0; i < np; i++) {
@@ -418,7 +454,7 @@ int main(void) {
     }
     int n_grads = 0, n_ref_grads = 0;
     for (int i = 0; i < f.n; i++)
-        if (strncmp(f.a[i].name, "grad.", 5) == 0) n_ref_grads++;
+        if (strncmp(f.a[i].name, "gradk.", 6) == 0) n_ref_grads++;
     for (int i = 0; i < np; i++) {
         const det_param_info *pi = det_param(d, i);
         if (pi->is_buffer) continue;
@@ -437,25 +473,49 @@ int main(void) {
         long m = 0;
         for (long j = 0; j < n && m < a->numel; j += step) v[m++] = buf[j];
         int gi = group_of(pi->name);
-        double e1 = m == a->numel ? fx_max_rel(v, a->v, a->numel, fmax(gfloor[gi], 1e-30)) : INFINITY;
-        acc_add(&wg[gi], e1, gt32[gi], TOL_GRAD, pi->name);
+        double m64 = 0, m32 = 0;
+        for (long j = 0; j < a->numel; j++) m64 = fmax(m64, fabs(a->v[j]));
+        snprintf(k, sizeof k, "t32nchw.grad.%s", pi->name);
+        double tn = fx_get(&sp, k)->v[0];
+        snprintf(k, sizeof k, "t32cl.grad.%s", pi->name);
+        double tc = fx_get(&sp, k)->v[0];
+        if (m64 <= ZERO_FRAC * gmax[gi]) {
+            /* analytically zero: |g| / group max; detector_f64.py's figure is floored at FLOOR_FRAC x group max */
+            for (long j = 0; j < m; j++) m32 = fmax(m32, fabs(v[j]));
+            acc_add(&wz[gi], m == a->numel ? m32 / gmax[gi] : INFINITY, TOL_ZERO, pi->name);
+            tz[gi].nchw = fmax(tz[gi].nchw, tn * FLOOR_FRAC), tz[gi].cl = fmax(tz[gi].cl, tc * FLOOR_FRAC);
+            nzero[gi]++;
+        } else {
+            double e1 = m == a->numel ? fx_max_rel(v, a->v, a->numel, FLOOR_FRAC * gmax[gi]) : INFINITY;
+            acc_add(&wg[gi], e1, TOL_GRAD, pi->name);
+            tg[gi].nchw = fmax(tg[gi].nchw, tn), tg[gi].cl = fmax(tg[gi].cl, tc);
+        }
         free(v);
         double ss = 0;
         for (long j = 0; j < n; j++) ss += (double)buf[j] * buf[j];
         snprintf(k, sizeof k, "f64.gradsum.%s", pi->name);
         double nref = sqrt(fx_get(&sp, k)->v[1]);
-        acc_add(&wn[gi], fabs(sqrt(ss) - nref) / fmax(nref, fmax(nfloor[gi], 1e-30)), gt32[gi], TOL_GSUM, pi->name);
+        acc_add(&wn[gi], fabs(sqrt(ss) - nref) / fmax(nref, fmax(nfloor[gi], 1e-30)), TOL_GSUM, pi->name);
         n_grads++;
     }
     ac_check(&r, n_grads == n_ref_grads, "gradients compared: %d of the reference's %d", n_grads, n_ref_grads);
     for (int gi = 0; gi < 3; gi++)
-        ac_check(&r, wn[gi].ratio <= 1, "%s full-gradient L2 norms vs float64: worst rel %.2e; worst vs allowance max(%.0e, "
-                 "%.0f x torch f32 elementwise): %.2f (%s)", GROUP[gi], wn[gi].err, TOL_GSUM, SPREAD_K, wn[gi].ratio,
-                 wn[gi].name);
-    for (int gi = 0; gi < 3; gi++)
-        ac_check(&r, wg[gi].ratio <= 1, "%s parameter gradients vs float64: worst %.2e (torch f32 %.2e); worst vs "
-                 "allowance max(%.0e, %.0f x torch f32): %.2f (%s)", GROUP[gi], wg[gi].err, gt32[gi], TOL_GRAD, SPREAD_K,
-                 wg[gi].ratio, wg[gi].name);
+        ac_check(&r, wn[gi].ratio <= 1, "%s full-gradient L2 norms vs float64: worst rel %.2e (%s), tol %.0e", GROUP[gi],
+                 wn[gi].err, wn[gi].name, TOL_GSUM);
+    for (int gi = 0; gi < 3; gi++) {
+        char what[64];
+        snprintf(what, sizeof what, "%s gradients", GROUP[gi]);
+        cond_add(&cond, tg[gi].nchw, TOL_GRAD, what);
+        ac_check(&r, wg[gi].ratio <= 1, "%s parameter gradients vs float64: worst %.2e (%s), tol %.0e (PyTorch f32 NCHW "
+                 "%.2e, channels_last %.2e)", GROUP[gi], wg[gi].err, wg[gi].name, TOL_GRAD, tg[gi].nchw, tg[gi].cl);
+        if (nzero[gi]) {
+            snprintf(what, sizeof what, "%s zero gradients", GROUP[gi]);
+            cond_add(&cond, tz[gi].nchw, TOL_ZERO, what);
+        }
+        ac_check(&r, wz[gi].ratio <= 1, "%s: %d analytically zero gradient tensors: max |g| / group max %.2e (%s), tol %.0e "
+                 "(PyTorch f32 NCHW %.2e, channels_last %.2e)", GROUP[gi], nzero[gi], wz[gi].err, wz[gi].name, TOL_ZERO,
+                 tz[gi].nchw, tz[gi].cl);
+    }
 
     /* ---- directional finite differences on this implementation (independent of PyTorch, and
      * well conditioned): for each parameter group G, along u = g_G / |g_G| (the group's gradient
@@ -474,15 +534,15 @@ int main(void) {
                 det_grad_get(d, i, grad[i]);
             }
         }
-        /* (group, eps, tol): the backbone (ReLU6 kinks, BN over small batches) is strongly curved
-         * along its gradient: the central difference converges as eps shrinks (measured 23% at 1e-3,
-         * 4% at 1e-4, 1.5% at 1e-5; loss noise ~3e-7 limits eps), so it is checked at two eps for
-         * convergence; the neck and head agree to ~3e-4 at eps 1e-4. */
-        static const struct { int g; double eps, tol; } FD[4] = {{0, 1e-4, 1e-1}, {0, 1e-5, 3e-2}, {1, 1e-4, 1e-3},
+        /* (group, eps, tol): with the 'parity' weights the loss is nearly linear along each group's
+         * gradient, but |g| is small for the backbone (~0.009) and the neck (~0.05): the loss change
+         * 2 eps |g| must stand well above the float32 rounding of the loss (~|L| x 6e-8, printed below
+         * as 'noise', relative to |g|). Measured: backbone 1.1e-3 / 5.9e-4 / 2e-5 at eps 3e-2 / 1e-2 /
+         * 3e-3 (1.9e-1 at 1e-5: noise); neck 1.7e-2 / 1.7e-3 / 1.2e-3 at eps 1e-2 / 3e-3 / 1e-3
+         * (curvature from the head ReLUs above, noise below); head 1e-4 at eps 1e-4 (|g| ~4.7). */
+        static const struct { int g; double eps, tol; } FD[4] = {{0, 1e-2, 3e-3}, {0, 3e-3, 3e-3}, {1, 3e-3, 5e-3},
                                                                  {2, 1e-4, 1e-3}};
-        double prev_err = INFINITY;
-        for (int q = 0; q < 4; q++) {
-            int gi = FD[q].g;
+        for (int q = 0; q < 4; q++) {            int gi = FD[q].g;
             const double eps = FD[q].eps;
             double nrm = 0;
             for (int i = 0; i < np; i++) {
@@ -508,10 +568,9 @@ int main(void) {
             }
             for (int i = 0; i < np; i++) ok &= det_param_set(d, i, save[i]) == OTE_OK;
             double fd = (lp[0] - lp[1]) / (2 * eps), err = fabs(fd - nrm) / nrm;
-            int conv = !(q == 1) || err < prev_err;
-            ac_check(&r, ok && err < FD[q].tol && conv, "%s: directional finite difference %.6g vs |g| %.6g (rel %.2e, tol "
-                     "%.0e, eps %.0e%s)", GROUP[gi], fd, nrm, err, FD[q].tol, eps, q == 1 ? ", smaller than at eps 1e-4" : "");
-            prev_err = err;
+            double noise = fabs(L.total) * 6e-8 / (2 * eps * nrm);
+            ac_check(&r, ok && err < FD[q].tol, "%s: directional finite difference %.6g vs |g| %.6g (rel %.2e, tol %.0e, eps "
+                     "%.0e, loss-rounding noise ~%.1e)", GROUP[gi], fd, nrm, err, FD[q].tol, eps, noise);
         }
         for (int i = 0; i < np; i++) free(save[i]), free(grad[i]);
         free(save), free(grad);
@@ -520,10 +579,9 @@ int main(void) {
     /* ---- 5 SGD steps on the same batch (step 0 = the forward/backward above) */
     det_set_optimizer(d, cfg[6], cfg[7]);
     const double *sl = fx_get(&sp, "f64.sgd.loss")->v;
-    const double *ssp = fx_get(&sp, "t32.sgd.loss")->v;
-    /* trajectories that diverged stay diverged: step s is allowed the largest torch-f32 error of steps 0..s */
-    double smax = ssp[0];
-    double sgd_ratio = rel(L.total, sl[0]) / fmax(TOL_SGD, SPREAD_K * smax), worst_sgd = rel(L.total, sl[0]);
+    torch_err t_sgd = torch_of(&sp, "sgd.loss");
+    cond_add(&cond, t_sgd.nchw, TOL_SGD, "sgd losses");
+    double worst_sgd = rel(L.total, sl[0]);
     long prims = e.n_primitives;
     int steps_ok = det_sgd_step(d, cfg[5]) == OTE_OK;
     printf("     sgd step 0: loss %.6f (ref %.6f)\n", L.total, sl[0]);
@@ -539,8 +597,6 @@ int main(void) {
         atomic_store(&na_counting, 0);
         printf("     sgd step %d: loss %.6f (ref %.6f)\n", s, Ls.total, sl[s]);
         worst_sgd = fmax(worst_sgd, rel(Ls.total, sl[s]));
-        smax = fmax(smax, ssp[s]);
-        sgd_ratio = fmax(sgd_ratio, rel(Ls.total, sl[s]) / fmax(TOL_SGD, SPREAD_K * smax));
     }
     ac_check(&r, steps_ok, "5 SGD steps ran");
     ours = atomic_load(&na_ours), lib = atomic_load(&na_lib), frees = atomic_load(&na_frees);
@@ -558,19 +614,20 @@ int main(void) {
         printf("     allocation counts not checked under ASan (the sanitizer owns malloc)\n");
     }
     ac_check(&r, e.n_primitives == prims, "no primitive created by steps 2-5 (%ld created)", e.n_primitives - prims);
-    ac_check(&r, sgd_ratio <= 1, "loss over 5 SGD steps vs float64: worst rel %.2e (torch f32 %.2e); worst vs allowance "
-             "max(%.0e, %.0f x torch f32): %.2f", worst_sgd, smax, TOL_SGD, SPREAD_K, sgd_ratio);
+    ac_check(&r, worst_sgd <= TOL_SGD, "loss over 5 SGD steps (lr %g) vs float64: worst rel %.2e, tol %.0e (PyTorch f32 "
+             "NCHW %.2e, channels_last %.2e)", cfg[5], worst_sgd, TOL_SGD, t_sgd.nchw, t_sgd.cl);
 
-    /* ---- eval-mode inference after the 5 steps. PyTorch float32 (NCHW) differs from the float64
-     * run by up to ~84% of the max here (running statistics of 5 noisy steps feed 52 eval BNs),
-     * so the numbers are compared against that spread and the detections are reported, with only
-     * their structure asserted. */
+    /* ---- eval-mode inference after the 5 steps: head outputs vs float64 (tolerance above); the
+     * detections are compared structurally (exact detection lists are test_models_postprocess's job,
+     * on the reference's own head outputs). */
     {
         st = det_predict(d, N, bd.b.h, bd.b.w, bd.images, bd.img_h, bd.img_w, sff, boxes, nout, 100);
         ac_check(&r, st == OTE_OK, "det_predict after 5 steps: %s", st == OTE_OK ? "ok" : ote_errmsg());
         det_last_head(d, &g, ho, NULL);
         worst_acc we = {0, 0, ""};
-        double fl = FLOOR_FRAC * fx_prefix_max(&sp, "f64.eval.head."), t32 = fx_prefix_max(&sp, "t32.eval.head.");
+        double fl = FLOOR_FRAC * fx_prefix_max(&sp, "f64.eval.head.");
+        torch_err te = torch_of(&sp, "eval.head.");
+        cond_add(&cond, te.nchw, TOL_EVAL, "eval heads after 5 steps");
         for (int l = 0; l < 5; l++)
             for (int k = 0; k < 3; k++) {
                 static const char *KN[3] = {"cls", "reg", "ctr"};
@@ -578,10 +635,10 @@ int main(void) {
                 const float *o = k == 0 ? ho[l].cls : k == 1 ? ho[l].reg : ho[l].ctr;
                 char key[64];
                 snprintf(key, sizeof key, "f64.eval.head.%s.%d", KN[k], l);
-                acc_add(&we, cmp_blocked(&sp, key, o, N, ch, g.h[l], g.w[l], fl), t32, TOL_EVAL, key);
+                acc_add(&we, cmp_blocked(&sp, key, o, N, ch, g.h[l], g.w[l], fl), TOL_EVAL, key);
             }
-        ac_check(&r, we.ratio <= 1, "eval-mode head outputs after 5 steps vs float64: worst %.2e (torch f32 %.2e); worst "
-                 "vs allowance max(%.0e, %.0f x torch f32): %.2f (%s)", we.err, t32, TOL_EVAL, SPREAD_K, we.ratio, we.name);
+        ac_check(&r, we.ratio <= 1, "eval-mode head outputs after 5 steps vs float64: worst %.2e (%s), tol %.0e (PyTorch "
+                 "f32 NCHW %.2e, channels_last %.2e)", we.err, we.name, TOL_EVAL, te.nchw, te.cl);
         for (int i = 0; i < N; i++) {
             char k[64];
             snprintf(k, sizeof k, "eval.det.%d.scores", i);
@@ -600,6 +657,8 @@ int main(void) {
                      rs->numel, nout[i] ? boxes[i][0].score : 0.0, rs->numel ? rs->v[0] : 0.0, ow, oh);
         }
     }
+    ac_check(&r, cond.ratio <= 1, "fixture conditioning: PyTorch float32 NCHW meets every tolerance above (worst: %s, "
+             "%.2f of its tolerance)", cond.name, cond.ratio);
     for (int i = 0; i < N; i++) free(boxes[i]);
     free(sff);
     size_t mp, mg, mo, ma;

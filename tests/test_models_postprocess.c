@@ -97,6 +97,20 @@ static void free_case(pp_case *c) {
 
 /* Compares one image's detections with the reference: same count, labels, and boxes/scores within
  * 1e-4 relative (box: relative to max(|coordinate|, 1)). */
+/* Detection lists must agree one to one in order, except that detections whose scores tie within
+ * float32 rounding (relative TIE_REL) may come in either order: the scores are products of two
+ * float32 sigmoids, and the reference's eval-mode heads have near-ties (gaps down to 1e-8) between
+ * locations whose outputs hardly depend on the image. */
+#define TIE_REL 1e-6
+
+static int det_match(const detection *d, const fx_array *rb, const fx_array *rl, long j, double *eb) {
+    double e = 0;
+    for (int k = 0; k < 4; k++) e = fmax(e, fabs(d->box[k] - rb->v[4 * j + k]) / fmax(fabs(rb->v[4 * j + k]), 1.0));
+    if (d->label != (int)rl->v[j] || !(e < 1e-4)) return 0;
+    *eb = fmax(*eb, e);
+    return 1;
+}
+
 static void compare(const fx_file *f, const char *prefix, const char *tag, const detection *d, int nd) {
     char nm[80];
     snprintf(nm, sizeof nm, "%s.boxes", prefix);
@@ -105,16 +119,22 @@ static void compare(const fx_file *f, const char *prefix, const char *tag, const
     const fx_array *rs = fx_get(f, nm);
     snprintf(nm, sizeof nm, "%s.labels", prefix);
     const fx_array *rl = fx_get(f, nm);
-    int same_n = nd == rs->numel, lab = 1;
+    int same_n = nd == rs->numel, matched = 0, swapped = 0;
     double eb = 0, es = 0;
+    char *used = calloc((size_t)rs->numel + 1, 1);
     for (int i = 0; same_n && i < nd; i++) {
-        lab &= d[i].label == (int)rl->v[i];
-        es = fmax(es, fabs(d[i].score - rs->v[i]) / fabs(rs->v[i]));
-        for (int k = 0; k < 4; k++) eb = fmax(eb, fabs(d[i].box[k] - rb->v[4 * i + k]) / fmax(fabs(rb->v[4 * i + k]), 1.0));
+        es = fmax(es, fabs(d[i].score - rs->v[i]) / fabs(rs->v[i])); /* scores in order, ties or not */
+        long hit = -1;
+        if (!used[i] && det_match(&d[i], rb, rl, i, &eb)) hit = i;
+        for (long j = 0; hit < 0 && j < rs->numel; j++)
+            if (!used[j] && fabs(rs->v[j] - d[i].score) <= TIE_REL * fabs(rs->v[j]) && det_match(&d[i], rb, rl, j, &eb))
+                hit = j, swapped++;
+        if (hit >= 0) used[hit] = 1, matched++;
     }
-    EXPECT(same_n && lab && eb < 1e-4 && es < 1e-4,
-           "%s: %d detections (reference %ld), labels %s, max rel err boxes %.2e scores %.2e (tol 1e-4)", tag, nd, rs->numel,
-           lab ? "equal" : "DIFFER", eb, es);
+    free(used);
+    EXPECT(same_n && matched == nd && es < 1e-4,
+           "%s: %d detections (reference %ld), %d matched in label and box (max rel err %.2e, tol 1e-4; %d of them within "
+           "a score tie of rel %.0e), max rel err scores %.2e (tol 1e-4)", tag, nd, rs->numel, matched, eb, swapped, TIE_REL, es);
 }
 
 int main(void) {

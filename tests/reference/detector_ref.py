@@ -26,6 +26,10 @@ reproduces bit for bit (the full weights and all gradients at f32 would be ~19 M
     The fixture array `gen.<name>` = [tid, lo, hi, numel] (f64) gives the numbers per tensor; also
     `wsum.<name>` = [sum(w), sum(w^2)] in f64 so a C generator can verify itself.
     num_batches_tracked buffers start at 0 (int64, not generated).
+    The fixture uses the weight profile 'parity' (init_weights): backbone BN gamma in [0.2, 0.3] and
+    beta in [1.5, 2.5], head GroupNorm gamma in [0.2, 0.3] and beta in [0.6, 0.9], which keeps the random network out of
+    its chaotic regime and away from the ReLU kinks so that float32 agrees with float64 to ~1e-5
+    (detector_f64.py measures it); everything else as 'init'.
 
 Fixture tests/reference/fixtures/detector_ref.fx (format: tests/reference/fixture_io.py).
 NCHW means plain row-major (N, C, H, W). L = level 0..4 (P3..P7, strides 8..128). C = 3 classes.
@@ -34,7 +38,7 @@ Batch: N = 3 images, padded input 128x160 (H x W):
     img 1: own size 96x128 (bottom/right zero padding; valid flags matter), 3 boxes incl. a tiny
            one (6x6) with no anchor centre inside it (gets no positive)
     img 2: own size 128x160, no box
-  cfg                 f64 (8)  [N, H, W, C, topk=9, lr=0.01, momentum=0.9, weight_decay=1e-4]
+  cfg                 f64 (8)  [N, H, W, C, topk=9, lr=SGD_LR=0.005, momentum=0.9, weight_decay=1e-4]
   input               f32 (N,3,H,W)  network input (RGB/255, quantised to k/255)
   img_shape           i64 (N,2)  each image's own (unpadded) (h, w) = mmdet img_shape = pad_shape
   gt.boxes            f32 (G,4)  all gt boxes, xyxy, images concatenated
@@ -52,9 +56,6 @@ Batch: N = 3 images, padded input 128x160 (H x W):
                                  state_dict tensor except num_batches_tracked (C twin: tests/detector_ref_weights.h)
   shape.<param>       i64 (ndim) the PyTorch shape (the 0-dim Scale parameters are stored as [1])
   wsum.<param>        f64 (2)    [sum, sum of squares] of the generated tensor
-  feat.c3/.c4/.c5     f32 NCHW  backbone taps (32/96/320 ch, strides 8/16/32), BN in training mode
-  feat.p3 .. feat.p7  f32 NCHW  FPN outputs (64 ch, strides 8..128)
-  dfeat.p3 .. p7      f32 NCHW  d loss.total / d FPN output (P6: head path + fpn_convs.4 path)
   head.cls.L          f32 (N,C,H_l,W_l)  cls logits (BN in training mode)
   head.reg.L          f32 (N,4,H_l,W_l)  bbox_pred = scale_L * atss_reg(...)
   head.reg_raw.L      f32 (N,4,H_l,W_l)  atss_reg output before the Scale
@@ -64,13 +65,14 @@ Batch: N = 3 images, padded input 128x160 (H x W):
   loss.npos           f64 (1)    N_pos normaliser;  loss.bnorm f64 (1) B normaliser
   loss.ctr_target_sum f64 (5)    sum of centerness targets per level
   dhead.cls.L / dhead.reg.L / dhead.ctr.L   f32, same shapes as head.*: d loss.total / d head output
-  grad.<param>        f32        d loss.total / d param, flattened row-major; FULL if numel <= 16384,
-                                 else every k-th element (elements 0, k, 2k, ...)
-  gradk.<param>       i64 (1)    that k (1 = full)
-  gradsum.<param>     f64 (2)    [sum, sum of squares] of the FULL gradient
+  gradk.<param>       i64 (1)    sub-sampling step of the gradient arrays f64.grad.<param> of
+                                 detector_f64.fx: 1 (full) if numel <= 16384, else every k-th element
+  gradsum.<param>     f64 (2)    [sum, sum of squares] of the FULL float32 gradient
+  (the float32 gradient values themselves are not stored: the parity test compares with the float64
+  ground truth of detector_f64.fx; feature maps are not stored either, to keep the fixture small)
   bn.after1.<bn>.running_mean / .running_var  f32  BN running stats after the first training forward
                                  (only for backbone.features.init_block.bn and stage5.unit4.conv3.bn)
-  sgd.loss            f64 (5)    loss.total at steps 0..4 (each before its update); SGD lr 0.01,
+  sgd.loss            f64 (5)    loss.total at steps 0..4 (each before its update); SGD lr SGD_LR = 0.005,
                                  momentum 0.9, weight decay 1e-4 on every parameter, BN training mode,
                                  the same batch every step
   sgd.loss_cls/.loss_box/.loss_ctr  f64 (5) the summed parts at each step
@@ -107,6 +109,8 @@ MAX_RATIO = abs(math.log(16.0 / 1000))  # 4.135166556742356
 FLT_MIN = 1.1754943508222875e-38
 INF = 100000000.0
 GRAD_FULL_MAX = 16384
+PROFILE = 'parity'  # weight profile of the parity fixture (init_weights)
+SGD_LR = 0.005      # SGD steps of the fixture (0.01 overshoots at step 4 with these weights)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -262,8 +266,28 @@ class Detector(nn.Module):
         return self.bbox_head(self.neck(self.backbone(x)))
 
 
-def init_weights(model):
-    """Fills every state_dict tensor from the hash generator; returns {name: (tid, lo, hi)}."""
+# Per weight profile (see init_weights): backbone BN gamma and beta ranges, head GN gamma and beta.
+PROFILES = {'init': ((0.8, 1.2), (-0.1, 0.1), (0.9, 1.1), (-0.05, 0.05)),
+            'parity': ((0.2, 0.3), (1.5, 2.5), (0.2, 0.3), (0.6, 0.9))}
+
+
+def init_weights(model, profile='init'):
+    """Fills every state_dict tensor from the hash generator; returns {name: (tid, lo, hi)}.
+
+    profile 'init' (benchmarks, interop): backbone BN gamma in [0.8, 1.2], beta in [-0.1, 0.1], i.e.
+    ReLU6 inputs ~N(0, 1): half of them at the kink 0. Through 35 ReLU6 + 52 training-mode BN layers
+    this random network is chaotic: float32 rounding (1e-7) reaches 1e-3 relative at the last backbone
+    layer and flips the ReLU6 mask of hundreds of activations (measured: 14 NCHW, 460 channels_last),
+    so PyTorch float32 itself misses the float64 gradients by up to ~0.2 and the loss after 5 SGD
+    steps by ~1e-2: useless for a parity test.
+    profile 'parity' (the parity fixture): gamma in [0.2, 0.3], beta in [1.5, 2.5], so ReLU6 inputs
+    sit 5-12 standard deviations above 0 (0.01% clipped, none at 6): the backbone is nearly linear
+    and not chaotic, PyTorch float32 NCHW lands within ~1e-5 of float64 everywhere (figures in
+    detector_f64.py). The head's GroupNorm is moved the same way, gamma in [0.2, 0.3] and beta in
+    [0.6, 0.9] (0.4% of its ReLU inputs clipped instead of half): with half of its ~650k ReLU inputs
+    at the kink, one of them was 1.3e-6 from 0 with a large gradient, and float32 implementations
+    put it on either side (ote-c's reg-tower gradients then missed float64 by 3e-3)."""
+    gamma, beta, gn_gamma, gn_beta = PROFILES[profile]
     gens = {}
     sd = model.state_dict()
     for tid, (name, t) in enumerate(sd.items()):
@@ -276,9 +300,9 @@ def init_weights(model):
                 b = math.sqrt(6.0 / fan_in)  # kaiming_uniform (pytorchcv's own init)
                 lo, hi = -b, b
             elif name.endswith('bn.weight'):
-                lo, hi = 0.8, 1.2
+                lo, hi = gamma
             elif name.endswith('bn.bias'):
-                lo, hi = -0.1, 0.1
+                lo, hi = beta
             elif name.endswith('running_mean'):
                 lo, hi = -0.2, 0.2
             elif name.endswith('running_var'):
@@ -296,9 +320,9 @@ def init_weights(model):
         else:
             s3 = 0.01 * math.sqrt(3.0)  # uniform with std 0.01 (head init is N(0, 0.01))
             if name.endswith('gn.weight'):
-                lo, hi = 0.9, 1.1
+                lo, hi = gn_gamma
             elif name.endswith('gn.bias'):
-                lo, hi = -0.05, 0.05
+                lo, hi = gn_beta
             elif name.endswith('scale'):
                 lo, hi = 0.9, 1.1
             elif name == 'bbox_head.atss_cls.bias':
@@ -651,9 +675,9 @@ def main():
     imgs, gts_py, shapes = make_images(H, W)
     N = imgs.shape[0]
     model = Detector(C, args.variant)
-    gens = init_weights(model)
+    gens = init_weights(model, PROFILE)
     fx = {}
-    fx['cfg'] = np.array([N, H, W, C, 9, 0.01, 0.9, 1e-4], dtype=np.float64)
+    fx['cfg'] = np.array([N, H, W, C, 9, SGD_LR, 0.9, 1e-4], dtype=np.float64)
     fx['input'] = imgs
     fx['img_shape'] = np.array(shapes, dtype=np.int64)
     gt_boxes = [torch.tensor([b for b, _ in g], dtype=torch.float32).reshape(-1, 4) for g in gts_py]
@@ -694,13 +718,7 @@ def main():
     x = torch.from_numpy(imgs)
     cfeats = model.backbone(x)
     pfeats = model.neck(cfeats)
-    for t in pfeats:
-        t.retain_grad()
     out = model.bbox_head(pfeats)
-    for name, t in zip(('c3', 'c4', 'c5'), cfeats[1:]):
-        fx['feat.' + name] = flat_nchw(t)
-    for lvl, t in enumerate(pfeats):
-        fx['feat.p%d' % (lvl + 3)] = flat_nchw(t)
     head = [(c, r, z) for c, r, z, _ in out]
     for _, _, _, raw in out:
         raw.retain_grad()
@@ -724,8 +742,6 @@ def main():
     fx['loss.ctr_target_sum'] = np.array(L['csum'])
     model.zero_grad()
     L['total'].backward()
-    for lvl, t in enumerate(pfeats):
-        fx['dfeat.p%d' % (lvl + 3)] = flat_nchw(t.grad)
     for lvl, (c, r, z) in enumerate(head):
         fx['dhead.cls.%d' % lvl] = flat_nchw(c.grad)
         fx['dhead.reg.%d' % lvl] = flat_nchw(r.grad)
@@ -733,7 +749,6 @@ def main():
     for name, p in model.named_parameters():
         g = p.grad.detach().reshape(-1)
         k = 1 if g.numel() <= GRAD_FULL_MAX else -(-g.numel() // GRAD_FULL_MAX)
-        fx['grad.' + name] = g[::k].numpy().astype(np.float32)
         fx['gradk.' + name] = np.array([k], dtype=np.int64)
         gd = g.double()
         fx['gradsum.' + name] = np.array([gd.sum().item(), (gd * gd).sum().item()])
@@ -754,9 +769,9 @@ def main():
 
     # ---- 5 SGD steps from the generated weights (fresh copy, same batch)
     model2 = Detector(C, args.variant)
-    init_weights(model2)
+    init_weights(model2, PROFILE)
     model2.train()
-    opt = torch.optim.SGD(model2.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    opt = torch.optim.SGD(model2.parameters(), lr=SGD_LR, momentum=0.9, weight_decay=1e-4)
     sl, sc, sb, sz = [], [], [], []
     for step in range(5):
         o = model2(x)
