@@ -289,7 +289,7 @@ int main(void) {
     for (int i = 0; i < N; i++) boxes[i] = calloc(100, sizeof(det_box));
 
     /* ---- eval mode at the generated weights (BN with the generated running statistics): a
-     * well-conditioned check of the inference path (PyTorch float32 vs float64 ~1e-4) */
+     * well-conditioned check of the inference path (PyTorch float32 vs float64 ~1e-6) */
     {
         st = det_predict(d, N, bd.b.h, bd.b.w, bd.images, bd.img_h, bd.img_w, sff, boxes, nout, 100);
         ac_check(&r, st == OTE_OK, "det_predict at the generated weights: %s", st == OTE_OK ? "ok" : ote_errmsg());
