@@ -3,9 +3,9 @@
  *
  *   bench_conv_peak [reps=30]
  *
- * For a dense 3x3 64->64 convolution (pad 1, stride 1, batch 8) at 80x80 (onednn-notes §2.8's
- * reference case) and 40x40 (the head towers' P3 level at a 320x320 input), and a 1x1 24->144 at
- * 80x80 (MobileNetV2 expansion), prints forward, backward-data and backward-weights GFLOP/s
+ * For a dense 3x3 64->64 convolution (pad 1, stride 1) at batch 8 80x80 (onednn-notes §2.8's
+ * reference case), batch 8 40x40 (the head towers' P3 level at a 320x320 input) and batch 1
+ * 92x124 (P3 at 736x992), and a 1x1 24->144 at batch 8 80x80 (MobileNetV2 expansion), prints forward, backward-data and backward-weights GFLOP/s
  * (2 FLOPs per MAC) with 1 thread and with all threads; each thread count runs in its own child
  * process (oneDNN fixes the thread count when a primitive is created). Medians over `reps` runs
  * after 3 warm-up runs; the machine is shared, so quote medians of several invocations.
@@ -49,7 +49,7 @@ static void fill(tensor *t, rng *r) {
 }
 
 /* One case: returns GFLOP/s of fwd, bwd-data, bwd-weights in g[3]. */
-static void run_case(eng_ctx *e, int n, int ic, int oc, int hw, int k, int reps, double g[3]) {
+static void run_case(eng_ctx *e, int n, int ic, int oc, int hh, int ww, int k, int reps, double g[3]) {
     arena params, grads, acts;
     arena_init(&params, "params"), arena_init(&grads, "grads"), arena_init(&acts, "acts");
     conv_cfg cfg = {.ic = ic, .oc = oc, .kh = k, .kw = k, .stride_h = 1, .stride_w = 1,
@@ -57,8 +57,8 @@ static void run_case(eng_ctx *e, int n, int ic, int oc, int hw, int k, int reps,
     conv_layer l;
     if (conv_layer_init(&l, e, &cfg, &params, &grads) != OTE_OK) DIE("conv_layer_init");
     tensor x, y, dy, dx;
-    if (tensor_plan_act(e, &x, n, ic, hw, hw, &acts) || tensor_plan_act(e, &y, n, oc, hw, hw, &acts) ||
-        tensor_plan_act(e, &dy, n, oc, hw, hw, &acts) || tensor_plan_act(e, &dx, n, ic, hw, hw, &acts))
+    if (tensor_plan_act(e, &x, n, ic, hh, ww, &acts) || tensor_plan_act(e, &y, n, oc, hh, ww, &acts) ||
+        tensor_plan_act(e, &dy, n, oc, hh, ww, &acts) || tensor_plan_act(e, &dx, n, ic, hh, ww, &acts))
         DIE("tensor_plan_act");
     if (arena_commit(&params) || arena_commit(&grads) || arena_commit(&acts)) DIE("arena_commit");
     rng r;
@@ -67,7 +67,7 @@ static void run_case(eng_ctx *e, int n, int ic, int oc, int hw, int k, int reps,
     if (conv_refresh_weights(&l, e) != OTE_OK) DIE("conv_refresh_weights");
     conv_plan p;
     if (conv_plan_init(&p, e, &l, &x, &y, &dy, &dx, 1) != OTE_OK) DIE("conv_plan_init");
-    double flop = 2.0 * n * oc * hw * hw * ic * k * k;
+    double flop = 2.0 * n * oc * hh * ww * ic * k * k;
     double *t = malloc((size_t)reps * sizeof *t);
     dnnl_primitive_t prims[3] = {p.fwd, p.bwd_data, p.bwd_w};
     const dnnl_exec_arg_t *args[3] = {p.fwd_args, p.bd_args, p.bw_args};
@@ -91,13 +91,14 @@ static void run_case(eng_ctx *e, int n, int ic, int oc, int hw, int k, int reps,
 int main(int argc, char **argv) {
     int reps = argc > 1 ? atoi(argv[1]) : 30;
     if (reps < 1) reps = 1;
-    static const struct { int ic, oc, hw, k; const char *name; } C[] = {
-        {64, 64, 80, 3, "3x3 64->64, 80x80"},
-        {64, 64, 40, 3, "3x3 64->64, 40x40"},
-        {24, 144, 80, 1, "1x1 24->144, 80x80"},
+    static const struct { int n, ic, oc, h, w, k; const char *name; } C[] = {
+        {8, 64, 64, 80, 80, 3, "N8 3x3 64->64 80x80"},
+        {8, 64, 64, 40, 40, 3, "N8 3x3 64->64 40x40"},
+        {1, 64, 64, 92, 124, 3, "N1 3x3 64->64 92x124"},
+        {8, 24, 144, 80, 80, 1, "N8 1x1 24->144 80x80"},
     };
     int all = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    printf("bench_conv_peak: dense f32 conv, batch 8, medians of %d runs, GFLOP/s (fwd / bwd-data / bwd-weights)\n", reps);
+    printf("bench_conv_peak: dense f32 conv, medians of %d runs, GFLOP/s (fwd / bwd-data / bwd-weights)\n", reps);
     fflush(stdout);
     int threads[2] = {1, all};
     for (int ti = 0; ti < (all > 1 ? 2 : 1); ti++) {
@@ -108,8 +109,8 @@ int main(int argc, char **argv) {
             if (eng_init(&e, threads[ti]) != OTE_OK) DIE("eng_init");
             for (size_t c = 0; c < sizeof C / sizeof C[0]; c++) {
                 double g[3];
-                run_case(&e, 8, C[c].ic, C[c].oc, C[c].hw, C[c].k, reps, g);
-                printf("  %d thread%s  %-20s %7.1f / %7.1f / %7.1f\n", threads[ti], threads[ti] > 1 ? "s" : " ",
+                run_case(&e, C[c].n, C[c].ic, C[c].oc, C[c].h, C[c].w, C[c].k, reps, g);
+                printf("  %d thread%s  %-22s %7.1f / %7.1f / %7.1f\n", threads[ti], threads[ti] > 1 ? "s" : " ",
                        C[c].name, g[0], g[1], g[2]);
                 fflush(stdout);
             }
