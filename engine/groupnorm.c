@@ -66,9 +66,10 @@ static int gn_same_act(const tensor *a, const tensor *ref) {
     return a->layout == TL_NCHW16C && a->n == ref->n && a->c == ref->c && a->h == ref->h && a->w == ref->w;
 }
 
+void gn_plan_fuse_relu(gn_plan *p, int on) { p->relu = on; }
+
 int gn_plan_init(gn_plan *p, eng_ctx *e, gn_layer *l, const tensor *x, tensor *y, const tensor *dy,
                  tensor *dx, int training) {
-    (void)e;
     memset(p, 0, sizeof *p);
     if (x->layout != TL_NCHW16C || x->c != l->c)
         return ote_err(OTE_EINVAL, "groupnorm: input channels: %d (layer has %d) or layout not nChw16c", x->c,
@@ -85,6 +86,8 @@ int gn_plan_init(gn_plan *p, eng_ctx *e, gn_layer *l, const tensor *x, tensor *y
     p->n = x->n;
     p->cb = (x->c + 15) / 16;
     p->hw = x->h * x->w;
+    p->chunks = e->nthreads > 1 ? e->nthreads : 1;
+    if (p->chunks > p->hw) p->chunks = p->hw;
     size_t nblk = (size_t)p->n * p->cb;
     size_t n_part = nblk * 2 * 16, n_ng = (size_t)p->n * l->g, n_coef = nblk * 4 * 16;
     size_t bytes = (n_part + 2 * n_ng) * sizeof(double) + n_coef * sizeof(float);
@@ -132,6 +135,21 @@ GN_CLONES static void gn_k_affine(const float *px, float *py, int hw, const floa
         float *o = py + (size_t)i * 16;
 #pragma omp simd
         for (int c = 0; c < 16; c++) o[c] = (r[c] - k[c]) * a[c] + b[c];
+    }
+}
+
+/* The same followed by ReLU (0 where the affine value is not > 0, as oneDNN's relu keeps the sign
+ * of zero only for -0 * 0; the mask y > 0 of the backward is identical either way). */
+GN_CLONES static void gn_k_affine_relu(const float *px, float *py, int hw, const float *cf) {
+    const float *a = cf, *b = cf + 16, *k = cf + 32;
+    for (int i = 0; i < hw; i++) {
+        const float *r = px + (size_t)i * 16;
+        float *o = py + (size_t)i * 16;
+#pragma omp simd
+        for (int c = 0; c < 16; c++) {
+            float v = (r[c] - k[c]) * a[c] + b[c];
+            o[c] = v > 0.0f ? v : 0.0f;
+        }
     }
 }
 
@@ -222,12 +240,20 @@ int gn_forward(gn_plan *p, eng_ctx *e) {
             cf[16] = (float)(l->beta.data[c] - a * (p->mean[ng] - (double)cf[32]));
         }
 
-#pragma omp parallel for collapse(2) schedule(static)
+    /* Apply, split by (sample, row chunk) before channel blocks: with static scheduling a thread
+     * writes whole rows of all channels, the part of the map the next convolution's forward
+     * (partitioned over samples and output rows) reads on the same thread. */
+    const int S = p->chunks, relu = p->relu;
+#pragma omp parallel for collapse(3) schedule(static)
     for (int n = 0; n < N; n++)
-        for (int cb = 0; cb < CB; cb++) {
-            size_t o = ((size_t)n * CB + cb) * blk;
-            gn_k_affine(x->data + o, p->y->data + o, HW, p->coef + ((size_t)n * CB + cb) * 64);
-        }
+        for (int sc = 0; sc < S; sc++)
+            for (int cb = 0; cb < CB; cb++) {
+                int i0 = (int)((long)HW * sc / S), i1 = (int)((long)HW * (sc + 1) / S);
+                size_t o = ((size_t)n * CB + cb) * blk + (size_t)i0 * 16;
+                const float *cf = p->coef + ((size_t)n * CB + cb) * 64;
+                if (relu) gn_k_affine_relu(x->data + o, p->y->data + o, i1 - i0, cf);
+                else gn_k_affine(x->data + o, p->y->data + o, i1 - i0, cf);
+            }
     return OTE_OK;
 }
 

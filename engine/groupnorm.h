@@ -46,6 +46,8 @@ typedef struct gn_plan {
     const tensor *dy; /* (N, C, H, W) nChw16c, or NULL when !training */
     tensor *dx;       /* (N, C, H, W) nChw16c, or NULL (no input gradient wanted) */
     int n, cb, hw, training;
+    int relu;      /* 1: the forward writes max(y, 0) (gn_plan_fuse_relu) */
+    int chunks;    /* spatial chunks of the forward's apply pass (the thread count) */
     double *part;  /* (N, Cb, 2, 16) per-block lane partial sums (scratch of this plan) */
     double *mean;  /* (N, G) saved by forward */
     double *rstd;  /* (N, G) saved by forward */
@@ -62,6 +64,11 @@ void gn_layer_free(gn_layer *l);
 
 int gn_plan_init(gn_plan *p, eng_ctx *e, gn_layer *l, const tensor *x, tensor *y, const tensor *dy,
                  tensor *dx, int training);
+/* Fuses a following ReLU into the forward: y = max(GN(x), 0), with the same values and zero
+ * pattern as oneDNN's relu (the backward keeps using the ReLU's use_dst backward on y, and the GN
+ * backward reads x, so it is unchanged). Saves the ReLU's read + write pass, and the apply pass is
+ * split by rows like the next convolution's forward, so each thread reads rows it wrote. */
+void gn_plan_fuse_relu(gn_plan *p, int on);
 int gn_forward(gn_plan *p, eng_ctx *e);
 /* dgamma/dbeta are written (accumulate 0) or added (accumulate 1); dx written if the plan has one. */
 int gn_backward(gn_plan *p, eng_ctx *e, int accumulate);

@@ -774,6 +774,8 @@ static int plan_head(det_plan *p, detector *d) {
                 tensor *g = tr ? (t ? &L->gr[k] : &L->gc[k]) : NULL;
                 CHECK(conv_pl(p, e, t ? &L->prc[k] : &L->pcc[k], t ? &d->reg_conv[k] : &d->cls_conv[k], x, yc, g, gx));
                 CHECK(gn_plan_init(t ? &L->pgr[k] : &L->pgc[k], e, t ? &d->reg_gn[k] : &d->cls_gn[k], yc, yg, g, g, tr));
+                /* ReLU forward fused into the GN apply; the eltwise plan serves the backward */
+                gn_plan_fuse_relu(t ? &L->pgr[k] : &L->pgc[k], 1);
                 CHECK(eltwise_plan_init(t ? &L->per[k] : &L->pec[k], e, &d->relu, yg, yg, g, g, tr));
                 x = yg;
                 gx = g;
@@ -964,14 +966,12 @@ static int fwd_all(detector *d, det_plan *p) {
         lvl_plan *L = &p->lv[l];
         for (int k = 0; k < 4; k++) {
             CHECK(conv_forward(&L->pcc[k], e));
-            CHECK(gn_forward(&L->pgc[k], e));
-            CHECK(eltwise_forward(&L->pec[k], e));
+            CHECK(gn_forward(&L->pgc[k], e)); /* + ReLU (fused) */
         }
         CHECK(conv_forward(&L->pcls, e));
         for (int k = 0; k < 4; k++) {
             CHECK(conv_forward(&L->prc[k], e));
-            CHECK(gn_forward(&L->pgr[k], e));
-            CHECK(eltwise_forward(&L->per[k], e));
+            CHECK(gn_forward(&L->pgr[k], e)); /* + ReLU (fused) */
         }
         CHECK(conv_forward(&L->preg, e));
         CHECK(scale_forward(&L->ps, e));

@@ -106,6 +106,8 @@ static void run_case(ac_report *r, eng_ctx *e, const gn_case *k, uint64_t seed) 
     ASSERT(tensor_plan_act(e, &dy, k->n, k->c, k->h, k->w, &act) == 0);
     ASSERT(tensor_plan_act(e, &dx, k->n, k->c, k->h, k->w, &act) == 0);
     ASSERT(tensor_plan_act(e, &dy2, k->n, k->c, k->h, k->w, &act) == 0);
+    tensor yr6; /* output of the plan with the fused ReLU */
+    ASSERT(tensor_plan_act(e, &yr6, k->n, k->c, k->h, k->w, &act) == 0);
     ASSERT(arena_commit(&params) == 0 && arena_commit(&grads) == 0 && arena_commit(&act) == 0);
     for (int c = 0; c < k->c; c++) {
         l.gamma.data[c] = (float)(1.0 + 0.5 * rng_normal(&g));
@@ -146,6 +148,29 @@ static void run_case(ac_report *r, eng_ctx *e, const gn_case *k, uint64_t seed) 
     ac_check(r, edg <= 1e-5, "%s: backward dgamma vs naive double: max rel err %.3g (tol 1e-05)", name, edg);
     ac_check(r, edb <= 1e-5, "%s: backward dbeta vs naive double: max rel err %.3g (tol 1e-05)", name, edb);
     ac_check(r, ac_pad_zero(&y) && ac_pad_zero(&dx), "%s: padded lanes of y and dx are zero", name);
+
+    /* Fused ReLU: exactly max(y, 0) of the unfused plan, element for element (same coefficients,
+     * same arithmetic), padded lanes zero. */
+    {
+        gn_plan pr;
+        ac_poison_pad(&yr6, 7.0f);
+        ASSERT(gn_plan_init(&pr, e, &l, &x, &yr6, NULL, NULL, 0) == 0);
+        gn_plan_fuse_relu(&pr, 1);
+        ASSERT(gn_forward(&pr, e) == 0);
+        size_t bad = 0, npos = 0;
+        for (int n = 0; n < N; n++)
+            for (int c = 0; c < C; c++)
+                for (int i = 0; i < HW; i++) {
+                    size_t o = nchw16c_off(C, k->h, k->w, n, c, i / k->w, i % k->w);
+                    float want = y.data[o] > 0.0f ? y.data[o] : 0.0f;
+                    bad += memcmp(&yr6.data[o], &want, sizeof want) != 0;
+                    npos += y.data[o] > 0.0f;
+                }
+        ac_check(r, bad == 0 && ac_pad_zero(&yr6) && npos > 0 && npos < tot,
+                 "%s: fused ReLU forward == max(unfused y, 0) bit for bit (%zu mismatches, %zu of %zu positive), "
+                 "padding zero", name, bad, npos, tot);
+        gn_plan_free(&pr);
+    }
 
     /* Central finite differences of L = sum(dy * y) in double, h = 1e-4 (truncation error ~h^2):
      * checks the kernel's dx (a strided subset of elements), dgamma and dbeta (all). */
@@ -207,7 +232,7 @@ static void run_case(ac_report *r, eng_ctx *e, const gn_case *k, uint64_t seed) 
 
     free(xd), free(dyd), free(ga), free(be), free(yr), free(dxr), free(dgr), free(dbr), free(dgk), free(dbk);
     gn_plan_free(&p);
-    tensor_free(&x), tensor_free(&y), tensor_free(&dy), tensor_free(&dx), tensor_free(&dy2);
+    tensor_free(&x), tensor_free(&y), tensor_free(&dy), tensor_free(&dx), tensor_free(&dy2), tensor_free(&yr6);
     gn_layer_free(&l);
     arena_free(&params), arena_free(&grads), arena_free(&act);
 }
