@@ -29,16 +29,9 @@
 #include "engine/ctx.h"
 #include "engine/eltwise.h"
 #include "engine/rng.h"
+#include "tests/expect.h"
 #include "engine/status.h"
 
-#define OK(x)                                                                                    \
-    do {                                                                                         \
-        int ok_s_ = (x);                                                                         \
-        if (ok_s_ < 0) {                                                                         \
-            fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #x, ote_errmsg());      \
-            exit(1);                                                                             \
-        }                                                                                        \
-    } while (0)
 
 static double now_ms(void) {
     struct timespec ts;
@@ -72,23 +65,23 @@ static void bench_shape(eng_ctx *e, rng *rg, shape s, int reps, int cold) {
     arena_init(&P, "params"), arena_init(&G, "grads"), arena_init(&A, "acts");
     bn_layer l;
     bn_cfg cfg = bn_cfg_default(s.c);
-    OK(bn_layer_init(&l, e, &cfg, &P, &G));
+    REQUIRE_OK(bn_layer_init(&l, e, &cfg, &P, &G));
     eltwise_layer el;
     eltwise_cfg ecfg = {ELTWISE_RELU6};
-    OK(eltwise_layer_init(&el, e, &ecfg, NULL, NULL));
+    REQUIRE_OK(eltwise_layer_init(&el, e, &ecfg, NULL, NULL));
     tensor x, y, g;
-    OK(tensor_plan_act(e, &x, s.n, s.c, s.h, s.w, &A));
-    OK(tensor_plan_act(e, &y, s.n, s.c, s.h, s.w, &A));
-    OK(tensor_plan_act(e, &g, s.n, s.c, s.h, s.w, &A));
+    REQUIRE_OK(tensor_plan_act(e, &x, s.n, s.c, s.h, s.w, &A));
+    REQUIRE_OK(tensor_plan_act(e, &y, s.n, s.c, s.h, s.w, &A));
+    REQUIRE_OK(tensor_plan_act(e, &g, s.n, s.c, s.h, s.w, &A));
     bn_plan bp;
     eltwise_plan ep;
     bnr_plan fp;
-    OK(bn_plan_init(&bp, e, &l, &x, &y, &g, &g, 1));
-    if (s.relu6) OK(eltwise_plan_init(&ep, e, &el, &y, &y, &g, &g, 1));
-    OK(bnr_plan_init(&fp, e, &l, &x, &y, &g, &g, s.relu6));
-    OK(arena_commit(&P));
-    OK(arena_commit(&G));
-    OK(arena_commit(&A));
+    REQUIRE_OK(bn_plan_init(&bp, e, &l, &x, &y, &g, &g, 1));
+    if (s.relu6) REQUIRE_OK(eltwise_plan_init(&ep, e, &el, &y, &y, &g, &g, 1));
+    REQUIRE_OK(bnr_plan_init(&fp, e, &l, &x, &y, &g, &g, s.relu6));
+    REQUIRE_OK(arena_commit(&P));
+    REQUIRE_OK(arena_commit(&G));
+    REQUIRE_OK(arena_commit(&A));
     for (int c = 0; c < s.c; c++) {
         l.gamma.data[c] = (float)(0.5 + rng_uniform(rg));
         l.beta.data[c] = (float)(2.0 * rng_uniform(rg));
@@ -121,20 +114,20 @@ static void bench_shape(eng_ctx *e, rng *rg, shape s, int reps, int cold) {
             if (cold) flush(&y);
             double t0 = now_ms();
             if (fused) {
-                OK(bnr_forward(&fp, e));
+                REQUIRE_OK(bnr_forward(&fp, e));
             } else {
-                OK(bn_forward(&bp, e));
-                if (s.relu6) OK(eltwise_forward(&ep, e));
+                REQUIRE_OK(bn_forward(&bp, e));
+                if (s.relu6) REQUIRE_OK(eltwise_forward(&ep, e));
             }
             double t1 = now_ms();
             memcpy(g.data, gsave, g.bytes);
             if (cold) flush(&x), flush(&y);
             double t2 = now_ms();
             if (fused) {
-                OK(bnr_backward(&fp, e, 0));
+                REQUIRE_OK(bnr_backward(&fp, e, 0));
             } else {
-                if (s.relu6) OK(eltwise_backward(&ep, e, 0));
-                OK(bn_backward(&bp, e, 0));
+                if (s.relu6) REQUIRE_OK(eltwise_backward(&ep, e, 0));
+                REQUIRE_OK(bn_backward(&bp, e, 0));
             }
             double t3 = now_ms();
             tt[2 * fused] = t1 - t0, tt[2 * fused + 1] = t3 - t2;
@@ -165,7 +158,7 @@ int main(int argc, char **argv) {
     int cold = !(argc > 3 && strcmp(argv[3], "hot") == 0);
     if (reps < 1) reps = 1;
     eng_ctx e;
-    OK(eng_init(&e, threads));
+    REQUIRE_OK(eng_init(&e, threads));
     rng rg;
     rng_seed(&rg, 7);
     printf("bench_bnrelu: %d threads, ISA %s, median of %d runs, %s caches, ms (oneDNN bn+eltwise vs bnr)\n",

@@ -43,14 +43,6 @@
 #define TOL 1e-5
 #define TOL_COND 1e-4
 
-#define OK(x)                                                                                    \
-    do {                                                                                         \
-        int ok_s_ = (x);                                                                         \
-        if (ok_s_ < 0) {                                                                         \
-            fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #x, ote_errmsg());      \
-            exit(1);                                                                             \
-        }                                                                                        \
-    } while (0)
 
 /* ---- naive double reference on plain NCHW ---- */
 
@@ -58,20 +50,27 @@ typedef struct ref_out {
     double *y, *mean, *var, *rm, *rv; /* y: NCHW; the rest (C) */
 } ref_out;
 
+/* Two-pass batch mean and biased variance of channel c (x: plain NCHW). */
+static void ref_stats(int N, int C, int HW, const double *x, int c, double *mu, double *var) {
+    double M = (double)N * HW, s = 0, ss = 0;
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < HW; i++) s += x[((size_t)n * C + c) * HW + i];
+    *mu = s / M;
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < HW; i++) {
+            double d = x[((size_t)n * C + c) * HW + i] - *mu;
+            ss += d * d;
+        }
+    *var = ss / M;
+}
+
 static void ref_forward(int N, int C, int HW, const double *x, const float *g, const float *b, const float *rm0,
                         const float *rv0, int relu6, ref_out *r) {
     double M = (double)N * HW;
     for (int c = 0; c < C; c++) {
-        double s = 0, ss = 0;
-        for (int n = 0; n < N; n++)
-            for (int i = 0; i < HW; i++) s += x[((size_t)n * C + c) * HW + i];
-        double mu = s / M;
-        for (int n = 0; n < N; n++)
-            for (int i = 0; i < HW; i++) {
-                double d = x[((size_t)n * C + c) * HW + i] - mu;
-                ss += d * d;
-            }
-        double var = ss / M, rs = 1.0 / sqrt(var + 1e-5);
+        double mu, var;
+        ref_stats(N, C, HW, x, c, &mu, &var);
+        double rs = 1.0 / sqrt(var + 1e-5);
         for (int n = 0; n < N; n++)
             for (int i = 0; i < HW; i++) {
                 size_t o = ((size_t)n * C + c) * HW + i;
@@ -93,16 +92,9 @@ static double ref_backward(int N, int C, int HW, const double *x, const float *g
                            double *dx, double *dg, double *db) {
     double M = (double)N * HW, scale = 0;
     for (int c = 0; c < C; c++) {
-        double s = 0, ss = 0;
-        for (int n = 0; n < N; n++)
-            for (int i = 0; i < HW; i++) s += x[((size_t)n * C + c) * HW + i];
-        double mu = s / M;
-        for (int n = 0; n < N; n++)
-            for (int i = 0; i < HW; i++) {
-                double d = x[((size_t)n * C + c) * HW + i] - mu;
-                ss += d * d;
-            }
-        double rs = 1.0 / sqrt(ss / M + 1e-5), sg = 0, sgx = 0;
+        double mu, var;
+        ref_stats(N, C, HW, x, c, &mu, &var);
+        double rs = 1.0 / sqrt(var + 1e-5), sg = 0, sgx = 0;
         for (int n = 0; n < N; n++)
             for (int i = 0; i < HW; i++) {
                 size_t o = ((size_t)n * C + c) * HW + i;
@@ -122,16 +114,13 @@ static double ref_backward(int N, int C, int HW, const double *x, const float *g
     return scale;
 }
 
-/* max |a - b| / max(max |b|, floor) */
+/* max |a - b| / max(max |b|, floor): ac_rel (tests/act_check.h) on a float array */
 static double rel_fl(const float *a, const double *b, int n, double floor_) {
-    double num = 0, den = floor_ > 1e-30 ? floor_ : 1e-30;
-    for (int i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (d != d) return INFINITY;
-        if (d > num) num = d;
-        if (fabs(b[i]) > den) den = fabs(b[i]);
-    }
-    return num / den;
+    double *ad = malloc(sizeof(double) * (size_t)n + 1);
+    for (int i = 0; i < n; i++) ad[i] = a[i];
+    double r = ac_rel(ad, b, (size_t)n, floor_ > 1e-30 ? floor_ : 1e-30);
+    free(ad);
+    return r;
 }
 
 static double rel_f(const float *a, const double *b, int n) { return rel_fl(a, b, n, 0); }
@@ -173,13 +162,13 @@ static void run_case(eng_ctx *e, rng *rg, case_cfg cc) {
     arena_init(&P, "params"), arena_init(&G, "grads"), arena_init(&A, "acts");
     bn_layer l;
     bn_cfg cfg = bn_cfg_default(C);
-    OK(bn_layer_init(&l, e, &cfg, &P, &G));
+    REQUIRE_OK(bn_layer_init(&l, e, &cfg, &P, &G));
     tensor x, y, dy, dx, y2, dy2, xo, yo, go;
     tensor *all[] = {&x, &y, &dy, &dx, &y2, &dy2, &xo, &yo, &go};
-    for (int i = 0; i < 9; i++) OK(tensor_plan_act(e, all[i], N, C, H, W, &A));
+    for (int i = 0; i < 9; i++) REQUIRE_OK(tensor_plan_act(e, all[i], N, C, H, W, &A));
     bnr_plan p, pi;
-    OK(bnr_plan_init(&p, e, &l, &x, &y, &dy, &dx, relu6));
-    OK(bnr_plan_init(&pi, e, &l, &x, &y2, &dy2, &dy2, relu6));
+    REQUIRE_OK(bnr_plan_init(&p, e, &l, &x, &y, &dy, &dx, relu6));
+    REQUIRE_OK(bnr_plan_init(&pi, e, &l, &x, &y2, &dy2, &dy2, relu6));
     if (cc.path == 1) EXPECT(p.serial, "%s: plan takes the single-thread path", nm);
     if (cc.path == 2)
         EXPECT(!p.serial && (p.gcb_f < p.cb || p.gcb_b < p.cb) && p.splits > 1,
@@ -189,10 +178,10 @@ static void run_case(eng_ctx *e, rng *rg, case_cfg cc) {
     eltwise_layer el;
     eltwise_plan ep;
     eltwise_cfg ecfg = {ELTWISE_RELU6};
-    OK(eltwise_layer_init(&el, e, &ecfg, NULL, NULL));
-    OK(bn_plan_init(&bp, e, &l, &xo, &yo, &go, &go, 1));
-    if (relu6) OK(eltwise_plan_init(&ep, e, &el, &yo, &yo, &go, &go, 1));
-    OK(arena_commit(&P)); OK(arena_commit(&G)); OK(arena_commit(&A));
+    REQUIRE_OK(eltwise_layer_init(&el, e, &ecfg, NULL, NULL));
+    REQUIRE_OK(bn_plan_init(&bp, e, &l, &xo, &yo, &go, &go, 1));
+    if (relu6) REQUIRE_OK(eltwise_plan_init(&ep, e, &el, &yo, &yo, &go, &go, 1));
+    REQUIRE_OK(arena_commit(&P)); REQUIRE_OK(arena_commit(&G)); REQUIRE_OK(arena_commit(&A));
 
     /* inputs */
     float *xf = malloc(sizeof(float) * nx), *dyf = malloc(sizeof(float) * nx);
@@ -228,7 +217,7 @@ static void run_case(eng_ctx *e, rng *rg, case_cfg cc) {
     ref_forward(N, C, HW, xd, gf, bf, rm0, rv0, relu6, &r);
 
     /* ---- forward ---- */
-    OK(bnr_forward(&p, e));
+    REQUIRE_OK(bnr_forward(&p, e));
     float *yf = malloc(sizeof(float) * nx), *tf = malloc(sizeof(float) * nx);
     tensor_to_nchw(&y, yf);
     double ey = rel_f(yf, r.y, (int)nx);
@@ -260,7 +249,7 @@ static void run_case(eng_ctx *e, rng *rg, case_cfg cc) {
     }
     double *dxr = malloc(sizeof(double) * nx), dgr[160], dbr[160];
     double dx_scale = ref_backward(N, C, HW, xd, gf, dyd, mask, dxr, dgr, dbr);
-    OK(bnr_backward(&p, e, 0));
+    REQUIRE_OK(bnr_backward(&p, e, 0));
     float *dxf = malloc(sizeof(float) * nx);
     tensor_to_nchw(&dx, dxf);
     double edx = rel_fl(dxf, dxr, (int)nx, dx_scale);
@@ -286,23 +275,23 @@ static void run_case(eng_ctx *e, rng *rg, case_cfg cc) {
         l.dgamma.data[c] = (float)(0.25 * c - 3), l.dbeta.data[c] = (float)(1.5 - 0.5 * c);
         acc_g[c] = (double)l.dgamma.data[c] + dgr[c], acc_b[c] = (double)l.dbeta.data[c] + dbr[c];
     }
-    OK(bnr_backward(&p, e, 1));
+    REQUIRE_OK(bnr_backward(&p, e, 1));
     double eag = rel_f(l.dgamma.data, acc_g, C), eab = rel_f(l.dbeta.data, acc_b, C);
     EXPECT(eag <= TOL && eab <= TOL, "%s: accumulate adds to dgamma / dbeta: rel %.2e / %.2e (tol %.0e)", nm, eag,
            eab, TOL);
 
     /* determinism and in place: same input, fresh running stats, in-place plan */
     memcpy(l.run_mean.data, rm0, sizeof(float) * C), memcpy(l.run_var.data, rv0, sizeof(float) * C);
-    OK(bnr_forward(&pi, e));
-    OK(bnr_backward(&pi, e, 0));
+    REQUIRE_OK(bnr_forward(&pi, e));
+    REQUIRE_OK(bnr_backward(&pi, e, 0));
     EXPECT(same_bits(&y2, &y), "%s: repeated forward gives bitwise the same y", nm);
     EXPECT(same_bits(&dy2, &dx) && !memcmp(l.dgamma.data, dg_ours, sizeof(float) * C),
            "%s: in-place backward (dx == dy) bitwise equal to out-of-place, same dgamma", nm);
 
     /* ---- oneDNN bn + eltwise on the same layer ---- */
     memcpy(l.run_mean.data, rm0, sizeof(float) * C), memcpy(l.run_var.data, rv0, sizeof(float) * C);
-    OK(bn_forward(&bp, e));
-    if (relu6) OK(eltwise_forward(&ep, e));
+    REQUIRE_OK(bn_forward(&bp, e));
+    if (relu6) REQUIRE_OK(eltwise_forward(&ep, e));
     tensor_to_nchw(&yo, tf);
     double oy = rel_ff(yf, tf, (int)nx);
     double om = rel_ff(rm_ours, l.run_mean.data, C), ov = rel_ff(rv_ours, l.run_var.data, C);
@@ -327,8 +316,8 @@ static void run_case(eng_ctx *e, rng *rg, case_cfg cc) {
            nx);
     double *dxo_ref = malloc(sizeof(double) * nx), dgo[160], dbo[160];
     double dxo_scale = ref_backward(N, C, HW, xd, gf, dyd, mask_o, dxo_ref, dgo, dbo);
-    if (relu6) OK(eltwise_backward(&ep, e, 0));
-    OK(bn_backward(&bp, e, 0));
+    if (relu6) REQUIRE_OK(eltwise_backward(&ep, e, 0));
+    REQUIRE_OK(bn_backward(&bp, e, 0));
     tensor_to_nchw(&go, tf);
     double edxo = rel_fl(tf, dxo_ref, (int)nx, dxo_scale);
     double edgo = rel_f(l.dgamma.data, dgo, C), edbo = rel_f(l.dbeta.data, dbo, C);
@@ -365,13 +354,13 @@ static void run_ill_conditioned(eng_ctx *e, rng *rg) {
     arena_init(&P, "params"), arena_init(&G, "grads"), arena_init(&A, "acts");
     bn_layer l;
     bn_cfg cfg = bn_cfg_default(C);
-    OK(bn_layer_init(&l, e, &cfg, &P, &G));
+    REQUIRE_OK(bn_layer_init(&l, e, &cfg, &P, &G));
     tensor x, y, dy;
-    OK(tensor_plan_act(e, &x, N, C, H, W, &A)); OK(tensor_plan_act(e, &y, N, C, H, W, &A));
-    OK(tensor_plan_act(e, &dy, N, C, H, W, &A));
+    REQUIRE_OK(tensor_plan_act(e, &x, N, C, H, W, &A)); REQUIRE_OK(tensor_plan_act(e, &y, N, C, H, W, &A));
+    REQUIRE_OK(tensor_plan_act(e, &dy, N, C, H, W, &A));
     bnr_plan p;
-    OK(bnr_plan_init(&p, e, &l, &x, &y, &dy, &dy, 0));
-    OK(arena_commit(&P)); OK(arena_commit(&G)); OK(arena_commit(&A));
+    REQUIRE_OK(bnr_plan_init(&p, e, &l, &x, &y, &dy, &dy, 0));
+    REQUIRE_OK(arena_commit(&P)); REQUIRE_OK(arena_commit(&G)); REQUIRE_OK(arena_commit(&A));
     bn_reset_params(&l);
     float *xf = malloc(sizeof(float) * nx);
     /* the first pixel of sample 0 is an outlier of 8 std in every channel (a bad shift value) */
@@ -386,7 +375,7 @@ static void run_ill_conditioned(eng_ctx *e, rng *rg) {
     double mean[32], var[32], rm[32], rv[32];
     r.y = malloc(sizeof(double) * nx), r.mean = mean, r.var = var, r.rm = rm, r.rv = rv;
     ref_forward(N, C, HW, xd, ones, zeros, rm0, rv0, 0, &r);
-    OK(bnr_forward(&p, e));
+    REQUIRE_OK(bnr_forward(&p, e));
     double wm = 0, wv = 0;
     for (int c = 0; c < C; c++) {
         double a = fabs(p.mean[c] - mean[c]) / sqrt(var[c]), b = fabs(p.var[c] - var[c]) / var[c];
@@ -414,20 +403,20 @@ static void run_noalloc(eng_ctx *e, rng *rg) {
     arena_init(&P, "params"), arena_init(&G, "grads"), arena_init(&A, "acts");
     bn_layer l;
     bn_cfg cfg = bn_cfg_default(24);
-    OK(bn_layer_init(&l, e, &cfg, &P, &G));
+    REQUIRE_OK(bn_layer_init(&l, e, &cfg, &P, &G));
     tensor x, y, g;
-    OK(tensor_plan_act(e, &x, 2, 24, 20, 20, &A)); OK(tensor_plan_act(e, &y, 2, 24, 20, 20, &A));
-    OK(tensor_plan_act(e, &g, 2, 24, 20, 20, &A));
+    REQUIRE_OK(tensor_plan_act(e, &x, 2, 24, 20, 20, &A)); REQUIRE_OK(tensor_plan_act(e, &y, 2, 24, 20, 20, &A));
+    REQUIRE_OK(tensor_plan_act(e, &g, 2, 24, 20, 20, &A));
     bnr_plan p;
-    OK(bnr_plan_init(&p, e, &l, &x, &y, &g, &g, 1));
-    OK(arena_commit(&P)); OK(arena_commit(&G)); OK(arena_commit(&A));
+    REQUIRE_OK(bnr_plan_init(&p, e, &l, &x, &y, &g, &g, 1));
+    REQUIRE_OK(arena_commit(&P)); REQUIRE_OK(arena_commit(&G)); REQUIRE_OK(arena_commit(&A));
     bn_reset_params(&l);
     ac_fill(rg, &x, 1.0, 0.5), ac_fill(rg, &g, 1.0, 0.0);
-    OK(bnr_forward(&p, e)); OK(bnr_backward(&p, e, 0)); /* warm-up (OpenMP pool) */
+    REQUIRE_OK(bnr_forward(&p, e)); REQUIRE_OK(bnr_backward(&p, e, 0)); /* warm-up (OpenMP pool) */
     atomic_store(&na_counting, 1);
     for (int i = 0; i < 3; i++) {
-        OK(bnr_forward(&p, e));
-        OK(bnr_backward(&p, e, i & 1));
+        REQUIRE_OK(bnr_forward(&p, e));
+        REQUIRE_OK(bnr_backward(&p, e, i & 1));
     }
     atomic_store(&na_counting, 0);
     if (NA_INTERPOSE)
@@ -447,10 +436,10 @@ static void run_plan_errors(eng_ctx *e) {
     arena_init(&P, "params"), arena_init(&G, "grads"), arena_init(&A, "acts");
     bn_layer l;
     bn_cfg cfg = bn_cfg_default(16);
-    OK(bn_layer_init(&l, e, &cfg, &P, &G));
+    REQUIRE_OK(bn_layer_init(&l, e, &cfg, &P, &G));
     tensor x, y, x1, y1;
-    OK(tensor_plan_act(e, &x, 2, 16, 3, 3, &A)); OK(tensor_plan_act(e, &y, 2, 16, 3, 3, &A));
-    OK(tensor_plan_act(e, &x1, 1, 16, 1, 1, &A)); OK(tensor_plan_act(e, &y1, 1, 16, 1, 1, &A));
+    REQUIRE_OK(tensor_plan_act(e, &x, 2, 16, 3, 3, &A)); REQUIRE_OK(tensor_plan_act(e, &y, 2, 16, 3, 3, &A));
+    REQUIRE_OK(tensor_plan_act(e, &x1, 1, 16, 1, 1, &A)); REQUIRE_OK(tensor_plan_act(e, &y1, 1, 16, 1, 1, &A));
     bnr_plan p;
     EXPECT(bnr_plan_init(&p, e, &l, &x, &x, &y, &y, 1) == OTE_EINVAL, "plan refuses y == x (%s)", ote_errmsg());
     EXPECT(bnr_plan_init(&p, e, &l, &x1, &y1, &y1, &y1, 1) == OTE_EINVAL, "plan refuses N*H*W = 1 (%s)",
@@ -464,7 +453,7 @@ static void run_plan_errors(eng_ctx *e) {
 
 int main(void) {
     eng_ctx e;
-    OK(eng_init(&e, 2));
+    REQUIRE_OK(eng_init(&e, 2));
     rng rg;
     rng_seed(&rg, 20261129);
     /* {N, C, H, W, relu6, edge, path} */

@@ -43,15 +43,8 @@
 #include "tests/act_check.h"
 
 #include "tests/alloc_count.h"
+#include "tests/expect.h"
 
-#define OK(x)                                                                                    \
-    do {                                                                                         \
-        int ok_s_ = (x);                                                                         \
-        if (ok_s_ < 0) {                                                                         \
-            fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #x, ote_errmsg());      \
-            exit(1);                                                                             \
-        }                                                                                        \
-    } while (0)
 
 typedef struct net {
     conv_layer conv1, conv2, conv3;
@@ -85,43 +78,43 @@ static void fill_w(rng *g, conv_layer *l, eng_ctx *e) {
     float *w = malloc(n * sizeof *w);
     double sd = 1.0 / sqrt((double)(c->ic / (c->groups ? c->groups : 1)) * c->kh * c->kw);
     for (size_t i = 0; i < n; i++) w[i] = (float)(sd * rng_normal(g));
-    OK(conv_weights_from_oihw(l, e, w));
+    REQUIRE_OK(conv_weights_from_oihw(l, e, w));
     free(w);
     if (c->bias)
         for (int i = 0; i < c->oc; i++) l->b.data[i] = (float)(0.1 * rng_normal(g));
 }
 
 static double step(net *m, eng_ctx *e, double lr) {
-    OK(conv_forward(&m->pc1, e));
-    OK(bn_forward(&m->pb1, e));
-    OK(eltwise_forward(&m->pr6, e));
-    OK(conv_forward(&m->pc2, e));
-    OK(gn_forward(&m->pg, e));
-    OK(eltwise_forward(&m->pr, e));
-    OK(scale_forward(&m->ps, e));
-    OK(upsample_forward(&m->pu, e));
-    OK(conv_forward(&m->pc3, e));
-    OK(add_forward(&m->pa, e));
+    REQUIRE_OK(conv_forward(&m->pc1, e));
+    REQUIRE_OK(bn_forward(&m->pb1, e));
+    REQUIRE_OK(eltwise_forward(&m->pr6, e));
+    REQUIRE_OK(conv_forward(&m->pc2, e));
+    REQUIRE_OK(gn_forward(&m->pg, e));
+    REQUIRE_OK(eltwise_forward(&m->pr, e));
+    REQUIRE_OK(scale_forward(&m->ps, e));
+    REQUIRE_OK(upsample_forward(&m->pu, e));
+    REQUIRE_OK(conv_forward(&m->pc3, e));
+    REQUIRE_OK(add_forward(&m->pa, e));
     /* loss = 0.5 * sum(o^2): its gradient is o (padding lanes are 0 in both). */
     double loss = 0;
     size_t n = m->o.bytes / sizeof(float);
     for (size_t i = 0; i < n; i++) loss += 0.5 * (double)m->o.data[i] * m->o.data[i];
     add_copy(&m->d_o, &m->o);
     /* backward in reverse; d_o is read (never written) by both consumers of the add, so it is aliased */
-    OK(upsample_backward(&m->pu, e, 0));
-    OK(conv_backward(&m->pc3, e, 0));
-    OK(scale_backward(&m->ps, e, 0));
-    OK(eltwise_backward(&m->pr, e, 0));
-    OK(gn_backward(&m->pg, e, 0));
-    OK(conv_backward(&m->pc2, e, 0));
+    REQUIRE_OK(upsample_backward(&m->pu, e, 0));
+    REQUIRE_OK(conv_backward(&m->pc3, e, 0));
+    REQUIRE_OK(scale_backward(&m->ps, e, 0));
+    REQUIRE_OK(eltwise_backward(&m->pr, e, 0));
+    REQUIRE_OK(gn_backward(&m->pg, e, 0));
+    REQUIRE_OK(conv_backward(&m->pc2, e, 0));
     add_accumulate(&m->dr1, &m->dr1b); /* r1 fans out to conv2 and conv3 */
-    OK(eltwise_backward(&m->pr6, e, 0));
-    OK(bn_backward(&m->pb1, e, 0));
-    OK(conv_backward(&m->pc1, e, 0));
+    REQUIRE_OK(eltwise_backward(&m->pr6, e, 0));
+    REQUIRE_OK(bn_backward(&m->pb1, e, 0));
+    REQUIRE_OK(conv_backward(&m->pc1, e, 0));
     sgd_step(&m->opt, lr);
-    OK(conv_refresh_weights(&m->conv1, e));
-    OK(conv_refresh_weights(&m->conv2, e));
-    OK(conv_refresh_weights(&m->conv3, e));
+    REQUIRE_OK(conv_refresh_weights(&m->conv1, e));
+    REQUIRE_OK(conv_refresh_weights(&m->conv2, e));
+    REQUIRE_OK(conv_refresh_weights(&m->conv3, e));
     return loss;
 }
 
@@ -130,7 +123,7 @@ int main(void) {
     const char *san = getenv("OTE_SANITIZED");
     int count_allocs = NA_INTERPOSE && !(san && strcmp(san, "1") == 0);
     eng_ctx e;
-    OK(eng_init(&e, 0));
+    REQUIRE_OK(eng_init(&e, 0));
     arena params, grads, act;
     arena_init(&params, "params"), arena_init(&grads, "grads"), arena_init(&act, "activations");
     net *m = calloc(1, sizeof *m);
@@ -139,61 +132,61 @@ int main(void) {
     conv_cfg c2 = {.ic = 16, .oc = 32, .kh = 3, .kw = 3, .stride_h = 2, .stride_w = 2, .pad_t = 1, .pad_l = 1, .pad_b = 1,
                    .pad_r = 1, .groups = 1, .bias = 1};
     conv_cfg c3 = {.ic = 16, .oc = 32, .kh = 1, .kw = 1, .stride_h = 1, .stride_w = 1, .groups = 1, .bias = 1};
-    OK(conv_layer_init(&m->conv1, &e, &c1, &params, &grads));
+    REQUIRE_OK(conv_layer_init(&m->conv1, &e, &c1, &params, &grads));
     bn_cfg bc = bn_cfg_default(16);
-    OK(bn_layer_init(&m->bn1, &e, &bc, &params, &grads));
-    OK(conv_layer_init(&m->conv2, &e, &c2, &params, &grads));
+    REQUIRE_OK(bn_layer_init(&m->bn1, &e, &bc, &params, &grads));
+    REQUIRE_OK(conv_layer_init(&m->conv2, &e, &c2, &params, &grads));
     gn_cfg gc = {32, 16, 1e-5f};
-    OK(gn_layer_init(&m->gn, &e, &gc, &params, &grads));
-    OK(scale_layer_init(&m->sc, &e, &params, &grads));
-    OK(conv_layer_init(&m->conv3, &e, &c3, &params, &grads));
+    REQUIRE_OK(gn_layer_init(&m->gn, &e, &gc, &params, &grads));
+    REQUIRE_OK(scale_layer_init(&m->sc, &e, &params, &grads));
+    REQUIRE_OK(conv_layer_init(&m->conv3, &e, &c3, &params, &grads));
     eltwise_cfg r6 = {ELTWISE_RELU6}, rl = {ELTWISE_RELU};
-    OK(eltwise_layer_init(&m->relu6, &e, &r6, NULL, NULL));
-    OK(eltwise_layer_init(&m->relu, &e, &rl, NULL, NULL));
+    REQUIRE_OK(eltwise_layer_init(&m->relu6, &e, &r6, NULL, NULL));
+    REQUIRE_OK(eltwise_layer_init(&m->relu, &e, &rl, NULL, NULL));
 
-    OK(tensor_plan_act(&e, &m->x0, 2, 16, 16, 16, &act));
-    OK(tensor_plan_act(&e, &m->c1, 2, 16, 16, 16, &act));
-    OK(tensor_plan_act(&e, &m->b1, 2, 16, 16, 16, &act));
-    OK(tensor_plan_act(&e, &m->c2, 2, 32, 8, 8, &act));
-    OK(tensor_plan_act(&e, &m->g2, 2, 32, 8, 8, &act));
-    OK(tensor_plan_act(&e, &m->s2, 2, 32, 8, 8, &act));
-    OK(tensor_plan_act(&e, &m->u, 2, 32, 16, 16, &act));
-    OK(tensor_plan_act(&e, &m->l3, 2, 32, 16, 16, &act));
-    OK(tensor_plan_act(&e, &m->o, 2, 32, 16, 16, &act));
-    OK(tensor_plan_act(&e, &m->d_o, 2, 32, 16, 16, &act));
-    OK(tensor_plan_act(&e, &m->ds2, 2, 32, 8, 8, &act));
-    OK(tensor_plan_act(&e, &m->dc2, 2, 32, 8, 8, &act));
-    OK(tensor_plan_act(&e, &m->dr1, 2, 16, 16, 16, &act));
-    OK(tensor_plan_act(&e, &m->dr1b, 2, 16, 16, 16, &act));
+    REQUIRE_OK(tensor_plan_act(&e, &m->x0, 2, 16, 16, 16, &act));
+    REQUIRE_OK(tensor_plan_act(&e, &m->c1, 2, 16, 16, 16, &act));
+    REQUIRE_OK(tensor_plan_act(&e, &m->b1, 2, 16, 16, 16, &act));
+    REQUIRE_OK(tensor_plan_act(&e, &m->c2, 2, 32, 8, 8, &act));
+    REQUIRE_OK(tensor_plan_act(&e, &m->g2, 2, 32, 8, 8, &act));
+    REQUIRE_OK(tensor_plan_act(&e, &m->s2, 2, 32, 8, 8, &act));
+    REQUIRE_OK(tensor_plan_act(&e, &m->u, 2, 32, 16, 16, &act));
+    REQUIRE_OK(tensor_plan_act(&e, &m->l3, 2, 32, 16, 16, &act));
+    REQUIRE_OK(tensor_plan_act(&e, &m->o, 2, 32, 16, 16, &act));
+    REQUIRE_OK(tensor_plan_act(&e, &m->d_o, 2, 32, 16, 16, &act));
+    REQUIRE_OK(tensor_plan_act(&e, &m->ds2, 2, 32, 8, 8, &act));
+    REQUIRE_OK(tensor_plan_act(&e, &m->dc2, 2, 32, 8, 8, &act));
+    REQUIRE_OK(tensor_plan_act(&e, &m->dr1, 2, 16, 16, 16, &act));
+    REQUIRE_OK(tensor_plan_act(&e, &m->dr1b, 2, 16, 16, 16, &act));
 
-    OK(conv_plan_init(&m->pc1, &e, &m->conv1, &m->x0, &m->c1, &m->dr1, NULL, 1));
-    OK(bn_plan_init(&m->pb1, &e, &m->bn1, &m->c1, &m->b1, &m->dr1, &m->dr1, 1));
-    OK(eltwise_plan_init(&m->pr6, &e, &m->relu6, &m->b1, &m->b1, &m->dr1, &m->dr1, 1));
-    OK(conv_plan_init(&m->pc2, &e, &m->conv2, &m->b1, &m->c2, &m->dc2, &m->dr1b, 1));
-    OK(gn_plan_init(&m->pg, &e, &m->gn, &m->c2, &m->g2, &m->ds2, &m->dc2, 1));
-    OK(eltwise_plan_init(&m->pr, &e, &m->relu, &m->g2, &m->g2, &m->ds2, &m->ds2, 1));
-    OK(scale_plan_init(&m->ps, &e, &m->sc, &m->g2, &m->s2, &m->ds2, &m->ds2, 1));
-    OK(upsample_plan_init(&m->pu, &e, &m->s2, &m->u, &m->d_o, &m->ds2, 1));
-    OK(conv_plan_init(&m->pc3, &e, &m->conv3, &m->b1, &m->l3, &m->d_o, &m->dr1, 1));
-    OK(add_plan_init(&m->pa, &e, &m->l3, &m->u, &m->o));
+    REQUIRE_OK(conv_plan_init(&m->pc1, &e, &m->conv1, &m->x0, &m->c1, &m->dr1, NULL, 1));
+    REQUIRE_OK(bn_plan_init(&m->pb1, &e, &m->bn1, &m->c1, &m->b1, &m->dr1, &m->dr1, 1));
+    REQUIRE_OK(eltwise_plan_init(&m->pr6, &e, &m->relu6, &m->b1, &m->b1, &m->dr1, &m->dr1, 1));
+    REQUIRE_OK(conv_plan_init(&m->pc2, &e, &m->conv2, &m->b1, &m->c2, &m->dc2, &m->dr1b, 1));
+    REQUIRE_OK(gn_plan_init(&m->pg, &e, &m->gn, &m->c2, &m->g2, &m->ds2, &m->dc2, 1));
+    REQUIRE_OK(eltwise_plan_init(&m->pr, &e, &m->relu, &m->g2, &m->g2, &m->ds2, &m->ds2, 1));
+    REQUIRE_OK(scale_plan_init(&m->ps, &e, &m->sc, &m->g2, &m->s2, &m->ds2, &m->ds2, 1));
+    REQUIRE_OK(upsample_plan_init(&m->pu, &e, &m->s2, &m->u, &m->d_o, &m->ds2, 1));
+    REQUIRE_OK(conv_plan_init(&m->pc3, &e, &m->conv3, &m->b1, &m->l3, &m->d_o, &m->dr1, 1));
+    REQUIRE_OK(add_plan_init(&m->pa, &e, &m->l3, &m->u, &m->o));
 
     /* Trainable tensors only: BN running mean/var stay out of the optimiser. */
     sgd_init(&m->opt, 0.9f, 1e-4f, &params, &grads);
-    OK(sgd_add(&m->opt, &m->conv1.w, &m->conv1.dw));
-    OK(sgd_add(&m->opt, &m->bn1.gamma, &m->bn1.dgamma));
-    OK(sgd_add(&m->opt, &m->bn1.beta, &m->bn1.dbeta));
-    OK(sgd_add(&m->opt, &m->conv2.w, &m->conv2.dw));
-    OK(sgd_add(&m->opt, &m->conv2.b, &m->conv2.db));
-    OK(sgd_add(&m->opt, &m->gn.gamma, &m->gn.dgamma));
-    OK(sgd_add(&m->opt, &m->gn.beta, &m->gn.dbeta));
-    OK(sgd_add(&m->opt, &m->sc.s, &m->sc.ds));
-    OK(sgd_add(&m->opt, &m->conv3.w, &m->conv3.dw));
-    OK(sgd_add(&m->opt, &m->conv3.b, &m->conv3.db));
+    REQUIRE_OK(sgd_add(&m->opt, &m->conv1.w, &m->conv1.dw));
+    REQUIRE_OK(sgd_add(&m->opt, &m->bn1.gamma, &m->bn1.dgamma));
+    REQUIRE_OK(sgd_add(&m->opt, &m->bn1.beta, &m->bn1.dbeta));
+    REQUIRE_OK(sgd_add(&m->opt, &m->conv2.w, &m->conv2.dw));
+    REQUIRE_OK(sgd_add(&m->opt, &m->conv2.b, &m->conv2.db));
+    REQUIRE_OK(sgd_add(&m->opt, &m->gn.gamma, &m->gn.dgamma));
+    REQUIRE_OK(sgd_add(&m->opt, &m->gn.beta, &m->gn.dbeta));
+    REQUIRE_OK(sgd_add(&m->opt, &m->sc.s, &m->sc.ds));
+    REQUIRE_OK(sgd_add(&m->opt, &m->conv3.w, &m->conv3.dw));
+    REQUIRE_OK(sgd_add(&m->opt, &m->conv3.b, &m->conv3.db));
 
-    OK(arena_commit(&params));
-    OK(arena_commit(&grads));
-    OK(arena_commit(&act));
-    OK(sgd_commit(&m->opt));
+    REQUIRE_OK(arena_commit(&params));
+    REQUIRE_OK(arena_commit(&grads));
+    REQUIRE_OK(arena_commit(&act));
+    REQUIRE_OK(sgd_commit(&m->opt));
     rng g;
     rng_seed(&g, 3);
     fill_w(&g, &m->conv1, &e), fill_w(&g, &m->conv2, &e), fill_w(&g, &m->conv3, &e);
