@@ -127,20 +127,10 @@ GN_CLONES static void gn_k_stats(const float *px, int hw, const float *k, double
     for (int c = 0; c < 16; c++) s1[c] = d1[c], s2[c] = d2[c];
 }
 
-/* y = (x - k) * a + b per lane (a = b = k = 0 on padded lanes, so they stay 0). */
-GN_CLONES static void gn_k_affine(const float *px, float *py, int hw, const float *cf) {
-    const float *a = cf, *b = cf + 16, *k = cf + 32;
-    for (int i = 0; i < hw; i++) {
-        const float *r = px + (size_t)i * 16;
-        float *o = py + (size_t)i * 16;
-#pragma omp simd
-        for (int c = 0; c < 16; c++) o[c] = (r[c] - k[c]) * a[c] + b[c];
-    }
-}
-
-/* The same followed by ReLU (0 where the affine value is not > 0, as oneDNN's relu keeps the sign
- * of zero only for -0 * 0; the mask y > 0 of the backward is identical either way). */
-GN_CLONES static void gn_k_affine_relu(const float *px, float *py, int hw, const float *cf) {
+/* y = (x - k) * a + b per lane (a = b = k = 0 on padded lanes, so they stay 0), then, if relu,
+ * 0 where that value is not > 0 (oneDNN's relu may give -0 there; the backward's mask y > 0 is
+ * identical either way). */
+GN_CLONES static void gn_k_affine(const float *px, float *py, int hw, const float *cf, int relu) {
     const float *a = cf, *b = cf + 16, *k = cf + 32;
     for (int i = 0; i < hw; i++) {
         const float *r = px + (size_t)i * 16;
@@ -148,7 +138,7 @@ GN_CLONES static void gn_k_affine_relu(const float *px, float *py, int hw, const
 #pragma omp simd
         for (int c = 0; c < 16; c++) {
             float v = (r[c] - k[c]) * a[c] + b[c];
-            o[c] = v > 0.0f ? v : 0.0f;
+            o[c] = relu && !(v > 0.0f) ? 0.0f : v;
         }
     }
 }
@@ -251,8 +241,7 @@ int gn_forward(gn_plan *p, eng_ctx *e) {
                 int i0 = (int)((long)HW * sc / S), i1 = (int)((long)HW * (sc + 1) / S);
                 size_t o = ((size_t)n * CB + cb) * blk + (size_t)i0 * 16;
                 const float *cf = p->coef + ((size_t)n * CB + cb) * 64;
-                if (relu) gn_k_affine_relu(x->data + o, p->y->data + o, i1 - i0, cf);
-                else gn_k_affine(x->data + o, p->y->data + o, i1 - i0, cf);
+                gn_k_affine(x->data + o, p->y->data + o, i1 - i0, cf, relu);
             }
     return OTE_OK;
 }

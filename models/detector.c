@@ -774,9 +774,10 @@ static int plan_head(det_plan *p, detector *d) {
                 tensor *g = tr ? (t ? &L->gr[k] : &L->gc[k]) : NULL;
                 CHECK(conv_pl(p, e, t ? &L->prc[k] : &L->pcc[k], t ? &d->reg_conv[k] : &d->cls_conv[k], x, yc, g, gx));
                 CHECK(gn_plan_init(t ? &L->pgr[k] : &L->pgc[k], e, t ? &d->reg_gn[k] : &d->cls_gn[k], yc, yg, g, g, tr));
-                /* ReLU forward fused into the GN apply; the eltwise plan serves the backward */
+                /* ReLU forward fused into the GN apply; the eltwise plan serves only the training
+                 * backward (inference plans need none) */
                 gn_plan_fuse_relu(t ? &L->pgr[k] : &L->pgc[k], 1);
-                CHECK(eltwise_plan_init(t ? &L->per[k] : &L->pec[k], e, &d->relu, yg, yg, g, g, tr));
+                if (tr) CHECK(eltwise_plan_init(t ? &L->per[k] : &L->pec[k], e, &d->relu, yg, yg, g, g, tr));
                 x = yg;
                 gx = g;
             }
