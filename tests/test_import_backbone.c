@@ -19,7 +19,7 @@
 
 #include "engine/status.h"
 #include "engine/tflite.h"
-#include "tools/import_backbone.h"
+#include "train/import_backbone.h"
 #include "tests/expect.h"
 
 

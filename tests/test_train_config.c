@@ -10,8 +10,8 @@
 #include <unistd.h>
 
 #include "engine/status.h"
-#include "tools/config.h"
-#include "tools/schedule.h"
+#include "train/config.h"
+#include "train/schedule.h"
 
 static int failures;
 

@@ -8,7 +8,7 @@
 
 #include "engine/pth.h"
 #include "engine/status.h"
-#include "tools/weights.h"
+#include "train/weights.h"
 
 static int failures;
 

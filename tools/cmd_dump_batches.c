@@ -23,8 +23,8 @@
 #include "data/loader.h"
 #include "engine/status.h"
 #include "tools/commands.h"
-#include "tools/config.h"
-#include "tools/schedule.h"
+#include "train/config.h"
+#include "train/schedule.h"
 
 static int dump_write_batch(FILE *f, const data_batch *b, uint8_t *px) {
     int32_t hdr[3] = {b->n, b->h, b->w};

@@ -17,9 +17,9 @@
 #include "data/eval.h"
 #include "engine/status.h"
 #include "tools/commands.h"
-#include "tools/config.h"
-#include "tools/trainer.h"
-#include "tools/weights.h"
+#include "train/config.h"
+#include "train/trainer.h"
+#include "train/weights.h"
 
 typedef struct eval_args {
     const char *template_path;   /* positional; model form only */

@@ -21,7 +21,7 @@
 #include "engine/status.h"
 #include "engine/tflite.h"
 #include "tools/commands.h"
-#include "tools/import_backbone.h"
+#include "train/import_backbone.h"
 
 static void ibk_usage(FILE *f) {
     fprintf(f,

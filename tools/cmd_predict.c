@@ -17,9 +17,9 @@
 #include "engine/pth.h"
 #include "engine/status.h"
 #include "tools/commands.h"
-#include "tools/config.h"
-#include "tools/trainer.h"
-#include "tools/weights.h"
+#include "train/config.h"
+#include "train/trainer.h"
+#include "train/weights.h"
 
 static void predict_usage(FILE *f) {
     fprintf(f, "usage: ote predict TEMPLATE --load-weights W --test-ann-files GT --test-data-roots D\n"

@@ -22,10 +22,10 @@
 #include "data/eval.h"
 #include "engine/status.h"
 #include "tools/commands.h"
-#include "tools/config.h"
-#include "tools/train_hpo.h"
-#include "tools/trainer.h"
-#include "tools/weights.h"
+#include "train/config.h"
+#include "train/train_hpo.h"
+#include "train/trainer.h"
+#include "train/weights.h"
 
 enum { TR_TRAIN_ANN, TR_TRAIN_ROOTS, TR_VAL_ANN, TR_VAL_ROOTS, TR_LOAD, TR_SAVE, TR_HPO, TR_RATIO, TR_HELP, TR_RESUME, TR_N };
 

@@ -24,7 +24,7 @@
 
 #include "data/coco.h"
 #include "hpo/hpo.h"
-#include "tools/config.h"
+#include "train/config.h"
 
 typedef struct train_hpo_args {
     const coco_dataset *train, *val;

@@ -4,7 +4,7 @@
  * datasets belong to cmd_train. Invariant: no trial writes weights; the only files written here
  * are hpo_run's status and trial files (atomically, in hpo/ beside the weights).
  */
-#include "tools/train_hpo.h"
+#include "train/train_hpo.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -14,8 +14,8 @@
 #include "engine/status.h"
 #include "hpo/budget.h"
 #include "hpo/plan_record.h"
-#include "tools/schedule.h"
-#include "tools/trainer.h"
+#include "train/schedule.h"
+#include "train/trainer.h"
 
 /* Calibration: 3 timed iterations after the warm-up one, 3 validation images (the brief of issue 6). */
 enum { TH_STEPS = 3, TH_PREDS = 3 };

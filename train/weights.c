@@ -1,6 +1,6 @@
 /* weights.c - weights.pth and label_schema.json (see weights.h). Maps detector parameters to and
  * from engine/pth checkpoints; writes JSON by hand (tools/ does not link cJSON by design). */
-#include "tools/weights.h"
+#include "train/weights.h"
 
 #include <errno.h>
 #include <stdint.h>

@@ -29,7 +29,7 @@
 #include "data/coco.h"
 #include "engine/pth.h"
 #include "models/detector.h"
-#include "tools/config.h"
+#include "train/config.h"
 
 /* --save-model-to P -> the weights path (P if it ends in .pth, else P/weights.pth) and
  * label_schema.json in the same directory. OTE_EINVAL if a path does not fit. */

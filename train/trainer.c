@@ -5,7 +5,7 @@
  * Invariant: the weights file on disk, if any, is always the best-mAP epoch so far (written
  * through pth_save's temp file + rename), so a failure later never loses it.
  */
-#include "tools/trainer.h"
+#include "train/trainer.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -16,8 +16,8 @@
 #include "engine/ctx.h"
 #include "engine/status.h"
 #include "models/detector.h"
-#include "tools/schedule.h"
-#include "tools/weights.h"
+#include "train/schedule.h"
+#include "train/weights.h"
 
 /* mmdetection's CocoDataset.evaluate uses maxDets (100, 300, 1000). */
 static const int trainer_max_dets[3] = {100, 300, 1000};

@@ -4,7 +4,7 @@
  * in a template is an error naming its line instead of a silently ignored setting. Owns nothing
  * after return (the yd_doc is freed before cfg_load returns).
  */
-#include "tools/config.h"
+#include "train/config.h"
 
 #include <ctype.h>
 #include <errno.h>

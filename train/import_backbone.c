@@ -6,7 +6,7 @@
  * the fixed MobileNetV2 1.0 table below, so any other network fails with a message naming the
  * first operator that differs. See import_backbone.h for names, layouts and the BatchNorm choice.
  */
-#include "tools/import_backbone.h"
+#include "train/import_backbone.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -22,7 +22,7 @@
 
 #include "data/coco.h"
 #include "data/eval.h"
-#include "tools/config.h"
+#include "train/config.h"
 
 /* One epoch's report (for HPO and logs). */
 typedef struct train_epoch_report {

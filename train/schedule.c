@@ -1,6 +1,6 @@
 /* schedule.c - adaptive repeat, training sizes, warm-up + ReduceLROnPlateau, early stopping
  * (see schedule.h). Pure arithmetic: no allocation, no I/O. */
-#include "tools/schedule.h"
+#include "train/schedule.h"
 
 #include <math.h>
 
