@@ -984,7 +984,9 @@ static int fwd_all(detector *d, det_plan *p) {
 static void head_views(det_plan *p, head_out out[ANCHORS_LEVELS], head_grad grad[ANCHORS_LEVELS]) {
     for (int l = 0; l < 5; l++) {
         out[l].cls = p->lv[l].cls.data, out[l].reg = p->lv[l].reg.data, out[l].ctr = p->lv[l].ctr.data;
+        out[l].blk = p->lv[l].cls.blk;
         if (grad) {
+            grad[l].blk = p->lv[l].cls.blk;
             grad[l].cls = p->training ? p->lv[l].dcls.data : NULL;
             grad[l].reg = p->training ? p->lv[l].dreg.data : NULL;
             grad[l].ctr = p->training ? p->lv[l].dctr.data : NULL;

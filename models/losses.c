@@ -1,6 +1,6 @@
 /* losses.c - ATSS losses and gradients (see losses.h). The batch function makes three passes:
  * (1) count positives and sum centerness targets (N_pos, B), (2) focal loss over every
- * (image, anchor, class) in nChw16c memory order, OpenMP over channel-block rows, (3) GIoU and
+ * (image, anchor, class) in blocked (nChw8c / nChw16c) memory order, OpenMP over channel-block rows, (3) GIoU and
  * centerness over the positives (few, serial). Per-position gradients are written once, so no
  * pre-zeroing of the outputs is needed beyond what the passes write. */
 #include "models/losses.h"
@@ -131,7 +131,7 @@ int losses_batch(const anchor_grid *g, const float *anchors, int n_img, int n_cl
     int bad = 0;
 
     for (int l = 0; l < ANCHORS_LEVELS; l++) {
-        const int H = g->h[l], W = g->w[l], HW = H * W, cb_n = (C + 15) / 16;
+        const int H = g->h[l], W = g->w[l], HW = H * W, B = out[l].blk, cb_n = (C + B - 1) / B;
         /* Pass 2: focal loss over (image, channel block, pixel), in memory order, in chunks of
          * 256 pixels so that small batches still spread over the threads. The double partial sums
          * are combined in a fixed order for a given thread count. */
@@ -145,14 +145,14 @@ int losses_batch(const anchor_grid *g, const float *anchors, int n_img, int n_cl
             int cb = rem / n_chunk, p0 = (rem % n_chunk) * chunk, p1 = p0 + chunk < HW ? p0 + chunk : HW;
             const int *as = assigned + (size_t)n * total + g->start[l];
             const int *lb = labels + (size_t)n * total + g->start[l];
-            size_t base = ((size_t)n * cb_n + cb) * HW * 16;
+            size_t base = ((size_t)n * cb_n + cb) * HW * B;
             const float *x = out[l].cls + base;
             float *gx = grad ? grad[l].cls + base : NULL;
             for (int p = p0; p < p1; p++) {
                 int w = as[p] >= 0;
-                for (int k = 0; k < 16; k++) {
-                    int c = cb * 16 + k;
-                    size_t o = (size_t)p * 16 + k;
+                for (int k = 0; k < B; k++) {
+                    int c = cb * B + k;
+                    size_t o = (size_t)p * B + k;
                     if (c >= C || !w) {
                         if (gx) gx[o] = 0.0f;
                         continue;
@@ -171,7 +171,7 @@ int losses_batch(const anchor_grid *g, const float *anchors, int n_img, int n_cl
         if (lbad) bad = 1;
 
         /* Pass 3: box and centerness losses over the positives. */
-        size_t reg_bytes = (size_t)n_img * HW * 16;
+        size_t reg_bytes = (size_t)n_img * HW * B; /* reg (4 ch) and ctr (1 ch): one block each */
         if (grad) {
             memset(grad[l].reg, 0, reg_bytes * sizeof(float));
             memset(grad[l].ctr, 0, reg_bytes * sizeof(float));
@@ -185,11 +185,11 @@ int losses_batch(const anchor_grid *g, const float *anchors, int n_img, int n_cl
                 float tb[4], d[4], pb[4], gg[4], gd[4];
                 float cstar = positive_target(anc, gt_boxes + 4 * (size_t)(gt_first[n] + as[p] - 1), tb);
                 int y = p / W, xx = p % W;
-                for (int k = 0; k < 4; k++) d[k] = out[l].reg[nchw16c_off(4, H, W, n, k, y, xx)];
+                for (int k = 0; k < 4; k++) d[k] = out[l].reg[blk_off(4, H, W, B, n, k, y, xx)];
                 coder_decode(anc, d, 0, 0, pb);
                 float gi = losses_giou(pb, tb, gg);
                 bsum += (double)cstar * (1.0 - (double)gi);
-                size_t zo = nchw16c_off(1, H, W, n, 0, y, xx);
+                size_t zo = blk_off(1, H, W, B, n, 0, y, xx);
                 float gz;
                 zsum += losses_bce_logits(out[l].ctr[zo], cstar, &gz);
                 if (grad) {
@@ -198,7 +198,7 @@ int losses_batch(const anchor_grid *g, const float *anchors, int n_img, int n_cl
                     for (int k = 0; k < 4; k++) gg[k] *= q;
                     coder_decode_backward(anc, d, gg, gd);
                     for (int k = 0; k < 4; k++) {
-                        float *r = &grad[l].reg[nchw16c_off(4, H, W, n, k, y, xx)];
+                        float *r = &grad[l].reg[blk_off(4, H, W, B, n, k, y, xx)];
                         *r = gd[k];
                         bad |= !isfinite(*r);
                     }
