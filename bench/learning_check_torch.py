@@ -6,7 +6,7 @@ under the settings `ote train` uses, on exactly the batches ote's trainer builds
 from `ote dump-batches` (same loader, seed, batch size, 5 scaled training sizes, MinIoU crop, flip,
 shuffles), so only the network implementation and the initial random draws differ.
 
-Settings replicated from tools/trainer.c: OTE's adaptive repeat (epochs = ceil(num_iters/repeat)),
+Settings replicated from train/trainer.c: OTE's adaptive repeat (epochs = ceil(num_iters/repeat)),
 SGD momentum 0.9 and weight decay 1e-4 on every parameter, mmcv linear warm-up (ratio 1/3) over
 `warmup` iterations, BN in training mode, mmdetection-style initialisation (kaiming-uniform
 backbone, xavier-uniform FPN, N(0, 0.01) head, classification bias -log(99), GN/BN 1/0, scales 1).

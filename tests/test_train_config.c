@@ -1,4 +1,4 @@
-/* test_train_config.c - tools/config (template + params overrides) and tools/schedule (adaptive
+/* test_train_config.c - train/config (template + params overrides) and train/schedule (adaptive
  * repeat, training sizes, warm-up, ReduceLROnPlateau, early stopping) against hand-computed values
  * from spec-ote-hpo.md §2.2 and spec-detector.md §9. One line per check; exit 1 on any failure.
  * Tolerances: exact for integers and table values; 1e-15 relative for learning rates.
@@ -23,9 +23,9 @@ static void check(int ok, const char *what) {
 static int near(double a, double b) { return fabs(a - b) <= 1e-15 * fabs(b); }
 
 /* Sets key=value on a copy of t; returns the status; *msg gets the error text. */
-static int try_set(const cfg_template *t, const char *key, const char *value, char *msg, size_t n) {
-    cfg_template c = *t;
-    int s = cfg_set(&c, key, value);
+static int try_set(const config_template *t, const char *key, const char *value, char *msg, size_t n) {
+    config_template c = *t;
+    int s = config_set(&c, key, value);
     snprintf(msg, n, "%s", s < 0 ? ote_errmsg() : "");
     return s;
 }
@@ -39,9 +39,9 @@ static int write_file(const char *path, const char *text) {
 
 static void test_template(void) {
     const char *path = "models/templates/gen3_mobilenetV2_ATSS/template.yaml";
-    cfg_template t;
-    int s = cfg_load(&t, path);
-    check(s == 0, "cfg_load: the shipped template loads");
+    config_template t;
+    int s = config_load(&t, path);
+    check(s == 0, "config_load: the shipped template loads");
     if (s < 0) {
         printf("  %s\n", ote_errmsg());
         return;
@@ -52,14 +52,14 @@ static void test_template(void) {
           "template defaults: confidence threshold 0.35, result-based true");
     check(t.input_w == 992 && t.input_h == 736 && t.seed == 42 && t.backbone == 0, "model: 992x736, seed 42, pytorchcv");
     check(!strcmp(t.dir, "models/templates/gen3_mobilenetV2_ATSS"), "template directory (hpo_config.yaml beside it)");
-    const cfg_hparam *h = cfg_find(&t, "learning_parameters.learning_rate");
+    const config_hparam *h = config_find(&t, "learning_parameters.learning_rate");
     check(h && h->has_min && h->has_max && near(h->min, 1e-7) && near(h->max, 0.1), "lr min 1e-7, max 0.1");
 
     char msg[2048];
-    cfg_template c = t;
+    config_template c = t;
     char *argv1[] = {"--learning_parameters.batch_size", "16", "--learning_parameters.learning_rate=0.01",
                      "--model.input_size", "256x160", "--postprocessing.result_based_confidence_threshold", "false"};
-    s = cfg_apply_params(&c, 7, argv1);
+    s = config_apply_params(&c, 7, argv1);
     check(s == 0 && c.batch_size == 16 && near(c.learning_rate, 0.01) && c.input_w == 256 && c.input_h == 160 &&
               c.result_based_confidence_threshold == 0,
           "params: '--k V', '--k=V', model.input_size WxH and a boolean apply");
@@ -91,13 +91,13 @@ static void test_template(void) {
     check(s == OTE_EINVAL && strstr(msg, "model.colour"), "unknown model key");
     char *argv2[] = {"--learning_parameters.batch_size"};
     c = t;
-    check(cfg_apply_params(&c, 1, argv2) == OTE_EINVAL && strstr(ote_errmsg(), "needs a value"),
+    check(config_apply_params(&c, 1, argv2) == OTE_EINVAL && strstr(ote_errmsg(), "needs a value"),
           "params: a key without a value");
     char *argv3[] = {"learning_parameters.batch_size", "4"};
-    check(cfg_apply_params(&c, 2, argv3) == OTE_EINVAL, "params: a word without -- is rejected");
-    h = cfg_find(&t, "learning_parameters.learning_rate");
+    check(config_apply_params(&c, 2, argv3) == OTE_EINVAL, "params: a word without -- is rejected");
+    h = config_find(&t, "learning_parameters.learning_rate");
     char buf[64];
-    cfg_format_value(h, buf, sizeof buf);
+    config_format_value(h, buf, sizeof buf);
     check(!strcmp(buf, "0.008"), "format: 0.008 prints shortest round-trip");
 }
 
@@ -109,8 +109,8 @@ static void test_bad_templates(void) {
     }
     char p[256];
     snprintf(p, sizeof p, "%s/t.yaml", dir);
-    cfg_template t;
-    check(cfg_load(&t, "/nonexistent/template.yaml") == OTE_EIO, "missing template: OTE_EIO");
+    config_template t;
+    check(config_load(&t, "/nonexistent/template.yaml") == OTE_EIO, "missing template: OTE_EIO");
     write_file(p,
                "name: x\n"
                "hyper_parameters:\n"
@@ -119,7 +119,7 @@ static void test_bad_templates(void) {
                "      type: INTEGER\n"
                "      default_value: 8\n"
                "      colour: blue\n");
-    int s = cfg_load(&t, p);
+    int s = config_load(&t, p);
     check(s < 0 && strstr(ote_errmsg(), "t.yaml:7") && strstr(ote_errmsg(), "colour"),
           "unknown entry key: file:line and key named");
     printf("  (%s)\n", ote_errmsg());
@@ -130,20 +130,20 @@ static void test_bad_templates(void) {
                "    batch_size:\n"
                "      type: INTEGER\n"
                "      default_value: 8\n");
-    s = cfg_load(&t, p);
+    s = config_load(&t, p);
     check(s < 0 && strstr(ote_errmsg(), "learning_parameters.learning_rate"), "missing required entry named");
     write_file(p,
                "hyper_parameters:\n"
                "  learning_parameters:\n"
                "    batch_size: {type: INTEGER, default_value: 600, min_value: 1, max_value: 512}\n");
-    s = cfg_load(&t, p);
+    s = config_load(&t, p);
     check(s < 0 && strstr(ote_errmsg(), "t.yaml:3") && strstr(ote_errmsg(), "above max_value 512"),
           "default outside its range: line named");
     write_file(p, "nmae: x\nhyper_parameters: {}\n");
-    s = cfg_load(&t, p);
+    s = config_load(&t, p);
     check(s < 0 && strstr(ote_errmsg(), "t.yaml:1") && strstr(ote_errmsg(), "nmae"), "unknown top-level key");
     write_file(p, "model:\n  input_size: 100x100\nhyper_parameters: {}\n");
-    s = cfg_load(&t, p);
+    s = config_load(&t, p);
     check(s < 0 && strstr(ote_errmsg(), "t.yaml:2") && strstr(ote_errmsg(), "100x100"), "bad input_size in template");
     unlink(p);
     rmdir(dir);
@@ -155,7 +155,7 @@ static void test_schedule(void) {
     int ok = 1;
     for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++) {
         int r, e;
-        sched_adaptive_repeat(tab[i][0], 300, &r, &e);
+        schedule_adaptive_repeat(tab[i][0], 300, &r, &e);
         if (r != tab[i][1] || e != tab[i][2]) {
             printf("  N=%d: repeat %d epochs %d, expected %d %d\n", tab[i][0], r, e, tab[i][1], tab[i][2]);
             ok = 0;
@@ -163,49 +163,49 @@ static void test_schedule(void) {
     }
     check(ok, "adaptive repeat: spec table (N=100,500,1000,1300,1498,5000 at 300 epochs)");
     int r, e;
-    sched_adaptive_repeat(100, 3, &r, &e);
+    schedule_adaptive_repeat(100, 3, &r, &e);
     check(r == 1 && e == 3, "adaptive repeat: a single resulting epoch leaves the schedule unchanged (3 epochs, N=100)");
-    sched_adaptive_repeat(100, 30, &r, &e);
+    schedule_adaptive_repeat(100, 30, &r, &e);
     check(r == 25 && e == 2, "adaptive repeat: N=100, 30 epochs -> repeat 25, 2 epochs");
 
     aug_size s[5];
-    sched_train_sizes(992, 736, s);
+    schedule_train_sizes(992, 736, s);
     check(s[0].w == 992 && s[0].h == 736 && s[1].w == 896 && s[1].h == 736 && s[2].w == 1088 && s[2].h == 736 &&
               s[3].w == 992 && s[3].h == 672 && s[4].w == 992 && s[4].h == 800,
           "train sizes at 992x736: exactly the spec's five");
-    sched_train_sizes(256, 256, s);
+    schedule_train_sizes(256, 256, s);
     /* 256*896/992 = 231.2 -> 224; 256*1088/992 = 280.8 -> 288; 256*672/736 = 233.7 -> 224; 256*800/736 = 278.3 -> 288 */
     check(s[0].w == 256 && s[0].h == 256 && s[1].w == 224 && s[2].w == 288 && s[3].h == 224 && s[4].h == 288 &&
               s[1].h == 256 && s[3].w == 256,
           "train sizes at 256x256: hand-rounded to multiples of 32");
 
-    sched_plateau p;
-    sched_plateau_init(&p, 0.008, 200);
-    check(near(sched_lr(&p, 0), 0.008 / 3) && near(sched_lr(&p, 100), 0.008 * (1 - 0.5 * 2.0 / 3.0)) &&
-              near(sched_lr(&p, 200), 0.008),
+    schedule_plateau p;
+    schedule_plateau_init(&p, 0.008, 200);
+    check(near(schedule_lr(&p, 0), 0.008 / 3) && near(schedule_lr(&p, 100), 0.008 * (1 - 0.5 * 2.0 / 3.0)) &&
+              near(schedule_lr(&p, 200), 0.008),
           "warm-up: lr/3 at 0, 2/3 lr at 100 of 200, lr from 200 (mmcv linear, ratio 1/3)");
     /* During warm-up nothing counts. */
-    check(sched_plateau_update(&p, 0.1, 150) == 0 && p.bad == 0 && isinf(p.best), "plateau: ignored during warm-up");
-    sched_plateau_update(&p, 0.5, 300); /* best at 300 */
+    check(schedule_plateau_update(&p, 0.1, 150) == 0 && p.bad == 0 && isinf(p.best), "plateau: ignored during warm-up");
+    schedule_plateau_update(&p, 0.5, 300); /* best at 300 */
     int drops = 0;
-    for (long it = 400; it <= 800; it += 100) drops += sched_plateau_update(&p, 0.4, it); /* bad 1..5 at 400..800 */
+    for (long it = 400; it <= 800; it += 100) drops += schedule_plateau_update(&p, 0.4, it); /* bad 1..5 at 400..800 */
     check(drops == 0 && p.bad == 5, "plateau: 5 bad evals within 600 iterations of the best: no drop");
-    drops = sched_plateau_update(&p, 0.4, 900); /* bad 6, 600 iterations since 300 */
+    drops = schedule_plateau_update(&p, 0.4, 900); /* bad 6, 600 iterations since 300 */
     check(drops == 1 && near(p.lr, 0.0008) && p.bad == 0 && p.last_iter == 900,
           "plateau: bad >= 5 and 600 iterations since the best: lr x 0.1, counter reset");
-    for (int k = 0; k < 100; k++) sched_plateau_update(&p, 0.0, 1000 + 1000L * k);
+    for (int k = 0; k < 100; k++) schedule_plateau_update(&p, 0.0, 1000 + 1000L * k);
     check(near(p.lr, 8e-6), "plateau: lr floors at min_lr 8e-6");
-    check(near(sched_lr(&p, 5000), 8e-6), "lr after warm-up is the plateau lr");
+    check(near(schedule_lr(&p, 5000), 8e-6), "lr after warm-up is the plateau lr");
 
-    sched_early_stop es;
-    sched_early_stop_init(&es, 0);
-    sched_early_stop_update(&es, 0.3, 100);
+    schedule_early_stop es;
+    schedule_early_stop_init(&es, 0);
+    schedule_early_stop_update(&es, 0.3, 100);
     int stop = 0;
-    for (int k = 1; k <= 7; k++) stop |= sched_early_stop_update(&es, 0.2, 100 + 200L * k);
+    for (int k = 1; k <= 7; k++) stop |= schedule_early_stop_update(&es, 0.2, 100 + 200L * k);
     check(!stop, "early stop: 7 bad epochs: go on");
-    stop = sched_early_stop_update(&es, 0.3, 1000); /* equal is not better: bad 8, but 900 iterations */
+    stop = schedule_early_stop_update(&es, 0.3, 1000); /* equal is not better: bad 8, but 900 iterations */
     check(!stop && es.wait == 8, "early stop: 8 bad but only 900 iterations since the best: go on");
-    stop = sched_early_stop_update(&es, 0.1, 1100);
+    stop = schedule_early_stop_update(&es, 0.1, 1100);
     check(stop, "early stop: 9 bad and 1000 iterations since the best: stop");
 }
 

@@ -1,4 +1,4 @@
-/* test_train_weights.c - tools/weights path rules and checkpoint-to-model key matching on
+/* test_train_weights.c - train/weights path rules and checkpoint-to-model key matching on
  * hand-made parameter tables (no detector needed): exact match, unknown / missing / mis-shaped
  * keys named in one message, the class-count exception for bbox_head.atss_cls, scalar shapes.
  * One line per check; exit 1 on any failure.

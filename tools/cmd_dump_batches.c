@@ -26,7 +26,7 @@
 #include "train/config.h"
 #include "train/schedule.h"
 
-static int dump_write_batch(FILE *f, const data_batch *b, uint8_t *px) {
+static int cmd_dump_batches_write(FILE *f, const data_batch *b, uint8_t *px) {
     int32_t hdr[3] = {b->n, b->h, b->w};
     fwrite(hdr, sizeof hdr, 1, f);
     for (int i = 0; i < b->n; i++) {
@@ -91,9 +91,9 @@ int cmd_dump_batches(int argc, char **argv) {
         fprintf(stderr, "ote dump-batches: needs TEMPLATE, --ann-files, --data-roots and --loader-epochs K or --test\n");
         return 2;
     }
-    cfg_template cfg;
-    if (cfg_load(&cfg, tpl) < 0 ||
-        (params_at && cfg_apply_params(&cfg, argc - params_at - 1, argv + params_at + 1) < 0)) {
+    config_template cfg;
+    if (config_load(&cfg, tpl) < 0 ||
+        (params_at && config_apply_params(&cfg, argc - params_at - 1, argv + params_at + 1) < 0)) {
         fprintf(stderr, "ote dump-batches: %s\n", ote_errmsg());
         return 2;
     }
@@ -108,11 +108,11 @@ int cmd_dump_batches(int argc, char **argv) {
         loader_config_test(&lc, cfg.input_w, cfg.input_h, cfg.num_workers);
         epochs = 1;
     } else {
-        /* exactly as tools/trainer.c configures its training loader */
+        /* exactly as train/trainer.c configures its training loader */
         loader_config_train(&lc, cfg.num_workers, cfg.seed);
         lc.batch_size = cfg.batch_size;
         aug_size sizes[5];
-        sched_train_sizes(cfg.input_w, cfg.input_h, sizes);
+        schedule_train_sizes(cfg.input_w, cfg.input_h, sizes);
         s = aug_config_train_sizes(&lc.aug, sizes, 5);
     }
     data_loader *l = NULL;
@@ -133,7 +133,7 @@ int cmd_dump_batches(int argc, char **argv) {
                 px_cap = px ? np : 0;
                 if (!px) s = ote_err(OTE_ENOMEM, "dump-batches: out of memory");
             }
-            if (s >= 0) s = dump_write_batch(f, b, px);
+            if (s >= 0) s = cmd_dump_batches_write(f, b, px);
         }
     }
     if (s >= 0) {

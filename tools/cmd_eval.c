@@ -5,7 +5,7 @@
  *   ote eval TEMPLATE --load-weights W --test-ann-files GT --test-data-roots D [params ...]
  *
  * The detection form reads a COCO results file. The model form runs the trained detector through
- * tools/trainer.c's evaluation (the same code that validates during training). Exit codes: 0 ok,
+ * train/trainer.c's evaluation (the same code that validates during training). Exit codes: 0 ok,
  * 1 runtime error (missing file, malformed JSON, checkpoint not matching), 2 usage error.
  * Every error is one line on stderr. Owns nothing beyond one call.
  */
@@ -21,7 +21,7 @@
 #include "train/trainer.h"
 #include "train/weights.h"
 
-typedef struct eval_args {
+typedef struct cmd_eval_args {
     const char *template_path;   /* positional; model form only */
     const char *ann_files;       /* --test-ann-files (comma-separated) */
     const char *data_roots;      /* --test-data-roots */
@@ -32,9 +32,9 @@ typedef struct eval_args {
     int max_dets[3];
     int params_argc;             /* model form: the words after `params` */
     char **params_argv;
-} eval_args;
+} cmd_eval_args;
 
-static void eval_usage(FILE *f) {
+static void cmd_eval_usage(FILE *f) {
     fprintf(f,
             "usage: ote eval --test-ann-files GT.json --detections RESULTS.json\n"
             "                [--save-performance F.json] [--crowd absent|ignored]\n"
@@ -56,7 +56,7 @@ static void eval_usage(FILE *f) {
 }
 
 /* Returns 0 to go on, 1 after --help, 2 (with one line printed) on a usage error. */
-static int eval_parse(int argc, char **argv, eval_args *a) {
+static int cmd_eval_parse(int argc, char **argv, cmd_eval_args *a) {
     memset(a, 0, sizeof *a);
     a->crowd = EVAL_CROWD_ABSENT;
     a->max_dets[0] = 1;
@@ -65,7 +65,7 @@ static int eval_parse(int argc, char **argv, eval_args *a) {
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
-            eval_usage(stdout);
+            cmd_eval_usage(stdout);
             return 1;
         }
         if (!strcmp(o, "params") && a->template_path) {
@@ -132,7 +132,7 @@ static int eval_parse(int argc, char **argv, eval_args *a) {
     return 0;
 }
 
-static void eval_print(const coco_dataset *gt, const eval_report *r, const eval_args *a, int n_dets) {
+static void cmd_eval_print(const coco_dataset *gt, const eval_report *r, const cmd_eval_args *a, int n_dets) {
     int n_gts = 0, n_crowd = 0;
     for (int b = 0; b < gt->n_boxes; b++) {
         n_gts += !gt->boxes[b].iscrowd;
@@ -158,16 +158,16 @@ static void eval_print(const coco_dataset *gt, const eval_report *r, const eval_
 
 /* Model form: the template, then the checkpoint's model settings (input size, backbone,
  * confidence threshold), then `params`; the detector runs at that input size with batch 1 exactly
- * as the trainer validates (tools/trainer.c), so the printed mAP reproduces `ote train`'s. COCO
+ * as the trainer validates (train/trainer.c), so the printed mAP reproduces `ote train`'s. COCO
  * stats use mmdetection's maxDets (100, 300, 1000). Prints and saves as the detection form. */
-static int eval_model_form(const eval_args *a_in) {
-    eval_args a = *a_in;
+static int cmd_eval_model_form(const cmd_eval_args *a_in) {
+    cmd_eval_args a = *a_in;
     if (!a.template_path || !a.weights || !a.data_roots) {
         fprintf(stderr, "ote eval: the model form needs TEMPLATE, --load-weights and --test-data-roots\n");
         return 2;
     }
-    cfg_template cfg;
-    int s = cfg_load(&cfg, a.template_path);
+    config_template cfg;
+    int s = config_load(&cfg, a.template_path);
     if (s < 0) {
         fprintf(stderr, "ote eval: %s%s\n", s == OTE_EIO ? "template not found or unreadable: " : "", ote_errmsg());
         return 2;
@@ -182,7 +182,7 @@ static int eval_model_form(const eval_args *a_in) {
         fprintf(stderr, "ote eval: %s\n", ote_errmsg());
         return 1;
     }
-    if (a.params_argc && cfg_apply_params(&cfg, a.params_argc, a.params_argv) < 0) {
+    if (a.params_argc && config_apply_params(&cfg, a.params_argc, a.params_argv) < 0) {
         fprintf(stderr, "ote eval: %s\n", ote_errmsg());
         return 2;
     }
@@ -206,7 +206,7 @@ static int eval_model_form(const eval_args *a_in) {
     printf("model %s at input size %dx%d\n", a.weights, cfg.input_w, cfg.input_h);
     int n_dets = 0;
     for (int k = 0; k < r.voc.n_classes; k++) n_dets += r.voc.cls[k].num_dets;
-    eval_print(&gt, &r, &a, n_dets);
+    cmd_eval_print(&gt, &r, &a, n_dets);
     if (a.save_performance) {
         s = eval_save_performance(a.save_performance, &gt, &r, a.crowd);
         if (s < 0) fprintf(stderr, "ote eval: %s\n", ote_errmsg());
@@ -217,7 +217,7 @@ static int eval_model_form(const eval_args *a_in) {
     return s < 0 ? 1 : 0;
 }
 
-static int eval_detections_form(const eval_args *a) {
+static int cmd_eval_detections_form(const cmd_eval_args *a) {
     coco_dataset gt;
     int s = coco_load(&gt, a->ann_files, a->data_roots ? a->data_roots : "");
     if (s < 0) {
@@ -235,7 +235,7 @@ static int eval_detections_form(const eval_args *a) {
     if (s < 0) goto fail;
     s = eval_run(&gt, dets.d, dets.n, a->crowd, a->max_dets, &r);
     if (s < 0) goto fail;
-    eval_print(&gt, &r, a, dets.n);
+    cmd_eval_print(&gt, &r, a, dets.n);
     if (a->save_performance) {
         s = eval_save_performance(a->save_performance, &gt, &r, a->crowd);
         if (s < 0) goto fail;
@@ -251,9 +251,9 @@ fail:
 }
 
 int cmd_eval(int argc, char **argv) {
-    eval_args a;
-    int u = eval_parse(argc, argv, &a);
+    cmd_eval_args a;
+    int u = cmd_eval_parse(argc, argv, &a);
     if (u == 1) return 0;
     if (u) return 2;
-    return a.detections ? eval_detections_form(&a) : eval_model_form(&a);
+    return a.detections ? cmd_eval_detections_form(&a) : cmd_eval_model_form(&a);
 }

@@ -25,7 +25,7 @@
 #include "hpo/hpo.h"
 #include "tools/commands.h"
 
-static void hpo_usage(FILE *f) {
+static void cmd_hpo_usage(FILE *f) {
     fprintf(f,
             "usage: ote hpo --hpo-config FILE.yaml --objective-cmd 'CMD' --work-dir DIR\n"
             "               [--num-trials N] [--hpo-resume ask|yes|no] [--seed S] [--budget-seconds T]\n\n"
@@ -45,9 +45,9 @@ static void hpo_usage(FILE *f) {
             "  --budget-seconds T    wall-clock budget of the search (default: none)\n");
 }
 
-typedef struct cmd_ctx {
+typedef struct cmd_hpo_ctx {
     const char *cmd;
-} cmd_ctx;
+} cmd_hpo_ctx;
 
 /* Appends s to the buffer in single quotes ('\'' for embedded quotes). */
 static int append_quoted(char **buf, size_t *len, size_t *cap, const char *s) {
@@ -83,7 +83,7 @@ static double wall(void) {
 }
 
 static int run_objective(void *vctx, const hpo_trial *t, hpo_reporter *r) {
-    cmd_ctx *c = vctx;
+    cmd_hpo_ctx *c = vctx;
     size_t cap = strlen(c->cmd) + 256, len = strlen(c->cmd);
     char *line = malloc(cap);
     if (!line) return ote_err(OTE_ENOMEM, "hpo: out of memory");
@@ -129,7 +129,7 @@ static int run_objective(void *vctx, const hpo_trial *t, hpo_reporter *r) {
     return s < 0 ? s : 0;
 }
 
-static int usage_err(const char *fmt, const char *arg) {
+static int cmd_hpo_usage_err(const char *fmt, const char *arg) {
     fprintf(stderr, "ote hpo: ");
     fprintf(stderr, fmt, arg);
     fprintf(stderr, " (see 'ote hpo --help')\n");
@@ -143,7 +143,7 @@ int cmd_hpo(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            hpo_usage(stdout);
+            cmd_hpo_usage(stdout);
             return 0;
         }
         static const char *const opts[] = {"--hpo-config", "--objective-cmd", "--work-dir", "--num-trials",
@@ -157,9 +157,9 @@ int cmd_hpo(int argc, char **argv) {
                 if (a[n] == '=') val = a + n + 1;
             }
         }
-        if (k < 0) return usage_err("unknown option '%s'", a);
+        if (k < 0) return cmd_hpo_usage_err("unknown option '%s'", a);
         if (!val) {
-            if (i + 1 >= argc) return usage_err("option '%s' needs a value", a);
+            if (i + 1 >= argc) return cmd_hpo_usage_err("option '%s' needs a value", a);
             val = argv[++i];
         }
         char *end = NULL;
@@ -170,26 +170,26 @@ int cmd_hpo(int argc, char **argv) {
         case 3:
             num_trials = strtol(val, &end, 10);
             if (!*val || *end || num_trials < 1 || num_trials > 100000)
-                return usage_err("--num-trials: expected a positive integer, got '%s'", val);
+                return cmd_hpo_usage_err("--num-trials: expected a positive integer, got '%s'", val);
             break;
         case 4:
             if (strcmp(val, "ask") && strcmp(val, "yes") && strcmp(val, "no"))
-                return usage_err("--hpo-resume: expected ask, yes or no, got '%s'", val);
+                return cmd_hpo_usage_err("--hpo-resume: expected ask, yes or no, got '%s'", val);
             resume = val;
             break;
         case 5:
             seed = strtol(val, &end, 10);
-            if (!*val || *end || seed < 0) return usage_err("--seed: expected a non-negative integer, got '%s'", val);
+            if (!*val || *end || seed < 0) return cmd_hpo_usage_err("--seed: expected a non-negative integer, got '%s'", val);
             break;
         case 6:
             budget = strtod(val, &end);
-            if (!*val || *end || !(budget > 0)) return usage_err("--budget-seconds: expected a positive number, got '%s'", val);
+            if (!*val || *end || !(budget > 0)) return cmd_hpo_usage_err("--budget-seconds: expected a positive number, got '%s'", val);
             break;
         }
     }
-    if (!cfg_path) return usage_err("%s", "missing --hpo-config FILE.yaml");
-    if (!objective) return usage_err("%s", "missing --objective-cmd 'CMD'");
-    if (!work) return usage_err("%s", "missing --work-dir DIR");
+    if (!cfg_path) return cmd_hpo_usage_err("%s", "missing --hpo-config FILE.yaml");
+    if (!objective) return cmd_hpo_usage_err("%s", "missing --objective-cmd 'CMD'");
+    if (!work) return cmd_hpo_usage_err("%s", "missing --work-dir DIR");
 
     hpo_config cfg;
     int s = hpo_config_load(&cfg, cfg_path);
@@ -207,7 +207,7 @@ int cmd_hpo(int argc, char **argv) {
     opt.num_trials = (int)num_trials;
     opt.budget_seconds = budget;
     opt.seed = (uint64_t)seed;
-    cmd_ctx c = {objective};
+    cmd_hpo_ctx c = {objective};
     hpo_result res;
     s = hpo_run(&cfg, &opt, run_objective, &c, &res);
     if (s == OTE_ECANCEL && strstr(ote_errmsg(), "no valid answer")) return 0; /* OTE exits 0 here */

@@ -1,13 +1,13 @@
 /* cmd_import_backbone.c - `ote import-backbone FILE.tflite --save-model-to P [--keep-classifier]`.
  *
  * Reads an ImageNet MobileNetV2 1.0 TFLite file (engine/tflite.h), maps it onto the
- * torchvision-variant backbone (tools/import_backbone.h: names, layouts, the identity-BN choice)
+ * torchvision-variant backbone (train/import_backbone.h: names, layouts, the identity-BN choice)
  * and writes a PyTorch checkpoint with engine/pth.h in our OTE layout: {'model': state_dict,
  * 'config': {...}, 'confidence_threshold', 'VERSION'}. The config records what a consumer must
  * know to reproduce the pretrained function: import.variant=torchvision, import.padding=tf_same
  * (asymmetric: a 3x3 stride-2 conv on an even input pads 0 top/left, 1 bottom/right),
  * import.input=rgb_minus1_to_1 (x / 127.5 - 1; or rgb_0_to_1 = x / 255 with --input-range unit,
- * see ibk_fold_unit_input), import.bn=identity_plus_bias, import.source.
+ * see import_backbone_fold_unit_input), import.bn=identity_plus_bias, import.source.
  * P ending in ".pth" is the file; otherwise P is a directory that receives weights.pth
  * (DESIGN.md §6). The file is written atomically by pth_save. Each BN also gets
  * num_batches_tracked = 0 (int64 scalar), as torch's BatchNorm2d state dict has it.
@@ -23,7 +23,7 @@
 #include "tools/commands.h"
 #include "train/import_backbone.h"
 
-static void ibk_usage(FILE *f) {
+static void cmd_import_backbone_usage(FILE *f) {
     fprintf(f,
             "usage: ote import-backbone FILE.tflite --save-model-to OUT [--keep-classifier]\n"
             "                         [--input-range minus1_to_1|unit]\n\n"
@@ -38,7 +38,7 @@ static void ibk_usage(FILE *f) {
             "padded bottom row / right column).\n");
 }
 
-static int ends_with(const char *s, const char *suf) {
+static int cmd_import_backbone_ends_with(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
     return a >= b && !strcmp(s + a - b, suf);
 }
@@ -48,7 +48,7 @@ int cmd_import_backbone(int argc, char **argv) {
     int keep = 0, unit = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            ibk_usage(stdout);
+            cmd_import_backbone_usage(stdout);
             return 0;
         } else if (!strcmp(argv[i], "--save-model-to")) {
             if (i + 1 >= argc) {
@@ -79,7 +79,7 @@ int cmd_import_backbone(int argc, char **argv) {
         return 2;
     }
     char path[4096];
-    if (ends_with(out, ".pth")) {
+    if (cmd_import_backbone_ends_with(out, ".pth")) {
         snprintf(path, sizeof path, "%s", out);
     } else {
         if (mkdir(out, 0777) != 0 && errno != EEXIST) {
@@ -95,12 +95,12 @@ int cmd_import_backbone(int argc, char **argv) {
         fprintf(stderr, "ote import-backbone: %s\n", ote_errmsg());
         return 1;
     }
-    ibk_result r;
-    s = ibk_import(&m, keep, &r);
+    import_backbone_result r;
+    s = import_backbone_tflite(&m, keep, &r);
     tfl_free(&m);
     if (s == 0 && unit) {
-        s = ibk_fold_unit_input(&r);
-        if (s < 0) ibk_free(&r);
+        s = import_backbone_fold_unit_input(&r);
+        if (s < 0) import_backbone_free(&r);
     }
     if (s < 0) {
         fprintf(stderr, "ote import-backbone: %s\n", ote_errmsg());
@@ -129,11 +129,11 @@ int cmd_import_backbone(int argc, char **argv) {
     if (s < 0) {
         fprintf(stderr, "ote import-backbone: %s\n", ote_errmsg());
         pth_free(&c);
-        ibk_free(&r);
+        import_backbone_free(&r);
         return 1;
     }
     printf("imported %d convs (%zu tensors%s) from %s -> %s\n", r.n_convs, c.n_tensors, keep ? ", classifier kept" : "", in, path);
     pth_free(&c);
-    ibk_free(&r);
+    import_backbone_free(&r);
     return 0;
 }

@@ -21,7 +21,7 @@
 #include "train/trainer.h"
 #include "train/weights.h"
 
-static void predict_usage(FILE *f) {
+static void cmd_predict_usage(FILE *f) {
     fprintf(f, "usage: ote predict TEMPLATE --load-weights W --test-ann-files GT --test-data-roots D\n"
                "                  --save-detections OUT.json [params --model.input_size WxH ...]\n\n"
                "(test helper) Writes the detector's detections (COCO results JSON, original-image\n"
@@ -34,7 +34,7 @@ int cmd_predict(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
-            predict_usage(stdout);
+            cmd_predict_usage(stdout);
             return 0;
         }
         if (!strcmp(o, "params")) {
@@ -69,8 +69,8 @@ int cmd_predict(int argc, char **argv) {
                         "--save-detections\n");
         return 2;
     }
-    cfg_template cfg;
-    if (cfg_load(&cfg, tpl) < 0) {
+    config_template cfg;
+    if (config_load(&cfg, tpl) < 0) {
         fprintf(stderr, "ote predict: %s\n", ote_errmsg());
         return 2;
     }
@@ -83,7 +83,7 @@ int cmd_predict(int argc, char **argv) {
         fprintf(stderr, "ote predict: %s\n", ote_errmsg());
         return 1;
     }
-    if (params_at && cfg_apply_params(&cfg, argc - params_at - 1, argv + params_at + 1) < 0) {
+    if (params_at && config_apply_params(&cfg, argc - params_at - 1, argv + params_at + 1) < 0) {
         fprintf(stderr, "ote predict: %s\n", ote_errmsg());
         return 2;
     }

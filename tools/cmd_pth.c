@@ -21,7 +21,7 @@
 #include "engine/status.h"
 #include "tools/commands.h"
 
-static uint64_t pth_cmd_fnv1a(const void *p, size_t n) {
+static uint64_t cmd_pth_fnv1a(const void *p, size_t n) {
     const unsigned char *b = p;
     uint64_t h = 0xcbf29ce484222325ull;
     for (size_t i = 0; i < n; i++) {
@@ -31,7 +31,7 @@ static uint64_t pth_cmd_fnv1a(const void *p, size_t n) {
     return h;
 }
 
-static void pth_cmd_dump(const pth_ckpt *c) {
+static void cmd_pth_print(const pth_ckpt *c) {
     printf("layout\t%s\n", pth_layout_name(c->layout));
     if (c->has_confidence_threshold) printf("confidence_threshold\t%.17g\n", c->confidence_threshold);
     else printf("confidence_threshold\t-\n");
@@ -43,13 +43,13 @@ static void pth_cmd_dump(const pth_ckpt *c) {
         printf("tensor\t%s\t%s\t%s\t", t->name, t->dtype == PTH_F32 ? "f32" : "i64", t->src_type);
         for (int d = 0; d < t->ndim; d++) printf("%s%" PRId64, d ? "," : "", t->shape[d]);
         size_t bytes = t->numel * (t->dtype == PTH_F32 ? sizeof(float) : sizeof(int64_t));
-        printf("\t%016" PRIx64 "\n", pth_cmd_fnv1a(t->data, bytes));
+        printf("\t%016" PRIx64 "\n", cmd_pth_fnv1a(t->data, bytes));
     }
 }
 
 /* The sample checkpoint: the same formulas are written out independently in
  * tests/test_pth_interop.py, which checks torch.load's view of this file against them. */
-static int pth_cmd_sample(pth_ckpt *c) {
+static int cmd_pth_sample(pth_ckpt *c) {
     float w[3 * 64 * 3 * 3];
     for (int j = 0; j < 3 * 64 * 9; j++) w[j] = (float)((j * 37 + 11) % 97 - 48) / 16.0f;
     int64_t s4333[4] = {4, 3, 3, 3}, s4[1] = {4}, s8[1] = {8}, s64[1] = {64}, s3[4] = {3, 64, 3, 3}, s0[1] = {0},
@@ -83,7 +83,7 @@ static int pth_cmd_sample(pth_ckpt *c) {
     return OTE_OK;
 }
 
-static int pth_cmd_layout(const char *s, pth_layout *l) {
+static int cmd_pth_layout(const char *s, pth_layout *l) {
     if (!strcmp(s, "ote")) *l = PTH_LAYOUT_OTE;
     else if (!strcmp(s, "state_dict")) *l = PTH_LAYOUT_STATE_DICT;
     else if (!strcmp(s, "bare")) *l = PTH_LAYOUT_BARE;
@@ -105,7 +105,7 @@ int cmd_pth_dump(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--resave") && i + 1 < argc) {
             resave = argv[++i];
         } else if (!strcmp(argv[i], "--layout") && i + 1 < argc) {
-            if (pth_cmd_layout(argv[++i], &layout) < 0) {
+            if (cmd_pth_layout(argv[++i], &layout) < 0) {
                 fprintf(stderr, "ote pth-dump: --layout: unknown value '%s' (ote, state_dict, bare)\n", argv[i]);
                 return 2;
             }
@@ -125,13 +125,13 @@ int cmd_pth_dump(int argc, char **argv) {
     pth_init(&c);
     int rc;
     if (sample) {
-        rc = pth_cmd_sample(&c);
+        rc = cmd_pth_sample(&c);
         c.layout = layout;
         if (rc >= 0) rc = pth_save(sample, &c);
     } else {
         rc = pth_load(in, &c);
         if (rc >= 0) {
-            pth_cmd_dump(&c);
+            cmd_pth_print(&c);
             if (resave) {
                 if (have_layout) c.layout = layout;
                 rc = pth_save(resave, &c);

@@ -32,13 +32,13 @@ enum { TR_TRAIN_ANN, TR_TRAIN_ROOTS, TR_VAL_ANN, TR_VAL_ROOTS, TR_LOAD, TR_SAVE,
 static const struct {
     const char *name;
     int takes_value;
-} tr_opts[TR_N] = {
+} cmd_train_opts[TR_N] = {
     {"--train-ann-files", 1}, {"--train-data-roots", 1}, {"--val-ann-files", 1}, {"--val-data-roots", 1},
     {"--load-weights", 1},    {"--save-model-to", 1},    {"--enable-hpo", 0},    {"--hpo-time-ratio", 1},
     {"--help", 0},            {"--hpo-resume", 1},
 };
 
-static void train_usage(FILE *f) {
+static void cmd_train_usage(FILE *f) {
     fprintf(f,
             "usage: ote train TEMPLATE --train-ann-files A --train-data-roots D --val-ann-files B\n"
             "                 --val-data-roots E --save-model-to OUT [--load-weights W]\n"
@@ -74,11 +74,11 @@ static void train_usage(FILE *f) {
 
 /* argparse-like lookup: exact name or unambiguous prefix. Returns the option index, -1 unknown,
  * -2 ambiguous (message printed). */
-static int train_find_opt(const char *arg, size_t len) {
+static int cmd_train_find_opt(const char *arg, size_t len) {
     int found = -1, n = 0;
     for (int i = 0; i < TR_N; i++) {
-        if (strlen(tr_opts[i].name) == len && !strncmp(tr_opts[i].name, arg, len)) return i;
-        if (len > 2 && !strncmp(tr_opts[i].name, arg, len)) {
+        if (strlen(cmd_train_opts[i].name) == len && !strncmp(cmd_train_opts[i].name, arg, len)) return i;
+        if (len > 2 && !strncmp(cmd_train_opts[i].name, arg, len)) {
             found = i;
             n++;
         }
@@ -86,23 +86,23 @@ static int train_find_opt(const char *arg, size_t len) {
     if (n > 1) {
         fprintf(stderr, "ote train: ambiguous option: %.*s could match", (int)len, arg);
         for (int i = 0, k = 0; i < TR_N; i++)
-            if (!strncmp(tr_opts[i].name, arg, len)) fprintf(stderr, "%s %s", k++ ? "," : "", tr_opts[i].name);
+            if (!strncmp(cmd_train_opts[i].name, arg, len)) fprintf(stderr, "%s %s", k++ ? "," : "", cmd_train_opts[i].name);
         fprintf(stderr, "\n");
         return -2;
     }
     return found;
 }
 
-typedef struct train_args {
+typedef struct cmd_train_args {
     const char *template_path;
     const char *v[TR_N];
     int hpo;
     double hpo_ratio;
     int params_at; /* argv index of the word `params`, 0 if none */
-} train_args;
+} cmd_train_args;
 
 /* 0 go on, 1 help shown, 2 usage error (printed). */
-static int train_parse(int argc, char **argv, train_args *a) {
+static int cmd_train_parse(int argc, char **argv, cmd_train_args *a) {
     memset(a, 0, sizeof *a);
     a->hpo_ratio = 4.0;
     for (int i = 1; i < argc; i++) {
@@ -112,7 +112,7 @@ static int train_parse(int argc, char **argv, train_args *a) {
             break;
         }
         if (!strcmp(o, "-h")) {
-            train_usage(stdout);
+            cmd_train_usage(stdout);
             return 1;
         }
         if (strncmp(o, "--", 2) != 0 || o[2] == '\0') {
@@ -129,19 +129,19 @@ static int train_parse(int argc, char **argv, train_args *a) {
         }
         const char *eq = strchr(o, '=');
         size_t len = eq ? (size_t)(eq - o) : strlen(o);
-        int k = train_find_opt(o, len);
+        int k = cmd_train_find_opt(o, len);
         if (k == -2) return 2;
         if (k < 0) {
             fprintf(stderr, "ote train: unknown option '%.*s' (see 'ote train --help')\n", (int)len, o);
             return 2;
         }
         if (k == TR_HELP) {
-            train_usage(stdout);
+            cmd_train_usage(stdout);
             return 1;
         }
-        if (!tr_opts[k].takes_value) {
+        if (!cmd_train_opts[k].takes_value) {
             if (eq) {
-                fprintf(stderr, "ote train: option %s takes no value\n", tr_opts[k].name);
+                fprintf(stderr, "ote train: option %s takes no value\n", cmd_train_opts[k].name);
                 return 2;
             }
             if (k == TR_HPO) a->hpo = 1;
@@ -152,13 +152,13 @@ static int train_parse(int argc, char **argv, train_args *a) {
             val = eq + 1;
         } else {
             if (i + 1 >= argc || !strncmp(argv[i + 1], "--", 2) || !strcmp(argv[i + 1], "params")) {
-                fprintf(stderr, "ote train: option %s needs a value\n", tr_opts[k].name);
+                fprintf(stderr, "ote train: option %s needs a value\n", cmd_train_opts[k].name);
                 return 2;
             }
             val = argv[++i];
         }
         if (!*val) {
-            fprintf(stderr, "ote train: option %s: empty value\n", tr_opts[k].name);
+            fprintf(stderr, "ote train: option %s: empty value\n", cmd_train_opts[k].name);
             return 2;
         }
         a->v[k] = val;
@@ -170,7 +170,7 @@ static int train_parse(int argc, char **argv, train_args *a) {
     const int required[] = {TR_TRAIN_ANN, TR_TRAIN_ROOTS, TR_VAL_ANN, TR_VAL_ROOTS, TR_SAVE};
     for (size_t r = 0; r < sizeof required / sizeof required[0]; r++)
         if (!a->v[required[r]]) {
-            fprintf(stderr, "ote train: missing required option %s (see 'ote train --help')\n", tr_opts[required[r]].name);
+            fprintf(stderr, "ote train: missing required option %s (see 'ote train --help')\n", cmd_train_opts[required[r]].name);
             return 2;
         }
     if (a->v[TR_RESUME] && train_hpo_parse_resume(a->v[TR_RESUME]) < 0) {
@@ -188,15 +188,15 @@ static int train_parse(int argc, char **argv, train_args *a) {
     return 0;
 }
 
-static int file_readable(const char *p) {
+static int cmd_train_file_readable(const char *p) {
     struct stat st;
     return stat(p, &st) == 0 && S_ISREG(st.st_mode) && access(p, R_OK) == 0;
 }
 
-static void train_print_summary(const coco_dataset *val, const trainer_result *r) {
+static void cmd_train_print_summary(const coco_dataset *val, const trainer_result *r) {
     printf("\ntraining finished: %d of %d epochs, %ld iterations, %ld images, %.1f s%s\n", r->epochs_run,
            r->epochs_planned, r->iters, r->images, r->seconds,
-           r->stop == TRAIN_STOP_EARLY ? " (early stopping)" : r->stop == TRAIN_STOP_DEADLINE ? " (deadline)" : "");
+           r->stop == TRAINER_STOP_EARLY ? " (early stopping)" : r->stop == TRAINER_STOP_DEADLINE ? " (deadline)" : "");
     if (!r->has_best) return;
     printf("best model: epoch %d; confidence threshold %.3f\n", r->best_epoch, r->confidence_threshold);
     printf("validation VOC mAP@0.5 of the best model: %.4f  (%.17g)\n", (double)r->best.voc.map,
@@ -215,29 +215,29 @@ static void train_print_summary(const coco_dataset *val, const trainer_result *r
 }
 
 int cmd_train(int argc, char **argv) {
-    train_args a;
-    int u = train_parse(argc, argv, &a);
+    cmd_train_args a;
+    int u = cmd_train_parse(argc, argv, &a);
     if (u == 1) return 0;
     if (u) return 2;
 
-    cfg_template cfg;
-    int s = cfg_load(&cfg, a.template_path);
+    config_template cfg;
+    int s = config_load(&cfg, a.template_path);
     if (s < 0) {
         if (s == OTE_EIO) fprintf(stderr, "ote train: template not found or unreadable: %s\n", ote_errmsg());
         else fprintf(stderr, "ote train: %s\n", ote_errmsg());
         return 2;
     }
     if (a.params_at) {
-        s = cfg_apply_params(&cfg, argc - a.params_at - 1, argv + a.params_at + 1);
+        s = config_apply_params(&cfg, argc - a.params_at - 1, argv + a.params_at + 1);
         if (s < 0) {
             fprintf(stderr, "ote train: %s\n", ote_errmsg());
             return 2;
         }
     }
     if (a.hpo) {
-        char hp[2 * CFG_PATH_LEN];
+        char hp[2 * CONFIG_PATH_LEN];
         snprintf(hp, sizeof hp, "%s/hpo_config.yaml", cfg.dir);
-        if (!file_readable(hp)) {
+        if (!cmd_train_file_readable(hp)) {
             fprintf(stderr, "ote train: --enable-hpo: %s not found (hpo_config.yaml must sit beside the template)\n", hp);
             return 2;
         }
@@ -247,7 +247,7 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "ote train: %s\n", ote_errmsg());
         return 2;
     }
-    if (a.v[TR_LOAD] && !file_readable(a.v[TR_LOAD])) {
+    if (a.v[TR_LOAD] && !cmd_train_file_readable(a.v[TR_LOAD])) {
         fprintf(stderr, "ote train: --load-weights: cannot read %s\n", a.v[TR_LOAD]);
         return 1;
     }
@@ -283,13 +283,13 @@ int cmd_train(int argc, char **argv) {
     if (a.hpo) {
         train_hpo_args ha = {&train, &val, weights_path, a.v[TR_LOAD], a.hpo_ratio,
                              (hpo_resume)train_hpo_parse_resume(a.v[TR_RESUME]), isatty(0), stdout};
-        int hs = train_hpo(&ha, &cfg); /* on success cfg holds the best values */
+        int hs = train_hpo_run(&ha, &cfg); /* on success cfg holds the best values */
         if (hs) {
             rc = hs == TRAIN_HPO_QUIT ? 0 : hs;
             goto done;
         }
     }
-    train_opts o;
+    trainer_opts o;
     trainer_opts_init(&o, &cfg);
     o.init_weights = a.v[TR_LOAD];
     o.save_path = weights_path;
@@ -300,7 +300,7 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "ote train: %s\n", ote_errmsg());
         goto done;
     }
-    train_print_summary(&val, &res);
+    cmd_train_print_summary(&val, &res);
     if (!res.has_best) {
         fprintf(stderr, "ote train: no epoch finished: nothing saved\n");
         goto done;

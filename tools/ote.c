@@ -6,8 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "engine/ctx.h"
-#include "engine/status.h"
 #include "tools/commands.h"
 
 static const struct {
@@ -35,27 +33,6 @@ static void usage(FILE *f) {
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-18s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\nRun 'ote <command> --help' for the options of a command.\n");
-}
-
-int cmd_version(int argc, char **argv) {
-    (void)argv;
-    if (argc > 1) {
-        fprintf(stdout, "usage: ote --version\n");
-        return strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ? 0 : 2;
-    }
-    eng_ctx e;
-    if (eng_init(&e, 0) < 0) {
-        fprintf(stderr, "ote: %s\n", ote_errmsg());
-        return 1;
-    }
-    char v[128];
-    eng_version_string(v, sizeof v);
-    printf("ote-c %s\n", OTE_VERSION);
-    printf("oneDNN %s, CPU runtime OpenMP\n", v);
-    printf("ISA: %s\n", eng_isa_name());
-    printf("threads: %d\n", e.nthreads);
-    eng_free(&e);
-    return 0;
 }
 
 int main(int argc, char **argv) {

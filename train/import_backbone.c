@@ -18,7 +18,7 @@
  * stride, stage, unit). Stage/unit follow pytorchcv's grouping (spec-detector.md §2a). */
 static const struct {
     int cin, t, cout, stride, stage, unit;
-} ibk_units[17] = {
+} mbv2_units[17] = {
     {32, 1, 16, 1, 1, 1},  {16, 6, 24, 2, 2, 1},  {24, 6, 24, 1, 2, 2},  {24, 6, 32, 2, 3, 1},
     {32, 6, 32, 1, 3, 2},  {32, 6, 32, 1, 3, 3},  {32, 6, 64, 2, 4, 1},  {64, 6, 64, 1, 4, 2},
     {64, 6, 64, 1, 4, 3},  {64, 6, 64, 1, 4, 4},  {64, 6, 96, 1, 4, 5},  {96, 6, 96, 1, 4, 6},
@@ -26,26 +26,26 @@ static const struct {
     {160, 6, 320, 1, 5, 4},
 };
 
-enum { IBK_N_CONV = 35, IBK_N_DW = 17, IBK_N_ADD = 10, IBK_FINAL_CH = 1280 };
+enum { MBV2_N_CONV = 35, MBV2_N_DW = 17, MBV2_N_ADD = 10, MBV2_FINAL_CH = 1280 };
 
-void ibk_free(ibk_result *r) {
+void import_backbone_free(import_backbone_result *r) {
     if (!r) return;
     for (int i = 0; i < r->n; i++) free(r->p[i].data);
     free(r->p);
     memset(r, 0, sizeof *r);
 }
 
-const ibk_param *ibk_find(const ibk_result *r, const char *name) {
+const import_backbone_param *import_backbone_find(const import_backbone_result *r, const char *name) {
     for (int i = 0; i < r->n; i++)
         if (!strcmp(r->p[i].name, name)) return &r->p[i];
     return NULL;
 }
 
 /* Takes ownership of `data` (freed on failure too). */
-static int add_param(ibk_result *r, const char *name, int ndim, const int64_t *shape, float *data) {
+static int add_param(import_backbone_result *r, const char *name, int ndim, const int64_t *shape, float *data) {
     if (r->n == r->cap) {
         int nc = r->cap ? 2 * r->cap : 64;
-        ibk_param *np = realloc(r->p, (size_t)nc * sizeof *np);
+        import_backbone_param *np = realloc(r->p, (size_t)nc * sizeof *np);
         if (!np) {
             free(data);
             return ote_err(OTE_ENOMEM, "import-backbone: cannot allocate the parameter list");
@@ -53,7 +53,7 @@ static int add_param(ibk_result *r, const char *name, int ndim, const int64_t *s
         r->p = np;
         r->cap = nc;
     }
-    ibk_param *p = &r->p[r->n++];
+    import_backbone_param *p = &r->p[r->n++];
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "%s", name);
     p->ndim = ndim;
@@ -69,7 +69,7 @@ static int add_param(ibk_result *r, const char *name, int ndim, const int64_t *s
 static float *alloc_f(int64_t n) { return malloc((size_t)(n > 0 ? n : 1) * sizeof(float)); }
 
 /* BN that is identity + bias in eval mode (see import_backbone.h). Takes ownership of bias. */
-static int add_bn(ibk_result *r, const char *prefix, int c, float *bias) {
+static int add_bn(import_backbone_result *r, const char *prefix, int c, float *bias) {
     char name[128];
     int64_t shape[1] = {c};
     float *g = alloc_f(c), *mu = alloc_f(c), *var = alloc_f(c);
@@ -77,7 +77,7 @@ static int add_bn(ibk_result *r, const char *prefix, int c, float *bias) {
         free(g), free(mu), free(var), free(bias);
         return ote_err(OTE_ENOMEM, "import-backbone: cannot allocate BatchNorm parameters");
     }
-    for (int i = 0; i < c; i++) g[i] = 1.0f, mu[i] = 0.0f, var[i] = 1.0f - IBK_BN_EPS;
+    for (int i = 0; i < c; i++) g[i] = 1.0f, mu[i] = 0.0f, var[i] = 1.0f - IMPORT_BACKBONE_BN_EPS;
     int s = 0;
     snprintf(name, sizeof name, "%s.bn.weight", prefix);
     if (s == 0) s = add_param(r, name, 1, shape, g); else free(g);
@@ -93,7 +93,7 @@ static int add_bn(ibk_result *r, const char *prefix, int c, float *bias) {
 typedef struct walk {
     const tfl_model *m;
     int op; /* next operator to look at */
-    ibk_result *r;
+    import_backbone_result *r;
 } walk;
 
 static const char *opname(int code) {
@@ -256,7 +256,7 @@ static int take_classifier(walk *w, int feat_t) {
     int wt = op->inputs[1], bt = op->n_in > 2 ? op->inputs[2] : -1;
     const tfl_tensor *W = &m->tensors[wt];
     int K = W->ndim > 0 ? W->shape[0] : 0;
-    int want_conv[4] = {K, 1, 1, IBK_FINAL_CH}, want_fc[2] = {K, IBK_FINAL_CH};
+    int want_conv[4] = {K, 1, 1, MBV2_FINAL_CH}, want_fc[2] = {K, MBV2_FINAL_CH};
     int ok = op->opcode == TFL_OP_CONV_2D ? shape_is(W, 4, want_conv) : shape_is(W, 2, want_fc);
     if (!ok || K <= 0 || (bt >= 0 && !shape_is(&m->tensors[bt], 1, &K))) {
         char have[64];
@@ -267,7 +267,7 @@ static int take_classifier(walk *w, int feat_t) {
     if (op->activation != TFL_ACT_NONE)
         return ote_err(OTE_EPARSE, "%s: operators[%d] (classifier): fused activation %s, expected NONE", m->path, ci,
                        act_name(op->activation));
-    int64_t n = (int64_t)K * IBK_FINAL_CH;
+    int64_t n = (int64_t)K * MBV2_FINAL_CH;
     float *wd = alloc_f(n), *bd = alloc_f(K);
     if (!wd || !bd) {
         free(wd), free(bd);
@@ -281,7 +281,7 @@ static int take_classifier(walk *w, int feat_t) {
         free(wd), free(bd);
         return ote_err_context(s, "operators[%d] (classifier)", ci);
     }
-    int64_t sw[2] = {K, IBK_FINAL_CH}, sb[1] = {K};
+    int64_t sw[2] = {K, MBV2_FINAL_CH}, sb[1] = {K};
     s = add_param(w->r, "backbone.output.weight", 2, sw, wd);
     if (s < 0) {
         free(bd);
@@ -292,12 +292,12 @@ static int take_classifier(walk *w, int feat_t) {
     return 0;
 }
 
-static int import_all(const tfl_model *m, int keep_classifier, ibk_result *r) {
+static int import_all(const tfl_model *m, int keep_classifier, import_backbone_result *r) {
     int nconv = tfl_count_ops(m, TFL_OP_CONV_2D), ndw = tfl_count_ops(m, TFL_OP_DEPTHWISE_CONV_2D),
         nadd = tfl_count_ops(m, TFL_OP_ADD);
     int nfc = tfl_count_ops(m, TFL_OP_FULLY_CONNECTED);
     /* 35 backbone convs, plus one when the classifier is a 1x1 conv rather than an FC. */
-    if ((nconv != IBK_N_CONV && nconv != IBK_N_CONV + 1) || ndw != IBK_N_DW || nadd != IBK_N_ADD || nconv + nfc > IBK_N_CONV + 1)
+    if ((nconv != MBV2_N_CONV && nconv != MBV2_N_CONV + 1) || ndw != MBV2_N_DW || nadd != MBV2_N_ADD || nconv + nfc > MBV2_N_CONV + 1)
         return ote_err(OTE_EPARSE,
                        "%s: not a MobileNetV2 1.0 graph: %d CONV_2D, %d DEPTHWISE_CONV_2D, %d ADD, %d FULLY_CONNECTED "
                        "(expected 35 or 36, 17, 10, and at most one classifier)",
@@ -307,21 +307,21 @@ static int import_all(const tfl_model *m, int keep_classifier, ibk_result *r) {
     char prefix[96], role[64];
     CHECK(take_conv(&w, TFL_OP_CONV_2D, 3, 2, 3, 32, TFL_ACT_RELU6, -1, "backbone.features.init_block", "init_block", &cur));
     for (int u = 0; u < 17; u++) {
-        int cin = ibk_units[u].cin, mid = cin * ibk_units[u].t, cout = ibk_units[u].cout;
-        int S = ibk_units[u].stage, U = ibk_units[u].unit;
+        int cin = mbv2_units[u].cin, mid = cin * mbv2_units[u].t, cout = mbv2_units[u].cout;
+        int S = mbv2_units[u].stage, U = mbv2_units[u].unit;
         int unit_in = cur;
-        if (ibk_units[u].t != 1) {
+        if (mbv2_units[u].t != 1) {
             snprintf(prefix, sizeof prefix, "backbone.features.stage%d.unit%d.conv1", S, U);
             snprintf(role, sizeof role, "stage%d.unit%d.conv1 expansion", S, U);
             CHECK(take_conv(&w, TFL_OP_CONV_2D, 1, 1, cin, mid, TFL_ACT_RELU6, cur, prefix, role, &cur));
         }
         snprintf(prefix, sizeof prefix, "backbone.features.stage%d.unit%d.conv2", S, U);
         snprintf(role, sizeof role, "stage%d.unit%d.conv2 depthwise", S, U);
-        CHECK(take_conv(&w, TFL_OP_DEPTHWISE_CONV_2D, 3, ibk_units[u].stride, mid, mid, TFL_ACT_RELU6, cur, prefix, role, &cur));
+        CHECK(take_conv(&w, TFL_OP_DEPTHWISE_CONV_2D, 3, mbv2_units[u].stride, mid, mid, TFL_ACT_RELU6, cur, prefix, role, &cur));
         snprintf(prefix, sizeof prefix, "backbone.features.stage%d.unit%d.conv3", S, U);
         snprintf(role, sizeof role, "stage%d.unit%d.conv3 projection", S, U);
         CHECK(take_conv(&w, TFL_OP_CONV_2D, 1, 1, mid, cout, TFL_ACT_NONE, cur, prefix, role, &cur));
-        if (cin == cout && ibk_units[u].stride == 1) {
+        if (cin == cout && mbv2_units[u].stride == 1) {
             int ai = next_op(&w);
             if (ai < 0 || m->ops[ai].opcode != TFL_OP_ADD)
                 return ote_err(OTE_EPARSE, "%s: operators[%d]: found %s where MobileNetV2 has the residual ADD of stage%d.unit%d",
@@ -340,13 +340,13 @@ static int import_all(const tfl_model *m, int keep_classifier, ibk_result *r) {
     }
     /* The final 1x1 320->1280 conv belongs to the classifier part (pytorchcv's final_block, which
      * the detector drops); it is validated in any case, imported only with keep_classifier. */
-    ibk_result scratch = {0};
+    import_backbone_result scratch = {0};
     walk w2 = w;
     if (!keep_classifier) w2.r = &scratch;
-    int s = take_conv(&w2, TFL_OP_CONV_2D, 1, 1, 320, IBK_FINAL_CH, TFL_ACT_RELU6, cur, "backbone.features.final_block",
+    int s = take_conv(&w2, TFL_OP_CONV_2D, 1, 1, 320, MBV2_FINAL_CH, TFL_ACT_RELU6, cur, "backbone.features.final_block",
                       "final_block", &t);
     if (!keep_classifier) {
-        ibk_free(&scratch);
+        import_backbone_free(&scratch);
         CHECK(s);
         return 0;
     }
@@ -354,8 +354,8 @@ static int import_all(const tfl_model *m, int keep_classifier, ibk_result *r) {
     return take_classifier(&w2, t);
 }
 
-int ibk_fold_unit_input(ibk_result *r) {
-    ibk_param *w = NULL, *b = NULL;
+int import_backbone_fold_unit_input(import_backbone_result *r) {
+    import_backbone_param *w = NULL, *b = NULL;
     for (int i = 0; i < r->n; i++) {
         if (!strcmp(r->p[i].name, "backbone.features.init_block.conv.weight")) w = &r->p[i];
         if (!strcmp(r->p[i].name, "backbone.features.init_block.bn.bias")) b = &r->p[i];
@@ -375,9 +375,9 @@ int ibk_fold_unit_input(ibk_result *r) {
     return 0;
 }
 
-int ibk_import(const tfl_model *m, int keep_classifier, ibk_result *out) {
+int import_backbone_tflite(const tfl_model *m, int keep_classifier, import_backbone_result *out) {
     memset(out, 0, sizeof *out);
     int s = import_all(m, keep_classifier, out);
-    if (s < 0) ibk_free(out);
+    if (s < 0) import_backbone_free(out);
     return s;
 }

@@ -21,7 +21,7 @@
  * Padding: the weights assume TF "SAME" padding: pad_total = max((ceil(in/s) - 1)*s + k - in, 0),
  * pad_before = pad_total / 2 (floor), pad_after = the rest. For a 3x3 stride-2 conv on an even
  * input that is 0 at top/left and 1 at bottom/right (PyTorch's symmetric pad 1 differs).
- * Input: RGB scaled to [-1, 1] (x / 127.5 - 1); after ibk_fold_unit_input, x / 255.
+ * Input: RGB scaled to [-1, 1] (x / 127.5 - 1); after import_backbone_fold_unit_input, x / 255.
  *
  * BatchNorm: these files fold BN into conv weight + bias, so each conv gets a BN that is exactly
  * "identity + bias" in eval mode: weight (gamma) = 1, bias (beta) = the folded conv bias,
@@ -32,7 +32,7 @@
  * beta alone; the pretrained function is then only approximately kept (the first training steps
  * re-learn gamma). Re-estimating statistics, or freezing BN (norm_eval), avoids that.
  *
- * Ownership: ibk_result owns every parameter buffer; ibk_free releases them.
+ * Ownership: import_backbone_result owns every parameter buffer; import_backbone_free releases them.
  */
 #ifndef OTE_IMPORT_BACKBONE_H
 #define OTE_IMPORT_BACKBONE_H
@@ -41,37 +41,37 @@
 
 #include "engine/tflite.h"
 
-#define IBK_BN_EPS 1e-5f
+#define IMPORT_BACKBONE_BN_EPS 1e-5f
 
-typedef struct ibk_param {
+typedef struct import_backbone_param {
     char name[96];
     int ndim;
     int64_t shape[4];  /* PyTorch layout: conv OIHW, depthwise (C, 1, KH, KW), linear (K, C) */
     int64_t numel;
     float *data;       /* owned */
-} ibk_param;
+} import_backbone_param;
 
-typedef struct ibk_result {
-    ibk_param *p;      /* in state-dict order */
+typedef struct import_backbone_result {
+    import_backbone_param *p; /* in state-dict order */
     int n, cap;
     int n_convs;       /* convs mapped: 51 (init_block + 17 units), 52 with keep_classifier */
     int n_classes;     /* K when the classifier was kept, else 0 */
-} ibk_result;
+} import_backbone_result;
 
 /* Walks m (which must be the 36 CONV_2D / 17 DEPTHWISE_CONV_2D / 10 ADD MobileNetV2 1.0 graph,
  * with an optional pooled 1x1-conv or FULLY_CONNECTED classifier), validates every operator's
  * wiring, options and tensor shapes, dequantises the weights and fills `out`. keep_classifier
  * also imports the final 1x1 conv and the classifier (an error if the model has none). Any
  * mismatch is OTE_EPARSE with a one-line message naming the operator and what was expected. */
-int ibk_import(const tfl_model *m, int keep_classifier, ibk_result *out);
+int import_backbone_tflite(const tfl_model *m, int keep_classifier, import_backbone_result *out);
 /* Folds the TF input mapping x/127.5 - 1 = 2*(x/255) - 1 into init_block so the weights take
  * x/255 in [0, 1], the detector's normalisation (spec-detector.md §1): conv weight *= 2 and
  * bn.bias -= sum of the (original) weights per output channel (exact because the BN is
  * identity + bias). Exact everywhere except where the first conv reads padding: TF pads with 0,
  * which is mid-grey in TF's [-1, 1] range but black after folding (for even inputs only the
  * bottom row and right column of the first feature map, see import_backbone.h padding). */
-int ibk_fold_unit_input(ibk_result *r);
-void ibk_free(ibk_result *r);
-const ibk_param *ibk_find(const ibk_result *r, const char *name);
+int import_backbone_fold_unit_input(import_backbone_result *r);
+void import_backbone_free(import_backbone_result *r);
+const import_backbone_param *import_backbone_find(const import_backbone_result *r, const char *name);
 
 #endif

@@ -6,7 +6,7 @@
 
 #include "engine/sgd.h"
 
-void sched_adaptive_repeat(int n_train, int max_epochs, int *repeat, int *epochs) {
+void schedule_adaptive_repeat(int n_train, int max_epochs, int *repeat, int *epochs) {
     /* Python's round() is round-half-even; 30*e^(-0.002 N) is never exactly .5 for integer N > 0
      * except where it is irrational anyway, so nearbyint (ties to even) matches it. */
     int r = (int)nearbyint(30.0 * exp(-0.002 * (double)n_train));
@@ -22,21 +22,21 @@ void sched_adaptive_repeat(int n_train, int max_epochs, int *repeat, int *epochs
     *epochs = e;
 }
 
-static int sched_round32(double v) {
+static int schedule_round32(double v) {
     int r = (int)floor(v / 32.0 + 0.5) * 32;
     return r < 32 ? 32 : r;
 }
 
-int sched_train_sizes(int w, int h, aug_size out[5]) {
+int schedule_train_sizes(int w, int h, aug_size out[5]) {
     static const int spec[5][2] = {{992, 736}, {896, 736}, {1088, 736}, {992, 672}, {992, 800}};
     for (int i = 0; i < 5; i++) {
-        out[i].w = sched_round32((double)w * spec[i][0] / 992.0);
-        out[i].h = sched_round32((double)h * spec[i][1] / 736.0);
+        out[i].w = schedule_round32((double)w * spec[i][0] / 992.0);
+        out[i].h = schedule_round32((double)h * spec[i][1] / 736.0);
     }
     return 5;
 }
 
-void sched_plateau_init(sched_plateau *p, double base_lr, long warmup_iters) {
+void schedule_plateau_init(schedule_plateau *p, double base_lr, long warmup_iters) {
     p->lr = base_lr;
     p->best = -INFINITY;
     p->bad = 0;
@@ -48,7 +48,7 @@ void sched_plateau_init(sched_plateau *p, double base_lr, long warmup_iters) {
     p->warmup_iters = warmup_iters;
 }
 
-int sched_plateau_update(sched_plateau *p, double m, long iter) {
+int schedule_plateau_update(schedule_plateau *p, double m, long iter) {
     if (iter < p->warmup_iters) return 0;
     if (m > p->best) {
         p->best = m;
@@ -67,7 +67,7 @@ int sched_plateau_update(sched_plateau *p, double m, long iter) {
     return 0;
 }
 
-void sched_early_stop_init(sched_early_stop *s, long warmup_iters) {
+void schedule_early_stop_init(schedule_early_stop *s, long warmup_iters) {
     s->best = -INFINITY;
     s->wait = 0;
     s->last_iter = 0;
@@ -76,7 +76,7 @@ void sched_early_stop_init(sched_early_stop *s, long warmup_iters) {
     s->warmup_iters = warmup_iters;
 }
 
-int sched_early_stop_update(sched_early_stop *s, double m, long iter) {
+int schedule_early_stop_update(schedule_early_stop *s, double m, long iter) {
     if (iter < s->warmup_iters) return 0;
     if (m > s->best) {
         s->best = m;
@@ -88,6 +88,6 @@ int sched_early_stop_update(sched_early_stop *s, double m, long iter) {
     return s->wait >= s->patience && iter - s->last_iter >= s->iteration_patience;
 }
 
-double sched_lr(const sched_plateau *p, long iter) {
+double schedule_lr(const schedule_plateau *p, long iter) {
     return lr_warmup(p->lr, iter, p->warmup_iters, 1.0 / 3.0);
 }

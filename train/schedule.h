@@ -15,16 +15,16 @@
 /* OTE's adaptive repeat for n_train images and max_epochs (= num_iters):
  * repeat = max(round(30 * e^(-0.002 N)), 1), epochs = ceil(max_epochs / repeat); when that gives a
  * single epoch nothing changes (repeat 1, max_epochs epochs), as patch_adaptive_repeat_dataset. */
-void sched_adaptive_repeat(int n_train, int max_epochs, int *repeat, int *epochs);
+void schedule_adaptive_repeat(int n_train, int max_epochs, int *repeat, int *epochs);
 
 /* The spec's 5 training sizes (992,736) (896,736) (1088,736) (992,672) (992,800) scaled to the
  * input size w x h (each side = w * s / 992 or h * s / 736 rounded to the nearest multiple of 32,
  * at least 32), so 992x736 gives exactly the spec's set. Returns 5. */
-int sched_train_sizes(int w, int h, aug_size out[5]);
+int schedule_train_sizes(int w, int h, aug_size out[5]);
 
 /* OTE's ReduceLROnPlateau (factor 0.1, patience 5 epochs, iteration_patience 600, min_lr 8e-6) and
  * EarlyStopping (patience 8, iteration_patience 1000), both on mAP, both after warm-up. */
-typedef struct sched_plateau {
+typedef struct schedule_plateau {
     double lr;              /* current regular lr (before warm-up scaling) */
     double best;            /* best metric seen after warm-up (-inf before) */
     int bad;                /* evaluations without improvement since the last improvement/drop */
@@ -33,27 +33,27 @@ typedef struct sched_plateau {
     long iteration_patience;/* 600 */
     double factor, min_lr;  /* 0.1, 8e-6 */
     long warmup_iters;
-} sched_plateau;
+} schedule_plateau;
 
-typedef struct sched_early_stop {
+typedef struct schedule_early_stop {
     double best;
     int wait;
     long last_iter;
     int patience;            /* 8 */
     long iteration_patience; /* 1000 */
     long warmup_iters;
-} sched_early_stop;
+} schedule_early_stop;
 
-void sched_plateau_init(sched_plateau *p, double base_lr, long warmup_iters);
+void schedule_plateau_init(schedule_plateau *p, double base_lr, long warmup_iters);
 /* After an evaluation with metric m at global iteration iter (iterations done so far).
  * Returns 1 if the lr was reduced. */
-int sched_plateau_update(sched_plateau *p, double m, long iter);
+int schedule_plateau_update(schedule_plateau *p, double m, long iter);
 
-void sched_early_stop_init(sched_early_stop *s, long warmup_iters);
+void schedule_early_stop_init(schedule_early_stop *s, long warmup_iters);
 /* Returns 1 when training should stop. */
-int sched_early_stop_update(sched_early_stop *s, double m, long iter);
+int schedule_early_stop_update(schedule_early_stop *s, double m, long iter);
 
 /* The lr for iteration `iter` (0-based global): mmcv linear warm-up (ratio 1/3) over the plateau lr. */
-double sched_lr(const sched_plateau *p, long iter);
+double schedule_lr(const schedule_plateau *p, long iter);
 
 #endif

@@ -18,15 +18,15 @@
 #include "train/trainer.h"
 
 /* Calibration: 3 timed iterations after the warm-up one, 3 validation images (the brief of issue 6). */
-enum { TH_STEPS = 3, TH_PREDS = 3 };
+enum { TRAIN_HPO_STEPS = 3, TRAIN_HPO_PREDS = 3 };
 /* Plan building counted once for training and once for validation: the first plan of a process
  * is the expensive one (observed on airport at 256x160: epochs 2-3, which meet new multi-scale
  * shapes, ran at the steady speed while epoch 1 took 4x longer). */
-enum { TH_TRAIN_PLANS = 1 };
-/* Smallest trial input side (see th_train_trial). */
-enum { TH_MIN_SIDE = 96 };
+enum { TRAIN_HPO_TRAIN_PLANS = 1 };
+/* Smallest trial input side (see train_hpo_train_trial). */
+enum { TRAIN_HPO_MIN_SIDE = 96 };
 
-static double th_now(void) {
+static double train_hpo_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
@@ -40,34 +40,34 @@ int train_hpo_parse_resume(const char *s) {
 }
 
 /* Estimate of one plain training run from the timing (seconds), and its validation share. */
-typedef struct th_estimate {
+typedef struct train_hpo_estimate {
     int epochs, repeat, batches;
     long iters;
     double train_s, val_s, setup_s, total_s;
-} th_estimate;
+} train_hpo_estimate;
 
-static void th_estimate_run(const cfg_template *cfg, const coco_dataset *train, const coco_dataset *val,
-                            const trainer_timing *tm, th_estimate *e) {
+static void train_hpo_estimate_run(const config_template *cfg, const coco_dataset *train, const coco_dataset *val,
+                            const trainer_timing *tm, train_hpo_estimate *e) {
     memset(e, 0, sizeof *e);
-    sched_adaptive_repeat(train->n_images, cfg->num_iters, &e->repeat, &e->epochs);
+    schedule_adaptive_repeat(train->n_images, cfg->num_iters, &e->repeat, &e->epochs);
     e->batches = (train->n_images + cfg->batch_size - 1) / cfg->batch_size;
     e->iters = (long)e->epochs * e->repeat * e->batches;
     e->train_s = (double)e->iters * tm->step_seconds;
     e->val_s = (double)e->epochs * (val->n_images * tm->predict_seconds + tm->switch_seconds);
-    e->setup_s = TH_TRAIN_PLANS * tm->plan_seconds + tm->predict_plan_seconds;
+    e->setup_s = TRAIN_HPO_TRAIN_PLANS * tm->plan_seconds + tm->predict_plan_seconds;
     e->total_s = e->train_s + e->val_s + e->setup_s;
 }
 
-/* Sets one hyper-parameter through cfg_set (type and min/max checked like a `params` override). */
-static int th_set_value(cfg_template *c, const hp_param *p, double v) {
+/* Sets one hyper-parameter through config_set (type and min/max checked like a `params` override). */
+static int train_hpo_set_value(config_template *c, const hp_param *p, double v) {
     char buf[64];
     hp_format_value(p, v, buf, sizeof buf);
-    return cfg_set(c, p->name, buf);
+    return config_set(c, p->name, buf);
 }
 
-typedef struct th_trial_ctx {
+typedef struct train_hpo_trial_ctx {
     const train_hpo_args *a;
-    const cfg_template *cfg;  /* template + user params */
+    const config_template *cfg;  /* template + user params */
     int full_epochs;          /* epochs of the full training (after adaptive repeat) */
     double predict_seconds;   /* one validation image at full size */
     /* per trial */
@@ -75,10 +75,10 @@ typedef struct th_trial_ctx {
     hpo_reporter *r;
     double last_seconds;
     int report_err;
-} th_trial_ctx;
+} train_hpo_trial_ctx;
 
-static int th_on_epoch(void *vctx, const train_epoch_report *rep) {
-    th_trial_ctx *c = vctx;
+static int train_hpo_on_epoch(void *vctx, const trainer_epoch_report *rep) {
+    train_hpo_trial_ctx *c = vctx;
     double secs = rep->seconds - c->last_seconds;
     c->last_seconds = rep->seconds;
     int s = hpo_report(c->r, rep->epoch, rep->map, secs, rep->images);
@@ -95,35 +95,35 @@ static int th_on_epoch(void *vctx, const train_epoch_report *rep) {
 }
 
 /* The objective: one in-process trial. */
-static int th_train_trial(void *vctx, const hpo_trial *t, hpo_reporter *r) {
-    th_trial_ctx *c = vctx;
+static int train_hpo_train_trial(void *vctx, const hpo_trial *t, hpo_reporter *r) {
+    train_hpo_trial_ctx *c = vctx;
     c->t = t;
     c->r = r;
     c->last_seconds = 0;
     c->report_err = 0;
-    cfg_template tc = *c->cfg;
+    config_template tc = *c->cfg;
     int warmup_searched = 0;
     for (int i = 0; i < t->space->n; i++) {
-        CHECK(th_set_value(&tc, &t->space->p[i], t->values[i]));
+        CHECK(train_hpo_set_value(&tc, &t->space->p[i], t->values[i]));
         if (!strcmp(t->space->p[i].name, "learning_parameters.learning_rate_warmup_iters")) warmup_searched = 1;
     }
     /* Scaled warm-up (OTE >= v0.3): the trial's short schedule keeps the full run's shape. */
     if (!warmup_searched && c->full_epochs > 0) {
         char buf[32];
         snprintf(buf, sizeof buf, "%d", (int)((double)tc.warmup_iters * t->max_epochs / c->full_epochs));
-        CHECK(cfg_set(&tc, "learning_parameters.learning_rate_warmup_iters", buf));
+        CHECK(config_set(&tc, "learning_parameters.learning_rate_warmup_iters", buf));
     }
     int w = hpo_plan_trial_size(c->cfg->input_w, t->image_resize);
     int h = hpo_plan_trial_size(c->cfg->input_h, t->image_resize);
     /* Below 96 pixels the stride-32 stage is 1-2 pixels wide and oneDNN 2.6 has no JIT kernel for
      * the depthwise conv's backward-weights there (only ref:any, which plans refuse). */
-    if (w < TH_MIN_SIDE) w = c->cfg->input_w < TH_MIN_SIDE ? c->cfg->input_w : TH_MIN_SIDE;
-    if (h < TH_MIN_SIDE) h = c->cfg->input_h < TH_MIN_SIDE ? c->cfg->input_h : TH_MIN_SIDE;
+    if (w < TRAIN_HPO_MIN_SIDE) w = c->cfg->input_w < TRAIN_HPO_MIN_SIDE ? c->cfg->input_w : TRAIN_HPO_MIN_SIDE;
+    if (h < TRAIN_HPO_MIN_SIDE) h = c->cfg->input_h < TRAIN_HPO_MIN_SIDE ? c->cfg->input_h : TRAIN_HPO_MIN_SIDE;
     char size[32];
     snprintf(size, sizeof size, "%dx%d", w, h);
-    CHECK(cfg_set(&tc, "model.input_size", size));
+    CHECK(config_set(&tc, "model.input_size", size));
 
-    train_opts o;
+    trainer_opts o;
     trainer_opts_init(&o, &tc);
     o.init_weights = c->a->init_weights;
     o.save_path = NULL; /* trials never write weights */
@@ -131,7 +131,7 @@ static int th_train_trial(void *vctx, const hpo_trial *t, hpo_reporter *r) {
     o.subset_ratio = t->subset_ratio;
     o.max_epochs = t->max_epochs;
     o.log = NULL;
-    o.on_epoch = th_on_epoch;
+    o.on_epoch = train_hpo_on_epoch;
     o.on_epoch_ctx = c;
     double end = hpo_reporter_deadline(r);
     if (end > 0) {
@@ -153,16 +153,16 @@ static int th_train_trial(void *vctx, const hpo_trial *t, hpo_reporter *r) {
 }
 
 /* Work dir: dirname(weights_path)/hpo. */
-static void th_work_dir(const char *weights_path, char *buf, size_t n) {
+static void train_hpo_work_dir(const char *weights_path, char *buf, size_t n) {
     const char *slash = strrchr(weights_path, '/');
     if (!slash) snprintf(buf, n, "hpo");
     else if (slash == weights_path) snprintf(buf, n, "/hpo");
     else snprintf(buf, n, "%.*s/hpo", (int)(slash - weights_path), weights_path);
 }
 
-int train_hpo(const train_hpo_args *a, cfg_template *cfg) {
+int train_hpo_run(const train_hpo_args *a, config_template *cfg) {
     FILE *out = a->out;
-    char path[2 * CFG_PATH_LEN];
+    char path[2 * CONFIG_PATH_LEN];
     snprintf(path, sizeof path, "%s/hpo_config.yaml", cfg->dir);
     hpo_config hc;
     int s = hpo_config_load(&hc, path);
@@ -172,10 +172,10 @@ int train_hpo(const train_hpo_args *a, cfg_template *cfg) {
     }
     /* Searchable names: the template's TRAINING hyper-parameters except num_iters (a trial runs
      * max_iterations epochs whatever num_iters says). */
-    const char *known[CFG_MAX_HP + 1];
+    const char *known[CONFIG_MAX_HP + 1];
     int nk = 0;
     for (int i = 0; i < cfg->n_hp; i++)
-        if (cfg->hp[i].affects == CFG_AFFECTS_TRAINING && strcmp(cfg->hp[i].key, "learning_parameters.num_iters"))
+        if (cfg->hp[i].affects == CONFIG_AFFECTS_TRAINING && strcmp(cfg->hp[i].key, "learning_parameters.num_iters"))
             known[nk++] = cfg->hp[i].key;
     known[nk] = NULL;
     s = hpo_config_check_names(&hc, known);
@@ -184,10 +184,10 @@ int train_hpo(const train_hpo_args *a, cfg_template *cfg) {
         return 2;
     }
     double defaults[HP_MAX_PARAMS];
-    for (int i = 0; i < hc.space.n; i++) defaults[i] = cfg_find(cfg, hc.space.p[i].name)->value;
+    for (int i = 0; i < hc.space.n; i++) defaults[i] = config_find(cfg, hc.space.p[i].name)->value;
 
     char work[4096 + 8];
-    th_work_dir(a->weights_path, work, sizeof work);
+    train_hpo_work_dir(a->weights_path, work, sizeof work);
     long n_train = a->train->n_images;
 
     /* A recorded search first: a corrupt status file is reported before minutes of calibration. */
@@ -204,17 +204,17 @@ int train_hpo(const train_hpo_args *a, cfg_template *cfg) {
     /* 1. Calibration: real steps at full size. */
     if (out) {
         fprintf(out, "HPO: timing %d training steps (batch %d, %dx%d) and %d predictions to plan the budget...\n",
-                TH_STEPS, cfg->batch_size, cfg->input_w, cfg->input_h, TH_PREDS);
+                TRAIN_HPO_STEPS, cfg->batch_size, cfg->input_w, cfg->input_h, TRAIN_HPO_PREDS);
         fflush(out);
     }
     trainer_timing tm;
-    s = trainer_time_steps(cfg, a->train, a->val, TH_STEPS, TH_PREDS, 0, &tm);
+    s = trainer_time_steps(cfg, a->train, a->val, TRAIN_HPO_STEPS, TRAIN_HPO_PREDS, 0, &tm);
     if (s < 0) {
         fprintf(stderr, "ote train: --enable-hpo: timing the training steps: %s\n", ote_errmsg());
         return 1;
     }
-    th_estimate est;
-    th_estimate_run(cfg, a->train, a->val, &tm, &est);
+    train_hpo_estimate est;
+    train_hpo_estimate_run(cfg, a->train, a->val, &tm, &est);
     if (out)
         fprintf(out,
                 "HPO: %.3f s per iteration of %d images, %.3f s per validation image, %.1f s per train/validate "
@@ -231,9 +231,9 @@ int train_hpo(const train_hpo_args *a, cfg_template *cfg) {
     bi.ratio = a->ratio;
     bi.full_dataset_size = n_train;
     bi.full_epochs = est.epochs;
-    bi.input_w = cfg->input_w; /* the trial's real pixel count: multiples of 32, raised to TH_MIN_SIDE */
+    bi.input_w = cfg->input_w; /* the trial's real pixel count: multiples of 32, raised to TRAIN_HPO_MIN_SIDE */
     bi.input_h = cfg->input_h;
-    bi.min_side = TH_MIN_SIDE;
+    bi.min_side = TRAIN_HPO_MIN_SIDE;
     hpo_budget_from_config(&bi, &eff);
     hpo_plan plan;
     s = hpo_plan_budget(&bi, &plan);
@@ -250,9 +250,9 @@ int train_hpo(const train_hpo_args *a, cfg_template *cfg) {
         fprintf(out, "%s\n", line);
         int tw = hpo_plan_trial_size(cfg->input_w, eff.image_resize);
         int th = hpo_plan_trial_size(cfg->input_h, eff.image_resize);
-        if (tw < TH_MIN_SIDE || th < TH_MIN_SIDE)
+        if (tw < TRAIN_HPO_MIN_SIDE || th < TRAIN_HPO_MIN_SIDE)
             fprintf(out, "HPO: trial input raised to at least %d pixels a side (smaller inputs have no JIT kernels)\n",
-                    TH_MIN_SIDE);
+                    TRAIN_HPO_MIN_SIDE);
         if (recorded)
             fprintf(out, "HPO: subset_ratio, image_resize and max_iterations as recorded in %s/hpopt_status.json "
                          "(kept so that the search can be resumed or reused)\n", work);
@@ -261,7 +261,7 @@ int train_hpo(const train_hpo_args *a, cfg_template *cfg) {
     }
 
     /* 3. The search. */
-    th_trial_ctx tc;
+    train_hpo_trial_ctx tc;
     memset(&tc, 0, sizeof tc);
     tc.a = a;
     tc.cfg = cfg;
@@ -279,8 +279,8 @@ int train_hpo(const train_hpo_args *a, cfg_template *cfg) {
     opt.defaults = defaults;
     opt.seed = cfg->seed;
     hpo_result res;
-    double t0 = th_now();
-    s = hpo_run(&eff, &opt, th_train_trial, &tc, &res);
+    double t0 = train_hpo_now();
+    s = hpo_run(&eff, &opt, train_hpo_train_trial, &tc, &res);
     if (s == OTE_ECANCEL && strstr(ote_errmsg(), "no valid answer")) return TRAIN_HPO_QUIT;
     if (s < 0) {
         fprintf(stderr, "ote train: --enable-hpo: %s\n", ote_errmsg());
@@ -288,7 +288,7 @@ int train_hpo(const train_hpo_args *a, cfg_template *cfg) {
     }
     /* 4. The best values for the final training (the user's other params stay). */
     for (int i = 0; i < eff.space.n; i++) {
-        s = th_set_value(cfg, &eff.space.p[i], res.best_values[i]);
+        s = train_hpo_set_value(cfg, &eff.space.p[i], res.best_values[i]);
         if (s < 0) {
             fprintf(stderr, "ote train: --enable-hpo: best value: %s\n", ote_errmsg());
             return 1;
@@ -299,7 +299,7 @@ int train_hpo(const train_hpo_args *a, cfg_template *cfg) {
         hpo_format_dict(&eff.space, res.best_values, d, sizeof d);
         fprintf(out,
                 "HPO done in %.0f s (%s%d trials run, %d on record); best trial %d (%s %.4f); final training with %s\n",
-                th_now() - t0 + tm.seconds, res.reused ? "reused, " : res.resumed ? "resumed, " : "", res.trials_run,
+                train_hpo_now() - t0 + tm.seconds, res.reused ? "reused, " : res.resumed ? "resumed, " : "", res.trials_run,
                 res.trials_total, res.best_id, eff.metric, res.best_score, d);
         fflush(out);
     }

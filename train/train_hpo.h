@@ -42,7 +42,7 @@ typedef struct train_hpo_args {
 /* Runs the HPO phase; on 0, *cfg holds the best values (the final training's settings). Otherwise
  * returns the exit status for `ote train` (1 runtime error, 2 bad hpo_config.yaml / unknown
  * hyper-parameter name) or TRAIN_HPO_QUIT; the error line has been printed on stderr. */
-int train_hpo(const train_hpo_args *a, cfg_template *cfg);
+int train_hpo_run(const train_hpo_args *a, config_template *cfg);
 
 /* "ask" | "yes" | "no" -> policy; -1 for anything else. */
 int train_hpo_parse_resume(const char *s);

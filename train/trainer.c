@@ -28,7 +28,7 @@ static double trainer_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-void trainer_opts_init(train_opts *o, const cfg_template *cfg) {
+void trainer_opts_init(trainer_opts *o, const config_template *cfg) {
     memset(o, 0, sizeof *o);
     o->cfg = *cfg;
     o->subset_ratio = 1.0;
@@ -251,7 +251,7 @@ static void trainer_fmt_time(double s, char *buf, size_t n) {
 }
 
 /* Creates the detector for cfg (ctx must be initialised). */
-static int trainer_make_detector(detector **d, eng_ctx *e, const cfg_template *cfg, int n_classes) {
+static int trainer_make_detector(detector **d, eng_ctx *e, const config_template *cfg, int n_classes) {
     det_cfg dc;
     memset(&dc, 0, sizeof dc);
     dc.num_classes = n_classes;
@@ -292,9 +292,9 @@ static int trainer_validate(trainer_state *st, const coco_dataset *val, eval_rep
     return eval_run(val, st->dets.d, st->dets.n, EVAL_CROWD_ABSENT, trainer_max_dets, rep);
 }
 
-static int trainer_loop(trainer_state *st, const train_opts *o, const coco_dataset *train, const coco_dataset *val,
+static int trainer_loop(trainer_state *st, const trainer_opts *o, const coco_dataset *train, const coco_dataset *val,
                         trainer_result *res) {
-    const cfg_template *cfg = &o->cfg;
+    const config_template *cfg = &o->cfg;
     FILE *log = o->log;
     double t0 = trainer_now();
     const coco_dataset *tr = train;
@@ -308,7 +308,7 @@ static int trainer_loop(trainer_state *st, const train_opts *o, const coco_datas
     if (tr->n_images < 1) return ote_err(OTE_EINVAL, "trainer: the training set has no images");
     if (val) CHECK(trainer_check_classes(tr, val));
     int repeat, epochs;
-    sched_adaptive_repeat(tr->n_images, cfg->num_iters, &repeat, &epochs);
+    schedule_adaptive_repeat(tr->n_images, cfg->num_iters, &repeat, &epochs);
     if (o->max_epochs > 0) epochs = o->max_epochs;
     res->repeat = repeat;
     res->epochs_planned = epochs;
@@ -317,7 +317,7 @@ static int trainer_loop(trainer_state *st, const train_opts *o, const coco_datas
     st->have_e = 1;
     CHECK(trainer_make_detector(&st->d, &st->e, cfg, tr->n_cats));
     if (cfg->pretrained_backbone[0] && !o->init_weights) {
-        char p[2 * CFG_PATH_LEN + 2];
+        char p[2 * CONFIG_PATH_LEN + 2];
         if (cfg->pretrained_backbone[0] == '/') snprintf(p, sizeof p, "%s", cfg->pretrained_backbone);
         else snprintf(p, sizeof p, "%s/%s", cfg->dir, cfg->pretrained_backbone);
         CHECK(trainer_load_backbone(st->d, p));
@@ -343,7 +343,7 @@ static int trainer_loop(trainer_state *st, const train_opts *o, const coco_datas
     loader_config_train(&lc, cfg->num_workers, cfg->seed);
     lc.batch_size = cfg->batch_size;
     aug_size sizes[5];
-    sched_train_sizes(cfg->input_w, cfg->input_h, sizes);
+    schedule_train_sizes(cfg->input_w, cfg->input_h, sizes);
     CHECK(aug_config_train_sizes(&lc.aug, sizes, 5));
     CHECK(loader_create(&st->tl, tr, &lc));
     if (val) {
@@ -361,10 +361,10 @@ static int trainer_loop(trainer_state *st, const train_opts *o, const coco_datas
                 cfg->input_h, sizes[0].w, sizes[0].h, sizes[1].w, sizes[1].h, sizes[2].w, sizes[2].h, sizes[3].w,
                 sizes[3].h, sizes[4].w, sizes[4].h, cfg->learning_rate, cfg->warmup_iters);
 
-    sched_plateau pl;
-    sched_plateau_init(&pl, cfg->learning_rate, cfg->warmup_iters);
-    sched_early_stop es;
-    sched_early_stop_init(&es, cfg->warmup_iters);
+    schedule_plateau pl;
+    schedule_plateau_init(&pl, cfg->learning_rate, cfg->warmup_iters);
+    schedule_early_stop es;
+    schedule_early_stop_init(&es, cfg->warmup_iters);
     int log_every = o->log_every > 0 ? o->log_every : 10;
     long iter = 0, images = 0;
     double train_secs = 0;
@@ -381,7 +381,7 @@ static int trainer_loop(trainer_state *st, const train_opts *o, const coco_datas
             int s;
             double it_t0 = trainer_now();
             while ((s = loader_next(st->tl, &b)) == 1) {
-                double lr = sched_lr(&pl, iter);
+                double lr = schedule_lr(&pl, iter);
                 det_batch db;
                 CHECK(trainer_pack_batch(&st->pack, b, &db));
                 det_losses L;
@@ -420,7 +420,7 @@ static int trainer_loop(trainer_state *st, const train_opts *o, const coco_datas
                 }
                 if (o->deadline > 0 && tnow >= o->deadline) {
                     stop = 1;
-                    res->stop = TRAIN_STOP_DEADLINE;
+                    res->stop = TRAINER_STOP_DEADLINE;
                     break;
                 }
             }
@@ -464,8 +464,8 @@ static int trainer_loop(trainer_state *st, const train_opts *o, const coco_datas
             eval_report_free(&rep);
         }
         double old_lr = pl.lr;
-        int dropped = sched_plateau_update(&pl, map, iter);
-        int early = sched_early_stop_update(&es, map, iter);
+        int dropped = schedule_plateau_update(&pl, map, iter);
+        int early = schedule_early_stop_update(&es, map, iter);
         double tnow = trainer_now();
         if (log) {
             fprintf(log, "epoch %d/%d done: val mAP@0.5 %.4f%s  (%.1f s, %.1f img/s train)\n", ep + 1, epochs, map,
@@ -476,26 +476,26 @@ static int trainer_loop(trainer_state *st, const train_opts *o, const coco_datas
         }
         if (early && !stop) {
             stop = 1;
-            res->stop = TRAIN_STOP_EARLY;
+            res->stop = TRAINER_STOP_EARLY;
             if (log) fprintf(log, "early stopping: no mAP improvement for %d epochs\n", es.wait);
         }
         if (o->on_epoch) {
-            train_epoch_report r = {ep + 1, epochs, map, tnow - t0, images, iter, pl.lr};
+            trainer_epoch_report r = {ep + 1, epochs, map, tnow - t0, images, iter, pl.lr};
             if (o->on_epoch(o->on_epoch_ctx, &r) && !stop) {
                 stop = 1;
-                res->stop = TRAIN_STOP_CALLBACK;
+                res->stop = TRAINER_STOP_CALLBACK;
             }
         }
         if (o->deadline > 0 && tnow >= o->deadline && !stop) {
             stop = 1;
-            res->stop = TRAIN_STOP_DEADLINE;
+            res->stop = TRAINER_STOP_DEADLINE;
         }
     }
     res->seconds = trainer_now() - t0;
     return 0;
 }
 
-int trainer_run(const train_opts *o, const coco_dataset *train, const coco_dataset *val, trainer_result *res) {
+int trainer_run(const trainer_opts *o, const coco_dataset *train, const coco_dataset *val, trainer_result *res) {
     memset(res, 0, sizeof *res);
     res->best_map = -1;
     trainer_state st;
@@ -507,7 +507,7 @@ int trainer_run(const train_opts *o, const coco_dataset *train, const coco_datas
     return s;
 }
 
-int trainer_evaluate(const cfg_template *cfg, const char *weights_path, const coco_dataset *ds, int nthreads,
+int trainer_evaluate(const config_template *cfg, const char *weights_path, const coco_dataset *ds, int nthreads,
                      eval_report *out, eval_dets *keep) {
     memset(out, 0, sizeof *out);
     trainer_state st;
@@ -551,7 +551,7 @@ static int trainer_time_one_step(detector *d, const det_batch *db) {
     return det_sgd_step(d, 1e-6);
 }
 
-int trainer_time_steps(const cfg_template *cfg, const coco_dataset *train, const coco_dataset *val, int steps,
+int trainer_time_steps(const config_template *cfg, const coco_dataset *train, const coco_dataset *val, int steps,
                        int preds, int nthreads, trainer_timing *out) {
     memset(out, 0, sizeof *out);
     if (steps < 1) steps = 1;

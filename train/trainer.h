@@ -25,7 +25,7 @@
 #include "train/config.h"
 
 /* One epoch's report (for HPO and logs). */
-typedef struct train_epoch_report {
+typedef struct trainer_epoch_report {
     int epoch;          /* 1-based */
     int epochs;         /* planned epochs */
     double map;         /* validation VOC mAP@0.5 */
@@ -33,13 +33,13 @@ typedef struct train_epoch_report {
     long images;        /* training images processed so far */
     long iters;         /* iterations done so far */
     double lr;          /* regular lr at the end of the epoch */
-} train_epoch_report;
+} trainer_epoch_report;
 
 /* Return nonzero to stop training after this epoch (HPO pruning). */
-typedef int (*train_epoch_fn)(void *ctx, const train_epoch_report *r);
+typedef int (*trainer_epoch_fn)(void *ctx, const trainer_epoch_report *r);
 
-typedef struct train_opts {
-    cfg_template cfg;          /* hyper-parameters and model settings (params already applied) */
+typedef struct trainer_opts {
+    config_template cfg;          /* hyper-parameters and model settings (params already applied) */
     const char *init_weights;  /* --load-weights: checkpoint to start from, NULL = fresh init */
     const char *save_path;     /* weights.pth written when the val mAP improves; NULL = not saved */
     const char *labels_path;   /* label_schema.json written with the first save; NULL = not written */
@@ -50,17 +50,17 @@ typedef struct train_opts {
     int nthreads;              /* OpenMP threads for oneDNN; 0 = default */
     int log_every;             /* progress line every this many iterations; 0 = 10 */
     FILE *log;                 /* progress / summary lines; NULL = silent */
-    train_epoch_fn on_epoch;
+    trainer_epoch_fn on_epoch;
     void *on_epoch_ctx;
-} train_opts;
+} trainer_opts;
 
 /* Why training ended. */
-typedef enum train_stop {
-    TRAIN_STOP_DONE = 0,      /* all epochs ran */
-    TRAIN_STOP_EARLY = 1,     /* OTE's early-stopping hook */
-    TRAIN_STOP_CALLBACK = 2,  /* on_epoch asked to stop */
-    TRAIN_STOP_DEADLINE = 3,  /* wall-clock deadline */
-} train_stop;
+typedef enum trainer_stop {
+    TRAINER_STOP_DONE = 0,      /* all epochs ran */
+    TRAINER_STOP_EARLY = 1,     /* OTE's early-stopping hook */
+    TRAINER_STOP_CALLBACK = 2,  /* on_epoch asked to stop */
+    TRAINER_STOP_DEADLINE = 3,  /* wall-clock deadline */
+} trainer_stop;
 
 typedef struct trainer_result {
     double best_map;          /* -1 if no epoch finished */
@@ -69,29 +69,29 @@ typedef struct trainer_result {
     long iters, images;
     double seconds;           /* whole run */
     double confidence_threshold; /* stored with the weights */
-    train_stop stop;
+    trainer_stop stop;
     eval_report best;         /* VOC + COCO (maxDets 100,300,1000) of the best epoch */
     int has_best;
 } trainer_result;
 
 /* Default options from a template (everything else off). */
-void trainer_opts_init(train_opts *o, const cfg_template *cfg);
+void trainer_opts_init(trainer_opts *o, const config_template *cfg);
 
 /* Trains; returns 0 or a negative status (OTE_ENAN names the iteration; the best checkpoint
  * already written stays valid). val may be NULL (no validation: nothing is saved). */
-int trainer_run(const train_opts *o, const coco_dataset *train, const coco_dataset *val, trainer_result *res);
+int trainer_run(const trainer_opts *o, const coco_dataset *train, const coco_dataset *val, trainer_result *res);
 void trainer_result_free(trainer_result *r);
 
 /* Evaluates a checkpoint on a dataset at cfg's input size: loads weights (class count must match
  * the dataset), predicts with batch 1 and scores VOC mAP@0.5 + COCO stats (maxDets 100,300,1000).
  * keep (may be NULL, eval_dets_init'ed) receives the detections in dataset order. */
-int trainer_evaluate(const cfg_template *cfg, const char *weights_path, const coco_dataset *ds, int nthreads,
+int trainer_evaluate(const config_template *cfg, const char *weights_path, const coco_dataset *ds, int nthreads,
                      eval_report *out, eval_dets *keep);
 
 /* Both training and validation must list the same class names in the same order. */
 int trainer_check_classes(const coco_dataset *train, const coco_dataset *val);
 
-/* Step timing for the HPO budget (tools/train_hpo.c): real iterations at cfg's input size and
+/* Step timing for the HPO budget (train/train_hpo.c): real iterations at cfg's input size and
  * batch size, with a fresh detector; nothing is saved. */
 typedef struct trainer_timing {
     double step_seconds;      /* one training iteration (forward + backward + SGD) on one batch */
@@ -109,7 +109,7 @@ typedef struct trainer_timing {
  * (the template input size: the middle of the multi-size set), `preds` validation images
  * predicted twice (warm-up, timed), then one more iteration and one more prediction pass (the
  * switch cost). Returns 0 or a negative status (OTE_ENAN included). */
-int trainer_time_steps(const cfg_template *cfg, const coco_dataset *train, const coco_dataset *val, int steps,
+int trainer_time_steps(const config_template *cfg, const coco_dataset *train, const coco_dataset *val, int steps,
                        int preds, int nthreads, trainer_timing *out);
 
 #endif

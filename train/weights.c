@@ -170,7 +170,7 @@ static long weights_numel(const det_param_info *p) {
     return n;
 }
 
-int weights_build(detector *d, const cfg_template *t, double confidence_threshold, pth_ckpt *out) {
+int weights_build(detector *d, const config_template *t, double confidence_threshold, pth_ckpt *out) {
     pth_init(out);
     out->confidence_threshold = confidence_threshold;
     int n = det_n_params(d), s = 0;
@@ -197,7 +197,7 @@ int weights_build(detector *d, const cfg_template *t, double confidence_threshol
     free(buf);
     for (int i = 0; i < t->n_hp && s >= 0; i++) {
         char v[64];
-        cfg_format_value(&t->hp[i], v, sizeof v);
+        config_format_value(&t->hp[i], v, sizeof v);
         s = pth_config_set(out, t->hp[i].key, v);
     }
     char v[64];
@@ -211,7 +211,7 @@ int weights_build(detector *d, const cfg_template *t, double confidence_threshol
     return s;
 }
 
-int weights_save(detector *d, const cfg_template *t, double confidence_threshold, const char *path) {
+int weights_save(detector *d, const config_template *t, double confidence_threshold, const char *path) {
     pth_ckpt c;
     CHECK(weights_build(d, t, confidence_threshold, &c));
     int s = pth_save(path, &c);
@@ -305,12 +305,12 @@ done:
     return s;
 }
 
-int weights_config_to_template(const pth_ckpt *c, cfg_template *t) {
+int weights_config_to_template(const pth_ckpt *c, config_template *t) {
     static const char *const keys[] = {"model.input_size", "model.backbone", "model.tf_padding",
                                        "postprocessing.confidence_threshold"};
     for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
         const char *v = pth_config_get(c, keys[k]);
-        if (v && cfg_set(t, keys[k], v) < 0) return ote_err_context(OTE_EINVAL, "checkpoint config");
+        if (v && config_set(t, keys[k], v) < 0) return ote_err_context(OTE_EINVAL, "checkpoint config");
     }
     return 0;
 }

@@ -54,9 +54,9 @@ int weights_match(const det_param_info *const *params, int n_params, const pth_c
                   weights_match_result *out);
 
 /* The checkpoint of a detector's current parameters with the template's settings. */
-int weights_build(detector *d, const cfg_template *t, double confidence_threshold, pth_ckpt *out);
+int weights_build(detector *d, const config_template *t, double confidence_threshold, pth_ckpt *out);
 /* weights_build + pth_save (atomic). */
-int weights_save(detector *d, const cfg_template *t, double confidence_threshold, const char *path);
+int weights_save(detector *d, const config_template *t, double confidence_threshold, const char *path);
 /* Writes label_schema.json (atomic). */
 int weights_save_labels(const char *path, const coco_dataset *ds);
 
@@ -73,6 +73,6 @@ int weights_apply(detector *d, const pth_ckpt *c, const char *what, weights_load
 
 /* Applies the model settings stored in a checkpoint's config (model.input_size, model.backbone,
  * model.tf_padding, postprocessing.confidence_threshold) to t; absent keys leave t unchanged. */
-int weights_config_to_template(const pth_ckpt *c, cfg_template *t);
+int weights_config_to_template(const pth_ckpt *c, config_template *t);
 
 #endif

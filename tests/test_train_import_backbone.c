@@ -1,4 +1,4 @@
-/* test_import_backbone.c - the TFLite -> MobileNetV2 import, checked by classifying images.
+/* test_train_import_backbone.c - the TFLite -> MobileNetV2 import, checked by classifying images.
  *
  * For both shared TFLite files: import with the classifier kept, then run an independent naive C
  * float forward of the torchvision-variant network on the imported PyTorch-layout weights
@@ -117,8 +117,8 @@ static int same_pad_before(int in, int k, int s) {
     return tot > 0 ? tot / 2 : 0;
 }
 
-static const ibk_param *need(const ibk_result *r, const char *name, int64_t numel) {
-    const ibk_param *p = ibk_find(r, name);
+static const import_backbone_param *need(const import_backbone_result *r, const char *name, int64_t numel) {
+    const import_backbone_param *p = import_backbone_find(r, name);
     if (!p || p->numel != numel) {
         fprintf(stderr, "FAIL: parameter %s missing or wrong size\n", name);
         exit(1);
@@ -127,7 +127,7 @@ static const ibk_param *need(const ibk_result *r, const char *name, int64_t nume
 }
 
 /* conv (groups = 1 or depthwise), weights OIHW / (C,1,k,k), no bias (BN follows). */
-static fmap conv(const fmap *x, const ibk_result *r, const char *prefix, int cout, int k, int s, int dw) {
+static fmap conv(const fmap *x, const import_backbone_result *r, const char *prefix, int cout, int k, int s, int dw) {
     char name[160];
     snprintf(name, sizeof name, "%s.conv.weight", prefix);
     const float *W = need(r, name, (int64_t)cout * (dw ? 1 : x->c) * k * k)->data;
@@ -198,7 +198,7 @@ static fmap conv(const fmap *x, const ibk_result *r, const char *prefix, int cou
     snprintf(name, sizeof name, "%s.bn.running_var", prefix);
     var = need(r, name, cout)->data;
     for (int o = 0; o < cout; o++) {
-        float inv = 1.0f / sqrtf(var[o] + IBK_BN_EPS);
+        float inv = 1.0f / sqrtf(var[o] + IMPORT_BACKBONE_BN_EPS);
         for (size_t p = 0; p < hw; p++) y.d[o * hw + p] = (y.d[o * hw + p] - mu[o]) * inv * g[o] + b[o];
     }
     return y;
@@ -210,7 +210,7 @@ static void relu6(fmap *x) {
 }
 
 /* Returns the 1001 logits. Structure written independently of the importer's table. */
-static float *forward(const ibk_result *r, fmap x) {
+static float *forward(const import_backbone_result *r, fmap x) {
     static const int t_[7] = {1, 6, 6, 6, 6, 6, 6}, c_[7] = {16, 24, 32, 64, 96, 160, 320}, n_[7] = {1, 2, 3, 4, 3, 3, 1},
                      s_[7] = {1, 2, 2, 2, 1, 2, 1};
     /* torchvision group g -> pytorchcv stage: 16 ->1, 24 ->2, 32 ->3, 64/96 ->4, 160/320 ->5 */
@@ -257,7 +257,7 @@ static float *forward(const ibk_result *r, fmap x) {
         pooled[c] = s / (double)hw;
     }
     free(f.d);
-    const ibk_param *W = ibk_find(r, "backbone.output.weight"), *B = ibk_find(r, "backbone.output.bias");
+    const import_backbone_param *W = import_backbone_find(r, "backbone.output.weight"), *B = import_backbone_find(r, "backbone.output.bias");
     if (!W || !B || W->shape[1] != 1280) {
         fprintf(stderr, "FAIL: classifier missing\n");
         exit(1);
@@ -274,7 +274,7 @@ static float *forward(const ibk_result *r, fmap x) {
 
 /* ---- checks ----------------------------------------------------------------------------------- */
 
-static void check_layout(const tfl_model *m, const ibk_result *r, const char *file) {
+static void check_layout(const tfl_model *m, const import_backbone_result *r, const char *file) {
     /* init conv = first CONV_2D; first depthwise = first DEPTHWISE_CONV_2D. */
     int ci = -1, di = -1;
     for (int i = 0; i < m->n_ops; i++) {
@@ -284,7 +284,7 @@ static void check_layout(const tfl_model *m, const ibk_result *r, const char *fi
     int wt = m->ops[ci].inputs[1];
     float *src = malloc(32 * 27 * sizeof *src);
     tfl_dequantize(m, wt, src, 32 * 27);
-    const ibk_param *p = ibk_find(r, "backbone.features.init_block.conv.weight");
+    const import_backbone_param *p = import_backbone_find(r, "backbone.features.init_block.conv.weight");
     int ok = p && p->shape[0] == 32 && p->shape[1] == 3 && p->shape[2] == 3 && p->shape[3] == 3;
     int samples[4][4] = {{0, 0, 0, 0}, {5, 2, 1, 0}, {31, 1, 2, 2}, {17, 0, 2, 1}}; /* o, i, h, w */
     for (int s = 0; ok && s < 4; s++) {
@@ -296,7 +296,7 @@ static void check_layout(const tfl_model *m, const ibk_result *r, const char *fi
     wt = m->ops[di].inputs[1];
     src = malloc(9 * 32 * sizeof *src);
     tfl_dequantize(m, wt, src, 9 * 32);
-    p = ibk_find(r, "backbone.features.stage1.unit1.conv2.conv.weight");
+    p = import_backbone_find(r, "backbone.features.stage1.unit1.conv2.conv.weight");
     ok = p && p->shape[0] == 32 && p->shape[1] == 1 && p->shape[2] == 3 && p->shape[3] == 3;
     int ds[3][3] = {{0, 0, 0}, {7, 1, 2}, {31, 2, 0}}; /* c, h, w */
     for (int s = 0; ok && s < 3; s++) {
@@ -309,25 +309,25 @@ static void check_layout(const tfl_model *m, const ibk_result *r, const char *fi
     int bt = m->ops[ci].inputs[2];
     float b[32];
     tfl_dequantize_bias(m, bt, m->ops[ci].inputs[0], m->ops[ci].inputs[1], b, 32);
-    p = ibk_find(r, "backbone.features.init_block.bn.bias");
+    p = import_backbone_find(r, "backbone.features.init_block.bn.bias");
     ok = p && p->numel == 32 && !memcmp(p->data, b, sizeof b);
     EXPECT(ok, "%s: init_block bn.bias == dequantised TFLite conv bias", file);
 }
 
-static void check_names(const ibk_result *r, const char *file) {
+static void check_names(const import_backbone_result *r, const char *file) {
     /* 52 convs x 5 tensors + classifier (2) */
     EXPECT(r->n == 52 * 5 + 2 && r->n_convs == 52 && r->n_classes == 1001, "%s: %d parameters, %d convs, %d classes (want 262, 52, 1001)",
           file, r->n, r->n_convs, r->n_classes);
     const char *must[] = {"backbone.features.stage1.unit1.conv3.conv.weight", "backbone.features.stage2.unit2.conv1.bn.running_var",
                           "backbone.features.stage4.unit7.conv3.conv.weight", "backbone.features.stage5.unit4.conv3.bn.bias"};
     int ok = 1;
-    for (int i = 0; i < 4; i++) ok &= ibk_find(r, must[i]) != NULL;
-    ok &= ibk_find(r, "backbone.features.stage1.unit1.conv1.conv.weight") == NULL;
+    for (int i = 0; i < 4; i++) ok &= import_backbone_find(r, must[i]) != NULL;
+    ok &= import_backbone_find(r, "backbone.features.stage1.unit1.conv1.conv.weight") == NULL;
     EXPECT(ok, "%s: expected names present, stage1.unit1.conv1 absent (torchvision variant)", file);
-    const ibk_param *p = ibk_find(r, "backbone.features.stage5.unit4.conv3.conv.weight");
+    const import_backbone_param *p = import_backbone_find(r, "backbone.features.stage5.unit4.conv3.conv.weight");
     EXPECT(p && p->shape[0] == 320 && p->shape[1] == 960 && p->shape[2] == 1 && p->shape[3] == 1,
           "%s: stage5.unit4.conv3 weight shape (320, 960, 1, 1)", file);
-    p = ibk_find(r, "backbone.features.stage4.unit1.conv2.conv.weight");
+    p = import_backbone_find(r, "backbone.features.stage4.unit1.conv2.conv.weight");
     EXPECT(p && p->shape[0] == 192 && p->shape[1] == 1 && p->shape[2] == 3, "%s: stage4.unit1.conv2 depthwise shape (192, 1, 3, 3)", file);
     int bn_ok = 1;
     for (int i = 0; i < r->n; i++) {
@@ -344,7 +344,7 @@ static void check_names(const ibk_result *r, const char *file) {
 }
 
 static void check_bad_structure(tfl_model *m, const char *file) {
-    ibk_result r;
+    import_backbone_result r;
     /* a weight with a wrong shape: swap O and I of the first projection conv's weight */
     int pi = -1, nconv = 0;
     for (int i = 0; i < m->n_ops; i++)
@@ -352,7 +352,7 @@ static void check_bad_structure(tfl_model *m, const char *file) {
     tfl_tensor *W = &m->tensors[m->ops[pi].inputs[1]];
     int save0 = W->shape[0], save3 = W->shape[3];
     W->shape[0] = save3, W->shape[3] = save0;
-    int s = ibk_import(m, 1, &r);
+    int s = import_backbone_tflite(m, 1, &r);
     EXPECT(s == OTE_EPARSE && strstr(ote_errmsg(), "shape"), "%s: transposed weight shape -> error: %s", file, ote_errmsg());
     W->shape[0] = save0, W->shape[3] = save3;
     /* an ADD turned into MUL: the operator counts no longer match */
@@ -360,13 +360,13 @@ static void check_bad_structure(tfl_model *m, const char *file) {
     for (int i = 0; i < m->n_ops && ai < 0; i++)
         if (m->ops[i].opcode == TFL_OP_ADD) ai = i;
     m->ops[ai].opcode = TFL_OP_MUL;
-    s = ibk_import(m, 1, &r);
+    s = import_backbone_tflite(m, 1, &r);
     EXPECT(s == OTE_EPARSE && strstr(ote_errmsg(), "not a MobileNetV2"), "%s: 9 ADDs -> error: %s", file, ote_errmsg());
     m->ops[ai].opcode = TFL_OP_ADD;
     /* broken wiring: the residual ADD reads the wrong tensor */
     int save_in = m->ops[ai].inputs[0];
     m->ops[ai].inputs[0] = m->ops[ai].inputs[1];
-    s = ibk_import(m, 1, &r);
+    s = import_backbone_tflite(m, 1, &r);
     EXPECT(s == OTE_EPARSE && strstr(ote_errmsg(), "residual"), "%s: miswired residual ADD -> error: %s", file, ote_errmsg());
     m->ops[ai].inputs[0] = save_in;
     /* wrong stride on the first depthwise of stage 2 */
@@ -374,7 +374,7 @@ static void check_bad_structure(tfl_model *m, const char *file) {
     for (int i = 0; i < m->n_ops; i++)
         if (m->ops[i].opcode == TFL_OP_DEPTHWISE_CONV_2D && ++nd == 2) di = i;
     m->ops[di].stride_w = m->ops[di].stride_h = 1;
-    s = ibk_import(m, 1, &r);
+    s = import_backbone_tflite(m, 1, &r);
     EXPECT(s == OTE_EPARSE && strstr(ote_errmsg(), "stride"), "%s: stride 1 where MobileNetV2 has 2 -> error: %s", file, ote_errmsg());
     m->ops[di].stride_w = m->ops[di].stride_h = 2;
     /* an omitted (-1) data input on the first conv */
@@ -383,12 +383,12 @@ static void check_bad_structure(tfl_model *m, const char *file) {
         if (m->ops[i].opcode == TFL_OP_CONV_2D) ci = i;
     save_in = m->ops[ci].inputs[0];
     m->ops[ci].inputs[0] = -1;
-    s = ibk_import(m, 1, &r);
+    s = import_backbone_tflite(m, 1, &r);
     EXPECT(s == OTE_EPARSE && strstr(ote_errmsg(), "omitted"), "%s: omitted conv input -> error: %s", file, ote_errmsg());
     m->ops[ci].inputs[0] = save_in;
-    s = ibk_import(m, 1, &r);
+    s = import_backbone_tflite(m, 1, &r);
     EXPECT(s == 0, "%s: restored model imports again", file);
-    ibk_free(&r);
+    import_backbone_free(&r);
 }
 
 /* Corrupted files that still parse must import or fail with OTE_EPARSE, never crash: corrupt
@@ -421,9 +421,9 @@ static void check_corrupt_import(const char *path) {
             parsed++;
             /* the import dequantises ~3.5M weights: do it for a subset only (ASan time) */
             if (parsed % 8 == 1) {
-                ibk_result r;
-                int s = ibk_import(&m, 1, &r);
-                if (s == 0) imported++, ibk_free(&r);
+                import_backbone_result r;
+                int s = import_backbone_tflite(&m, 1, &r);
+                if (s == 0) imported++, import_backbone_free(&r);
                 else if (s == OTE_EPARSE) errs++;
                 else other++;
             }
@@ -476,9 +476,9 @@ static void check_corrupt_import(const char *path) {
             if (m.tensors[ti].ndim) m.tensors[ti].shape[(rnd >> 30) % (uint64_t)m.tensors[ti].ndim] = (int)((rnd >> 34) % 2000);
         }
         }
-        ibk_result r;
-        int s = ibk_import(&m, (int)(rnd & 1), &r);
-        if (s == 0) imported++, ibk_free(&r);
+        import_backbone_result r;
+        int s = import_backbone_tflite(&m, (int)(rnd & 1), &r);
+        if (s == 0) imported++, import_backbone_free(&r);
         else if (s == OTE_EPARSE) errs++;
         else other++;
         int *in = op->inputs, *out = op->outputs;
@@ -512,7 +512,7 @@ int main(void) {
         inputs[i] = preprocess(&im, 224);
         free(im.rgb);
     }
-    EXPECT((1.0f - IBK_BN_EPS) + IBK_BN_EPS == 1.0f, "float32 (1 - 1e-5) + 1e-5 == 1 exactly");
+    EXPECT((1.0f - IMPORT_BACKBONE_BN_EPS) + IMPORT_BACKBONE_BN_EPS == 1.0f, "float32 (1 - 1e-5) + 1e-5 == 1 exactly");
     for (int fi = 0; fi < 2; fi++) {
         char path[512];
         snprintf(path, sizeof path, "%s/weights/mobilenet_v2_1.0_224_tflite/%s", shared, files[fi]);
@@ -520,8 +520,8 @@ int main(void) {
         int s = tfl_load(&m, path);
         EXPECT(s == 0, "%s: parse (%s)", files[fi], s ? ote_errmsg() : "ok");
         if (s) continue;
-        ibk_result r;
-        s = ibk_import(&m, 1, &r);
+        import_backbone_result r;
+        s = import_backbone_tflite(&m, 1, &r);
         EXPECT(s == 0, "%s: import with classifier (%s)", files[fi], s ? ote_errmsg() : "ok");
         if (s) {
             tfl_free(&m);
@@ -546,7 +546,7 @@ int main(void) {
             fmap x01 = fm_new(3, 224, 224);
             for (size_t k = 0; k < (size_t)3 * 224 * 224; k++) x01.d[k] = (inputs[0].d[k] + 1.0f) * 0.5f;
             fmap y0 = conv(&inputs[0], &r, "backbone.features.init_block", 32, 3, 2, 0);
-            s = ibk_fold_unit_input(&r);
+            s = import_backbone_fold_unit_input(&r);
             fmap y1 = conv(&x01, &r, "backbone.features.init_block", 32, 3, 2, 0);
             double ymax = 0, inner = 0, border = 0;
             for (int c = 0; c < 32; c++)
@@ -577,11 +577,11 @@ int main(void) {
             }
             free(x01.d), free(y0.d), free(y1.d);
         }
-        ibk_free(&r);
-        s = ibk_import(&m, 0, &r);
-        EXPECT(s == 0 && r.n == 51 * 5 && r.n_classes == 0 && !ibk_find(&r, "backbone.features.final_block.conv.weight"),
+        import_backbone_free(&r);
+        s = import_backbone_tflite(&m, 0, &r);
+        EXPECT(s == 0 && r.n == 51 * 5 && r.n_classes == 0 && !import_backbone_find(&r, "backbone.features.final_block.conv.weight"),
               "%s: import without classifier: %d parameters (want 255), no final_block/output", files[fi], r.n);
-        ibk_free(&r);
+        import_backbone_free(&r);
         check_bad_structure(&m, files[fi]);
         tfl_free(&m);
     }

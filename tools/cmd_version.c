@@ -1,0 +1,30 @@
+/* cmd_version.c - `ote version` / `ote --version`: the program and oneDNN versions, the CPU ISA
+ * oneDNN dispatches and the OpenMP thread count. Exit codes: 0 ok, 1 the engine cannot start, 2 usage.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "engine/ctx.h"
+#include "engine/status.h"
+#include "tools/commands.h"
+
+int cmd_version(int argc, char **argv) {
+    (void)argv;
+    if (argc > 1) {
+        fprintf(stdout, "usage: ote --version\n");
+        return strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ? 0 : 2;
+    }
+    eng_ctx e;
+    if (eng_init(&e, 0) < 0) {
+        fprintf(stderr, "ote: %s\n", ote_errmsg());
+        return 1;
+    }
+    char v[128];
+    eng_version_string(v, sizeof v);
+    printf("ote-c %s\n", OTE_VERSION);
+    printf("oneDNN %s, CPU runtime OpenMP\n", v);
+    printf("ISA: %s\n", eng_isa_name());
+    printf("threads: %d\n", e.nthreads);
+    eng_free(&e);
+    return 0;
+}
