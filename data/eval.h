@@ -94,6 +94,11 @@ int eval_coco(const coco_dataset *gt, const eval_det *dets, int n_dets, const in
               eval_coco_result *out);
 void eval_coco_result_free(eval_coco_result *r);
 
+/* IoU of two xyxy float32 boxes as eval_coco computes it (maskApi bbIou on xywh in double, w =
+ * x2 - x1 in double): intersection over union, or over the det's area alone for a crowd gt;
+ * 0 when the boxes do not overlap. */
+double eval_coco_iou(const float det[4], const float gt[4], int crowd);
+
 /* Formats stats[i] as pycocotools' summarize() prints it, e.g.
  * " Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = 0.387". */
 void eval_coco_format_stat(const eval_coco_result *r, int i, char *buf, size_t n);
@@ -118,6 +123,20 @@ typedef int (*eval_predict_fn)(void *ctx, const coco_image *img, int index, eval
  * not NULL it receives the detections (caller frees), e.g. to write a results file. */
 int eval_dataset(const coco_dataset *gt, eval_predict_fn predict, void *ctx, eval_crowd_mode crowd,
                  const int max_dets[3], eval_report *out, eval_dets *keep);
+
+/* ---- confidence threshold (eval_threshold.c) ---- */
+
+/* The confidence threshold with the best F-measure over all classes - our reading of OTE's
+ * result_based_confidence_threshold. Thresholds 0.025, 0.05, ..., 0.975 are tried; at each, the
+ * detections with score >= threshold are taken in descending score order (stable) and each is a
+ * true positive when a not yet matched, non-crowd gt of its image and label overlaps it with IoU
+ * >= 0.5 (eval_coco_iou; the highest such IoU, the later gt on ties), else a false positive;
+ * F = 2 tp / (2 tp + fp + fn) with fn the non-crowd gts left unmatched. The first threshold with
+ * the highest F wins (ties within 1e-12 keep the lower threshold). Without gt boxes or without
+ * detections *threshold = fallback and *f1 = -1. f1 may be NULL. Errors: a bad detection
+ * (OTE_EINVAL, as eval_check_dets), OTE_ENOMEM. */
+int eval_threshold(const coco_dataset *gt, const eval_det *dets, int n_dets, double fallback, double *threshold,
+                   double *f1);
 
 /* ---- COCO results files (eval_results.c) ---- */
 

@@ -44,6 +44,13 @@ static double coco_iou(const double d[4], const double g[4], int crowd) {
     return i / u;
 }
 
+double eval_coco_iou(const float d[4], const float g[4], int crowd) {
+    /* the corners become xywh in double exactly as coco_eval_image converts dets and gts */
+    const double dd[4] = {d[0], d[1], (double)d[2] - (double)d[0], (double)d[3] - (double)d[1]};
+    const double gg[4] = {g[0], g[1], (double)g[2] - (double)g[0], (double)g[3] - (double)g[1]};
+    return coco_iou(dd, gg, crowd);
+}
+
 typedef struct coco_work {
     int *img_order;     /* image indices by ascending id (ties in dataset order) */
     int *img_rank;      /* inverse of img_order */

@@ -1,6 +1,7 @@
 /* test_data_eval.c - the mAP evaluators (data/eval*.c) against the reference fixtures in
  * $OTE_SHARED/fixtures/eval (pycocotools + mmdet eval_map numbers), hand-computed cases, the
- * numpy-exact helpers, the detector-callback driver and the results-file reader/writer.
+ * numpy-exact helpers, the detector-callback driver, the results-file reader/writer and the
+ * confidence-threshold search (a hand case, and random cases against the pre-move trainer code).
  *
  * Tolerances: fixture COCO stats and VOC mAPs/APs must be bit-exact (the README says the
  * pairwise sums reproduce them exactly); per-category COCO debug numbers within 1e-12;
@@ -10,6 +11,7 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -303,6 +305,142 @@ static void test_bad_input(void) {
     s = eval_coco(&d, NULL, 0, (const int[3]){10, 10, 100}, &c);
     EXPECT(s == OTE_EINVAL, "non-increasing max_dets -> EINVAL: %s", ote_errmsg());
     dataset_free(&d);
+}
+
+/* ---- confidence threshold (eval_threshold.c) ---- */
+
+static void test_threshold_hand(void) {
+    /* image 0, class 0: gts A (0,0)-(10,10), B (20,0)-(30,10), E (40,0)-(50,10);
+     * image 1, class 1: gt C (0,0)-(10,10) and a crowd gt D (50,50)-(60,60). 4 non-crowd gts.
+     * Dets by score: .9 on A (TP); .8 on A again (FP: A is taken); .7 on the crowd D (FP: crowd
+     * gts are never matched); .6 (22,0)-(32,10) vs B: 80 / 120 = 0.667 (TP); .5 class 0 in image 1
+     * (FP: no such gt); .4 (40,0)-(50,5) vs E: 50 / 100 = 0.5 exactly (TP: >= 0.5); .3 (5,0)-(15,10)
+     * vs C: 50 / 150 = 0.333 (FP). F = 2tp / (2tp + fp + fn) with fn = 4 - tp:
+     *   t in (.8,.9]: 1 TP 0 FP -> 2/5 = .4     (.7,.8]: 1,1 -> 2/6     (.6,.7]: 1,2 -> 2/7
+     *   (.5,.6]: 2,2 -> 4/8 = .5   (.4,.5]: 2,3 -> 4/9   (.3,.4]: 3,3 -> 6/10 = .6
+     *   (0,.3]: 3,4 -> 6/11        above .9: 0 TP -> 0.
+     * Best .6, first reached at the grid point 0.325 (13 x 0.025; .3f is above 0.3, .4f above 0.4). */
+    const hand_box b[] = {{0, 0, 0, 0, 10, 10, 0}, {0, 0, 20, 0, 10, 10, 0}, {0, 0, 40, 0, 10, 10, 0},
+                          {1, 1, 0, 0, 10, 10, 0}, {1, 1, 50, 50, 10, 10, 1}};
+    coco_dataset d;
+    hand_dataset(&d, 2, 2, b, 5);
+    eval_det dt[7] = {det(0, 0, 0, 0, 10, 10, 0.9f),  det(0, 0, 0, 0, 10, 10, 0.8f), det(1, 1, 50, 50, 10, 10, 0.7f),
+                      det(0, 0, 22, 0, 10, 10, 0.6f), det(1, 0, 0, 0, 10, 10, 0.5f), det(0, 0, 40, 0, 10, 5, 0.4f),
+                      det(1, 1, 5, 0, 10, 10, 0.3f)};
+    double thr = 0, f1 = 0;
+    int s = eval_threshold(&d, dt, 7, 0.35, &thr, &f1);
+    EXPECT(s == 0 && near(thr, 0.325, 1e-12) && near(f1, 0.6, 1e-12),
+           "threshold: hand case -> %.17g (want 0.325), F %.17g (want 0.6, tol 1e-12)", thr, f1);
+    /* the list order must not matter (stable sort by score) */
+    eval_det rev[7];
+    for (int i = 0; i < 7; i++) rev[i] = dt[6 - i];
+    s = eval_threshold(&d, rev, 7, 0.35, &thr, NULL);
+    EXPECT(s == 0 && near(thr, 0.325, 1e-12), "threshold: reversed list -> %.17g (want 0.325)", thr);
+    /* without the .4 detection on E the best is .5 at (.5,.6] -> 0.525 */
+    eval_det no_e[6] = {dt[0], dt[1], dt[2], dt[3], dt[4], dt[6]};
+    s = eval_threshold(&d, no_e, 6, 0.35, &thr, &f1);
+    EXPECT(s == 0 && near(thr, 0.525, 1e-12) && near(f1, 0.5, 1e-12),
+           "threshold: without the IoU-0.5 TP -> %.17g (want 0.525), F %.17g (want 0.5, tol 1e-12)", thr, f1);
+    s = eval_threshold(&d, dt, 0, 0.35, &thr, &f1);
+    EXPECT(s == 0 && thr == 0.35 && f1 == -1, "threshold: no detections -> the fallback 0.35 (%g), F -1 (%g)", thr,
+           f1);
+    eval_det bad = det(0, 2, 0, 0, 10, 10, 0.5f);
+    s = eval_threshold(&d, &bad, 1, 0.35, &thr, NULL);
+    EXPECT(s == OTE_EINVAL && thr == 0.35, "threshold: label out of range -> OTE_EINVAL (%d: %s)", s, ote_errmsg());
+    dataset_free(&d);
+    coco_dataset empty;
+    hand_dataset(&empty, 1, 1, NULL, 0);
+    eval_det one = det(0, 0, 0, 0, 10, 10, 0.5f);
+    s = eval_threshold(&empty, &one, 1, 0.2, &thr, NULL);
+    EXPECT(s == 0 && thr == 0.2, "threshold: no gt boxes -> the fallback 0.2 (%g)", thr);
+    dataset_free(&empty);
+}
+
+/* The search as train/trainer.c had it before it moved to data/ (its own double-precision IoU,
+ * box areas from float widths), kept as the reference the moved code must reproduce. */
+static double ref_threshold(const coco_dataset *gt, const eval_det *dets, int n, double fallback) {
+    if (gt->n_boxes == 0 || n == 0) return fallback;
+    int *order = malloc((size_t)n * sizeof *order), *tmp = malloc((size_t)n * sizeof *tmp);
+    float *score = malloc((size_t)n * sizeof *score);
+    char *used = calloc((size_t)gt->n_boxes, 1);
+    ASSERT(order && tmp && score && used);
+    for (int i = 0; i < n; i++) order[i] = i, score[i] = dets[i].score;
+    eval_argsort_desc(score, order, n, tmp);
+    int n_gt = 0;
+    for (int b = 0; b < gt->n_boxes; b++) n_gt += !gt->boxes[b].iscrowd;
+    double best_f = -1, best_t = fallback;
+    for (int ti = 1; ti < 40; ti++) {
+        double thr = 0.025 * ti;
+        memset(used, 0, (size_t)gt->n_boxes);
+        int tp = 0, fp = 0;
+        for (int r = 0; r < n; r++) {
+            const eval_det *e = &dets[order[r]];
+            if (e->score < thr) break;
+            const coco_image *im = &gt->images[e->image];
+            int best = -1;
+            double best_iou = 0.5;
+            for (int k = im->first_box; k < im->first_box + im->n_boxes; k++) {
+                const coco_box *g = &gt->boxes[k];
+                if (g->iscrowd || g->label != e->label || used[k]) continue;
+                double iw = fmin(e->x2, g->x2) - fmax(e->x1, g->x1), ih = fmin(e->y2, g->y2) - fmax(e->y1, g->y1);
+                if (iw <= 0 || ih <= 0) continue;
+                double inter = iw * ih;
+                double uni = (double)(e->x2 - e->x1) * (e->y2 - e->y1) + (double)(g->x2 - g->x1) * (g->y2 - g->y1) -
+                             inter;
+                double iou = inter / (uni > 1e-6 ? uni : 1e-6);
+                if (iou >= best_iou) best_iou = iou, best = k;
+            }
+            if (best >= 0) used[best] = 1, tp++;
+            else fp++;
+        }
+        double f = (2.0 * tp) / (2.0 * tp + fp + (n_gt - tp) > 0 ? 2.0 * tp + fp + (n_gt - tp) : 1);
+        if (f > best_f + 1e-12) best_f = f, best_t = thr;
+    }
+    free(order), free(tmp), free(score), free(used);
+    return best_t;
+}
+
+static uint64_t thr_rng = 12345;
+static int thr_rand(int n) {
+    thr_rng = thr_rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (int)((thr_rng >> 33) % (uint64_t)n);
+}
+
+/* Random cases on a half-pixel grid (annotation-like coordinates: float widths are exact, so
+ * both IoUs agree): the moved search must give the reference's threshold exactly. */
+static void test_threshold_vs_reference(void) {
+    int same = 0, cases = 40, n_seen = 0;
+    double seen[40];
+    for (int c = 0; c < cases; c++) {
+        hand_box b[48];
+        int nb = 0;
+        for (int m = 0; m < 6; m++)
+            for (int k = thr_rand(8); k > 0; k--)
+                b[nb++] = (hand_box){m, thr_rand(3), 0.5f * thr_rand(600), 0.5f * thr_rand(600),
+                                     4 + 0.5f * thr_rand(120), 4 + 0.5f * thr_rand(120), thr_rand(10) == 0};
+        coco_dataset d;
+        hand_dataset(&d, 6, 3, b, nb);
+        eval_det dt[4 * 48 + 20];
+        int nd = 0;
+        for (int i = 0; i < nb; i++) /* up to 3 jittered copies of each gt, sometimes mislabelled */
+            for (int k = thr_rand(4); k > 0; k--)
+                dt[nd++] = det(b[i].image, thr_rand(4) ? b[i].label : thr_rand(3), b[i].x + 0.5f * (thr_rand(21) - 10),
+                               b[i].y + 0.5f * (thr_rand(21) - 10), b[i].w + 0.5f * (thr_rand(7) - 3),
+                               b[i].h + 0.5f * (thr_rand(7) - 3), (float)(thr_rand(1000) + 1) / 1001.0f);
+        for (int k = thr_rand(20); k > 0; k--) /* and unrelated boxes */
+            dt[nd++] = det(thr_rand(6), thr_rand(3), 0.5f * thr_rand(600), 0.5f * thr_rand(600),
+                           4 + 0.5f * thr_rand(120), 4 + 0.5f * thr_rand(120), (float)(thr_rand(1000) + 1) / 1001.0f);
+        double thr = -1, want = ref_threshold(&d, dt, nd, 0.35);
+        int s = eval_threshold(&d, dt, nd, 0.35, &thr, NULL);
+        int k = 0;
+        while (k < n_seen && seen[k] != want) k++;
+        if (k == n_seen) seen[n_seen++] = want;
+        if (s == 0 && thr == want) same++;
+        else printf("  case %d (%d gts, %d dets): threshold %.17g, reference %.17g\n", c, nb, nd, thr, want);
+        dataset_free(&d);
+    }
+    EXPECT(same == cases, "threshold: %d of %d random cases equal to the pre-move implementation", same, cases);
+    EXPECT(n_seen >= 5, "threshold: the random cases reach %d different thresholds (at least 5)", n_seen);
 }
 
 /* ---- fixtures ---- */
@@ -663,6 +801,8 @@ int main(void) {
     test_classes_without_gts();
     test_bad_input();
     test_results_errors();
+    test_threshold_hand();
+    test_threshold_vs_reference();
     test_fixtures();
     if (expect_fails) {
         printf("%d EXPECT(s) FAILED\n", expect_fails);
