@@ -2,15 +2,14 @@
  *
  * Reads an ImageNet MobileNetV2 1.0 TFLite file (engine/tflite.h), maps it onto the
  * torchvision-variant backbone (train/import_backbone.h: names, layouts, the identity-BN choice)
- * and writes a PyTorch checkpoint with engine/pth.h in our OTE layout: {'model': state_dict,
- * 'config': {...}, 'confidence_threshold', 'VERSION'}. The config records what a consumer must
- * know to reproduce the pretrained function: import.variant=torchvision, import.padding=tf_same
- * (asymmetric: a 3x3 stride-2 conv on an even input pads 0 top/left, 1 bottom/right),
- * import.input=rgb_minus1_to_1 (x / 127.5 - 1; or rgb_0_to_1 = x / 255 with --input-range unit,
- * see import_backbone_fold_unit_input), import.bn=identity_plus_bias, import.source.
- * P ending in ".pth" is the file; otherwise P is a directory that receives weights.pth
- * (DESIGN.md §6). The file is written atomically by pth_save. Each BN also gets
- * num_batches_tracked = 0 (int64 scalar), as torch's BatchNorm2d state dict has it.
+ * and writes the PyTorch checkpoint import_backbone_to_ckpt builds, in our OTE layout:
+ * {'model': state_dict, 'config': {...}, 'confidence_threshold', 'VERSION'}. The config records
+ * what a consumer must know to reproduce the pretrained function: import.variant=torchvision,
+ * import.padding=tf_same (asymmetric: a 3x3 stride-2 conv on an even input pads 0 top/left,
+ * 1 bottom/right), import.input=rgb_minus1_to_1 (x / 127.5 - 1; or rgb_0_to_1 = x / 255 with
+ * --input-range unit, see import_backbone_fold_unit_input), import.bn=identity_plus_bias,
+ * import.source. P ending in ".pth" is the file; otherwise P is a directory that receives
+ * weights.pth (DESIGN.md §6). The file is written atomically by pth_save.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -107,24 +106,8 @@ int cmd_import_backbone(int argc, char **argv) {
         return 1;
     }
     pth_ckpt c;
-    pth_init(&c);
-    for (int i = 0; s == 0 && i < r.n; i++) {
-        s = pth_add_f32(&c, r.p[i].name, r.p[i].ndim, r.p[i].shape, r.p[i].data);
-        /* torch's BatchNorm2d state dict ends each BN with num_batches_tracked (int64 scalar) */
-        size_t L = strlen(r.p[i].name), k = strlen("running_var");
-        if (s == 0 && L > k && !strcmp(r.p[i].name + L - k, "running_var")) {
-            char nm[128];
-            snprintf(nm, sizeof nm, "%.*snum_batches_tracked", (int)(L - k), r.p[i].name);
-            int64_t zero = 0;
-            s = pth_add_i64(&c, nm, 0, NULL, &zero);
-        }
-    }
     const char *base = strrchr(in, '/') ? strrchr(in, '/') + 1 : in;
-    if (s == 0) s = pth_config_set(&c, "import.source", base);
-    if (s == 0) s = pth_config_set(&c, "import.variant", "torchvision");
-    if (s == 0) s = pth_config_set(&c, "import.padding", "tf_same");
-    if (s == 0) s = pth_config_set(&c, "import.input", unit ? "rgb_0_to_1" : "rgb_minus1_to_1");
-    if (s == 0) s = pth_config_set(&c, "import.bn", "identity_plus_bias");
+    s = import_backbone_to_ckpt(&r, base, unit, &c);
     if (s == 0) s = pth_save(path, &c);
     if (s < 0) {
         fprintf(stderr, "ote import-backbone: %s\n", ote_errmsg());

@@ -381,3 +381,27 @@ int import_backbone_tflite(const tfl_model *m, int keep_classifier, import_backb
     if (s < 0) import_backbone_free(out);
     return s;
 }
+
+int import_backbone_to_ckpt(const import_backbone_result *r, const char *source, int unit_input, pth_ckpt *out) {
+    pth_init(out);
+    int s = 0;
+    for (int i = 0; s == 0 && i < r->n; i++) {
+        const import_backbone_param *p = &r->p[i];
+        s = pth_add_f32(out, p->name, p->ndim, p->shape, p->data);
+        /* torch's BatchNorm2d state dict ends each BN with num_batches_tracked (int64 scalar) */
+        size_t L = strlen(p->name), k = strlen("running_var");
+        if (s == 0 && L > k && !strcmp(p->name + L - k, "running_var")) {
+            char nm[128];
+            snprintf(nm, sizeof nm, "%.*snum_batches_tracked", (int)(L - k), p->name);
+            int64_t zero = 0;
+            s = pth_add_i64(out, nm, 0, NULL, &zero);
+        }
+    }
+    if (s == 0) s = pth_config_set(out, "import.source", source);
+    if (s == 0) s = pth_config_set(out, "import.variant", "torchvision");
+    if (s == 0) s = pth_config_set(out, "import.padding", "tf_same");
+    if (s == 0) s = pth_config_set(out, "import.input", unit_input ? "rgb_0_to_1" : "rgb_minus1_to_1");
+    if (s == 0) s = pth_config_set(out, "import.bn", "identity_plus_bias");
+    if (s < 0) pth_free(out);
+    return s;
+}

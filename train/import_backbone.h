@@ -39,6 +39,7 @@
 
 #include <stdint.h>
 
+#include "engine/pth.h"
 #include "engine/tflite.h"
 
 #define IMPORT_BACKBONE_BN_EPS 1e-5f
@@ -71,6 +72,13 @@ int import_backbone_tflite(const tfl_model *m, int keep_classifier, import_backb
  * which is mid-grey in TF's [-1, 1] range but black after folding (for even inputs only the
  * bottom row and right column of the first feature map, see import_backbone.h padding). */
 int import_backbone_fold_unit_input(import_backbone_result *r);
+/* The checkpoint `ote import-backbone` writes (OTE layout): every parameter in order, each BN
+ * followed by num_batches_tracked = 0 (int64 scalar, as torch's BatchNorm2d state dict has it),
+ * and the config a consumer needs to reproduce the pretrained function: import.source (the file
+ * name given), import.variant=torchvision, import.padding=tf_same, import.input=rgb_minus1_to_1
+ * (or rgb_0_to_1 after import_backbone_fold_unit_input: unit_input = 1) and
+ * import.bn=identity_plus_bias. On error out is left empty. */
+int import_backbone_to_ckpt(const import_backbone_result *r, const char *source, int unit_input, pth_ckpt *out);
 void import_backbone_free(import_backbone_result *r);
 const import_backbone_param *import_backbone_find(const import_backbone_result *r, const char *name);
 
