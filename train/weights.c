@@ -96,8 +96,15 @@ static int weights_is_cls(const char *name) {
     return !strcmp(name, "bbox_head.atss_cls.weight") || !strcmp(name, "bbox_head.atss_cls.bias");
 }
 
-int weights_match(const det_param_info *const *params, int n_params, const pth_ckpt *c, const char *what,
-                  weights_match_result *out) {
+/* The ImageNet classifier an `ote import-backbone --keep-classifier` file carries: not part of the
+ * detector, skipped when loading a backbone. */
+static int weights_is_classifier(const char *name) {
+    return !strncmp(name, "backbone.output.", 16) || !strncmp(name, "backbone.features.final_block.", 30);
+}
+
+/* weights_match (backbone = 0) or weights_match_backbone (backbone = 1). */
+static int weights_match_mode(const det_param_info *const *params, int n_params, const pth_ckpt *c, const char *what,
+                              int backbone, weights_match_result *out) {
     out->reinit_cls = 0;
     out->ckpt_classes = 0;
     weights_keylist unknown = {{0}, 0}, missing = {{0}, 0}, shaped = {{0}, 0};
@@ -105,6 +112,7 @@ int weights_match(const det_param_info *const *params, int n_params, const pth_c
     int cls_mismatch = 0, cls_other = 0;
     for (size_t j = 0; j < c->n_tensors; j++) {
         const pth_tensor *t = &c->tensors[j];
+        if (backbone && weights_is_classifier(t->name)) continue;
         int i;
         for (i = 0; i < n_params; i++)
             if (!strcmp(params[i]->name, t->name)) break;
@@ -117,7 +125,7 @@ int weights_match(const det_param_info *const *params, int n_params, const pth_c
         if (!weights_same_shape(params[i], t)) {
             /* OTE: only the classification conv may differ, and only in its output channels. */
             int cls_ok = 0;
-            if (weights_is_cls(t->name) && t->ndim == params[i]->ndim) {
+            if (!backbone && weights_is_cls(t->name) && t->ndim == params[i]->ndim) {
                 cls_ok = 1;
                 for (int k = 1; k < t->ndim; k++)
                     if ((long)t->shape[k] != params[i]->shape[k]) cls_ok = 0;
@@ -135,7 +143,7 @@ int weights_match(const det_param_info *const *params, int n_params, const pth_c
             cls_other++;
         }
     }
-    for (int i = 0; i < n_params; i++)
+    for (int i = 0; i < n_params && !backbone; i++)
         if (out->src[i] < 0) weights_keylist_add(&missing, params[i]->name);
     if (cls_mismatch && cls_other) {
         /* weight says one class count, bias another: not a class-count change */
@@ -162,6 +170,16 @@ int weights_match(const det_param_info *const *params, int n_params, const pth_c
             if (weights_is_cls(params[i]->name)) out->src[i] = -1;
     }
     return 0;
+}
+
+int weights_match(const det_param_info *const *params, int n_params, const pth_ckpt *c, const char *what,
+                  weights_match_result *out) {
+    return weights_match_mode(params, n_params, c, what, 0, out);
+}
+
+int weights_match_backbone(const det_param_info *const *params, int n_params, const pth_ckpt *c, const char *what,
+                           weights_match_result *out) {
+    return weights_match_mode(params, n_params, c, what, 1, out);
 }
 
 static long weights_numel(const det_param_info *p) {
@@ -257,7 +275,9 @@ int weights_read(const char *path, pth_ckpt *c) {
     return s;
 }
 
-int weights_apply(detector *d, const pth_ckpt *c, const char *what, weights_load_info *info) {
+/* weights_apply (backbone = 0) or weights_apply_backbone (backbone = 1). */
+static int weights_apply_mode(detector *d, const pth_ckpt *c, const char *what, int backbone,
+                              weights_load_info *info) {
     int n = det_n_params(d);
     const det_param_info **params = malloc((size_t)n * sizeof *params);
     int *src = malloc((size_t)n * sizeof *src);
@@ -274,7 +294,7 @@ int weights_apply(detector *d, const pth_ckpt *c, const char *what, weights_load
         if (k > maxn) maxn = k;
     }
     weights_match_result m = {src, 0, 0};
-    s = weights_match(params, n, c, what, &m);
+    s = weights_match_mode(params, n, c, what, backbone, &m);
     if (s < 0) goto done;
     buf = malloc((size_t)maxn * sizeof *buf);
     if (!buf) {
@@ -297,11 +317,30 @@ int weights_apply(detector *d, const pth_ckpt *c, const char *what, weights_load
         info->layout = c->layout;
         info->reinit_cls = m.reinit_cls;
         info->ckpt_classes = m.ckpt_classes;
+        info->n_loaded = 0;
+        for (int i = 0; i < n; i++) info->n_loaded += src[i] >= 0;
     }
 done:
     free(buf);
     free(src);
     free(params);
+    return s;
+}
+
+int weights_apply(detector *d, const pth_ckpt *c, const char *what, weights_load_info *info) {
+    return weights_apply_mode(d, c, what, 0, info);
+}
+
+int weights_apply_backbone(detector *d, const pth_ckpt *c, const char *what, weights_load_info *info) {
+    return weights_apply_mode(d, c, what, 1, info);
+}
+
+int weights_load_backbone(detector *d, const char *path, weights_load_info *info) {
+    pth_ckpt c;
+    pth_init(&c);
+    int s = weights_read(path, &c);
+    if (s >= 0) s = weights_apply_backbone(d, &c, path, info);
+    pth_free(&c);
     return s;
 }
 

@@ -17,7 +17,8 @@
  * bare state_dict. Every checkpoint tensor must match a detector parameter by name and shape, and
  * every detector parameter must be present; otherwise an error names the offending keys (never
  * silently skipped). The single exception is OTE's: a different class count re-initialises only
- * bbox_head.atss_cls (weight and bias) and is reported through weights_load_info.
+ * bbox_head.atss_cls (weight and bias) and is reported through weights_load_info. A backbone file
+ * (weights_load_backbone) goes through the same name and shape check but may leave parameters out.
  *
  * Every file goes to a temporary name and is renamed into place. Owns nothing between calls.
  */
@@ -53,6 +54,14 @@ typedef struct weights_match_result {
 int weights_match(const det_param_info *const *params, int n_params, const pth_ckpt *c, const char *what,
                   weights_match_result *out);
 
+/* The same check for a backbone initialisation file (`ote import-backbone`, the template's
+ * model.pretrained_backbone): every tensor must name a parameter of the same shape, as above, but
+ * parameters the file does not list keep their initialisation (no "missing keys"), the ImageNet
+ * classifier (backbone.output.*, backbone.features.final_block.*) is skipped, and there is no
+ * class-count exception. */
+int weights_match_backbone(const det_param_info *const *params, int n_params, const pth_ckpt *c, const char *what,
+                           weights_match_result *out);
+
 /* The checkpoint of a detector's current parameters with the template's settings. */
 int weights_build(detector *d, const config_template *t, double confidence_threshold, pth_ckpt *out);
 /* weights_build + pth_save (atomic). */
@@ -64,12 +73,17 @@ typedef struct weights_load_info {
     pth_layout layout;
     int reinit_cls;      /* the classification conv was re-initialised (class count changed) */
     int ckpt_classes;
+    int n_loaded;        /* parameters set from the checkpoint */
 } weights_load_info;
 
 /* Loads a checkpoint file into c (pth_init'ed by the caller) - a thin pth_load with the path named. */
 int weights_read(const char *path, pth_ckpt *c);
 /* Applies a loaded checkpoint to the detector (all or nothing: matched before anything is set). */
 int weights_apply(detector *d, const pth_ckpt *c, const char *what, weights_load_info *info);
+/* Applies a backbone file's tensors (weights_match_backbone; all or nothing). info may be NULL. */
+int weights_apply_backbone(detector *d, const pth_ckpt *c, const char *what, weights_load_info *info);
+/* weights_read + weights_apply_backbone. */
+int weights_load_backbone(detector *d, const char *path, weights_load_info *info);
 
 /* Applies the model settings stored in a checkpoint's config (model.input_size, model.backbone,
  * model.tf_padding, postprocessing.confidence_threshold) to t; absent keys leave t unchanged. */
