@@ -76,6 +76,11 @@ if [ "$(id -u)" != 0 ]; then
     chmod 755 "$TMP/ro"
 fi
 [ -e "$OUT" ] && { echo "FAIL - a failed run created $OUT"; fail=1; } || echo "ok - no output folder was created by the failed runs"
+# A pretrained backbone with a tensor of the right element count but another shape: refused
+# before training by the checkpoint shape check, naming the key and both shapes.
+/usr/bin/python3 -c "import sys, torch; torch.save({'backbone.features.init_block.conv.weight': torch.zeros(32, 27, 1, 1)}, sys.argv[1])" "$TMP/bb.pth"
+expect "mis-shaped pretrained backbone" 1 "init_block.conv.weight (checkpoint \[32, 27, 1, 1\] vs model \[32, 3, 3, 3\])" "$TMP/out_bb" -- \
+    train "$TPL" "${DATA[@]}" --save-model-to "$TMP/out_bb" params --model.pretrained_backbone "$TMP/bb.pth"
 echo "garbage" >"$TMP/bad.pth"
 expect "eval: unreadable checkpoint" 1 "$TMP/bad.pth" "$TMP/none" -- \
     eval "$TPL" --test-ann-files "$D/annotation_example_val.json" --test-data-roots "$D/val" --load-weights "$TMP/bad.pth"

@@ -24,7 +24,7 @@
 #include "engine/status.h"
 #include "tools/commands.h"
 #include "train/config.h"
-#include "train/schedule.h"
+#include "train/trainer.h"
 
 static int cmd_dump_batches_write(FILE *f, const data_batch *b, uint8_t *px) {
     int32_t hdr[3] = {b->n, b->h, b->w};
@@ -102,18 +102,15 @@ int cmd_dump_batches(int argc, char **argv) {
         fprintf(stderr, "ote dump-batches: %s\n", ote_errmsg());
         return 1;
     }
+    /* exactly the trainer's loaders */
     loader_config lc;
     int s = 0;
     if (test) {
-        loader_config_test(&lc, cfg.input_w, cfg.input_h, cfg.num_workers);
+        trainer_val_loader_config(&cfg, &lc);
         epochs = 1;
     } else {
-        /* exactly as train/trainer.c configures its training loader */
-        loader_config_train(&lc, cfg.num_workers, cfg.seed);
-        lc.batch_size = cfg.batch_size;
         aug_size sizes[5];
-        schedule_train_sizes(cfg.input_w, cfg.input_h, sizes);
-        s = aug_config_train_sizes(&lc.aug, sizes, 5);
+        s = trainer_train_loader_config(&cfg, &lc, sizes);
     }
     data_loader *l = NULL;
     if (s >= 0) s = loader_create(&l, &ds, &lc);

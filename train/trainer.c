@@ -95,92 +95,6 @@ static int trainer_predict_all(detector *d, data_loader *vl, eval_dets *dets) {
     return s < 0 ? s : 0;
 }
 
-/* Confidence threshold with the best F-measure over all classes (IoU 0.5, each gt matched at most
- * once, greedy by score), over thresholds 0.025, 0.05, ..., 0.975 - our reading of OTE's
- * result_based_confidence_threshold. Returns fallback when there are no gts. */
-static double trainer_best_threshold(const coco_dataset *gt, const eval_dets *dets, double fallback) {
-    int n = dets->n;
-    if (gt->n_boxes == 0 || n == 0) return fallback;
-    int *order = malloc((size_t)(n > 0 ? n : 1) * sizeof *order);
-    int *tmp = malloc((size_t)(n > 0 ? n : 1) * sizeof *tmp);
-    float *score = malloc((size_t)(n > 0 ? n : 1) * sizeof *score);
-    char *used = calloc((size_t)gt->n_boxes, 1);
-    if (!order || !tmp || !score || !used) {
-        free(order), free(tmp), free(score), free(used);
-        return fallback;
-    }
-    for (int i = 0; i < n; i++) order[i] = i, score[i] = dets->d[i].score;
-    eval_argsort_desc(score, order, n, tmp);
-    int n_gt = 0;
-    for (int b = 0; b < gt->n_boxes; b++) n_gt += !gt->boxes[b].iscrowd;
-    double best_f = -1, best_t = fallback;
-    for (int ti = 1; ti < 40; ti++) {
-        double thr = 0.025 * ti;
-        memset(used, 0, (size_t)gt->n_boxes);
-        int tp = 0, fp = 0;
-        for (int r = 0; r < n; r++) {
-            const eval_det *e = &dets->d[order[r]];
-            if (e->score < thr) break;
-            const coco_image *im = &gt->images[e->image];
-            int best = -1;
-            double best_iou = 0.5;
-            for (int k = im->first_box; k < im->first_box + im->n_boxes; k++) {
-                const coco_box *g = &gt->boxes[k];
-                if (g->iscrowd || g->label != e->label || used[k]) continue;
-                double iw = fmin(e->x2, g->x2) - fmax(e->x1, g->x1), ih = fmin(e->y2, g->y2) - fmax(e->y1, g->y1);
-                if (iw <= 0 || ih <= 0) continue;
-                double inter = iw * ih;
-                double uni = (double)(e->x2 - e->x1) * (e->y2 - e->y1) + (double)(g->x2 - g->x1) * (g->y2 - g->y1) - inter;
-                double iou = inter / (uni > 1e-6 ? uni : 1e-6);
-                if (iou >= best_iou) best_iou = iou, best = k;
-            }
-            if (best >= 0) used[best] = 1, tp++;
-            else fp++;
-        }
-        double f = (2.0 * tp) / (2.0 * tp + fp + (n_gt - tp) > 0 ? 2.0 * tp + fp + (n_gt - tp) : 1);
-        if (f > best_f + 1e-12) best_f = f, best_t = thr;
-    }
-    free(order), free(tmp), free(score), free(used);
-    return best_t;
-}
-
-/* Loads a `ote import-backbone` checkpoint into the matching parameters (every tensor must name a
- * parameter of the same shape; parameters it does not list keep their initialisation). */
-static int trainer_load_backbone(detector *d, const char *path) {
-    pth_ckpt c;
-    pth_init(&c);
-    CHECK(weights_read(path, &c));
-    int s = 0;
-    float *buf = NULL;
-    for (size_t j = 0; j < c.n_tensors && s >= 0; j++) {
-        const pth_tensor *t = &c.tensors[j];
-        if (!strncmp(t->name, "backbone.output.", 16) || !strncmp(t->name, "backbone.features.final_block.", 30))
-            continue; /* the ImageNet classifier is not part of the detector */
-        int i = det_param_find(d, t->name);
-        const det_param_info *p = i >= 0 ? det_param(d, i) : NULL;
-        long pn = 1;
-        for (int k = 0; p && k < p->ndim; k++) pn *= p->shape[k];
-        if (!p || (size_t)pn != t->numel) {
-            s = ote_err(OTE_EINVAL, "%s: %s %s", path, t->name, p ? "has a different shape than the model's" : "is not a detector parameter");
-            break;
-        }
-        float *nb = realloc(buf, t->numel * sizeof *nb + 4);
-        if (!nb) {
-            s = ote_err(OTE_ENOMEM, "trainer: out of memory");
-            break;
-        }
-        buf = nb;
-        if (t->dtype == PTH_I64)
-            for (size_t k = 0; k < t->numel; k++) buf[k] = (float)((const int64_t *)t->data)[k];
-        else
-            memcpy(buf, t->data, t->numel * sizeof(float));
-        s = det_param_set(d, i, buf);
-    }
-    free(buf);
-    pth_free(&c);
-    return s;
-}
-
 /* Packs a loader batch into the detector's batch struct (boxes concatenated). */
 typedef struct trainer_pack {
     float *boxes;
@@ -264,6 +178,25 @@ static int trainer_make_detector(detector **d, eng_ctx *e, const config_template
     return 0;
 }
 
+/* One training run's progress (trainer_run only). */
+typedef struct trainer_progress {
+    const trainer_opts *o;
+    const coco_dataset *train;   /* the training set or its seeded subset (st->sub) */
+    const coco_dataset *val;     /* NULL: no validation (nothing is saved) */
+    trainer_result *res;
+    int epochs, repeat, batches; /* after OTE's adaptive repeat; batches per loader pass */
+    long total_iters;            /* epochs x repeat x batches */
+    schedule_plateau plateau;    /* the regular lr (warm-up applied per iteration) */
+    schedule_early_stop early;
+    long iter, images;           /* done so far */
+    double t0;                   /* start of the run, CLOCK_MONOTONIC seconds */
+    double train_secs;           /* time spent in training iterations (loader waits included) */
+    int stop;                    /* 1: no further epoch (res->stop says why) */
+    int labels_written;
+    det_losses acc;              /* losses summed since the last progress line */
+    int acc_n;
+} trainer_progress;
+
 typedef struct trainer_state {
     eng_ctx e;
     int have_e;
@@ -273,6 +206,7 @@ typedef struct trainer_state {
     int have_sub;
     trainer_pack pack;
     eval_dets dets;
+    trainer_progress p;
 } trainer_state;
 
 static void trainer_state_free(trainer_state *st) {
@@ -292,206 +226,268 @@ static int trainer_validate(trainer_state *st, const coco_dataset *val, eval_rep
     return eval_run(val, st->dets.d, st->dets.n, EVAL_CROWD_ABSENT, trainer_max_dets, rep);
 }
 
-static int trainer_loop(trainer_state *st, const trainer_opts *o, const coco_dataset *train, const coco_dataset *val,
-                        trainer_result *res) {
-    const config_template *cfg = &o->cfg;
-    FILE *log = o->log;
-    double t0 = trainer_now();
-    const coco_dataset *tr = train;
-    if (o->subset_ratio > 0 && o->subset_ratio < 1) {
-        int keep = (int)(train->n_images * o->subset_ratio);
-        if (keep < 1) keep = 1;
-        CHECK(coco_subset(&st->sub, train, keep, cfg->seed));
-        st->have_sub = 1;
-        tr = &st->sub;
-    }
-    if (tr->n_images < 1) return ote_err(OTE_EINVAL, "trainer: the training set has no images");
-    if (val) CHECK(trainer_check_classes(tr, val));
-    int repeat, epochs;
-    schedule_adaptive_repeat(tr->n_images, cfg->num_iters, &repeat, &epochs);
-    if (o->max_epochs > 0) epochs = o->max_epochs;
-    res->repeat = repeat;
-    res->epochs_planned = epochs;
+/* ---- setup ---- */
 
+/* The training set (a seeded subset for HPO trials), the class check and the epoch plan. */
+static int trainer_setup_data(trainer_state *st) {
+    trainer_progress *p = &st->p;
+    const config_template *cfg = &p->o->cfg;
+    if (p->o->subset_ratio > 0 && p->o->subset_ratio < 1) {
+        int keep = (int)(p->train->n_images * p->o->subset_ratio);
+        if (keep < 1) keep = 1;
+        CHECK(coco_subset(&st->sub, p->train, keep, cfg->seed));
+        st->have_sub = 1;
+        p->train = &st->sub;
+    }
+    if (p->train->n_images < 1) return ote_err(OTE_EINVAL, "trainer: the training set has no images");
+    if (p->val) CHECK(trainer_check_classes(p->train, p->val));
+    schedule_adaptive_repeat(p->train->n_images, cfg->num_iters, &p->repeat, &p->epochs);
+    if (p->o->max_epochs > 0) p->epochs = p->o->max_epochs;
+    p->res->repeat = p->repeat;
+    p->res->epochs_planned = p->epochs;
+    return 0;
+}
+
+/* --load-weights W into the detector (a different class count re-initialises atss_cls). */
+static int trainer_load_init_weights(trainer_state *st) {
+    const char *path = st->p.o->init_weights;
+    FILE *log = st->p.o->log;
+    pth_ckpt c;
+    pth_init(&c);
+    CHECK(weights_read(path, &c));
+    weights_load_info info;
+    int s = weights_apply(st->d, &c, path, &info);
+    pth_free(&c);
+    CHECK(s);
+    if (log) {
+        fprintf(log, "loaded weights from %s (%s layout)\n", path, pth_layout_name(info.layout));
+        if (info.reinit_cls)
+            fprintf(log, "note: the checkpoint has %d classes, the data %d: bbox_head.atss_cls re-initialised\n",
+                    info.ckpt_classes, st->p.train->n_cats);
+    }
+    return 0;
+}
+
+/* The engine and the detector, initialised from --load-weights, else from the template's
+ * pretrained backbone (path relative to the template), else as mmdetection initialises it. */
+static int trainer_setup_model(trainer_state *st) {
+    const trainer_opts *o = st->p.o;
+    const config_template *cfg = &o->cfg;
     CHECK(eng_init(&st->e, o->nthreads));
     st->have_e = 1;
-    CHECK(trainer_make_detector(&st->d, &st->e, cfg, tr->n_cats));
-    if (cfg->pretrained_backbone[0] && !o->init_weights) {
-        char p[2 * CONFIG_PATH_LEN + 2];
-        if (cfg->pretrained_backbone[0] == '/') snprintf(p, sizeof p, "%s", cfg->pretrained_backbone);
-        else snprintf(p, sizeof p, "%s/%s", cfg->dir, cfg->pretrained_backbone);
-        CHECK(trainer_load_backbone(st->d, p));
-        if (log) fprintf(log, "backbone initialised from %s\n", p);
+    CHECK(trainer_make_detector(&st->d, &st->e, cfg, st->p.train->n_cats));
+    if (o->init_weights) return trainer_load_init_weights(st);
+    if (cfg->pretrained_backbone[0]) {
+        char path[2 * CONFIG_PATH_LEN + 2];
+        if (cfg->pretrained_backbone[0] == '/') snprintf(path, sizeof path, "%s", cfg->pretrained_backbone);
+        else snprintf(path, sizeof path, "%s/%s", cfg->dir, cfg->pretrained_backbone);
+        CHECK(weights_load_backbone(st->d, path, NULL));
+        if (o->log) fprintf(o->log, "backbone initialised from %s\n", path);
     }
-    if (o->init_weights) {
-        pth_ckpt c;
-        pth_init(&c);
-        CHECK(weights_read(o->init_weights, &c));
-        weights_load_info info;
-        int s = weights_apply(st->d, &c, o->init_weights, &info);
-        pth_free(&c);
-        CHECK(s);
-        if (log) {
-            fprintf(log, "loaded weights from %s (%s layout)\n", o->init_weights, pth_layout_name(info.layout));
-            if (info.reinit_cls)
-                fprintf(log, "note: the checkpoint has %d classes, the data %d: bbox_head.atss_cls re-initialised\n",
-                        info.ckpt_classes, tr->n_cats);
-        }
-    }
+    return 0;
+}
 
-    loader_config lc;
-    loader_config_train(&lc, cfg->num_workers, cfg->seed);
-    lc.batch_size = cfg->batch_size;
-    aug_size sizes[5];
+int trainer_train_loader_config(const config_template *cfg, loader_config *lc, aug_size sizes[5]) {
+    loader_config_train(lc, cfg->num_workers, cfg->seed);
+    lc->batch_size = cfg->batch_size;
     schedule_train_sizes(cfg->input_w, cfg->input_h, sizes);
-    CHECK(aug_config_train_sizes(&lc.aug, sizes, 5));
-    CHECK(loader_create(&st->tl, tr, &lc));
-    if (val) {
+    return aug_config_train_sizes(&lc->aug, sizes, 5);
+}
+
+void trainer_val_loader_config(const config_template *cfg, loader_config *lc) {
+    loader_config_test(lc, cfg->input_w, cfg->input_h, cfg->num_workers > 1 ? 1 : cfg->num_workers);
+}
+
+/* The loaders, the lr schedule and early stopping; prints the plan. */
+static int trainer_setup_loop(trainer_state *st) {
+    trainer_progress *p = &st->p;
+    const config_template *cfg = &p->o->cfg;
+    loader_config lc;
+    aug_size sz[5];
+    CHECK(trainer_train_loader_config(cfg, &lc, sz));
+    CHECK(loader_create(&st->tl, p->train, &lc));
+    if (p->val) {
         loader_config vc;
-        loader_config_test(&vc, cfg->input_w, cfg->input_h, cfg->num_workers > 1 ? 1 : cfg->num_workers);
-        CHECK(loader_create(&st->vl, val, &vc));
+        trainer_val_loader_config(cfg, &vc);
+        CHECK(loader_create(&st->vl, p->val, &vc));
     }
-    int nb = loader_n_batches(st->tl);
-    long total_iters = (long)epochs * repeat * nb;
-    if (log)
-        fprintf(log,
+    p->batches = loader_n_batches(st->tl);
+    p->total_iters = (long)p->epochs * p->repeat * p->batches;
+    if (p->o->log)
+        fprintf(p->o->log,
                 "training: %d images, %d classes; %d epochs x %d repeat x %d batches of %d = %ld iterations; "
                 "input %dx%d (train sizes %dx%d %dx%d %dx%d %dx%d %dx%d); lr %g, warm-up %d\n",
-                tr->n_images, tr->n_cats, epochs, repeat, nb, cfg->batch_size, total_iters, cfg->input_w,
-                cfg->input_h, sizes[0].w, sizes[0].h, sizes[1].w, sizes[1].h, sizes[2].w, sizes[2].h, sizes[3].w,
-                sizes[3].h, sizes[4].w, sizes[4].h, cfg->learning_rate, cfg->warmup_iters);
+                p->train->n_images, p->train->n_cats, p->epochs, p->repeat, p->batches, cfg->batch_size,
+                p->total_iters, cfg->input_w, cfg->input_h, sz[0].w, sz[0].h, sz[1].w, sz[1].h, sz[2].w, sz[2].h,
+                sz[3].w, sz[3].h, sz[4].w, sz[4].h, cfg->learning_rate, cfg->warmup_iters);
+    schedule_plateau_init(&p->plateau, cfg->learning_rate, cfg->warmup_iters);
+    schedule_early_stop_init(&p->early, cfg->warmup_iters);
+    return 0;
+}
 
-    schedule_plateau pl;
-    schedule_plateau_init(&pl, cfg->learning_rate, cfg->warmup_iters);
-    schedule_early_stop es;
-    schedule_early_stop_init(&es, cfg->warmup_iters);
-    int log_every = o->log_every > 0 ? o->log_every : 10;
-    long iter = 0, images = 0;
-    double train_secs = 0;
-    int stop = 0, labels_written = 0;
-    for (int ep = 0; ep < epochs && !stop; ep++) {
-        double ep_t0 = trainer_now();
-        long ep_images = 0;
-        det_losses acc;
-        memset(&acc, 0, sizeof acc);
-        int acc_n = 0;
-        for (int rep = 0; rep < repeat && !stop; rep++) {
-            CHECK(loader_start_epoch(st->tl, ep * repeat + rep));
-            const data_batch *b;
-            int s;
-            double it_t0 = trainer_now();
-            while ((s = loader_next(st->tl, &b)) == 1) {
-                double lr = schedule_lr(&pl, iter);
-                det_batch db;
-                CHECK(trainer_pack_batch(&st->pack, b, &db));
-                det_losses L;
-                /* the parts stay NaN in the message if the detector stops before computing them */
-                L.cls = L.box = L.ctr = L.total = NAN;
-                s = det_forward_train(st->d, &db, &L);
-                if (s == OTE_ENAN || (s >= 0 && !isfinite(L.total)))
-                    return ote_err(OTE_ENAN,
-                                   "iteration %ld (epoch %d, lr %g): loss is not finite (cls %g, box %g, centerness %g); "
-                                   "training stopped%s",
-                                   iter + 1, ep + 1, lr, L.cls, L.box, L.ctr,
-                                   res->best_epoch ? ", the best checkpoint so far is kept" : "");
-                CHECK(s);
-                CHECK(det_backward(st->d));
-                CHECK(det_sgd_step(st->d, lr));
-                iter++;
-                images += b->n;
-                ep_images += b->n;
-                acc.cls += L.cls, acc.box += L.box, acc.ctr += L.ctr, acc.total += L.total;
-                acc_n++;
-                double tnow = trainer_now();
-                train_secs += tnow - it_t0;
-                it_t0 = tnow;
-                if (log && (iter % log_every == 0 || iter == 1)) {
-                    char eta[32];
-                    double per_it = train_secs / (double)iter;
-                    trainer_fmt_time(per_it * (double)(total_iters - iter), eta, sizeof eta);
-                    fprintf(log,
-                            "epoch %d/%d iter %ld/%ld  loss %.4f (cls %.4f box %.4f ctr %.4f)  lr %.6g  %.1f img/s  "
-                            "eta %s\n",
-                            ep + 1, epochs, iter, total_iters, acc.total / acc_n, acc.cls / acc_n, acc.box / acc_n,
-                            acc.ctr / acc_n, lr, (double)images / (train_secs > 0 ? train_secs : 1e-9), eta);
-                    fflush(log);
-                    memset(&acc, 0, sizeof acc);
-                    acc_n = 0;
-                }
-                if (o->deadline > 0 && tnow >= o->deadline) {
-                    stop = 1;
-                    res->stop = TRAINER_STOP_DEADLINE;
-                    break;
-                }
-            }
-            CHECK(s);
-        }
-        res->epochs_run = ep + 1;
-        res->iters = iter;
-        res->images = images;
-        if (!val) continue;
-        eval_report rep;
-        memset(&rep, 0, sizeof rep);
-        CHECK(trainer_validate(st, val, &rep));
-        double map = rep.voc.map;
-        int improved = !res->has_best || map > res->best_map;
-        if (improved) {
-            double thr = cfg->result_based_confidence_threshold
-                             ? trainer_best_threshold(val, &st->dets, cfg->confidence_threshold)
-                             : cfg->confidence_threshold;
-            if (o->save_path) {
-                int s = weights_save(st->d, cfg, thr, o->save_path);
-                if (s < 0) {
-                    eval_report_free(&rep);
-                    return s;
-                }
-                if (o->labels_path && !labels_written) {
-                    s = weights_save_labels(o->labels_path, val);
-                    if (s < 0) {
-                        eval_report_free(&rep);
-                        return s;
-                    }
-                    labels_written = 1;
-                }
-            }
-            if (res->has_best) eval_report_free(&res->best);
-            res->best = rep;
-            res->has_best = 1;
-            res->best_map = map;
-            res->best_epoch = ep + 1;
-            res->confidence_threshold = thr;
-        } else {
-            eval_report_free(&rep);
-        }
-        double old_lr = pl.lr;
-        int dropped = schedule_plateau_update(&pl, map, iter);
-        int early = schedule_early_stop_update(&es, map, iter);
-        double tnow = trainer_now();
-        if (log) {
-            fprintf(log, "epoch %d/%d done: val mAP@0.5 %.4f%s  (%.1f s, %.1f img/s train)\n", ep + 1, epochs, map,
-                    improved ? (o->save_path ? "  best, saved" : "  best") : "", tnow - ep_t0,
-                    (double)images / (train_secs > 0 ? train_secs : 1e-9));
-            if (dropped) fprintf(log, "ReduceLROnPlateau: lr %g -> %g\n", old_lr, pl.lr);
-            fflush(log);
-        }
-        if (early && !stop) {
-            stop = 1;
-            res->stop = TRAINER_STOP_EARLY;
-            if (log) fprintf(log, "early stopping: no mAP improvement for %d epochs\n", es.wait);
-        }
-        if (o->on_epoch) {
-            trainer_epoch_report r = {ep + 1, epochs, map, tnow - t0, images, iter, pl.lr};
-            if (o->on_epoch(o->on_epoch_ctx, &r) && !stop) {
-                stop = 1;
-                res->stop = TRAINER_STOP_CALLBACK;
+/* ---- the step and the epoch ---- */
+
+/* One iteration: pack the batch, forward (losses into *L), backward, SGD at lr. A non-finite loss
+ * is OTE_ENAN naming the iteration. */
+static int trainer_step(trainer_state *st, const data_batch *b, double lr, int ep, det_losses *L) {
+    det_batch db;
+    CHECK(trainer_pack_batch(&st->pack, b, &db));
+    /* the parts stay NaN in the message if the detector stops before computing them */
+    L->cls = L->box = L->ctr = L->total = NAN;
+    int s = det_forward_train(st->d, &db, L);
+    if (s == OTE_ENAN || (s >= 0 && !isfinite(L->total)))
+        return ote_err(OTE_ENAN,
+                       "iteration %ld (epoch %d, lr %g): loss is not finite (cls %g, box %g, centerness %g); "
+                       "training stopped%s",
+                       st->p.iter + 1, ep + 1, lr, L->cls, L->box, L->ctr,
+                       st->p.res->best_epoch ? ", the best checkpoint so far is kept" : "");
+    CHECK(s);
+    CHECK(det_backward(st->d));
+    return det_sgd_step(st->d, lr);
+}
+
+/* The progress line every log_every iterations (and after the first): mean losses since the last
+ * line, lr, training images/s and the remaining time at that speed. */
+static void trainer_log_progress(trainer_progress *p, int ep, double lr) {
+    FILE *log = p->o->log;
+    int log_every = p->o->log_every > 0 ? p->o->log_every : 10;
+    if (!log || (p->iter % log_every != 0 && p->iter != 1)) return;
+    char eta[32];
+    double per_it = p->train_secs / (double)p->iter;
+    trainer_fmt_time(per_it * (double)(p->total_iters - p->iter), eta, sizeof eta);
+    const det_losses *a = &p->acc;
+    fprintf(log,
+            "epoch %d/%d iter %ld/%ld  loss %.4f (cls %.4f box %.4f ctr %.4f)  lr %.6g  %.1f img/s  eta %s\n",
+            ep + 1, p->epochs, p->iter, p->total_iters, a->total / p->acc_n, a->cls / p->acc_n, a->box / p->acc_n,
+            a->ctr / p->acc_n, lr, (double)p->images / (p->train_secs > 0 ? p->train_secs : 1e-9), eta);
+    fflush(log);
+    memset(&p->acc, 0, sizeof p->acc);
+    p->acc_n = 0;
+}
+
+/* Epoch ep's `repeat` shuffled passes over the training loader; stops early at the deadline (the
+ * epoch in flight is still validated). */
+static int trainer_train_epoch(trainer_state *st, int ep) {
+    trainer_progress *p = &st->p;
+    memset(&p->acc, 0, sizeof p->acc);
+    p->acc_n = 0;
+    for (int rep = 0; rep < p->repeat && !p->stop; rep++) {
+        CHECK(loader_start_epoch(st->tl, ep * p->repeat + rep));
+        const data_batch *b;
+        int s;
+        double it_t0 = trainer_now();
+        while ((s = loader_next(st->tl, &b)) == 1) {
+            double lr = schedule_lr(&p->plateau, p->iter);
+            det_losses L;
+            CHECK(trainer_step(st, b, lr, ep, &L));
+            p->iter++;
+            p->images += b->n;
+            p->acc.cls += L.cls, p->acc.box += L.box, p->acc.ctr += L.ctr, p->acc.total += L.total;
+            p->acc_n++;
+            double tnow = trainer_now();
+            p->train_secs += tnow - it_t0;
+            it_t0 = tnow;
+            trainer_log_progress(p, ep, lr);
+            if (p->o->deadline > 0 && tnow >= p->o->deadline) {
+                p->stop = 1;
+                p->res->stop = TRAINER_STOP_DEADLINE;
+                break;
             }
         }
-        if (o->deadline > 0 && tnow >= o->deadline && !stop) {
-            stop = 1;
-            res->stop = TRAINER_STOP_DEADLINE;
-        }
+        CHECK(s);
     }
-    res->seconds = trainer_now() - t0;
+    p->res->epochs_run = ep + 1;
+    p->res->iters = p->iter;
+    p->res->images = p->images;
+    return 0;
+}
+
+/* ---- end of epoch ---- */
+
+/* An epoch with a better mAP than any before: its confidence threshold, the weights (and, the
+ * first time, label_schema.json) written, its report kept in res (takes rep). */
+static int trainer_keep_best(trainer_state *st, int ep, eval_report *rep) {
+    trainer_progress *p = &st->p;
+    const config_template *cfg = &p->o->cfg;
+    double thr = cfg->confidence_threshold;
+    int s = 0;
+    if (cfg->result_based_confidence_threshold)
+        s = eval_threshold(p->val, st->dets.d, st->dets.n, cfg->confidence_threshold, &thr, NULL);
+    if (s >= 0 && p->o->save_path) s = weights_save(st->d, cfg, thr, p->o->save_path);
+    if (s >= 0 && p->o->save_path && p->o->labels_path && !p->labels_written) {
+        s = weights_save_labels(p->o->labels_path, p->val);
+        p->labels_written = s >= 0;
+    }
+    if (s < 0) {
+        eval_report_free(rep);
+        return s;
+    }
+    trainer_result *res = p->res;
+    if (res->has_best) eval_report_free(&res->best);
+    res->best = *rep;
+    res->has_best = 1;
+    res->best_map = rep->voc.map;
+    res->best_epoch = ep + 1;
+    res->confidence_threshold = thr;
+    return 0;
+}
+
+/* Sets the stop flag and reason unless training already stops. */
+static void trainer_stop_for(trainer_progress *p, trainer_stop why) {
+    if (p->stop) return;
+    p->stop = 1;
+    p->res->stop = why;
+}
+
+/* After epoch ep (started at ep_t0): validate, keep the best, ReduceLROnPlateau, early stopping,
+ * the per-epoch callback and the deadline. */
+static int trainer_end_epoch(trainer_state *st, int ep, double ep_t0) {
+    trainer_progress *p = &st->p;
+    FILE *log = p->o->log;
+    eval_report rep;
+    memset(&rep, 0, sizeof rep);
+    CHECK(trainer_validate(st, p->val, &rep));
+    double map = rep.voc.map;
+    int improved = !p->res->has_best || map > p->res->best_map;
+    if (improved) CHECK(trainer_keep_best(st, ep, &rep));
+    else eval_report_free(&rep);
+    double old_lr = p->plateau.lr;
+    int dropped = schedule_plateau_update(&p->plateau, map, p->iter);
+    int early = schedule_early_stop_update(&p->early, map, p->iter);
+    double tnow = trainer_now();
+    if (log) {
+        fprintf(log, "epoch %d/%d done: val mAP@0.5 %.4f%s  (%.1f s, %.1f img/s train)\n", ep + 1, p->epochs, map,
+                improved ? (p->o->save_path ? "  best, saved" : "  best") : "", tnow - ep_t0,
+                (double)p->images / (p->train_secs > 0 ? p->train_secs : 1e-9));
+        if (dropped) fprintf(log, "ReduceLROnPlateau: lr %g -> %g\n", old_lr, p->plateau.lr);
+        fflush(log);
+    }
+    if (early && !p->stop) {
+        trainer_stop_for(p, TRAINER_STOP_EARLY);
+        if (log) fprintf(log, "early stopping: no mAP improvement for %d epochs\n", p->early.wait);
+    }
+    if (p->o->on_epoch) {
+        trainer_epoch_report r = {ep + 1, p->epochs, map, tnow - p->t0, p->images, p->iter, p->plateau.lr};
+        if (p->o->on_epoch(p->o->on_epoch_ctx, &r)) trainer_stop_for(p, TRAINER_STOP_CALLBACK);
+    }
+    if (p->o->deadline > 0 && tnow >= p->o->deadline) trainer_stop_for(p, TRAINER_STOP_DEADLINE);
+    return 0;
+}
+
+/* ---- the run ---- */
+
+static int trainer_loop(trainer_state *st) {
+    trainer_progress *p = &st->p;
+    p->t0 = trainer_now();
+    CHECK(trainer_setup_data(st));
+    CHECK(trainer_setup_model(st));
+    CHECK(trainer_setup_loop(st));
+    for (int ep = 0; ep < p->epochs && !p->stop; ep++) {
+        double ep_t0 = trainer_now();
+        CHECK(trainer_train_epoch(st, ep));
+        if (p->val) CHECK(trainer_end_epoch(st, ep, ep_t0));
+    }
+    p->res->seconds = trainer_now() - p->t0;
     return 0;
 }
 
@@ -501,7 +497,11 @@ int trainer_run(const trainer_opts *o, const coco_dataset *train, const coco_dat
     trainer_state st;
     memset(&st, 0, sizeof st);
     eval_dets_init(&st.dets);
-    int s = trainer_loop(&st, o, train, val, res);
+    st.p.o = o;
+    st.p.train = train;
+    st.p.val = val;
+    st.p.res = res;
+    int s = trainer_loop(&st);
     trainer_state_free(&st);
     if (s < 0) trainer_result_free(res);
     return s;
@@ -531,7 +531,7 @@ int trainer_evaluate(const config_template *cfg, const char *weights_path, const
         goto done;
     }
     loader_config vc;
-    loader_config_test(&vc, cfg->input_w, cfg->input_h, cfg->num_workers > 1 ? 1 : cfg->num_workers);
+    trainer_val_loader_config(cfg, &vc);
     s = loader_create(&st.vl, ds, &vc);
     if (s < 0) goto done;
     s = trainer_validate(&st, ds, out);

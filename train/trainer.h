@@ -7,7 +7,14 @@
  *   - lr: linear warm-up (warmup_iters, ratio 1/3) over ReduceLROnPlateau; early stopping;
  *   - SGD momentum 0.9, weight decay 1e-4 on every parameter; BN in training mode;
  *   - validation VOC mAP@0.5 (mmdet eval_map) + COCO stats every epoch at the input size (batch 1);
- *   - the best-mAP weights kept (in memory, and written atomically to save_path when it improves).
+ *   - the best-mAP weights kept (in memory, and written atomically to save_path when it improves)
+ *     with their confidence threshold (data/eval_threshold.c's best F-measure, if the template
+ *     asks for result_based_confidence_threshold);
+ *   - model.pretrained_backbone (unless --load-weights) through weights_load_backbone's name and
+ *     shape check.
+ * The loop (trainer.c) reads setup / epoch / end of epoch: trainer_setup_* once, then per epoch
+ * trainer_train_epoch (trainer_step per batch: pack, forward, backward, SGD) and trainer_end_epoch
+ * (validate, keep the best, save, lr schedule, early stopping, callback, deadline).
  * It is re-entrant and keeps no global state, so HPO can call it in-process for each trial with a
  * training subset, a reduced input size, a wall-clock deadline and a per-epoch callback.
  *
@@ -22,6 +29,7 @@
 
 #include "data/coco.h"
 #include "data/eval.h"
+#include "data/loader.h"
 #include "train/config.h"
 
 /* One epoch's report (for HPO and logs). */
@@ -87,6 +95,12 @@ void trainer_result_free(trainer_result *r);
  * keep (may be NULL, eval_dets_init'ed) receives the detections in dataset order. */
 int trainer_evaluate(const config_template *cfg, const char *weights_path, const coco_dataset *ds, int nthreads,
                      eval_report *out, eval_dets *keep);
+
+/* The loaders exactly as trainer_run configures them (cmd dump-batches streams the same batches):
+ * training - the template's batch size, workers and seed, the 5 training sizes scaled to the
+ * input size (written to sizes), MinIoU crop and flip; validation - batch 1 at the input size. */
+int trainer_train_loader_config(const config_template *cfg, loader_config *lc, aug_size sizes[5]);
+void trainer_val_loader_config(const config_template *cfg, loader_config *lc);
 
 /* Both training and validation must list the same class names in the same order. */
 int trainer_check_classes(const coco_dataset *train, const coco_dataset *val);
