@@ -10,6 +10,9 @@
  * `backbone.features.stage2.unit1.conv1.conv.weight`, `neck.lateral_convs.0.conv.weight`,
  * `bbox_head.cls_convs.0.gn.weight`, `bbox_head.scales.0.scale`; BN running statistics and
  * `num_batches_tracked` are listed as buffers.
+ *
+ * Implementation: detector.c ties together backbone.c (MobileNetV2), neck.c (FPN), head.c (ATSS
+ * head), params.c (parameter store) and memplan.c (activation memory), sharing detector_impl.h.
  */
 #ifndef OTE_DETECTOR_H
 #define OTE_DETECTOR_H
@@ -47,7 +50,7 @@ typedef struct det_batch {
 
 typedef struct det_losses {
     double cls, box, ctr, total; /* summed over levels, as mmdetection reports them */
-    double level_cls[5], level_box[5], level_ctr[5];
+    double level_cls[ANCHORS_LEVELS], level_box[ANCHORS_LEVELS], level_ctr[ANCHORS_LEVELS]; /* P3..P7 */
     int npos;                    /* positives in the batch */
 } det_losses;
 
