@@ -13,13 +13,13 @@
 #endif
 
 static int add_same_shape(const tensor *a, const tensor *b) {
-    return a->layout == b->layout && a->n == b->n && a->c == b->c && a->h == b->h && a->w == b->w &&
+    return a->layout == b->layout && a->blk == b->blk && a->n == b->n && a->c == b->c && a->h == b->h && a->w == b->w &&
            a->bytes == b->bytes;
 }
 
 int add_plan_init(add_plan *p, eng_ctx *e, const tensor *a, const tensor *b, tensor *y) {
     memset(p, 0, sizeof *p);
-    if (!add_same_shape(a, b) || !add_same_shape(a, y) || a->layout != TL_NCHW16C)
+    if (!add_same_shape(a, b) || !add_same_shape(a, y) || a->layout != TL_BLOCKED)
         return ote_err(OTE_EINVAL, "add: shapes differ: (%d,%d,%d,%d) + (%d,%d,%d,%d) -> (%d,%d,%d,%d)", a->n, a->c,
                        a->h, a->w, b->n, b->c, b->h, b->w, y->n, y->c, y->h, y->w);
     ASSERT(y != b || b == a);

@@ -1,7 +1,7 @@
 /* add.h - element-wise add of two activations (residual units, FPN top-down path) and the gradient
  * fan-out helpers.
  *
- * Forward: y = a + b on nChw16c f32 with oneDNN's binary add (dnnl_binary_add). y may alias a
+ * Forward: y = a + b on blocked (nChw8c / nChw16c) f32 with oneDNN's binary add (dnnl_binary_add). y may alias a
  * (in place, e.g. the FPN's L4 <- L4 + up(L5)); it must not alias b unless b == a.
  *
  * Backward of y = a + b is the identity into both inputs: da = dy and db = dy. The model should
@@ -28,9 +28,9 @@
 #include "engine/tensor.h"
 
 typedef struct add_plan {
-    const tensor *a; /* (N, C, H, W) nChw16c */
-    const tensor *b; /* (N, C, H, W) nChw16c */
-    tensor *y;       /* (N, C, H, W) nChw16c, may be a */
+    const tensor *a; /* (N, C, H, W) blocked */
+    const tensor *b; /* (N, C, H, W) blocked */
+    tensor *y;       /* (N, C, H, W) blocked, may be a */
     dnnl_primitive_desc_t pd;
     dnnl_primitive_t prim;
     dnnl_exec_arg_t args[4];

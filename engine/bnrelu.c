@@ -1,4 +1,4 @@
-/* bnrelu.c - fused BatchNorm (+ ReLU6) forward/backward on nChw16c f32 with OpenMP (see bnrelu.h).
+/* bnrelu.c - fused BatchNorm (+ ReLU6) forward/backward on blocked (nChw8c / nChw16c) f32 with OpenMP (see bnrelu.h).
  *
  * Each pass is one parallel region that walks groups of channel blocks; per group:
  *   1. the thread's share of the group's units (a fixed contiguous range): per-lane partial sums of
@@ -32,7 +32,7 @@
 
 #include "engine/status.h"
 
-#define BNR_RUN 32        /* pixels summed in float (16 per accumulator set) before double */
+#define BNR_RUN 32        /* pixels summed in float (half per accumulator set) before double */
 #define BNR_MIN_CHUNK 64  /* pixels: smaller chunks cost more in bookkeeping than they balance */
 #define BNR_UNITS_PER_THREAD 8
 #define BNR_SHIFT_PIX 8   /* pixels of sample 0 averaged into the per-channel shift k */
@@ -40,7 +40,7 @@
 #define BNR_SERIAL_FLOATS (1 << 12) /* smaller tensors run single-threaded */
 #define BNR_MAX_GROUPS 4  /* barriers per pass, bounded */
 
-/* coef rows of one 16-lane block */
+/* coef rows of one channel block (each row 16 lane slots; the first B are used) */
 enum { CF_K = 0, CF_A, CF_B, CF_P, CF_Q, CF_R, CF_ROWS = 8 };
 
 #if defined(__x86_64__) && !defined(__clang__)
@@ -60,20 +60,22 @@ BNR_INLINE float bnr_clip6(float v) {
 /* hardtanh backward: the gradient passes only strictly inside (0, 6) (eltwise.h). */
 BNR_INLINE float bnr_mask(float v, float g) { return ((v > 0.0f) & (v < 6.0f)) ? g : 0.0f; }
 
-/* ---- kernels on np pixels x 16 lanes ---- */
+/* ---- kernels on np pixels x B lanes (B = 8 or 16; bodies are always inlined into wrappers that pass
+ * a literal B, so the lane loops have constant trip counts; coefficient rows and partial sums keep a
+ * stride of 16 lanes whatever B is) ---- */
 
 /* out[0..15] = sum (x - k), out[16..31] = sum (x - k)^2 per lane. Two pixels per step into two
  * accumulator sets: one set is a chain of dependent vector adds (latency-bound below L2 speed). */
-BNR_CLONES static void bnr_k_stats(const float *px, int np, const float *k, double *out) {
+BNR_INLINE void bnr_stats_body(const float *px, int np, const float *k, double *out, const int B) {
     double d1[16] = {0}, d2[16] = {0};
     for (int i0 = 0; i0 < np; i0 += BNR_RUN) {
         int i1 = i0 + BNR_RUN < np ? i0 + BNR_RUN : np, i = i0;
         float f1[16] = {0}, f2[16] = {0}, e1[16] = {0}, e2[16] = {0};
         for (; i + 1 < i1; i += 2) {
-            const float *r = px + (size_t)i * 16;
+            const float *r = px + (size_t)i * B;
 #pragma omp simd
-            for (int c = 0; c < 16; c++) {
-                float d = r[c] - k[c], t = r[16 + c] - k[c];
+            for (int c = 0; c < B; c++) {
+                float d = r[c] - k[c], t = r[B + c] - k[c];
                 f1[c] += d;
                 f2[c] += d * d;
                 e1[c] += t;
@@ -81,26 +83,31 @@ BNR_CLONES static void bnr_k_stats(const float *px, int np, const float *k, doub
             }
         }
         if (i < i1) {
-            const float *r = px + (size_t)i * 16;
+            const float *r = px + (size_t)i * B;
 #pragma omp simd
-            for (int c = 0; c < 16; c++) {
+            for (int c = 0; c < B; c++) {
                 float d = r[c] - k[c];
                 f1[c] += d;
                 f2[c] += d * d;
             }
         }
-        for (int c = 0; c < 16; c++) d1[c] += (double)f1[c] + e1[c], d2[c] += (double)f2[c] + e2[c];
+        for (int c = 0; c < B; c++) d1[c] += (double)f1[c] + e1[c], d2[c] += (double)f2[c] + e2[c];
     }
-    for (int c = 0; c < 16; c++) out[c] = d1[c], out[16 + c] = d2[c];
+    for (int c = 0; c < B; c++) out[c] = d1[c], out[16 + c] = d2[c];
+}
+BNR_CLONES static void bnr_k_stats(const float *px, int np, const float *k, double *out, int B) {
+    if (B == 16) bnr_stats_body(px, np, k, out, 16);
+    else bnr_stats_body(px, np, k, out, 8);
 }
 
-BNR_INLINE void bnr_fwd_body(const float *px, float *py, int np, const float *cf, const int relu6) {
+BNR_INLINE void bnr_fwd_body(const float *px, float *py, int np, const float *cf, const int relu6,
+                              const int B) {
     const float *k = cf + CF_K * 16, *a = cf + CF_A * 16, *b = cf + CF_B * 16;
     for (int i = 0; i < np; i++) {
-        const float *r = px + (size_t)i * 16;
-        float *o = py + (size_t)i * 16;
+        const float *r = px + (size_t)i * B;
+        float *o = py + (size_t)i * B;
 #pragma omp simd
-        for (int c = 0; c < 16; c++) {
+        for (int c = 0; c < B; c++) {
             float v = bnr_pre(r[c], k[c], a[c], b[c]);
             o[c] = relu6 ? bnr_clip6(v) : v;
         }
@@ -108,93 +115,102 @@ BNR_INLINE void bnr_fwd_body(const float *px, float *py, int np, const float *cf
 }
 
 /* y = clip((x - k)*a + b) per lane; padded lanes have k = a = b = 0, so they become 0. */
-BNR_CLONES static void bnr_k_fwd(const float *px, float *py, int np, const float *cf, int relu6) {
-    if (relu6)
-        bnr_fwd_body(px, py, np, cf, 1);
-    else
-        bnr_fwd_body(px, py, np, cf, 0);
+BNR_CLONES static void bnr_k_fwd(const float *px, float *py, int np, const float *cf, int relu6, int B) {
+    if (B == 16) {
+        if (relu6) bnr_fwd_body(px, py, np, cf, 1, 16);
+        else bnr_fwd_body(px, py, np, cf, 0, 16);
+    } else {
+        if (relu6) bnr_fwd_body(px, py, np, cf, 1, 8);
+        else bnr_fwd_body(px, py, np, cf, 0, 8);
+    }
 }
 
 BNR_INLINE void bnr_bstats_body(const float *px, const float *pdy, int np, const float *cf, double *out,
-                                const int relu6) {
+                                const int relu6, const int B) {
     const float *k = cf + CF_K * 16, *a = cf + CF_A * 16, *b = cf + CF_B * 16;
     double d1[16] = {0}, d2[16] = {0};
     for (int i0 = 0; i0 < np; i0 += BNR_RUN) {
         int i1 = i0 + BNR_RUN < np ? i0 + BNR_RUN : np, i = i0;
         float f1[16] = {0}, f2[16] = {0}, e1[16] = {0}, e2[16] = {0};
         for (; i + 1 < i1; i += 2) {
-            const float *r = px + (size_t)i * 16, *gr = pdy + (size_t)i * 16;
+            const float *r = px + (size_t)i * B, *gr = pdy + (size_t)i * B;
 #pragma omp simd
-            for (int c = 0; c < 16; c++) {
+            for (int c = 0; c < B; c++) {
                 float g = relu6 ? bnr_mask(bnr_pre(r[c], k[c], a[c], b[c]), gr[c]) : gr[c];
-                float h = relu6 ? bnr_mask(bnr_pre(r[16 + c], k[c], a[c], b[c]), gr[16 + c]) : gr[16 + c];
+                float h = relu6 ? bnr_mask(bnr_pre(r[B + c], k[c], a[c], b[c]), gr[B + c]) : gr[B + c];
                 f1[c] += g;
                 f2[c] += g * (r[c] - k[c]);
                 e1[c] += h;
-                e2[c] += h * (r[16 + c] - k[c]);
+                e2[c] += h * (r[B + c] - k[c]);
             }
         }
         if (i < i1) {
-            const float *r = px + (size_t)i * 16, *gr = pdy + (size_t)i * 16;
+            const float *r = px + (size_t)i * B, *gr = pdy + (size_t)i * B;
 #pragma omp simd
-            for (int c = 0; c < 16; c++) {
+            for (int c = 0; c < B; c++) {
                 float g = relu6 ? bnr_mask(bnr_pre(r[c], k[c], a[c], b[c]), gr[c]) : gr[c];
                 f1[c] += g;
                 f2[c] += g * (r[c] - k[c]);
             }
         }
-        for (int c = 0; c < 16; c++) d1[c] += (double)f1[c] + e1[c], d2[c] += (double)f2[c] + e2[c];
+        for (int c = 0; c < B; c++) d1[c] += (double)f1[c] + e1[c], d2[c] += (double)f2[c] + e2[c];
     }
-    for (int c = 0; c < 16; c++) out[c] = d1[c], out[16 + c] = d2[c];
+    for (int c = 0; c < B; c++) out[c] = d1[c], out[16 + c] = d2[c];
 }
 
 /* out[0..15] = sum g, out[16..31] = sum g*(x - k), g = dy masked by the recomputed pre-activation. */
 BNR_CLONES static void bnr_k_bstats(const float *px, const float *pdy, int np, const float *cf, double *out,
-                                    int relu6) {
-    if (relu6)
-        bnr_bstats_body(px, pdy, np, cf, out, 1);
-    else
-        bnr_bstats_body(px, pdy, np, cf, out, 0);
+                                    int relu6, int B) {
+    if (B == 16) {
+        if (relu6) bnr_bstats_body(px, pdy, np, cf, out, 1, 16);
+        else bnr_bstats_body(px, pdy, np, cf, out, 0, 16);
+    } else {
+        if (relu6) bnr_bstats_body(px, pdy, np, cf, out, 1, 8);
+        else bnr_bstats_body(px, pdy, np, cf, out, 0, 8);
+    }
 }
 
 /* No restrict on pdy/pdx: they may alias (each element reads its own dy before writing dx). */
 BNR_INLINE void bnr_bwd_body(const float *px, const float *pdy, float *pdx, int np, const float *cf,
-                             const int relu6) {
+                             const int relu6, const int B) {
     const float *k = cf + CF_K * 16, *a = cf + CF_A * 16, *b = cf + CF_B * 16;
     const float *P = cf + CF_P * 16, *Q = cf + CF_Q * 16, *R = cf + CF_R * 16;
     for (int i = 0; i < np; i++) {
-        const float *r = px + (size_t)i * 16, *gr = pdy + (size_t)i * 16;
-        float *o = pdx + (size_t)i * 16;
+        const float *r = px + (size_t)i * B, *gr = pdy + (size_t)i * B;
+        float *o = pdx + (size_t)i * B;
         float t[16];
 #pragma omp simd
-        for (int c = 0; c < 16; c++) {
+        for (int c = 0; c < B; c++) {
             float g = relu6 ? bnr_mask(bnr_pre(r[c], k[c], a[c], b[c]), gr[c]) : gr[c];
             t[c] = P[c] * g + Q[c] * (r[c] - k[c]) + R[c];
         }
 #pragma omp simd
-        for (int c = 0; c < 16; c++) o[c] = t[c];
+        for (int c = 0; c < B; c++) o[c] = t[c];
     }
 }
 
 /* dx = P*g + Q*(x - k) + R per lane (all zero on padded lanes). */
 BNR_CLONES static void bnr_k_bwd(const float *px, const float *pdy, float *pdx, int np, const float *cf,
-                                 int relu6) {
-    if (relu6)
-        bnr_bwd_body(px, pdy, pdx, np, cf, 1);
-    else
-        bnr_bwd_body(px, pdy, pdx, np, cf, 0);
+                                 int relu6, int B) {
+    if (B == 16) {
+        if (relu6) bnr_bwd_body(px, pdy, pdx, np, cf, 1, 16);
+        else bnr_bwd_body(px, pdy, pdx, np, cf, 0, 16);
+    } else {
+        if (relu6) bnr_bwd_body(px, pdy, pdx, np, cf, 1, 8);
+        else bnr_bwd_body(px, pdy, pdx, np, cf, 0, 8);
+    }
 }
 
 /* Stored y versus the recomputed clip(pre) (bitwise), over logical lanes only. */
 BNR_CLONES static long bnr_k_check(const float *px, const float *py, int np, const float *cf, int lanes,
-                                   int relu6) {
+                                   int relu6, const int B) {
     const float *k = cf + CF_K * 16, *a = cf + CF_A * 16, *b = cf + CF_B * 16;
     long bad = 0;
     for (int i = 0; i < np; i++)
         for (int c = 0; c < lanes; c++) {
-            float v = bnr_pre(px[(size_t)i * 16 + c], k[c], a[c], b[c]);
+            float v = bnr_pre(px[(size_t)i * B + c], k[c], a[c], b[c]);
             if (relu6) v = bnr_clip6(v);
-            float s = py[(size_t)i * 16 + c];
+            float s = py[(size_t)i * B + c];
             uint32_t u1, u2;
             memcpy(&u1, &v, 4), memcpy(&u2, &s, 4);
             bad += u1 != u2;
@@ -205,13 +221,13 @@ BNR_CLONES static long bnr_k_check(const float *px, const float *py, int np, con
 /* ---- plan ---- */
 
 static int bnr_same_act(const tensor *a, const tensor *ref) {
-    return a && a->layout == TL_NCHW16C && a->n == ref->n && a->c == ref->c && a->h == ref->h && a->w == ref->w;
+    return a && a->layout == TL_BLOCKED && a->blk == ref->blk && a->n == ref->n && a->c == ref->c && a->h == ref->h && a->w == ref->w;
 }
 
 static int bnr_plan_init_impl(bnr_plan *p, eng_ctx *e, bn_layer *l, const tensor *x, tensor *y, tensor *dy,
                               tensor *dx, int relu6) {
-    if (x->layout != TL_NCHW16C || x->c != l->cfg.c)
-        return ote_err(OTE_EINVAL, "bnrelu plan: x channels: %d (layer has %d) or layout not nChw16c", x->c,
+    if (x->layout != TL_BLOCKED || x->c != l->cfg.c)
+        return ote_err(OTE_EINVAL, "bnrelu plan: x channels: %d (layer has %d) or layout not blocked", x->c,
                        l->cfg.c);
     if (!bnr_same_act(y, x) || !bnr_same_act(dy, x) || !bnr_same_act(dx, x))
         return ote_err(OTE_EINVAL, "bnrelu plan: y, dy or dx missing or not shaped like x (%d,%d,%d,%d)", x->n,
@@ -219,7 +235,7 @@ static int bnr_plan_init_impl(bnr_plan *p, eng_ctx *e, bn_layer *l, const tensor
     if (y == x || (y->data && y->data == x->data) || (y->home && y->home == x->home && y->offset == x->offset))
         return ote_err(OTE_EINVAL, "bnrelu plan: y: aliases x (the backward reads x)");
     if (!l->dgamma.mem) return ote_err(OTE_EINVAL, "bnrelu plan: layer has no gradients");
-    p->n = x->n, p->cb = (x->c + 15) / 16, p->hw = x->h * x->w;
+    p->n = x->n, p->blk = x->blk, p->cb = tensor_cblocks(x), p->hw = x->h * x->w;
     p->m = (long)p->n * p->hw;
     /* torch refuses this too ("Expected more than 1 value per channel when training"). */
     if (p->m < 2) return ote_err(OTE_EINVAL, "bnrelu plan: %ld value(s) per channel: training needs at least 2", p->m);
@@ -227,7 +243,7 @@ static int bnr_plan_init_impl(bnr_plan *p, eng_ctx *e, bn_layer *l, const tensor
 
     int nth = e && e->nthreads > 0 ? e->nthreads : 1;
     /* groups of channel blocks: forward reads one input (x), backward two (x, dy) */
-    size_t cb_bytes = (size_t)p->n * p->hw * 16 * sizeof(float), budget = (size_t)nth * BNR_L2_BUDGET;
+    size_t cb_bytes = (size_t)p->n * p->hw * p->blk * sizeof(float), budget = (size_t)nth * BNR_L2_BUDGET;
     /* A block larger than the budget cannot stay in L2 between the sweeps: then one group for the
      * whole tensor (fewest barriers). */
     p->gcb_f = cb_bytes > budget ? p->cb : (int)(budget / cb_bytes);
@@ -235,7 +251,7 @@ static int bnr_plan_init_impl(bnr_plan *p, eng_ctx *e, bn_layer *l, const tensor
     int gmin = (p->cb + BNR_MAX_GROUPS - 1) / BNR_MAX_GROUPS;
     p->gcb_f = p->gcb_f < gmin ? gmin : p->gcb_f > p->cb ? p->cb : p->gcb_f;
     p->gcb_b = p->gcb_b < gmin ? gmin : p->gcb_b > p->cb ? p->cb : p->gcb_b;
-    p->serial = (size_t)p->n * p->cb * p->hw * 16 < BNR_SERIAL_FLOATS;
+    p->serial = (size_t)p->n * p->cb * p->hw * p->blk < BNR_SERIAL_FLOATS;
     /* enough units in the smallest group to keep every thread busy */
     long planes = (long)p->gcb_b * p->n, target = (long)BNR_UNITS_PER_THREAD * nth;
     long splits = p->serial ? 1 : (target + planes - 1) / planes;
@@ -285,7 +301,7 @@ static size_t bnr_unit(const bnr_plan *p, int u, int *cb, int *p0, int *np) {
     *cb = plane / p->n;
     *p0 = s * p->chunk;
     *np = (*p0 + p->chunk <= p->hw ? p->chunk : p->hw - *p0);
-    return (((size_t)n * p->cb + (size_t)*cb) * p->hw + (size_t)*p0) * 16;
+    return (((size_t)n * p->cb + (size_t)*cb) * p->hw + (size_t)*p0) * p->blk;
 }
 
 /* Forward coefficients of block cb from the partial sums of its units (summed in unit order, so
@@ -297,8 +313,8 @@ static void bnr_fwd_coef(bnr_plan *p, int cb, float *cf, int owner) {
     const int C = l->cfg.c, per_cb = p->n * p->splits;
     const double M = (double)p->m, eps = l->cfg.eps, mom = l->cfg.momentum, unb = M / (M - 1.0);
     float *shared = p->coef + (size_t)cb * CF_ROWS * 16;
-    for (int j = 0; j < 16; j++) {
-        int c = cb * 16 + j;
+    for (int j = 0; j < p->blk; j++) {
+        int c = cb * p->blk + j;
         cf[CF_K * 16 + j] = shared[CF_K * 16 + j]; /* 0 on padded lanes */
         if (c >= C) {
             cf[CF_A * 16 + j] = cf[CF_B * 16 + j] = 0.0f;
@@ -337,8 +353,8 @@ static void bnr_bwd_coef(bnr_plan *p, int cb, float *cf, int owner, int accumula
     const double M = (double)p->m;
     const float *shared = p->coef + (size_t)cb * CF_ROWS * 16;
     memcpy(cf, shared, 3 * 16 * sizeof(float)); /* K, A, B */
-    for (int j = 0; j < 16; j++) {
-        int c = cb * 16 + j;
+    for (int j = 0; j < p->blk; j++) {
+        int c = cb * p->blk + j;
         if (c >= C) {
             cf[CF_P * 16 + j] = cf[CF_Q * 16 + j] = cf[CF_R * 16 + j] = 0.0f;
             continue;
@@ -392,7 +408,7 @@ static void bnr_fwd_team(bnr_plan *p) {
         for (int u = ub; u < ue; u++) {
             int cb, p0, np;
             size_t o = bnr_unit(p, u, &cb, &p0, &np);
-            bnr_k_stats(X + o, np, p->coef + (size_t)cb * CF_ROWS * 16 + CF_K * 16, p->part + (size_t)u * 32);
+            bnr_k_stats(X + o, np, p->coef + (size_t)cb * CF_ROWS * 16 + CF_K * 16, p->part + (size_t)u * 32, p->blk);
         }
 #pragma omp barrier
         /* Apply in reverse: the chunks read last are the likeliest still in L2. No barrier after:
@@ -407,7 +423,7 @@ static void bnr_fwd_team(bnr_plan *p) {
                 bnr_fwd_coef(p, cb, cf, first >= ub && first < ue);
                 have = cb;
             }
-            bnr_k_fwd(X + o, Y + o, np, cf, p->relu6);
+            bnr_k_fwd(X + o, Y + o, np, cf, p->relu6, p->blk);
         }
     }
 }
@@ -415,14 +431,14 @@ static void bnr_fwd_team(bnr_plan *p) {
 int bnr_forward(bnr_plan *p, eng_ctx *e) {
     (void)e;
     const float *X = p->x->data;
-    const int C = p->l->cfg.c, HW = p->hw, ks = HW < BNR_SHIFT_PIX ? HW : BNR_SHIFT_PIX;
+    const int C = p->l->cfg.c, HW = p->hw, ks = HW < BNR_SHIFT_PIX ? HW : BNR_SHIFT_PIX, B = p->blk;
     /* Shift k: mean of the first pixels of sample 0, rounded to float (the exact value every
      * kernel subtracts). Serial: C * 8 reads. */
     for (int c = 0; c < C; c++) {
-        const float *px = X + (size_t)(c / 16) * HW * 16 + c % 16;
+        const float *px = X + (size_t)(c / B) * HW * B + c % B;
         double s = 0;
-        for (int i = 0; i < ks; i++) s += px[(size_t)i * 16];
-        p->coef[(size_t)(c / 16) * CF_ROWS * 16 + CF_K * 16 + c % 16] = (float)(s / ks);
+        for (int i = 0; i < ks; i++) s += px[(size_t)i * B];
+        p->coef[(size_t)(c / B) * CF_ROWS * 16 + CF_K * 16 + c % B] = (float)(s / ks);
     }
     if (p->serial) {
         bnr_fwd_team(p);
@@ -445,7 +461,7 @@ static void bnr_bwd_team(bnr_plan *p, int accumulate) {
         for (int u = ub; u < ue; u++) {
             int cb, p0, np;
             size_t o = bnr_unit(p, u, &cb, &p0, &np);
-            bnr_k_bstats(X + o, DY + o, np, p->coef + (size_t)cb * CF_ROWS * 16, p->part + (size_t)u * 32, p->relu6);
+            bnr_k_bstats(X + o, DY + o, np, p->coef + (size_t)cb * CF_ROWS * 16, p->part + (size_t)u * 32, p->relu6, p->blk);
         }
 #pragma omp barrier
         int have = -1;
@@ -457,7 +473,7 @@ static void bnr_bwd_team(bnr_plan *p, int accumulate) {
                 bnr_bwd_coef(p, cb, cf, first >= ub && first < ue, accumulate);
                 have = cb;
             }
-            bnr_k_bwd(X + o, DY + o, DX + o, np, cf, p->relu6);
+            bnr_k_bwd(X + o, DY + o, DX + o, np, cf, p->relu6, p->blk);
         }
     }
 }
@@ -478,8 +494,9 @@ long bnr_mask_mismatches(const bnr_plan *p) {
     for (int u = 0; u < p->units; u++) {
         int cb, p0, np;
         size_t o = bnr_unit(p, u, &cb, &p0, &np);
-        int lanes = p->l->cfg.c - cb * 16 < 16 ? p->l->cfg.c - cb * 16 : 16;
-        bad += bnr_k_check(p->x->data + o, p->y->data + o, np, p->coef + (size_t)cb * CF_ROWS * 16, lanes, p->relu6);
+        int lanes = p->l->cfg.c - cb * p->blk < p->blk ? p->l->cfg.c - cb * p->blk : p->blk;
+        bad += bnr_k_check(p->x->data + o, p->y->data + o, np, p->coef + (size_t)cb * CF_ROWS * 16, lanes, p->relu6,
+                           p->blk);
     }
     return bad;
 }

@@ -1,4 +1,4 @@
-/* bnrelu.h - fused BatchNorm (+ ReLU6) training layer: a hand-written OpenMP kernel on nChw16c f32
+/* bnrelu.h - fused BatchNorm (+ ReLU6) training layer: a hand-written OpenMP kernel on blocked f32
  * that replaces the oneDNN pair bn_plan + eltwise_plan (engine/bn.h, engine/eltwise.h) on the SAME
  * bn_layer, so a model can switch per block without touching its parameters.
  *
@@ -41,12 +41,12 @@
 
 typedef struct bnr_plan {
     bn_layer *l;
-    const tensor *x; /* (N, C, H, W) nChw16c: BN input, read by forward and backward */
-    tensor *y;       /* (N, C, H, W) nChw16c: output (clipped to [0, 6] if relu6) */
-    const tensor *dy; /* (N, C, H, W) nChw16c: gradient of y */
-    tensor *dx;       /* (N, C, H, W) nChw16c: gradient of x; may be dy */
+    const tensor *x; /* (N, C, H, W) blocked: BN input, read by forward and backward */
+    tensor *y;       /* (N, C, H, W) blocked: output (clipped to [0, 6] if relu6) */
+    const tensor *dy; /* (N, C, H, W) blocked: gradient of y */
+    tensor *dx;       /* (N, C, H, W) blocked: gradient of x; may be dy */
     int relu6;
-    int n, cb, hw;    /* N, ceil(C/16), H*W */
+    int n, blk, cb, hw; /* N, channel block B (8 or 16), ceil(C/B), H*W */
     long m;           /* N*H*W values per channel */
     int splits;       /* spatial chunks per (sample, block) */
     int chunk;        /* pixels per chunk (the last may be shorter) */
@@ -61,7 +61,7 @@ typedef struct bnr_plan {
     void *block;      /* the one allocation behind the arrays above */
 } bnr_plan;
 
-/* x, y: (N, C, H, W) nChw16c f32 with C = l->cfg.c, y != x; dy like y; dx like x, may be dy.
+/* x, y: (N, C, H, W) blocked f32 with C = l->cfg.c, y != x; dy like y; dx like x, may be dy.
  * l must have gradients (dgamma/dbeta). Needs N*H*W >= 2 (as torch in training). */
 int bnr_plan_init(bnr_plan *p, eng_ctx *e, bn_layer *l, const tensor *x, tensor *y, tensor *dy, tensor *dx,
                   int relu6);

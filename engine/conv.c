@@ -87,7 +87,7 @@ static int conv_layer_init_impl(conv_layer *l, eng_ctx *e, arena *params, arena 
         CHECK(s);
     }
 
-    /* Reference shape for choosing the weights layouts: batch 2, an 8x8 output, nChw16c
+    /* Reference shape for choosing the weights layouts: batch 2, an 8x8 output, blocked
      * activations (the only activation layout we use). The JIT kernels choose the weights layout
      * from channels/groups/kernel, not from the spatial size; every later plan re-verifies it. */
     const int oh = 8, ow = 8;
@@ -101,9 +101,9 @@ static int conv_layer_init_impl(conv_layer *l, eng_ctx *e, arena *params, arena 
                       conv_out_size(iw, c->kw, c->stride_w, c->pad_l, c->pad_r)};
     dnnl_dims_t wd, bd = {c->oc};
     int wnd = conv_wdims(c, wd);
-    CHECK(eng_check(dnnl_memory_desc_init_by_tag(&xmd, 4, xd, dnnl_f32, c->src_nchw ? dnnl_nchw : dnnl_nChw16c),
+    CHECK(eng_check(dnnl_memory_desc_init_by_tag(&xmd, 4, xd, dnnl_f32, c->src_nchw ? dnnl_nchw : eng_act_tag(e)),
                     "conv: ref src md"));
-    CHECK(eng_check(dnnl_memory_desc_init_by_tag(&ymd, 4, yd, dnnl_f32, dnnl_nChw16c), "conv: ref dst md"));
+    CHECK(eng_check(dnnl_memory_desc_init_by_tag(&ymd, 4, yd, dnnl_f32, eng_act_tag(e)), "conv: ref dst md"));
     CHECK(eng_check(dnnl_memory_desc_init_by_tag(&wany, wnd, wd, dnnl_f32, dnnl_format_tag_any), "conv: weights md"));
     CHECK(eng_check(dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_a), "conv: bias md"));
     dnnl_dims_t st, pl, pr;
@@ -221,6 +221,72 @@ static int conv_check_shapes(const conv_layer *l, const tensor *x, const tensor 
     return OTE_OK;
 }
 
+static int conv_plan_acc(conv_plan *p, eng_ctx *e, conv_layer *l);
+
+/* Plans the direct backward-weights path (conv.h, bww_naive): a plain OIHW buffer and the reorder
+ * that moves it into dW's (or the accumulate buffer's) layout. */
+static int conv_plan_bww_naive(conv_plan *p, eng_ctx *e, conv_layer *l, const tensor *x, const tensor *dy) {
+    const conv_cfg *c = &l->cfg;
+    if (x->layout != TL_BLOCKED || dy->layout != TL_BLOCKED)
+        return ote_err(OTE_EDNNL, "conv backward-weights: no JIT kernel and no direct path for plain tensors");
+    p->bww_naive = 1;
+    p->bww_x = x, p->bww_dy = dy;
+    size_t n = (size_t)c->oc * (c->ic / c->groups) * c->kh * c->kw;
+    void *buf = NULL;
+    if (posix_memalign(&buf, 64, n * sizeof(float)) != 0) return ote_err(OTE_ENOMEM, "conv plan: dW buffer");
+    p->bww_oihw = buf;
+    dnnl_dims_t wd;
+    int nd = conv_wdims(c, wd);
+    dnnl_memory_desc_t pmd;
+    CHECK(eng_check(dnnl_memory_desc_init_by_tag(&pmd, nd, wd, dnnl_f32, nd == 4 ? dnnl_oihw : dnnl_goihw),
+                    "conv plan: plain dW md"));
+    CHECK(eng_check(dnnl_memory_create(&p->bww_oihw_mem, &pmd, e->engine, p->bww_oihw), "conv plan: plain dW"));
+    CHECK(eng_create_reorder(e, &pmd, &l->w_md, "conv backward-weights (direct): oihw -> weights layout",
+                             &p->bww_reorder_pd, &p->bww_reorder));
+    dnnl_memory_t scratch;
+    CHECK(eng_scratch_memory(e, p->bww_reorder_pd, &scratch));
+    args_push(p->bww_args, &p->n_bww_args, 3, DNNL_ARG_SRC, p->bww_oihw_mem);
+    args_push(p->bww_args, &p->n_bww_args, 3, DNNL_ARG_DST, l->dw.mem);
+    args_push(p->bww_args, &p->n_bww_args, 3, DNNL_ARG_SCRATCHPAD, scratch);
+    return args_check(p->bww_reorder_pd, p->bww_args, p->n_bww_args, "conv backward-weights (direct)");
+}
+
+/* dW[o][i][kh][kw] = sum over (n, oh, ow) of dy[n, o, oh, ow] * x[n, g*ICg + i, ih, iw] with
+ * ih = oh*sh - pt + kh (zero outside), into plain OIHW; db[o] = sum dy[n, o, ., .] (double sums).
+ * Only used for maps smaller than the kernel, so the work is tiny (<= a few MMACs). */
+static void conv_bww_direct(const conv_cfg *c, const tensor *x, const tensor *dy, float *dw, float *db) {
+    const int ICg = c->ic / c->groups, OCg = c->oc / c->groups, KH = c->kh, KW = c->kw;
+    const int N = x->n, H = x->h, W = x->w, OH = dy->h, OW = dy->w;
+#pragma omp parallel for schedule(static)
+    for (int o = 0; o < c->oc; o++) {
+        const int g = o / OCg;
+        for (int i = 0; i < ICg; i++)
+            for (int kh = 0; kh < KH; kh++)
+                for (int kw = 0; kw < KW; kw++) {
+                    double acc = 0;
+                    for (int n = 0; n < N; n++)
+                        for (int oh = 0; oh < OH; oh++) {
+                            int ih = oh * c->stride_h - c->pad_t + kh;
+                            if (ih < 0 || ih >= H) continue;
+                            for (int ow = 0; ow < OW; ow++) {
+                                int iw = ow * c->stride_w - c->pad_l + kw;
+                                if (iw < 0 || iw >= W) continue;
+                                acc += (double)dy->data[blk_off(c->oc, OH, OW, dy->blk, n, o, oh, ow)] *
+                                       (double)x->data[blk_off(c->ic, H, W, x->blk, n, g * ICg + i, ih, iw)];
+                            }
+                        }
+                    dw[(((size_t)o * ICg + i) * KH + kh) * KW + kw] = (float)acc;
+                }
+        if (db) {
+            double s = 0;
+            for (int n = 0; n < N; n++)
+                for (int oh = 0; oh < OH; oh++)
+                    for (int ow = 0; ow < OW; ow++) s += dy->data[blk_off(c->oc, OH, OW, dy->blk, n, o, oh, ow)];
+            db[o] = (float)s;
+        }
+    }
+}
+
 static int conv_plan_init_impl(conv_plan *p, eng_ctx *e, conv_layer *l, const tensor *x, tensor *y,
                                const tensor *dy, tensor *dx, int training) {
     const conv_cfg *c = &l->cfg;
@@ -270,7 +336,18 @@ static int conv_plan_init_impl(conv_plan *p, eng_ctx *e, conv_layer *l, const te
     CHECK(eng_check(dnnl_convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct, xmd, &l->w_md, bmd,
                                                                 dymd, st, pl, pr),
                     "conv plan: backward-weights desc"));
-    CHECK(conv_create(e, l, &bwd, p->fwd_pd, "conv backward-weights", &p->bwd_w_pd, &p->bwd_w));
+    if (x->h < c->kh || x->w < c->kw) {
+        /* Try oneDNN first (AVX-512 has JIT kernels here); fall back to the direct loop if only a
+         * reference implementation exists. */
+        int s = conv_create(e, l, &bwd, p->fwd_pd, "conv backward-weights", &p->bwd_w_pd, &p->bwd_w);
+        if (s == OTE_EDNNL && !p->bwd_w) {
+            CHECK(conv_plan_bww_naive(p, e, l, x, dy));
+            return conv_plan_acc(p, e, l);
+        }
+        CHECK(s);
+    } else {
+        CHECK(conv_create(e, l, &bwd, p->fwd_pd, "conv backward-weights", &p->bwd_w_pd, &p->bwd_w));
+    }
     CHECK(eng_scratch_memory(e, p->bwd_w_pd, &scratch));
     args_push(p->bw_args, &p->n_bw_args, 8, DNNL_ARG_SRC, x->mem);
     args_push(p->bw_args, &p->n_bw_args, 8, DNNL_ARG_DIFF_DST, dy->mem);
@@ -278,8 +355,12 @@ static int conv_plan_init_impl(conv_plan *p, eng_ctx *e, conv_layer *l, const te
     if (c->bias) args_push(p->bw_args, &p->n_bw_args, 8, DNNL_ARG_DIFF_BIAS, l->db.mem);
     args_push(p->bw_args, &p->n_bw_args, 8, DNNL_ARG_SCRATCHPAD, scratch);
     CHECK(args_check(p->bwd_w_pd, p->bw_args, p->n_bw_args, "conv backward-weights"));
+    return conv_plan_acc(p, e, l);
+}
 
-    /* Per-plan buffers for accumulate mode (weights are small: 147 KB for 64x64x3x3). */
+/* Per-plan buffers for accumulate mode (weights are small: 147 KB for 64x64x3x3). */
+static int conv_plan_acc(conv_plan *p, eng_ctx *e, conv_layer *l) {
+    const conv_cfg *c = &l->cfg;
     void *buf = NULL;
     if (posix_memalign(&buf, 64, l->dw.bytes) != 0) return ote_err(OTE_ENOMEM, "conv plan: accumulate buffer");
     p->acc_dw = buf;
@@ -295,6 +376,11 @@ static int conv_plan_init_impl(conv_plan *p, eng_ctx *e, conv_layer *l, const te
     for (int i = 0; i < p->n_bw_args; i++) {
         if (p->bw_acc_args[i].arg == DNNL_ARG_DIFF_WEIGHTS) p->bw_acc_args[i].memory = p->acc_dw_mem;
         if (p->bw_acc_args[i].arg == DNNL_ARG_DIFF_BIAS) p->bw_acc_args[i].memory = p->acc_db_mem;
+    }
+    if (p->bww_naive) {
+        memcpy(p->bww_acc_args, p->bww_args, sizeof p->bww_args);
+        for (int i = 0; i < p->n_bww_args; i++)
+            if (p->bww_acc_args[i].arg == DNNL_ARG_DST) p->bww_acc_args[i].memory = p->acc_dw_mem;
     }
     return OTE_OK;
 }
@@ -323,6 +409,16 @@ static void conv_add(float *restrict dst, const float *restrict src, size_t n) {
 int conv_backward(conv_plan *p, eng_ctx *e, int accumulate) {
     ASSERT(p->training);
     if (p->has_dx) CHECK(eng_exec(e, p->bwd_data, p->n_bd_args, p->bd_args, "conv backward-data"));
+    if (p->bww_naive) {
+        const conv_cfg *c = &p->l->cfg;
+        conv_bww_direct(c, p->bww_x, p->bww_dy, p->bww_oihw, !c->bias ? NULL : accumulate ? p->acc_db : p->l->db.data);
+        CHECK(eng_exec(e, p->bww_reorder, p->n_bww_args, accumulate ? p->bww_acc_args : p->bww_args,
+                       "conv backward-weights (direct): reorder"));
+        if (!accumulate) return OTE_OK;
+        conv_add(p->l->dw.data, p->acc_dw, p->l->dw.bytes / sizeof(float));
+        if (c->bias) conv_add(p->l->db.data, p->acc_db, (size_t)c->oc);
+        return OTE_OK;
+    }
     if (!accumulate) return eng_exec(e, p->bwd_w, p->n_bw_args, p->bw_args, "conv backward-weights");
     CHECK(eng_exec(e, p->bwd_w, p->n_bw_args, p->bw_acc_args, "conv backward-weights (accumulate)"));
     /* Blocked padding is zero in both buffers, so adding over the physical size keeps it zero. */
@@ -335,6 +431,9 @@ void conv_plan_free(conv_plan *p) {
     conv_destroy(&p->fwd_pd, &p->fwd);
     conv_destroy(&p->bwd_data_pd, &p->bwd_data);
     conv_destroy(&p->bwd_w_pd, &p->bwd_w);
+    conv_destroy(&p->bww_reorder_pd, &p->bww_reorder);
+    if (p->bww_oihw_mem) dnnl_memory_destroy(p->bww_oihw_mem);
+    free(p->bww_oihw);
     if (p->acc_dw_mem) dnnl_memory_destroy(p->acc_dw_mem);
     if (p->acc_db_mem) dnnl_memory_destroy(p->acc_db_mem);
     free(p->acc_dw);

@@ -17,7 +17,7 @@
  * Inference layers (cfg.post_eltwise / cfg.post_sum set) fuse ReLU/ReLU6 (clip_v2) and a residual
  * sum into the primitive with dnnl_forward_inference; their plans cannot train.
  *
- * Invariants: activations are whatever mds the caller planned (nChw16c f32 in practice); every
+ * Invariants: activations are whatever mds the caller planned (blocked nChw8c / nChw16c f32 in practice, engine/tensor.h); every
  * primitive is created through eng_create_primitive/eng_create_reorder (no `ref:`), and every
  * execute argument's md is checked against the md the primitive expects when the plan is built.
  * conv_forward/conv_backward only execute primitives and run one add loop: no allocation.
@@ -83,6 +83,18 @@ typedef struct conv_plan {
      * (onednn-notes §2.10 12b: oneDNN overwrites diff weights). Owned, same md as dw / db. */
     float *acc_dw, *acc_db;
     dnnl_memory_t acc_dw_mem, acc_db_mem;
+    /* Backward-weights on maps smaller than the kernel (P6/P7 of small inputs): oneDNN 2.6's AVX2
+     * JIT refuses ih < kh (only ref:any is left, ~45 ms for 4x64x2x3 -> 64x64x3x3), so such
+     * plans compute dW in plain OIHW with a direct OpenMP loop over the blocked x and dy, then
+     * reorder it into the layer's weights layout. bww_naive = 1 selects that path. */
+    int bww_naive;
+    const tensor *bww_x, *bww_dy;   /* (N, IC, H, W) / (N, OC, OH, OW) blocked, borrowed */
+    float *bww_oihw;                /* (OC, IC/G, KH, KW) plain, owned */
+    dnnl_memory_t bww_oihw_mem;
+    dnnl_primitive_desc_t bww_reorder_pd; /* plain OIHW -> w_md */
+    dnnl_primitive_t bww_reorder;
+    dnnl_exec_arg_t bww_args[3], bww_acc_args[3];
+    int n_bww_args;
 } conv_plan;
 
 /* Reserves weights (+bias) in `params` and their gradients in `grads`, and fixes the weights

@@ -42,6 +42,7 @@ int eng_init(eng_ctx *e, int nthreads) {
     /* Fixed before any primitive exists (onednn-notes §2.6). */
     omp_set_num_threads(nthreads);
     e->nthreads = nthreads;
+    e->blk = eng_isa_block();
     e->verbose = getenv("OTE_VERBOSE_PLAN") != NULL;
     CHECK(eng_check(dnnl_engine_create(&e->engine, dnnl_cpu, 0), "engine create"));
     CHECK(eng_check(dnnl_stream_create(&e->stream, e->engine, dnnl_stream_default_flags), "stream create"));
@@ -184,6 +185,18 @@ void eng_prof_name(const eng_ctx *e, int slot, char *buf, size_t n) {
     if (e->prof.prop[slot] == dnnl_prop_kind_undef) snprintf(buf, n, "%s", k);
     else snprintf(buf, n, "%s %s", k, dnnl_prop_kind2str((dnnl_prop_kind_t)e->prof.prop[slot]));
 }
+
+int eng_isa_block(void) {
+    /* dnnl_cpu_isa_t values are bit masks ordered by capability; every AVX-512 level includes
+     * avx512_core's bits except the MIC ones, which 2.6 still treats as 16-lane ISAs. */
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    return (isa & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core ||
+                   (isa & dnnl_cpu_isa_avx512_mic) == dnnl_cpu_isa_avx512_mic
+               ? 16
+               : 8;
+}
+
+dnnl_format_tag_t eng_act_tag(const eng_ctx *e) { return e->blk == 16 ? dnnl_nChw16c : dnnl_nChw8c; }
 
 const char *eng_isa_name(void) {
     switch (dnnl_get_effective_cpu_isa()) {

@@ -36,6 +36,8 @@ typedef struct eng_ctx {
     dnnl_stream_t stream;
     dnnl_primitive_attr_t attr; /* scratchpad_mode_user; every primitive is created with it */
     int nthreads;
+    int blk;                /* activation channel block: 16 where oneDNN dispatches AVX-512, else 8
+                             * (AVX2's JIT convolutions take nChw8c only; nChw16c gets ref:any) */
     void *scratch;          /* shared scratchpad, 64-byte aligned */
     size_t scratch_size;    /* bytes needed by the largest primitive so far (grows while planning) */
     size_t scratch_cap;     /* bytes allocated */
@@ -77,6 +79,11 @@ int eng_exec(eng_ctx *e, dnnl_primitive_t p, int nargs, const dnnl_exec_arg_t *a
 void eng_prof_reset(eng_ctx *e);
 /* Readable name of a profile slot, e.g. "convolution backward_weights". */
 void eng_prof_name(const eng_ctx *e, int slot, char *buf, size_t n);
+
+/* The activation format tag of the context's block: dnnl_nChw16c or dnnl_nChw8c. */
+dnnl_format_tag_t eng_act_tag(const eng_ctx *e);
+/* The block the current CPU (and ONEDNN_MAX_CPU_ISA) asks for: 16 for AVX-512 and up, else 8. */
+int eng_isa_block(void);
 
 /* Turns a dnnl status into an ote status with a message. */
 int eng_check(dnnl_status_t st, const char *what);

@@ -1,13 +1,13 @@
-/* groupnorm.c - GroupNorm forward/backward on nChw16c f32 with OpenMP (see groupnorm.h).
+/* groupnorm.c - GroupNorm forward/backward on blocked (nChw8c / nChw16c) f32 with OpenMP (see groupnorm.h).
  *
  * Each pass is two sweeps over the tensor, both parallel over (n, channel block):
- *   1. per-lane partial sums of one 16-channel block (a "stats" kernel), then a tiny serial step
+ *   1. per-lane partial sums of one channel block (a "stats" kernel), then a tiny serial step
  *      that folds lanes into groups and derives per-channel coefficients;
  *   2. an element-wise "apply" kernel with those coefficients.
  * This works for any C % G == 0, whether a group lies inside one block (64 ch / 32 groups: 8 whole
  * groups of 2 lanes per block) or spans several blocks.
  *
- * Numerics: sums are taken over short runs (GN_CHUNK pixels) in float, so the 16-lane loops
+ * Numerics: sums are taken over short runs (GN_CHUNK pixels) in float, so the lane loops
  * vectorise, and the run totals are added in double. Forward statistics are shifted by one sample
  * of the group (x[n, first channel of g, 0, 0]) so E[d^2] - E[d]^2 does not cancel when
  * |mean| >> std. Apply kernels use centred forms (x - mean) for the same reason.
@@ -63,7 +63,7 @@ void gn_layer_free(gn_layer *l) {
 }
 
 static int gn_same_act(const tensor *a, const tensor *ref) {
-    return a->layout == TL_NCHW16C && a->n == ref->n && a->c == ref->c && a->h == ref->h && a->w == ref->w;
+    return a->layout == TL_BLOCKED && a->blk == ref->blk && a->n == ref->n && a->c == ref->c && a->h == ref->h && a->w == ref->w;
 }
 
 void gn_plan_fuse_relu(gn_plan *p, int on) { p->relu = on; }
@@ -71,8 +71,8 @@ void gn_plan_fuse_relu(gn_plan *p, int on) { p->relu = on; }
 int gn_plan_init(gn_plan *p, eng_ctx *e, gn_layer *l, const tensor *x, tensor *y, const tensor *dy,
                  tensor *dx, int training) {
     memset(p, 0, sizeof *p);
-    if (x->layout != TL_NCHW16C || x->c != l->c)
-        return ote_err(OTE_EINVAL, "groupnorm: input channels: %d (layer has %d) or layout not nChw16c", x->c,
+    if (x->layout != TL_BLOCKED || x->c != l->c)
+        return ote_err(OTE_EINVAL, "groupnorm: input channels: %d (layer has %d) or layout not blocked", x->c,
                        l->c);
     ASSERT(gn_same_act(y, x));
     if (training) {
@@ -84,7 +84,7 @@ int gn_plan_init(gn_plan *p, eng_ctx *e, gn_layer *l, const tensor *x, tensor *y
     p->x = x, p->y = y, p->dy = training ? dy : NULL, p->dx = training ? dx : NULL;
     p->training = training;
     p->n = x->n;
-    p->cb = (x->c + 15) / 16;
+    p->cb = tensor_cblocks(x);
     p->hw = x->h * x->w;
     p->chunks = e->nthreads > 1 ? e->nthreads : 1;
     if (p->chunks > p->hw) p->chunks = p->hw;
@@ -106,74 +106,95 @@ void gn_plan_free(gn_plan *p) {
     memset(p, 0, sizeof *p);
 }
 
-/* ---- kernels on one 16-channel block of one sample: hw pixels x 16 lanes ---- */
+/* ---- kernels on one channel block of one sample: hw pixels x B lanes (B = 8 or 16) ----
+ * Each body is always inlined into a wrapper that passes a literal B, so every loop has a constant
+ * trip count and vectorises; coefficient and partial-sum rows keep a stride of 16 (TENSOR_MAX_BLK)
+ * whatever B is. */
+#define GN_INLINE static inline __attribute__((always_inline))
 
 /* s1 = sum(x - k), s2 = sum((x - k)^2) per lane. */
-GN_CLONES static void gn_k_stats(const float *px, int hw, const float *k, double *s1, double *s2) {
+GN_INLINE void gn_stats_body(const float *px, int hw, const float *k, double *s1, double *s2, const int B) {
     double d1[16] = {0}, d2[16] = {0};
     for (int i0 = 0; i0 < hw; i0 += GN_CHUNK) {
         int i1 = i0 + GN_CHUNK < hw ? i0 + GN_CHUNK : hw;
         float f1[16] = {0}, f2[16] = {0};
         for (int i = i0; i < i1; i++) {
-            const float *r = px + (size_t)i * 16;
-            for (int c = 0; c < 16; c++) {
+            const float *r = px + (size_t)i * B;
+            for (int c = 0; c < B; c++) {
                 float d = r[c] - k[c];
                 f1[c] += d;
                 f2[c] += d * d;
             }
         }
-        for (int c = 0; c < 16; c++) d1[c] += f1[c], d2[c] += f2[c];
+        for (int c = 0; c < B; c++) d1[c] += f1[c], d2[c] += f2[c];
     }
-    for (int c = 0; c < 16; c++) s1[c] = d1[c], s2[c] = d2[c];
+    for (int c = 0; c < B; c++) s1[c] = d1[c], s2[c] = d2[c];
+}
+GN_CLONES static void gn_k_stats(const float *px, int hw, const float *k, double *s1, double *s2, int B) {
+    if (B == 16) gn_stats_body(px, hw, k, s1, s2, 16);
+    else gn_stats_body(px, hw, k, s1, s2, 8);
 }
 
 /* y = (x - k) * a + b per lane (a = b = k = 0 on padded lanes, so they stay 0), then, if relu,
  * 0 where that value is not > 0 (oneDNN's relu may give -0 there; the backward's mask y > 0 is
  * identical either way). */
-GN_CLONES static void gn_k_affine(const float *px, float *py, int hw, const float *cf, int relu) {
+GN_INLINE void gn_affine_body(const float *px, float *py, int hw, const float *cf, int relu, const int B) {
     const float *a = cf, *b = cf + 16, *k = cf + 32;
     for (int i = 0; i < hw; i++) {
-        const float *r = px + (size_t)i * 16;
-        float *o = py + (size_t)i * 16;
+        const float *r = px + (size_t)i * B;
+        float *o = py + (size_t)i * B;
 #pragma omp simd
-        for (int c = 0; c < 16; c++) {
+        for (int c = 0; c < B; c++) {
             float v = (r[c] - k[c]) * a[c] + b[c];
             o[c] = relu && !(v > 0.0f) ? 0.0f : v;
         }
     }
 }
+GN_CLONES static void gn_k_affine(const float *px, float *py, int hw, const float *cf, int relu, int B) {
+    if (B == 16) gn_affine_body(px, py, hw, cf, relu, 16);
+    else gn_affine_body(px, py, hw, cf, relu, 8);
+}
 
 /* s1 = sum dy, s2 = sum dy * (x - k) per lane. */
-GN_CLONES static void gn_k_bstats(const float *px, const float *pdy, int hw, const float *k, double *s1,
-                                  double *s2) {
+GN_INLINE void gn_bstats_body(const float *px, const float *pdy, int hw, const float *k, double *s1, double *s2,
+                              const int B) {
     double d1[16] = {0}, d2[16] = {0};
     for (int i0 = 0; i0 < hw; i0 += GN_CHUNK) {
         int i1 = i0 + GN_CHUNK < hw ? i0 + GN_CHUNK : hw;
         float f1[16] = {0}, f2[16] = {0};
         for (int i = i0; i < i1; i++) {
-            const float *r = px + (size_t)i * 16, *g = pdy + (size_t)i * 16;
-            for (int c = 0; c < 16; c++) {
+            const float *r = px + (size_t)i * B, *g = pdy + (size_t)i * B;
+            for (int c = 0; c < B; c++) {
                 f1[c] += g[c];
                 f2[c] += g[c] * (r[c] - k[c]);
             }
         }
-        for (int c = 0; c < 16; c++) d1[c] += f1[c], d2[c] += f2[c];
+        for (int c = 0; c < B; c++) d1[c] += f1[c], d2[c] += f2[c];
     }
-    for (int c = 0; c < 16; c++) s1[c] = d1[c], s2[c] = d2[c];
+    for (int c = 0; c < B; c++) s1[c] = d1[c], s2[c] = d2[c];
+}
+GN_CLONES static void gn_k_bstats(const float *px, const float *pdy, int hw, const float *k, double *s1,
+                                  double *s2, int B) {
+    if (B == 16) gn_bstats_body(px, pdy, hw, k, s1, s2, 16);
+    else gn_bstats_body(px, pdy, hw, k, s1, s2, 8);
 }
 
 /* dx = p*dy + q*(x - k) + r per lane. dx may alias dy (each element reads its own dy first). */
-GN_CLONES static void gn_k_bapply(const float *px, const float *pdy, float *pdx, int hw, const float *cf) {
+GN_INLINE void gn_bapply_body(const float *px, const float *pdy, float *pdx, int hw, const float *cf, const int B) {
     const float *p = cf, *q = cf + 16, *k = cf + 32, *r = cf + 48;
     for (int i = 0; i < hw; i++) {
-        const float *xr = px + (size_t)i * 16, *g = pdy + (size_t)i * 16;
-        float *o = pdx + (size_t)i * 16;
+        const float *xr = px + (size_t)i * B, *g = pdy + (size_t)i * B;
+        float *o = pdx + (size_t)i * B;
 #pragma omp simd
-        for (int c = 0; c < 16; c++) {
+        for (int c = 0; c < B; c++) {
             float v = p[c] * g[c] + q[c] * (xr[c] - k[c]) + r[c];
             o[c] = v;
         }
     }
+}
+GN_CLONES static void gn_k_bapply(const float *px, const float *pdy, float *pdx, int hw, const float *cf, int B) {
+    if (B == 16) gn_bapply_body(px, pdy, pdx, hw, cf, 16);
+    else gn_bapply_body(px, pdy, pdx, hw, cf, 8);
 }
 
 /* The shift of lane c of block cb of sample n: the group's first channel at pixel (0, 0). */
@@ -181,23 +202,23 @@ static float gn_shift(const gn_plan *p, int n, int c) {
     const tensor *x = p->x;
     int cpg = x->c / p->l->g;
     int c0 = c / cpg * cpg;
-    return x->data[nchw16c_off(x->c, x->h, x->w, n, c0, 0, 0)];
+    return x->data[blk_off(x->c, x->h, x->w, x->blk, n, c0, 0, 0)];
 }
 
 int gn_forward(gn_plan *p, eng_ctx *e) {
     (void)e;
     const gn_layer *l = p->l;
     const tensor *x = p->x;
-    const int N = p->n, CB = p->cb, HW = p->hw, C = l->c, G = l->g, cpg = C / G;
-    const size_t blk = (size_t)HW * 16;
+    const int N = p->n, CB = p->cb, HW = p->hw, C = l->c, G = l->g, cpg = C / G, B = x->blk;
+    const size_t blk = (size_t)HW * B;
 
 #pragma omp parallel for collapse(2) schedule(static)
     for (int n = 0; n < N; n++)
         for (int cb = 0; cb < CB; cb++) {
             float *k = p->coef + ((size_t)n * CB + cb) * 64 + 32;
-            for (int j = 0; j < 16; j++) k[j] = cb * 16 + j < C ? gn_shift(p, n, cb * 16 + j) : 0.0f;
+            for (int j = 0; j < B; j++) k[j] = cb * B + j < C ? gn_shift(p, n, cb * B + j) : 0.0f;
             double *part = p->part + ((size_t)n * CB + cb) * 32;
-            gn_k_stats(x->data + ((size_t)n * CB + cb) * blk, HW, k, part, part + 16);
+            gn_k_stats(x->data + ((size_t)n * CB + cb) * blk, HW, k, part, part + 16, B);
         }
 
     /* Fold lanes into groups (serial: N*C additions). */
@@ -206,9 +227,9 @@ int gn_forward(gn_plan *p, eng_ctx *e) {
         for (int g = 0; g < G; g++) {
             double s1 = 0, s2 = 0;
             for (int c = g * cpg; c < (g + 1) * cpg; c++) {
-                const double *part = p->part + ((size_t)n * CB + c / 16) * 32;
-                s1 += part[c % 16];
-                s2 += part[16 + c % 16];
+                const double *part = p->part + ((size_t)n * CB + c / B) * 32;
+                s1 += part[c % B];
+                s2 += part[16 + c % B];
             }
             double dm = s1 / m, var = s2 / m - dm * dm;
             if (var < 0) var = 0;
@@ -216,8 +237,8 @@ int gn_forward(gn_plan *p, eng_ctx *e) {
             p->rstd[(size_t)n * G + g] = 1.0 / sqrt(var + (double)l->eps);
         }
     for (int n = 0; n < N; n++)
-        for (int c = 0; c < CB * 16; c++) {
-            float *cf = p->coef + ((size_t)n * CB + c / 16) * 64 + c % 16;
+        for (int c = 0; c < CB * B; c++) {
+            float *cf = p->coef + ((size_t)n * CB + c / B) * 64 + c % B;
             if (c >= C) {
                 cf[0] = cf[16] = cf[32] = 0.0f;
                 continue;
@@ -239,9 +260,9 @@ int gn_forward(gn_plan *p, eng_ctx *e) {
         for (int sc = 0; sc < S; sc++)
             for (int cb = 0; cb < CB; cb++) {
                 int i0 = (int)((long)HW * sc / S), i1 = (int)((long)HW * (sc + 1) / S);
-                size_t o = ((size_t)n * CB + cb) * blk + (size_t)i0 * 16;
+                size_t o = ((size_t)n * CB + cb) * blk + (size_t)i0 * B;
                 const float *cf = p->coef + ((size_t)n * CB + cb) * 64;
-                gn_k_affine(x->data + o, p->y->data + o, i1 - i0, cf, relu);
+                gn_k_affine(x->data + o, p->y->data + o, i1 - i0, cf, relu, B);
             }
     return OTE_OK;
 }
@@ -251,37 +272,37 @@ int gn_backward(gn_plan *p, eng_ctx *e, int accumulate) {
     ASSERT(p->training && p->dy);
     gn_layer *l = p->l;
     const tensor *x = p->x, *dy = p->dy;
-    const int N = p->n, CB = p->cb, HW = p->hw, C = l->c, G = l->g, cpg = C / G;
-    const size_t blk = (size_t)HW * 16;
+    const int N = p->n, CB = p->cb, HW = p->hw, C = l->c, G = l->g, cpg = C / G, B = x->blk;
+    const size_t blk = (size_t)HW * B;
 
     /* Per-lane shift k (as in forward) for the centred sums; mean - k is applied in double. */
     for (int n = 0; n < N; n++)
-        for (int c = 0; c < CB * 16; c++)
-            p->coef[((size_t)n * CB + c / 16) * 64 + 32 + c % 16] = c < C ? gn_shift(p, n, c) : 0.0f;
+        for (int c = 0; c < CB * B; c++)
+            p->coef[((size_t)n * CB + c / B) * 64 + 32 + c % B] = c < C ? gn_shift(p, n, c) : 0.0f;
 
 #pragma omp parallel for collapse(2) schedule(static)
     for (int n = 0; n < N; n++)
         for (int cb = 0; cb < CB; cb++) {
             size_t b = (size_t)n * CB + cb;
             gn_k_bstats(x->data + b * blk, dy->data + b * blk, HW, p->coef + b * 64 + 32, p->part + b * 32,
-                        p->part + b * 32 + 16);
+                        p->part + b * 32 + 16, B);
         }
 
     /* part[16 + lane] becomes B = sum dy*(x - mean) = sum dy*(x - k) - (mean - k)*sum dy. */
     for (int n = 0; n < N; n++)
         for (int c = 0; c < C; c++) {
-            double *part = p->part + ((size_t)n * CB + c / 16) * 32;
+            double *part = p->part + ((size_t)n * CB + c / B) * 32;
             double dmk = p->mean[(size_t)n * G + c / cpg] - (double)gn_shift(p, n, c);
-            part[16 + c % 16] -= dmk * part[c % 16];
+            part[16 + c % B] -= dmk * part[c % B];
         }
 
     /* dbeta_c = sum_n A_nc; dgamma_c = sum_n rstd_ng * B_nc (B centred on the group mean). */
     for (int c = 0; c < C; c++) {
         double db = 0, dg = 0;
         for (int n = 0; n < N; n++) {
-            const double *part = p->part + ((size_t)n * CB + c / 16) * 32;
-            db += part[c % 16];
-            dg += part[16 + c % 16] * p->rstd[(size_t)n * G + c / cpg];
+            const double *part = p->part + ((size_t)n * CB + c / B) * 32;
+            db += part[c % B];
+            dg += part[16 + c % B] * p->rstd[(size_t)n * G + c / cpg];
         }
         if (accumulate) {
             l->dbeta.data[c] += (float)db;
@@ -301,15 +322,15 @@ int gn_backward(gn_plan *p, eng_ctx *e, int accumulate) {
             size_t ng = (size_t)n * G + g;
             double rs = p->rstd[ng], m1 = 0, m2 = 0;
             for (int c = g * cpg; c < (g + 1) * cpg; c++) {
-                const double *part = p->part + ((size_t)n * CB + c / 16) * 32;
+                const double *part = p->part + ((size_t)n * CB + c / B) * 32;
                 double ga = l->gamma.data[c];
-                m1 += ga * part[c % 16];
-                m2 += ga * part[16 + c % 16];
+                m1 += ga * part[c % B];
+                m2 += ga * part[16 + c % B];
             }
             m1 /= m;
             m2 = m2 * rs / m;
             for (int c = g * cpg; c < (g + 1) * cpg; c++) {
-                float *cf = p->coef + ((size_t)n * CB + c / 16) * 64 + c % 16;
+                float *cf = p->coef + ((size_t)n * CB + c / B) * 64 + c % B;
                 double q = -rs * rs * m2, dmk = p->mean[ng] - (double)cf[32];
                 cf[0] = (float)(rs * l->gamma.data[c]);
                 cf[16] = (float)q;
@@ -317,8 +338,8 @@ int gn_backward(gn_plan *p, eng_ctx *e, int accumulate) {
             }
         }
     for (int n = 0; n < N; n++)
-        for (int c = C; c < CB * 16; c++) {
-            float *cf = p->coef + ((size_t)n * CB + c / 16) * 64 + c % 16;
+        for (int c = C; c < CB * B; c++) {
+            float *cf = p->coef + ((size_t)n * CB + c / B) * 64 + c % B;
             cf[0] = cf[16] = cf[32] = cf[48] = 0.0f;
         }
 
@@ -326,7 +347,7 @@ int gn_backward(gn_plan *p, eng_ctx *e, int accumulate) {
     for (int n = 0; n < N; n++)
         for (int cb = 0; cb < CB; cb++) {
             size_t b = (size_t)n * CB + cb;
-            gn_k_bapply(x->data + b * blk, dy->data + b * blk, p->dx->data + b * blk, HW, p->coef + b * 64);
+            gn_k_bapply(x->data + b * blk, dy->data + b * blk, p->dx->data + b * blk, HW, p->coef + b * 64, B);
         }
     return OTE_OK;
 }

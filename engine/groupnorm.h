@@ -1,4 +1,4 @@
-/* groupnorm.h - GroupNorm (forward and backward) as a hand-written OpenMP kernel on nChw16c f32.
+/* groupnorm.h - GroupNorm (forward and backward) as a hand-written OpenMP kernel on blocked (nChw8c / nChw16c) f32.
  *
  * oneDNN 2.6 has no group normalisation (onednn-notes §2.9), so this works directly on the blocked
  * activations. Statistics are per sample n and group g over M = (C/G)*H*W elements with the biased
@@ -13,7 +13,7 @@
  * coefficients. The activations belong to the caller.
  *
  * Invariants: C % G == 0; C need not be a multiple of 16, and the padded lanes of y and dx are
- * written as exact zeros (their coefficients are zero), so the nChw16c padding rule holds.
+ * written as exact zeros (their coefficients are zero), so the blocked-layout padding rule holds.
  * Forward needs x != y in training (the backward reads x); dx may alias dy (in place).
  * Several plans (different shapes, e.g. the 5 FPN levels) may share one layer; backward with
  * accumulate = 1 adds into dgamma/dbeta instead of overwriting them.
@@ -41,10 +41,10 @@ typedef struct gn_layer {
 
 typedef struct gn_plan {
     gn_layer *l;
-    const tensor *x; /* (N, C, H, W) nChw16c; must stay valid until backward */
-    tensor *y;       /* (N, C, H, W) nChw16c */
-    const tensor *dy; /* (N, C, H, W) nChw16c, or NULL when !training */
-    tensor *dx;       /* (N, C, H, W) nChw16c, or NULL (no input gradient wanted) */
+    const tensor *x; /* (N, C, H, W) blocked; must stay valid until backward */
+    tensor *y;       /* (N, C, H, W) blocked */
+    const tensor *dy; /* (N, C, H, W) blocked, or NULL when !training */
+    tensor *dx;       /* (N, C, H, W) blocked, or NULL (no input gradient wanted) */
     int n, cb, hw, training;
     int relu;      /* 1: the forward writes max(y, 0) (gn_plan_fuse_relu) */
     int chunks;    /* spatial chunks of the forward's apply pass (the thread count) */

@@ -24,10 +24,10 @@ typedef struct scale_layer {
 
 typedef struct scale_plan {
     scale_layer *l;
-    const tensor *x;  /* (N, C, H, W) nChw16c */
-    tensor *y;        /* (N, C, H, W) nChw16c */
-    const tensor *dy; /* (N, C, H, W) nChw16c, NULL when !training */
-    tensor *dx;       /* (N, C, H, W) nChw16c, NULL when no input gradient is wanted */
+    const tensor *x;  /* (N, C, H, W) blocked */
+    tensor *y;        /* (N, C, H, W) blocked */
+    const tensor *dy; /* (N, C, H, W) blocked, NULL when !training */
+    tensor *dx;       /* (N, C, H, W) blocked, NULL when no input gradient is wanted */
     double *part;     /* (N * CB) partial sums of dy * x */
 } scale_plan;
 

@@ -16,10 +16,11 @@ static int plan_md(eng_ctx *e, tensor *t, const dnnl_memory_desc_t *md, arena *a
 int tensor_plan_act(eng_ctx *e, tensor *t, int n, int c, int h, int w, arena *a) {
     memset(t, 0, sizeof *t);
     t->n = n, t->c = c, t->h = h, t->w = w, t->groups = 1;
-    t->layout = TL_NCHW16C;
+    t->layout = TL_BLOCKED;
+    t->blk = e->blk;
     dnnl_memory_desc_t md;
     dnnl_dims_t dims = {n, c, h, w};
-    CHECK(eng_check(dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, dnnl_nChw16c), "activation md"));
+    CHECK(eng_check(dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, eng_act_tag(e)), "activation md"));
     return plan_md(e, t, &md, a);
 }
 
@@ -56,7 +57,7 @@ void tensor_free(tensor *t) {
 size_t tensor_numel(const tensor *t) { return (size_t)t->n * t->c * t->h * t->w; }
 
 void tensor_from_nchw(tensor *t, const float *src) {
-    if (t->layout != TL_NCHW16C) {
+    if (t->layout != TL_BLOCKED) {
         memcpy(t->data, src, tensor_numel(t) * sizeof(float));
         return;
     }
@@ -65,12 +66,12 @@ void tensor_from_nchw(tensor *t, const float *src) {
         for (int c = 0; c < t->c; c++)
             for (int h = 0; h < t->h; h++)
                 for (int w = 0; w < t->w; w++)
-                    t->data[nchw16c_off(t->c, t->h, t->w, n, c, h, w)] =
+                    t->data[blk_off(t->c, t->h, t->w, t->blk, n, c, h, w)] =
                         src[(((size_t)n * t->c + c) * t->h + h) * t->w + w];
 }
 
 void tensor_to_nchw(const tensor *t, float *dst) {
-    if (t->layout != TL_NCHW16C) {
+    if (t->layout != TL_BLOCKED) {
         memcpy(dst, t->data, tensor_numel(t) * sizeof(float));
         return;
     }
@@ -79,5 +80,5 @@ void tensor_to_nchw(const tensor *t, float *dst) {
             for (int h = 0; h < t->h; h++)
                 for (int w = 0; w < t->w; w++)
                     dst[(((size_t)n * t->c + c) * t->h + h) * t->w + w] =
-                        t->data[nchw16c_off(t->c, t->h, t->w, n, c, h, w)];
+                        t->data[blk_off(t->c, t->h, t->w, t->blk, n, c, h, w)];
 }

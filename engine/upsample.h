@@ -1,4 +1,4 @@
-/* upsample.h - nearest-neighbour 2x upsampling (FPN top-down path) on nChw16c f32.
+/* upsample.h - nearest-neighbour 2x upsampling (FPN top-down path) on blocked (nChw8c / nChw16c) f32.
  *
  * Exact 2x only: y is (N, C, 2H, 2W) for x (N, C, H, W); anything else is rejected with
  * OTE_EINVAL (OTE input sizes are multiples of 32, so the FPN always doubles exactly, and then
@@ -20,10 +20,10 @@
 #include "engine/tensor.h"
 
 typedef struct upsample_plan {
-    const tensor *x;  /* (N, C, H, W) nChw16c */
-    tensor *y;        /* (N, C, 2H, 2W) nChw16c */
-    const tensor *dy; /* (N, C, 2H, 2W) nChw16c, NULL when !training */
-    tensor *dx;       /* (N, C, H, W) nChw16c, NULL when no input gradient is wanted */
+    const tensor *x;  /* (N, C, H, W) blocked */
+    tensor *y;        /* (N, C, 2H, 2W) blocked */
+    const tensor *dy; /* (N, C, 2H, 2W) blocked, NULL when !training */
+    tensor *dx;       /* (N, C, H, W) blocked, NULL when no input gradient is wanted */
 } upsample_plan;
 
 int upsample_plan_init(upsample_plan *p, eng_ctx *e, const tensor *x, tensor *y, const tensor *dy, tensor *dx,

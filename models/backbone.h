@@ -66,12 +66,12 @@ typedef struct backbone {
 
 /* One conv + BN (+ ReLU6) block of a plan; (N, OC, OH, OW) is the block's output shape. */
 typedef struct backbone_cbr_plan {
-    tensor conv_out;    /* (N, OC, OH, OW) nChw16c conv output = BN input (saved); inference: the
+    tensor conv_out;    /* (N, OC, OH, OW) nChw<B>c conv output = BN input (saved); inference: the
                          * folded block's output */
-    tensor bn_out;      /* (N, OC, OH, OW) nChw16c BN output, ReLU6 in place (saved, training only) */
-    tensor d_out;       /* (N, OC, OH, OW) nChw16c gradient of the block output; ReLU6 and BN
+    tensor bn_out;      /* (N, OC, OH, OW) nChw<B>c BN output, ReLU6 in place (saved, training only) */
+    tensor d_out;       /* (N, OC, OH, OW) nChw<B>c gradient of the block output; ReLU6 and BN
                          * backward run in place on it (slot; C5's is fixed: the neck writes it) */
-    tensor d_conv_out;  /* (N, OC, OH, OW) nChw16c BN input gradient when BN backward is out of place
+    tensor d_conv_out;  /* (N, OC, OH, OW) nChw<B>c BN input gradient when BN backward is out of place
                          * (residual conv3: d_out also feeds the skip) (slot) */
     const tensor *out;  /* the block output: &bn_out (training), &conv_out or the unit input (inference) */
     conv_plan pl_conv;
@@ -85,18 +85,18 @@ typedef struct backbone_cbr_plan {
 typedef struct backbone_unit_plan {
     backbone_cbr_plan c[3];
     add_plan pl_residual; /* c[2] output += unit input (training; inference fuses it as a post-op) */
-    const tensor *in;     /* (N, cin, H_in, W_in) nChw16c unit input = previous unit's (or init's) output */
-    tensor *d_in;         /* (N, cin, H_in, W_in) nChw16c its gradient = previous block's d_out (training) */
+    const tensor *in;     /* (N, cin, H_in, W_in) nChw<B>c unit input = previous unit's (or init's) output */
+    tensor *d_in;         /* (N, cin, H_in, W_in) nChw<B>c its gradient = previous block's d_out (training) */
 } backbone_unit_plan;
 
 typedef struct backbone_plan {
     tensor image;                           /* (N, 3, H, W) plain NCHW input, RGB / 255 (saved) */
     backbone_cbr_plan init;                 /* image -> (N, 32, H/2, W/2) */
     backbone_unit_plan u[BACKBONE_UNITS];
-    const tensor *c3;                       /* (N, 32, H/8, W/8) nChw16c unit 5 output */
-    const tensor *c4;                       /* (N, 96, H/16, W/16) nChw16c unit 12 output */
-    const tensor *c5;                       /* (N, 320, H/32, W/32) nChw16c unit 16 output */
-    tensor *d_c5;                           /* (N, 320, H/32, W/32) nChw16c gradient of C5 (fixed; training) */
+    const tensor *c3;                       /* (N, 32, H/8, W/8) nChw<B>c unit 5 output */
+    const tensor *c4;                       /* (N, 96, H/16, W/16) nChw<B>c unit 12 output */
+    const tensor *c5;                       /* (N, 320, H/32, W/32) nChw<B>c unit 16 output */
+    tensor *d_c5;                           /* (N, 320, H/32, W/32) nChw<B>c gradient of C5 (fixed; training) */
 } backbone_plan;
 
 /* Creates the layers and registers their parameters under pytorchcv names

@@ -121,7 +121,7 @@ double det_flops_infer(const detector *d, int n, int h, int w);
  * plans share (the largest plan's saved activations + gradients). */
 void det_memory(const detector *d, size_t *params, size_t *grads, size_t *optim, size_t *activations);
 
-/* Tests / benchmark: the head outputs of the plan that ran last (nChw16c views into the
+/* Tests / benchmark: the head outputs of the plan that ran last (nChw<B>c views into the
  * detector's activation block, valid until another shape runs) and, after det_forward_train, the
  * gradients the loss wrote for them. g receives that plan's anchor grid. grad may be NULL. */
 int det_last_head(const detector *d, anchor_grid *g, head_out out[ANCHORS_LEVELS],

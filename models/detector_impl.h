@@ -4,6 +4,10 @@
  * det_planner is the context of one plan being built: the batch shape and mode, the memory planner
  * that places each tensor (models/memplan.h) and the FLOP counter. Components plan their tensors and
  * primitives through it in forward order; detector.c owns it for the duration of the build.
+ *
+ * Shape comments in the component headers write activation layouts as nChw<B>c: f32 blocked by
+ * B channels, B = the engine context's channel block (eng_ctx.blk: 16 on AVX-512, 8 on AVX2;
+ * engine/tensor.h).
  */
 #ifndef OTE_DETECTOR_IMPL_H
 #define OTE_DETECTOR_IMPL_H
@@ -30,7 +34,7 @@ conv_cfg det_conv_cfg(int ic, int oc, int k, int stride, int groups, int bias, i
 int det_plan_conv(det_planner *pl, conv_plan *cp, conv_layer *l, const tensor *x, tensor *y, const tensor *dy,
                   tensor *dx);
 
-/* Plans an (N, c, h, w) nChw16c activation of the plan's batch in the given region. */
+/* Plans an (N, c, h, w) nChw<B>c activation of the plan's batch in the given region. */
 static inline int det_plan_act(det_planner *pl, tensor *t, int c, int h, int w, memplan_region region) {
     return memplan_act(pl->mem, pl->e, t, pl->n, c, h, w, region);
 }

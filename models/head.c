@@ -258,7 +258,9 @@ void head_plan_views(const head_plan *p, int training, head_out out[ANCHORS_LEVE
     for (int l = 0; l < ANCHORS_LEVELS; l++) {
         const head_level_plan *L = &p->lv[l];
         out[l].cls = L->cls.data, out[l].reg = L->reg.data, out[l].ctr = L->ctr.data;
+        out[l].blk = L->cls.blk;
         if (grad) {
+            grad[l].blk = L->cls.blk;
             grad[l].cls = training ? L->d_cls.data : NULL;
             grad[l].reg = training ? L->d_reg.data : NULL;
             grad[l].ctr = training ? L->d_ctr.data : NULL;

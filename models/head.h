@@ -44,7 +44,7 @@ typedef struct head {
     eltwise_layer relu;                       /* the towers' ReLU (backward only: forward is fused) */
 } head;
 
-/* One tower at one level; every tensor is (N, 64, H_l, W_l) nChw16c. */
+/* One tower at one level; every tensor is (N, 64, H_l, W_l) nChw<B>c. */
 typedef struct head_tower_plan {
     tensor conv_out[HEAD_TOWER_DEPTH]; /* conv k output = GN k input (saved) */
     tensor out[HEAD_TOWER_DEPTH];      /* GN k output, ReLU in place = block k output (saved) */
@@ -58,19 +58,19 @@ typedef struct head_tower_plan {
 typedef struct head_level_plan {
     head_tower_plan cls_tower, reg_tower;
     /* outputs (saved) */
-    tensor cls;          /* (N, C, H_l, W_l) nChw16c class logits */
-    tensor reg_unscaled; /* (N, 4, H_l, W_l) nChw16c atss_reg output, before Scale_l */
-    tensor reg;          /* (N, 4, H_l, W_l) nChw16c Scale_l * reg_unscaled (bbox_pred) */
-    tensor ctr;          /* (N, 1, H_l, W_l) nChw16c centerness logits */
+    tensor cls;          /* (N, C, H_l, W_l) nChw<B>c class logits */
+    tensor reg_unscaled; /* (N, 4, H_l, W_l) nChw<B>c atss_reg output, before Scale_l */
+    tensor reg;          /* (N, 4, H_l, W_l) nChw<B>c Scale_l * reg_unscaled (bbox_pred) */
+    tensor ctr;          /* (N, 1, H_l, W_l) nChw<B>c centerness logits */
     /* gradients (training only) */
-    tensor d_ctr_in;     /* (N, 64, H_l, W_l) nChw16c atss_centerness's input gradient, added into
+    tensor d_ctr_in;     /* (N, 64, H_l, W_l) nChw<B>c atss_centerness's input gradient, added into
                           * the reg tower's last d_out (slot) */
-    tensor d_reg_in;     /* (N, 64, H_l, W_l) nChw16c the reg tower's input gradient, added into dP_l
+    tensor d_reg_in;     /* (N, 64, H_l, W_l) nChw<B>c the reg tower's input gradient, added into dP_l
                           * (slot; the cls tower writes dP_l directly) */
-    tensor d_cls;        /* (N, C, H_l, W_l) nChw16c dL/dcls from the loss (fixed) */
-    tensor d_reg;        /* (N, 4, H_l, W_l) nChw16c dL/dreg from the loss; Scale backward turns it
+    tensor d_cls;        /* (N, C, H_l, W_l) nChw<B>c dL/dcls from the loss (fixed) */
+    tensor d_reg;        /* (N, 4, H_l, W_l) nChw<B>c dL/dreg from the loss; Scale backward turns it
                           * into dL/dreg_unscaled in place (fixed) */
-    tensor d_ctr;        /* (N, 1, H_l, W_l) nChw16c dL/dctr from the loss (fixed) */
+    tensor d_ctr;        /* (N, 1, H_l, W_l) nChw<B>c dL/dctr from the loss (fixed) */
     conv_plan pl_cls, pl_reg, pl_ctr;
     scale_plan pl_scale;
 } head_level_plan;

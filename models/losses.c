@@ -1,8 +1,8 @@
 /* losses.c - ATSS losses and gradients (see losses.h). The batch function makes three passes:
  * (1) count positives and sum centerness targets (N_pos, B), (2) focal loss over every
- * (image, anchor, class) in nChw16c memory order, OpenMP over channel-block rows, (3) GIoU and
- * centerness over the positives (few, serial). Per-position gradients are written once, so no
- * pre-zeroing of the outputs is needed beyond what the passes write. */
+ * (image, anchor, class) in blocked (nChw8c / nChw16c) memory order, OpenMP over channel-block
+ * rows, (3) GIoU and centerness over the positives (few, serial). Per-position gradients are
+ * written once, so no pre-zeroing of the outputs is needed beyond what the passes write. */
 #include "models/losses.h"
 
 #include <float.h>
@@ -132,7 +132,7 @@ static void losses_norms(const anchor_grid *g, const float *anchors, int n_img, 
 static double losses_focal_level(const anchor_grid *g, int l, int n_img, int C, const int *assigned,
                                  const int *labels, const head_out out[ANCHORS_LEVELS],
                                  const head_grad grad[ANCHORS_LEVELS], float inv_npos, int *bad) {
-    const int total = g->total, HW = g->h[l] * g->w[l], cb_n = (C + 15) / 16;
+    const int total = g->total, HW = g->h[l] * g->w[l], B = out[l].blk, cb_n = (C + B - 1) / B;
     const int chunk = 256, n_chunk = (HW + chunk - 1) / chunk;
     const long n_task = (long)n_img * cb_n * n_chunk;
     double lsum = 0;
@@ -143,14 +143,14 @@ static double losses_focal_level(const anchor_grid *g, int l, int n_img, int C, 
         int cb = rem / n_chunk, p0 = (rem % n_chunk) * chunk, p1 = p0 + chunk < HW ? p0 + chunk : HW;
         const int *as = assigned + (size_t)n * total + g->start[l];
         const int *lb = labels + (size_t)n * total + g->start[l];
-        size_t base = ((size_t)n * cb_n + cb) * HW * 16;
+        size_t base = ((size_t)n * cb_n + cb) * HW * B;
         const float *x = out[l].cls + base;
         float *gx = grad ? grad[l].cls + base : NULL;
         for (int p = p0; p < p1; p++) {
             int w = as[p] >= 0;
-            for (int k = 0; k < 16; k++) {
-                int c = cb * 16 + k;
-                size_t o = (size_t)p * 16 + k;
+            for (int k = 0; k < B; k++) {
+                int c = cb * B + k;
+                size_t o = (size_t)p * B + k;
                 if (c >= C || !w) {
                     if (gx) gx[o] = 0.0f;
                     continue;
@@ -175,8 +175,8 @@ static void losses_box_level(const anchor_grid *g, int l, const float *anchors, 
                              const float *gt_boxes, const int *gt_first, const head_out out[ANCHORS_LEVELS],
                              const head_grad grad[ANCHORS_LEVELS], double b_norm, float inv_npos, double *box_sum,
                              double *ctr_sum, int *bad) {
-    const int total = g->total, H = g->h[l], W = g->w[l], HW = H * W;
-    size_t reg_bytes = (size_t)n_img * HW * 16;
+    const int total = g->total, H = g->h[l], W = g->w[l], HW = H * W, B = out[l].blk;
+    size_t reg_bytes = (size_t)n_img * HW * B; /* reg (4 ch) and ctr (1 ch): one block each */
     if (grad) {
         memset(grad[l].reg, 0, reg_bytes * sizeof(float));
         memset(grad[l].ctr, 0, reg_bytes * sizeof(float));
@@ -190,11 +190,11 @@ static void losses_box_level(const anchor_grid *g, int l, const float *anchors, 
             float tb[4], d[4], pb[4], gg[4], gd[4];
             float cstar = positive_target(anc, gt_boxes + 4 * (size_t)(gt_first[n] + as[p] - 1), tb);
             int y = p / W, xx = p % W;
-            for (int k = 0; k < 4; k++) d[k] = out[l].reg[nchw16c_off(4, H, W, n, k, y, xx)];
+            for (int k = 0; k < 4; k++) d[k] = out[l].reg[blk_off(4, H, W, B, n, k, y, xx)];
             coder_decode(anc, d, 0, 0, pb);
             float gi = losses_giou(pb, tb, gg);
             bsum += (double)cstar * (1.0 - (double)gi);
-            size_t zo = nchw16c_off(1, H, W, n, 0, y, xx);
+            size_t zo = blk_off(1, H, W, B, n, 0, y, xx);
             float gz;
             zsum += losses_bce_logits(out[l].ctr[zo], cstar, &gz);
             if (grad) {
@@ -203,7 +203,7 @@ static void losses_box_level(const anchor_grid *g, int l, const float *anchors, 
                 for (int k = 0; k < 4; k++) gg[k] *= q;
                 coder_decode_backward(anc, d, gg, gd);
                 for (int k = 0; k < 4; k++) {
-                    float *r = &grad[l].reg[nchw16c_off(4, H, W, n, k, y, xx)];
+                    float *r = &grad[l].reg[blk_off(4, H, W, B, n, k, y, xx)];
                     *r = gd[k];
                     *bad |= !isfinite(*r);
                 }

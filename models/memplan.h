@@ -75,7 +75,7 @@ typedef struct memplan_sim {
 
 /* Registers t (already planned, data not yet bound) in region. */
 int memplan_add(memplan *m, tensor *t, memplan_region region);
-/* Plans t as an (n, c, h, w) f32 nChw16c activation and registers it. */
+/* Plans t as an (n, c, h, w) f32 nChw<B>c activation and registers it. */
 int memplan_act(memplan *m, eng_ctx *e, tensor *t, int n, int c, int h, int w, memplan_region region);
 /* Block bytes the plan needs (saved + fixed + slots); stores it in m->total_bytes. */
 size_t memplan_total(memplan *m);

@@ -36,21 +36,21 @@ typedef struct neck {
 
 typedef struct neck_plan {
     /* forward (saved) */
-    tensor lat_c3;                     /* (N, 64, H/8,  W/8)  nChw16c lateral(C3) + up2x(lat_c4) */
-    tensor lat_c4;                     /* (N, 64, H/16, W/16) nChw16c lateral(C4) + up2x(lat_c5) */
-    tensor lat_c5;                     /* (N, 64, H/32, W/32) nChw16c lateral(C5) */
-    tensor out[ANCHORS_LEVELS];        /* (N, 64, H/s, W/s) nChw16c P3..P7, s = 8..128 */
-    tensor p6_relu;                    /* (N, 64, H/64, W/64) nChw16c relu(P6), fpn_convs.4's input */
+    tensor lat_c3;                     /* (N, 64, H/8,  W/8)  nChw<B>c lateral(C3) + up2x(lat_c4) */
+    tensor lat_c4;                     /* (N, 64, H/16, W/16) nChw<B>c lateral(C4) + up2x(lat_c5) */
+    tensor lat_c5;                     /* (N, 64, H/32, W/32) nChw<B>c lateral(C5) */
+    tensor out[ANCHORS_LEVELS];        /* (N, 64, H/s, W/s) nChw<B>c P3..P7, s = 8..128 */
+    tensor p6_relu;                    /* (N, 64, H/64, W/64) nChw<B>c relu(P6), fpn_convs.4's input */
     /* backward (fixed; training only) */
-    tensor d_out[ANCHORS_LEVELS];      /* (N, 64, H/s, W/s) nChw16c dL/dP3..P7, written by the head */
-    tensor d_p6_relu;                  /* (N, 64, H/64, W/64) nChw16c dL/d relu(P6); ReLU backward in
+    tensor d_out[ANCHORS_LEVELS];      /* (N, 64, H/s, W/s) nChw<B>c dL/dP3..P7, written by the head */
+    tensor d_p6_relu;                  /* (N, 64, H/64, W/64) nChw<B>c dL/d relu(P6); ReLU backward in
                                         * place turns it into P7's share of dL/dP6 */
-    tensor d_p5_via_p6;                /* (N, 64, H/32, W/32) nChw16c P6's share of dL/dP5 */
-    tensor d_lat_c3;                   /* (N, 64, H/8,  W/8)  nChw16c dL/d lat_c3 */
-    tensor d_lat_c4;                   /* (N, 64, H/16, W/16) nChw16c dL/d lat_c4 (+ top-down share) */
-    tensor d_lat_c5;                   /* (N, 64, H/32, W/32) nChw16c dL/d lat_c5 (+ top-down share) */
-    tensor d_c3;                       /* (N, 32, H/8,  W/8)  nChw16c dL/dC3, added by the backbone */
-    tensor d_c4;                       /* (N, 96, H/16, W/16) nChw16c dL/dC4, added by the backbone */
+    tensor d_p5_via_p6;                /* (N, 64, H/32, W/32) nChw<B>c P6's share of dL/dP5 */
+    tensor d_lat_c3;                   /* (N, 64, H/8,  W/8)  nChw<B>c dL/d lat_c3 */
+    tensor d_lat_c4;                   /* (N, 64, H/16, W/16) nChw<B>c dL/d lat_c4 (+ top-down share) */
+    tensor d_lat_c5;                   /* (N, 64, H/32, W/32) nChw<B>c dL/d lat_c5 (+ top-down share) */
+    tensor d_c3;                       /* (N, 32, H/8,  W/8)  nChw<B>c dL/dC3, added by the backbone */
+    tensor d_c4;                       /* (N, 96, H/16, W/16) nChw<B>c dL/dC4, added by the backbone */
     conv_plan pl_lateral[NECK_TAPS], pl_fpn[ANCHORS_LEVELS];
     upsample_plan pl_top_down4;        /* lat_c4 += up2x(lat_c5) */
     upsample_plan pl_top_down3;        /* lat_c3 += up2x(lat_c4) */

@@ -119,10 +119,10 @@ int postprocess_image(const anchor_grid *g, const float *anchors, int n_classes,
         const int H = g->h[l], W = g->w[l], HW = H * W;
         for (int p = 0; p < HW; p++) {
             int y = p / W, x = p % W;
-            float c = sigmoidf(out[l].ctr[nchw16c_off(1, H, W, n, 0, y, x)]);
+            float c = sigmoidf(out[l].ctr[blk_off(1, H, W, out[l].blk, n, 0, y, x)]);
             float m = -1.0f;
             for (int k = 0; k < C; k++) {
-                float v = sigmoidf(out[l].cls[nchw16c_off(C, H, W, n, k, y, x)]) * c;
+                float v = sigmoidf(out[l].cls[blk_off(C, H, W, out[l].blk, n, k, y, x)]) * c;
                 if (v > m) m = v;
             }
             mk[p].v = m;
@@ -133,13 +133,13 @@ int postprocess_image(const anchor_grid *g, const float *anchors, int n_classes,
         for (int t = 0; t < k_keep; t++, loc++) {
             int p = mk[t].i, y = p / W, x = p % W;
             float d[4];
-            for (int k = 0; k < 4; k++) d[k] = out[l].reg[nchw16c_off(4, H, W, n, k, y, x)];
+            for (int k = 0; k < 4; k++) d[k] = out[l].reg[blk_off(4, H, W, out[l].blk, n, k, y, x)];
             float *b = lbox + 4 * (size_t)loc;
             coder_decode(anchors + 4 * (size_t)(g->start[l] + p), d, (float)img_h, (float)img_w, b);
             for (int k = 0; k < 4; k++) b[k] = b[k] / scale[k];
-            float c = sigmoidf(out[l].ctr[nchw16c_off(1, H, W, n, 0, y, x)]);
+            float c = sigmoidf(out[l].ctr[blk_off(1, H, W, out[l].blk, n, 0, y, x)]);
             for (int k = 0; k < C; k++)
-                lsc[(size_t)loc * C + k] = sigmoidf(out[l].cls[nchw16c_off(C, H, W, n, k, y, x)]) * c;
+                lsc[(size_t)loc * C + k] = sigmoidf(out[l].cls[blk_off(C, H, W, out[l].blk, n, k, y, x)]) * c;
         }
     }
     /* Threshold on the product, row-major over (location, class). */

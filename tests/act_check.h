@@ -1,5 +1,5 @@
 /* act_check.h - small header-only helpers for the engine layer tests: one-line check reporting,
- * random nChw16c activations (padding kept zero), conversion to plain NCHW doubles for the naive
+ * random blocked activations (padding kept zero), conversion to plain NCHW doubles for the naive
  * references, error measures and the padding-is-zero check.
  *
  * Owns nothing; every function works on caller buffers. The failure flag is a member of a
@@ -39,7 +39,7 @@ static inline int ac_finish(const ac_report *r) {
     return r->fails ? 1 : 0;
 }
 
-/* Fills the logical elements of an nChw16c (or plain) tensor with offset + scale*N(0,1); padding 0. */
+/* Fills the logical elements of an blocked (or plain) tensor with offset + scale*N(0,1); padding 0. */
 static inline void ac_fill(rng *g, tensor *t, double scale, double offset) {
     size_t n = tensor_numel(t);
     float *tmp = malloc(n * sizeof *tmp + 1);
@@ -79,15 +79,15 @@ static inline double ac_tensor_rel(const tensor *t, const double *ref) {
     return e;
 }
 
-/* 1 if every padded channel lane of an nChw16c tensor is exactly zero. */
+/* 1 if every padded channel lane of an blocked tensor is exactly zero. */
 static inline int ac_pad_zero(const tensor *t) {
-    if (t->layout != TL_NCHW16C) return 1;
-    int cb = (t->c + 15) / 16;
+    if (t->layout != TL_BLOCKED) return 1;
+    int B = t->blk, cb = (t->c + B - 1) / B;
     for (int n = 0; n < t->n; n++)
-        for (int c = t->c; c < cb * 16; c++)
+        for (int c = t->c; c < cb * B; c++)
             for (int h = 0; h < t->h; h++)
                 for (int w = 0; w < t->w; w++) {
-                    size_t o = ((((size_t)n * cb + (size_t)(c / 16)) * t->h + h) * t->w + w) * 16 + (size_t)(c % 16);
+                    size_t o = ((((size_t)n * cb + (size_t)(c / B)) * t->h + h) * t->w + w) * B + (size_t)(c % B);
                     if (t->data[o] != 0.0f) return 0;
                 }
     return 1;
@@ -95,12 +95,12 @@ static inline int ac_pad_zero(const tensor *t) {
 
 /* Fills the padded lanes with a value (to prove a kernel ignores or rewrites them). */
 static inline void ac_poison_pad(tensor *t, float v) {
-    int cb = (t->c + 15) / 16;
+    int B = t->blk, cb = (t->c + B - 1) / B;
     for (int n = 0; n < t->n; n++)
-        for (int c = t->c; c < cb * 16; c++)
+        for (int c = t->c; c < cb * B; c++)
             for (int h = 0; h < t->h; h++)
                 for (int w = 0; w < t->w; w++)
-                    t->data[((((size_t)n * cb + (size_t)(c / 16)) * t->h + h) * t->w + w) * 16 + (size_t)(c % 16)] = v;
+                    t->data[((((size_t)n * cb + (size_t)(c / B)) * t->h + h) * t->w + w) * B + (size_t)(c % B)] = v;
 }
 
 #endif

@@ -87,25 +87,25 @@ static inline double ec_rel_tensor(const tensor *t, const double *ref) {
     return e;
 }
 
-/* 1 if every padded channel lane (c >= C in the last 16-block) of an nChw16c tensor is zero. */
+/* 1 if every padded channel lane (c >= C in the last block) of a blocked tensor is zero. */
 static inline int ec_pad_zero(const tensor *t) {
-    if (t->layout != TL_NCHW16C) return 1;
-    int cb = (t->c + 15) / 16;
+    if (t->layout != TL_BLOCKED) return 1;
+    int cb = tensor_cblocks(t);
     for (int n = 0; n < t->n; n++)
-        for (int c = t->c; c < cb * 16; c++)
+        for (int c = t->c; c < cb * t->blk; c++)
             for (int h = 0; h < t->h; h++)
                 for (int w = 0; w < t->w; w++)
-                    if (t->data[nchw16c_off(t->c, t->h, t->w, n, c, h, w)] != 0.0f) return 0;
+                    if (t->data[blk_off(t->c, t->h, t->w, t->blk, n, c, h, w)] != 0.0f) return 0;
     return 1;
 }
 
 /* Sets the padded lanes to v (to prove a kernel does not read them as data). */
 static inline void ec_poison_pad(tensor *t, float v) {
-    int cb = (t->c + 15) / 16;
+    int cb = tensor_cblocks(t);
     for (int n = 0; n < t->n; n++)
-        for (int c = t->c; c < cb * 16; c++)
+        for (int c = t->c; c < cb * t->blk; c++)
             for (int h = 0; h < t->h; h++)
-                for (int w = 0; w < t->w; w++) t->data[nchw16c_off(t->c, t->h, t->w, n, c, h, w)] = v;
+                for (int w = 0; w < t->w; w++) t->data[blk_off(t->c, t->h, t->w, t->blk, n, c, h, w)] = v;
 }
 
 /* k sample indices in [0, n): all of them if n <= k, else k random ones (repeats allowed). */

@@ -257,7 +257,7 @@ static void run_case(eng_ctx *e, ec_tally *t, rng *g, const ccase *cs, worst *wo
 
 /* Two plans of different spatial sizes share one layer: backward(A, 0) then backward(B, 1) must give
  * grads(A) + grads(B). */
-static void test_accumulate(eng_ctx *e, ec_tally *t, rng *g) {
+static void test_accumulate(eng_ctx *e, ec_tally *t, rng *g, int hb, int wb) {
     conv_cfg cfg = {.ic = 24, .oc = 35, .kh = 3, .kw = 3, .stride_h = 1, .stride_w = 1, .pad_t = 1, .pad_l = 1,
                     .pad_b = 1, .pad_r = 1, .groups = 1, .bias = 1};
     arena P, G, A;
@@ -267,8 +267,8 @@ static void test_accumulate(eng_ctx *e, ec_tally *t, rng *g) {
     tensor xa, ya, dya, xb, yb, dyb;
     ASSERT(tensor_plan_act(e, &xa, 2, 24, 7, 9, &A) == OTE_OK && tensor_plan_act(e, &ya, 2, 35, 7, 9, &A) == OTE_OK);
     ASSERT(tensor_plan_act(e, &dya, 2, 35, 7, 9, &A) == OTE_OK);
-    ASSERT(tensor_plan_act(e, &xb, 2, 24, 13, 11, &A) == OTE_OK && tensor_plan_act(e, &yb, 2, 35, 13, 11, &A) == OTE_OK);
-    ASSERT(tensor_plan_act(e, &dyb, 2, 35, 13, 11, &A) == OTE_OK);
+    ASSERT(tensor_plan_act(e, &xb, 2, 24, hb, wb, &A) == OTE_OK && tensor_plan_act(e, &yb, 2, 35, hb, wb, &A) == OTE_OK);
+    ASSERT(tensor_plan_act(e, &dyb, 2, 35, hb, wb, &A) == OTE_OK);
     conv_plan pa, pb;
     ASSERT(conv_plan_init(&pa, e, &l, &xa, &ya, &dya, NULL, 1) == OTE_OK);
     ASSERT(conv_plan_init(&pb, e, &l, &xb, &yb, &dyb, NULL, 1) == OTE_OK);
@@ -279,8 +279,8 @@ static void test_accumulate(eng_ctx *e, ec_tally *t, rng *g) {
     float *v;
     v = ec_rand(g, 2 * 24 * 63, -1, 1), tensor_from_nchw(&xa, v), free(v);
     v = ec_rand(g, 2 * 35 * 63, -1, 1), tensor_from_nchw(&dya, v), free(v);
-    v = ec_rand(g, 2 * 24 * 143, -1, 1), tensor_from_nchw(&xb, v), free(v);
-    v = ec_rand(g, 2 * 35 * 143, -1, 1), tensor_from_nchw(&dyb, v), free(v);
+    v = ec_rand(g, (size_t)2 * 24 * hb * wb, -1, 1), tensor_from_nchw(&xb, v), free(v);
+    v = ec_rand(g, (size_t)2 * 35 * hb * wb, -1, 1), tensor_from_nchw(&dyb, v), free(v);
 
     float *ga = malloc(l.dw.bytes), *gb = malloc(l.dw.bytes), dba[35], dbb[35];
     ASSERT(conv_backward(&pa, e, 0) == OTE_OK);
@@ -553,10 +553,16 @@ int main(void) {
         {"depthwise 24 k3 s2 SAME(0,0,1,1) nobias", 2, 24, 24, 13, 11, 3, 2, 0, 0, 1, 1, 24, 0, 0},
         {"depthwise 35 k3 s1 p1 bias", 2, 35, 35, 7, 9, 3, 1, 1, 1, 1, 1, 35, 1, 0},
         {"depthwise 5 k3 s2 p1 nobias", 3, 5, 5, 13, 11, 3, 2, 1, 1, 1, 1, 5, 0, 0},
+        /* maps smaller than the kernel (P6/P7 of small inputs; on AVX2 dW takes the direct path) */
+        {"dense 24->35 k3 s1 p1 bias on 2x3", 3, 24, 35, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0},
+        {"dense 35->24 k3 s2 p1 nobias on 2x2", 2, 35, 24, 2, 2, 3, 2, 1, 1, 1, 1, 1, 0, 0},
+        {"dense 24->24 k3 s1 p1 bias on 1x1", 2, 24, 24, 1, 1, 3, 1, 1, 1, 1, 1, 1, 1, 0},
+        {"depthwise 24 k3 s1 p1 bias on 1x2", 2, 24, 24, 1, 2, 3, 1, 1, 1, 1, 1, 24, 1, 0},
     };
     worst wo = {0};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&e, &t, &g, &cases[i], &wo);
-    test_accumulate(&e, &t, &g);
+    test_accumulate(&e, &t, &g, 13, 11);
+    test_accumulate(&e, &t, &g, 2, 3); /* map smaller than the kernel: the direct dW path on AVX2 */
     test_refresh(&e, &t, &g);
     test_refuse_ref(&e, &t);
     test_network_shapes(&e, &t);

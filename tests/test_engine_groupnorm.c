@@ -161,7 +161,7 @@ static void run_case(ac_report *r, eng_ctx *e, const gn_case *k, uint64_t seed) 
         for (int n = 0; n < N; n++)
             for (int c = 0; c < C; c++)
                 for (int i = 0; i < HW; i++) {
-                    size_t o = nchw16c_off(C, k->h, k->w, n, c, i / k->w, i % k->w);
+                    size_t o = blk_off(C, k->h, k->w, y.blk, n, c, i / k->w, i % k->w);
                     float want = y.data[o] > 0.0f ? y.data[o] : 0.0f;
                     bad += memcmp(&yr6.data[o], &want, sizeof want) != 0;
                     npos += y.data[o] > 0.0f;

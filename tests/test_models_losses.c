@@ -3,7 +3,7 @@
  *     central finite differences of a double-precision decode;
  *   - focal, GIoU, centerness BCE: values vs double formulas, gradients vs central differences;
  *   - losses_batch on the PyTorch reference's head outputs (tests/reference/detector_ref.py),
- *     converted to nChw16c here: every loss part per level, the total, N_pos and B, and the
+ *     converted to nChw16c and nChw8c here: every loss part per level, the total, N_pos and B, and the
  *     gradients w.r.t. the head outputs vs the reference's autograd gradients; also the case of
  *     one image without boxes, and NaN detection.
  * Tolerances are stated at each check. */
@@ -56,25 +56,29 @@ static double giou_d(const double p[4], const double t[4]) {
 }
 static double bce_d(double z, double c) { return log(1 + exp(z)) - z * c; }
 
-/* NCHW doubles -> nChw16c floats with zero channel padding. */
+/* Channel block of the head arrays in the current pass (the losses run on 16 (AVX-512) and 8 (AVX2)
+ * blocks; main checks both, whatever this CPU is, since no oneDNN kernel is involved). */
+static int test_blk = 16;
+
+/* NCHW doubles -> nChw<test_blk>c floats with zero channel padding. */
 static float *to_blocked(const fx_array *a, int N, int C, int H, int W, long n0) {
-    int cb = (C + 15) / 16;
-    float *o = calloc((size_t)N * cb * H * W * 16, sizeof(float));
+    int cb = (C + test_blk - 1) / test_blk;
+    float *o = calloc((size_t)N * cb * H * W * test_blk, sizeof(float));
     for (int n = 0; n < N; n++)
         for (int c = 0; c < C; c++)
             for (int h = 0; h < H; h++)
                 for (int w = 0; w < W; w++)
-                    o[nchw16c_off(C, H, W, n, c, h, w)] = (float)a->v[(((n + n0) * C + c) * (long)H + h) * W + w];
+                    o[blk_off(C, H, W, test_blk, n, c, h, w)] = (float)a->v[(((n + n0) * C + c) * (long)H + h) * W + w];
     return o;
 }
 static double *from_blocked(const float *b, int N, int C, int H, int W, int *pad_zero) {
     double *o = malloc(sizeof(double) * (size_t)N * C * H * W);
-    int cb = (C + 15) / 16;
+    int cb = (C + test_blk - 1) / test_blk;
     for (int n = 0; n < N; n++)
-        for (int c = 0; c < cb * 16; c++)
+        for (int c = 0; c < cb * test_blk; c++)
             for (int h = 0; h < H; h++)
                 for (int w = 0; w < W; w++) {
-                    float v = b[nchw16c_off(C, H, W, n, c, h, w)];
+                    float v = b[blk_off(C, H, W, test_blk, n, c, h, w)];
                     if (c < C) o[(((long)n * C + c) * H + h) * W + w] = v;
                     else if (v != 0.0f) *pad_zero = 0;
                 }
@@ -208,16 +212,16 @@ static void batch_io_init(batch_io *b, const fx_file *f, const char *prefix, con
         b->reg[l] = to_blocked(fx_get(f, nm), N, 4, H, W, n0);
         snprintf(nm, sizeof nm, "%s.ctr.%d", prefix, l);
         b->ctr[l] = to_blocked(fx_get(f, nm), N, 1, H, W, n0);
-        size_t hw = (size_t)N * H * W * 16;
-        b->gcls[l] = malloc(hw * ((C + 15) / 16) * sizeof(float));
+        size_t hw = (size_t)N * H * W * test_blk;
+        b->gcls[l] = malloc(hw * ((C + test_blk - 1) / test_blk) * sizeof(float));
         b->greg[l] = malloc(hw * sizeof(float));
         b->gctr[l] = malloc(hw * sizeof(float));
         /* poison: every element must be written */
-        memset(b->gcls[l], 0x7f, hw * ((C + 15) / 16) * sizeof(float));
+        memset(b->gcls[l], 0x7f, hw * ((C + test_blk - 1) / test_blk) * sizeof(float));
         memset(b->greg[l], 0x7f, hw * sizeof(float));
         memset(b->gctr[l], 0x7f, hw * sizeof(float));
-        b->out[l] = (head_out){b->cls[l], b->reg[l], b->ctr[l]};
-        b->grad[l] = (head_grad){b->gcls[l], b->greg[l], b->gctr[l]};
+        b->out[l] = (head_out){b->cls[l], b->reg[l], b->ctr[l], test_blk};
+        b->grad[l] = (head_grad){b->gcls[l], b->greg[l], b->gctr[l], test_blk};
     }
 }
 
@@ -358,8 +362,8 @@ static void bench_full_size(void) {
             r[i] = (float)(urand() - 0.5);
             z[i] = (float)(urand() - 0.5);
         }
-        out[l] = (head_out){c, r, z};
-        gr[l] = (head_grad){malloc(hw * 5 * sizeof(float)), malloc(hw * sizeof(float)), malloc(hw * sizeof(float))};
+        out[l] = (head_out){c, r, z, 16};
+        gr[l] = (head_grad){malloc(hw * 5 * sizeof(float)), malloc(hw * sizeof(float)), malloc(hw * sizeof(float)), 16};
         bufs[nb++] = c;
         bufs[nb++] = r;
         bufs[nb++] = z;
@@ -394,8 +398,11 @@ int main(void) {
         return 1;
     }
     int N = (int)fx_get(&f, "cfg")->v[0];
-    check_case(&f, "batch of 3", "loss", "dhead", 0, N);
-    check_case(&f, "image without boxes", "empty.loss", "empty.dhead", 2, 1);
+    for (test_blk = 16; test_blk >= 8; test_blk /= 2) {
+        printf("-- head arrays blocked by %d channels --\n", test_blk);
+        check_case(&f, "batch of 3", "loss", "dhead", 0, N);
+        check_case(&f, "image without boxes", "empty.loss", "empty.dhead", 2, 1);
+    }
     fx_free(&f);
     bench_full_size();
     printf("%s\n", expect_fails ? "FAILED" : "all passed");
