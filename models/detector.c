@@ -1248,6 +1248,16 @@ int det_predict(detector *d, int n, int h, int w, const float *images, const int
 /* ------------------------------------------------------------------------------------------ */
 /* Parameters */
 
+int det_calibrate_bn(detector *d) {
+    if (d->cfg.bn_onednn) return ote_err(OTE_EINVAL, "detector: BN calibration needs the fused BN layer (bn_onednn is set)");
+    d->init.bn.calibrate = 1;
+    for (int u = 0; u < DET_UNITS; u++)
+        for (int k = 0; k < 3; k++)
+            if (d->u[u].c[k].present) d->u[u].c[k].bn.calibrate = 1;
+    d->params_gen++; /* gamma/beta change at the next training forward */
+    return OTE_OK;
+}
+
 const det_cfg *det_config(const detector *d) { return &d->cfg; }
 int det_n_params(const detector *d) { return d->n_pe; }
 
