@@ -100,6 +100,12 @@ int backbone_init_params(backbone *b, eng_ctx *e, rng *r, float *buf) {
     return OTE_OK;
 }
 
+void backbone_calibrate_bn(backbone *b) {
+    backbone_cbr *all[1 + 3 * BACKBONE_UNITS];
+    int na = backbone_blocks(b, all);
+    for (int i = 0; i < na; i++) all[i]->bn.calibrate = 1;
+}
+
 /* Refolds every BN (running statistics, eval mode) into its conv's inference twin:
  * W' = W * gamma / sqrt(var + eps), b' = beta - mean * gamma / sqrt(var + eps). It converts the
  * weights through reorders like a checkpoint load does (planning-time work, not a step's). */

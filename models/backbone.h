@@ -106,6 +106,9 @@ int backbone_init(backbone *b, eng_ctx *e, const det_cfg *cfg, params_table *tab
 int backbone_commit(backbone *b);
 /* Initial weights as the backbone's reference does (pytorchcv / torchvision), BN reset. */
 int backbone_init_params(backbone *b, eng_ctx *e, rng *r, float *buf);
+/* Marks every BN for calibration at the next training forward (engine/bn.h calibrate; fused BN
+ * only): it then outputs its input plus its beta on that batch (BN-folded pretrained weights). */
+void backbone_calibrate_bn(backbone *b);
 /* Folds every BN's eval-mode statistics into the inference twins. */
 int backbone_fold(backbone *b, eng_ctx *e);
 void backbone_free(backbone *b);

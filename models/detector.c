@@ -413,6 +413,14 @@ int det_predict(detector *d, int n, int h, int w, const float *images, const int
 /* ------------------------------------------------------------------------------------------ */
 /* Parameters, figures, teardown */
 
+int det_calibrate_bn(detector *d) {
+    if (d->cfg.bn_onednn)
+        return ote_err(OTE_EINVAL, "detector: BN calibration needs the fused BN layer (bn_onednn is set)");
+    backbone_calibrate_bn(&d->backbone);
+    d->params_gen++; /* gamma/beta change at the next training forward */
+    return OTE_OK;
+}
+
 const det_cfg *det_config(const detector *d) { return &d->cfg; }
 int det_n_params(const detector *d) { return d->params.n; }
 
