@@ -1,5 +1,5 @@
 /* bench_bnrelu.c - the fused BN(+ReLU6) layer (engine/bnrelu.h) against the oneDNN pair it can
- * replace (bn_plan + eltwise_plan ReLU6, in place exactly as models/detector.c's cbr blocks use
+ * replace (bn_plan + eltwise_plan ReLU6, in place exactly as models/backbone.c's conv+BN blocks use
  * them: y = BN(x) then ReLU6 in place on y; backward ReLU6 then BN in place over the gradient).
  *
  * Shapes are the detector's BN+ReLU6 activations at 320x320, batch 8 (and batch 1): MobileNetV2

@@ -181,6 +181,8 @@ int bn_plan_init(bn_plan *p, eng_ctx *e, bn_layer *l, const tensor *x, tensor *y
 }
 
 int bn_forward(bn_plan *p, eng_ctx *e) {
+    if (p->training && p->l->calibrate)
+        return ote_err(OTE_EINVAL, "bn forward: calibrate (bn.h) needs the fused layer (engine/bnrelu.h)");
     CHECK(eng_exec(e, p->fwd, p->n_fwd_args, p->fwd_args, "bn forward"));
     if (!p->training) return OTE_OK;
     /* torch.nn.BatchNorm2d (CPU): running = m * stat + (1 - m) * running in double, with the

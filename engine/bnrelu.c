@@ -264,7 +264,7 @@ static int bnr_plan_init_impl(bnr_plan *p, eng_ctx *e, bn_layer *l, const tensor
 
     size_t lanes = (size_t)p->cb * 16;
     size_t n_part = (size_t)p->units * 32;
-    size_t bytes = (n_part + 4 * lanes) * sizeof(double) + lanes * CF_ROWS * sizeof(float);
+    size_t bytes = (n_part + 4 * lanes) * sizeof(double) + lanes * (CF_ROWS + 2) * sizeof(float);
     size_t rounded = (bytes + 63) / 64 * 64;
     p->block = aligned_alloc(64, rounded);
     if (!p->block) return ote_err(OTE_ENOMEM, "bnrelu plan: buffers of %zu bytes", rounded);
@@ -275,6 +275,7 @@ static int bnr_plan_init_impl(bnr_plan *p, eng_ctx *e, bn_layer *l, const tensor
     p->dmk = p->var + lanes;
     p->rstd = p->dmk + lanes;
     p->coef = (float *)(p->rstd + lanes);
+    p->cal = p->coef + lanes * CF_ROWS;
     return OTE_OK;
 }
 
@@ -327,10 +328,19 @@ static void bnr_fwd_coef(bnr_plan *p, int cb, float *cf, int owner) {
         }
         double dm = s1 / M, var = s2 / M - dm * dm;
         if (var < 0) var = 0;
-        double rs = 1.0 / sqrt(var + eps), a = (double)l->gamma.data[c] * rs;
+        double rs = 1.0 / sqrt(var + eps), gamma = l->gamma.data[c], beta = l->beta.data[c];
+        if (l->calibrate) {
+            /* bn.h calibrate: gamma = sqrt(var + eps), beta = mean + beta (rounded to float as they
+             * will be stored), so this forward returns about x + old beta. Every thread derives the
+             * same values; the owner stores them, bnr_forward publishes them after the region. */
+            gamma = (float)sqrt(var + eps);
+            beta = (float)((double)cf[CF_K * 16 + j] + dm + beta);
+            if (owner) p->cal[c] = (float)gamma, p->cal[p->cb * 16 + c] = (float)beta;
+        }
+        double a = gamma * rs;
         cf[CF_A * 16 + j] = (float)a;
         /* y = (x - k)*a + beta - a*(mean - k): centred on the exact float k */
-        cf[CF_B * 16 + j] = (float)((double)l->beta.data[c] - a * dm);
+        cf[CF_B * 16 + j] = (float)(beta - a * dm);
         if (!owner) continue;
         shared[CF_A * 16 + j] = cf[CF_A * 16 + j];
         shared[CF_B * 16 + j] = cf[CF_B * 16 + j];
@@ -445,6 +455,10 @@ int bnr_forward(bnr_plan *p, eng_ctx *e) {
     } else {
 #pragma omp parallel
         bnr_fwd_team(p);
+    }
+    if (p->l->calibrate) { /* published after the region: the team read the old gamma/beta */
+        for (int c = 0; c < C; c++) p->l->gamma.data[c] = p->cal[c], p->l->beta.data[c] = p->cal[p->cb * 16 + c];
+        p->l->calibrate = 0;
     }
     return OTE_OK;
 }

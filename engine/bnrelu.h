@@ -58,6 +58,7 @@ typedef struct bnr_plan {
     double *dmk;      /* (Cb*16) mean - k in double */
     double *rstd;     /* (Cb*16) 1/sqrt(var + eps) */
     float *coef;      /* (Cb, 8, 16): k, a, b (forward: y = (x - k)*a + b), P, Q, R (backward) */
+    float *cal;       /* (2, Cb*16): gamma, beta computed by a calibrating forward (bn.h calibrate) */
     void *block;      /* the one allocation behind the arrays above */
 } bnr_plan;
 
@@ -65,7 +66,8 @@ typedef struct bnr_plan {
  * l must have gradients (dgamma/dbeta). Needs N*H*W >= 2 (as torch in training). */
 int bnr_plan_init(bnr_plan *p, eng_ctx *e, bn_layer *l, const tensor *x, tensor *y, tensor *dy, tensor *dx,
                   int relu6);
-/* Training forward: batch statistics, y, running-statistics update. */
+/* Training forward: batch statistics, y, running-statistics update. If l->calibrate is set, the
+ * forward first replaces gamma/beta as bn.h describes (then clears the flag). */
 int bnr_forward(bnr_plan *p, eng_ctx *e);
 /* dx, and dgamma/dbeta written (accumulate = 0) or added (accumulate = 1). Uses the statistics of
  * the last bnr_forward on this plan. */

@@ -7,9 +7,7 @@
 
 #include "engine/status.h"
 
-#define Z_MIN 0.25
 #define Z_STEP 0.05
-#define T_MIN 5
 
 static int raised_side(int full, double z, int min_side) {
     int v = hpo_plan_trial_size(full, z);
@@ -23,13 +21,90 @@ double hpo_plan_pixel_share(const hpo_budget_in *in, double z) {
            ((double)in->input_w * in->input_h);
 }
 
+/* img(s N) / img(N): the trainer's subset is (int)(N s) images, at least 1. */
+static double img_share(const hpo_budget_in *in, double s) {
+    long n = in->full_dataset_size, k = (long)((double)n * s);
+    if (k < 1) k = 1;
+    if (!in->epoch_images) return (double)k / (double)n;
+    return (double)in->epoch_images(in->epoch_ctx, k) / (double)in->epoch_images(in->epoch_ctx, n);
+}
+
 double hpo_plan_cost(const hpo_budget_in *in, int trials, int epochs, double s, double z) {
     double v = in->val_fraction;
-    return (double)trials * epochs * hpo_plan_pixel_share(in, z) * ((1 - v) * s + v) / in->full_epochs;
+    return (double)trials * epochs * hpo_plan_pixel_share(in, z) * ((1 - v) * img_share(in, s) + v) / in->full_epochs;
+}
+
+double hpo_plan_horizon(const hpo_budget_in *in, int epochs, double s) {
+    return (double)epochs * img_share(in, s) / in->full_epochs;
 }
 
 /* z values live on a 0.05 grid; keep them exact decimals */
 static double zr(double z) { return round(z / Z_STEP) * Z_STEP; }
+
+typedef struct plan_state {
+    const hpo_budget_in *in;
+    double b;               /* budget in trainings: R - 1 */
+    int T, I;
+    double s, z;
+    int fT, fI, fs, fz;     /* fixed by hpo_config.yaml */
+    double s_min1, s_min2;  /* subset floors of the two shrink stages */
+} plan_state;
+
+static double ps_cost(const plan_state *p) { return hpo_plan_cost(p->in, p->T, p->I, p->s, p->z); }
+static double ps_h(const plan_state *p) { return hpo_plan_horizon(p->in, p->I, p->s); }
+
+/* One horizon step down (epochs first, then subset); 0 if neither can move above h_floor. */
+static int ps_horizon_down(plan_state *p, double h_floor, double s_floor) {
+    if (ps_h(p) <= h_floor) return 0;
+    if (!p->fI && p->I > 1) {
+        p->I--;
+        return 1;
+    }
+    if (!p->fs && p->s > s_floor + 1e-12) {
+        p->s = fmax(s_floor, p->s / 1.05);
+        return 1;
+    }
+    return 0;
+}
+
+static void ps_shrink(plan_state *p) {
+    while (ps_cost(p) > p->b && !p->fz && p->z > HPO_PLAN_Z_MIN + 1e-9) p->z = zr(p->z - Z_STEP);
+    while (ps_cost(p) > p->b && ps_horizon_down(p, HPO_PLAN_H_GOOD, p->s_min1)) {}
+    while (ps_cost(p) > p->b && !p->fT && p->T > HPO_PLAN_T_MIN) p->T--;
+    while (ps_cost(p) > p->b && ps_horizon_down(p, HPO_PLAN_H_MIN, p->s_min2)) {}
+    while (ps_cost(p) > p->b && !p->fT && p->T > 2) p->T--;
+}
+
+/* Applies `step` (0: T + 1, 1: z + 0.05, 2: horizon + 1 step) if the result fits; 1 if it did. */
+static int ps_try(plan_state *p, int step, int t_cap) {
+    plan_state q = *p;
+    const int E = p->in->full_epochs;
+    if (step == 0) {
+        if (p->fT || p->T >= t_cap) return 0;
+        q.T++;
+    } else if (step == 1) {
+        if (p->fz || p->z >= 1 - 1e-9) return 0;
+        q.z = zr(p->z + Z_STEP);
+    } else {
+        if (!p->fI && p->I < E) q.I++;
+        else if (!p->fs && p->s < 1) q.s = fmin(1.0, p->s * 1.05);
+        else return 0;
+        if (hpo_plan_horizon(p->in, q.I, q.s) > 1 + 1e-9) return 0; /* never longer than the full run */
+    }
+    if (ps_cost(&q) > p->b) return 0;
+    *p = q;
+    return 1;
+}
+
+static void ps_grow(plan_state *p) {
+    int t_max = 20 * p->in->num_hyperparams;
+    for (;;) { /* fidelity: the less advanced of resize and horizon first, the other if it is blocked */
+        double pz = p->fz ? 2 : (p->z - HPO_PLAN_Z_MIN) / (1 - HPO_PLAN_Z_MIN), ph = ps_h(p);
+        int first = pz <= ph ? 1 : 2;
+        if (!ps_try(p, first, 0) && !ps_try(p, 3 - first, 0)) break;
+    }
+    while (ps_try(p, 0, t_max)) {}
+}
 
 int hpo_plan_budget(const hpo_budget_in *in, hpo_plan *out) {
     memset(out, 0, sizeof *out);
@@ -40,56 +115,26 @@ int hpo_plan_budget(const hpo_budget_in *in, hpo_plan *out) {
                        "(got %g s, %d epochs, %ld images, %d parameters, validation share %g)",
                        in->train_seconds, in->full_epochs, in->full_dataset_size, in->num_hyperparams,
                        in->val_fraction);
-    double b = in->ratio - 1;
+    plan_state p = {.in = in, .b = in->ratio - 1};
     long N = in->full_dataset_size;
-    int E = in->full_epochs, Tmax = 20 * in->num_hyperparams;
-    int T = in->fixed_trials > 0 ? in->fixed_trials : 10;
-    int I = in->fixed_epochs > 0 ? in->fixed_epochs : (E < 2 ? E : 2);
-    double s_floor = fmax(0.05, 1.0 / (double)N);
-    double s = in->fixed_subset > 0 ? in->fixed_subset : fmin(1.0, fmax(0.2, 500.0 / (double)N));
-    double z = in->fixed_resize > 0 ? in->fixed_resize : 0.5;
-    int fz = in->fixed_resize > 0, fs = in->fixed_subset > 0, fT = in->fixed_trials > 0, fI = in->fixed_epochs > 0;
-#define COST() hpo_plan_cost(in, T, I, s, z)
-    /* shrink */
-    while (COST() > b && !fz && z > Z_MIN + 1e-9) z = zr(z - Z_STEP);
-    while (COST() > b && !fs && s > s_floor) s = fmax(s_floor, s / 1.05);
-    while (COST() > b && !fT && T > T_MIN) T--;
-    while (COST() > b && !fI && I > 1) I--;
-    if (COST() > b) {
-        out->over_budget = 1;
-    } else {
-        /* grow */
-        int blocked[4] = {fz || z >= 1 - 1e-9, fs || s >= 1, fI || I >= E, fT || T >= Tmax};
-        for (;;) {
-            double prog[4] = {(z - Z_MIN) / (1 - Z_MIN), s, (double)I / E, (double)T / Tmax};
-            int k = -1;
-            for (int i = 0; i < 4; i++)
-                if (!blocked[i] && (k < 0 || prog[i] < prog[k])) k = i;
-            if (k < 0) break;
-            double z2 = z, s2 = s;
-            int I2 = I, T2 = T;
-            if (k == 0) z2 = zr(z + Z_STEP);
-            if (k == 1) s2 = fmin(1.0, s * 1.05);
-            if (k == 2) I2 = I + 1;
-            if (k == 3) T2 = T + 1;
-            if (hpo_plan_cost(in, T2, I2, s2, z2) > b) {
-                blocked[k] = 1;
-                continue;
-            }
-            z = z2, s = s2, I = I2, T = T2;
-            if (k == 0 && z >= 1 - 1e-9) blocked[0] = 1;
-            if (k == 1 && s >= 1) blocked[1] = 1;
-            if (k == 2 && I >= E) blocked[2] = 1;
-            if (k == 3 && T >= Tmax) blocked[3] = 1;
-        }
-    }
-    out->num_trials = T;
-    out->epochs = I;
-    out->subset_ratio = s;
-    out->image_resize = z;
-    out->cost = COST();
+    p.fT = in->fixed_trials > 0, p.fI = in->fixed_epochs > 0, p.fs = in->fixed_subset > 0, p.fz = in->fixed_resize > 0;
+    p.T = p.fT ? in->fixed_trials : HPO_PLAN_T_PER_PARAM * in->num_hyperparams;
+    p.I = p.fI ? in->fixed_epochs : in->full_epochs;
+    p.s = p.fs ? in->fixed_subset : 1.0;
+    p.z = p.fz ? in->fixed_resize : 1.0;
+    p.s_min2 = fmax(0.05, 1.0 / (double)N);
+    p.s_min1 = fmax(p.s_min2, fmin(1.0, 500.0 / (double)N)); /* OTE's subset rule */
+    ps_shrink(&p);
+    if (ps_cost(&p) > p.b) out->over_budget = 1;
+    else ps_grow(&p);
+    out->num_trials = p.T;
+    out->epochs = p.I;
+    out->subset_ratio = p.s;
+    out->image_resize = p.z;
+    out->cost = ps_cost(&p);
     out->expected_seconds = out->cost * in->train_seconds;
-#undef COST
+    out->horizon = ps_h(&p);
+    out->meaningful = !out->over_budget && out->horizon >= HPO_PLAN_H_MIN - 1e-9 && p.z >= HPO_PLAN_Z_MIN - 1e-9;
     return 0;
 }
 
@@ -106,9 +151,11 @@ int hpo_plan_format(const hpo_plan *p, long n, int w, int h, char *buf, int size
                                  hpo_plan_trial_size(h, p->image_resize));
     return snprintf(buf, (size_t)size,
                     "HPO plan: %d trials x %d epochs, subset %ld of %ld training images (subset_ratio %.4g), "
-                    "trial input %s(image_resize %.4g), expected HPO time %.0f s (%.2f x one training)%s",
-                    p->num_trials, p->epochs, sub, n, p->subset_ratio, px, p->image_resize, p->expected_seconds,
-                    p->cost, p->over_budget ? "; even this minimal plan exceeds the requested ratio" : "");
+                    "trial input %s(image_resize %.4g), each trial %.0f%% of a full training's iterations, "
+                    "expected HPO time %.0f s (%.2f x one training)%s",
+                    p->num_trials, p->epochs, sub, n, p->subset_ratio, px, p->image_resize, 100 * p->horizon,
+                    p->expected_seconds, p->cost,
+                    p->over_budget ? "; even this minimal plan exceeds the requested ratio" : "");
 }
 
 void hpo_budget_from_config(hpo_budget_in *in, const hpo_config *c) {

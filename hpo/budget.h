@@ -6,26 +6,32 @@
  *
  * Time model, in units of one full training (E epochs over N images at full size, taking
  * train_seconds, of which the share v is validation):
- *     cost(T, I, s, z) = T * I * P(z) * ((1 - v) * s + v) / E
+ *     cost(T, I, s, z) = T * I * P(z) * ((1 - v) * img(sN) / img(N) + v) / E
  * T trials of I epochs on a subset of s*N training images at input size z x the full size;
- * training time scales with the images seen and with the pixel share P(z) of a trial image;
+ * img(n) = images one epoch processes for a training set of n images (the trainer's adaptive
+ * repeat: a smaller subset gets more passes per epoch; epoch_images gives it, NULL = n);
  * validation always uses the whole validation set, at the reduced size (so P(z) but not s).
  * P(z) = z^2, unless the caller gives the full input size (input_w, input_h): then P(z) is the
  * trial's real pixel count over the full one, with each side rounded down to a multiple of 32
  * (hpo_plan_trial_size) and raised to min_side where the trainer raises it (so shrinking z below
  * that point saves nothing, and the plan knows it).
  *
+ * What makes a trial predict the full run (issue 11; bench/hpo_fidelity.sh measures it): its
+ * horizon h = I * img(sN) / (E * img(N)), the share of the full run's SGD iterations it trains
+ * for (a short horizon favours large learning rates), and its input size (small inputs lose the
+ * small objects). So the planner keeps z >= 0.5 and h >= H_MIN = 0.1, and gives up trials before
+ * fidelity below z = 0.5 / h = H_GOOD = 0.3: T_TARGET = 5 trials per searched parameter is what a
+ * GP needs on these small spaces, more trials are added only once every trial is at full fidelity.
  * Planning (free variables only; values fixed in hpo_config.yaml are never changed):
- *  1. start: T = 10, I = min(2, E), s = 0.2 but at least min(1, 500 / N) (OTE's subset rule),
- *     z = 0.5;
- *  2. while cost > b shrink, in this order: z by 0.05 down to 0.25; s by /1.05 down to
- *     max(0.05, 1/N); T by 1 down to 5; I by 1 down to 1. If still cost > b the plan is the
- *     minimum and over_budget = 1;
- *  3. otherwise grow greedily: repeatedly take the free variable with the least progress towards
- *     its maximum (z: (z - 0.25)/0.75, s: s, I: I/E, T: T/Tmax with Tmax = 20 x number of
- *     hyper-parameters, as OTE's max_trials; ties in the order z, s, I, T) and apply one step
- *     (z + 0.05, s x 1.05 capped at 1, I + 1, T + 1); a step that would exceed b blocks that
- *     variable; stop when every variable is blocked or at its maximum.
+ *  1. start at full fidelity with the target count: z = 1, s = 1, I = E, T = T_TARGET;
+ *  2. while cost > b shrink, in this order: z by 0.05 down to 0.5; I by 1 then s by /1.05 (down to
+ *     max(OTE's min(1, 500/N), 0.05)) while h > H_GOOD; T by 1 down to T_MIN = 3 (the defaults and
+ *     two proposals); I then s (down to max(1/N, 0.05)) while h > H_MIN; T down to 2. If still
+ *     cost > b the plan is that minimum with over_budget = 1 and meaningful = 0: the caller should
+ *     not run a search whose trials cannot rank configurations;
+ *  3. otherwise grow: fidelity one step at a time, the less advanced of z ((z - 0.5)/0.5) and h
+ *     first (h: I + 1, or s x 1.05 once I = E; never h > 1), while it fits; then T by 1 up to
+ *     Tmax = 20 x number of hyper-parameters (OTE's max_trials) while it fits.
  * The caller rounds z x input size to what the network accepts (multiples of 32).
  */
 #ifndef OTE_HPO_BUDGET_H
@@ -47,6 +53,9 @@ typedef struct hpo_budget_in {
     double fixed_subset, fixed_resize;
     /* optional (0 = the z^2 model): full input size, and the smallest trial side the trainer runs */
     int input_w, input_h, min_side;
+    /* optional: images one epoch processes for a training set of n images (NULL: n) */
+    long (*epoch_images)(void *ctx, long n);
+    void *epoch_ctx;
 } hpo_budget_in;
 
 typedef struct hpo_plan {
@@ -56,7 +65,9 @@ typedef struct hpo_plan {
     double image_resize;
     double cost;            /* in units of one full training */
     double expected_seconds;/* cost x train_seconds */
-    int over_budget;        /* even the minimal plan exceeds R - 1 */
+    double horizon;         /* h: a trial's share of the full run's training iterations */
+    int over_budget;        /* even the minimal meaningful plan exceeds R - 1 */
+    int meaningful;         /* 1: h >= H_MIN and z >= 0.5 (trials can rank configurations) */
 } hpo_plan;
 
 /* Copies the values hpo_config.yaml fixes (num_trials, max_iterations, subset_ratio, image_resize)
@@ -78,5 +89,13 @@ int hpo_plan_trial_size(int full, double image_resize);
 double hpo_plan_pixel_share(const hpo_budget_in *in, double image_resize);
 /* The cost formula above. */
 double hpo_plan_cost(const hpo_budget_in *in, int trials, int epochs, double subset, double resize);
+/* The horizon h above. */
+double hpo_plan_horizon(const hpo_budget_in *in, int epochs, double subset);
+
+#define HPO_PLAN_Z_MIN 0.5
+#define HPO_PLAN_H_MIN 0.1
+#define HPO_PLAN_H_GOOD 0.3
+#define HPO_PLAN_T_MIN 3
+#define HPO_PLAN_T_PER_PARAM 5
 
 #endif

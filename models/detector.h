@@ -10,6 +10,9 @@
  * `backbone.features.stage2.unit1.conv1.conv.weight`, `neck.lateral_convs.0.conv.weight`,
  * `bbox_head.cls_convs.0.gn.weight`, `bbox_head.scales.0.scale`; BN running statistics and
  * `num_batches_tracked` are listed as buffers.
+ *
+ * Implementation: detector.c ties together backbone.c (MobileNetV2), neck.c (FPN), head.c (ATSS
+ * head), params.c (parameter store) and memplan.c (activation memory), sharing detector_impl.h.
  */
 #ifndef OTE_DETECTOR_H
 #define OTE_DETECTOR_H
@@ -47,7 +50,7 @@ typedef struct det_batch {
 
 typedef struct det_losses {
     double cls, box, ctr, total; /* summed over levels, as mmdetection reports them */
-    double level_cls[5], level_box[5], level_ctr[5];
+    double level_cls[ANCHORS_LEVELS], level_box[ANCHORS_LEVELS], level_ctr[ANCHORS_LEVELS]; /* P3..P7 */
     int npos;                    /* positives in the batch */
 } det_losses;
 
@@ -70,6 +73,10 @@ typedef struct detector detector;
 
 /* Creates the detector and initialises parameters as mmdetection does (spec §2-§4 init). */
 int det_create(detector **out, eng_ctx *e, const det_cfg *cfg);
+/* Marks every backbone BatchNorm for calibration at the next training forward (engine/bn.h
+ * calibrate): each BN then outputs its input plus its beta on that batch, which keeps a
+ * BN-folded pretrained backbone's function (tools/import_backbone.h) when BN trains in batch mode. */
+int det_calibrate_bn(detector *d);
 void det_free(detector *d);
 const det_cfg *det_config(const detector *d);
 
@@ -118,7 +125,7 @@ double det_flops_infer(const detector *d, int n, int h, int w);
  * plans share (the largest plan's saved activations + gradients). */
 void det_memory(const detector *d, size_t *params, size_t *grads, size_t *optim, size_t *activations);
 
-/* Tests / benchmark: the head outputs of the plan that ran last (nChw16c views into the
+/* Tests / benchmark: the head outputs of the plan that ran last (nChw<B>c views into the
  * detector's activation block, valid until another shape runs) and, after det_forward_train, the
  * gradients the loss wrote for them. g receives that plan's anchor grid. grad may be NULL. */
 int det_last_head(const detector *d, anchor_grid *g, head_out out[ANCHORS_LEVELS],

@@ -2,9 +2,10 @@
  * post-processing read them.
  *
  * The pointers are borrowed (the detector's arenas own the bytes). Every array is f32 in oneDNN's
- * blocked nChw<blk>c layout (engine/tensor.h: blk_off; blk = 8 or 16, the engine context's block): cls (N, C, H_l, W_l), reg (N, 4, H_l, W_l) which is
- * bbox_pred AFTER the level's Scale, ctr (N, 1, H_l, W_l). Gradient arrays have the same shapes and
- * are fully overwritten, channel padding included (kept zero).
+ * blocked nChw<blk>c layout (engine/tensor.h: blk_off; blk = 8 or 16, the engine context's
+ * block): cls (N, C, H_l, W_l), reg (N, 4, H_l, W_l) which is bbox_pred AFTER the level's Scale,
+ * ctr (N, 1, H_l, W_l). Gradient arrays have the same shapes and are fully overwritten, channel
+ * padding included (kept zero).
  */
 #ifndef OTE_HEAD_IO_H
 #define OTE_HEAD_IO_H

@@ -1,8 +1,8 @@
 /* losses.c - ATSS losses and gradients (see losses.h). The batch function makes three passes:
  * (1) count positives and sum centerness targets (N_pos, B), (2) focal loss over every
- * (image, anchor, class) in blocked (nChw8c / nChw16c) memory order, OpenMP over channel-block rows, (3) GIoU and
- * centerness over the positives (few, serial). Per-position gradients are written once, so no
- * pre-zeroing of the outputs is needed beyond what the passes write. */
+ * (image, anchor, class) in blocked (nChw8c / nChw16c) memory order, OpenMP over channel-block
+ * rows, (3) GIoU and centerness over the positives (few, serial). Per-position gradients are
+ * written once, so no pre-zeroing of the outputs is needed beyond what the passes write. */
 #include "models/losses.h"
 
 #include <float.h>
@@ -100,15 +100,11 @@ static float positive_target(const float *anchor, const float *gt, float tbox[4]
     return losses_centerness_target(anchor, tbox);
 }
 
-int losses_batch(const anchor_grid *g, const float *anchors, int n_img, int n_classes,
-                 const int *assigned, const int *labels, const float *gt_boxes, const int *gt_first,
-                 const head_out out[ANCHORS_LEVELS], const head_grad grad[ANCHORS_LEVELS], loss_parts *parts) {
-    const int total = g->total, C = n_classes;
-    memset(parts, 0, sizeof *parts);
-    if (n_img <= 0 || C <= 0)
-        return ote_err(OTE_EINVAL, "losses: n_img: %d, n_classes: %d (must be positive)", n_img, C);
-
-    /* Pass 1: N_pos and B. */
+/* Pass 1: the normalisers N_pos (positives, at least 1 per image) and B (sum of the positives'
+ * centerness targets), and the positives per level. */
+static void losses_norms(const anchor_grid *g, const float *anchors, int n_img, const int *assigned,
+                         const float *gt_boxes, const int *gt_first, loss_parts *parts) {
+    const int total = g->total;
     double n_pos = 0, csum_all = 0;
     for (int n = 0; n < n_img; n++) {
         int np = 0;
@@ -119,94 +115,123 @@ int losses_batch(const anchor_grid *g, const float *anchors, int n_img, int n_cl
                 np++;
                 parts->npos_level[l]++;
                 float tb[4];
-                csum_all += positive_target(anchors + 4 * (size_t)a, gt_boxes + 4 * (size_t)(gt_first[n] + as[a] - 1), tb);
+                const float *gt = gt_boxes + 4 * (size_t)(gt_first[n] + as[a] - 1);
+                csum_all += positive_target(anchors + 4 * (size_t)a, gt, tb);
             }
         n_pos += np > 0 ? np : 1;
     }
     if (n_pos < 1.0) n_pos = 1.0;
-    double b_norm = csum_all < 1e-12 ? 1.0 : csum_all;
     parts->n_pos = n_pos;
-    parts->b_norm = b_norm;
+    parts->b_norm = csum_all < 1e-12 ? 1.0 : csum_all;
+}
+
+/* Pass 2 at level l: the focal-loss sum over (image, channel block, pixel), in memory order, in
+ * chunks of 256 pixels so that small batches still spread over the threads. The double partial
+ * sums are combined in a fixed order for a given thread count. Writes grad[l].cls (padding
+ * included) scaled by inv_npos; *bad |= a non-finite gradient. */
+static double losses_focal_level(const anchor_grid *g, int l, int n_img, int C, const int *assigned,
+                                 const int *labels, const head_out out[ANCHORS_LEVELS],
+                                 const head_grad grad[ANCHORS_LEVELS], float inv_npos, int *bad) {
+    const int total = g->total, HW = g->h[l] * g->w[l], B = out[l].blk, cb_n = (C + B - 1) / B;
+    const int chunk = 256, n_chunk = (HW + chunk - 1) / chunk;
+    const long n_task = (long)n_img * cb_n * n_chunk;
+    double lsum = 0;
+    int lbad = 0;
+#pragma omp parallel for reduction(+ : lsum) reduction(| : lbad) schedule(static)
+    for (long task = 0; task < n_task; task++) {
+        int n = (int)(task / ((long)cb_n * n_chunk)), rem = (int)(task % ((long)cb_n * n_chunk));
+        int cb = rem / n_chunk, p0 = (rem % n_chunk) * chunk, p1 = p0 + chunk < HW ? p0 + chunk : HW;
+        const int *as = assigned + (size_t)n * total + g->start[l];
+        const int *lb = labels + (size_t)n * total + g->start[l];
+        size_t base = ((size_t)n * cb_n + cb) * HW * B;
+        const float *x = out[l].cls + base;
+        float *gx = grad ? grad[l].cls + base : NULL;
+        for (int p = p0; p < p1; p++) {
+            int w = as[p] >= 0;
+            for (int k = 0; k < B; k++) {
+                int c = cb * B + k;
+                size_t o = (size_t)p * B + k;
+                if (c >= C || !w) {
+                    if (gx) gx[o] = 0.0f;
+                    continue;
+                }
+                float gr;
+                float v = focal_elem(x[o], lb[p] == c, &gr);
+                lsum += v;
+                if (gx) {
+                    gx[o] = gr * inv_npos;
+                    lbad |= !isfinite(gx[o]);
+                }
+            }
+        }
+    }
+    if (lbad) *bad = 1;
+    return lsum;
+}
+
+/* Pass 3 at level l: the box (sum c* (1 - GIoU)) and centerness (BCE) sums over the positives;
+ * writes grad[l].reg / grad[l].ctr (zero elsewhere); *bad |= a non-finite gradient. */
+static void losses_box_level(const anchor_grid *g, int l, const float *anchors, int n_img, const int *assigned,
+                             const float *gt_boxes, const int *gt_first, const head_out out[ANCHORS_LEVELS],
+                             const head_grad grad[ANCHORS_LEVELS], double b_norm, float inv_npos, double *box_sum,
+                             double *ctr_sum, int *bad) {
+    const int total = g->total, H = g->h[l], W = g->w[l], HW = H * W, B = out[l].blk;
+    size_t reg_bytes = (size_t)n_img * HW * B; /* reg (4 ch) and ctr (1 ch): one block each */
+    if (grad) {
+        memset(grad[l].reg, 0, reg_bytes * sizeof(float));
+        memset(grad[l].ctr, 0, reg_bytes * sizeof(float));
+    }
+    double bsum = 0, zsum = 0;
+    for (int n = 0; n < n_img; n++) {
+        const int *as = assigned + (size_t)n * total + g->start[l];
+        for (int p = 0; p < HW; p++) {
+            if (as[p] <= 0) continue;
+            const float *anc = anchors + 4 * (size_t)(g->start[l] + p);
+            float tb[4], d[4], pb[4], gg[4], gd[4];
+            float cstar = positive_target(anc, gt_boxes + 4 * (size_t)(gt_first[n] + as[p] - 1), tb);
+            int y = p / W, xx = p % W;
+            for (int k = 0; k < 4; k++) d[k] = out[l].reg[blk_off(4, H, W, B, n, k, y, xx)];
+            coder_decode(anc, d, 0, 0, pb);
+            float gi = losses_giou(pb, tb, gg);
+            bsum += (double)cstar * (1.0 - (double)gi);
+            size_t zo = blk_off(1, H, W, B, n, 0, y, xx);
+            float gz;
+            zsum += losses_bce_logits(out[l].ctr[zo], cstar, &gz);
+            if (grad) {
+                /* dL/dGIoU = -2 c* / B, then through the decode. */
+                float q = (float)(-(double)LOSSES_GIOU_WEIGHT * cstar / b_norm);
+                for (int k = 0; k < 4; k++) gg[k] *= q;
+                coder_decode_backward(anc, d, gg, gd);
+                for (int k = 0; k < 4; k++) {
+                    float *r = &grad[l].reg[blk_off(4, H, W, B, n, k, y, xx)];
+                    *r = gd[k];
+                    *bad |= !isfinite(*r);
+                }
+                grad[l].ctr[zo] = gz * inv_npos;
+                *bad |= !isfinite(grad[l].ctr[zo]);
+            }
+        }
+    }
+    *box_sum = bsum, *ctr_sum = zsum;
+}
+
+int losses_batch(const anchor_grid *g, const float *anchors, int n_img, int n_classes,
+                 const int *assigned, const int *labels, const float *gt_boxes, const int *gt_first,
+                 const head_out out[ANCHORS_LEVELS], const head_grad grad[ANCHORS_LEVELS], loss_parts *parts) {
+    const int C = n_classes;
+    memset(parts, 0, sizeof *parts);
+    if (n_img <= 0 || C <= 0)
+        return ote_err(OTE_EINVAL, "losses: n_img: %d, n_classes: %d (must be positive)", n_img, C);
+    losses_norms(g, anchors, n_img, assigned, gt_boxes, gt_first, parts);
+    const double n_pos = parts->n_pos, b_norm = parts->b_norm;
     const float inv_npos = (float)(1.0 / n_pos);
     int bad = 0;
-
     for (int l = 0; l < ANCHORS_LEVELS; l++) {
-        const int H = g->h[l], W = g->w[l], HW = H * W, B = out[l].blk, cb_n = (C + B - 1) / B;
-        /* Pass 2: focal loss over (image, channel block, pixel), in memory order, in chunks of
-         * 256 pixels so that small batches still spread over the threads. The double partial sums
-         * are combined in a fixed order for a given thread count. */
-        const int chunk = 256, n_chunk = (HW + chunk - 1) / chunk;
-        const long n_task = (long)n_img * cb_n * n_chunk;
-        double lsum = 0;
-        int lbad = 0;
-#pragma omp parallel for reduction(+ : lsum) reduction(| : lbad) schedule(static)
-        for (long task = 0; task < n_task; task++) {
-            int n = (int)(task / ((long)cb_n * n_chunk)), rem = (int)(task % ((long)cb_n * n_chunk));
-            int cb = rem / n_chunk, p0 = (rem % n_chunk) * chunk, p1 = p0 + chunk < HW ? p0 + chunk : HW;
-            const int *as = assigned + (size_t)n * total + g->start[l];
-            const int *lb = labels + (size_t)n * total + g->start[l];
-            size_t base = ((size_t)n * cb_n + cb) * HW * B;
-            const float *x = out[l].cls + base;
-            float *gx = grad ? grad[l].cls + base : NULL;
-            for (int p = p0; p < p1; p++) {
-                int w = as[p] >= 0;
-                for (int k = 0; k < B; k++) {
-                    int c = cb * B + k;
-                    size_t o = (size_t)p * B + k;
-                    if (c >= C || !w) {
-                        if (gx) gx[o] = 0.0f;
-                        continue;
-                    }
-                    float gr;
-                    float v = focal_elem(x[o], lb[p] == c, &gr);
-                    lsum += v;
-                    if (gx) {
-                        gx[o] = gr * inv_npos;
-                        lbad |= !isfinite(gx[o]);
-                    }
-                }
-            }
-        }
+        double lsum = losses_focal_level(g, l, n_img, C, assigned, labels, out, grad, inv_npos, &bad);
         parts->cls[l] = lsum / n_pos;
-        if (lbad) bad = 1;
-
-        /* Pass 3: box and centerness losses over the positives. */
-        size_t reg_bytes = (size_t)n_img * HW * B; /* reg (4 ch) and ctr (1 ch): one block each */
-        if (grad) {
-            memset(grad[l].reg, 0, reg_bytes * sizeof(float));
-            memset(grad[l].ctr, 0, reg_bytes * sizeof(float));
-        }
-        double bsum = 0, zsum = 0;
-        for (int n = 0; n < n_img; n++) {
-            const int *as = assigned + (size_t)n * total + g->start[l];
-            for (int p = 0; p < HW; p++) {
-                if (as[p] <= 0) continue;
-                const float *anc = anchors + 4 * (size_t)(g->start[l] + p);
-                float tb[4], d[4], pb[4], gg[4], gd[4];
-                float cstar = positive_target(anc, gt_boxes + 4 * (size_t)(gt_first[n] + as[p] - 1), tb);
-                int y = p / W, xx = p % W;
-                for (int k = 0; k < 4; k++) d[k] = out[l].reg[blk_off(4, H, W, B, n, k, y, xx)];
-                coder_decode(anc, d, 0, 0, pb);
-                float gi = losses_giou(pb, tb, gg);
-                bsum += (double)cstar * (1.0 - (double)gi);
-                size_t zo = blk_off(1, H, W, B, n, 0, y, xx);
-                float gz;
-                zsum += losses_bce_logits(out[l].ctr[zo], cstar, &gz);
-                if (grad) {
-                    /* dL/dGIoU = -2 c* / B, then through the decode. */
-                    float q = (float)(-(double)LOSSES_GIOU_WEIGHT * cstar / b_norm);
-                    for (int k = 0; k < 4; k++) gg[k] *= q;
-                    coder_decode_backward(anc, d, gg, gd);
-                    for (int k = 0; k < 4; k++) {
-                        float *r = &grad[l].reg[blk_off(4, H, W, B, n, k, y, xx)];
-                        *r = gd[k];
-                        bad |= !isfinite(*r);
-                    }
-                    grad[l].ctr[zo] = gz * inv_npos;
-                    bad |= !isfinite(grad[l].ctr[zo]);
-                }
-            }
-        }
+        double bsum, zsum;
+        losses_box_level(g, l, anchors, n_img, assigned, gt_boxes, gt_first, out, grad, b_norm, inv_npos, &bsum, &zsum,
+                         &bad);
         parts->box[l] = (double)LOSSES_GIOU_WEIGHT * bsum / b_norm;
         parts->ctr[l] = zsum / n_pos;
         parts->cls_sum += parts->cls[l];

@@ -3,7 +3,7 @@
  * Element functions (f32 in torch's operation order, used by the batch function and by tests):
  * sigmoid focal loss (gamma 2, alpha 0.25, the mmcv kernel formula), GIoU (eps 1e-6), the
  * centerness target and BCE-with-logits. losses_batch() computes every loss part per level and the
- * gradients of the total loss w.r.t. the head outputs, reading and writing nChw16c directly.
+ * gradients of the total loss w.r.t. the head outputs, reading and writing nChw<B>c directly.
  * Normalisers (spec §7c, one process = mmdet's single GPU): N_pos = max(sum_img max(npos_img, 1), 1);
  * B = sum of centerness targets over all positives, replaced by 1 if < 1e-12 (OTE / v2.9).
  * Regression targets are the round trip decode(anchor, encode(anchor, gt)) (OTE / v2.9).

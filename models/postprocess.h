@@ -9,7 +9,7 @@
  *    stable sort by score descending (ties keep the earlier pair; torch.sort is not stable, so
  *    this is our documented choice), a box is suppressed if IoU >= iou_thr with a kept box.
  * 5. The first max_per_img survivors, in score-descending order; boxes are the un-offset ones.
- * Reads nChw16c head outputs (head_io.h). Allocates its scratch (inference is not a training step).
+ * Reads nChw<B>c head outputs (head_io.h). Allocates its scratch (inference is not a training step).
  */
 #ifndef OTE_POSTPROCESS_H
 #define OTE_POSTPROCESS_H

@@ -431,6 +431,67 @@ static void run_noalloc(eng_ctx *e, rng *rg) {
     arena_free(&P), arena_free(&G), arena_free(&A);
 }
 
+/* bn.h calibrate: the forward sets gamma = sqrt(var + eps), beta = mean + beta, so y = clip(x + old
+ * beta); the flag clears; a second forward on the same x gives the same y (the layer now is that
+ * function on this batch). Checked for a serial and a parallel (multi-group) tensor. */
+static void run_calibrate(eng_ctx *e, rng *rg, int N, int C, int H, int W) {
+    arena P, G, A;
+    arena_init(&P, "params"), arena_init(&G, "grads"), arena_init(&A, "acts");
+    bn_layer l;
+    bn_cfg cfg = bn_cfg_default(C);
+    REQUIRE_OK(bn_layer_init(&l, e, &cfg, &P, &G));
+    tensor x, y, g;
+    REQUIRE_OK(tensor_plan_act(e, &x, N, C, H, W, &A)); REQUIRE_OK(tensor_plan_act(e, &y, N, C, H, W, &A));
+    REQUIRE_OK(tensor_plan_act(e, &g, N, C, H, W, &A));
+    bnr_plan p;
+    REQUIRE_OK(bnr_plan_init(&p, e, &l, &x, &y, &g, &g, 1));
+    REQUIRE_OK(arena_commit(&P)); REQUIRE_OK(arena_commit(&G)); REQUIRE_OK(arena_commit(&A));
+    bn_reset_params(&l);
+    double *b0 = malloc(sizeof(double) * C);
+    for (int c = 0; c < C; c++) b0[c] = l.beta.data[c] = (float)(rng_uniform(rg) * 2 - 0.5);
+    ac_fill(rg, &x, 1.5, 0.8);
+    size_t nx = (size_t)N * C * H * W;
+    float *xf = malloc(sizeof(float) * nx), *yf = malloc(sizeof(float) * nx);
+    tensor_to_nchw(&x, xf);
+    double *want = malloc(sizeof(double) * nx), wmax = 0;
+    for (size_t i = 0; i < nx; i++) {
+        int c = (int)(i / ((size_t)H * W) % (size_t)C);
+        double v = xf[i] + b0[c];
+        want[i] = v < 0 ? 0 : v > 6 ? 6 : v;
+        wmax = fmax(wmax, fabs(want[i]));
+    }
+    l.calibrate = 1;
+    REQUIRE_OK(bnr_forward(&p, e));
+    tensor_to_nchw(&y, yf);
+    double ey = 0;
+    for (size_t i = 0; i < nx; i++) ey = fmax(ey, fabs(yf[i] - want[i]) / wmax);
+    double eg = 0, eb = 0;
+    for (int c = 0; c < C; c++) {
+        double mu, var;
+        double *xc = malloc(sizeof(double) * nx);
+        for (size_t i = 0; i < nx; i++) xc[i] = xf[i];
+        ref_stats(N, C, H * W, xc, c, &mu, &var);
+        free(xc);
+        eg = fmax(eg, fabs(l.gamma.data[c] - sqrt(var + cfg.eps)) / sqrt(var + cfg.eps));
+        eb = fmax(eb, fabs(l.beta.data[c] - (mu + b0[c])) / fmax(fabs(mu + b0[c]), 1.0));
+    }
+    EXPECT(ey <= TOL && l.calibrate == 0, "calibrate %dx%dx%dx%d: y = clip(x + old beta): rel %.2e (tol %.0e), flag cleared",
+           N, C, H, W, ey, TOL);
+    EXPECT(eg <= TOL && eb <= TOL, "calibrate %dx%dx%dx%d: gamma = sqrt(var + eps) rel %.2e, beta = mean + old beta rel %.2e "
+           "(tol %.0e)", N, C, H, W, eg, eb, TOL);
+    REQUIRE_OK(bnr_forward(&p, e));
+    tensor_to_nchw(&y, yf);
+    double ey2 = 0;
+    for (size_t i = 0; i < nx; i++) ey2 = fmax(ey2, fabs(yf[i] - want[i]) / wmax);
+    EXPECT(ey2 <= TOL, "calibrate %dx%dx%dx%d: the next (normal) forward keeps y = clip(x + old beta): rel %.2e (tol %.0e)",
+           N, C, H, W, ey2, TOL);
+    free(b0), free(xf), free(yf), free(want);
+    bnr_plan_free(&p);
+    tensor_free(&x), tensor_free(&y), tensor_free(&g);
+    bn_layer_free(&l);
+    arena_free(&P), arena_free(&G), arena_free(&A);
+}
+
 static void run_plan_errors(eng_ctx *e) {
     arena P, G, A;
     arena_init(&P, "params"), arena_init(&G, "grads"), arena_init(&A, "acts");
@@ -467,6 +528,8 @@ int main(void) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&e, &rg, cases[i]);
     run_ill_conditioned(&e, &rg);
     run_plan_errors(&e);
+    run_calibrate(&e, &rg, 2, 24, 4, 5);    /* serial */
+    run_calibrate(&e, &rg, 2, 48, 40, 40);  /* parallel, several cache groups */
     run_noalloc(&e, &rg);
     eng_free(&e);
     return expect_finish();
