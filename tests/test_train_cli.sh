@@ -57,6 +57,9 @@ mkdir -p "$TMP/tpl"
 cp "$TPL" "$TMP/tpl/template.yaml"
 expect "missing hpo_config.yaml with --enable-hpo" 2 "hpo_config.yaml not found" "$OUT" -- \
     train "$TMP/tpl/template.yaml" "${DATA[@]}" --save-model-to "$OUT" --enable-hpo
+# the copy's relative model.pretrained_backbone points nowhere: refused before any work, naming the key
+expect "copied template, pretrained backbone not found" 2 "model.pretrained_backbone: cannot read $TMP/tpl/../../pretrained/" "$OUT" -- \
+    train "$TMP/tpl/template.yaml" "${DATA[@]}" --save-model-to "$OUT"
 expect "bad --hpo-time-ratio" 2 "hpo-time-ratio 'x'" "$OUT" -- train "$TPL" "${DATA[@]}" --save-model-to "$OUT" --hpo-time-ratio x
 expect "missing annotation file" 1 "$TMP/missing.json" "$OUT" -- \
     train "$TPL" --train-ann-files "$TMP/missing.json" --train-data-roots "$D/train" \
@@ -81,6 +84,18 @@ fi
 /usr/bin/python3 -c "import sys, torch; torch.save({'backbone.features.init_block.conv.weight': torch.zeros(32, 27, 1, 1)}, sys.argv[1])" "$TMP/bb.pth"
 expect "mis-shaped pretrained backbone" 1 "init_block.conv.weight (checkpoint \[32, 27, 1, 1\] vs model \[32, 3, 3, 3\])" "$TMP/out_bb" -- \
     train "$TPL" "${DATA[@]}" --save-model-to "$TMP/out_bb" params --model.pretrained_backbone "$TMP/bb.pth"
+# The pretrained function needs the padding its weights were trained with.
+expect "pretrained backbone without TF padding" 1 "was trained with TF SAME padding: set model.tf_padding: true" "$TMP/out_pad" -- \
+    train "$TPL" "${DATA[@]}" --save-model-to "$TMP/out_pad" params --model.tf_padding false
+# `none` trains from scratch and says so.
+"$OTE" train "$TPL" "${DATA[@]}" --save-model-to "$TMP/out_none" params --model.pretrained_backbone none \
+    --model.input_size 128x96 --learning_parameters.num_iters 1 --learning_parameters.batch_size 4 >"$TMP/none.log" 2>&1
+rc=$?
+if [ $rc -eq 0 ] && grep -q '^init: random (model.pretrained_backbone: none)$' "$TMP/none.log"; then
+    echo "ok - model.pretrained_backbone none: trains from random initialisation and says so"
+else
+    echo "FAIL - model.pretrained_backbone none: exit $rc, $(grep -m1 '^init' "$TMP/none.log")"; fail=1
+fi
 echo "garbage" >"$TMP/bad.pth"
 expect "eval: unreadable checkpoint" 1 "$TMP/bad.pth" "$TMP/none" -- \
     eval "$TPL" --test-ann-files "$D/annotation_example_val.json" --test-data-roots "$D/val" --load-weights "$TMP/bad.pth"

@@ -50,7 +50,20 @@ static void test_template(void) {
           "template defaults: batch 8, lr 0.008, warm-up 200, num_iters 300 (spec-ote-hpo §2.2)");
     check(near(t.confidence_threshold, 0.35) && t.result_based_confidence_threshold == 1,
           "template defaults: confidence threshold 0.35, result-based true");
-    check(t.input_w == 992 && t.input_h == 736 && t.seed == 42 && t.backbone == 0, "model: 992x736, seed 42, pytorchcv");
+    check(t.input_w == 992 && t.input_h == 736 && t.seed == 42, "model: 992x736, seed 42");
+    /* the shipped ImageNet backbone by default, with the variant and padding its weights need */
+    check(t.backbone == 1 && t.tf_padding == 1 &&
+              !strcmp(t.pretrained_backbone, "../../pretrained/mobilenet_v2_1.0_224_ptq.tflite"),
+          "model: torchvision variant, TF padding, the shipped pretrained backbone");
+    char bb[2 * CONFIG_PATH_LEN + 2];
+    snprintf(bb, sizeof bb, "%s/%s", t.dir, t.pretrained_backbone);
+    FILE *bf = fopen(bb, "rb");
+    check(bf != NULL, "the default pretrained backbone exists in the project (relative to the template)");
+    if (bf) fclose(bf);
+    config_template cn = t;
+    char *argv_none[] = {"--model.pretrained_backbone", "none"};
+    s = config_apply_params(&cn, 2, argv_none);
+    check(s == 0 && cn.pretrained_backbone[0] == '\0', "params --model.pretrained_backbone none: random initialisation");
     check(!strcmp(t.dir, "models/templates/gen3_mobilenetV2_ATSS"), "template directory (hpo_config.yaml beside it)");
     const config_hparam *h = config_find(&t, "learning_parameters.learning_rate");
     check(h && h->has_min && h->has_max && near(h->min, 1e-7) && near(h->max, 0.1), "lr min 1e-7, max 0.1");

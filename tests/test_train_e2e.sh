@@ -5,6 +5,7 @@
 #   2. `ote eval` with those weights on the validation set prints the same mAP, compared on the
 #      exact printed value (%.17g: bit-for-bit, since evaluation is the same code on the same
 #      weights), and --save-performance writes it;
+#      the default initialisation is the shipped pretrained backbone (one init line);
 #   3. training again from --load-weights (1 epoch, OUT given as a .pth path) works and reports
 #      that it loaded the weights; label_schema.json lands beside OUT.pth.
 # Under ASan/UBSan (OTE_SANITIZED=1) the input size is 128x96 to stay fast (at 128x64 the stride-32
@@ -39,6 +40,8 @@ grep -q "^epoch 1/2 iter 1/.*loss .*(cls .* box .* ctr .*)  lr .* img/s  eta " "
 grep -q "epoch 2/2 done: val mAP@0.5" "$TMP/train.log" && ok "per-epoch validation mAP printed" || bad "no per-epoch validation"
 n_stats=$(grep -c "Average \(Precision\|Recall\)" "$TMP/train.log")
 [ "$n_stats" = 12 ] && ok "12 COCO stats of the best model printed" || bad "COCO stats: $n_stats lines"
+grep -q "^init: backbone from .*models/templates/gen3_mobilenetV2_ATSS/../../pretrained/mobilenet_v2_1.0_224_ptq.tflite (.* TFLite imported in memory, folded BatchNorm re-estimated" "$TMP/train.log" \
+    && ok "default initialisation: the shipped pretrained backbone, one line" || bad "no 'init: backbone from' line for the default"
 train_map=$(sed -n 's/^validation VOC mAP@0.5 of the best model: [0-9.]*  (\(.*\))$/\1/p' "$TMP/train.log")
 [ -n "$train_map" ] && ok "training printed the best validation mAP: $train_map" || bad "no best mAP line"
 
@@ -64,7 +67,7 @@ OUT2="$TMP/again/best.pth"
     >"$TMP/train2.log" 2>"$TMP/train2.err"
 rc=$?
 [ $rc -eq 0 ] && ok "training again from --load-weights: exit 0" || bad "second training exit $rc: $(head -3 "$TMP/train2.err")"
-grep -q "^loaded weights from $OUT/weights.pth (ote layout)" "$TMP/train2.log" && ok "second run reports the loaded checkpoint" || bad "no 'loaded weights' line"
+grep -q "^init: all weights from $OUT/weights.pth (ote layout)" "$TMP/train2.log" && ok "second run reports the loaded checkpoint" || bad "no 'loaded weights' line"
 grep -q "re-initialised" "$TMP/train2.log" && bad "same classes must not re-initialise atss_cls" || ok "same class count: nothing re-initialised"
 [ -s "$OUT2" ] && [ -s "$TMP/again/label_schema.json" ] && ok "OUT.pth and label_schema.json beside it" || bad "second run outputs"
 exit $fail

@@ -27,8 +27,11 @@ train() {
         --save-model-to "$o" --enable-hpo "$@"
 }
 
+# A template copy keeps the shipped pretrained backbone (a relative path is relative to the template).
+fix_backbone() { sed -i "s|^  pretrained_backbone: .*|  pretrained_backbone: $(realpath "$TPL")/../../pretrained/mobilenet_v2_1.0_224_ptq.tflite|" "$1"; }
+
 # --- 1. unknown hyper-parameter name -------------------------------------------------------------
-mkdir -p "$tmp/bad"; cp "$TPL/template.yaml" "$tmp/bad/"
+mkdir -p "$tmp/bad"; cp "$TPL/template.yaml" "$tmp/bad/"; fix_backbone "$tmp/bad/template.yaml"
 printf 'metric: mAP\nsearch_algorithm: smbo\nhp_space:\n  learning_parameters.learning_rate:\n    param_type: quniform\n    range: [0.001, 0.01, 0.001]\n  learning_parameters.bogus_rate:\n    param_type: uniform\n    range: [1, 2]\n' > "$tmp/bad/hpo_config.yaml"
 train "$tmp/bad" "$tmp/bad_out" </dev/null >"$tmp/bad.out" 2>"$tmp/bad.err"; rc=$?
 check "unknown hyper-parameter: exit 2 (got $rc)" "[ $rc -eq 2 ]"
@@ -85,8 +88,17 @@ assert ("batches of %d =" % bs) in final and ("lr %g," % lr) in final, final
 PY
 grep -E '^HPO|^\|' "$tmp/a.out" | head -40
 
+# --- 2b. a budget too small for trials that rank anything: said, no trial, one training with the template's values
+train "$TPL" "$tmp/s/model" --hpo-time-ratio 1.01 params --model.input_size $SIZE \
+    --learning_parameters.num_iters $NI </dev/null >"$tmp/s.out" 2>"$tmp/s.err"; rc=$?
+check "tiny budget: exit 0 (got $rc)" "[ $rc -eq 0 ]"
+check "tiny budget: says the search is skipped and why" "grep -q '^HPO: skipped - the budget (--hpo-time-ratio 1.01: .*too small for trials that can rank configurations' '$tmp/s.out'"
+check "tiny budget: no trial ran, template values trained, weights written" \
+    "! grep -q '^HPO trial' '$tmp/s.out' && grep -q '^training: .*batches of 8 = .*lr 0.008,' '$tmp/s.out' && [ -s '$tmp/s/model/weights.pth' ]"
+
 # --- 3. resume after kill -9, reuse, changed hp_space, corrupt status ----------------------------
 mkdir -p "$tmp/tpl"; cp "$TPL/template.yaml" "$TPL/hpo_config.yaml" "$tmp/tpl/"
+fix_backbone "$tmp/tpl/template.yaml"
 printf 'num_trials: 2\nimage_resize: 0.5\n' >> "$tmp/tpl/hpo_config.yaml"
 R="$tmp/r/model"; H="$R/hpo"
 run_r() { train "$tmp/tpl" "$R" --hpo-time-ratio 50 "$@" params --model.input_size 128x96 --learning_parameters.num_iters 1; }

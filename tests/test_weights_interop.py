@@ -3,7 +3,9 @@
 Checks (one line each; exit status non-zero on any failure):
   1. `ote train` (one epoch on a tiny synthetic set) writes weights.pth that torch.load opens: {'model', 'config', 'confidence_threshold', 'VERSION': 1};
      the state_dict has exactly the keys, order, shapes and dtypes of
-     tests/reference/detector_ref.py's Detector(num_classes).state_dict(); label_schema.json lists
+     tests/reference/detector_ref.py's Detector(num_classes) state_dict in the template's default
+     configuration (torchvision variant, TF padding: what the shipped pretrained backbone needs),
+     and config says so; label_schema.json lists
      the classes; config carries the hyper-parameters as strings.
   2. A checkpoint saved by torch from the reference model (hash-generated weights, BN in eval mode)
      loads into ote (`ote predict`, the `ote eval` path) and gives the reference's detections:
@@ -34,6 +36,8 @@ OTE_BIN = os.environ.get("OTE_BIN") or os.path.join(os.environ.get("OTE_BUILD", 
 TEMPLATE = os.path.join(SRC, "models/templates/gen3_mobilenetV2_ATSS/template.yaml")
 # Smaller images under ASan/UBSan (OTE_SANITIZED=1) to keep the suite fast.
 H, W, C = (96, 128, 3) if os.environ.get("OTE_SANITIZED") == "1" else (128, 160, 3)
+# The template's default model (model.backbone: torchvision, model.tf_padding: true).
+VARIANT, TF_PADDING = "torchvision", True
 failures = 0
 
 
@@ -99,7 +103,7 @@ def load_rgb(path):
 
 def reference_model(num_classes):
     torch.manual_seed(0)
-    m = ref.Detector(num_classes)
+    m = ref.Detector(num_classes, VARIANT, TF_PADDING)
     ref.init_weights(m)
     with torch.no_grad():
         # Spread the class priors so that many boxes pass the 0.05 score threshold.
@@ -189,7 +193,7 @@ def main():
         check(sorted(ck.keys()) == ["VERSION", "confidence_threshold", "config", "model"] and ck["VERSION"] == 1 and
               isinstance(ck["confidence_threshold"], float), "top level: model, config, confidence_threshold (float), VERSION 1 "
               "(got %s, VERSION %r, threshold %r)" % (sorted(ck.keys()), ck.get("VERSION"), ck.get("confidence_threshold")))
-        want = ref.Detector(C).state_dict()
+        want = ref.Detector(C, VARIANT, TF_PADDING).state_dict()
         got = ck["model"]
         check(list(got.keys()) == list(want.keys()), "state_dict keys and order equal the reference's (%d tensors)" % len(want))
         bad = [k for k in want if k in got and (tuple(got[k].shape) != tuple(want[k].shape) or got[k].dtype != want[k].dtype)]
@@ -198,6 +202,10 @@ def main():
         check(isinstance(cfg, dict) and cfg.get("learning_parameters", {}).get("num_iters") == "1" and
               cfg.get("learning_parameters", {}).get("batch_size") == "2" and cfg.get("model", {}).get("input_size") == size,
               "config holds the hyper-parameters as strings (nested dicts)")
+        mc = cfg.get("model", {}) if isinstance(cfg, dict) else {}
+        check(mc.get("backbone") == "torchvision" and mc.get("tf_padding") in ("true", "1"),
+              "config names the template's default model: backbone torchvision, tf_padding true (got %r, %r)" %
+              (mc.get("backbone"), mc.get("tf_padding")))
         finite = all(torch.isfinite(t.float()).all() for t in got.values())
         check(finite, "all saved tensors are finite")
     with open(os.path.join(out, "label_schema.json")) as f:

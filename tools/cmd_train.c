@@ -242,6 +242,15 @@ int cmd_train(int argc, char **argv) {
             return 2;
         }
     }
+    char bb[2 * CONFIG_PATH_LEN + 2];
+    int nb = a.v[TR_LOAD] ? 0 : config_pretrained_path(&cfg, bb, sizeof bb);
+    if (nb < 0 || (nb > 0 && !cmd_train_file_readable(bb))) {
+        fprintf(stderr,
+                "ote train: %s: model.pretrained_backbone: cannot read %s (relative paths are relative to the "
+                "template's folder; `none` trains from scratch)\n",
+                a.template_path, nb < 0 ? cfg.pretrained_backbone : bb);
+        return 2;
+    }
     char weights_path[4096], labels_path[4096];
     if (weights_paths(a.v[TR_SAVE], weights_path, sizeof weights_path, labels_path, sizeof labels_path) < 0) {
         fprintf(stderr, "ote train: %s\n", ote_errmsg());

@@ -239,7 +239,7 @@ static int config_load_model(config_template *t, const yd_doc *d, const yd_node 
         CHECK(yd_get_str(d, n, "model.pretrained_backbone", &s));
         if (strlen(s) >= sizeof t->pretrained_backbone)
             return yd_err(d, n->line, OTE_EINVAL, "model.pretrained_backbone: path too long");
-        snprintf(t->pretrained_backbone, sizeof t->pretrained_backbone, "%s", s);
+        snprintf(t->pretrained_backbone, sizeof t->pretrained_backbone, "%s", strcmp(s, "none") ? s : "");
     }
     if ((n = yd_map_get(m, "seed"))) {
         long v;
@@ -358,7 +358,7 @@ static int config_set_model(config_template *t, const char *name, const char *va
     if (!strcmp(name, "pretrained_backbone")) {
         if (strlen(value) >= sizeof t->pretrained_backbone)
             return ote_err(OTE_EINVAL, "model.pretrained_backbone: path too long");
-        snprintf(t->pretrained_backbone, sizeof t->pretrained_backbone, "%s", value);
+        snprintf(t->pretrained_backbone, sizeof t->pretrained_backbone, "%s", strcmp(value, "none") ? value : "");
         return 0;
     }
     return ote_err(OTE_EINVAL,
@@ -416,4 +416,12 @@ int config_apply_params(config_template *t, int argc, char *const *argv) {
         CHECK(config_set(t, key, value));
     }
     return 0;
+}
+
+int config_pretrained_path(const config_template *t, char *buf, size_t n) {
+    if (!t->pretrained_backbone[0]) return 0;
+    int w = t->pretrained_backbone[0] == '/' ? snprintf(buf, n, "%s", t->pretrained_backbone)
+                                             : snprintf(buf, n, "%s/%s", t->dir, t->pretrained_backbone);
+    if (w < 0 || (size_t)w >= n) return ote_err(OTE_EINVAL, "model.pretrained_backbone: path too long");
+    return w;
 }

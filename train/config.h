@@ -16,6 +16,7 @@
 #ifndef OTE_CONFIG_H
 #define OTE_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define CONFIG_MAX_HP 24
@@ -73,6 +74,10 @@ int config_apply_params(config_template *t, int argc, char *const *argv);
 
 /* The entry for a dotted key, NULL if none. */
 const config_hparam *config_find(const config_template *t, const char *key);
+/* model.pretrained_backbone resolved against the template's folder (absolute paths unchanged)
+ * into buf; 0 when the template trains from scratch ("" / none), else the length (OTE_EINVAL if
+ * it does not fit). */
+int config_pretrained_path(const config_template *t, char *buf, size_t n);
 
 /* Formats an entry's value as text (integers without a decimal point, floats with %.17g trimmed to
  * the shortest round-trip form, booleans true/false). */

@@ -260,7 +260,7 @@ static int trainer_load_init_weights(trainer_state *st) {
     pth_free(&c);
     CHECK(s);
     if (log) {
-        fprintf(log, "loaded weights from %s (%s layout)\n", path, pth_layout_name(info.layout));
+        fprintf(log, "init: all weights from %s (%s layout)\n", path, pth_layout_name(info.layout));
         if (info.reinit_cls)
             fprintf(log, "note: the checkpoint has %d classes, the data %d: bbox_head.atss_cls re-initialised\n",
                     info.ckpt_classes, st->p.train->n_cats);
@@ -277,13 +277,25 @@ static int trainer_setup_model(trainer_state *st) {
     st->have_e = 1;
     CHECK(trainer_make_detector(&st->d, &st->e, cfg, st->p.train->n_cats));
     if (o->init_weights) return trainer_load_init_weights(st);
-    if (cfg->pretrained_backbone[0]) {
-        char path[2 * CONFIG_PATH_LEN + 2];
-        if (cfg->pretrained_backbone[0] == '/') snprintf(path, sizeof path, "%s", cfg->pretrained_backbone);
-        else snprintf(path, sizeof path, "%s/%s", cfg->dir, cfg->pretrained_backbone);
-        CHECK(weights_load_backbone(st->d, path, NULL));
-        if (o->log) fprintf(o->log, "backbone initialised from %s\n", path);
+    if (!cfg->pretrained_backbone[0]) {
+        if (o->log) fprintf(o->log, "init: random (model.pretrained_backbone: none)\n");
+        return 0;
     }
+    char path[2 * CONFIG_PATH_LEN + 2];
+    CHECK(config_pretrained_path(cfg, path, sizeof path));
+    weights_load_info info;
+    CHECK(weights_load_backbone(st->d, path, &info));
+    /* the pretrained function needs the settings it was trained with */
+    if (info.tf_same && !cfg->tf_padding)
+        return ote_err(OTE_EINVAL, "model.pretrained_backbone %s was trained with TF SAME padding: set model.tf_padding: true", path);
+    if (info.minus1_input)
+        return ote_err(OTE_EINVAL, "model.pretrained_backbone %s takes input in [-1, 1]; the detector feeds x/255: "
+                       "re-import it with `ote import-backbone --input-range unit`", path);
+    if (info.bn_folded) CHECK(det_calibrate_bn(st->d));
+    if (o->log)
+        fprintf(o->log, "init: backbone from %s (%d tensors%s%s); neck and head initialised as mmdetection does\n", path,
+                info.n_loaded, info.from_tflite ? ", TFLite imported in memory" : "",
+                info.bn_folded ? ", folded BatchNorm re-estimated on the first batch" : "");
     return 0;
 }
 

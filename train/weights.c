@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "engine/status.h"
+#include "engine/tflite.h"
+#include "train/import_backbone.h"
 
 int weights_paths(const char *save_to, char *weights, size_t wn, char *labels, size_t ln) {
     size_t n = strlen(save_to);
@@ -314,6 +316,7 @@ static int weights_apply_mode(detector *d, const pth_ckpt *c, const char *what, 
     }
     if (s >= 0 && m.reinit_cls) s = det_reinit_cls(d);
     if (info) {
+        memset(info, 0, sizeof *info);
         info->layout = c->layout;
         info->reinit_cls = m.reinit_cls;
         info->ckpt_classes = m.ckpt_classes;
@@ -335,11 +338,49 @@ int weights_apply_backbone(detector *d, const pth_ckpt *c, const char *what, wei
     return weights_apply_mode(d, c, what, 1, info);
 }
 
+/* 1 if the file carries the TFLite FlatBuffer identifier "TFL3" at offset 4. */
+static int weights_is_tflite(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    unsigned char h[8];
+    int yes = fread(h, 1, 8, f) == 8 && !memcmp(h + 4, "TFL3", 4);
+    fclose(f);
+    return yes;
+}
+
+int weights_read_backbone(const char *path, pth_ckpt *c, int *from_tflite) {
+    int tfl = weights_is_tflite(path);
+    if (from_tflite) *from_tflite = tfl;
+    if (!tfl) return weights_read(path, c);
+    tfl_model m;
+    int s = tfl_load(&m, path);
+    if (s < 0) return strstr(ote_errmsg(), path) ? s : ote_err_context(s, "%s", path);
+    import_backbone_result r;
+    s = import_backbone_tflite(&m, 0, &r);
+    tfl_free(&m);
+    if (s < 0) return ote_err_context(s, "%s", path);
+    s = import_backbone_fold_unit_input(&r);
+    const char *base = strrchr(path, '/');
+    if (s >= 0) s = import_backbone_to_ckpt(&r, base ? base + 1 : path, 1, c);
+    import_backbone_free(&r);
+    return s < 0 ? ote_err_context(s, "%s", path) : s;
+}
+
 int weights_load_backbone(detector *d, const char *path, weights_load_info *info) {
     pth_ckpt c;
     pth_init(&c);
-    int s = weights_read(path, &c);
+    int tfl = 0;
+    int s = weights_read_backbone(path, &c, &tfl);
     if (s >= 0) s = weights_apply_backbone(d, &c, path, info);
+    if (s >= 0 && info) {
+        const char *bn = pth_config_get(&c, "import.bn"), *pad = pth_config_get(&c, "import.padding");
+        const char *var = pth_config_get(&c, "import.variant"), *in = pth_config_get(&c, "import.input");
+        info->from_tflite = tfl;
+        info->bn_folded = bn && !strcmp(bn, "identity_plus_bias");
+        info->tf_same = pad && !strcmp(pad, "tf_same");
+        info->torchvision = var && !strcmp(var, "torchvision");
+        info->minus1_input = in && !strcmp(in, "rgb_minus1_to_1");
+    }
     pth_free(&c);
     return s;
 }

@@ -18,7 +18,9 @@
  * every detector parameter must be present; otherwise an error names the offending keys (never
  * silently skipped). The single exception is OTE's: a different class count re-initialises only
  * bbox_head.atss_cls (weight and bias) and is reported through weights_load_info. A backbone file
- * (weights_load_backbone) goes through the same name and shape check but may leave parameters out.
+ * (weights_load_backbone) goes through the same name and shape check but may leave parameters out;
+ * it may also be a TFLite MobileNetV2 (train/import_backbone.h), imported in memory exactly as
+ * `ote import-backbone --input-range unit` would write it (a few ms: no cached file is needed).
  *
  * Every file goes to a temporary name and is renamed into place. Owns nothing between calls.
  */
@@ -74,6 +76,12 @@ typedef struct weights_load_info {
     int reinit_cls;      /* the classification conv was re-initialised (class count changed) */
     int ckpt_classes;
     int n_loaded;        /* parameters set from the checkpoint */
+    int from_tflite;     /* weights_load_backbone: the file was a TFLite model imported in memory */
+    int bn_folded;       /* the backbone's BNs are identity + bias (import.bn=identity_plus_bias):
+                          * the caller re-estimates them (det_calibrate_bn) before training */
+    int tf_same;         /* the backbone was trained with TF SAME padding (import.padding=tf_same) */
+    int torchvision;     /* ... and is the torchvision variant (import.variant=torchvision) */
+    int minus1_input;    /* ... and takes x / 127.5 - 1 (import.input=rgb_minus1_to_1), not x / 255 */
 } weights_load_info;
 
 /* Loads a checkpoint file into c (pth_init'ed by the caller) - a thin pth_load with the path named. */
@@ -82,7 +90,11 @@ int weights_read(const char *path, pth_ckpt *c);
 int weights_apply(detector *d, const pth_ckpt *c, const char *what, weights_load_info *info);
 /* Applies a backbone file's tensors (weights_match_backbone; all or nothing). info may be NULL. */
 int weights_apply_backbone(detector *d, const pth_ckpt *c, const char *what, weights_load_info *info);
-/* weights_read + weights_apply_backbone. */
+/* A backbone file into c (pth_init'ed by the caller): a TFLite MobileNetV2 (recognised by its
+ * "TFL3" identifier, imported with the input range folded to x/255) or any checkpoint weights_read
+ * takes. *from_tflite (may be NULL) says which. */
+int weights_read_backbone(const char *path, pth_ckpt *c, int *from_tflite);
+/* weights_read_backbone + weights_apply_backbone; info also reports the import.* settings. */
 int weights_load_backbone(detector *d, const char *path, weights_load_info *info);
 
 /* Applies the model settings stored in a checkpoint's config (model.input_size, model.backbone,

@@ -134,25 +134,31 @@ def gen_uniform(tid, shape, lo, hi):
 # ----------------------------------------------------------------------------------------------
 # Network (names follow mmdetection's state_dict)
 class ConvBN(nn.Module):
-    def __init__(self, cin, cout, k, stride, groups=1, act=True):
+    """tf_padding: the 3x3 stride-2 convs pad as TF "SAME" does on even inputs, 0 top/left and 1
+    bottom/right (the layout of TFLite-imported weights; ote's model.tf_padding)."""
+
+    def __init__(self, cin, cout, k, stride, groups=1, act=True, tf_padding=False):
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False)
+        self.tf_pad = tf_padding and stride == 2 and k == 3
+        self.conv = nn.Conv2d(cin, cout, k, stride, 0 if self.tf_pad else k // 2, groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(cout, eps=1e-5, momentum=0.1)
         self.act = act
 
     def forward(self, x):
+        if self.tf_pad:
+            x = F.pad(x, (0, 1, 0, 1))
         x = self.bn(self.conv(x))
         return F.relu6(x) if self.act else x
 
 
 class Bottleneck(nn.Module):
-    def __init__(self, cin, cout, stride, expand, has_conv1=True):
+    def __init__(self, cin, cout, stride, expand, has_conv1=True, tf_padding=False):
         super().__init__()
         mid = cin * 6 if expand else cin
         self.has_conv1 = has_conv1
         if has_conv1:
             self.conv1 = ConvBN(cin, mid, 1, 1)
-        self.conv2 = ConvBN(mid, mid, 3, stride, groups=mid)
+        self.conv2 = ConvBN(mid, mid, 3, stride, groups=mid, tf_padding=tf_padding)
         self.conv3 = ConvBN(mid, cout, 1, 1, act=False)
         self.residual = cin == cout and stride == 1
 
@@ -165,13 +171,13 @@ class Bottleneck(nn.Module):
 class MobileNetV2(nn.Module):
     """pytorchcv mobilenetv2_w1 up to stage5 (final block removed by the OTE wrapper).
     variant='torchvision' drops stage1.unit1.conv1 (torchvision has no 1x1 conv when t = 1); the
-    names stay pytorchcv-style in this reference."""
+    names stay pytorchcv-style in this reference. tf_padding: see ConvBN."""
 
-    def __init__(self, variant='pytorchcv'):
+    def __init__(self, variant='pytorchcv', tf_padding=False):
         super().__init__()
         chans = [[16], [24, 24], [32, 32, 32], [64, 64, 64, 64, 96, 96, 96], [160, 160, 160, 320]]
         self.features = nn.Module()
-        self.features.add_module('init_block', ConvBN(3, 32, 3, 2))
+        self.features.add_module('init_block', ConvBN(3, 32, 3, 2, tf_padding=tf_padding))
         cin = 32
         for i, stage in enumerate(chans):
             st = nn.Module()
@@ -179,7 +185,7 @@ class MobileNetV2(nn.Module):
                 stride = 2 if (j == 0 and i != 0) else 1
                 expand = (i != 0) or (j != 0)
                 has_conv1 = expand or variant == 'pytorchcv'
-                st.add_module('unit%d' % (j + 1), Bottleneck(cin, cout, stride, expand, has_conv1))
+                st.add_module('unit%d' % (j + 1), Bottleneck(cin, cout, stride, expand, has_conv1, tf_padding))
                 cin = cout
             self.features.add_module('stage%d' % (i + 1), st)
 
@@ -256,9 +262,9 @@ class ATSSHead(nn.Module):
 
 
 class Detector(nn.Module):
-    def __init__(self, num_classes, variant='pytorchcv'):
+    def __init__(self, num_classes, variant='pytorchcv', tf_padding=False):
         super().__init__()
-        self.backbone = MobileNetV2(variant)
+        self.backbone = MobileNetV2(variant, tf_padding)
         self.neck = FPN()
         self.bbox_head = ATSSHead(num_classes)
 
