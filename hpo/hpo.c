@@ -284,6 +284,14 @@ static int find_best(const hpo_state *st) {
 static void fill_result(const hpo_state *st, hpo_result *res) {
     res->best_id = st->best_id;
     res->trials_total = st->n;
+    res->trials_scored = 0;
+    for (int i = 0; i < st->n; i++) {
+        const hpo_trial_rec *t = &st->t[i];
+        if (t->status != HPO_STOP || !t->has_score) continue;
+        if (!res->trials_scored || t->score < res->score_min) res->score_min = t->score;
+        if (!res->trials_scored || t->score > res->score_max) res->score_max = t->score;
+        res->trials_scored++;
+    }
     if (st->best_id >= 0) {
         res->best_score = st->t[st->best_id].score;
         memcpy(res->best_values, st->t[st->best_id].values, sizeof res->best_values);

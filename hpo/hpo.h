@@ -105,6 +105,8 @@ typedef struct hpo_result {
     double best_values[HP_MAX_PARAMS];
     int trials_run;              /* trials trained by this call */
     int trials_total;            /* trials on record */
+    int trials_scored;           /* finished trials with a score */
+    double score_min, score_max; /* over those (equal: the search saw no difference) */
     int reused;                  /* a finished search was reused (no trial ran) */
     int resumed;                 /* an unfinished search was continued */
     int rerun_changed;           /* an old search with another configuration was discarded */

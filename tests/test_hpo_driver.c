@@ -422,8 +422,25 @@ int main(void) {
     cJSON_Delete(j7);
     cJSON_Delete(j8);
 
+    /* 12. the result says whether the trials saw any difference (train_hpo refuses to pick "the
+     * best" of trials that all scored the same, e.g. all 0) */
+    char dir9[] = "/tmp/ote_hpo_drv9_XXXXXX";
+    if (!mkdtemp(dir9)) return 1;
+    obj_init(&o);
+    o.by_id = 1; /* id_score all 0 */
+    base_opts(&opt, dir9, NULL);
+    opt.num_trials = 4;
+    opt.resume = HPO_RESUME_NO;
+    s = hpo_run(&cfg, &opt, train, &o, &res);
+    EXPECT(s == 0 && res.trials_scored == 4 && res.score_min == 0 && res.score_max == 0,
+           "all trials score 0: 4 scored, min = max = 0 (got %d, %g, %g)", res.trials_scored, res.score_min, res.score_max);
+    o.id_score[2] = 0.25;
+    s = hpo_run(&cfg, &opt, train, &o, &res);
+    EXPECT(s == 0 && res.trials_scored == 4 && res.score_min == 0 && res.score_max == 0.25 && res.best_id == 2,
+           "one trial differs: min 0, max 0.25, best trial 2 (got %g, %g, %d)", res.score_min, res.score_max, res.best_id);
+
     char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf %s %s %s %s %s %s %s %s", dir, dir2, dir3, dir4, dir5, dir6, dir7, dir8);
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s %s %s %s %s %s %s %s", dir, dir2, dir3, dir4, dir5, dir6, dir7, dir8, dir9);
     if (system(cmd) != 0) printf("note: could not remove temp dirs\n");
     printf("%s\n", expect_fails ? "FAILED" : "ALL PASSED");
     return expect_fails ? 1 : 0;

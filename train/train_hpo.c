@@ -58,6 +58,15 @@ static void train_hpo_estimate_run(const config_template *cfg, const coco_datase
     e->total_s = e->train_s + e->val_s + e->setup_s;
 }
 
+/* Images one trainer epoch processes for a training set of n images (hpo_budget_in.epoch_images):
+ * the trainer's adaptive repeat for n images and the template's num_iters. */
+static long train_hpo_epoch_images(void *ctx, long n) {
+    const config_template *cfg = ctx;
+    int repeat = 1, epochs = 1;
+    schedule_adaptive_repeat((int)n, cfg->num_iters, &repeat, &epochs);
+    return n * repeat;
+}
+
 /* Sets one hyper-parameter through config_set (type and min/max checked like a `params` override). */
 static int train_hpo_set_value(config_template *c, const hp_param *p, double v) {
     char buf[64];
@@ -234,12 +243,28 @@ int train_hpo_run(const train_hpo_args *a, config_template *cfg) {
     bi.input_w = cfg->input_w; /* the trial's real pixel count: multiples of 32, raised to TRAIN_HPO_MIN_SIDE */
     bi.input_h = cfg->input_h;
     bi.min_side = TRAIN_HPO_MIN_SIDE;
+    bi.epoch_images = train_hpo_epoch_images;
+    bi.epoch_ctx = cfg;
     hpo_budget_from_config(&bi, &eff);
     hpo_plan plan;
     s = hpo_plan_budget(&bi, &plan);
     if (s < 0) {
         fprintf(stderr, "ote train: --enable-hpo: %s\n", ote_errmsg());
         return 1;
+    }
+    if (!plan.meaningful && !recorded) {
+        /* Trials this short or this small would not rank configurations (bench/hpo_fidelity.sh):
+         * a search on them is a ritual, so train once with the template's values instead. */
+        if (out) {
+            fprintf(out,
+                    "HPO: skipped - the budget (--hpo-time-ratio %g: %.0f s) is too small for trials that can rank "
+                    "configurations: even %d trials of %d epochs at image_resize %.2f, subset_ratio %.2f would take %.0f s. "
+                    "Training once with the template's values; raise --hpo-time-ratio to %.1f or more to search.\n",
+                    a->ratio, (a->ratio - 1) * est.total_s, plan.num_trials, plan.epochs, plan.image_resize,
+                    plan.subset_ratio, plan.expected_seconds, 1.0 + plan.cost + tm.seconds / bi.train_seconds + 0.05);
+            fflush(out);
+        }
+        return 0;
     }
     hpo_plan_apply(&plan, &eff);
     char line[512];
@@ -282,11 +307,31 @@ int train_hpo_run(const train_hpo_args *a, config_template *cfg) {
     double t0 = train_hpo_now();
     s = hpo_run(&eff, &opt, train_hpo_train_trial, &tc, &res);
     if (s == OTE_ECANCEL && strstr(ote_errmsg(), "no valid answer")) return TRAIN_HPO_QUIT;
+    if (s == OTE_ESTATE && res.best_id < 0 && strstr(ote_errmsg(), "no trial produced a score")) {
+        if (out) {
+            fprintf(out, "HPO: no trial finished within the budget (%s); training with the template's values\n",
+                    ote_errmsg());
+            fflush(out);
+        }
+        return 0;
+    }
     if (s < 0) {
         fprintf(stderr, "ote train: --enable-hpo: %s\n", ote_errmsg());
         return 1;
     }
-    /* 4. The best values for the final training (the user's other params stay). */
+    /* 4. The best values for the final training (the user's other params stay) - unless every
+     * trial scored the same: then the search saw nothing, and picking "the best" would be silent
+     * noise (the first trial, the template's values, wins ties). */
+    if (res.trials_scored > 0 && res.score_max <= res.score_min) {
+        if (out) {
+            fprintf(out,
+                    "HPO: warning - all %d scored trials have %s %.4f: the trials could not tell the configurations "
+                    "apart; training with the template's values (raise --hpo-time-ratio for longer trials)\n",
+                    res.trials_scored, eff.metric, res.score_max);
+            fflush(out);
+        }
+        return 0;
+    }
     for (int i = 0; i < eff.space.n; i++) {
         s = train_hpo_set_value(cfg, &eff.space.p[i], res.best_values[i]);
         if (s < 0) {
