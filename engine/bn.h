@@ -41,7 +41,7 @@ typedef struct bn_layer {
     tensor drun_mean, drun_var;  /* (C) TL_X, grads: placeholders that stay zero (layout parity) */
     /* 1: the next fused training forward (engine/bnrelu.h) first sets gamma = sqrt(batch var + eps)
      * and beta = batch mean + beta, so it outputs x + old beta on that batch, then clears the flag.
-     * For BN-folded pretrained weights imported as "identity + bias" (tools/import_backbone.h):
+     * For BN-folded pretrained weights imported as "identity + bias" (train/import_backbone.h):
      * training-mode BN would otherwise renormalise every channel to unit variance and discard the
      * pretrained per-channel scales; this data-dependent init keeps the pretrained function at the
      * first step and trains BN normally afterwards. The oneDNN path (bn_forward) refuses it. */

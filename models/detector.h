@@ -75,7 +75,7 @@ typedef struct detector detector;
 int det_create(detector **out, eng_ctx *e, const det_cfg *cfg);
 /* Marks every backbone BatchNorm for calibration at the next training forward (engine/bn.h
  * calibrate): each BN then outputs its input plus its beta on that batch, which keeps a
- * BN-folded pretrained backbone's function (tools/import_backbone.h) when BN trains in batch mode. */
+ * BN-folded pretrained backbone's function (train/import_backbone.h) when BN trains in batch mode. */
 int det_calibrate_bn(detector *d);
 void det_free(detector *d);
 const det_cfg *det_config(const detector *d);

@@ -7,6 +7,7 @@
 #include "train/train_hpo.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -39,14 +40,7 @@ int train_hpo_parse_resume(const char *s) {
     return -1;
 }
 
-/* Estimate of one plain training run from the timing (seconds), and its validation share. */
-typedef struct train_hpo_estimate {
-    int epochs, repeat, batches;
-    long iters;
-    double train_s, val_s, setup_s, total_s;
-} train_hpo_estimate;
-
-static void train_hpo_estimate_run(const config_template *cfg, const coco_dataset *train, const coco_dataset *val,
+void train_hpo_estimate_run(const config_template *cfg, const coco_dataset *train, const coco_dataset *val,
                             const trainer_timing *tm, train_hpo_estimate *e) {
     memset(e, 0, sizeof *e);
     schedule_adaptive_repeat(train->n_images, cfg->num_iters, &e->repeat, &e->epochs);
@@ -72,6 +66,31 @@ static int train_hpo_set_value(config_template *c, const hp_param *p, double v) 
     char buf[64];
     hp_format_value(p, v, buf, sizeof buf);
     return config_set(c, p->name, buf);
+}
+
+int train_hpo_trial_template(const config_template *cfg, const hp_space *space, const double *values, int trial_epochs,
+                             int full_epochs, double image_resize, config_template *tc) {
+    *tc = *cfg;
+    int warmup_searched = 0;
+    for (int i = 0; i < space->n; i++) {
+        CHECK(train_hpo_set_value(tc, &space->p[i], values[i]));
+        if (!strcmp(space->p[i].name, "learning_parameters.learning_rate_warmup_iters")) warmup_searched = 1;
+    }
+    /* Scaled warm-up (OTE >= v0.3): the trial's short schedule keeps the full run's shape. */
+    if (!warmup_searched && full_epochs > 0) {
+        char buf[32];
+        snprintf(buf, sizeof buf, "%d", (int)((double)tc->warmup_iters * trial_epochs / full_epochs));
+        CHECK(config_set(tc, "learning_parameters.learning_rate_warmup_iters", buf));
+    }
+    int w = hpo_plan_trial_size(cfg->input_w, image_resize);
+    int h = hpo_plan_trial_size(cfg->input_h, image_resize);
+    /* Below 96 pixels the stride-32 stage is 1-2 pixels wide and oneDNN 2.6 has no JIT kernel for
+     * the depthwise conv's backward-weights there (only ref:any, which plans refuse). */
+    if (w < TRAIN_HPO_MIN_SIDE) w = cfg->input_w < TRAIN_HPO_MIN_SIDE ? cfg->input_w : TRAIN_HPO_MIN_SIDE;
+    if (h < TRAIN_HPO_MIN_SIDE) h = cfg->input_h < TRAIN_HPO_MIN_SIDE ? cfg->input_h : TRAIN_HPO_MIN_SIDE;
+    char size[32];
+    snprintf(size, sizeof size, "%dx%d", w, h);
+    return config_set(tc, "model.input_size", size);
 }
 
 typedef struct train_hpo_trial_ctx {
@@ -110,28 +129,9 @@ static int train_hpo_train_trial(void *vctx, const hpo_trial *t, hpo_reporter *r
     c->r = r;
     c->last_seconds = 0;
     c->report_err = 0;
-    config_template tc = *c->cfg;
-    int warmup_searched = 0;
-    for (int i = 0; i < t->space->n; i++) {
-        CHECK(train_hpo_set_value(&tc, &t->space->p[i], t->values[i]));
-        if (!strcmp(t->space->p[i].name, "learning_parameters.learning_rate_warmup_iters")) warmup_searched = 1;
-    }
-    /* Scaled warm-up (OTE >= v0.3): the trial's short schedule keeps the full run's shape. */
-    if (!warmup_searched && c->full_epochs > 0) {
-        char buf[32];
-        snprintf(buf, sizeof buf, "%d", (int)((double)tc.warmup_iters * t->max_epochs / c->full_epochs));
-        CHECK(config_set(&tc, "learning_parameters.learning_rate_warmup_iters", buf));
-    }
-    int w = hpo_plan_trial_size(c->cfg->input_w, t->image_resize);
-    int h = hpo_plan_trial_size(c->cfg->input_h, t->image_resize);
-    /* Below 96 pixels the stride-32 stage is 1-2 pixels wide and oneDNN 2.6 has no JIT kernel for
-     * the depthwise conv's backward-weights there (only ref:any, which plans refuse). */
-    if (w < TRAIN_HPO_MIN_SIDE) w = c->cfg->input_w < TRAIN_HPO_MIN_SIDE ? c->cfg->input_w : TRAIN_HPO_MIN_SIDE;
-    if (h < TRAIN_HPO_MIN_SIDE) h = c->cfg->input_h < TRAIN_HPO_MIN_SIDE ? c->cfg->input_h : TRAIN_HPO_MIN_SIDE;
-    char size[32];
-    snprintf(size, sizeof size, "%dx%d", w, h);
-    CHECK(config_set(&tc, "model.input_size", size));
-
+    config_template tc;
+    CHECK(train_hpo_trial_template(c->cfg, t->space, t->values, t->max_epochs, c->full_epochs, t->image_resize, &tc));
+    int w = tc.input_w, h = tc.input_h;
     trainer_opts o;
     trainer_opts_init(&o, &tc);
     o.init_weights = c->a->init_weights;
@@ -159,6 +159,23 @@ static int train_hpo_train_trial(void *vctx, const hpo_trial *t, hpo_reporter *r
         fflush(c->a->out);
     }
     return s < 0 ? s : 0;
+}
+
+int train_hpo_plan(const config_template *cfg, const coco_dataset *train, const train_hpo_estimate *est,
+                   const hpo_config *eff, double ratio, hpo_budget_in *bi, hpo_plan *plan) {
+    memset(bi, 0, sizeof *bi);
+    bi->train_seconds = est->total_s > 0 ? est->total_s : 1e-3;
+    bi->val_fraction = est->total_s > 0 ? est->val_s / est->total_s : 0;
+    bi->ratio = ratio;
+    bi->full_dataset_size = train->n_images;
+    bi->full_epochs = est->epochs;
+    bi->input_w = cfg->input_w; /* the trial's real pixel count: multiples of 32, raised to TRAIN_HPO_MIN_SIDE */
+    bi->input_h = cfg->input_h;
+    bi->min_side = TRAIN_HPO_MIN_SIDE;
+    bi->epoch_images = train_hpo_epoch_images;
+    bi->epoch_ctx = (void *)(uintptr_t)cfg;
+    hpo_budget_from_config(bi, eff);
+    return hpo_plan_budget(bi, plan);
 }
 
 /* Work dir: dirname(weights_path)/hpo. */
@@ -234,20 +251,8 @@ int train_hpo_run(const train_hpo_args *a, config_template *cfg) {
 
     /* 2. The plan: a recorded one (resume / reuse) or a new one. */
     hpo_budget_in bi;
-    memset(&bi, 0, sizeof bi);
-    bi.train_seconds = est.total_s > 0 ? est.total_s : 1e-3;
-    bi.val_fraction = est.total_s > 0 ? est.val_s / est.total_s : 0;
-    bi.ratio = a->ratio;
-    bi.full_dataset_size = n_train;
-    bi.full_epochs = est.epochs;
-    bi.input_w = cfg->input_w; /* the trial's real pixel count: multiples of 32, raised to TRAIN_HPO_MIN_SIDE */
-    bi.input_h = cfg->input_h;
-    bi.min_side = TRAIN_HPO_MIN_SIDE;
-    bi.epoch_images = train_hpo_epoch_images;
-    bi.epoch_ctx = cfg;
-    hpo_budget_from_config(&bi, &eff);
     hpo_plan plan;
-    s = hpo_plan_budget(&bi, &plan);
+    s = train_hpo_plan(cfg, a->train, &est, &eff, a->ratio, &bi, &plan);
     if (s < 0) {
         fprintf(stderr, "ote train: --enable-hpo: %s\n", ote_errmsg());
         return 1;

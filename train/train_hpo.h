@@ -23,8 +23,10 @@
 #include <stdio.h>
 
 #include "data/coco.h"
+#include "hpo/budget.h"
 #include "hpo/hpo.h"
 #include "train/config.h"
+#include "train/trainer.h"
 
 typedef struct train_hpo_args {
     const coco_dataset *train, *val;
@@ -43,6 +45,25 @@ typedef struct train_hpo_args {
  * returns the exit status for `ote train` (1 runtime error, 2 bad hpo_config.yaml / unknown
  * hyper-parameter name) or TRAIN_HPO_QUIT; the error line has been printed on stderr. */
 int train_hpo_run(const train_hpo_args *a, config_template *cfg);
+
+/* The pieces train_hpo_run is made of, for bench/bench_hpo_fidelity.c (which must run exactly the
+ * trials a search would). */
+
+/* One plain training run estimated from the calibration (seconds). */
+typedef struct train_hpo_estimate {
+    int epochs, repeat, batches;
+    long iters;
+    double train_s, val_s, setup_s, total_s;
+} train_hpo_estimate;
+void train_hpo_estimate_run(const config_template *cfg, const coco_dataset *train, const coco_dataset *val,
+                            const trainer_timing *tm, train_hpo_estimate *e);
+/* The planner's input for ratio R from the estimate (values fixed in eff are kept) and the plan. */
+int train_hpo_plan(const config_template *cfg, const coco_dataset *train, const train_hpo_estimate *est,
+                   const hpo_config *eff, double ratio, hpo_budget_in *bi, hpo_plan *plan);
+/* A trial's template: cfg with the trial's values, the warm-up scaled by trial / full epochs (unless
+ * searched) and the input size scaled by image_resize (multiples of 32, at least 96 a side). */
+int train_hpo_trial_template(const config_template *cfg, const hp_space *space, const double *values, int trial_epochs,
+                             int full_epochs, double image_resize, config_template *tc);
 
 /* "ask" | "yes" | "no" -> policy; -1 for anything else. */
 int train_hpo_parse_resume(const char *s);
