@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "engine/rng.h"
 #include "engine/status.h"
@@ -50,6 +51,13 @@ static int coco_split_csv(char *s, char **items, int max) {
 }
 
 static int coco_read_file(const char *path, char **out, size_t *len) {
+    /* checked before fopen: a directory would "open" with a size of LONG_MAX, and opening a FIFO
+     * blocks until a writer appears */
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return ote_err(OTE_EIO, "coco: %s: is a directory, not an annotation file", path);
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+        return ote_err(OTE_EIO, "coco: %s: not a regular file (a FIFO, socket or device)", path);
     FILE *f = fopen(path, "rb");
     if (!f) return ote_err(OTE_EIO, "coco: %s: cannot open annotation file: %s", path, strerror(errno));
     if (fseek(f, 0, SEEK_END) != 0) {
@@ -526,6 +534,10 @@ int coco_load(coco_dataset *d, const char *ann_files_csv, const char *data_roots
     for (int f = 0; f < nf; f++) {
         const char *root = nr == 0 ? "" : roots[nr == 1 ? 0 : f];
         if ((st = coco_parse_file(&b, d, files[f], root)) < 0) goto out;
+    }
+    if (b.n_cats == 0) { /* nothing to train or score (and no label order to build) */
+        st = ote_err(OTE_EPARSE, "coco: %s: 'categories' is empty (a dataset needs at least one class)", ann_files_csv);
+        goto out;
     }
     /* Labels: categories sorted by id (mmdetection's cat_ids order), then contiguous. */
     int *rank = malloc(sizeof *rank * (size_t)(b.n_cats + 1));

@@ -244,10 +244,12 @@ int loader_create(data_loader **out, const coco_dataset *ds, const loader_config
     }
     *out = l;
     return OTE_OK;
-oom:
+oom:;
+    /* the message's figures are read before l is freed */
+    int slots = l->n_slots, ch = l->cap_h, cw = l->cap_w;
     loader_free(l);
-    return ote_err(OTE_ENOMEM, "loader: out of memory allocating %d slots of %d x 3 x %d x %d floats", c->n_slots,
-                   c->batch_size, loader_round32(l ? l->max_out_h : 0), loader_round32(l ? l->max_out_w : 0));
+    return ote_err(OTE_ENOMEM, "loader: out of memory allocating %d batch slots of %d x 3 x %d x %d floats", slots,
+                   c->batch_size, ch, cw);
 }
 
 int loader_n_batches(const data_loader *l) { return l->n_batches; }

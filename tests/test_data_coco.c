@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "data/coco.h"
@@ -217,6 +218,18 @@ static void test_bad_inputs(void) {
     int st = coco_load(&d, path, "");
     EXPECT(st == OTE_EIO && strstr(ote_errmsg(), "does_not_exist.json"), "missing file -> EIO: %s", ote_errmsg());
 
+    /* issue 13 items 3, 23: a directory and a FIFO are refused by name, without a huge allocation
+     * or a hang */
+    st = coco_load(&d, tmpdir, "");
+    EXPECT(st == OTE_EIO && strstr(ote_errmsg(), "is a directory"), "a directory -> EIO 'is a directory': %s",
+           ote_errmsg());
+    snprintf(path, sizeof path, "%s/fifo.json", tmpdir);
+    EXPECT(mkfifo(path, 0600) == 0, "mkfifo %s", path);
+    st = coco_load(&d, path, "");
+    EXPECT(st == OTE_EIO && strstr(ote_errmsg(), "fifo.json: not a regular file"), "a FIFO -> EIO, no hang: %s",
+           ote_errmsg());
+    unlink(path);
+
     expect_err("malformed", "{\"images\": [ {\"id\": 1,, } ]}", OTE_EPARSE, "line 1");
     expect_err("malformed_line3", "{\n\"images\": [\n {\"id\": 1 \"x\": 2} ]}", OTE_EPARSE, "line 3");
     expect_err("not_object", "[1,2]", OTE_EPARSE, "object");
@@ -232,6 +245,10 @@ static void test_bad_inputs(void) {
     expect_err("dup_image", "{\"images\":[{\"id\":3,\"file_name\":\"a\",\"width\":9,\"height\":9},"
                             "{\"id\":3,\"file_name\":\"b\",\"width\":9,\"height\":9}],\"categories\":[]}",
                OTE_EPARSE, "duplicate image id 3");
+    /* issue 13 items 2, 7, 18: no classes is an error naming the file and the key (it crashed a
+     * sanitizer build, trained into "detector: num_classes: 0" and evaluated to mAP 0) */
+    expect_err("empty_categories", "{" IMG2 ",\"categories\":[],\"annotations\":[]}", OTE_EPARSE,
+               "'categories' is empty");
     expect_err("no_bbox", "{" IMG2 ",\"categories\":[{\"id\":1,\"name\":\"a\"}],"
                           "\"annotations\":[{\"id\":5,\"image_id\":1,\"category_id\":1}]}",
                OTE_EPARSE, "annotations[0] (id 5): missing required field 'bbox'");

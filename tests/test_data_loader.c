@@ -308,6 +308,26 @@ static void test_bad_images(void) {
     if (system(cmd) != 0) printf("note: could not remove %s\n", dir);
 }
 
+/* Under ASan an allocation that cannot be served must return NULL, as malloc does (issue 13 item 1:
+ * the out-of-memory path read the loader after freeing it). Ignored without ASan. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
+
+/* A loader too large for memory fails cleanly: OTE_ENOMEM, a message with the real slot count and
+ * batch size (read before the loader is freed). */
+static void test_out_of_memory(const coco_dataset *ds) {
+    loader_config c;
+    loader_config_train(&c, 2, 1);
+    aug_size sizes[1] = {{4096, 4096}};
+    EXPECT(aug_config_train_sizes(&c.aug, sizes, 1) == 0, "train size 4096x4096");
+    c.batch_size = 512; /* 3 slots x 512 x 3 x 4096 x 4096 floats = 309 GB */
+    data_loader *l = NULL;
+    int st = loader_create(&l, ds, &c);
+    EXPECT(st == OTE_ENOMEM && l == NULL, "4096x4096 x batch 512: OTE_ENOMEM, no loader (got %d)", st);
+    EXPECT(strstr(ote_errmsg(), "3 batch slots of 512 x 3 x 4096 x 4096 floats") != NULL,
+           "message names the real slot count and sizes: %s", ote_errmsg());
+}
+
 int main(void) {
     const char *shared = getenv("OTE_SHARED");
     if (!shared) shared = "../shared";
@@ -325,6 +345,7 @@ int main(void) {
     test_train_loader(&ds);
     test_test_loader(&ds);
     test_bad_images();
+    test_out_of_memory(&ds);
     coco_free(&ds);
     printf("%s: %d failure(s)\n", expect_fails ? "FAILED" : "PASSED", expect_fails);
     return expect_fails ? 1 : 0;

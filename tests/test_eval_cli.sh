@@ -104,6 +104,12 @@ printf '[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5},\
 check "malformed results JSON exits 1 with one line naming the file and line" \
     "[ $rc -eq 1 ] && [ \$(wc -l <'$tmp/e') -eq 1 ] && grep -q 'bad.json.*line 2' '$tmp/e'"
 check "no output file after malformed input" "[ ! -e '$out' ]"
+# issue 13 items 2, 18: ground truth without categories is an error naming the file and key, not mAP 0
+printf '{"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}], "annotations": [], "categories": []}' >"$tmp/nocat.json"
+printf '[]' >"$tmp/empty_res.json"
+"$OTE_BIN" eval --test-ann-files "$tmp/nocat.json" --detections "$tmp/empty_res.json" >/dev/null 2>"$tmp/e"; rc=$?
+check "ground truth with no categories exits 1 with one line naming file and key" \
+    "[ $rc -eq 1 ] && [ \$(wc -l <'$tmp/e') -eq 1 ] && grep -q \"nocat.json: 'categories' is empty\" '$tmp/e'"
 printf '[{"image_id": 123456, "category_id": 0, "bbox": [1, 2, 3, 4], "score": 0.5}]' >"$tmp/unk.json"
 "$OTE_BIN" eval --test-ann-files "$d/gt.json" --detections "$tmp/unk.json" 2>"$tmp/e"; rc=$?
 check "unknown image_id exits 1 naming entry 0" "[ $rc -eq 1 ] && grep -q 'entry 0: image_id 123456' '$tmp/e'"
