@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine/status.h"
@@ -216,6 +217,11 @@ static FILE *open_temp_beside(const char *path, char **tmp_out) {
         free(tmp);
         ote_err(OTE_EIO, "%s: cannot create a temporary file beside it: %s", path, strerror(e));
         return NULL;
+    }
+    /* mkstemp creates 0600; outputs get the mode every other output has (0666 minus the umask) */
+    mode_t um = umask(0);
+    umask(um);
+    if (fchmod(fd, 0666 & ~um) != 0) { /* not fatal: the file is still written */
     }
     FILE *f = fdopen(fd, "w");
     if (!f) {

@@ -330,6 +330,8 @@ static const char *validate_status(const cJSON *j) {
         if (!is_int_num(s) || s->valuedouble < HPO_UNKNOWN || s->valuedouble > HPO_FAILED) return "bad trial status";
         const cJSON *sc = cJSON_GetObjectItemCaseSensitive(e, "score");
         if (!sc || !(cJSON_IsNumber(sc) || cJSON_IsNull(sc))) return "score is neither a number nor null";
+        if (cJSON_IsNumber(sc) && !isfinite(sc->valuedouble)) return "score is not finite (e.g. 1e309)";
+        cJSON_ArrayForEach(v, c) if (!isfinite(v->valuedouble)) return "config value is not finite";
         i++;
     }
     const cJSON *ng = cJSON_GetObjectItemCaseSensitive(j, "num_gen_config");

@@ -73,6 +73,10 @@ for name in 04_crowd 11_random_b 08_maxdets; do
     check "$name: crowd-absent VOC mAP and coco_stats_mmdet equal the fixture exactly" \
         "compare '$d/perf2.json' '$fx/$name.json' voc_map_050_crowd_absent coco_stats_mmdet"
 done
+# issue 13 item 22: --save-performance files get the same mode as every other output (0666 - umask)
+touch "$tmp/mode_ref"
+check "performance file mode $(stat -c %a "$tmp/mode_ref") like any new file (not 0600)" \
+    "[ \"\$(stat -c %a '$tmp/11_random_b/perf.json')\" = \"\$(stat -c %a '$tmp/mode_ref')\" ]"
 check "no temporary files left after successful saves" "[ -z \"\$(find '$tmp' -name '*.tmp.*')\" ]"
 
 d="$tmp/11_random_b"

@@ -439,7 +439,17 @@ int main(void) {
     EXPECT(s == 0 && res.trials_scored == 4 && res.score_min == 0 && res.score_max == 0.25 && res.best_id == 2,
            "one trial differs: min 0, max 0.25, best trial 2 (got %g, %g, %d)", res.score_min, res.score_max, res.best_id);
 
+    /* 13. issue 13 item 17: a score of 1e309 (inf once parsed) in a finished search's status is a
+     * corrupt file, never reused as "mAP inf" */
     char cmd[400];
+    snprintf(cmd, sizeof cmd, "sed -i '0,/\"score\":[^,}]*/s//\"score\": 1e309/' %s/hpopt_status.json", dir9);
+    EXPECT(system(cmd) == 0, "status file edited: %s", cmd);
+    opt.resume = HPO_RESUME_YES;
+    obj_init(&o);
+    s = hpo_run(&cfg, &opt, train, &o, &res);
+    EXPECT(s == OTE_ESTATE && strstr(ote_errmsg(), "not finite") && count_files(dir9, "hpopt_status.json.corrupt-") == 1,
+           "score 1e309 -> corrupt status, moved aside (%d: %s)", s, ote_errmsg());
+
     snprintf(cmd, sizeof cmd, "rm -rf %s %s %s %s %s %s %s %s %s", dir, dir2, dir3, dir4, dir5, dir6, dir7, dir8, dir9);
     if (system(cmd) != 0) printf("note: could not remove temp dirs\n");
     printf("%s\n", expect_fails ? "FAILED" : "ALL PASSED");

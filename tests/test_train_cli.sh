@@ -61,6 +61,8 @@ expect "missing hpo_config.yaml with --enable-hpo" 2 "hpo_config.yaml not found"
 expect "copied template, pretrained backbone not found" 2 "model.pretrained_backbone: cannot read $TMP/tpl/../../pretrained/" "$OUT" -- \
     train "$TMP/tpl/template.yaml" "${DATA[@]}" --save-model-to "$OUT"
 expect "bad --hpo-time-ratio" 2 "hpo-time-ratio 'x'" "$OUT" -- train "$TPL" "${DATA[@]}" --save-model-to "$OUT" --hpo-time-ratio x
+expect "--hpo-time-ratio above the cap (issue 13 item 8)" 2 "hpo-time-ratio 1e9: at most 1e+06" "$OUT" -- \
+    train "$TPL" "${DATA[@]}" --save-model-to "$OUT" --hpo-time-ratio 1e9
 expect "missing annotation file" 1 "$TMP/missing.json" "$OUT" -- \
     train "$TPL" --train-ann-files "$TMP/missing.json" --train-data-roots "$D/train" \
     --val-ann-files "$D/annotation_example_val.json" --val-data-roots "$D/val" --save-model-to "$OUT"
@@ -96,6 +98,12 @@ if [ $rc -eq 0 ] && grep -q '^init: random (model.pretrained_backbone: none)$' "
 else
     echo "FAIL - model.pretrained_backbone none: exit $rc, $(grep -m1 '^init' "$TMP/none.log")"; fail=1
 fi
+# issue 13 item 16: a training set without boxes is refused before training, naming the file
+/usr/bin/python3 -c "import json, sys; d = json.load(open(sys.argv[1])); d['annotations'] = []; json.dump(d, open(sys.argv[2], 'w'))" \
+    "$D/annotation_example_train.json" "$TMP/noboxes.json"
+expect "training set without boxes" 1 "noboxes.json: no (non-crowd) boxes in 10 images" "$TMP/out_nob" -- \
+    train "$TPL" --train-ann-files "$TMP/noboxes.json" --train-data-roots "$D/train" \
+    --val-ann-files "$D/annotation_example_val.json" --val-data-roots "$D/val" --save-model-to "$TMP/out_nob"
 echo "garbage" >"$TMP/bad.pth"
 expect "eval: unreadable checkpoint" 1 "$TMP/bad.pth" "$TMP/none" -- \
     eval "$TPL" --test-ann-files "$D/annotation_example_val.json" --test-data-roots "$D/val" --load-weights "$TMP/bad.pth"

@@ -27,6 +27,9 @@
 #include "train/trainer.h"
 #include "train/weights.h"
 
+/* Larger --hpo-time-ratio values are typing mistakes: a million trainings' time. */
+#define CMD_TRAIN_MAX_RATIO 1e6
+
 enum { TR_TRAIN_ANN, TR_TRAIN_ROOTS, TR_VAL_ANN, TR_VAL_ROOTS, TR_LOAD, TR_SAVE, TR_HPO, TR_RATIO, TR_HELP, TR_RESUME, TR_N };
 
 static const struct {
@@ -180,8 +183,13 @@ static int cmd_train_parse(int argc, char **argv, cmd_train_args *a) {
     if (a->v[TR_RATIO]) {
         char *end;
         a->hpo_ratio = strtod(a->v[TR_RATIO], &end);
-        if (*end || !(a->hpo_ratio > 0) || a->hpo_ratio > 1e6) {
+        if (end == a->v[TR_RATIO] || *end || !(a->hpo_ratio > 0)) {
             fprintf(stderr, "ote train: --hpo-time-ratio '%s': expected a positive number\n", a->v[TR_RATIO]);
+            return 2;
+        }
+        if (a->hpo_ratio > CMD_TRAIN_MAX_RATIO) {
+            fprintf(stderr, "ote train: --hpo-time-ratio %s: at most %g (the whole run takes about R x one training)\n",
+                    a->v[TR_RATIO], CMD_TRAIN_MAX_RATIO);
             return 2;
         }
     }
@@ -282,6 +290,13 @@ int cmd_train(int argc, char **argv) {
     memset(&res, 0, sizeof res);
     if (trainer_check_classes(&train, &val) < 0) {
         fprintf(stderr, "ote train: %s\n", ote_errmsg());
+        goto done;
+    }
+    int n_train_boxes = 0;
+    for (int b = 0; b < train.n_boxes; b++) n_train_boxes += !train.boxes[b].iscrowd;
+    if (n_train_boxes == 0) { /* nothing to learn: it would "train" and save an untrained model */
+        fprintf(stderr, "ote train: training data: %s: no (non-crowd) boxes in %d images: nothing to learn from\n",
+                a.v[TR_TRAIN_ANN], train.n_images);
         goto done;
     }
     /* The output folder must be writable before hours of training start. */
