@@ -89,6 +89,12 @@ expect "mis-shaped pretrained backbone" 1 "init_block.conv.weight (checkpoint \[
 # The pretrained function needs the padding its weights were trained with.
 expect "pretrained backbone without TF padding" 1 "was trained with TF SAME padding: set model.tf_padding: true" "$TMP/out_pad" -- \
     train "$TPL" "${DATA[@]}" --save-model-to "$TMP/out_pad" params --model.tf_padding false
+[ ! -e "$TMP/out_pad" ] && echo "ok - a run failing after the output folder was made removes that empty folder (issue 13 item 21)" \
+    || { echo "FAIL - $TMP/out_pad left behind by a failed run"; fail=1; }
+# issue 13 item 12: an existing directory named X.pth is refused before any work
+mkdir -p "$TMP/isdir.pth"
+expect "--save-model-to an existing directory X.pth" 1 "isdir.pth is an existing directory, not a weights file" "$TMP/isdir.pth" -- \
+    train "$TPL" "${DATA[@]}" --save-model-to "$TMP/isdir.pth" --enable-hpo
 # `none` trains from scratch and says so.
 "$OTE" train "$TPL" "${DATA[@]}" --save-model-to "$TMP/out_none" params --model.pretrained_backbone none \
     --model.input_size 128x96 --learning_parameters.num_iters 1 --learning_parameters.batch_size 4 >"$TMP/none.log" 2>&1

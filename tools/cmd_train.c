@@ -288,6 +288,7 @@ int cmd_train(int argc, char **argv) {
     if (coco_warning_summary(&val, warn, sizeof warn) > 0) fprintf(stderr, "ote train: warning: validation data: %s\n", warn);
     trainer_result res;
     memset(&res, 0, sizeof res);
+    char made[4096] = "";
     if (trainer_check_classes(&train, &val) < 0) {
         fprintf(stderr, "ote train: %s\n", ote_errmsg());
         goto done;
@@ -300,7 +301,7 @@ int cmd_train(int argc, char **argv) {
         goto done;
     }
     /* The output folder must be writable before hours of training start. */
-    if (weights_prepare_dir(weights_path) < 0) {
+    if (weights_prepare_dir(weights_path, made, sizeof made) < 0) {
         fprintf(stderr, "ote train: --save-model-to: %s\n", ote_errmsg());
         goto done;
     }
@@ -332,6 +333,7 @@ int cmd_train(int argc, char **argv) {
     printf("saved %s and %s\n", weights_path, labels_path);
     rc = 0;
 done:
+    if (rc != 0) weights_remove_made_dirs(weights_path, made);
     trainer_result_free(&res);
     coco_free(&train);
     coco_free(&val);

@@ -28,38 +28,70 @@ int weights_paths(const char *save_to, char *weights, size_t wn, char *labels, s
     return 0;
 }
 
-/* mkdir -p */
-static int weights_mkdirs(const char *dir) {
+/* mkdir -p; made (n bytes) receives the first directory level this call created ("" if none). */
+static int weights_mkdirs(const char *dir, char *made, size_t n) {
     char buf[4096];
+    made[0] = '\0';
     if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) return ote_err(OTE_EINVAL, "path too long: %s", dir);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
+    for (char *p = buf + 1;; p++) {
+        if (*p && *p != '/') continue;
+        char c = *p;
         *p = '\0';
-        if (mkdir(buf, 0777) < 0 && errno != EEXIST)
+        if (mkdir(buf, 0777) == 0) {
+            if (!made[0]) snprintf(made, n, "%s", buf);
+        } else if (errno != EEXIST) {
             return ote_err(OTE_EIO, "cannot create directory %s: %s", buf, strerror(errno));
-        *p = '/';
+        }
+        *p = c;
+        if (!c) break;
     }
-    if (mkdir(buf, 0777) < 0 && errno != EEXIST)
-        return ote_err(OTE_EIO, "cannot create directory %s: %s", buf, strerror(errno));
     struct stat st;
     if (stat(buf, &st) < 0 || !S_ISDIR(st.st_mode)) return ote_err(OTE_EIO, "%s is not a directory", buf);
     return 0;
 }
 
-int weights_prepare_dir(const char *weights_path) {
-    char dir[4096];
+/* The directory part of a weights path. */
+static void weights_dir_of(const char *weights_path, char *dir, size_t n) {
     const char *slash = strrchr(weights_path, '/');
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == weights_path) snprintf(dir, sizeof dir, "/");
-    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - weights_path), weights_path);
-    CHECK(weights_mkdirs(dir));
+    if (!slash) snprintf(dir, n, ".");
+    else if (slash == weights_path) snprintf(dir, n, "/");
+    else snprintf(dir, n, "%.*s", (int)(slash - weights_path), weights_path);
+}
+
+int weights_prepare_dir(const char *weights_path, char *made, size_t n) {
+    char dir[4096];
+    made[0] = '\0';
+    struct stat st;
+    if (stat(weights_path, &st) == 0 && S_ISDIR(st.st_mode))
+        return ote_err(OTE_EIO, "%s is an existing directory, not a weights file (give the folder without .pth, "
+                                "or another name)", weights_path);
+    weights_dir_of(weights_path, dir, sizeof dir);
+    CHECK(weights_mkdirs(dir, made, n));
     char probe[4200];
     snprintf(probe, sizeof probe, "%s/.ote-write-probe-%ld", dir, (long)getpid());
     FILE *f = fopen(probe, "w");
-    if (!f) return ote_err(OTE_EIO, "output folder %s is not writable: %s", dir, strerror(errno));
+    if (!f) {
+        int e = errno;
+        weights_remove_made_dirs(weights_path, made);
+        return ote_err(OTE_EIO, "output folder %s is not writable: %s", dir, strerror(e));
+    }
     fclose(f);
     unlink(probe);
     return 0;
+}
+
+void weights_remove_made_dirs(const char *weights_path, const char *made) {
+    if (!made || !made[0]) return;
+    char dir[4096];
+    weights_dir_of(weights_path, dir, sizeof dir);
+    size_t m = strlen(made);
+    /* from the weights folder up to the first level created; rmdir only removes empty folders */
+    while (strlen(dir) >= m && !strncmp(dir, made, m)) {
+        if (rmdir(dir) != 0) return;
+        char *slash = strrchr(dir, '/');
+        if (!slash || slash == dir) return;
+        *slash = '\0';
+    }
 }
 
 static int weights_same_shape(const det_param_info *p, const pth_tensor *t) {

@@ -39,8 +39,13 @@
 int weights_paths(const char *save_to, char *weights, size_t wn, char *labels, size_t ln);
 
 /* Creates the output directory (and parents) and proves it writable by creating and removing a
- * probe file, before any training starts. OTE_EIO naming the directory otherwise. */
-int weights_prepare_dir(const char *weights_path);
+ * probe file, before any training starts; refuses a weights path that is an existing directory.
+ * OTE_EIO naming the path otherwise. made (n bytes) receives the first folder level it created
+ * ("" if the folder existed), for weights_remove_made_dirs after a failed run. */
+int weights_prepare_dir(const char *weights_path, char *made, size_t n);
+/* Removes the folders weights_prepare_dir made, deepest first, as long as they are empty (a failed
+ * run leaves no empty output folder; one holding hpo/ results stays). */
+void weights_remove_made_dirs(const char *weights_path, const char *made);
 
 /* A detector parameter as weights_match sees it (tests pass tables; the trainer the detector's). */
 typedef struct weights_match_result {
