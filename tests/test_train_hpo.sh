@@ -39,6 +39,16 @@ check "unknown hyper-parameter: message names file, line and name" \
     "grep -q 'hpo_config.yaml:7:.*bogus_rate' '$tmp/bad.err'"
 check "unknown hyper-parameter: no trial ran" "[ ! -e '$tmp/bad_out/hpo' ] && ! grep -q 'HPO trial' '$tmp/bad.out'"
 
+# --- 1b. hp_space outside the template's limits: refused at load (issue 13 item 13), before calibration
+printf 'metric: mAP\nsearch_algorithm: smbo\nhp_space:\n  learning_parameters.learning_rate:\n    param_type: quniform\n    range: [0.001, 0.5, 0.001]\n' > "$tmp/bad/hpo_config.yaml"
+train "$tmp/bad" "$tmp/bad_out" </dev/null >"$tmp/bad.out" 2>"$tmp/bad.err"; rc=$?
+check "lr range above the template's max: exit 2, names file, line, key and limit" \
+    "[ $rc -eq 2 ] && grep -q 'hpo_config.yaml:4: hp_space learning_parameters.learning_rate: 0.5 is above the template.s max_value 0.1' '$tmp/bad.err' && ! grep -q 'HPO: timing' '$tmp/bad.out'"
+printf 'metric: mAP\nsearch_algorithm: smbo\nhp_space:\n  learning_parameters.batch_size:\n    param_type: quniform\n    range: [4, 8, 0.5]\n' > "$tmp/bad/hpo_config.yaml"
+train "$tmp/bad" "$tmp/bad_out" </dev/null >"$tmp/bad.out" 2>"$tmp/bad.err"; rc=$?
+check "non-integer quantum for an INTEGER parameter: exit 2 naming it" \
+    "[ $rc -eq 2 ] && grep -q 'hp_space learning_parameters.batch_size: an INTEGER parameter needs' '$tmp/bad.err'"
+
 # --- 2. the main run: template hpo_config.yaml, --hpo-time-ratio 2 -------------------------------
 t0=$(date +%s)
 train "$TPL" "$tmp/a/model" --hpo-time-ratio 2 params --model.input_size $SIZE \

@@ -209,6 +209,26 @@ int train_hpo_run(const train_hpo_args *a, config_template *cfg) {
         fprintf(stderr, "ote train: --enable-hpo: %s\n", ote_errmsg());
         return 2;
     }
+    /* Ranges against the template (issue 13 item 13): found here, not when every trial fails. */
+    for (int i = 0; i < hc.space.n; i++) {
+        const hp_param *p = &hc.space.p[i];
+        const config_hparam *h = config_find(cfg, p->name);
+        double lo = p->lo, hi = p->hi;
+        if (p->type == HP_CHOICE) {
+            lo = hi = p->choice[0];
+            for (int k = 1; k < p->nchoice; k++) lo = fmin(lo, p->choice[k]), hi = fmax(hi, p->choice[k]);
+        }
+        const char *bad = NULL;
+        char why[160];
+        if (h->has_min && lo < h->min) snprintf(why, sizeof why, "%g is below the template's min_value %g", lo, h->min), bad = why;
+        else if (h->has_max && hi > h->max) snprintf(why, sizeof why, "%g is above the template's max_value %g", hi, h->max), bad = why;
+        else if (h->type == CONFIG_INTEGER && p->type != HP_CHOICE && !(p->q > 0 && p->q == floor(p->q) && lo == floor(lo)))
+            snprintf(why, sizeof why, "an INTEGER parameter needs a q type with an integer quantum and bounds"), bad = why;
+        if (bad) {
+            fprintf(stderr, "ote train: --enable-hpo: %s:%d: hp_space %s: %s\n", path, p->line, p->name, bad);
+            return 2;
+        }
+    }
     double defaults[HP_MAX_PARAMS];
     for (int i = 0; i < hc.space.n; i++) defaults[i] = config_find(cfg, hc.space.p[i].name)->value;
 
