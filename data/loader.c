@@ -182,7 +182,7 @@ static void *loader_alloc(size_t bytes) {
 int loader_create(data_loader **out, const coco_dataset *ds, const loader_config *c) {
     *out = NULL;
     if (!ds || ds->n_images <= 0) return ote_err(OTE_EINVAL, "loader: empty dataset");
-    if (c->batch_size < 1 || c->batch_size > 4096)
+    if (c->batch_size < 1 || c->batch_size > LOADER_MAX_BATCH)
         return ote_err(OTE_EINVAL, "loader: batch_size %d out of range", c->batch_size);
     if (c->n_workers < 0 || c->n_workers > 64) return ote_err(OTE_EINVAL, "loader: n_workers %d out of range", c->n_workers);
     if (c->n_slots < 0 || c->n_slots > 256) return ote_err(OTE_EINVAL, "loader: n_slots %d out of range", c->n_slots);

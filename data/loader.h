@@ -20,6 +20,9 @@
 #include "data/augment.h"
 #include "data/coco.h"
 
+/* Largest batch a loader takes (templates and HPO values are checked against it when read). */
+#define LOADER_MAX_BATCH 4096
+
 typedef struct data_sample {
     int index;            /* image index in the dataset */
     int ori_w, ori_h;     /* decoded image size (test: divide boxes by scale to get back to it) */

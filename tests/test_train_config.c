@@ -78,6 +78,14 @@ static void test_template(void) {
           "params: '--k V', '--k=V', model.input_size WxH and a boolean apply");
     check(t.batch_size == 8, "params on a copy leave the original untouched");
 
+    /* issue 13 item 10: a batch the template allows (max_value 1e9) but the loader cannot take is
+     * refused where the value is read, with the real limit */
+    config_template big = t;
+    for (int i = 0; i < big.n_hp; i++)
+        if (!strcmp(big.hp[i].key, "learning_parameters.batch_size")) big.hp[i].max = 1e9;
+    s = try_set(&big, "learning_parameters.batch_size", "1000000000", msg, sizeof msg);
+    check(s == OTE_EINVAL && strstr(msg, "limit of 4096 images per batch") && strstr(msg, "template.yaml"),
+          "batch_size 1e9 under a template max of 1e9: refused with the loader's limit, file and line");
     s = try_set(&t, "learning_parameters.batch_sizee", "4", msg, sizeof msg);
     check(s == OTE_EINVAL && strstr(msg, "learning_parameters.batch_sizee") && strstr(msg, "template.yaml") &&
               strstr(msg, "'4'"),

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "data/loader.h"
 #include "engine/status.h"
 #include "engine/yamldoc.h"
 
@@ -114,6 +115,9 @@ static int config_check_range(const config_template *t, const config_hparam *h, 
         config_format_value(&tmp, b, sizeof b);
         return ote_err(OTE_EINVAL, "%s:%d: %s: value '%s' is above max_value %s", t->path, h->line, h->key, text, b);
     }
+    if (!strcmp(h->key, "learning_parameters.batch_size") && v > LOADER_MAX_BATCH)
+        return ote_err(OTE_EINVAL, "%s:%d: %s: value '%s' is above ote-c's limit of %d images per batch", t->path, h->line,
+                       h->key, text, LOADER_MAX_BATCH);
     return 0;
 }
 
