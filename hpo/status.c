@@ -272,6 +272,11 @@ int hpo_move_aside(const char *path, char *out, size_t out_size) {
 
 static char *read_all(const char *path, int *absent) {
     *absent = 0;
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) { /* never "not valid JSON" + moved aside */
+        errno = S_ISDIR(sb.st_mode) ? EISDIR : EINVAL;
+        return NULL;
+    }
     FILE *f = fopen(path, "rb");
     if (!f) {
         *absent = errno == ENOENT;
@@ -349,6 +354,9 @@ int hpo_status_read(const char *dir, void **old) {
     char *text = read_all(path, &absent);
     if (!text) {
         if (absent) return 1;
+        if (errno == EISDIR || errno == EINVAL)
+            return ote_err(OTE_EIO, "%s: %s, not a status file: move it away to start a search", path,
+                           errno == EISDIR ? "is a directory" : "is not a regular file");
         return ote_err(OTE_EIO, "%s: cannot read: %s", path, strerror(errno));
     }
     cJSON *j = cJSON_Parse(text);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine/status.h"
@@ -450,7 +451,20 @@ int main(void) {
     EXPECT(s == OTE_ESTATE && strstr(ote_errmsg(), "not finite") && count_files(dir9, "hpopt_status.json.corrupt-") == 1,
            "score 1e309 -> corrupt status, moved aside (%d: %s)", s, ote_errmsg());
 
-    snprintf(cmd, sizeof cmd, "rm -rf %s %s %s %s %s %s %s %s %s", dir, dir2, dir3, dir4, dir5, dir6, dir7, dir8, dir9);
+    /* 14. issue 13 item 11: hpopt_status.json that is a directory: a clear error, nothing renamed */
+    char dir10[] = "/tmp/ote_hpo_drv10_XXXXXX";
+    if (!mkdtemp(dir10)) return 1;
+    snprintf(p, sizeof p, "%s/hpopt_status.json", dir10);
+    EXPECT(mkdir(p, 0700) == 0, "mkdir %s", p);
+    obj_init(&o);
+    base_opts(&opt, dir10, NULL);
+    s = hpo_run(&cfg, &opt, train, &o, &res);
+    EXPECT(s == OTE_EIO && strstr(ote_errmsg(), "hpopt_status.json: is a directory") && access(p, F_OK) == 0 &&
+               count_files(dir10, "hpopt_status.json.corrupt-") == 0 && o.calls[0] == 0,
+           "status path is a directory -> EIO naming it, not moved aside, no trial ran (%s)", ote_errmsg());
+
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s %s %s %s %s %s %s %s %s", dir, dir2, dir3, dir4, dir5, dir6, dir7, dir8, dir9,
+             dir10);
     if (system(cmd) != 0) printf("note: could not remove temp dirs\n");
     printf("%s\n", expect_fails ? "FAILED" : "ALL PASSED");
     return expect_fails ? 1 : 0;
