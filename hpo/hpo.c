@@ -438,6 +438,15 @@ int hpo_run(const hpo_config *cfg, const hpo_options *opt, hpo_train_fn train, v
             hpo_trial_rec *t = &st.t[i];
             if (t->status == HPO_STOP || t->status == HPO_FAILED) {
                 s = hpo_trial_load(dir, t);
+                if (s == OTE_ESTATE) {
+                    /* The trial file was moved aside; the status file goes too, so that the
+                     * message's "run again to start a new search" is what happens. */
+                    char msg[1024], sp[4200], dst[4200];
+                    snprintf(msg, sizeof msg, "%s", ote_errmsg());
+                    snprintf(sp, sizeof sp, "%s/hpopt_status.json", dir);
+                    if (hpo_move_aside(sp, dst, sizeof dst) == 0)
+                        s = ote_err(OTE_ESTATE, "%s (hpopt_status.json moved aside to %s as well)", msg, dst);
+                }
                 if (s < 0) {
                     hpo_state_free(&st);
                     return s;

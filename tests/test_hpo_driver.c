@@ -451,6 +451,24 @@ int main(void) {
     EXPECT(s == OTE_ESTATE && strstr(ote_errmsg(), "not finite") && count_files(dir9, "hpopt_status.json.corrupt-") == 1,
            "score 1e309 -> corrupt status, moved aside (%d: %s)", s, ote_errmsg());
 
+    /* 13b. issue 13 item 9: a corrupt trial file says "run again to start a new search" - and the
+     * next run does start a new search (it used to reuse the old one silently) */
+    snprintf(p, sizeof p, "%s/hpopt_trial_1.json", dir9);
+    opt.resume = HPO_RESUME_NO;
+    obj_init(&o);
+    s = hpo_run(&cfg, &opt, train, &o, &res);
+    f = fopen(p, "w");
+    if (f) fputs("{\"status\": 2, \"scores\": [", f), fclose(f);
+    opt.resume = HPO_RESUME_YES;
+    s = hpo_run(&cfg, &opt, train, &o, &res);
+    EXPECT(s == OTE_ESTATE && strstr(ote_errmsg(), "run again to start a new search"), "corrupt trial file: %s",
+           ote_errmsg());
+    obj_init(&o);
+    s = hpo_run(&cfg, &opt, train, &o, &res);
+    EXPECT(s == 0 && !res.reused && !res.resumed && res.trials_run == 4 && o.calls[0] == 1,
+           "the next run starts a new search (reused %d, resumed %d, %d trials run)", res.reused, res.resumed,
+           res.trials_run);
+
     /* 14. issue 13 item 11: hpopt_status.json that is a directory: a clear error, nothing renamed */
     char dir10[] = "/tmp/ote_hpo_drv10_XXXXXX";
     if (!mkdtemp(dir10)) return 1;
