@@ -95,6 +95,10 @@ expect "pretrained backbone without TF padding" 1 "was trained with TF SAME padd
 mkdir -p "$TMP/isdir.pth"
 expect "--save-model-to an existing directory X.pth" 1 "isdir.pth is an existing directory, not a weights file" "$TMP/isdir.pth" -- \
     train "$TPL" "${DATA[@]}" --save-model-to "$TMP/isdir.pth" --enable-hpo
+# issue 13 item 20: temporaries of a killed save (dead pid) are removed at start; a live pid's stay
+mkdir -p "$TMP/out_none"
+dead=999999; while kill -0 $dead 2>/dev/null; do dead=$((dead + 1)); done
+: >"$TMP/out_none/weights.pth.tmp-$dead"; : >"$TMP/out_none/label_schema.json.tmp-$dead"; : >"$TMP/out_none/weights.pth.tmp-$$"
 # `none` trains from scratch and says so.
 "$OTE" train "$TPL" "${DATA[@]}" --save-model-to "$TMP/out_none" params --model.pretrained_backbone none \
     --model.input_size 128x96 --learning_parameters.num_iters 1 --learning_parameters.batch_size 4 >"$TMP/none.log" 2>&1
@@ -103,6 +107,12 @@ if [ $rc -eq 0 ] && grep -q '^init: random (model.pretrained_backbone: none)$' "
     echo "ok - model.pretrained_backbone none: trains from random initialisation and says so"
 else
     echo "FAIL - model.pretrained_backbone none: exit $rc, $(grep -m1 '^init' "$TMP/none.log")"; fail=1
+fi
+if [ ! -e "$TMP/out_none/weights.pth.tmp-$dead" ] && [ ! -e "$TMP/out_none/label_schema.json.tmp-$dead" ] \
+   && [ -e "$TMP/out_none/weights.pth.tmp-$$" ] && grep -q '^removed 2 temporary file(s) left by an interrupted earlier run' "$TMP/none.log"; then
+    echo "ok - stale temporaries of a dead pid removed at start (and said), a live pid's kept"
+else
+    echo "FAIL - stale temporaries: $(ls "$TMP/out_none")"; fail=1
 fi
 # issue 13 item 16: a training set without boxes is refused before training, naming the file
 /usr/bin/python3 -c "import json, sys; d = json.load(open(sys.argv[1])); d['annotations'] = []; json.dump(d, open(sys.argv[2], 'w'))" \

@@ -305,6 +305,8 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "ote train: --save-model-to: %s\n", ote_errmsg());
         goto done;
     }
+    int stale = weights_clean_stale_temps(weights_path, labels_path);
+    if (stale > 0) printf("removed %d temporary file(s) left by an interrupted earlier run\n", stale);
     if (a.hpo) {
         train_hpo_args ha = {&train, &val, weights_path, a.v[TR_LOAD], a.hpo_ratio,
                              (hpo_resume)train_hpo_parse_resume(a.v[TR_RESUME]), isatty(0), stdout};

@@ -2,7 +2,9 @@
  * from engine/pth checkpoints; writes JSON by hand (tools/ does not link cJSON by design). */
 #include "train/weights.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -425,4 +427,36 @@ int weights_config_to_template(const pth_ckpt *c, config_template *t) {
         if (v && config_set(t, keys[k], v) < 0) return ote_err_context(OTE_EINVAL, "checkpoint config");
     }
     return 0;
+}
+
+/* 1 if name is "<base>.tmp-<pid>" with a pid that no longer runs. */
+static int weights_is_stale_temp(const char *name, const char *base) {
+    size_t bl = strlen(base);
+    if (strncmp(name, base, bl) || strncmp(name + bl, ".tmp-", 5)) return 0;
+    const char *d = name + bl + 5;
+    if (!*d) return 0;
+    for (const char *q = d; *q; q++)
+        if (*q < '0' || *q > '9') return 0;
+    long pid = atol(d);
+    return pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+int weights_clean_stale_temps(const char *weights_path, const char *labels_path) {
+    char dir[4096];
+    weights_dir_of(weights_path, dir, sizeof dir);
+    const char *wb = strrchr(weights_path, '/'), *lb = strrchr(labels_path, '/');
+    wb = wb ? wb + 1 : weights_path;
+    lb = lb ? lb + 1 : labels_path;
+    DIR *dp = opendir(dir);
+    if (!dp) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(dp))) {
+        if (!weights_is_stale_temp(e->d_name, wb) && !weights_is_stale_temp(e->d_name, lb)) continue;
+        char p[8192];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        n += unlink(p) == 0;
+    }
+    closedir(dp);
+    return n;
 }

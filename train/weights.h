@@ -46,6 +46,9 @@ int weights_prepare_dir(const char *weights_path, char *made, size_t n);
 /* Removes the folders weights_prepare_dir made, deepest first, as long as they are empty (a failed
  * run leaves no empty output folder; one holding hpo/ results stays). */
 void weights_remove_made_dirs(const char *weights_path, const char *made);
+/* Removes "<weights>.tmp-<pid>" and "<labels>.tmp-<pid>" files left beside the outputs by runs that
+ * were killed during a save (only when that pid no longer runs). Returns how many were removed. */
+int weights_clean_stale_temps(const char *weights_path, const char *labels_path);
 
 /* A detector parameter as weights_match sees it (tests pass tables; the trainer the detector's). */
 typedef struct weights_match_result {
