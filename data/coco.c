@@ -172,6 +172,7 @@ typedef struct coco_build {
     int n_boxes, cap_boxes;
     coco_cat_acc *cats;
     int n_cats, cap_cats;
+    int names_optional; /* coco_load_gt: images need no file_name */
 } coco_build;
 
 static int coco_grow(void **p, int *cap, int need, size_t elem) {
@@ -325,7 +326,8 @@ static int coco_parse_file(coco_build *b, coco_dataset *d, const char *file, con
                 goto done;
             }
             if ((st = coco_get_id(im, "id", &id, file, "images", i)) < 0) goto done;
-            if ((st = coco_get_str(im, "file_name", &fn, file, "images", i)) < 0) goto done;
+            if (b->names_optional && !cJSON_GetObjectItemCaseSensitive(im, "file_name")) fn = "";
+            else if ((st = coco_get_str(im, "file_name", &fn, file, "images", i)) < 0) goto done;
             if ((st = coco_get_num(im, "width", &w, file, "images", i)) < 0) goto done;
             if ((st = coco_get_num(im, "height", &h, file, "images", i)) < 0) goto done;
             if (w < 1 || h < 1 || w > 1e6 || h > 1e6 || w != floor(w) || h != floor(h)) {
@@ -503,7 +505,15 @@ void coco_free(coco_dataset *d) {
 
 #define COCO_MAX_FILES 64
 
+static int coco_load_impl(coco_dataset *d, const char *ann_files_csv, const char *data_roots_csv, int names_optional);
+
 int coco_load(coco_dataset *d, const char *ann_files_csv, const char *data_roots_csv) {
+    return coco_load_impl(d, ann_files_csv, data_roots_csv, 0);
+}
+
+int coco_load_gt(coco_dataset *d, const char *ann_files_csv) { return coco_load_impl(d, ann_files_csv, "", 1); }
+
+static int coco_load_impl(coco_dataset *d, const char *ann_files_csv, const char *data_roots_csv, int names_optional) {
     memset(d, 0, sizeof *d);
     if (!ann_files_csv) return ote_err(OTE_EINVAL, "coco: no annotation file given");
     char *files_s = coco_strdup(ann_files_csv);
@@ -511,6 +521,7 @@ int coco_load(coco_dataset *d, const char *ann_files_csv, const char *data_roots
     char *files[COCO_MAX_FILES], *roots[COCO_MAX_FILES];
     coco_build b;
     memset(&b, 0, sizeof b);
+    b.names_optional = names_optional;
     int st = OTE_OK;
     if (!files_s || !roots_s) {
         st = ote_err(OTE_ENOMEM, "coco: out of memory");

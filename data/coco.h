@@ -73,6 +73,9 @@ typedef enum coco_warn_kind {
  * across files (OTE_EPARSE); bad argument lists (OTE_EINVAL). Box problems are counted warnings
  * (see coco_warn_kind). On error `d` is left empty (safe to coco_free). */
 int coco_load(coco_dataset *d, const char *ann_files_csv, const char *data_roots_csv);
+/* Ground truth for scoring a results file (`ote eval --detections`): as coco_load, but images need
+ * no file_name (pycocotools does not need it either; file_name and path are then ""). */
+int coco_load_gt(coco_dataset *d, const char *ann_files_csv);
 void coco_free(coco_dataset *d);
 
 /* One line summarising the warnings ("" if none), e.g.

@@ -108,6 +108,12 @@ printf '[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5},\
 check "malformed results JSON exits 1 with one line naming the file and line" \
     "[ $rc -eq 1 ] && [ \$(wc -l <'$tmp/e') -eq 1 ] && grep -q 'bad.json.*line 2' '$tmp/e'"
 check "no output file after malformed input" "[ ! -e '$out' ]"
+# issue 13 item 19: the results-file form scores ground truth whose images have no file_name
+/usr/bin/python3 -c "import json, sys; d = json.load(open(sys.argv[1])); [im.pop('file_name', None) for im in d['images']]; json.dump(d, open(sys.argv[2], 'w'))" \
+    "$d/gt.json" "$tmp/gt_nofn.json"
+"$OTE_BIN" eval --test-ann-files "$d/gt.json" --detections "$d/res.json" 2>/dev/null | grep '^VOC mAP' >"$tmp/m1"
+"$OTE_BIN" eval --test-ann-files "$tmp/gt_nofn.json" --detections "$d/res.json" 2>"$tmp/e" | grep '^VOC mAP' >"$tmp/m2"; rc=${PIPESTATUS[0]}
+check "ground truth without file_name: exit 0, same mAP as with names" "[ $rc -eq 0 ] && [ -s '$tmp/m1' ] && cmp -s '$tmp/m1' '$tmp/m2'"
 # issue 13 items 2, 18: ground truth without categories is an error naming the file and key, not mAP 0
 printf '{"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}], "annotations": [], "categories": []}' >"$tmp/nocat.json"
 printf '[]' >"$tmp/empty_res.json"

@@ -219,7 +219,7 @@ static int cmd_eval_model_form(const cmd_eval_args *a_in) {
 
 static int cmd_eval_detections_form(const cmd_eval_args *a) {
     coco_dataset gt;
-    int s = coco_load(&gt, a->ann_files, a->data_roots ? a->data_roots : "");
+    int s = coco_load_gt(&gt, a->ann_files); /* images are not read: file_name may be absent */
     if (s < 0) {
         fprintf(stderr, "ote eval: %s\n", ote_errmsg());
         return 1;
