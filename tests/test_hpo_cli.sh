@@ -188,6 +188,33 @@ assert len(s['config_list']) == 12 and all(e['status'] == 2 for e in s['config_l
 P
 check "6 random kill -9s: status always valid, finished trials kept, resume completes 12 trials (rc=$rc)" "[ $ok5 -eq 1 ] && [ $rc -eq 0 ]"
 
-rm -rf "$T"
+# issue 13 item 6: a hanging objective cannot hang the search: the budget and --trial-timeout kill
+# the trial's whole process group, the trial is recorded failed, the search ends in time
+cat > "$T/hang.sh" <<'S'
+#!/bin/sh
+echo $$ >> "$HANG_PIDS"
+sleep 1000 &
+echo $! >> "$HANG_PIDS"
+wait
+S
+chmod +x "$T/hang.sh"
+t0=$(date +%s.%N)
+HANG_PIDS="$T/hang_pids" timeout 60 "$OTE" hpo --hpo-config "$T/cfg.yaml" --objective-cmd "$T/hang.sh" --work-dir "$T/w6" \
+    --hpo-resume no --budget-seconds 2 >"$T/out6" 2>&1
+rc=$?
+el=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}')
+# (a killed grandchild is reaped by init a moment later: allow 3 s)
+for _ in $(seq 1 30); do alive=0; for p in $(cat "$T/hang_pids" 2>/dev/null); do kill -0 "$p" 2>/dev/null && alive=1; done; [ $alive -eq 0 ] && break; sleep 0.1; done
+check "hanging objective, --budget-seconds 2: ends in $el s (< 10), trial killed, nothing left running ($(wc -l <"$T/hang_pids") pids) (rc=$rc)" \
+    "[ $rc -ne 124 ] && awk -v e=$el 'BEGIN{exit !(e < 10)}' && [ $alive -eq 0 ] && grep -q 'killed after .*(the --budget-seconds budget ended)' '$T/out6'"
+t0=$(date +%s.%N)
+HANG_PIDS="$T/hang_pids2" timeout 60 "$OTE" hpo --hpo-config "$T/cfg.yaml" --objective-cmd "$T/hang.sh" --work-dir "$T/w7" \
+    --hpo-resume no --num-trials 2 --trial-timeout 1 >"$T/out7" 2>&1
+rc=$?
+el=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}')
+check "--trial-timeout 1: both trials killed after ~1 s, recorded failed, ends in $el s (< 10) (rc=$rc)" \
+    "[ $rc -ne 124 ] && awk -v e=$el 'BEGIN{exit !(e < 10)}' && [ \$(grep -c 'killed after 1 s (--trial-timeout)' '$T/out7') -eq 2 ]"
+
+[ -n "${KEEP:-}" ] || rm -rf "$T"
 if [ $fails -ne 0 ]; then echo "FAILED ($fails)"; exit 1; fi
 echo "ALL PASSED"

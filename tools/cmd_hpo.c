@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +29,8 @@
 static void cmd_hpo_usage(FILE *f) {
     fprintf(f,
             "usage: ote hpo --hpo-config FILE.yaml --objective-cmd 'CMD' --work-dir DIR\n"
-            "               [--num-trials N] [--hpo-resume ask|yes|no] [--seed S] [--budget-seconds T]\n\n"
+            "               [--num-trials N] [--hpo-resume ask|yes|no] [--seed S] [--budget-seconds T]\n"
+            "               [--trial-timeout T]\n\n"
             "Optimise the hyper-parameters of hpo_config.yaml's hp_space for any objective: CMD runs once\n"
             "per trial (via /bin/sh -c) with '--<name> <value>' appended for every parameter; the last line\n"
             "of its stdout is the score (maximised, or minimised with 'mode: min'). A non-number or a\n"
@@ -42,11 +44,14 @@ static void cmd_hpo_usage(FILE *f) {
             "  --num-trials N        number of trials (default: num_trials of the config, else 10)\n"
             "  --hpo-resume MODE     ask (default) | yes | no\n"
             "  --seed S              seed of the optimiser (default 1)\n"
-            "  --budget-seconds T    wall-clock budget of the search (default: none)\n");
+            "  --budget-seconds T    wall-clock budget of the search (default: none); a trial still running\n"
+            "                        when it ends is killed (with its process group) and recorded as failed\n"
+            "  --trial-timeout T     kill a trial's command after T seconds (default: none)\n");
 }
 
 typedef struct cmd_hpo_ctx {
     const char *cmd;
+    double trial_timeout; /* --trial-timeout, 0 = none */
 } cmd_hpo_ctx;
 
 /* Appends s to the buffer in single quotes ('\'' for embedded quotes). */
@@ -82,6 +87,96 @@ static double wall(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+/* The running objective's process group: Ctrl-C / SIGTERM to ote reach it (it is not in the
+ * terminal's foreground group any more), then ote ends as it would without the handler. */
+static volatile sig_atomic_t cmd_hpo_child;
+
+static void cmd_hpo_forward(int sig) {
+    if (cmd_hpo_child > 0) kill(-(pid_t)cmd_hpo_child, sig);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Runs `line` through /bin/sh -c in its own process group with stdout on a pipe, keeping the last
+ * non-empty output line in last (n bytes). A deadline (> 0, CLOCK_MONOTONIC seconds) kills the
+ * whole group (SIGTERM, then SIGKILL after 2 s): *timed_out = 1. Returns the wait status or -1. */
+static int cmd_hpo_spawn(const char *line, double deadline, char *last, size_t n, int *timed_out) {
+    *timed_out = 0;
+    last[0] = '\0';
+    int fd[2];
+    if (pipe(fd) != 0) return -1;
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fd[0]), close(fd[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        setpgid(0, 0);
+        dup2(fd[1], 1);
+        close(fd[0]), close(fd[1]);
+        execl("/bin/sh", "sh", "-c", line, (char *)NULL);
+        _exit(127);
+    }
+    setpgid(pid, pid); /* also here: no race with the child's own call */
+    cmd_hpo_child = pid;
+    void (*old_int)(int) = signal(SIGINT, cmd_hpo_forward), (*old_term)(int) = signal(SIGTERM, cmd_hpo_forward);
+    close(fd[1]);
+    char buf[4096], cur[4096];
+    size_t cl = 0;
+    double kill_at = 0;
+    for (;;) {
+        int ms = -1;
+        if (deadline > 0) {
+            double left = (kill_at > 0 ? kill_at : deadline) - wall();
+            ms = left <= 0 ? 0 : (int)(left * 1000) + 1;
+        }
+        struct pollfd pf = {fd[0], POLLIN, 0};
+        int pr = poll(&pf, 1, ms);
+        if (pr < 0 && errno == EINTR) continue;
+        if (pr == 0) { /* deadline */
+            if (kill_at == 0) {
+                *timed_out = 1;
+                kill(-pid, SIGTERM);
+                kill_at = wall() + 2;
+            } else {
+                kill(-pid, SIGKILL);
+                break;
+            }
+            continue;
+        }
+        ssize_t r = read(fd[0], buf, sizeof buf);
+        if (r <= 0) break;
+        for (ssize_t i = 0; i < r; i++) {
+            if (buf[i] == '\n' || buf[i] == '\r') {
+                cur[cl] = '\0';
+                char *s = cur;
+                while (*s == ' ' || *s == '\t') s++;
+                size_t k = strlen(s);
+                while (k && (s[k - 1] == ' ' || s[k - 1] == '\t')) s[--k] = '\0';
+                if (*s) snprintf(last, n, "%s", s);
+                cl = 0;
+            } else if (cl + 1 < sizeof cur) {
+                cur[cl++] = buf[i];
+            }
+        }
+    }
+    if (cl) { /* a last line without newline */
+        cur[cl] = '\0';
+        char *s = cur;
+        while (*s == ' ' || *s == '\t') s++;
+        if (*s) snprintf(last, n, "%s", s);
+    }
+    close(fd[0]);
+    int st, w;
+    while ((w = waitpid(pid, &st, 0)) < 0 && errno == EINTR) {
+    }
+    if (*timed_out) kill(-pid, SIGKILL); /* anything of the group still alive */
+    cmd_hpo_child = 0;
+    signal(SIGINT, old_int);
+    signal(SIGTERM, old_term);
+    return w < 0 ? -1 : st;
+}
+
 static int run_objective(void *vctx, const hpo_trial *t, hpo_reporter *r) {
     cmd_hpo_ctx *c = vctx;
     size_t cap = strlen(c->cmd) + 256, len = strlen(c->cmd);
@@ -99,20 +194,19 @@ static int run_objective(void *vctx, const hpo_trial *t, hpo_reporter *r) {
     }
     fflush(stdout);
     double t0 = wall();
-    FILE *p = popen(line, "r");
+    /* the budget's end and the per-trial timeout, whichever comes first */
+    double deadline = hpo_reporter_deadline(r);
+    if (c->trial_timeout > 0 && (deadline <= 0 || t0 + c->trial_timeout < deadline)) deadline = t0 + c->trial_timeout;
+    char last[4096];
+    int timed_out;
+    int st = cmd_hpo_spawn(line, deadline, last, sizeof last, &timed_out);
     free(line);
-    if (!p) return ote_err(OTE_EIO, "objective command: cannot start /bin/sh: %s", strerror(errno));
-    char buf[4096], last[4096] = "";
-    while (fgets(buf, sizeof buf, p)) {
-        size_t n = strlen(buf);
-        while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t')) buf[--n] = 0;
-        char *s = buf;
-        while (*s == ' ' || *s == '\t') s++;
-        if (*s) snprintf(last, sizeof last, "%s", s);
-    }
-    int st = pclose(p);
     double secs = wall() - t0;
-    if (st == -1) return ote_err(OTE_EIO, "objective command: wait failed: %s", strerror(errno));
+    if (st == -1) return ote_err(OTE_EIO, "objective command: cannot run /bin/sh: %s", strerror(errno));
+    if (timed_out)
+        return ote_err(OTE_EIO, "objective command killed after %.0f s (%s)", secs,
+                       c->trial_timeout > 0 && t0 + c->trial_timeout <= deadline + 1e-9 ? "--trial-timeout"
+                                                                                      : "the --budget-seconds budget ended");
     if (WIFSIGNALED(st)) {
         int sig = WTERMSIG(st);
         if (sig == SIGINT || sig == SIGTERM) return ote_err(OTE_ECANCEL, "objective command interrupted by signal %d", sig);
@@ -139,7 +233,7 @@ static int cmd_hpo_usage_err(const char *fmt, const char *arg) {
 int cmd_hpo(int argc, char **argv) {
     const char *cfg_path = NULL, *objective = NULL, *work = NULL, *resume = "ask";
     long num_trials = 0, seed = 1;
-    double budget = 0;
+    double budget = 0, trial_timeout = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -147,7 +241,7 @@ int cmd_hpo(int argc, char **argv) {
             return 0;
         }
         static const char *const opts[] = {"--hpo-config", "--objective-cmd", "--work-dir", "--num-trials",
-                                           "--hpo-resume", "--seed", "--budget-seconds", NULL};
+                                           "--hpo-resume", "--seed", "--budget-seconds", "--trial-timeout", NULL};
         const char *val = NULL;
         int k = -1;
         for (int j = 0; opts[j] && k < 0; j++) {
@@ -185,6 +279,11 @@ int cmd_hpo(int argc, char **argv) {
             budget = strtod(val, &end);
             if (!*val || *end || !(budget > 0)) return cmd_hpo_usage_err("--budget-seconds: expected a positive number, got '%s'", val);
             break;
+        case 7:
+            trial_timeout = strtod(val, &end);
+            if (!*val || *end || !(trial_timeout > 0))
+                return cmd_hpo_usage_err("--trial-timeout: expected a positive number of seconds, got '%s'", val);
+            break;
         }
     }
     if (!cfg_path) return cmd_hpo_usage_err("%s", "missing --hpo-config FILE.yaml");
@@ -207,7 +306,7 @@ int cmd_hpo(int argc, char **argv) {
     opt.num_trials = (int)num_trials;
     opt.budget_seconds = budget;
     opt.seed = (uint64_t)seed;
-    cmd_hpo_ctx c = {objective};
+    cmd_hpo_ctx c = {objective, trial_timeout};
     hpo_result res;
     s = hpo_run(&cfg, &opt, run_objective, &c, &res);
     if (s == OTE_ECANCEL && strstr(ote_errmsg(), "no valid answer")) return 0; /* OTE exits 0 here */
