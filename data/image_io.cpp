@@ -38,8 +38,21 @@ int image_io_reserve(uint8_t **buf, size_t *cap, size_t need, const char *name) 
     return OTE_OK;
 }
 
+/* A JPEG must end with EOI (FF D9; trailing zero padding allowed), a PNG with its IEND chunk. */
+bool image_io_truncated(const uint8_t *b, size_t n) {
+    if (n >= 2 && b[0] == 0xFF && b[1] == 0xD8) {
+        size_t e = n;
+        while (e > 2 && b[e - 1] == 0) e--;
+        return !(e >= 4 && b[e - 2] == 0xFF && b[e - 1] == 0xD9);
+    }
+    static const uint8_t png[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+    if (n >= 8 && !std::memcmp(b, png, 8)) return n < 20 || std::memcmp(b + n - 8, "IEND", 4) != 0;
+    return false;
+}
+
 int image_io_decode(const uint8_t *bytes, size_t n, const char *name, image_u8 *img) {
     if (n == 0) return ote_err(OTE_EPARSE, "image_io: %s: empty file", name);
+    img->truncated = image_io_truncated(bytes, n);
     cv::Mat raw(1, static_cast<int>(n), CV_8UC1, const_cast<uint8_t *>(bytes));
     cv::Mat bgr = cv::imdecode(raw, cv::IMREAD_COLOR);
     if (bgr.empty() || bgr.cols <= 0 || bgr.rows <= 0)

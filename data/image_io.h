@@ -24,6 +24,8 @@ typedef struct image_u8 {
     size_t cap;         /* bytes allocated at data */
     uint8_t *file_buf;  /* scratch: the compressed file bytes */
     size_t file_cap;
+    int truncated;      /* the last decode: a JPEG without its end marker or a PNG without IEND (the
+                         * decoder filled the missing part; callers warn) */
 } image_u8;
 
 /* Reads a JPEG/PNG/BMP (anything OpenCV's imgcodecs decodes) as 8-bit RGB, the way cv2.imread

@@ -57,7 +57,43 @@ struct data_loader {
     pthread_cond_t cv_work, cv_ready;
     int next_claim, next_consume, held, active, stop;
     int started; /* loader_start_epoch was called at least once */
+    /* images whose file disappoints (loader_image_warnings), each counted once */
+    pthread_mutex_t note_mu;
+    unsigned char *noted; /* per image: 1 truncated, 2 size differs from the annotation */
+    int n_truncated, n_resized;
+    char first_truncated[256], first_resized[320];
 };
+
+static void loader_note_image(data_loader *l, const coco_image *im, const image_u8 *img) {
+    int idx = (int)(im - l->ds->images);
+    pthread_mutex_lock(&l->note_mu);
+    if (img->truncated && !(l->noted[idx] & 1)) {
+        l->noted[idx] |= 1;
+        if (!l->n_truncated++) snprintf(l->first_truncated, sizeof l->first_truncated, "%s", im->path);
+    }
+    if ((img->w != im->width || img->h != im->height) && !(l->noted[idx] & 2)) {
+        l->noted[idx] |= 2;
+        if (!l->n_resized++)
+            snprintf(l->first_resized, sizeof l->first_resized, "%.200s: annotation %dx%d, file %dx%d", im->path,
+                     im->width, im->height, img->w, img->h);
+    }
+    pthread_mutex_unlock(&l->note_mu);
+}
+
+int loader_image_warnings(data_loader *l, char *buf, size_t n) {
+    pthread_mutex_lock(&l->note_mu);
+    int k = 0;
+    buf[0] = '\0';
+    if (l->n_truncated)
+        k += snprintf(buf + k, n - (size_t)k, "%d truncated image file(s), decoded with the missing part filled in "
+                      "(first: %s)", l->n_truncated, l->first_truncated);
+    if (l->n_resized && (size_t)k < n)
+        k += snprintf(buf + k, n - (size_t)k, "%s%d image(s) whose size differs from the annotation's width/height, "
+                      "boxes may be off (first: %s)", k ? "; " : "", l->n_resized, l->first_resized);
+    int total = l->n_truncated + l->n_resized;
+    pthread_mutex_unlock(&l->note_mu);
+    return total;
+}
 
 static int loader_round32(int v) { return (v + 31) / 32 * 32; }
 
@@ -109,6 +145,7 @@ static int loader_build(loader_worker *w, loader_slot *s, int b) {
         data_sample *sm = &bt->samples[i];
         int st = image_read_rgb(im->path, &w->img);
         if (st < 0) return ote_err_context(st, "loader: image %d (id %ld)", idx, im->id);
+        if (w->img.truncated || w->img.w != im->width || w->img.h != im->height) loader_note_image(l, im, &w->img);
         int nb = 0;
         for (int k = 0; k < im->n_boxes; k++) {
             const coco_box *cb = &ds->boxes[im->first_box + k];
@@ -205,13 +242,15 @@ int loader_create(data_loader **out, const coco_dataset *ds, const loader_config
     l->n_workers = c->n_workers;
     l->n_slots = c->n_workers == 0 ? 1 : (c->n_slots ? c->n_slots : c->n_workers + 1);
     pthread_mutex_init(&l->mu, NULL);
+    pthread_mutex_init(&l->note_mu, NULL);
     pthread_cond_init(&l->cv_work, NULL);
     pthread_cond_init(&l->cv_ready, NULL);
     int nw = c->n_workers ? c->n_workers : 1;
     l->order = malloc(sizeof *l->order * (size_t)ds->n_images);
+    l->noted = calloc((size_t)ds->n_images, 1);
     l->slots = calloc((size_t)l->n_slots, sizeof *l->slots);
     l->workers = calloc((size_t)nw, sizeof *l->workers);
-    if (!l->order || !l->slots || !l->workers) goto oom;
+    if (!l->order || !l->slots || !l->workers || !l->noted) goto oom;
     for (int i = 0; i < ds->n_images; i++) l->order[i] = i;
     size_t bs = (size_t)c->batch_size;
     for (int k = 0; k < l->n_slots; k++) {
@@ -361,6 +400,8 @@ void loader_free(data_loader *l) {
     pthread_cond_destroy(&l->cv_work);
     pthread_cond_destroy(&l->cv_ready);
     pthread_mutex_destroy(&l->mu);
+    pthread_mutex_destroy(&l->note_mu);
+    free(l->noted);
     free(l->order);
     free(l->slots);
     free(l->workers);

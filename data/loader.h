@@ -68,6 +68,10 @@ int loader_start_epoch(data_loader *l, int epoch);
  * image: the message names the file; the epoch is then over). */
 int loader_next(data_loader *l, const data_batch **out);
 int loader_n_batches(const data_loader *l);
+/* Image files that decoded but disappoint, each counted once over the loader's life: truncated
+ * JPEG/PNG files (the decoder fills the rest) and files whose decoded size differs from the
+ * annotation's width/height. One line into buf ("" if none); returns the count. */
+int loader_image_warnings(data_loader *l, char *buf, size_t n);
 void loader_free(data_loader *l);
 
 #endif

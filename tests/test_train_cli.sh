@@ -120,6 +120,25 @@ fi
 expect "training set without boxes" 1 "noboxes.json: no (non-crowd) boxes in 10 images" "$TMP/out_nob" -- \
     train "$TPL" --train-ann-files "$TMP/noboxes.json" --train-data-roots "$D/train" \
     --val-ann-files "$D/annotation_example_val.json" --val-data-roots "$D/val" --save-model-to "$TMP/out_nob"
+# issue 13 items 14, 15: a truncated JPEG and an annotation size that is not the file's are said, not silently trained on
+mkdir -p "$TMP/trunc_imgs"; cp "$D"/train/* "$TMP/trunc_imgs/"
+/usr/bin/python3 - "$D/annotation_example_train.json" "$TMP/trunc.json" "$TMP/trunc_imgs" <<'PY'
+import json, os, sys
+d = json.load(open(sys.argv[1]))
+a, b = d["images"][0], d["images"][1]
+p = os.path.join(sys.argv[3], a["file_name"]); data = open(p, "rb").read(); open(p, "wb").write(data[:len(data) // 2])
+b["width"], b["height"] = 640, 480
+json.dump(d, open(sys.argv[2], "w"))
+PY
+"$OTE" train "$TPL" --train-ann-files "$TMP/trunc.json" --train-data-roots "$TMP/trunc_imgs" \
+    --val-ann-files "$D/annotation_example_val.json" --val-data-roots "$D/val" --save-model-to "$TMP/out_trunc" \
+    params --model.input_size 128x96 --learning_parameters.num_iters 1 --learning_parameters.batch_size 4 >"$TMP/trunc.log" 2>&1
+if grep -q '^warning: training images: 1 truncated image file(s), decoded with the missing part filled in (first: .*trunc_imgs/' "$TMP/trunc.log" \
+   && grep -q "1 image(s) whose size differs from the annotation's width/height, boxes may be off (first: .*: annotation 640x480, file 1920x1080)" "$TMP/trunc.log"; then
+    echo "ok - truncated JPEG and annotation/file size mismatch are reported once after the epoch"
+else
+    echo "FAIL - no warnings for a truncated JPEG / a size mismatch: $(grep -m2 warning "$TMP/trunc.log")"; fail=1
+fi
 echo "garbage" >"$TMP/bad.pth"
 expect "eval: unreadable checkpoint" 1 "$TMP/bad.pth" "$TMP/none" -- \
     eval "$TPL" --test-ann-files "$D/annotation_example_val.json" --test-data-roots "$D/val" --load-weights "$TMP/bad.pth"

@@ -193,6 +193,7 @@ typedef struct trainer_progress {
     double train_secs;           /* time spent in training iterations (loader waits included) */
     int stop;                    /* 1: no further epoch (res->stop says why) */
     int labels_written;
+    int warned_train, warned_val; /* image-file warnings printed so far (loader_image_warnings) */
     det_losses acc;              /* losses summed since the last progress line */
     int acc_n;
 } trainer_progress;
@@ -453,12 +454,26 @@ static void trainer_stop_for(trainer_progress *p, trainer_stop why) {
 
 /* After epoch ep (started at ep_t0): validate, keep the best, ReduceLROnPlateau, early stopping,
  * the per-epoch callback and the deadline. */
+/* Truncated image files and files whose size differs from the annotation: said once each time the
+ * count grows (normally after the first epoch), never silently trained on. */
+static void trainer_warn_images(trainer_state *st) {
+    trainer_progress *p = &st->p;
+    char buf[1024];
+    int n = st->tl ? loader_image_warnings(st->tl, buf, sizeof buf) : 0;
+    if (n > p->warned_train && p->o->log) fprintf(p->o->log, "warning: training images: %s\n", buf);
+    if (n > p->warned_train) p->warned_train = n;
+    n = st->vl ? loader_image_warnings(st->vl, buf, sizeof buf) : 0;
+    if (n > p->warned_val && p->o->log) fprintf(p->o->log, "warning: validation images: %s\n", buf);
+    if (n > p->warned_val) p->warned_val = n;
+}
+
 static int trainer_end_epoch(trainer_state *st, int ep, double ep_t0) {
     trainer_progress *p = &st->p;
     FILE *log = p->o->log;
     eval_report rep;
     memset(&rep, 0, sizeof rep);
     CHECK(trainer_validate(st, p->val, &rep));
+    trainer_warn_images(st);
     double map = rep.voc.map;
     int improved = !p->res->has_best || map > p->res->best_map;
     if (improved) CHECK(trainer_keep_best(st, ep, &rep));
