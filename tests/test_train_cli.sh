@@ -120,6 +120,17 @@ fi
 expect "training set without boxes" 1 "noboxes.json: no (non-crowd) boxes in 10 images" "$TMP/out_nob" -- \
     train "$TPL" --train-ann-files "$TMP/noboxes.json" --train-data-roots "$D/train" \
     --val-ann-files "$D/annotation_example_val.json" --val-data-roots "$D/val" --save-model-to "$TMP/out_nob"
+# issue 13 item 5: when label_schema.json cannot be written, weights.pth is not replaced either
+cp "$TMP/out_none/weights.pth" "$TMP/weights_before.pth"; rm -f "$TMP/out_none/weights.pth.tmp-$$"
+rm -f "$TMP/out_none/label_schema.json"; mkdir "$TMP/out_none/label_schema.json"
+"$OTE" train "$TPL" "${DATA[@]}" --save-model-to "$TMP/out_none" params --model.pretrained_backbone none \
+    --model.input_size 128x96 --learning_parameters.num_iters 1 --learning_parameters.batch_size 4 --model.seed 7 >"$TMP/pair.log" 2>&1
+rc=$?
+if [ $rc -eq 1 ] && cmp -s "$TMP/weights_before.pth" "$TMP/out_none/weights.pth" && [ -z "$(find "$TMP/out_none" -name '*.tmp-*')" ]; then
+    echo "ok - labels cannot be written: exit 1, the old weights.pth untouched, no temporaries"
+else
+    echo "FAIL - labels write failure: exit $rc, weights $(cmp -s "$TMP/weights_before.pth" "$TMP/out_none/weights.pth" && echo kept || echo replaced), $(ls "$TMP/out_none")"; fail=1
+fi
 # issue 13 items 14, 15: a truncated JPEG and an annotation size that is not the file's are said, not silently trained on
 mkdir -p "$TMP/trunc_imgs"; cp "$D"/train/* "$TMP/trunc_imgs/"
 /usr/bin/python3 - "$D/annotation_example_train.json" "$TMP/trunc.json" "$TMP/trunc_imgs" <<'PY'

@@ -192,7 +192,6 @@ typedef struct trainer_progress {
     double t0;                   /* start of the run, CLOCK_MONOTONIC seconds */
     double train_secs;           /* time spent in training iterations (loader waits included) */
     int stop;                    /* 1: no further epoch (res->stop says why) */
-    int labels_written;
     int warned_train, warned_val; /* image-file warnings printed so far (loader_image_warnings) */
     det_losses acc;              /* losses summed since the last progress line */
     int acc_n;
@@ -417,8 +416,8 @@ static int trainer_train_epoch(trainer_state *st, int ep) {
 
 /* ---- end of epoch ---- */
 
-/* An epoch with a better mAP than any before: its confidence threshold, the weights (and, the
- * first time, label_schema.json) written, its report kept in res (takes rep). */
+/* An epoch with a better mAP than any before: its confidence threshold, the weights and
+ * label_schema.json written (weights_save_pair), its report kept in res (takes rep). */
 static int trainer_keep_best(trainer_state *st, int ep, eval_report *rep) {
     trainer_progress *p = &st->p;
     const config_template *cfg = &p->o->cfg;
@@ -426,11 +425,8 @@ static int trainer_keep_best(trainer_state *st, int ep, eval_report *rep) {
     int s = 0;
     if (cfg->result_based_confidence_threshold)
         s = eval_threshold(p->val, st->dets.d, st->dets.n, cfg->confidence_threshold, &thr, NULL);
-    if (s >= 0 && p->o->save_path) s = weights_save(st->d, cfg, thr, p->o->save_path);
-    if (s >= 0 && p->o->save_path && p->o->labels_path && !p->labels_written) {
-        s = weights_save_labels(p->o->labels_path, p->val);
-        p->labels_written = s >= 0;
-    }
+    if (s >= 0 && p->o->save_path) /* the pair together, every time (issue 13 item 5) */
+        s = weights_save_pair(st->d, cfg, thr, p->o->save_path, p->o->labels_path, p->val);
     if (s < 0) {
         eval_report_free(rep);
         return s;

@@ -283,11 +283,10 @@ static void weights_json_str(FILE *f, const char *s) {
     fputc('"', f);
 }
 
-int weights_save_labels(const char *path, const coco_dataset *ds) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid());
+/* label_schema.json's text into tmp (fsynced); 0 or OTE_EIO naming path. */
+static int weights_write_labels(const char *tmp, const char *path, const coco_dataset *ds) {
     FILE *f = fopen(tmp, "w");
-    if (!f) return ote_err(OTE_EIO, "cannot write %s: %s", tmp, strerror(errno));
+    if (!f) return ote_err(OTE_EIO, "cannot write %s: %s", path, strerror(errno));
     fprintf(f, "{\n  \"format\": \"ote-c label schema\",\n  \"version\": 1,\n  \"labels\": [");
     for (int k = 0; k < ds->n_cats; k++) {
         fprintf(f, "%s\n    {\"id\": %d, \"name\": ", k ? "," : "", k);
@@ -297,10 +296,48 @@ int weights_save_labels(const char *path, const coco_dataset *ds) {
     fprintf(f, "\n  ]\n}\n");
     int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
     bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) {
+    if (bad) {
         int e = errno;
         unlink(tmp);
         return ote_err(OTE_EIO, "cannot write %s: %s", path, strerror(e));
+    }
+    return 0;
+}
+
+int weights_save_labels(const char *path, const coco_dataset *ds) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid());
+    CHECK(weights_write_labels(tmp, path, ds));
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return ote_err(OTE_EIO, "cannot write %s: %s", path, strerror(e));
+    }
+    return 0;
+}
+
+int weights_save_pair(detector *d, const config_template *t, double confidence_threshold, const char *weights_path,
+                      const char *labels_path, const coco_dataset *ds) {
+    if (!labels_path) return weights_save(d, t, confidence_threshold, weights_path);
+    char lt[4200], wt[4200];
+    snprintf(lt, sizeof lt, "%s.tmp-%ld", labels_path, (long)getpid());
+    snprintf(wt, sizeof wt, "%s.tmp-%ld", weights_path, (long)getpid());
+    /* both written in full first: a failure here leaves the published pair as it was */
+    CHECK(weights_write_labels(lt, labels_path, ds));
+    int s = weights_save(d, t, confidence_threshold, wt);
+    if (s < 0) {
+        unlink(lt);
+        return s;
+    }
+    if (rename(lt, labels_path) != 0) {
+        int e = errno;
+        unlink(lt), unlink(wt);
+        return ote_err(OTE_EIO, "cannot write %s: %s (%s left as it was)", labels_path, strerror(e), weights_path);
+    }
+    if (rename(wt, weights_path) != 0) {
+        int e = errno;
+        unlink(wt);
+        return ote_err(OTE_EIO, "cannot write %s: %s", weights_path, strerror(e));
     }
     return 0;
 }

@@ -78,6 +78,11 @@ int weights_build(detector *d, const config_template *t, double confidence_thres
 int weights_save(detector *d, const config_template *t, double confidence_threshold, const char *path);
 /* Writes label_schema.json (atomic). */
 int weights_save_labels(const char *path, const coco_dataset *ds);
+/* weights.pth and label_schema.json as one publication: both are written in full to temporary
+ * names first, then renamed into place (labels first), so a failed write (disk full) leaves the
+ * previous pair untouched - never new weights beside old labels. labels_path NULL: weights only. */
+int weights_save_pair(detector *d, const config_template *t, double confidence_threshold, const char *weights_path,
+                      const char *labels_path, const coco_dataset *ds);
 
 typedef struct weights_load_info {
     pth_layout layout;
