@@ -54,10 +54,9 @@ static int coco_read_file(const char *path, char **out, size_t *len) {
     /* checked before fopen: a directory would "open" with a size of LONG_MAX, and opening a FIFO
      * blocks until a writer appears */
     struct stat sb;
-    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
-        return ote_err(OTE_EIO, "coco: %s: is a directory, not an annotation file", path);
     if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
-        return ote_err(OTE_EIO, "coco: %s: not a regular file (a FIFO, socket or device)", path);
+        return S_ISDIR(sb.st_mode) ? ote_err(OTE_EIO, "coco: %s: is a directory, not an annotation file", path)
+                                   : ote_err(OTE_EIO, "coco: %s: not a regular file (a FIFO, socket or device)", path);
     FILE *f = fopen(path, "rb");
     if (!f) return ote_err(OTE_EIO, "coco: %s: cannot open annotation file: %s", path, strerror(errno));
     if (fseek(f, 0, SEEK_END) != 0) {

@@ -304,18 +304,6 @@ static int weights_write_labels(const char *tmp, const char *path, const coco_da
     return 0;
 }
 
-int weights_save_labels(const char *path, const coco_dataset *ds) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid());
-    CHECK(weights_write_labels(tmp, path, ds));
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return ote_err(OTE_EIO, "cannot write %s: %s", path, strerror(e));
-    }
-    return 0;
-}
-
 int weights_save_pair(detector *d, const config_template *t, double confidence_threshold, const char *weights_path,
                       const char *labels_path, const coco_dataset *ds) {
     if (!labels_path) return weights_save(d, t, confidence_threshold, weights_path);

@@ -76,8 +76,6 @@ int weights_match_backbone(const det_param_info *const *params, int n_params, co
 int weights_build(detector *d, const config_template *t, double confidence_threshold, pth_ckpt *out);
 /* weights_build + pth_save (atomic). */
 int weights_save(detector *d, const config_template *t, double confidence_threshold, const char *path);
-/* Writes label_schema.json (atomic). */
-int weights_save_labels(const char *path, const coco_dataset *ds);
 /* weights.pth and label_schema.json as one publication: both are written in full to temporary
  * names first, then renamed into place (labels first), so a failed write (disk full) leaves the
  * previous pair untouched - never new weights beside old labels. labels_path NULL: weights only. */
