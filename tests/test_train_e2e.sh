@@ -7,7 +7,7 @@
 #      weights), and --save-performance writes it;
 #      the default initialisation is the shipped pretrained backbone (one init line);
 #   3. training again from --load-weights (1 epoch, OUT given as a .pth path) works and reports
-#      that it loaded the weights; label_schema.json lands beside OUT.pth.
+#      that it loaded the weights; best.label_schema.json lands beside OUT = best.pth.
 # Under ASan/UBSan (OTE_SANITIZED=1) the input size is 128x96 to stay fast (at 128x64 the stride-32
 # maps are 2 rows high and oneDNN offers no JIT backward-weights kernel for the 960-channel depthwise conv).
 # One line per check; exit 1 on any failure.
@@ -69,5 +69,5 @@ rc=$?
 [ $rc -eq 0 ] && ok "training again from --load-weights: exit 0" || bad "second training exit $rc: $(head -3 "$TMP/train2.err")"
 grep -q "^init: all weights from $OUT/weights.pth (ote layout)" "$TMP/train2.log" && ok "second run reports the loaded checkpoint" || bad "no 'loaded weights' line"
 grep -q "re-initialised" "$TMP/train2.log" && bad "same classes must not re-initialise atss_cls" || ok "same class count: nothing re-initialised"
-[ -s "$OUT2" ] && [ -s "$TMP/again/label_schema.json" ] && ok "OUT.pth and label_schema.json beside it" || bad "second run outputs"
+[ -s "$OUT2" ] && [ -s "$TMP/again/best.label_schema.json" ] && ok "OUT.pth and OUT's best.label_schema.json beside it" || bad "second run outputs"
 exit $fail

@@ -24,9 +24,16 @@ static void test_paths(void) {
     s = weights_paths("out/", w, sizeof w, l, sizeof l);
     check(s == 0 && !strcmp(w, "out/weights.pth") && !strcmp(l, "out/label_schema.json"), "OUT/ -> OUT/weights.pth");
     s = weights_paths("a/b/best.pth", w, sizeof w, l, sizeof l);
-    check(s == 0 && !strcmp(w, "a/b/best.pth") && !strcmp(l, "a/b/label_schema.json"), "X.pth kept, labels beside it");
+    check(s == 0 && !strcmp(w, "a/b/best.pth") && !strcmp(l, "a/b/best.label_schema.json"),
+          "X.pth kept, X.label_schema.json beside it (issue 13 item 4: two models in one folder)");
     s = weights_paths("m.pth", w, sizeof w, l, sizeof l);
-    check(s == 0 && !strcmp(w, "m.pth") && !strcmp(l, "label_schema.json"), "bare m.pth: labels in the cwd");
+    check(s == 0 && !strcmp(w, "m.pth") && !strcmp(l, "m.label_schema.json"), "bare m.pth: m.label_schema.json in the cwd");
+    s = weights_paths("a/weights.pth", w, sizeof w, l, sizeof l);
+    check(s == 0 && !strcmp(l, "a/label_schema.json"), "DIR/weights.pth keeps OTE's DIR/label_schema.json");
+    char h[256];
+    check(weights_side_path("a/b/best.pth", "hpo", h, sizeof h) == 0 && !strcmp(h, "a/b/best.hpo") &&
+              weights_side_path("a/weights.pth", "hpo", h, sizeof h) == 0 && !strcmp(h, "a/hpo"),
+          "HPO folders: DIR/X.hpo for X.pth, DIR/hpo for weights.pth");
     check(weights_paths("", w, sizeof w, l, sizeof l) == OTE_EINVAL, "empty path rejected");
 }
 

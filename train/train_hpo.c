@@ -17,6 +17,7 @@
 #include "hpo/plan_record.h"
 #include "train/schedule.h"
 #include "train/trainer.h"
+#include "train/weights.h"
 
 /* Calibration: 3 timed iterations after the warm-up one, 3 validation images (the brief of issue 6). */
 enum { TRAIN_HPO_STEPS = 3, TRAIN_HPO_PREDS = 3 };
@@ -178,14 +179,6 @@ int train_hpo_plan(const config_template *cfg, const coco_dataset *train, const 
     return hpo_plan_budget(bi, plan);
 }
 
-/* Work dir: dirname(weights_path)/hpo. */
-static void train_hpo_work_dir(const char *weights_path, char *buf, size_t n) {
-    const char *slash = strrchr(weights_path, '/');
-    if (!slash) snprintf(buf, n, "hpo");
-    else if (slash == weights_path) snprintf(buf, n, "/hpo");
-    else snprintf(buf, n, "%.*s/hpo", (int)(slash - weights_path), weights_path);
-}
-
 int train_hpo_run(const train_hpo_args *a, config_template *cfg) {
     FILE *out = a->out;
     char path[2 * CONFIG_PATH_LEN];
@@ -233,7 +226,10 @@ int train_hpo_run(const train_hpo_args *a, config_template *cfg) {
     for (int i = 0; i < hc.space.n; i++) defaults[i] = config_find(cfg, hc.space.p[i].name)->value;
 
     char work[4096 + 8];
-    train_hpo_work_dir(a->weights_path, work, sizeof work);
+    if (weights_side_path(a->weights_path, "hpo", work, sizeof work) < 0) { /* DIR/hpo or DIR/X.hpo */
+        fprintf(stderr, "ote train: --enable-hpo: %s\n", ote_errmsg());
+        return 2;
+    }
     long n_train = a->train->n_images;
 
     /* A recorded search first: a corrupt status file is reported before minutes of calibration. */

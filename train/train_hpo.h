@@ -6,7 +6,7 @@
  * one plain training run; plan the budget (hpo_plan_budget, R = --hpo-time-ratio: HPO gets
  * (R - 1) x one training, minus the calibration) or adopt the plan recorded by an earlier search
  * (hpo/plan_record.h) so that resume and reuse survive timing noise; print the plan; run the SMBO
- * trials in-process (hpo_run) in `hpo/` beside the weights file, each a trainer_run on the seeded
+ * trials in-process (hpo_run) in `hpo/` beside weights.pth (`X.hpo/` beside any other X.pth), each a trainer_run on the seeded
  * training subset at the reduced input size, validated on the full validation set at that size,
  * reporting every epoch and stopping on HPO_STOP_TRIAL or at the budget's deadline; print OTE's
  * table; write the best values into the template settings for the final training.

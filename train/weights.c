@@ -16,6 +16,18 @@
 #include "engine/tflite.h"
 #include "train/import_backbone.h"
 
+int weights_side_path(const char *weights_path, const char *side, char *buf, size_t n) {
+    const char *slash = strrchr(weights_path, '/');
+    const char *base = slash ? slash + 1 : weights_path;
+    int dl = slash ? (int)(slash - weights_path + 1) : 0;
+    size_t bl = strlen(base);
+    int w;
+    if (!strcmp(base, "weights.pth")) w = snprintf(buf, n, "%.*s%s", dl, weights_path, side);
+    else w = snprintf(buf, n, "%.*s%.*s.%s", dl, weights_path, (int)(bl > 4 ? bl - 4 : bl), base, side);
+    if (w < 0 || (size_t)w >= n) return ote_err(OTE_EINVAL, "--save-model-to: path too long: %s", weights_path);
+    return 0;
+}
+
 int weights_paths(const char *save_to, char *weights, size_t wn, char *labels, size_t ln) {
     size_t n = strlen(save_to);
     if (n == 0) return ote_err(OTE_EINVAL, "--save-model-to: empty path");
@@ -23,11 +35,7 @@ int weights_paths(const char *save_to, char *weights, size_t wn, char *labels, s
     if (n > 4 && !strcmp(save_to + n - 4, ".pth")) w = snprintf(weights, wn, "%s", save_to);
     else w = snprintf(weights, wn, "%s%sweights.pth", save_to, save_to[n - 1] == '/' ? "" : "/");
     if (w < 0 || (size_t)w >= wn) return ote_err(OTE_EINVAL, "--save-model-to: path too long: %s", save_to);
-    const char *slash = strrchr(weights, '/');
-    int l = slash ? snprintf(labels, ln, "%.*slabel_schema.json", (int)(slash - weights + 1), weights)
-                  : snprintf(labels, ln, "label_schema.json");
-    if (l < 0 || (size_t)l >= ln) return ote_err(OTE_EINVAL, "--save-model-to: path too long: %s", save_to);
-    return 0;
+    return weights_side_path(weights, "label_schema.json", labels, ln);
 }
 
 /* mkdir -p; made (n bytes) receives the first directory level this call created ("" if none). */

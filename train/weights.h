@@ -34,9 +34,13 @@
 #include "models/detector.h"
 #include "train/config.h"
 
-/* --save-model-to P -> the weights path (P if it ends in .pth, else P/weights.pth) and
- * label_schema.json in the same directory. OTE_EINVAL if a path does not fit. */
+/* --save-model-to P -> the weights path (P if it ends in .pth, else P/weights.pth) and its
+ * label schema (weights_side_path). OTE_EINVAL if a path does not fit. */
 int weights_paths(const char *save_to, char *weights, size_t wn, char *labels, size_t ln);
+/* A side file of a weights file: DIR/weights.pth keeps OTE's layout (DIR/label_schema.json,
+ * DIR/hpo); any other DIR/X.pth gets DIR/X.label_schema.json and DIR/X.hpo, so that two models
+ * saved into one folder never share (and overwrite) each other's labels or search. */
+int weights_side_path(const char *weights_path, const char *side, char *buf, size_t n);
 
 /* Creates the output directory (and parents) and proves it writable by creating and removing a
  * probe file, before any training starts; refuses a weights path that is an existing directory.
