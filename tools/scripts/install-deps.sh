@@ -2,12 +2,13 @@
 # Installs the Debian 12 packages ote-c needs, and only those that are missing.
 # Idempotent and quiet when everything is present. Run as root (or with sudo available).
 #   install-deps.sh          build + run dependencies
-#   install-deps.sh --test   also the Python reference tools the test suite runs (torch, sklearn)
+#   install-deps.sh --test   also what the test suite runs: the Python reference tools (torch,
+#                            sklearn) and clang-14 + libFuzzer for the fuzz harnesses
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libdnnl-dev libopencv-core-dev libopencv-imgproc-dev
       libopencv-imgcodecs-dev libyaml-dev libcjson-dev libgsl-dev libnlopt-dev)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(python3 python3-numpy python3-torch python3-sklearn libjemalloc2)
+  pkgs+=(python3 python3-numpy python3-torch python3-sklearn libjemalloc2 clang-14 libfuzzer-14-dev)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
