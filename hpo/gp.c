@@ -98,9 +98,17 @@ static int cholesky(double *A, int n) {
         rj[j] = ljj;
         for (int i = j + 1; i < n; i++) {
             double *ri = A + (size_t)i * n;
-            double t = ri[j];
-            for (int k = 0; k < j; k++) t -= ri[k] * rj[k];
-            ri[j] = t / ljj;
+            /* four partial sums: independent chains instead of one long dependency */
+            double t0 = 0, t1 = 0, t2 = 0, t3 = 0;
+            int k = 0;
+            for (; k + 4 <= j; k += 4) {
+                t0 += ri[k] * rj[k];
+                t1 += ri[k + 1] * rj[k + 1];
+                t2 += ri[k + 2] * rj[k + 2];
+                t3 += ri[k + 3] * rj[k + 3];
+            }
+            for (; k < j; k++) t0 += ri[k] * rj[k];
+            ri[j] = (ri[j] - ((t0 + t1) + (t2 + t3))) / ljj;
         }
     }
     return 0;
@@ -110,9 +118,16 @@ static int cholesky(double *A, int n) {
 static void solve_lower(const double *L, int n, double *b) {
     for (int i = 0; i < n; i++) {
         const double *ri = L + (size_t)i * n;
-        double t = b[i];
-        for (int k = 0; k < i; k++) t -= ri[k] * b[k];
-        b[i] = t / ri[i];
+        double t0 = 0, t1 = 0, t2 = 0, t3 = 0; /* independent partial sums, as in cholesky() */
+        int k = 0;
+        for (; k + 4 <= i; k += 4) {
+            t0 += ri[k] * b[k];
+            t1 += ri[k + 1] * b[k + 1];
+            t2 += ri[k + 2] * b[k + 2];
+            t3 += ri[k + 3] * b[k + 3];
+        }
+        for (; k < i; k++) t0 += ri[k] * b[k];
+        b[i] = (b[i] - ((t0 + t1) + (t2 + t3))) / ri[i];
     }
 }
 
@@ -255,33 +270,85 @@ int gp_fit(gp *g, rng *r, int restarts, int max_evals) {
     return gp_factor(g);
 }
 
+/* Points per block of gp_predict: the triangular solve runs over a block at once, so its inner
+ * loop is a fixed-length axpy across the block (vectorised) and L is read once per block instead
+ * of once per point. */
+#define GP_PRED_BLOCK 32
+
 void gp_predict(gp *g, const double *xs, int m, double *mu, double *var) {
     int n = g->n, d = g->d;
     if (!g->factored && n > 0) gp_factor(g);
     double inv_ls[GP_MAX_DIM];
     for (int j = 0; j < d; j++) inv_ls[j] = exp(-g->log_ls[j]);
     double sf2 = exp(g->log_sf2);
-    double kbuf[512];
-    double *k = n <= 512 ? kbuf : malloc((size_t)n * sizeof *k);
-    for (int p = 0; p < m; p++) {
-        const double *x = xs + (size_t)p * d;
-        if (n == 0 || !g->factored || !k) {
-            mu[p] = 0;
-            var[p] = sf2;
-            continue;
+    if (m < 8 && n > 0 && g->factored) { /* a few points (the local optimiser): one at a time */
+        double kbuf[512];
+        double *k = n <= 512 ? kbuf : malloc((size_t)n * sizeof *k);
+        for (int p = 0; p < m; p++) {
+            const double *x = xs + (size_t)p * d;
+            if (!k) {
+                mu[p] = 0, var[p] = sf2;
+                continue;
+            }
+            double f = 0;
+            for (int i = 0; i < n; i++) {
+                k[i] = kern(g, inv_ls, x, g->x + (size_t)i * d, sf2);
+                f += k[i] * g->alpha[i];
+            }
+            solve_lower(g->L, n, k);
+            double v = sf2;
+            for (int i = 0; i < n; i++) v -= k[i] * k[i];
+            mu[p] = f;
+            var[p] = v > 0 ? v : 0;
         }
-        double f = 0;
-        for (int i = 0; i < n; i++) {
-            k[i] = kern(g, inv_ls, x, g->x + (size_t)i * d, sf2);
-            f += k[i] * g->alpha[i];
-        }
-        solve_lower(g->L, n, k);
-        double v = sf2;
-        for (int i = 0; i < n; i++) v -= k[i] * k[i];
-        mu[p] = f;
-        var[p] = v > 0 ? v : 0; /* sklearn clips negative variances to 0 as well */
+        if (k != kbuf) free(k);
+        return;
     }
-    if (k != kbuf) free(k);
+    double *kb = n > 0 && g->factored ? malloc((size_t)n * GP_PRED_BLOCK * sizeof *kb) : NULL;
+    if (!kb) {
+        for (int p = 0; p < m; p++) mu[p] = 0, var[p] = sf2;
+        return;
+    }
+    for (int p0 = 0; p0 < m; p0 += GP_PRED_BLOCK) {
+        int b = m - p0 < GP_PRED_BLOCK ? m - p0 : GP_PRED_BLOCK;
+        double f[GP_PRED_BLOCK] = {0}, v[GP_PRED_BLOCK];
+        /* kb row i = k(x_i, block points); unused columns stay 0 */
+        for (int i = 0; i < n; i++) {
+            double *ki = kb + (size_t)i * GP_PRED_BLOCK;
+            const double *xi = g->x + (size_t)i * d;
+            for (int p = 0; p < b; p++) ki[p] = kern(g, inv_ls, xs + (size_t)(p0 + p) * d, xi, sf2);
+            for (int p = b; p < GP_PRED_BLOCK; p++) ki[p] = 0;
+            for (int p = 0; p < GP_PRED_BLOCK; p++) f[p] += ki[p] * g->alpha[i];
+        }
+        /* forward substitution L Z = K for the whole block */
+        for (int p = 0; p < GP_PRED_BLOCK; p++) v[p] = sf2;
+        for (int i = 0; i < n; i++) {
+            const double *ri = g->L + (size_t)i * n;
+            double *restrict zi = kb + (size_t)i * GP_PRED_BLOCK;
+            int k = 0;
+            for (; k + 4 <= i; k += 4) { /* 4 rows per pass: one load/store of zi per 4 updates */
+                const double l0 = ri[k], l1 = ri[k + 1], l2 = ri[k + 2], l3 = ri[k + 3];
+                const double *restrict z0 = kb + (size_t)k * GP_PRED_BLOCK, *restrict z1 = z0 + GP_PRED_BLOCK,
+                                       *restrict z2 = z1 + GP_PRED_BLOCK, *restrict z3 = z2 + GP_PRED_BLOCK;
+                for (int p = 0; p < GP_PRED_BLOCK; p++)
+                    zi[p] -= (l0 * z0[p] + l1 * z1[p]) + (l2 * z2[p] + l3 * z3[p]);
+            }
+            for (; k < i; k++) {
+                const double l = ri[k], *restrict zk = kb + (size_t)k * GP_PRED_BLOCK;
+                for (int p = 0; p < GP_PRED_BLOCK; p++) zi[p] -= l * zk[p];
+            }
+            const double inv = ri[i];
+            for (int p = 0; p < GP_PRED_BLOCK; p++) {
+                zi[p] /= inv;
+                v[p] -= zi[p] * zi[p];
+            }
+        }
+        for (int p = 0; p < b; p++) {
+            mu[p0 + p] = f[p];
+            var[p0 + p] = v[p] > 0 ? v[p] : 0; /* sklearn clips negative variances to 0 as well */
+        }
+    }
+    free(kb);
 }
 
 double gp_log_h(double z) {

@@ -516,7 +516,7 @@ int hpo_run(const hpo_config *cfg, const hpo_options *opt, hpo_train_fn train, v
                     s = p;
                     break;
                 }
-                if (p == 1) {
+                if (p == SMBO_EXHAUSTED) { /* every grid point has been run: stop generating trials */
                     say(opt, "HPO search space exhausted after %d trials.\n", st.n);
                     break;
                 }

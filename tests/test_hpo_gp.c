@@ -1,5 +1,6 @@
 /* test_hpo_gp.c - GP posterior, log marginal likelihood (+ gradient), log-EI against the
- * scikit-learn / mpmath reference (tests/reference/gp_ref.py -> fixtures/gp_ref.fx), log-EI tail
+ * scikit-learn / mpmath reference (tests/reference/gp_ref.py -> fixtures/gp_ref.fx) one point at a
+ * time and in the blocked many-point path, log-EI tail
  * stability, gradient vs central finite differences, and the ML fit improving the likelihood. */
 #include <math.h>
 #include <stdio.h>
@@ -39,6 +40,20 @@ int main(void) {
     check(e < 1e-9, "posterior mean vs sklearn", e, 1e-9);
     e = fx_max_rel(vo, fx_get(&f, "var")->v, m, 1e-12);
     check(e < 1e-7, "posterior variance vs sklearn", e, 1e-7);
+
+    /* the blocked path (>= 8 points): the 5 test points 8 times over (40 = one full block of 32 and
+     * a partial one), same tolerances against sklearn */
+    {
+        double xb[80], mb[40], vb[40], mref[40], vref[40];
+        for (int i = 0; i < 40; i++) {
+            xb[2 * i] = xs->v[2 * (i % m)], xb[2 * i + 1] = xs->v[2 * (i % m) + 1];
+            mref[i] = fx_get(&f, "mu")->v[i % m], vref[i] = fx_get(&f, "var")->v[i % m];
+        }
+        gp_predict(&g, xb, 40, mb, vb);
+        for (int i = 0; i < 40; i++) mb[i] = mb[i] * g.ystd + g.ymean, vb[i] *= g.ystd * g.ystd;
+        double em = fx_max_rel(mb, mref, 40, 1e-12), ev = fx_max_rel(vb, vref, 40, 1e-12);
+        check(em < 1e-9 && ev < 1e-7, "blocked posterior (40 points) vs sklearn", fmax(em, ev), 1e-7);
+    }
 
     double grad[4];
     double lml = gp_lml(&g, grad);
