@@ -14,13 +14,13 @@
  *   ackley5  Ackley 5-D on [-32.768,32.768]^5 (flat plateau with one funnel)
  * Each run: num_init 5 Sobol points (no defaults trial), then SMBO; random search draws uniformly.
  * Median and quartiles (linear interpolation, numpy's default) of the regret over the seeds
- * (1000, 1001, ...) after 25, 50 and 100 evaluations.
+ * (1000, 1001, ...; --seed0 moves the start) after 25, 50 and 100 evaluations.
  *
  * Timing: one run on Hartmann6 to 500 evaluations per method; median and max of the wall time and
  * of the thread CPU time (CLOCK_THREAD_CPUTIME_ID, robust to other processes) of the proposals
  * made with 95..104 and 490..499 finished points, with the load average printed alongside.
  *
- * usage: bench_hpo [--seeds N=20] [--evals N=100] [--fn a,b,..] [--method new,legacy,random]
+ * usage: bench_hpo [--seeds N=20] [--seed0 S=1000] [--evals N=100] [--fn a,b,..] [--method new,legacy,random]
  *                  [--opt key=value,...] [--timing-only] [--no-timing] [--timing-evals N=500]
  *   --opt sets fields of the "new" method's smbo_opts (see smbo.h; e.g. ytf=none,tr=0) so that a
  *   single change can be measured against the defaults.
@@ -262,12 +262,13 @@ static int in_list(const char *list, const char *key) {
 }
 
 int main(int argc, char **argv) {
-    int seeds = 20, evals = 100, do_regret = 1, do_timing = 1, timing_evals = 500;
+    int seeds = 20, evals = 100, do_regret = 1, do_timing = 1, timing_evals = 500, seed0 = 1000;
     const char *fn_list = NULL, *method_list = "new,legacy,random", *opt_str = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--seeds") && v) seeds = atoi(v), i++;
         else if (!strcmp(a, "--evals") && v) evals = atoi(v), i++;
+        else if (!strcmp(a, "--seed0") && v) seed0 = atoi(v), i++;
         else if (!strcmp(a, "--fn") && v) fn_list = v, i++;
         else if (!strcmp(a, "--method") && v) method_list = v, i++;
         else if (!strcmp(a, "--opt") && v) opt_str = v, i++;
@@ -309,7 +310,7 @@ int main(int argc, char **argv) {
                 if (!in_list(method_list, method_names[m])) continue;
                 double t0 = now();
                 for (int sd = 0; sd < seeds; sd++) {
-                    int st = run(&fns[fi], m, &opts, 1000 + (uint64_t)sd, evals, tr + (size_t)sd * evals, NULL, NULL);
+                    int st = run(&fns[fi], m, &opts, (uint64_t)seed0 + (uint64_t)sd, evals, tr + (size_t)sd * evals, NULL, NULL);
                     if (st < 0) {
                         fprintf(stderr, "bench_hpo: %s seed %d: %s\n", fns[fi].key, sd, ote_errmsg());
                         return 1;
