@@ -31,6 +31,7 @@ void smbo_opts_default(smbo_opts *o) {
     o->starts = 3;
     o->fit_max = 150;
     o->grid_max = 4096;
+    o->lowd = 2;
 }
 
 void smbo_opts_legacy(smbo_opts *o) {
@@ -66,6 +67,7 @@ int smbo_opts_parse(smbo_opts *o, const char *s) {
                    : !strcmp(k, "starts")   ? &o->starts
                    : !strcmp(k, "fit_max")  ? &o->fit_max
                    : !strcmp(k, "grid_max") ? &o->grid_max
+                   : !strcmp(k, "lowd")     ? &o->lowd
                                             : NULL;
         if (!dst) return ote_err(OTE_EINVAL, "smbo option '%s': unknown key", k);
         if (!is_num || iv < 0 || iv > 1000000) return ote_err(OTE_EINVAL, "smbo option %s=%s: expected 0..1000000", k, v);
@@ -79,9 +81,9 @@ void smbo_opts_format(const smbo_opts *o, char *buf, size_t size) {
         snprintf(buf, size, "legacy=1");
         return;
     }
-    snprintf(buf, size, "ytf=%s,tr=%d,cand=%d,local=%d,starts=%d,fit_max=%d,grid_max=%d",
+    snprintf(buf, size, "ytf=%s,tr=%d,cand=%d,local=%d,starts=%d,fit_max=%d,grid_max=%d,lowd=%d",
              (unsigned)o->ytf < 4 ? ytf_names[o->ytf] : "?", o->tr, o->n_cand, o->n_local, o->starts, o->fit_max,
-             o->grid_max);
+             o->grid_max, o->lowd);
 }
 
 /* ---- grid tables ---- */
@@ -183,6 +185,11 @@ int smbo_init_opts(smbo *s, const hp_space *sp, int num_init, uint64_t seed, con
         s->opt = *o;
     else
         smbo_opts_default(&s->opt);
+    if (!s->opt.legacy && s->d <= s->opt.lowd) { /* see smbo_opts.lowd */
+        s->opt.ytf = SMBO_YTF_NONE;
+        s->opt.tr = 0;
+        s->opt.n_cand = 256;
+    }
     rng_seed(&s->r, seed);
     for (int j = 0; j < s->d; j++) s->shift[j] = rng_uniform(&s->r);
     CHECK(gp_init(&s->g, s->d));

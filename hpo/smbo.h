@@ -61,6 +61,10 @@ typedef struct smbo_opts {
     int starts;   /* BOBYQA refinements from the best distinct candidates */
     int fit_max;  /* at most this many points in the hyper-parameter fit */
     int grid_max; /* enumerate discrete spaces with at most this many points (0: never) */
+    int lowd;     /* spaces of at most this many dimensions (default 2) fit the raw scores, without
+                   * trust region, on 256 candidates: measured on Rosenbrock 2-D and Branin, where
+                   * warping and the trust region cost 2-5x regret after 50 trials, while from 3-D up
+                   * (Hartmann, Rosenbrock 4-D, Styblinski-Tang, Ackley) they win (bench/README.md) */
 } smbo_opts;
 
 void smbo_opts_default(smbo_opts *o);
