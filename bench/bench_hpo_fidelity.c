@@ -67,9 +67,7 @@ static double spearman(const double *a, const double *b, int n) {
 static int run(const config_template *tc, const coco_dataset *tr, const coco_dataset *va, double subset, int max_epochs,
                double *map, double *secs) {
     trainer_opts o;
-    trainer_opts_init(&o, tc);
-    o.subset_ratio = subset;
-    o.max_epochs = max_epochs;
+    train_hpo_trial_opts(tc, subset, max_epochs, &o); /* exactly a trial's options */
     trainer_result r;
     double t0 = now();
     int s = trainer_run(&o, tr, va, &r);

@@ -124,6 +124,15 @@ static int train_hpo_on_epoch(void *vctx, const trainer_epoch_report *rep) {
 }
 
 /* The objective: one in-process trial. */
+void train_hpo_trial_opts(const config_template *tc, double subset_ratio, int max_epochs, trainer_opts *o) {
+    trainer_opts_init(o, tc);
+    o->save_path = NULL; /* trials never write weights */
+    o->labels_path = NULL;
+    o->subset_ratio = subset_ratio;
+    o->max_epochs = max_epochs;
+    o->log = NULL;
+}
+
 static int train_hpo_train_trial(void *vctx, const hpo_trial *t, hpo_reporter *r) {
     train_hpo_trial_ctx *c = vctx;
     c->t = t;
@@ -134,13 +143,8 @@ static int train_hpo_train_trial(void *vctx, const hpo_trial *t, hpo_reporter *r
     CHECK(train_hpo_trial_template(c->cfg, t->space, t->values, t->max_epochs, c->full_epochs, t->image_resize, &tc));
     int w = tc.input_w, h = tc.input_h;
     trainer_opts o;
-    trainer_opts_init(&o, &tc);
+    train_hpo_trial_opts(&tc, t->subset_ratio, t->max_epochs, &o);
     o.init_weights = c->a->init_weights;
-    o.save_path = NULL; /* trials never write weights */
-    o.labels_path = NULL;
-    o.subset_ratio = t->subset_ratio;
-    o.max_epochs = t->max_epochs;
-    o.log = NULL;
     o.on_epoch = train_hpo_on_epoch;
     o.on_epoch_ctx = c;
     double end = hpo_reporter_deadline(r);

@@ -65,6 +65,10 @@ int train_hpo_plan(const config_template *cfg, const coco_dataset *train, const 
 int train_hpo_trial_template(const config_template *cfg, const hp_space *space, const double *values, int trial_epochs,
                              int full_epochs, double image_resize, config_template *tc);
 
+/* A trial's trainer options (the objective and bench_hpo_fidelity both use them): tc's settings,
+ * no weights or labels written, no log, the plan's training subset and epochs. */
+void train_hpo_trial_opts(const config_template *tc, double subset_ratio, int max_epochs, trainer_opts *o);
+
 /* "ask" | "yes" | "no" -> policy; -1 for anything else. */
 int train_hpo_parse_resume(const char *s);
 
