@@ -555,6 +555,55 @@ static int random_free(smbo *s, const double *used, int n_used, double *out) {
     return SMBO_EXHAUSTED;
 }
 
+/* BOBYQA refinement of log-EI from the best `starts` candidates of c (sorted best first), in place;
+ * skip_near: a candidate within 1e-3 (max norm) of an earlier one is the same basin and does not
+ * count as a start. c is sorted again afterwards. */
+static void refine_bobyqa(acq_ctx *ac, cand *c, int m, int starts, int skip_near) {
+    int d = ac->s->d;
+    nlopt_opt o = starts > 0 ? nlopt_create(NLOPT_LN_BOBYQA, (unsigned)d) : NULL;
+    if (!o) return;
+    double lo[HP_MAX_PARAMS], hi[HP_MAX_PARAMS];
+    for (int j = 0; j < d; j++) lo[j] = 0, hi[j] = 1;
+    nlopt_set_lower_bounds(o, lo);
+    nlopt_set_upper_bounds(o, hi);
+    nlopt_set_max_objective(o, nl_acq, ac);
+    nlopt_set_maxeval(o, REFINE_EVALS);
+    nlopt_set_xtol_abs1(o, 1e-4);
+    nlopt_set_initial_step1(o, 0.05);
+    int done = 0;
+    for (int i = 0; i < m && done < starts; i++) {
+        int dup = 0;
+        for (int k = 0; skip_near && k < i && !dup; k++) {
+            double dist = 0;
+            for (int j = 0; j < d; j++) dist = fmax(dist, fabs(c[i].u[j] - c[k].u[j]));
+            dup = dist < 1e-3;
+        }
+        if (dup) continue;
+        done++;
+        double x[HP_MAX_PARAMS], val = -HUGE_VAL;
+        memcpy(x, c[i].u, (size_t)d * sizeof *x);
+        if (nlopt_optimize(o, x, &val) > 0 && val > c[i].v) {
+            memcpy(c[i].u, x, (size_t)d * sizeof *x);
+            c[i].v = val;
+        }
+    }
+    nlopt_destroy(o);
+    qsort(c, (size_t)m, sizeof *c, cand_cmp);
+}
+
+/* The first candidate (in c's order) whose decoded value is not in `used`, into out: 1, or 0. */
+static int pick_unused(smbo *s, const cand *c, int m, const double *used, int n_used, double *out) {
+    double v[HP_MAX_PARAMS];
+    for (int i = 0; i < m; i++) {
+        hp_space_decode(s->sp, c[i].u, v);
+        if (!is_used(s, v, used, n_used)) {
+            memcpy(out, v, (size_t)s->d * sizeof *out);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int propose_legacy(smbo *s, const double *used, int n_used, const double *obs, const double *obs_y, int n_obs,
                           double *out) {
     int d = s->d;
@@ -601,37 +650,11 @@ static int propose_legacy(smbo *s, const double *used, int n_used, const double 
     qsort(c, (size_t)nc, sizeof *c, cand_cmp);
 
     /* local refinement of the best few (derivative-free, bounded to the unit box) */
-    nlopt_opt o = nlopt_create(NLOPT_LN_BOBYQA, (unsigned)d);
-    if (o) {
-        double lo[HP_MAX_PARAMS], hi[HP_MAX_PARAMS];
-        for (int j = 0; j < d; j++) lo[j] = 0, hi[j] = 1;
-        acq_ctx ac = {s, best, 0};
-        nlopt_set_lower_bounds(o, lo);
-        nlopt_set_upper_bounds(o, hi);
-        nlopt_set_max_objective(o, nl_acq, &ac);
-        nlopt_set_maxeval(o, REFINE_EVALS);
-        nlopt_set_xtol_abs1(o, 1e-4);
-        nlopt_set_initial_step1(o, 0.05);
-        for (int i = 0; i < L_REFINE && i < nc; i++) {
-            double x[HP_MAX_PARAMS], val = -HUGE_VAL;
-            memcpy(x, c[i].u, (size_t)d * sizeof *x);
-            if (nlopt_optimize(o, x, &val) > 0 && val > c[i].v) {
-                memcpy(c[i].u, x, (size_t)d * sizeof *x);
-                c[i].v = val;
-            }
-        }
-        nlopt_destroy(o);
-        qsort(c, (size_t)nc, sizeof *c, cand_cmp);
-    }
-    for (int i = 0; i < nc; i++) {
-        hp_space_decode(s->sp, c[i].u, v);
-        if (!is_used(s, v, used, n_used)) {
-            memcpy(out, v, (size_t)d * sizeof *out);
-            free(c);
-            return 0;
-        }
-    }
+    acq_ctx ac = {s, best, 0};
+    refine_bobyqa(&ac, c, nc, L_REFINE, 0);
+    int found = pick_unused(s, c, nc, used, n_used, out);
     free(c);
+    if (found) return 0;
     for (int k = 0; k < 200; k++) {
         for (int j = 0; j < d; j++) u[j] = rng_uniform(&s->r);
         hp_space_decode(s->sp, u, v);
@@ -798,45 +821,10 @@ static int propose_new(smbo *s, const double *used, int n_used, const double *ob
     qsort(c, (size_t)m, sizeof *c, cand_cmp);
 
     /* BOBYQA from the best distinct candidates (derivative-free, bounded to the unit box) */
-    nlopt_opt o = s->opt.starts > 0 ? nlopt_create(NLOPT_LN_BOBYQA, (unsigned)d) : NULL;
-    if (o) {
-        double lo[HP_MAX_PARAMS], hi[HP_MAX_PARAMS];
-        for (int j = 0; j < d; j++) lo[j] = 0, hi[j] = 1;
-        nlopt_set_lower_bounds(o, lo);
-        nlopt_set_upper_bounds(o, hi);
-        nlopt_set_max_objective(o, nl_acq, &ac);
-        nlopt_set_maxeval(o, REFINE_EVALS);
-        nlopt_set_xtol_abs1(o, 1e-4);
-        nlopt_set_initial_step1(o, 0.05);
-        int done = 0;
-        for (int i = 0; i < m && done < s->opt.starts; i++) {
-            int dup = 0; /* skip starts within 1e-3 of an earlier start: same basin */
-            for (int k = 0; k < i && !dup; k++) {
-                double dist = 0;
-                for (int j = 0; j < d; j++) dist = fmax(dist, fabs(c[i].u[j] - c[k].u[j]));
-                dup = dist < 1e-3;
-            }
-            if (dup) continue;
-            done++;
-            double x[HP_MAX_PARAMS], val = -HUGE_VAL;
-            memcpy(x, c[i].u, (size_t)d * sizeof *x);
-            if (nlopt_optimize(o, x, &val) > 0 && val > c[i].v) {
-                memcpy(c[i].u, x, (size_t)d * sizeof *x);
-                c[i].v = val;
-            }
-        }
-        nlopt_destroy(o);
-        qsort(c, (size_t)m, sizeof *c, cand_cmp);
-    }
-    for (int i = 0; i < m; i++) {
-        hp_space_decode(s->sp, c[i].u, v);
-        if (!is_used(s, v, used, n_used)) {
-            memcpy(out, v, (size_t)d * sizeof *out);
-            free(c);
-            return 0;
-        }
-    }
+    refine_bobyqa(&ac, c, m, s->opt.starts, 1);
+    int found = pick_unused(s, c, m, used, n_used, out);
     free(c);
+    if (found) return 0;
     return random_free(s, used, n_used, out);
 }
 
