@@ -604,19 +604,27 @@ static int pick_unused(smbo *s, const cand *c, int m, const double *used, int n_
     return 0;
 }
 
+/* Initial design: the next point of the rotated Sobol sequence (from index n_used on, up to 1000
+ * further) whose decoded value is not in `used`, into out: 1, or 0 if none. */
+static int sobol_unused(smbo *s, const double *used, int n_used, double *out) {
+    double u[HP_MAX_PARAMS], v[HP_MAX_PARAMS];
+    for (int k = 0; k < 1000; k++) {
+        smbo_sobol_point(s, n_used + k, u);
+        hp_space_decode(s->sp, u, v);
+        if (!is_used(s, v, used, n_used)) {
+            memcpy(out, v, (size_t)s->d * sizeof *out);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int propose_legacy(smbo *s, const double *used, int n_used, const double *obs, const double *obs_y, int n_obs,
                           double *out) {
     int d = s->d;
     double u[HP_MAX_PARAMS], v[HP_MAX_PARAMS];
     if (n_used < s->num_init || n_obs < 2) {
-        for (int k = 0; k < 1000; k++) {
-            smbo_sobol_point(s, n_used + k, u);
-            hp_space_decode(s->sp, u, v);
-            if (!is_used(s, v, used, n_used)) {
-                memcpy(out, v, (size_t)d * sizeof *out);
-                return 0;
-            }
-        }
+        if (sobol_unused(s, used, n_used, out)) return 0;
         return SMBO_EXHAUSTED;
     }
     int st = fit_legacy(s, obs, obs_y, n_obs);
@@ -757,16 +765,8 @@ static void reflect01(double *w) {
 static int propose_new(smbo *s, const double *used, int n_used, const double *obs, const double *obs_y, int n_obs,
                        double *out) {
     int d = s->d;
-    double u[HP_MAX_PARAMS], v[HP_MAX_PARAMS];
     if (n_used < s->num_init || n_obs < 2) {
-        for (int k = 0; k < 1000; k++) {
-            smbo_sobol_point(s, n_used + k, u);
-            hp_space_decode(s->sp, u, v);
-            if (!is_used(s, v, used, n_used)) {
-                memcpy(out, v, (size_t)d * sizeof *out);
-                return 0;
-            }
-        }
+        if (sobol_unused(s, used, n_used, out)) return 0;
         return random_free(s, used, n_used, out);
     }
     double best;
