@@ -16,6 +16,7 @@
 #include "engine/eltwise.h"
 #include "engine/status.h"
 #include "tests/engine_check.h"
+#include "tests/expect.h"
 
 #define TOL_FD 1e-9
 #define FD_SAMPLES 32
@@ -45,11 +46,12 @@ static float *kink_values(rng *g, size_t n) {
     return v;
 }
 
-static void run_case(eng_ctx *e, ec_tally *t, rng *g, eltwise_kind kind, int N, int C, int H, int W, int in_place,
+static void run_case(eng_ctx *e, rng *g, eltwise_kind kind, int N, int C, int H, int W, int in_place,
                      worst *wo) {
-    char nm[96], what[160];
+    char nm[96];
     snprintf(nm, sizeof nm, "%s (%d,%d,%d,%d) %s", kind == ELTWISE_RELU6 ? "relu6" : "relu", N, C, H, W,
              in_place ? "in place" : "out of place");
+    expect_case(nm);
     arena A;
     arena_init(&A, "acts");
     eltwise_layer l;
@@ -62,9 +64,9 @@ static void run_case(eng_ctx *e, ec_tally *t, rng *g, eltwise_kind kind, int N, 
     tensor *yt = in_place ? &x : &y, *dxt = in_place ? &dy : &dx;
     eltwise_plan p, pinf;
     int s = eltwise_plan_init(&p, e, &l, &x, yt, &dy, dxt, 1);
-    if (!ec_check(t, s == OTE_OK, "%s: training plan (%s)", nm, s ? ote_errmsg() : "no ref: kernel")) return;
+    if (!EXPECT(s == OTE_OK, "%s: training plan (%s)", nm, s ? ote_errmsg() : "no ref: kernel")) return;
     s = eltwise_plan_init(&pinf, e, &l, &yi, &yi, NULL, NULL, 0);
-    ec_check(t, s == OTE_OK, "%s: inference plan (%s)", nm, s ? ote_errmsg() : "ok");
+    EXPECT(s == OTE_OK, "%s: inference plan (%s)", nm, s ? ote_errmsg() : "ok");
     ASSERT(arena_commit(&A) == OTE_OK);
 
     size_t n = (size_t)N * C * H * W;
@@ -75,7 +77,7 @@ static void run_case(eng_ctx *e, ec_tally *t, rng *g, eltwise_kind kind, int N, 
     ASSERT(eltwise_forward(&p, e) == OTE_OK);
     ASSERT(eltwise_backward(&p, e, 0) == OTE_OK);
     ASSERT(eltwise_forward(&pinf, e) == OTE_OK);
-    ec_check(t, e->n_primitives == np0, "%s: forward/backward create no primitive", nm);
+    EXPECT(e->n_primitives == np0, "%s: forward/backward create no primitive", nm);
 
     double *yref = malloc(sizeof(double) * n), *dxref = malloc(sizeof(double) * n);
     size_t at0 = 0, at6 = 0;
@@ -86,16 +88,13 @@ static void run_case(eng_ctx *e, ec_tally *t, rng *g, eltwise_kind kind, int N, 
     }
     double *yd = ec_tensor_d(yt), *dxd = ec_tensor_d(dxt);
     double e_y = ec_rel(yd, yref, n, 1e-30), e_dx = ec_rel(dxd, dxref, n, 1e-30);
-    snprintf(what, sizeof what, "%s: forward vs naive", nm);
-    ec_err(t, what, e_y, 0.0);
-    snprintf(what, sizeof what, "%s: inference forward vs naive", nm);
-    ec_err(t, what, ec_rel_tensor(&yi, yref), 0.0);
-    snprintf(what, sizeof what, "%s: backward vs naive", nm);
-    ec_err(t, what, e_dx, 0.0);
+    EXPECT_ERR(e_y, 0.0, "%s: forward vs naive", nm);
+    EXPECT_ERR(ec_rel_tensor(&yi, yref), 0.0, "%s: inference forward vs naive", nm);
+    EXPECT_ERR(e_dx, 0.0, "%s: backward vs naive", nm);
     int kinks_zero = 1;
     for (size_t i = 0; i < n; i++)
         if (xf[i] == 0.0f || (kind == ELTWISE_RELU6 && xf[i] == 6.0f)) kinks_zero &= dxd[i] == 0.0;
-    ec_check(t, kinks_zero && at0 > 0 && (kind == ELTWISE_RELU || at6 > 0),
+    EXPECT(kinks_zero && at0 > 0 && (kind == ELTWISE_RELU || at6 > 0),
              "%s: gradient is exactly 0 at x = 0 (%zu hits)%s (%zu hits)", nm, at0,
              kind == ELTWISE_RELU6 ? " and at x = 6" : ", x = 6 not a kink", at6);
     if (kind == ELTWISE_RELU) {
@@ -103,11 +102,11 @@ static void run_case(eng_ctx *e, ec_tally *t, rng *g, eltwise_kind kind, int N, 
         int pass6 = 1;
         for (size_t i = 0; i < n; i++)
             if (xf[i] == 6.0f) pass6 &= dxd[i] == (double)dyf[i];
-        ec_check(t, pass6 && at6 > 0, "%s: gradient passes at x = 6 (%zu hits)", nm, at6);
+        EXPECT(pass6 && at6 > 0, "%s: gradient passes at x = 6 (%zu hits)", nm, at6);
     }
     if (!in_place) {
         double *xd = ec_tensor_d(&x), *dyd = ec_tensor_d(&dy), *xo = ec_f2d(xf, n), *dyo = ec_f2d(dyf, n);
-        ec_check(t, ec_rel(xd, xo, n, 1) == 0 && ec_rel(dyd, dyo, n, 1) == 0,
+        EXPECT(ec_rel(xd, xo, n, 1) == 0 && ec_rel(dyd, dyo, n, 1) == 0,
                  "%s: x and dy are untouched by the out-of-place variant", nm);
         free(xd), free(dyd), free(xo), free(dyo);
     }
@@ -123,10 +122,9 @@ static void run_case(eng_ctx *e, ec_tally *t, rng *g, eltwise_kind kind, int N, 
         gv[k++] = dxd[i];
     }
     double e_fd = ec_rel(gv, fd, (size_t)k, 1e-30);
-    snprintf(what, sizeof what, "%s: backward vs finite differences (%d points)", nm, k);
-    ec_err(t, what, e_fd, TOL_FD);
-    ec_check(t, ec_pad_zero(yt) && ec_pad_zero(&yi), "%s: y channel padding is zero after forward", nm);
-    ec_check(t, ec_pad_zero(dxt), "%s: dx channel padding is zero after backward", nm);
+    EXPECT_ERR(e_fd, TOL_FD, "%s: backward vs finite differences (%d points)", nm, k);
+    EXPECT(ec_pad_zero(yt) && ec_pad_zero(&yi), "%s: y channel padding is zero after forward", nm);
+    EXPECT(ec_pad_zero(dxt), "%s: dx channel padding is zero after backward", nm);
 
     wo->fwd = maxd(wo->fwd, e_y), wo->bwd = maxd(wo->bwd, e_dx), wo->fd = maxd(wo->fd, e_fd);
     free(xf), free(dyf), free(yref), free(dxref), free(yd), free(dxd);
@@ -141,23 +139,23 @@ int main(void) {
         fprintf(stderr, "eng_init: %s\n", ote_errmsg());
         return 1;
     }
-    ec_tally t = {0, 0};
     rng g;
     rng_seed(&g, 4242);
     worst w6 = {0}, w1 = {0};
-    run_case(&e, &t, &g, ELTWISE_RELU6, 2, 35, 7, 9, 1, &w6);
-    run_case(&e, &t, &g, ELTWISE_RELU6, 3, 5, 13, 11, 0, &w6);
-    run_case(&e, &t, &g, ELTWISE_RELU6, 2, 24, 7, 9, 0, &w6);
-    run_case(&e, &t, &g, ELTWISE_RELU6, 2, 64, 5, 7, 1, &w6);
-    run_case(&e, &t, &g, ELTWISE_RELU, 2, 24, 13, 11, 1, &w1);
-    run_case(&e, &t, &g, ELTWISE_RELU, 3, 5, 7, 9, 0, &w1);
-    run_case(&e, &t, &g, ELTWISE_RELU, 2, 35, 7, 9, 0, &w1);
+    run_case(&e, &g, ELTWISE_RELU6, 2, 35, 7, 9, 1, &w6);
+    run_case(&e, &g, ELTWISE_RELU6, 3, 5, 13, 11, 0, &w6);
+    run_case(&e, &g, ELTWISE_RELU6, 2, 24, 7, 9, 0, &w6);
+    run_case(&e, &g, ELTWISE_RELU6, 2, 64, 5, 7, 1, &w6);
+    run_case(&e, &g, ELTWISE_RELU, 2, 24, 13, 11, 1, &w1);
+    run_case(&e, &g, ELTWISE_RELU, 3, 5, 7, 9, 0, &w1);
+    run_case(&e, &g, ELTWISE_RELU, 2, 35, 7, 9, 0, &w1);
 
+    expect_case("unknown kind");
     eltwise_layer bad;
     eltwise_cfg bc = {(eltwise_kind)9};
-    ec_check(&t, eltwise_layer_init(&bad, &e, &bc, NULL, NULL) == OTE_EINVAL, "eltwise: unknown kind is refused");
+    EXPECT(eltwise_layer_init(&bad, &e, &bc, NULL, NULL) == OTE_EINVAL, "eltwise: unknown kind is refused");
     printf("relu6: largest error vs naive: fwd %.2e bwd %.2e; vs finite differences: %.2e\n", w6.fwd, w6.bwd, w6.fd);
     printf("relu:  largest error vs naive: fwd %.2e bwd %.2e; vs finite differences: %.2e\n", w1.fwd, w1.bwd, w1.fd);
     eng_free(&e);
-    return ec_done(&t);
+    return expect_finish();
 }
