@@ -13,7 +13,7 @@
 #include "engine/rng.h"
 #include "engine/sgd.h"
 #include "engine/status.h"
-#include "tests/act_check.h"
+#include "tests/expect.h"
 #include "tests/fixture.h"
 
 static double rel_f(const float *a, const double *ref, long n) {
@@ -27,7 +27,10 @@ static double rel_f(const float *a, const double *ref, long n) {
     return num / den;
 }
 
-static void run_fixture(ac_report *r, eng_ctx *e, const fx_file *f, const char *pre, float wd, double base_lr) {
+static void run_fixture(eng_ctx *e, const fx_file *f, const char *pre, float wd, double base_lr) {
+    char cname[32];
+    snprintf(cname, sizeof cname, "fixture run %s", pre);
+    expect_case(cname);
     arena params, grads;
     arena_init(&params, "params"), arena_init(&grads, "grads");
     tensor w, rs, b, gw, gb;
@@ -40,7 +43,7 @@ static void run_fixture(ac_report *r, eng_ctx *e, const fx_file *f, const char *
     sgd_init(&o, 0.9f, wd, &params, &grads);
     ASSERT(sgd_add(&o, &w, &gw) == 0 && sgd_add(&o, &b, &gb) == 0);
     ASSERT(arena_commit(&params) == 0 && arena_commit(&grads) == 0 && sgd_commit(&o) == 0);
-    ac_check(r, o.n_spans == 2, "run %s: a running stat between w and b keeps 2 spans (got %d)", pre, o.n_spans);
+    EXPECT(o.n_spans == 2, "run %s: a running stat between w and b keeps 2 spans (got %d)", pre, o.n_spans);
     char nm[32];
     snprintf(nm, sizeof nm, "%s_w0", pre);
     const fx_array *a = fx_get(f, nm);
@@ -68,15 +71,16 @@ static void run_fixture(ac_report *r, eng_ctx *e, const fx_file *f, const char *
         snprintf(nm, sizeof nm, "%s_b%d", pre, k + 1);
         double eb = rel_f(b.data, fx_get(f, nm)->v, 5);
         /* float32 on both sides, torch's add(alpha) may use FMA: 1e-6 relative to the largest param. */
-        ac_check(r, ew <= 1e-6 && eb <= 1e-6, "run %s step %d (lr %.6g%s): params vs torch.optim.SGD: rel err w %.3g b %.3g (tol 1e-06)",
-                 pre, k, lr, k == 0 ? ", buffer initialised with g" : "", ew, eb);
+        EXPECT_ERR(ew, 1e-6, "run %s step %d (lr %.6g%s): w vs torch.optim.SGD, rel err", pre, k, lr,
+                   k == 0 ? ", buffer initialised with g" : "");
+        EXPECT_ERR(eb, 1e-6, "run %s step %d: b vs torch.optim.SGD, rel err", pre, k);
         if (ew > worst) worst = ew;
         if (eb > worst) worst = eb;
     }
-    ac_check(r, worst_lr <= 1e-15, "run %s: lr_warmup matches the script's lr at it = 0..3: rel err %.3g (tol 1e-15)", pre, worst_lr);
+    EXPECT_ERR(worst_lr, 1e-15, "run %s: lr_warmup matches the script's lr at it = 0..3, worst rel err", pre);
     int untouched = 1;
     for (int i = 0; i < 7; i++) untouched &= rs.data[i] == 42.0f + i;
-    ac_check(r, untouched, "run %s: non-registered tensor (BN running stat) untouched by 4 steps", pre);
+    EXPECT(untouched, "run %s: non-registered tensor (BN running stat) untouched by 4 steps", pre);
     printf("     run %s: largest relative error vs torch over 4 steps: %.3g\n", pre, worst);
     sgd_free(&o);
     tensor_free(&w), tensor_free(&rs), tensor_free(&b), tensor_free(&gw), tensor_free(&gb);
@@ -85,7 +89,8 @@ static void run_fixture(ac_report *r, eng_ctx *e, const fx_file *f, const char *
 
 /* Many tensors, adjacent in both arenas (merged into one span), multi-chunk sizes, 3 steps vs a
  * naive double loop; then clipping. */
-static void run_large(ac_report *r, eng_ctx *e) {
+static void run_large(eng_ctx *e) {
+    expect_case("large multi-chunk update and clipping");
     enum { NT = 5 };
     const int sizes[NT] = {20000, 37, 1, 9000, 64};
     arena params, grads;
@@ -99,7 +104,7 @@ static void run_large(ac_report *r, eng_ctx *e) {
     sgd_init(&o, 0.9f, 1e-4f, &params, &grads);
     for (int t = 0; t < NT; t++) ASSERT(sgd_add(&o, &p[t], &g[t]) == 0);
     ASSERT(arena_commit(&params) == 0 && arena_commit(&grads) == 0 && sgd_commit(&o) == 0);
-    ac_check(r, o.n_spans == 1, "5 adjacent tensors merge into 1 span (got %d)", o.n_spans);
+    EXPECT(o.n_spans == 1, "5 adjacent tensors merge into 1 span (got %d)", o.n_spans);
     rng gen;
     rng_seed(&gen, 9);
     long tot = 0;
@@ -128,20 +133,19 @@ static void run_large(ac_report *r, eng_ctx *e) {
             k += sizes[t];
         }
     }
-    ac_check(r, worst <= 1e-6, "29102 params in 5 tensors, 3 steps vs naive double SGD: rel err %.3g (tol 1e-06)", worst);
+    EXPECT_ERR(worst, 1e-6, "29102 params in 5 tensors, 3 steps vs naive double SGD, rel err");
 
     double ss = 0;
     for (int t = 0; t < NT; t++)
         for (int i = 0; i < sizes[t]; i++) ss += (double)g[t].data[i] * g[t].data[i];
     double norm_ref = sqrt(ss), norm = sgd_grad_norm(&o);
-    ac_check(r, fabs(norm - norm_ref) <= 1e-12 * norm_ref, "grad norm %.9g vs naive %.9g (tol 1e-12 rel)", norm, norm_ref);
+    EXPECT_REL(norm, norm_ref, 1e-12, "grad norm vs naive");
     double before = sgd_clip_grad_norm(&o, 2 * norm_ref);
     double after = sgd_grad_norm(&o);
-    ac_check(r, before == norm && after == norm, "clip with max_norm > norm leaves grads unchanged");
+    EXPECT(before == norm && after == norm, "clip with max_norm > norm leaves grads unchanged");
     sgd_clip_grad_norm(&o, 0.5 * norm_ref);
     after = sgd_grad_norm(&o);
-    ac_check(r, fabs(after - 0.5 * norm_ref) <= 1e-6 * norm_ref,
-             "clip with max_norm = norm/2: new norm %.9g, expected %.9g (tol 1e-06 rel)", after, 0.5 * norm_ref);
+    EXPECT_NEAR(after, 0.5 * norm_ref, 1e-6 * norm_ref, "clip with max_norm = norm/2: new norm (tol 1e-06 * norm)");
     free(rp), free(rm);
     sgd_free(&o);
     for (int t = 0; t < NT; t++) tensor_free(&p[t]), tensor_free(&g[t]);
@@ -149,12 +153,12 @@ static void run_large(ac_report *r, eng_ctx *e) {
 }
 
 int main(void) {
-    ac_report r = {0, 0};
     eng_ctx e;
     if (eng_init(&e, 0) < 0) {
         fprintf(stderr, "eng_init: %s\n", ote_errmsg());
         return 1;
     }
+    expect_case("lr_warmup formula");
     /* Warm-up (OTE: W = 200, ratio 1/3, base 0.008), values computed by hand from the mmcv rule. */
     const struct {
         long it;
@@ -162,21 +166,20 @@ int main(void) {
     } wu[] = {{0, 0.008 / 3.0}, {100, 0.008 * 2.0 / 3.0}, {199, 0.008 * (1.0 - 1.0 / 300.0)}, {200, 0.008}, {5000, 0.008}};
     for (int i = 0; i < 5; i++) {
         double lr = lr_warmup(0.008, wu[i].it, 200, 1.0 / 3.0);
-        ac_check(&r, fabs(lr - wu[i].want) <= 1e-15, "lr_warmup(0.008, it=%ld, W=200, 1/3) = %.12g, expected %.12g", wu[i].it,
-                 lr, wu[i].want);
+        EXPECT_NEAR(lr, wu[i].want, 1e-15, "lr_warmup(0.008, it=%ld, W=200, 1/3)", wu[i].it);
     }
     const char *src = getenv("OTE_SRC");
     char path[1024];
     snprintf(path, sizeof path, "%s/tests/reference/fixtures/sgd_ref.fx", src ? src : ".");
     fx_file f;
     if (fx_load(&f, path) == 0) {
-        run_fixture(&r, &e, &f, "a", 1e-4f, 0.01);
-        run_fixture(&r, &e, &f, "c", 0.05f, 0.05);
+        run_fixture(&e, &f, "a", 1e-4f, 0.01);
+        run_fixture(&e, &f, "c", 0.05f, 0.05);
         fx_free(&f);
     } else {
-        ac_check(&r, 0, "load fixture %s", path);
+        EXPECT(0, "load fixture %s", path);
     }
-    run_large(&r, &e);
+    run_large(&e);
     eng_free(&e);
-    return ac_finish(&r);
+    return expect_finish();
 }
