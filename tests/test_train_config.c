@@ -1,6 +1,6 @@
 /* test_train_config.c - train/config (template + params overrides) and train/schedule (adaptive
  * repeat, training sizes, warm-up, ReduceLROnPlateau, early stopping) against hand-computed values
- * from spec-ote-hpo.md §2.2 and spec-detector.md §9. One line per check; exit 1 on any failure.
+ * from spec-ote-hpo.md §2.2 and spec-detector.md §9. One line per check (tests/expect.h).
  * Tolerances: exact for integers and table values; 1e-15 relative for learning rates.
  */
 #include <math.h>
@@ -10,15 +10,9 @@
 #include <unistd.h>
 
 #include "engine/status.h"
+#include "tests/expect.h"
 #include "train/config.h"
 #include "train/schedule.h"
-
-static int failures;
-
-static void check(int ok, const char *what) {
-    printf("%s - %s\n", ok ? "ok" : "FAIL", what);
-    if (!ok) failures++;
-}
 
 static int near(double a, double b) { return fabs(a - b) <= 1e-15 * fabs(b); }
 
@@ -37,46 +31,46 @@ static int write_file(const char *path, const char *text) {
     return fclose(f);
 }
 
-static void test_template(void) {
+static void case_template(void) {
     const char *path = "models/templates/gen3_mobilenetV2_ATSS/template.yaml";
     config_template t;
     int s = config_load(&t, path);
-    check(s == 0, "config_load: the shipped template loads");
+    EXPECT(s == 0, "config_load: the shipped template loads");
     if (s < 0) {
         printf("  %s\n", ote_errmsg());
         return;
     }
-    check(t.batch_size == 8 && near(t.learning_rate, 0.008) && t.warmup_iters == 200 && t.num_iters == 300,
+    EXPECT(t.batch_size == 8 && near(t.learning_rate, 0.008) && t.warmup_iters == 200 && t.num_iters == 300,
           "template defaults: batch 8, lr 0.008, warm-up 200, num_iters 300 (spec-ote-hpo §2.2)");
-    check(near(t.confidence_threshold, 0.35) && t.result_based_confidence_threshold == 1,
+    EXPECT(near(t.confidence_threshold, 0.35) && t.result_based_confidence_threshold == 1,
           "template defaults: confidence threshold 0.35, result-based true");
-    check(t.input_w == 992 && t.input_h == 736 && t.seed == 42, "model: 992x736, seed 42");
+    EXPECT(t.input_w == 992 && t.input_h == 736 && t.seed == 42, "model: 992x736, seed 42");
     /* the shipped ImageNet backbone by default, with the variant and padding its weights need */
-    check(t.backbone == 1 && t.tf_padding == 1 &&
+    EXPECT(t.backbone == 1 && t.tf_padding == 1 &&
               !strcmp(t.pretrained_backbone, "../../pretrained/mobilenet_v2_1.0_224_ptq.tflite"),
           "model: torchvision variant, TF padding, the shipped pretrained backbone");
     char bb[2 * CONFIG_PATH_LEN + 2];
     snprintf(bb, sizeof bb, "%s/%s", t.dir, t.pretrained_backbone);
     FILE *bf = fopen(bb, "rb");
-    check(bf != NULL, "the default pretrained backbone exists in the project (relative to the template)");
+    EXPECT(bf != NULL, "the default pretrained backbone exists in the project (relative to the template)");
     if (bf) fclose(bf);
     config_template cn = t;
     char *argv_none[] = {"--model.pretrained_backbone", "none"};
     s = config_apply_params(&cn, 2, argv_none);
-    check(s == 0 && cn.pretrained_backbone[0] == '\0', "params --model.pretrained_backbone none: random initialisation");
-    check(!strcmp(t.dir, "models/templates/gen3_mobilenetV2_ATSS"), "template directory (hpo_config.yaml beside it)");
+    EXPECT(s == 0 && cn.pretrained_backbone[0] == '\0', "params --model.pretrained_backbone none: random initialisation");
+    EXPECT(!strcmp(t.dir, "models/templates/gen3_mobilenetV2_ATSS"), "template directory (hpo_config.yaml beside it)");
     const config_hparam *h = config_find(&t, "learning_parameters.learning_rate");
-    check(h && h->has_min && h->has_max && near(h->min, 1e-7) && near(h->max, 0.1), "lr min 1e-7, max 0.1");
+    EXPECT(h && h->has_min && h->has_max && near(h->min, 1e-7) && near(h->max, 0.1), "lr min 1e-7, max 0.1");
 
     char msg[2048];
     config_template c = t;
     char *argv1[] = {"--learning_parameters.batch_size", "16", "--learning_parameters.learning_rate=0.01",
                      "--model.input_size", "256x160", "--postprocessing.result_based_confidence_threshold", "false"};
     s = config_apply_params(&c, 7, argv1);
-    check(s == 0 && c.batch_size == 16 && near(c.learning_rate, 0.01) && c.input_w == 256 && c.input_h == 160 &&
+    EXPECT(s == 0 && c.batch_size == 16 && near(c.learning_rate, 0.01) && c.input_w == 256 && c.input_h == 160 &&
               c.result_based_confidence_threshold == 0,
           "params: '--k V', '--k=V', model.input_size WxH and a boolean apply");
-    check(t.batch_size == 8, "params on a copy leave the original untouched");
+    EXPECT(t.batch_size == 8, "params on a copy leave the original untouched");
 
     /* issue 13 item 10: a batch the template allows (max_value 1e9) but the loader cannot take is
      * refused where the value is read, with the real limit */
@@ -84,54 +78,54 @@ static void test_template(void) {
     for (int i = 0; i < big.n_hp; i++)
         if (!strcmp(big.hp[i].key, "learning_parameters.batch_size")) big.hp[i].max = 1e9;
     s = try_set(&big, "learning_parameters.batch_size", "1000000000", msg, sizeof msg);
-    check(s == OTE_EINVAL && strstr(msg, "limit of 4096 images per batch") && strstr(msg, "template.yaml"),
+    EXPECT(s == OTE_EINVAL && strstr(msg, "limit of 4096 images per batch") && strstr(msg, "template.yaml"),
           "batch_size 1e9 under a template max of 1e9: refused with the loader's limit, file and line");
     s = try_set(&t, "learning_parameters.batch_sizee", "4", msg, sizeof msg);
-    check(s == OTE_EINVAL && strstr(msg, "learning_parameters.batch_sizee") && strstr(msg, "template.yaml") &&
+    EXPECT(s == OTE_EINVAL && strstr(msg, "learning_parameters.batch_sizee") && strstr(msg, "template.yaml") &&
               strstr(msg, "'4'"),
           "unknown key: error names key, value and file");
     s = try_set(&t, "learning_parameters.batch_size", "0", msg, sizeof msg);
-    check(s == OTE_EINVAL && strstr(msg, "template.yaml:") && strstr(msg, "below min_value 1") && strstr(msg, "'0'"),
+    EXPECT(s == OTE_EINVAL && strstr(msg, "template.yaml:") && strstr(msg, "below min_value 1") && strstr(msg, "'0'"),
           "batch_size 0: below min_value, with file:line and value");
     printf("  (%s)\n", msg);
     s = try_set(&t, "learning_parameters.learning_rate", "0.5", msg, sizeof msg);
-    check(s == OTE_EINVAL && strstr(msg, "above max_value 0.1"), "lr 0.5: above max_value 0.1");
+    EXPECT(s == OTE_EINVAL && strstr(msg, "above max_value 0.1"), "lr 0.5: above max_value 0.1");
     s = try_set(&t, "learning_parameters.batch_size", "8.5", msg, sizeof msg);
-    check(s == OTE_EINVAL && strstr(msg, "expected an integer"), "batch_size 8.5: not an integer");
+    EXPECT(s == OTE_EINVAL && strstr(msg, "expected an integer"), "batch_size 8.5: not an integer");
     s = try_set(&t, "learning_parameters.learning_rate", "abc", msg, sizeof msg);
-    check(s == OTE_EINVAL && strstr(msg, "expected a number"), "lr abc: not a number");
+    EXPECT(s == OTE_EINVAL && strstr(msg, "expected a number"), "lr abc: not a number");
     s = try_set(&t, "learning_parameters.learning_rate", "nan", msg, sizeof msg);
-    check(s == OTE_EINVAL, "lr nan: rejected");
+    EXPECT(s == OTE_EINVAL, "lr nan: rejected");
     s = try_set(&t, "postprocessing.result_based_confidence_threshold", "yes", msg, sizeof msg);
-    check(s == OTE_EINVAL && strstr(msg, "boolean"), "boolean 'yes': rejected (OTE accepts true/false/1/0)");
+    EXPECT(s == OTE_EINVAL && strstr(msg, "boolean"), "boolean 'yes': rejected (OTE accepts true/false/1/0)");
     s = try_set(&t, "learning_parameters.num_workers", "4", msg, sizeof msg);
-    check(s == OTE_EINVAL && strstr(msg, "not a params key"), "num_workers (affects NONE): not a params key, as OTE");
+    EXPECT(s == OTE_EINVAL && strstr(msg, "not a params key"), "num_workers (affects NONE): not a params key, as OTE");
     s = try_set(&t, "model.input_size", "250x250", msg, sizeof msg);
-    check(s == OTE_EINVAL && strstr(msg, "multiples of 32"), "input size 250x250: not a multiple of 32");
+    EXPECT(s == OTE_EINVAL && strstr(msg, "multiples of 32"), "input size 250x250: not a multiple of 32");
     s = try_set(&t, "model.colour", "red", msg, sizeof msg);
-    check(s == OTE_EINVAL && strstr(msg, "model.colour"), "unknown model key");
+    EXPECT(s == OTE_EINVAL && strstr(msg, "model.colour"), "unknown model key");
     char *argv2[] = {"--learning_parameters.batch_size"};
     c = t;
-    check(config_apply_params(&c, 1, argv2) == OTE_EINVAL && strstr(ote_errmsg(), "needs a value"),
+    EXPECT(config_apply_params(&c, 1, argv2) == OTE_EINVAL && strstr(ote_errmsg(), "needs a value"),
           "params: a key without a value");
     char *argv3[] = {"learning_parameters.batch_size", "4"};
-    check(config_apply_params(&c, 2, argv3) == OTE_EINVAL, "params: a word without -- is rejected");
+    EXPECT(config_apply_params(&c, 2, argv3) == OTE_EINVAL, "params: a word without -- is rejected");
     h = config_find(&t, "learning_parameters.learning_rate");
     char buf[64];
     config_format_value(h, buf, sizeof buf);
-    check(!strcmp(buf, "0.008"), "format: 0.008 prints shortest round-trip");
+    EXPECT(!strcmp(buf, "0.008"), "format: 0.008 prints shortest round-trip");
 }
 
-static void test_bad_templates(void) {
+static void case_bad_templates(void) {
     char dir[] = "/tmp/ote_cfg_XXXXXX";
     if (!mkdtemp(dir)) {
-        check(0, "mkdtemp");
+        EXPECT(0, "mkdtemp");
         return;
     }
     char p[256];
     snprintf(p, sizeof p, "%s/t.yaml", dir);
     config_template t;
-    check(config_load(&t, "/nonexistent/template.yaml") == OTE_EIO, "missing template: OTE_EIO");
+    EXPECT(config_load(&t, "/nonexistent/template.yaml") == OTE_EIO, "missing template: OTE_EIO");
     write_file(p,
                "name: x\n"
                "hyper_parameters:\n"
@@ -141,7 +135,7 @@ static void test_bad_templates(void) {
                "      default_value: 8\n"
                "      colour: blue\n");
     int s = config_load(&t, p);
-    check(s < 0 && strstr(ote_errmsg(), "t.yaml:7") && strstr(ote_errmsg(), "colour"),
+    EXPECT(s < 0 && strstr(ote_errmsg(), "t.yaml:7") && strstr(ote_errmsg(), "colour"),
           "unknown entry key: file:line and key named");
     printf("  (%s)\n", ote_errmsg());
     write_file(p,
@@ -152,25 +146,25 @@ static void test_bad_templates(void) {
                "      type: INTEGER\n"
                "      default_value: 8\n");
     s = config_load(&t, p);
-    check(s < 0 && strstr(ote_errmsg(), "learning_parameters.learning_rate"), "missing required entry named");
+    EXPECT(s < 0 && strstr(ote_errmsg(), "learning_parameters.learning_rate"), "missing required entry named");
     write_file(p,
                "hyper_parameters:\n"
                "  learning_parameters:\n"
                "    batch_size: {type: INTEGER, default_value: 600, min_value: 1, max_value: 512}\n");
     s = config_load(&t, p);
-    check(s < 0 && strstr(ote_errmsg(), "t.yaml:3") && strstr(ote_errmsg(), "above max_value 512"),
+    EXPECT(s < 0 && strstr(ote_errmsg(), "t.yaml:3") && strstr(ote_errmsg(), "above max_value 512"),
           "default outside its range: line named");
     write_file(p, "nmae: x\nhyper_parameters: {}\n");
     s = config_load(&t, p);
-    check(s < 0 && strstr(ote_errmsg(), "t.yaml:1") && strstr(ote_errmsg(), "nmae"), "unknown top-level key");
+    EXPECT(s < 0 && strstr(ote_errmsg(), "t.yaml:1") && strstr(ote_errmsg(), "nmae"), "unknown top-level key");
     write_file(p, "model:\n  input_size: 100x100\nhyper_parameters: {}\n");
     s = config_load(&t, p);
-    check(s < 0 && strstr(ote_errmsg(), "t.yaml:2") && strstr(ote_errmsg(), "100x100"), "bad input_size in template");
+    EXPECT(s < 0 && strstr(ote_errmsg(), "t.yaml:2") && strstr(ote_errmsg(), "100x100"), "bad input_size in template");
     unlink(p);
     rmdir(dir);
 }
 
-static void test_schedule(void) {
+static void case_schedule(void) {
     /* spec-ote-hpo §2.2 examples for num_iters 300 */
     const int tab[][3] = {{100, 25, 12}, {500, 11, 28}, {1000, 4, 75}, {1300, 2, 150}, {1498, 1, 300}, {5000, 1, 300}};
     int ok = 1;
@@ -182,58 +176,57 @@ static void test_schedule(void) {
             ok = 0;
         }
     }
-    check(ok, "adaptive repeat: spec table (N=100,500,1000,1300,1498,5000 at 300 epochs)");
+    EXPECT(ok, "adaptive repeat: spec table (N=100,500,1000,1300,1498,5000 at 300 epochs)");
     int r, e;
     schedule_adaptive_repeat(100, 3, &r, &e);
-    check(r == 1 && e == 3, "adaptive repeat: a single resulting epoch leaves the schedule unchanged (3 epochs, N=100)");
+    EXPECT(r == 1 && e == 3, "adaptive repeat: a single resulting epoch leaves the schedule unchanged (3 epochs, N=100)");
     schedule_adaptive_repeat(100, 30, &r, &e);
-    check(r == 25 && e == 2, "adaptive repeat: N=100, 30 epochs -> repeat 25, 2 epochs");
+    EXPECT(r == 25 && e == 2, "adaptive repeat: N=100, 30 epochs -> repeat 25, 2 epochs");
 
     aug_size s[5];
     schedule_train_sizes(992, 736, s);
-    check(s[0].w == 992 && s[0].h == 736 && s[1].w == 896 && s[1].h == 736 && s[2].w == 1088 && s[2].h == 736 &&
+    EXPECT(s[0].w == 992 && s[0].h == 736 && s[1].w == 896 && s[1].h == 736 && s[2].w == 1088 && s[2].h == 736 &&
               s[3].w == 992 && s[3].h == 672 && s[4].w == 992 && s[4].h == 800,
           "train sizes at 992x736: exactly the spec's five");
     schedule_train_sizes(256, 256, s);
     /* 256*896/992 = 231.2 -> 224; 256*1088/992 = 280.8 -> 288; 256*672/736 = 233.7 -> 224; 256*800/736 = 278.3 -> 288 */
-    check(s[0].w == 256 && s[0].h == 256 && s[1].w == 224 && s[2].w == 288 && s[3].h == 224 && s[4].h == 288 &&
+    EXPECT(s[0].w == 256 && s[0].h == 256 && s[1].w == 224 && s[2].w == 288 && s[3].h == 224 && s[4].h == 288 &&
               s[1].h == 256 && s[3].w == 256,
           "train sizes at 256x256: hand-rounded to multiples of 32");
 
     schedule_plateau p;
     schedule_plateau_init(&p, 0.008, 200);
-    check(near(schedule_lr(&p, 0), 0.008 / 3) && near(schedule_lr(&p, 100), 0.008 * (1 - 0.5 * 2.0 / 3.0)) &&
+    EXPECT(near(schedule_lr(&p, 0), 0.008 / 3) && near(schedule_lr(&p, 100), 0.008 * (1 - 0.5 * 2.0 / 3.0)) &&
               near(schedule_lr(&p, 200), 0.008),
           "warm-up: lr/3 at 0, 2/3 lr at 100 of 200, lr from 200 (mmcv linear, ratio 1/3)");
     /* During warm-up nothing counts. */
-    check(schedule_plateau_update(&p, 0.1, 150) == 0 && p.bad == 0 && isinf(p.best), "plateau: ignored during warm-up");
+    EXPECT(schedule_plateau_update(&p, 0.1, 150) == 0 && p.bad == 0 && isinf(p.best), "plateau: ignored during warm-up");
     schedule_plateau_update(&p, 0.5, 300); /* best at 300 */
     int drops = 0;
     for (long it = 400; it <= 800; it += 100) drops += schedule_plateau_update(&p, 0.4, it); /* bad 1..5 at 400..800 */
-    check(drops == 0 && p.bad == 5, "plateau: 5 bad evals within 600 iterations of the best: no drop");
+    EXPECT(drops == 0 && p.bad == 5, "plateau: 5 bad evals within 600 iterations of the best: no drop");
     drops = schedule_plateau_update(&p, 0.4, 900); /* bad 6, 600 iterations since 300 */
-    check(drops == 1 && near(p.lr, 0.0008) && p.bad == 0 && p.last_iter == 900,
+    EXPECT(drops == 1 && near(p.lr, 0.0008) && p.bad == 0 && p.last_iter == 900,
           "plateau: bad >= 5 and 600 iterations since the best: lr x 0.1, counter reset");
     for (int k = 0; k < 100; k++) schedule_plateau_update(&p, 0.0, 1000 + 1000L * k);
-    check(near(p.lr, 8e-6), "plateau: lr floors at min_lr 8e-6");
-    check(near(schedule_lr(&p, 5000), 8e-6), "lr after warm-up is the plateau lr");
+    EXPECT(near(p.lr, 8e-6), "plateau: lr floors at min_lr 8e-6");
+    EXPECT(near(schedule_lr(&p, 5000), 8e-6), "lr after warm-up is the plateau lr");
 
     schedule_early_stop es;
     schedule_early_stop_init(&es, 0);
     schedule_early_stop_update(&es, 0.3, 100);
     int stop = 0;
     for (int k = 1; k <= 7; k++) stop |= schedule_early_stop_update(&es, 0.2, 100 + 200L * k);
-    check(!stop, "early stop: 7 bad epochs: go on");
+    EXPECT(!stop, "early stop: 7 bad epochs: go on");
     stop = schedule_early_stop_update(&es, 0.3, 1000); /* equal is not better: bad 8, but 900 iterations */
-    check(!stop && es.wait == 8, "early stop: 8 bad but only 900 iterations since the best: go on");
+    EXPECT(!stop && es.wait == 8, "early stop: 8 bad but only 900 iterations since the best: go on");
     stop = schedule_early_stop_update(&es, 0.1, 1100);
-    check(stop, "early stop: 9 bad and 1000 iterations since the best: stop");
+    EXPECT(stop, "early stop: 9 bad and 1000 iterations since the best: stop");
 }
 
 int main(void) {
-    test_template();
-    test_bad_templates();
-    test_schedule();
-    printf("%s\n", failures ? "FAILED" : "all ok");
-    return failures ? 1 : 0;
+    EXPECT_RUN(case_template);
+    EXPECT_RUN(case_bad_templates);
+    EXPECT_RUN(case_schedule);
+    return expect_finish();
 }
