@@ -18,14 +18,11 @@
 #include "engine/pth.h"
 #include "engine/rng.h"
 #include "engine/status.h"
+#include "tests/expect.h"
 #include "tests/fixture.h"
 
-static int n_fail = 0;
-
-static void check(int ok, const char *what) {
-    printf("%s - %s\n", ok ? "ok" : "FAIL", what);
-    if (!ok) n_fail++;
-}
+/* load_ok()'s findings, reported (and reset) by expect_clean_errors() at the end of each case */
+static int n_bad_msg, n_not_emptied;
 
 /* Independent CRC-32 (bitwise, no table) to repair archives after we mutate them. */
 static uint32_t t_crc32(const uint8_t *p, size_t n) {
@@ -166,15 +163,17 @@ static int load_ok(const uint8_t *b, size_t len, pth_ckpt *out) {
         const char *m = ote_errmsg();
         /* every error is one line naming the source */
         if (!strstr(m, "fuzz.pth") || strchr(m, '\n')) {
-            printf("bad error message: %s\n", m);
-            n_fail++;
+            if (n_bad_msg++ < 5) printf("     bad error message: %s\n", m);
         }
-        if (out->n_tensors || out->n_config) {
-            printf("FAIL - checkpoint not emptied after an error\n");
-            n_fail++;
-        }
+        if (out->n_tensors || out->n_config) n_not_emptied++;
     }
     return rc;
+}
+
+static void expect_clean_errors(void) {
+    EXPECT(n_bad_msg == 0, "every load error is one line naming the source (%d are not)", n_bad_msg);
+    EXPECT(n_not_emptied == 0, "every failed load leaves the checkpoint empty (%d do not)", n_not_emptied);
+    n_bad_msg = n_not_emptied = 0;
 }
 
 static int msg_has(const char *s) { return strstr(ote_errmsg(), s) != NULL; }
@@ -182,14 +181,13 @@ static int msg_has(const char *s) { return strstr(ote_errmsg(), s) != NULL; }
 /* Loads a torch-written fixture, compares every tensor (order, shape, dtype, exact value) with the
  * arrays "<tag>:<name>" of pth_ref.fx, then fuzzes its pickle behind a repaired CRC. */
 static void torch_fixture(const char *src, const fx_file *fx, const char *tag, pth_layout want_layout, rng *r) {
-    char path[512], msg[256];
+    char path[512];
     snprintf(path, sizeof path, "%s/tests/reference/fixtures/pth_ref_%s.pth", src, tag);
     pth_ckpt c;
     pth_init(&c);
     int rc = pth_load(path, &c);
-    snprintf(msg, sizeof msg, "torch fixture %s: loads as layout %s", tag, pth_layout_name(want_layout));
     if (rc < 0) printf("  %s\n", ote_errmsg());
-    check(rc == 0 && c.layout == want_layout, msg);
+    EXPECT(rc == 0 && c.layout == want_layout, "torch fixture %s: loads as layout %s", tag, pth_layout_name(want_layout));
     size_t tl = strlen(tag), k = 0;
     int all_ok = 1;
     char ndn[64];
@@ -213,15 +211,14 @@ static void torch_fixture(const char *src, const fx_file *fx, const char *tag, p
             all_ok = 0;
         }
     }
-    snprintf(msg, sizeof msg, "torch fixture %s: all %zu tensors in order with exact values", tag, k);
-    check(all_ok && k == c.n_tensors && k > 0, msg);
+    EXPECT(all_ok && k == c.n_tensors && k > 0, "torch fixture %s: all %zu tensors in order with exact values", tag, k);
     if (want_layout == PTH_LAYOUT_OTE) {
         char cth[64];
         snprintf(cth, sizeof cth, "%s:__confidence_threshold", tag);
         const fx_array *ct = fx_get(fx, cth);
         snprintf(cth, sizeof cth, "%s:__version", tag);
         const fx_array *ve = fx_get(fx, cth);
-        check(c.has_confidence_threshold && c.confidence_threshold == ct->v[0] && c.has_version && (double)c.version == ve->v[0],
+        EXPECT(c.has_confidence_threshold && c.confidence_threshold == ct->v[0] && c.has_version && (double)c.version == ve->v[0],
               "torch fixture ote: confidence_threshold and VERSION");
         /* the config literal in pth_ref.py, flattened with Python's text for non-strings */
         const char *want[][2] = {{"learning_parameters.batch_size.value", "8"}, {"learning_parameters.batch_size.default_value", "5"},
@@ -230,7 +227,7 @@ static void torch_fixture(const char *src, const fx_file *fx, const char *tag, p
         int cfg_ok = c.n_config == sizeof want / sizeof want[0];
         for (size_t i = 0; cfg_ok && i < c.n_config; i++)
             cfg_ok = !strcmp(c.config[i].key, want[i][0]) && !strcmp(c.config[i].value, want[i][1]);
-        check(cfg_ok, "torch fixture ote: nested mixed-type config flattened in order");
+        EXPECT(cfg_ok, "torch fixture ote: nested mixed-type config flattened in order");
     }
     pth_free(&c);
 
@@ -241,8 +238,7 @@ static void torch_fixture(const char *src, const fx_file *fx, const char *tag, p
     int pk = -1;
     for (int i = 0; i < n; i++)
         if (strlen(e[i].name) > 9 && !strcmp(e[i].name + strlen(e[i].name) - 9, "/data.pkl")) pk = i;
-    snprintf(msg, sizeof msg, "torch fixture %s: zip directory parsed by the test", tag);
-    check(pk >= 0, msg);
+    EXPECT(pk >= 0, "torch fixture %s: zip directory parsed by the test", tag);
     if (pk < 0) {
         free(buf);
         return;
@@ -262,74 +258,94 @@ static void torch_fixture(const char *src, const fx_file *fx, const char *tag, p
     free(m);
     free(buf);
     printf("  (%d of %d mutations of %s's pickle rejected)\n", errs, iters, tag);
-    snprintf(msg, sizeof msg, "torch fixture %s: pickle mutations give errors or valid results, no crash", tag);
-    check(errs > 0, msg);
+    EXPECT(errs > 0, "torch fixture %s: pickle mutations give errors or valid results, no crash", tag);
 }
 
-int main(void) {
-    char dir[] = "/tmp/test_engine_pth_XXXXXX";
-    if (!mkdtemp(dir)) return 2;
-    char path[256], tmpname[300];
-    snprintf(path, sizeof path, "%s/weights.pth", dir);
-    char why[256];
+/* the scratch checkpoint every case writes: <mkdtemp dir>/weights.pth */
+static char dir[] = "/tmp/test_engine_pth_XXXXXX", path[256];
 
-    /* 1. round trip in every layout */
+/* 1. round trip in every layout */
+static void case_round_trip(void) {
+    char tmpname[300], why[256];
     for (int lay = 0; lay < 3; lay++) {
         pth_ckpt a, b;
         pth_init(&a);
         build_sample(&a, 42 + (uint64_t)lay, 1);
         a.layout = (pth_layout)lay;
         int rc = pth_save(path, &a);
-        char msg[128];
-        snprintf(msg, sizeof msg, "save layout %s", pth_layout_name(a.layout));
-        check(rc == 0, msg);
+        EXPECT(rc == 0, "save layout %s", pth_layout_name(a.layout));
         snprintf(tmpname, sizeof tmpname, "%s.tmp-%ld", path, (long)getpid());
         struct stat sb;
-        check(stat(tmpname, &sb) != 0, "no temporary file left behind");
+        EXPECT(stat(tmpname, &sb) != 0, "no temporary file left behind");
         pth_init(&b);
         rc = pth_load(path, &b);
         if (rc < 0) printf("  %s\n", ote_errmsg());
-        snprintf(msg, sizeof msg, "load layout %s", pth_layout_name(a.layout));
-        check(rc == 0 && b.layout == a.layout, msg);
+        EXPECT(rc == 0 && b.layout == a.layout, "load layout %s", pth_layout_name(a.layout));
         int eq = ckpt_equal(&a, &b, lay == PTH_LAYOUT_OTE, why, sizeof why);
         if (!eq) printf("  %s\n", why);
-        snprintf(msg, sizeof msg, "layout %s: names, shapes, values%s identical", pth_layout_name(a.layout),
-                 lay == PTH_LAYOUT_OTE ? ", config, threshold, VERSION" : "");
-        check(eq, msg);
+        EXPECT(eq, "layout %s: names, shapes, values%s identical", pth_layout_name(a.layout),
+               lay == PTH_LAYOUT_OTE ? ", config, threshold, VERSION" : "");
         if (lay == PTH_LAYOUT_OTE) {
-            check(b.has_confidence_threshold && b.has_version && b.confidence_threshold == 0.123456789 && b.version == 1,
+            EXPECT(b.has_confidence_threshold && b.has_version && b.confidence_threshold == 0.123456789 && b.version == 1,
                   "OTE layout: confidence_threshold and VERSION present");
-            check(pth_config_get(&b, "x.y.z") && !strcmp(pth_config_get(&b, "x.y.z"), ""), "nested config key x.y.z read back");
+            EXPECT(pth_config_get(&b, "x.y.z") && !strcmp(pth_config_get(&b, "x.y.z"), ""), "nested config key x.y.z read back");
         } else {
-            check(!b.has_confidence_threshold && !b.has_version && b.n_config == 0, "non-OTE layout: no metadata");
+            EXPECT(!b.has_confidence_threshold && !b.has_version && b.n_config == 0, "non-OTE layout: no metadata");
         }
         pth_free(&a);
         pth_free(&b);
     }
+}
 
-    /* 2. file format facts torch relies on: 64-byte aligned data records, version "3\n" */
+/* The small sample checkpoint (seed 7) saved and read back as bytes, with its zip directory. */
+typedef struct sample {
+    uint8_t *buf;
+    size_t len;
+    tent e[32];
+    int n, pk; /* entries; index of archive/data.pkl */
+} sample;
+
+static void sample_open(sample *sm) {
+    pth_ckpt a;
+    pth_init(&a);
+    build_sample(&a, 7, 0);
+    ASSERT(pth_save(path, &a) == 0);
+    pth_free(&a);
+    sm->buf = t_read(path, &sm->len);
+    ASSERT(sm->buf != NULL);
+    sm->n = t_entries(sm->buf, sm->len, sm->e, 32);
+    sm->pk = t_find(sm->e, sm->n, "archive/data.pkl");
+}
+
+/* 2. file format facts torch relies on: 64-byte aligned data records, version "3\n" */
+static void case_format_facts(void) {
+    sample sm;
+    sample_open(&sm);
+    uint8_t *buf = sm.buf;
+    tent *e = sm.e;
+    int n = sm.n;
     {
-        pth_ckpt a;
-        pth_init(&a);
-        build_sample(&a, 7, 0);
-        ASSERT(pth_save(path, &a) == 0);
-        size_t len;
-        uint8_t *buf = t_read(path, &len);
-        tent e[32];
-        int n = t_entries(buf, len, e, 32);
         int aligned = n > 0, crc_ok = n > 0;
         for (int i = 0; i < n; i++) {
             if (e[i].data % 64) aligned = 0;
             if (t_crc32(buf + e[i].data, e[i].size) != t_rd32(buf + e[i].cen + 16)) crc_ok = 0;
         }
-        check(aligned, "every record's data starts at a multiple of 64");
-        check(crc_ok, "CRC-32 of every record matches an independent CRC");
+        EXPECT(aligned, "every record's data starts at a multiple of 64");
+        EXPECT(crc_ok, "CRC-32 of every record matches an independent CRC");
         int v = t_find(e, n, "archive/version");
-        check(v >= 0 && e[v].size == 2 && !memcmp(buf + e[v].data, "3\n", 2), "archive/version is \"3\\n\"");
-        check(t_find(e, n, "archive/data.pkl") == 0 && t_find(e, n, "archive/data/0") == 1, "data.pkl first, then data/0");
-        pth_free(&a);
+        EXPECT(v >= 0 && e[v].size == 2 && !memcmp(buf + e[v].data, "3\n", 2), "archive/version is \"3\\n\"");
+        EXPECT(t_find(e, n, "archive/data.pkl") == 0 && t_find(e, n, "archive/data/0") == 1, "data.pkl first, then data/0");
+    }
+    free(buf);
+}
 
-        /* 3. truncation at every offset: always an error, never a crash */
+/* 3. truncation at every offset: always an error, never a crash */
+static void case_truncation(void) {
+    sample sm;
+    sample_open(&sm);
+    const uint8_t *buf = sm.buf;
+    size_t len = sm.len;
+    {
         int all_err = 1;
         for (size_t cut = 0; cut < len; cut++) {
             pth_ckpt c;
@@ -339,9 +355,20 @@ int main(void) {
             }
             pth_free(&c);
         }
-        check(all_err, "truncated at every offset -> error");
+        EXPECT(all_err, "truncated at every offset -> error");
+    }
+    expect_clean_errors();
+    free(sm.buf);
+}
 
-        /* 4. each byte flipped: either an error or exactly the original content */
+/* 4. each byte flipped: either an error or exactly the original content */
+static void case_byte_flips(void) {
+    sample sm;
+    sample_open(&sm);
+    const uint8_t *buf = sm.buf;
+    size_t len = sm.len;
+    char why[256];
+    {
         pth_ckpt ref;
         pth_init(&ref);
         ASSERT(pth_load_mem(buf, len, "ref", &ref) == 0);
@@ -363,11 +390,23 @@ int main(void) {
             free(m);
         }
         printf("  (%d of %zu flips rejected)\n", n_err, len);
-        check(consistent, "flipped byte anywhere -> error or identical content (CRC-32 protects the data)");
+        EXPECT(consistent, "flipped byte anywhere -> error or identical content (CRC-32 protects the data)");
+        pth_free(&ref);
+    }
+    expect_clean_errors();
+    free(sm.buf);
+}
 
-        /* 5. pickle fuzz behind a repaired CRC: every prefix of data.pkl, random byte flips */
-        int pk = t_find(e, n, "archive/data.pkl");
-        ASSERT(pk >= 0);
+/* 5. pickle fuzz behind a repaired CRC: every prefix of data.pkl, random byte flips */
+static void case_pickle_fuzz(void) {
+    sample sm;
+    sample_open(&sm);
+    const uint8_t *buf = sm.buf;
+    size_t len = sm.len;
+    const tent *e = sm.e;
+    int pk = sm.pk;
+    ASSERT(pk >= 0);
+    {
         int prefix_err = 1;
         for (size_t cut = 0; cut < e[pk].size; cut++) {
             uint8_t *m = malloc(len);
@@ -378,7 +417,7 @@ int main(void) {
             pth_free(&c);
             free(m);
         }
-        check(prefix_err, "every strict prefix of data.pkl -> error");
+        EXPECT(prefix_err, "every strict prefix of data.pkl -> error");
         rng r;
         rng_seed(&r, 2024);
         int fuzz_n = 20000, fuzz_err = 0;
@@ -397,9 +436,21 @@ int main(void) {
             free(m);
         }
         printf("  (%d of %d pickle mutations rejected, the rest decoded to something valid)\n", fuzz_err, fuzz_n);
-        check(fuzz_err > 0, "pickle mutations behind a repaired CRC: no crash, errors reported");
+        EXPECT(fuzz_err > 0, "pickle mutations behind a repaired CRC: no crash, errors reported");
+    }
+    expect_clean_errors();
+    free(sm.buf);
+}
 
-        /* 6. hand-made defects with specific messages */
+/* 6. hand-made defects with specific messages */
+static void case_defects(void) {
+    sample sm;
+    sample_open(&sm);
+    const uint8_t *buf = sm.buf;
+    size_t len = sm.len;
+    tent *e = sm.e;
+    int n = sm.n, pk = sm.pk;
+    {
         {
             uint8_t *m = malloc(len);
             memcpy(m, buf, len);
@@ -407,37 +458,39 @@ int main(void) {
             m[e[d0].cen + 46 + strlen("archive/data/")] = 'X'; /* rename the record in the directory */
             pth_ckpt c;
             int rc = load_ok(m, len, &c);
-            check(rc < 0 && msg_has("missing"), "missing data record -> error 'missing'");
+            EXPECT(rc < 0 && msg_has("missing"), "missing data record -> error 'missing'");
             printf("  message: %s\n", ote_errmsg());
             memcpy(m, buf, len);
             m[e[d0].cen + 10] = 8; /* method: deflate */
             rc = load_ok(m, len, &c);
-            check(rc < 0 && msg_has("compressed"), "compressed entry -> error 'compressed'");
+            EXPECT(rc < 0 && msg_has("compressed"), "compressed entry -> error 'compressed'");
             printf("  message: %s\n", ote_errmsg());
             memcpy(m, buf, len);
             m[e[pk].data + 2] = 0xff; /* first opcode after PROTO 2 */
             t_fix(m, &e[pk], e[pk].size);
             rc = load_ok(m, len, &c);
-            check(rc < 0 && msg_has("unsupported pickle opcode 0xff"), "unknown pickle opcode -> error naming it");
+            EXPECT(rc < 0 && msg_has("unsupported pickle opcode 0xff"), "unknown pickle opcode -> error naming it");
             printf("  message: %s\n", ote_errmsg());
             memcpy(m, buf, len);
             m[e[d0].data] ^= 1;
             rc = load_ok(m, len, &c);
-            check(rc < 0 && msg_has("CRC"), "corrupt tensor data -> CRC error");
+            EXPECT(rc < 0 && msg_has("CRC"), "corrupt tensor data -> CRC error");
             int bo = t_find(e, n, "archive/byteorder");
             memcpy(m, buf, len);
             memcpy(m + e[bo].data, "big", 3);
             t_fix(m, &e[bo], 3);
             rc = load_ok(m, len, &c);
-            check(rc < 0 && msg_has("byteorder"), "big-endian byteorder record -> error");
+            EXPECT(rc < 0 && msg_has("byteorder"), "big-endian byteorder record -> error");
             pth_free(&c);
             free(m);
         }
-        pth_free(&ref);
-        free(buf);
     }
+    expect_clean_errors();
+    free(sm.buf);
+}
 
-    /* 7. non-contiguous stride: patch the stride tuple of a (2, 3) tensor from (3, 1) to (1, 2) */
+/* 7. non-contiguous stride: patch the stride tuple of a (2, 3) tensor from (3, 1) to (1, 2) */
+static void case_stride(void) {
     {
         pth_ckpt a;
         pth_init(&a);
@@ -453,14 +506,14 @@ int main(void) {
         int pk = t_find(e, n, "archive/data.pkl");
         const uint8_t pat[] = {'K', 2, 'K', 3, 0x86, 'K', 3, 'K', 1, 0x86};
         uint8_t *hit = t_search(buf + e[pk].data, e[pk].size, pat, sizeof pat);
-        check(hit != NULL, "found size/stride tuples in data.pkl");
+        EXPECT(hit != NULL, "found size/stride tuples in data.pkl");
         if (hit) {
             hit[6] = 1;
             hit[8] = 2;
             t_fix(buf, &e[pk], e[pk].size);
             pth_ckpt c;
             int rc = load_ok(buf, len, &c);
-            check(rc < 0 && msg_has("non-contiguous"), "non-contiguous stride -> error");
+            EXPECT(rc < 0 && msg_has("non-contiguous"), "non-contiguous stride -> error");
             printf("  message: %s\n", ote_errmsg());
             /* and a storage offset past the end of the storage */
             hit[6] = 3;
@@ -468,61 +521,69 @@ int main(void) {
             hit[-2] = 'K', hit[-1] = 1; /* storage offset (BININT1 0 -> 1) precedes the size tuple */
             t_fix(buf, &e[pk], e[pk].size);
             rc = load_ok(buf, len, &c);
-            check(rc < 0 && msg_has("exceed its storage"), "storage offset + numel past the storage -> error");
+            EXPECT(rc < 0 && msg_has("exceed its storage"), "storage offset + numel past the storage -> error");
             pth_free(&c);
         }
         free(buf);
         pth_free(&a);
     }
+    expect_clean_errors();
+}
 
-    /* 8. other bad files */
+/* 8. other bad files */
+static void case_bad_files(void) {
     {
         pth_ckpt c;
         int rc = load_ok((const uint8_t *)"", 0, &c);
-        check(rc < 0 && msg_has("empty"), "empty file -> error 'empty'");
+        EXPECT(rc < 0 && msg_has("empty"), "empty file -> error 'empty'");
         const char *txt = "model:\n  weights: not a zip at all, just some text\n";
         rc = load_ok((const uint8_t *)txt, strlen(txt), &c);
-        check(rc < 0 && msg_has("not a zip"), "text file -> error 'not a zip'");
+        EXPECT(rc < 0 && msg_has("not a zip"), "text file -> error 'not a zip'");
         const uint8_t legacy[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, '.'};
         rc = load_ok(legacy, sizeof legacy, &c);
-        check(rc < 0 && msg_has("legacy"), "legacy torch < 1.6 file -> error 'legacy'");
+        EXPECT(rc < 0 && msg_has("legacy"), "legacy torch < 1.6 file -> error 'legacy'");
         pth_init(&c);
         rc = pth_load("/nonexistent/dir/weights.pth", &c);
-        check(rc == OTE_EIO && msg_has("/nonexistent/dir/weights.pth"), "missing file -> OTE_EIO naming the path");
+        EXPECT(rc == OTE_EIO && msg_has("/nonexistent/dir/weights.pth"), "missing file -> OTE_EIO naming the path");
         rc = pth_save("/nonexistent/dir/weights.pth", &c);
-        check(rc == OTE_EIO, "unwritable path -> OTE_EIO");
+        EXPECT(rc == OTE_EIO, "unwritable path -> OTE_EIO");
         pth_free(&c);
     }
+    expect_clean_errors();
+}
 
-    /* 9. API validation */
+/* 9. API validation */
+static void case_api(void) {
     {
         pth_ckpt c;
         pth_init(&c);
         float x = 1;
         int64_t s1[1] = {1}, sneg[1] = {-1};
-        check(pth_add_f32(&c, "a", 1, s1, &x) == 0, "add tensor");
-        check(pth_add_f32(&c, "a", 1, s1, &x) == OTE_EINVAL, "duplicate name rejected");
-        check(pth_add_f32(&c, "", 1, s1, &x) == OTE_EINVAL, "empty name rejected");
-        check(pth_add_f32(&c, "b", 1, sneg, &x) == OTE_EINVAL, "negative dim rejected");
-        check(pth_add_f32(&c, "b", PTH_MAX_DIMS + 1, s1, &x) == OTE_EINVAL, "too many dims rejected");
-        check(pth_config_set(&c, "lp.bs", "8") == 0, "config set");
-        check(pth_config_set(&c, "lp", "x") == OTE_EINVAL, "config leaf that is also a dict rejected");
-        check(pth_config_set(&c, "lp.bs.x", "x") == OTE_EINVAL, "config dict that is also a leaf rejected");
-        check(pth_config_set(&c, "lp..x", "x") == OTE_EINVAL && pth_config_set(&c, ".x", "x") == OTE_EINVAL,
+        EXPECT(pth_add_f32(&c, "a", 1, s1, &x) == 0, "add tensor");
+        EXPECT(pth_add_f32(&c, "a", 1, s1, &x) == OTE_EINVAL, "duplicate name rejected");
+        EXPECT(pth_add_f32(&c, "", 1, s1, &x) == OTE_EINVAL, "empty name rejected");
+        EXPECT(pth_add_f32(&c, "b", 1, sneg, &x) == OTE_EINVAL, "negative dim rejected");
+        EXPECT(pth_add_f32(&c, "b", PTH_MAX_DIMS + 1, s1, &x) == OTE_EINVAL, "too many dims rejected");
+        EXPECT(pth_config_set(&c, "lp.bs", "8") == 0, "config set");
+        EXPECT(pth_config_set(&c, "lp", "x") == OTE_EINVAL, "config leaf that is also a dict rejected");
+        EXPECT(pth_config_set(&c, "lp.bs.x", "x") == OTE_EINVAL, "config dict that is also a leaf rejected");
+        EXPECT(pth_config_set(&c, "lp..x", "x") == OTE_EINVAL && pth_config_set(&c, ".x", "x") == OTE_EINVAL,
               "empty key component rejected");
-        check(pth_config_set(&c, "lp.bs", "16") == 0 && !strcmp(pth_config_get(&c, "lp.bs"), "16") && c.n_config == 1,
+        EXPECT(pth_config_set(&c, "lp.bs", "16") == 0 && !strcmp(pth_config_get(&c, "lp.bs"), "16") && c.n_config == 1,
               "config set replaces");
         pth_free(&c);
     }
+}
 
-    /* 10. checkpoints written by torch itself */
+/* 10. checkpoints written by torch itself */
+static void case_torch_fixtures(void) {
     {
         const char *src = getenv("OTE_SRC") ? getenv("OTE_SRC") : ".";
         char fxp[512];
         snprintf(fxp, sizeof fxp, "%s/tests/reference/fixtures/pth_ref.fx", src);
         fx_file fx;
         int rc = fx_load(&fx, fxp);
-        check(rc == 0, "fixture pth_ref.fx loads");
+        EXPECT(rc == 0, "fixture pth_ref.fx loads");
         if (rc == 0) {
             rng r;
             rng_seed(&r, 99);
@@ -532,9 +593,23 @@ int main(void) {
             fx_free(&fx);
         }
     }
+    expect_clean_errors();
+}
 
+int main(void) {
+    REQUIRE(mkdtemp(dir) != NULL, "scratch directory %s", dir);
+    snprintf(path, sizeof path, "%s/weights.pth", dir);
+    EXPECT_RUN(case_round_trip);
+    EXPECT_RUN(case_format_facts);
+    EXPECT_RUN(case_truncation);
+    EXPECT_RUN(case_byte_flips);
+    EXPECT_RUN(case_pickle_fuzz);
+    EXPECT_RUN(case_defects);
+    EXPECT_RUN(case_stride);
+    EXPECT_RUN(case_bad_files);
+    EXPECT_RUN(case_api);
+    EXPECT_RUN(case_torch_fixtures);
     unlink(path);
     rmdir(dir);
-    printf("%s: %d failure(s)\n", n_fail ? "FAILED" : "PASSED", n_fail);
-    return n_fail ? 1 : 0;
+    return expect_finish();
 }
