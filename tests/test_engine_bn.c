@@ -19,6 +19,7 @@
 #include "engine/ctx.h"
 #include "engine/status.h"
 #include "tests/engine_check.h"
+#include "tests/expect.h"
 #include "tests/fixture.h"
 
 #define TOL_NAIVE 1e-5
@@ -112,9 +113,10 @@ static double fd_err(rng *rg, int N, int C, int HW, double *x, double *g, double
     return ec_rel(gv, fd, (size_t)k, 1e-30);
 }
 
-static void run_case(eng_ctx *e, ec_tally *t, rng *rg, int N, int C, int H, int W, worst *wo) {
-    char nm[64], what[160];
+static void run_case(eng_ctx *e, rng *rg, int N, int C, int H, int W, worst *wo) {
+    char nm[64];
     snprintf(nm, sizeof nm, "bn (%d,%d,%d,%d)", N, C, H, W);
+    expect_case(nm);
     int HW = H * W;
     size_t nx = (size_t)N * C * HW;
     arena P, G, A;
@@ -129,11 +131,11 @@ static void run_case(eng_ctx *e, ec_tally *t, rng *rg, int N, int C, int H, int 
     ASSERT(tensor_plan_act(e, &dy2, N, C, H, W, &A) == OTE_OK);
     bn_plan p, pe, pi;
     int s = bn_plan_init(&p, e, &l, &x, &y, &dy, &dx, 1);
-    if (!ec_check(t, s == OTE_OK, "%s: training plan (%s)", nm, s ? ote_errmsg() : "no ref: kernel")) return;
+    if (!EXPECT(s == OTE_OK, "%s: training plan (%s)", nm, s ? ote_errmsg() : "no ref: kernel")) return;
     s = bn_plan_init(&pe, e, &l, &x, &ye, NULL, NULL, 0);
-    ec_check(t, s == OTE_OK, "%s: eval plan (%s)", nm, s ? ote_errmsg() : "ok");
+    EXPECT(s == OTE_OK, "%s: eval plan (%s)", nm, s ? ote_errmsg() : "ok");
     s = bn_plan_init(&pi, e, &l, &x, &y2, &dy2, &dy2, 1);
-    ec_check(t, s == OTE_OK, "%s: in-place backward plan (%s)", nm, s ? ote_errmsg() : "ok");
+    EXPECT(s == OTE_OK, "%s: in-place backward plan (%s)", nm, s ? ote_errmsg() : "ok");
     ASSERT(arena_commit(&P) == OTE_OK && arena_commit(&G) == OTE_OK && arena_commit(&A) == OTE_OK);
 
     float *xf = ec_rand(rg, nx, -2, 3), *dyf = ec_rand(rg, nx, -1, 1);
@@ -157,10 +159,8 @@ static void run_case(eng_ctx *e, ec_tally *t, rng *rg, int N, int C, int H, int 
     }
     double e_y = ec_rel_tensor(&y, yref);
     double e_st = maxd(ec_rel(rmg, rm, (size_t)C, 1e-30), ec_rel(rvg, rv, (size_t)C, 1e-30));
-    snprintf(what, sizeof what, "%s: training forward vs naive", nm);
-    ec_err(t, what, e_y, TOL_NAIVE);
-    snprintf(what, sizeof what, "%s: running mean/var (unbiased) vs naive", nm);
-    ec_err(t, what, e_st, TOL_NAIVE);
+    EXPECT_ERR(e_y, TOL_NAIVE, "%s: training forward vs naive", nm);
+    EXPECT_ERR(e_st, TOL_NAIVE, "%s: running mean/var (unbiased) vs naive", nm);
 
     /* Eval forward with the updated running statistics. */
     ASSERT(bn_forward(&pe, e) == OTE_OK);
@@ -172,11 +172,10 @@ static void run_case(eng_ctx *e, ec_tally *t, rng *rg, int N, int C, int H, int 
                 yeref[o] = (xd[o] - rm[c]) / sqrt(rv[c] + EPS) * gd[c] + bd[c];
             }
     double e_ev = ec_rel_tensor(&ye, yeref);
-    snprintf(what, sizeof what, "%s: eval forward (running stats) vs naive", nm);
-    ec_err(t, what, e_ev, TOL_NAIVE);
+    EXPECT_ERR(e_ev, TOL_NAIVE, "%s: eval forward (running stats) vs naive", nm);
     int still = 1;
     for (int c = 0; c < C; c++) still &= l.run_mean.data[c] == (float)rmg[c] && l.run_var.data[c] == (float)rvg[c];
-    ec_check(t, still, "%s: eval forward leaves the running statistics alone", nm);
+    EXPECT(still, "%s: eval forward leaves the running statistics alone", nm);
 
     ASSERT(bn_backward(&p, e, 0) == OTE_OK);
     double *dxref = malloc(sizeof(double) * nx), dgref[64], dbref[64];
@@ -184,32 +183,25 @@ static void run_case(eng_ctx *e, ec_tally *t, rng *rg, int N, int C, int H, int 
     double *dgd = ec_f2d(l.dgamma.data, (size_t)C), *dbd = ec_f2d(l.dbeta.data, (size_t)C), *dxd = ec_tensor_d(&dx);
     double e_dx = ec_rel(dxd, dxref, nx, 1e-30), e_dg = ec_rel(dgd, dgref, (size_t)C, 1e-30);
     double e_db = ec_rel(dbd, dbref, (size_t)C, 1e-30);
-    snprintf(what, sizeof what, "%s: dx vs naive", nm);
-    ec_err(t, what, e_dx, TOL_NAIVE);
-    snprintf(what, sizeof what, "%s: dgamma vs naive", nm);
-    ec_err(t, what, e_dg, TOL_NAIVE);
-    snprintf(what, sizeof what, "%s: dbeta vs naive", nm);
-    ec_err(t, what, e_db, TOL_NAIVE);
+    EXPECT_ERR(e_dx, TOL_NAIVE, "%s: dx vs naive", nm);
+    EXPECT_ERR(e_dg, TOL_NAIVE, "%s: dgamma vs naive", nm);
+    EXPECT_ERR(e_db, TOL_NAIVE, "%s: dbeta vs naive", nm);
     double f_dx = fd_err(rg, N, C, HW, xd, gd, bd, dyd, xd, nx, dxd);
     double f_dg = fd_err(rg, N, C, HW, xd, gd, bd, dyd, gd, (size_t)C, dgd);
     double f_db = fd_err(rg, N, C, HW, xd, gd, bd, dyd, bd, (size_t)C, dbd);
-    snprintf(what, sizeof what, "%s: dx vs finite differences", nm);
-    ec_err(t, what, f_dx, TOL_FD);
-    snprintf(what, sizeof what, "%s: dgamma vs finite differences", nm);
-    ec_err(t, what, f_dg, TOL_FD);
-    snprintf(what, sizeof what, "%s: dbeta vs finite differences", nm);
-    ec_err(t, what, f_db, TOL_FD);
-    ec_check(t, ec_pad_zero(&y) && ec_pad_zero(&ye), "%s: y channel padding is zero after forward", nm);
-    ec_check(t, ec_pad_zero(&dx), "%s: dx channel padding is zero after backward", nm);
+    EXPECT_ERR(f_dx, TOL_FD, "%s: dx vs finite differences", nm);
+    EXPECT_ERR(f_dg, TOL_FD, "%s: dgamma vs finite differences", nm);
+    EXPECT_ERR(f_db, TOL_FD, "%s: dbeta vs finite differences", nm);
+    EXPECT(ec_pad_zero(&y) && ec_pad_zero(&ye), "%s: y channel padding is zero after forward", nm);
+    EXPECT(ec_pad_zero(&dx), "%s: dx channel padding is zero after backward", nm);
 
     /* In place: dx written over dy. */
     ASSERT(bn_forward(&pi, e) == OTE_OK);
     ASSERT(bn_backward(&pi, e, 0) == OTE_OK);
     double *dipd = ec_tensor_d(&dy2);
-    snprintf(what, sizeof what, "%s: in-place backward (dx over dy) vs out-of-place", nm);
-    ec_err(t, what, ec_rel(dipd, dxd, nx, 1e-30), 0.0);
-    ec_check(t, ec_pad_zero(&dy2), "%s: in-place dx channel padding is zero", nm);
-    ec_check(t, e->n_primitives == np0, "%s: forward/backward create no primitive", nm);
+    EXPECT_ERR(ec_rel(dipd, dxd, nx, 1e-30), 0.0, "%s: in-place backward (dx over dy) vs out-of-place", nm);
+    EXPECT(ec_pad_zero(&dy2), "%s: in-place dx channel padding is zero", nm);
+    EXPECT(e->n_primitives == np0, "%s: forward/backward create no primitive", nm);
 
     wo->y = maxd(wo->y, e_y), wo->stats = maxd(wo->stats, e_st), wo->eval = maxd(wo->eval, e_ev);
     wo->dx = maxd(wo->dx, e_dx), wo->dg = maxd(wo->dg, e_dg), wo->db = maxd(wo->db, e_db);
@@ -222,7 +214,7 @@ static void run_case(eng_ctx *e, ec_tally *t, rng *rg, int N, int C, int H, int 
     arena_free(&P), arena_free(&G), arena_free(&A);
 }
 
-static void test_accumulate(eng_ctx *e, ec_tally *t, rng *rg) {
+static void test_accumulate(eng_ctx *e, rng *rg) {
     const int C = 24;
     arena P, G, A;
     arena_init(&P, "params"), arena_init(&G, "grads"), arena_init(&A, "acts");
@@ -261,17 +253,17 @@ static void test_accumulate(eng_ctx *e, ec_tally *t, rng *rg) {
         sg[c] = (double)dga[c] + dgb[c], sb[c] = (double)dba[c] + dbb[c];
         gg[c] = l.dgamma.data[c], gb[c] = l.dbeta.data[c];
     }
-    ec_err(t, "bn accumulate: dgamma(A,0)+dgamma(B,1) vs dgamma(A)+dgamma(B)", ec_rel(gg, sg, 24, 1e-30), TOL_ACC);
-    ec_err(t, "bn accumulate: dbeta(A,0)+dbeta(B,1) vs dbeta(A)+dbeta(B)", ec_rel(gb, sb, 24, 1e-30), TOL_ACC);
-    ec_check(t, dga[0] != dgb[0], "bn accumulate: the two plans give different gradients");
+    EXPECT_ERR(ec_rel(gg, sg, 24, 1e-30), TOL_ACC, "bn accumulate: dgamma(A,0)+dgamma(B,1) vs dgamma(A)+dgamma(B)");
+    EXPECT_ERR(ec_rel(gb, sb, 24, 1e-30), TOL_ACC, "bn accumulate: dbeta(A,0)+dbeta(B,1) vs dbeta(A)+dbeta(B)");
+    EXPECT(dga[0] != dgb[0], "bn accumulate: the two plans give different gradients");
     size_t off, bytes;
     bn_stats_span(&l, &off, &bytes);
-    ec_check(t, off == l.run_mean.offset && off + bytes == l.run_var.offset + l.run_var.bytes &&
+    EXPECT(off == l.run_mean.offset && off + bytes == l.run_var.offset + l.run_var.bytes &&
                     l.dgamma.offset == l.gamma.offset && l.drun_var.offset == l.run_var.offset,
              "bn: params/grads layouts match and the running-stats span covers mean and var");
     int zero = 1;
     for (int c = 0; c < C; c++) zero &= l.drun_mean.data[c] == 0 && l.drun_var.data[c] == 0;
-    ec_check(t, zero, "bn: running-stat gradient placeholders stay zero");
+    EXPECT(zero, "bn: running-stat gradient placeholders stay zero");
     free(dyaf), free(dybf);
     bn_plan_free(&pa), bn_plan_free(&pb), bn_layer_free(&l);
     tensor_free(&xa), tensor_free(&ya), tensor_free(&dya), tensor_free(&xb), tensor_free(&yb), tensor_free(&dyb);
@@ -298,12 +290,12 @@ static void load_into(tensor *t, const fx_array *a) {
     free(f);
 }
 
-static void test_torch(eng_ctx *e, ec_tally *t) {
+static void test_torch(eng_ctx *e) {
     const char *src = getenv("OTE_SRC");
     char path[1024];
     snprintf(path, sizeof path, "%s/tests/reference/fixtures/bn_ref.fx", src ? src : ".");
     fx_file f;
-    if (!ec_check(t, fx_load(&f, path) == 0, "torch fixture loads (%s)", path)) return;
+    if (!EXPECT(fx_load(&f, path) == 0, "torch fixture loads (%s)", path)) return;
     const int N = 3, C = 5, H = 4, W = 6;
     arena P, G, A;
     arena_init(&P, "params"), arena_init(&G, "grads"), arena_init(&A, "acts");
@@ -322,7 +314,7 @@ static void test_torch(eng_ctx *e, ec_tally *t) {
     const fx_array *ga = fx_get(&f, "gamma"), *ba = fx_get(&f, "beta");
     for (int c = 0; c < C; c++) l.gamma.data[c] = (float)ga->v[c], l.beta.data[c] = (float)ba->v[c];
     double big = 0;
-    char name[64], what[160];
+    char name[64];
     for (int k = 0; k < 3; k++) {
         snprintf(name, sizeof name, "x%d", k);
         load_into(&x, fx_get(&f, name));
@@ -333,25 +325,22 @@ static void test_torch(eng_ctx *e, ec_tally *t) {
         double em = cmp_vec(l.run_mean.data, fx_get(&f, name));
         snprintf(name, sizeof name, "running_var%d", k);
         double ev = cmp_vec(l.run_var.data, fx_get(&f, name));
-        snprintf(what, sizeof what, "torch step %d: y", k);
-        ec_err(t, what, ey, TOL_TORCH);
-        snprintf(what, sizeof what, "torch step %d: running_mean", k);
-        ec_err(t, what, em, TOL_TORCH);
-        snprintf(what, sizeof what, "torch step %d: running_var", k);
-        ec_err(t, what, ev, TOL_TORCH);
+        EXPECT_ERR(ey, TOL_TORCH, "torch step %d: y", k);
+        EXPECT_ERR(em, TOL_TORCH, "torch step %d: running_mean", k);
+        EXPECT_ERR(ev, TOL_TORCH, "torch step %d: running_var", k);
         big = maxd(big, maxd(ey, maxd(em, ev)));
     }
     load_into(&dy, fx_get(&f, "dy"));
     ASSERT(bn_backward(&p, e, 0) == OTE_OK);
     double edx = cmp_fx(&dx, fx_get(&f, "dx")), edg = cmp_vec(l.dgamma.data, fx_get(&f, "dgamma"));
     double edb = cmp_vec(l.dbeta.data, fx_get(&f, "dbeta"));
-    ec_err(t, "torch backward: dx", edx, TOL_TORCH);
-    ec_err(t, "torch backward: dgamma", edg, TOL_TORCH);
-    ec_err(t, "torch backward: dbeta", edb, TOL_TORCH);
+    EXPECT_ERR(edx, TOL_TORCH, "torch backward: dx");
+    EXPECT_ERR(edg, TOL_TORCH, "torch backward: dgamma");
+    EXPECT_ERR(edb, TOL_TORCH, "torch backward: dbeta");
     load_into(&xe, fx_get(&f, "x_eval"));
     ASSERT(bn_forward(&pe, e) == OTE_OK);
     double eev = cmp_fx(&ye, fx_get(&f, "y_eval"));
-    ec_err(t, "torch eval forward with running stats", eev, TOL_TORCH);
+    EXPECT_ERR(eev, TOL_TORCH, "torch eval forward with running stats");
     big = maxd(big, maxd(edx, maxd(edg, maxd(edb, eev))));
     printf("bn: largest error vs PyTorch fixture: %.2e\n", big);
     fx_free(&f);
@@ -360,7 +349,7 @@ static void test_torch(eng_ctx *e, ec_tally *t) {
     arena_free(&P), arena_free(&G), arena_free(&A);
 }
 
-static void test_refusals(eng_ctx *e, ec_tally *t) {
+static void test_refusals(eng_ctx *e) {
     arena P, G, A;
     arena_init(&P, "params"), arena_init(&G, "grads"), arena_init(&A, "acts");
     bn_layer l;
@@ -372,11 +361,11 @@ static void test_refusals(eng_ctx *e, ec_tally *t) {
     ASSERT(tensor_plan_act(e, &dy1, 1, 5, 1, 1, &A) == OTE_OK);
     bn_plan p;
     int s = bn_plan_init(&p, e, &l, &x, &x, &dy, NULL, 1);
-    ec_check(t, s == OTE_EINVAL, "bn: in-place training forward is refused (backward needs x) (%d)", s);
+    EXPECT(s == OTE_EINVAL, "bn: in-place training forward is refused (backward needs x) (%d)", s);
     s = bn_plan_init(&p, e, &l, &x1, &y1, &dy1, NULL, 1);
-    ec_check(t, s == OTE_EINVAL, "bn: training with one value per channel is refused, as torch does (%d)", s);
+    EXPECT(s == OTE_EINVAL, "bn: training with one value per channel is refused, as torch does (%d)", s);
     s = bn_plan_init(&p, e, &l, &x, &x, NULL, NULL, 0);
-    ec_check(t, s == OTE_OK, "bn: in-place eval forward is accepted (%d)", s);
+    EXPECT(s == OTE_OK, "bn: in-place eval forward is accepted (%d)", s);
     if (s == OTE_OK) bn_plan_free(&p);
     bn_layer_free(&l);
     tensor_free(&x), tensor_free(&dy), tensor_free(&x1), tensor_free(&y1), tensor_free(&dy1);
@@ -385,7 +374,7 @@ static void test_refusals(eng_ctx *e, ec_tally *t) {
 
 /* Every BN / channel count of the backbone at the sizes it runs at (2x320x320 input): the training
  * and eval plans must be JIT (no ref:; plans only, nothing committed). */
-static void test_network_shapes(eng_ctx *e, ec_tally *t) {
+static void test_network_shapes(eng_ctx *e) {
     static const int L[][2] = {{32, 2}, {16, 2}, {96, 2}, {96, 4}, {24, 4}, {144, 4}, {144, 8}, {32, 8}, {192, 8},
                                {192, 16}, {64, 16}, {384, 16}, {96, 16}, {576, 16}, {576, 32}, {160, 32}, {960, 32},
                                {320, 32}};
@@ -416,7 +405,7 @@ static void test_network_shapes(eng_ctx *e, ec_tally *t) {
         tensor_free(&x), tensor_free(&y), tensor_free(&dy);
         arena_free(&P), arena_free(&G), arena_free(&A);
     }
-    ec_check(t, bad == 0, "network shapes: %d BN plans of the backbone (training + eval) build without ref:, %d failed",
+    EXPECT(bad == 0, "network shapes: %d BN plans of the backbone (training + eval) build without ref:, %d failed",
              total, bad);
 }
 
@@ -426,21 +415,24 @@ int main(void) {
         fprintf(stderr, "eng_init: %s\n", ote_errmsg());
         return 1;
     }
-    ec_tally t = {0, 0};
     rng g;
     rng_seed(&g, 777);
     worst wo = {0};
-    run_case(&e, &t, &g, 2, 5, 7, 9, &wo);
-    run_case(&e, &t, &g, 3, 24, 13, 11, &wo);
-    run_case(&e, &t, &g, 2, 35, 7, 9, &wo);
-    run_case(&e, &t, &g, 4, 16, 5, 3, &wo);
-    test_accumulate(&e, &t, &g);
-    test_torch(&e, &t);
-    test_refusals(&e, &t);
-    test_network_shapes(&e, &t);
+    run_case(&e, &g, 2, 5, 7, 9, &wo);
+    run_case(&e, &g, 3, 24, 13, 11, &wo);
+    run_case(&e, &g, 2, 35, 7, 9, &wo);
+    run_case(&e, &g, 4, 16, 5, 3, &wo);
+    expect_case("accumulate");
+    test_accumulate(&e, &g);
+    expect_case("torch fixture");
+    test_torch(&e);
+    expect_case("refusals");
+    test_refusals(&e);
+    expect_case("network shapes");
+    test_network_shapes(&e);
     printf("bn: largest error vs naive: y %.2e running stats %.2e eval y %.2e dx %.2e dgamma %.2e dbeta %.2e; "
            "vs finite differences: dx %.2e dgamma %.2e dbeta %.2e\n",
            wo.y, wo.stats, wo.eval, wo.dx, wo.dg, wo.db, wo.fd_dx, wo.fd_dg, wo.fd_db);
     eng_free(&e);
-    return ec_done(&t);
+    return expect_finish();
 }
