@@ -20,6 +20,7 @@
 #include "engine/ctx.h"
 #include "engine/status.h"
 #include "tests/engine_check.h"
+#include "tests/expect.h"
 
 #define TOL_NAIVE 2e-5
 #define TOL_FD 2e-5
@@ -139,7 +140,8 @@ static conv_cfg cfg_of(const ccase *c) {
 
 static double maxd(double a, double b) { return a > b ? a : b; }
 
-static void run_case(eng_ctx *e, ec_tally *t, rng *g, const ccase *cs, worst *wo) {
+static void run_case(eng_ctx *e, rng *g, const ccase *cs, worst *wo) {
+    expect_case(cs->name);
     geo q = make_geo(cs);
     conv_cfg cfg = cfg_of(cs);
     arena P, G, A;
@@ -149,9 +151,8 @@ static void run_case(eng_ctx *e, ec_tally *t, rng *g, const ccase *cs, worst *wo
     conv_layer l;
     tensor x, y, dy, dx, y_inf;
     conv_plan p, pinf;
-    char what[160];
     int s = conv_layer_init(&l, e, &cfg, &P, &G);
-    if (!ec_check(t, s == OTE_OK, "%s: layer init (%s)", cs->name, s ? ote_errmsg() : "ok")) return;
+    if (!EXPECT(s == OTE_OK, "%s: layer init (%s)", cs->name, s ? ote_errmsg() : "ok")) return;
     if (cs->src_nchw)
         ASSERT(tensor_plan_plain(e, &x, TL_NCHW, q.n, q.ic, q.h, q.w, &A) == OTE_OK);
     else
@@ -161,9 +162,9 @@ static void run_case(eng_ctx *e, ec_tally *t, rng *g, const ccase *cs, worst *wo
     ASSERT(tensor_plan_act(e, &dx, q.n, q.ic, q.h, q.w, &A) == OTE_OK);
     ASSERT(tensor_plan_act(e, &y_inf, q.n, q.oc, q.oh, q.ow, &A) == OTE_OK);
     s = conv_plan_init(&p, e, &l, &x, &y, &dy, cs->src_nchw ? NULL : &dx, 1);
-    if (!ec_check(t, s == OTE_OK, "%s: training plan (%s)", cs->name, s ? ote_errmsg() : "no ref: kernel")) return;
+    if (!EXPECT(s == OTE_OK, "%s: training plan (%s)", cs->name, s ? ote_errmsg() : "no ref: kernel")) return;
     s = conv_plan_init(&pinf, e, &l, &x, &y_inf, NULL, NULL, 0);
-    ec_check(t, s == OTE_OK, "%s: inference plan (%s)", cs->name, s ? ote_errmsg() : "ok");
+    EXPECT(s == OTE_OK, "%s: inference plan (%s)", cs->name, s ? ote_errmsg() : "ok");
     ASSERT(arena_commit(&P) == OTE_OK && arena_commit(&G) == OTE_OK && arena_commit(&A) == OTE_OK);
 
     size_t nx = (size_t)q.n * q.ic * q.h * q.w, ny = (size_t)q.n * q.oc * q.oh * q.ow;
@@ -181,13 +182,13 @@ static void run_case(eng_ctx *e, ec_tally *t, rng *g, const ccase *cs, worst *wo
     /* Round trip of the plain <-> blocked weight reorders. */
     float *wback = malloc(sizeof(float) * nw);
     ASSERT(conv_weights_to_oihw(&l, e, wback) == OTE_OK);
-    ec_check(t, memcmp(wback, wf, sizeof(float) * nw) == 0, "%s: weights oihw -> blocked -> oihw is exact", cs->name);
+    EXPECT(memcmp(wback, wf, sizeof(float) * nw) == 0, "%s: weights oihw -> blocked -> oihw is exact", cs->name);
 
     long np0 = e->n_primitives;
     ASSERT(conv_forward(&p, e) == OTE_OK);
     ASSERT(conv_backward(&p, e, 0) == OTE_OK);
     ASSERT(conv_forward(&pinf, e) == OTE_OK);
-    ec_check(t, e->n_primitives == np0, "%s: forward/backward create no primitive", cs->name);
+    EXPECT(e->n_primitives == np0, "%s: forward/backward create no primitive", cs->name);
 
     double *xd = ec_f2d(xf, nx), *wd = ec_f2d(wf, nw), *bd = ec_f2d(bf, (size_t)q.oc), *dyd = ec_f2d(dyf, ny);
     double *yref = malloc(sizeof(double) * ny), *dxref = malloc(sizeof(double) * nx);
@@ -202,21 +203,16 @@ static void run_case(eng_ctx *e, ec_tally *t, rng *g, const ccase *cs, worst *wo
     double e_dw = ec_rel(dwd, dwref, nw, 1e-30);
     double *dbd = cs->bias ? ec_f2d(l.db.data, (size_t)q.oc) : NULL;
     double e_db = cs->bias ? ec_rel(dbd, dbref, (size_t)q.oc, 1e-30) : 0;
-    snprintf(what, sizeof what, "%s: forward vs naive", cs->name);
-    ec_err(t, what, e_y, TOL_NAIVE);
-    snprintf(what, sizeof what, "%s: inference forward vs naive", cs->name);
-    ec_err(t, what, ec_rel_tensor(&y_inf, yref), TOL_NAIVE);
+    EXPECT_ERR(e_y, TOL_NAIVE, "%s: forward vs naive", cs->name);
+    EXPECT_ERR(ec_rel_tensor(&y_inf, yref), TOL_NAIVE, "%s: inference forward vs naive", cs->name);
     if (cs->src_nchw) {
         e_dx = 0;
     } else {
-        snprintf(what, sizeof what, "%s: dx vs naive", cs->name);
-        ec_err(t, what, e_dx, TOL_NAIVE);
+        EXPECT_ERR(e_dx, TOL_NAIVE, "%s: dx vs naive", cs->name);
     }
-    snprintf(what, sizeof what, "%s: dW vs naive", cs->name);
-    ec_err(t, what, e_dw, TOL_NAIVE);
+    EXPECT_ERR(e_dw, TOL_NAIVE, "%s: dW vs naive", cs->name);
     if (cs->bias) {
-        snprintf(what, sizeof what, "%s: db vs naive", cs->name);
-        ec_err(t, what, e_db, TOL_NAIVE);
+        EXPECT_ERR(e_db, TOL_NAIVE, "%s: db vs naive", cs->name);
     }
 
     /* Finite differences of the naive double forward. */
@@ -225,20 +221,17 @@ static void run_case(eng_ctx *e, ec_tally *t, rng *g, const ccase *cs, worst *wo
     double f_dw = fd_err(g, &q, xd, wd, cs->bias ? bd : NULL, dyd, wd, nw, dwd);
     double f_db = cs->bias ? fd_err(g, &q, xd, wd, bd, dyd, bd, (size_t)q.oc, dbd) : 0;
     if (!cs->src_nchw) {
-        snprintf(what, sizeof what, "%s: dx vs finite differences", cs->name);
-        ec_err(t, what, f_dx, TOL_FD);
+        EXPECT_ERR(f_dx, TOL_FD, "%s: dx vs finite differences", cs->name);
     }
-    snprintf(what, sizeof what, "%s: dW vs finite differences", cs->name);
-    ec_err(t, what, f_dw, TOL_FD);
+    EXPECT_ERR(f_dw, TOL_FD, "%s: dW vs finite differences", cs->name);
     if (cs->bias) {
-        snprintf(what, sizeof what, "%s: db vs finite differences", cs->name);
-        ec_err(t, what, f_db, TOL_FD);
+        EXPECT_ERR(f_db, TOL_FD, "%s: db vs finite differences", cs->name);
     }
 
-    ec_check(t, ec_pad_zero(&y) && ec_pad_zero(&y_inf), "%s: y channel padding is zero after forward", cs->name);
-    if (!cs->src_nchw) ec_check(t, ec_pad_zero(&dx), "%s: dx channel padding is zero after backward", cs->name);
+    EXPECT(ec_pad_zero(&y) && ec_pad_zero(&y_inf), "%s: y channel padding is zero after forward", cs->name);
+    if (!cs->src_nchw) EXPECT(ec_pad_zero(&dx), "%s: dx channel padding is zero after backward", cs->name);
     size_t nz_phys = ec_nonzero(l.dw.data, l.dw.bytes / sizeof(float)), nz_log = ec_nonzero(dwf, nw);
-    ec_check(t, nz_phys == nz_log, "%s: dW blocked padding is zero (%zu physical vs %zu logical non-zeros)", cs->name,
+    EXPECT(nz_phys == nz_log, "%s: dW blocked padding is zero (%zu physical vs %zu logical non-zeros)", cs->name,
              nz_phys, nz_log);
 
     wo->fwd = maxd(wo->fwd, e_y), wo->dx = maxd(wo->dx, e_dx), wo->dw = maxd(wo->dw, e_dw);
@@ -257,7 +250,7 @@ static void run_case(eng_ctx *e, ec_tally *t, rng *g, const ccase *cs, worst *wo
 
 /* Two plans of different spatial sizes share one layer: backward(A, 0) then backward(B, 1) must give
  * grads(A) + grads(B). */
-static void test_accumulate(eng_ctx *e, ec_tally *t, rng *g, int hb, int wb) {
+static void test_accumulate(eng_ctx *e, rng *g, int hb, int wb) {
     conv_cfg cfg = {.ic = 24, .oc = 35, .kh = 3, .kw = 3, .stride_h = 1, .stride_w = 1, .pad_t = 1, .pad_l = 1,
                     .pad_b = 1, .pad_r = 1, .groups = 1, .bias = 1};
     arena P, G, A;
@@ -294,11 +287,11 @@ static void test_accumulate(eng_ctx *e, ec_tally *t, rng *g, int hb, int wb) {
     double *sum = malloc(sizeof(double) * nwp), *got = ec_f2d(l.dw.data, nwp), dsum[35], dgot[35];
     for (size_t i = 0; i < nwp; i++) sum[i] = (double)ga[i] + gb[i];
     for (int i = 0; i < 35; i++) dsum[i] = (double)dba[i] + dbb[i], dgot[i] = l.db.data[i];
-    ec_err(t, "accumulate: dW(A,acc=0)+dW(B,acc=1) vs dW(A)+dW(B)", ec_rel(got, sum, nwp, 1e-30), TOL_ACC);
-    ec_err(t, "accumulate: db(A,acc=0)+db(B,acc=1) vs db(A)+db(B)", ec_rel(dgot, dsum, 35, 1e-30), TOL_ACC);
+    EXPECT_ERR(ec_rel(got, sum, nwp, 1e-30), TOL_ACC, "accumulate: dW(A,acc=0)+dW(B,acc=1) vs dW(A)+dW(B)");
+    EXPECT_ERR(ec_rel(dgot, dsum, 35, 1e-30), TOL_ACC, "accumulate: db(A,acc=0)+db(B,acc=1) vs db(A)+db(B)");
     int differ = 0;
     for (size_t i = 0; i < nwp; i++) differ |= ga[i] != gb[i];
-    ec_check(t, differ, "accumulate: the two plans give different gradients (the check is not vacuous)");
+    EXPECT(differ, "accumulate: the two plans give different gradients (the check is not vacuous)");
     free(wf), free(ga), free(gb), free(sum), free(got);
     conv_plan_free(&pa), conv_plan_free(&pb), conv_layer_free(&l);
     tensor_free(&xa), tensor_free(&ya), tensor_free(&dya), tensor_free(&xb), tensor_free(&yb), tensor_free(&dyb);
@@ -308,7 +301,7 @@ static void test_accumulate(eng_ctx *e, ec_tally *t, rng *g, int hb, int wb) {
 /* The backward-data copy of the weights follows l->w only through conv_refresh_weights(): an
  * optimiser-style in-place update (doubling every weight, padding stays zero) changes dx after the
  * refresh, and only then. */
-static void test_refresh(eng_ctx *e, ec_tally *t, rng *g) {
+static void test_refresh(eng_ctx *e, rng *g) {
     conv_cfg cfg = {.ic = 24, .oc = 35, .kh = 3, .kw = 3, .stride_h = 2, .stride_w = 2, .pad_t = 1, .pad_l = 1,
                     .pad_b = 1, .pad_r = 1, .groups = 1, .bias = 0};
     arena P, G, A;
@@ -321,7 +314,7 @@ static void test_refresh(eng_ctx *e, ec_tally *t, rng *g) {
     conv_plan p;
     ASSERT(conv_plan_init(&p, e, &l, &x, &y, &dy, &dx, 1) == OTE_OK);
     ASSERT(arena_commit(&P) == OTE_OK && arena_commit(&G) == OTE_OK && arena_commit(&A) == OTE_OK);
-    ec_check(t, !l.wbd_alias, "refresh: dense conv keeps a separate backward-data weights copy");
+    EXPECT(!l.wbd_alias, "refresh: dense conv keeps a separate backward-data weights copy");
     float *v = ec_rand(g, 35 * 24 * 9, -1, 1);
     ASSERT(conv_weights_from_oihw(&l, e, v) == OTE_OK);
     free(v);
@@ -333,12 +326,12 @@ static void test_refresh(eng_ctx *e, ec_tally *t, rng *g) {
     for (size_t i = 0; i < l.w.bytes / sizeof(float); i++) l.w.data[i] *= 2.0f;
     ASSERT(conv_backward(&p, e, 0) == OTE_OK);
     double *d2 = ec_tensor_d(&dx);
-    ec_check(t, ec_rel(d2, d1, nx, 1e-30) == 0, "refresh: without conv_refresh_weights dx still uses the old copy");
+    EXPECT(ec_rel(d2, d1, nx, 1e-30) == 0, "refresh: without conv_refresh_weights dx still uses the old copy");
     ASSERT(conv_refresh_weights(&l, e) == OTE_OK);
     ASSERT(conv_backward(&p, e, 0) == OTE_OK);
     double *d3 = ec_tensor_d(&dx);
     for (size_t i = 0; i < nx; i++) d1[i] *= 2;
-    ec_err(t, "refresh: after conv_refresh_weights dx doubles with the weights", ec_rel(d3, d1, nx, 1e-30), 1e-7);
+    EXPECT_ERR(ec_rel(d3, d1, nx, 1e-30), 1e-7, "refresh: after conv_refresh_weights dx doubles with the weights");
     free(d1), free(d2), free(d3);
     conv_plan_free(&p), conv_layer_free(&l);
     tensor_free(&x), tensor_free(&y), tensor_free(&dy), tensor_free(&dx);
@@ -346,7 +339,7 @@ static void test_refresh(eng_ctx *e, ec_tally *t, rng *g) {
 }
 
 /* A plain nchw dst on a blocked src conv makes oneDNN 2.6 pick `ref:any` (onednn-notes App. C). */
-static void test_refuse_ref(eng_ctx *e, ec_tally *t) {
+static void test_refuse_ref(eng_ctx *e) {
     conv_cfg cfg = {.ic = 24, .oc = 5, .kh = 3, .kw = 3, .stride_h = 1, .stride_w = 1, .pad_t = 1, .pad_l = 1,
                     .pad_b = 1, .pad_r = 1, .groups = 1, .bias = 1};
     arena P, G, A;
@@ -361,13 +354,13 @@ static void test_refuse_ref(eng_ctx *e, ec_tally *t) {
     conv_plan p;
     e->allow_ref = 0;
     int s = conv_plan_init(&p, e, &l, &x, &y, &dy, &dx, 1);
-    ec_check(t, s == OTE_EDNNL, "refuse ref: nChw16c src + nchw dst -> OTE_EDNNL (got %d: %s)", s, ote_errmsg());
-    ec_check(t, strstr(ote_errmsg(), "ref") != NULL, "refuse ref: the message names the reference implementation");
+    EXPECT(s == OTE_EDNNL, "refuse ref: nChw16c src + nchw dst -> OTE_EDNNL (got %d: %s)", s, ote_errmsg());
+    EXPECT(strstr(ote_errmsg(), "ref") != NULL, "refuse ref: the message names the reference implementation");
     if (s == OTE_OK) conv_plan_free(&p);
     /* The same plan builds when ref: is allowed, so the refusal above was the ref: guard. */
     e->allow_ref = 1;
     s = conv_plan_init(&p, e, &l, &x, &y, &dy, &dx, 1);
-    ec_check(t, s == OTE_OK, "refuse ref: same plan is accepted with allow_ref = 1 (%d)", s);
+    EXPECT(s == OTE_OK, "refuse ref: same plan is accepted with allow_ref = 1 (%d)", s);
     if (s == OTE_OK) conv_plan_free(&p);
     e->allow_ref = 0;
     conv_layer_free(&l);
@@ -376,14 +369,14 @@ static void test_refuse_ref(eng_ctx *e, ec_tally *t) {
                    .pad_b = 1, .pad_r = 1, .groups = 1, .bias = 0};
     arena_reset(&P), arena_reset(&G);
     s = conv_layer_init(&l, e, &c5, &P, &G);
-    ec_check(t, s == OTE_EDNNL, "refuse ref: 5->24 3x3 on nChw16c -> OTE_EDNNL at layer init (got %d)", s);
+    EXPECT(s == OTE_EDNNL, "refuse ref: 5->24 3x3 on nChw16c -> OTE_EDNNL at layer init (got %d)", s);
     if (s == OTE_OK) conv_layer_free(&l);
     tensor_free(&x), tensor_free(&y), tensor_free(&dy), tensor_free(&dx);
     arena_free(&P), arena_free(&G), arena_free(&A);
 }
 
 /* conv (no bias) -> eval BN -> act folded into one inference conv with fused post-ops. */
-static void test_fold(eng_ctx *e, ec_tally *t, rng *g, int ic, int oc, int k, int groups, conv_post post, int sum) {
+static void test_fold(eng_ctx *e, rng *g, int ic, int oc, int k, int groups, conv_post post, int sum) {
     const char *pn = post == CONV_POST_RELU6 ? "relu6" : post == CONV_POST_RELU ? "relu" : "none";
     conv_cfg cfg = {.ic = ic, .oc = oc, .kh = k, .kw = k, .stride_h = 1, .stride_w = 1, .pad_t = k / 2,
                     .pad_l = k / 2, .pad_b = k / 2, .pad_r = k / 2, .groups = groups, .bias = 0};
@@ -394,7 +387,7 @@ static void test_fold(eng_ctx *e, ec_tally *t, rng *g, int ic, int oc, int k, in
     conv_layer l, li;
     ASSERT(conv_layer_init(&l, e, &cfg, &P, &G) == OTE_OK);
     int s = conv_layer_init(&li, e, &icfg, &P, NULL);
-    if (!ec_check(t, s == OTE_OK, "fold %dx%d g%d post %s sum %d: inference layer (%s)", k, k, groups, pn, sum,
+    if (!EXPECT(s == OTE_OK, "fold %dx%d g%d post %s sum %d: inference layer (%s)", k, k, groups, pn, sum,
                   s ? ote_errmsg() : "ok"))
         return;
     const int N = 2, H = 7, W = 9;
@@ -402,13 +395,13 @@ static void test_fold(eng_ctx *e, ec_tally *t, rng *g, int ic, int oc, int k, in
     ASSERT(tensor_plan_act(e, &x, N, ic, H, W, &A) == OTE_OK && tensor_plan_act(e, &y, N, oc, H, W, &A) == OTE_OK);
     conv_plan p;
     s = conv_plan_init(&p, e, &li, &x, &y, NULL, NULL, 0);
-    ec_check(t, s == OTE_OK, "fold %dx%d g%d post %s sum %d: inference plan (%s)", k, k, groups, pn, sum,
+    EXPECT(s == OTE_OK, "fold %dx%d g%d post %s sum %d: inference plan (%s)", k, k, groups, pn, sum,
              s ? ote_errmsg() : "ok");
     tensor dummy_dy;
     ASSERT(tensor_plan_act(e, &dummy_dy, N, oc, H, W, &A) == OTE_OK);
     conv_plan bad;
     int sb = conv_plan_init(&bad, e, &li, &x, &y, &dummy_dy, NULL, 1);
-    ec_check(t, sb == OTE_EINVAL, "fold: a training plan on a post-op layer is refused (%d)", sb);
+    EXPECT(sb == OTE_EINVAL, "fold: a training plan on a post-op layer is refused (%d)", sb);
     ASSERT(arena_commit(&P) == OTE_OK && arena_commit(&G) == OTE_OK && arena_commit(&A) == OTE_OK);
     if (s != OTE_OK) return;
     size_t nw = (size_t)oc * (ic / groups) * k * k, nx = (size_t)N * ic * H * W, ny = (size_t)N * oc * H * W;
@@ -433,11 +426,9 @@ static void test_fold(eng_ctx *e, ec_tally *t, rng *g, int ic, int oc, int k, in
                 if (post == CONV_POST_RELU6) v = v < 0 ? 0 : v > 6 ? 6 : v;
                 ref[o] = v;
             }
-    char what[160];
-    snprintf(what, sizeof what, "fold %dx%d g%d post %s sum %d: vs naive conv->BN(eval)%s->act", k, k, groups, pn, sum,
+    EXPECT_ERR(ec_rel_tensor(&y, ref), TOL_FOLD, "fold %dx%d g%d post %s sum %d: vs naive conv->BN(eval)%s->act", k, k, groups, pn, sum,
              sum ? "->+res" : "");
-    ec_err(t, what, ec_rel_tensor(&y, ref), TOL_FOLD);
-    ec_check(t, ec_pad_zero(&y), "fold: y channel padding is zero");
+    EXPECT(ec_pad_zero(&y), "fold: y channel padding is zero");
     free(wf), free(xf), free(rf), free(gam), free(bet), free(mean), free(var), free(xd), free(wd), free(ref);
     conv_plan_free(&p), conv_layer_free(&l), conv_layer_free(&li);
     tensor_free(&x), tensor_free(&y), tensor_free(&dummy_dy);
@@ -451,7 +442,7 @@ typedef struct netconv {
     int ic, oc, k, stride, groups, bias, src_nchw, down; /* down: input stride w.r.t. the image */
 } netconv;
 
-static void test_network_shapes(eng_ctx *e, ec_tally *t) {
+static void test_network_shapes(eng_ctx *e) {
     static const netconv L[] = {
         {3, 32, 3, 2, 1, 0, 1, 1},                                   /* init_block */
         {32, 32, 1, 1, 1, 0, 0, 2}, {32, 32, 3, 1, 32, 0, 0, 2}, {32, 16, 1, 1, 1, 0, 0, 2}, /* stage1 */
@@ -527,7 +518,7 @@ static void test_network_shapes(eng_ctx *e, ec_tally *t) {
         conv_layer_free(&l);
         arena_free(&P), arena_free(&G), arena_free(&A);
     }
-    ec_check(t, bad == 0, "network shapes: %d conv plans (MobileNetV2 + FPN + head at 2x320x320 and 1x736x992) all JIT, "
+    EXPECT(bad == 0, "network shapes: %d conv plans (MobileNetV2 + FPN + head at 2x320x320 and 1x736x992) all JIT, "
              "%d problems (%ld primitives created)", total, bad, e->n_primitives - np0);
 }
 
@@ -537,7 +528,6 @@ int main(void) {
         fprintf(stderr, "eng_init: %s\n", ote_errmsg());
         return 1;
     }
-    ec_tally t = {0, 0};
     rng g;
     rng_seed(&g, 20261129);
     static const ccase cases[] = {
@@ -560,19 +550,25 @@ int main(void) {
         {"depthwise 24 k3 s1 p1 bias on 1x2", 2, 24, 24, 1, 2, 3, 1, 1, 1, 1, 1, 24, 1, 0},
     };
     worst wo = {0};
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&e, &t, &g, &cases[i], &wo);
-    test_accumulate(&e, &t, &g, 13, 11);
-    test_accumulate(&e, &t, &g, 2, 3); /* map smaller than the kernel: the direct dW path on AVX2 */
-    test_refresh(&e, &t, &g);
-    test_refuse_ref(&e, &t);
-    test_network_shapes(&e, &t);
-    test_fold(&e, &t, &g, 24, 35, 3, 1, CONV_POST_RELU6, 0);
-    test_fold(&e, &t, &g, 35, 35, 3, 35, CONV_POST_RELU6, 0);
-    test_fold(&e, &t, &g, 24, 24, 1, 1, CONV_POST_NONE, 1);
-    test_fold(&e, &t, &g, 24, 24, 1, 1, CONV_POST_RELU, 1);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&e, &g, &cases[i], &wo);
+    expect_case("accumulate 13x11");
+    test_accumulate(&e, &g, 13, 11);
+    expect_case("accumulate 2x3");
+    test_accumulate(&e, &g, 2, 3); /* map smaller than the kernel: the direct dW path on AVX2 */
+    expect_case("refresh");
+    test_refresh(&e, &g);
+    expect_case("refuse ref");
+    test_refuse_ref(&e);
+    expect_case("network shapes");
+    test_network_shapes(&e);
+    expect_case("fold");
+    test_fold(&e, &g, 24, 35, 3, 1, CONV_POST_RELU6, 0);
+    test_fold(&e, &g, 35, 35, 3, 35, CONV_POST_RELU6, 0);
+    test_fold(&e, &g, 24, 24, 1, 1, CONV_POST_NONE, 1);
+    test_fold(&e, &g, 24, 24, 1, 1, CONV_POST_RELU, 1);
     printf("conv: largest error vs naive: fwd %.2e dx %.2e dW %.2e db %.2e; vs finite differences: dx %.2e dW %.2e "
            "db %.2e\n",
            wo.fwd, wo.dx, wo.dw, wo.db, wo.fd_dx, wo.fd_dw, wo.fd_db);
     eng_free(&e);
-    return ec_done(&t);
+    return expect_finish();
 }
