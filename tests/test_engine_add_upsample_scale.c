@@ -15,6 +15,7 @@
 #include "engine/status.h"
 #include "engine/upsample.h"
 #include "tests/act_check.h"
+#include "tests/expect.h"
 
 typedef struct shape {
     int n, c, h, w;
@@ -50,7 +51,10 @@ static double dot(const double *a, const double *b, size_t n) {
 }
 
 /* ---- add ---- */
-static void test_add(ac_report *r, eng_ctx *e, shape s, uint64_t seed) {
+static void test_add(eng_ctx *e, shape s, uint64_t seed) {
+    char nm[64];
+    snprintf(nm, sizeof nm, "add N=%d C=%d %dx%d", s.n, s.c, s.h, s.w);
+    expect_case(nm);
     rng g;
     rng_seed(&g, seed);
     arena act;
@@ -72,9 +76,9 @@ static void test_add(ac_report *r, eng_ctx *e, shape s, uint64_t seed) {
     for (size_t i = 0; i < n; i++) ref[i] = ad[i] + bd[i];
     double ey = ac_tensor_rel(&y, ref), ei = ac_tensor_rel(&a2, ref);
     /* float a + b is the correctly rounded double sum: error <= 2^-24 relative per element. */
-    ac_check(r, ey <= 1.2e-7 && ei <= 1.2e-7 && ac_pad_zero(&y) && ac_pad_zero(&a2),
-             "add N=%d C=%d %dx%d: forward (and in place) vs naive double: rel err %.3g / %.3g (tol 1.2e-07), padding zero",
-             s.n, s.c, s.h, s.w, ey, ei);
+    EXPECT_ERR(ey, 1.2e-7, "%s: forward vs naive double, rel err", nm);
+    EXPECT_ERR(ei, 1.2e-7, "%s: forward in place vs naive double, rel err", nm);
+    EXPECT(ac_pad_zero(&y) && ac_pad_zero(&a2), "%s: forward padding zero", nm);
 
     /* Backward is the identity into both inputs (alias or add_copy); FD of L = sum(w*(a+b)) in
      * double w.r.t. a and b must equal w, which add_copy reproduces bit for bit. */
@@ -96,15 +100,16 @@ static void test_add(ac_report *r, eng_ctx *e, shape s, uint64_t seed) {
         if (fabs(td[i] - fd) > num) num = fabs(td[i] - fd);
         if (fabs(fd) > den) den = fabs(fd);
     }
-    ac_check(r, num / den <= 1e-8 && memcmp(t.data, y.data, y.bytes) == 0,
-             "add backward (add_copy of dy) vs central FD in double: rel err %.3g (tol 1e-08)", num / den);
+    EXPECT_ERR(num / den, 1e-8, "add backward (add_copy of dy) vs central FD in double, rel err");
+    EXPECT(memcmp(t.data, y.data, y.bytes) == 0, "add backward: add_copy reproduces dy bit for bit");
 
     /* Fan-out: add_accumulate(dst, src) = dst + src. */
     memcpy(t.data, a.data, a.bytes);
     add_accumulate(&t, &b);
     for (size_t i = 0; i < n; i++) ref[i] = ad[i] + bd[i];
     double ea = ac_tensor_rel(&t, ref);
-    ac_check(r, ea <= 1.2e-7 && ac_pad_zero(&t), "add_accumulate vs naive double: rel err %.3g (tol 1.2e-07), padding zero", ea);
+    EXPECT_ERR(ea, 1.2e-7, "add_accumulate vs naive double, rel err");
+    EXPECT(ac_pad_zero(&t), "add_accumulate: padding zero");
 
     free(ad), free(bd), free(ref), free(wd), free(td);
     add_plan_free(&p), add_plan_free(&pi);
@@ -113,7 +118,10 @@ static void test_add(ac_report *r, eng_ctx *e, shape s, uint64_t seed) {
 }
 
 /* ---- upsample ---- */
-static void test_upsample(ac_report *r, eng_ctx *e, shape s, uint64_t seed) {
+static void test_upsample(eng_ctx *e, shape s, uint64_t seed) {
+    char nm[64];
+    snprintf(nm, sizeof nm, "upsample N=%d C=%d %dx%d->%dx%d", s.n, s.c, s.h, s.w, 2 * s.h, 2 * s.w);
+    expect_case(nm);
     rng g;
     rng_seed(&g, seed);
     arena act;
@@ -132,13 +140,12 @@ static void test_upsample(ac_report *r, eng_ctx *e, shape s, uint64_t seed) {
     ASSERT(upsample_plan_init(&p, e, &x, &y, &dy, &dx, 1) == 0);
     ASSERT(upsample_forward(&p, e) == 0);
     size_t nx = numel(s), ny = 4 * nx;
-    shape s2 = {s.n, s.c, 2 * s.h, 2 * s.w};
     double *xd = ac_to_d(&x), *dyd = ac_to_d(&dy), *y2d = ac_to_d(&y2);
     double *yr = malloc(ny * sizeof *yr), *dxr = malloc(nx * sizeof *dxr);
     ref_up(s, xd, yr);
     double ey = ac_tensor_rel(&y, yr);
-    ac_check(r, ey == 0 && ac_pad_zero(&y), "upsample N=%d C=%d %dx%d->%dx%d: forward vs naive: rel err %.3g (tol 0: a copy), padding zero",
-             s.n, s.c, s.h, s.w, s2.h, s2.w, ey);
+    EXPECT_ERR(ey, 0, "%s: forward vs naive, rel err (a copy: exact)", nm);
+    EXPECT(ac_pad_zero(&y), "%s: forward padding zero", nm);
 
     /* forward-add: y2 += up(x) */
     upsample_plan pa;
@@ -146,13 +153,15 @@ static void test_upsample(ac_report *r, eng_ctx *e, shape s, uint64_t seed) {
     ASSERT(upsample_forward_add(&pa, e) == 0);
     for (size_t i = 0; i < ny; i++) yr[i] += y2d[i];
     double ea = ac_tensor_rel(&y2, yr);
-    ac_check(r, ea <= 1.2e-7 && ac_pad_zero(&y2), "upsample forward_add (y += up(x)) vs naive double: rel err %.3g (tol 1.2e-07)", ea);
+    EXPECT_ERR(ea, 1.2e-7, "upsample forward_add (y += up(x)) vs naive double, rel err");
+    EXPECT(ac_pad_zero(&y2), "upsample forward_add: padding zero");
 
     ASSERT(upsample_backward(&p, e, 0) == 0);
     ref_up_bwd(s, dyd, dxr);
     double edx = ac_tensor_rel(&dx, dxr);
     /* 4-term float sums vs double: <= 3 roundings of values up to 4*max|dy|: 5e-7 relative. */
-    ac_check(r, edx <= 5e-7 && ac_pad_zero(&dx), "upsample backward (2x2 block sum) vs naive double: rel err %.3g (tol 5e-07), padding zero", edx);
+    EXPECT_ERR(edx, 5e-7, "upsample backward (2x2 block sum) vs naive double, rel err");
+    EXPECT(ac_pad_zero(&dx), "upsample backward: padding zero");
 
     /* FD of L = sum(dy * up(x)) w.r.t. x in double. */
     double *dxk = ac_to_d(&dx), num = 0, den = 1e-30, h = 1e-3;
@@ -169,13 +178,13 @@ static void test_upsample(ac_report *r, eng_ctx *e, shape s, uint64_t seed) {
         if (fabs(dxk[i] - fd) > num) num = fabs(dxk[i] - fd);
         if (fabs(fd) > den) den = fabs(fd);
     }
-    ac_check(r, num / den <= 1e-6, "upsample backward vs central FD in double: rel err %.3g (tol 1e-06)", num / den);
+    EXPECT_ERR(num / den, 1e-6, "upsample backward vs central FD in double, rel err");
 
     /* accumulate: dx += blocksum(dy) doubles it */
     ASSERT(upsample_backward(&p, e, 1) == 0);
     for (size_t i = 0; i < nx; i++) dxr[i] *= 2;
     double eacc = ac_tensor_rel(&dx, dxr);
-    ac_check(r, eacc <= 5e-7, "upsample backward accumulate (dx += ...) vs 2x naive: rel err %.3g (tol 5e-07)", eacc);
+    EXPECT_ERR(eacc, 5e-7, "upsample backward accumulate (dx += ...) vs 2x naive, rel err");
 
     free(xd), free(dyd), free(y2d), free(yr), free(dxr), free(dxk);
     upsample_plan_free(&p), upsample_plan_free(&pa);
@@ -184,14 +193,17 @@ static void test_upsample(ac_report *r, eng_ctx *e, shape s, uint64_t seed) {
     ASSERT(tensor_plan_act(e, &bad, s.n, s.c, 2 * s.h + 1, 2 * s.w, NULL) == 0);
     upsample_plan pb;
     int st = upsample_plan_init(&pb, e, &x, &bad, NULL, NULL, 0);
-    ac_check(r, st == OTE_EINVAL, "upsample to %dx%d (not exact 2x) rejected: \"%s\"", 2 * s.h + 1, 2 * s.w, ote_errmsg());
+    EXPECT(st == OTE_EINVAL, "upsample to %dx%d (not exact 2x) rejected: \"%s\"", 2 * s.h + 1, 2 * s.w, ote_errmsg());
     tensor_free(&bad);
     tensor_free(&x), tensor_free(&y), tensor_free(&y2), tensor_free(&dy), tensor_free(&dx);
     arena_free(&act);
 }
 
 /* ---- scale ---- */
-static void test_scale(ac_report *r, eng_ctx *e, shape s, uint64_t seed) {
+static void test_scale(eng_ctx *e, shape s, uint64_t seed) {
+    char nm[64];
+    snprintf(nm, sizeof nm, "scale N=%d C=%d %dx%d", s.n, s.c, s.h, s.w);
+    expect_case(nm);
     rng g;
     rng_seed(&g, seed);
     arena params, grads, act;
@@ -204,7 +216,7 @@ static void test_scale(ac_report *r, eng_ctx *e, shape s, uint64_t seed) {
     ASSERT(tensor_plan_act(e, &dy2, s.n, s.c, s.h, s.w, &act) == 0);
     ASSERT(arena_commit(&params) == 0 && arena_commit(&grads) == 0 && arena_commit(&act) == 0);
     scale_layer_reset_params(&l, 1.0f);
-    ac_check(r, l.s.data[0] == 1.0f, "scale initialised to 1.0 (mmdet Scale)");
+    EXPECT(l.s.data[0] == 1.0f, "scale initialised to 1.0 (mmdet Scale)");
     l.s.data[0] = 0.75f;
     ac_fill(&g, &x, 2.0, 0.5);
     ac_fill(&g, &dy, 1.0, 0.0);
@@ -226,11 +238,10 @@ static void test_scale(ac_report *r, eng_ctx *e, shape s, uint64_t seed) {
     double absum = 0;
     for (size_t i = 0; i < n; i++) absum += fabs(dyd[i] * xd[i]);
     double eds_abs = fabs(l.ds.data[0] - dsr) / absum;
-    ac_check(r, ey <= 1.2e-7 && edx <= 1.2e-7 && ac_pad_zero(&y) && ac_pad_zero(&dx),
-             "scale N=%d C=%d %dx%d: y, dx vs naive double: rel err %.3g / %.3g (tol 1.2e-07), padding zero", s.n, s.c, s.h,
-             s.w, ey, edx);
-    ac_check(r, eds_abs <= 4e-6, "scale ds vs naive double: err %.3g relative to sum|dy*x| (%.3g relative to |ds|) (tol 4e-06)",
-             eds_abs, eds);
+    EXPECT_ERR(ey, 1.2e-7, "%s: y vs naive double, rel err", nm);
+    EXPECT_ERR(edx, 1.2e-7, "%s: dx vs naive double, rel err", nm);
+    EXPECT(ac_pad_zero(&y) && ac_pad_zero(&dx), "%s: y and dx padding zero", nm);
+    EXPECT_ERR(eds_abs, 4e-6, "scale ds vs naive double: err relative to sum|dy*x| (%.3g relative to |ds|)", eds);
 
     /* FD in double of L = sum(dy * s * x): w.r.t. s and a subset of x. */
     double h = 1e-4;
@@ -249,9 +260,8 @@ static void test_scale(ac_report *r, eng_ctx *e, shape s, uint64_t seed) {
         if (fabs(dxk[i] - fd) > num) num = fabs(dxk[i] - fd);
         if (fabs(fd) > den) den = fabs(fd);
     }
-    ac_check(r, efs <= 4e-6 && num / den <= 1e-6,
-             "scale vs central FD in double: ds err %.3g (rel. to sum|dy*x|, tol 4e-06), dx rel err %.3g (tol 1e-06)", efs,
-             num / den);
+    EXPECT_ERR(efs, 4e-6, "scale ds vs central FD in double, err relative to sum|dy*x|");
+    EXPECT_ERR(num / den, 1e-6, "scale dx vs central FD in double, rel err");
 
     /* accumulate and in place (dx aliases dy) */
     memcpy(dy2.data, dy.data, dy.bytes);
@@ -259,7 +269,7 @@ static void test_scale(ac_report *r, eng_ctx *e, shape s, uint64_t seed) {
     ASSERT(scale_plan_init(&pi, e, &l, &x, &y, &dy2, &dy2, 1) == 0);
     float ds1 = l.ds.data[0];
     ASSERT(scale_backward(&pi, e, 1) == 0);
-    ac_check(r, l.ds.data[0] == 2 * ds1 && memcmp(dy2.data, dx.data, dx.bytes) == 0,
+    EXPECT(l.ds.data[0] == 2 * ds1 && memcmp(dy2.data, dx.data, dx.bytes) == 0,
              "scale backward accumulate doubles ds (%g -> %g); in-place dx == out-of-place", ds1, l.ds.data[0]);
 
     free(xd), free(dyd), free(ref), free(dxk);
@@ -270,7 +280,6 @@ static void test_scale(ac_report *r, eng_ctx *e, shape s, uint64_t seed) {
 }
 
 int main(void) {
-    ac_report r = {0, 0};
     eng_ctx e;
     if (eng_init(&e, 0) < 0) {
         fprintf(stderr, "eng_init: %s\n", ote_errmsg());
@@ -278,10 +287,10 @@ int main(void) {
     }
     const shape shapes[] = {{2, 6, 5, 7}, {3, 20, 4, 9}, {2, 64, 7, 5}, {2, 4, 9, 11}};
     for (int i = 0; i < 4; i++) {
-        test_add(&r, &e, shapes[i], 10 + i);
-        test_upsample(&r, &e, shapes[i], 20 + i);
-        test_scale(&r, &e, shapes[i], 30 + i);
+        test_add(&e, shapes[i], 10 + i);
+        test_upsample(&e, shapes[i], 20 + i);
+        test_scale(&e, shapes[i], 30 + i);
     }
     eng_free(&e);
-    return ac_finish(&r);
+    return expect_finish();
 }
