@@ -14,6 +14,7 @@
 #include "engine/rng.h"
 #include "engine/status.h"
 #include "tests/act_check.h"
+#include "tests/expect.h"
 #include "tests/fixture.h"
 
 /* ---- naive double reference (plain NCHW) ---- */
@@ -90,7 +91,7 @@ static double *vec_d(const float *f, int n) {
 }
 
 /* Forward/backward vs naive, FD, padding, in place. Returns the largest errors through pointers. */
-static void run_case(ac_report *r, eng_ctx *e, const gn_case *k, uint64_t seed) {
+static void run_case(eng_ctx *e, const gn_case *k, uint64_t seed) {
     rng g;
     rng_seed(&g, seed);
     arena params, grads, act;
@@ -135,6 +136,7 @@ static void run_case(ac_report *r, eng_ctx *e, const gn_case *k, uint64_t seed) 
 
     char name[96];
     snprintf(name, sizeof name, "N=%d C=%d G=%d H=%d W=%d x~%g+%gN", N, C, G, k->h, k->w, k->xoffset, k->xscale);
+    expect_case(name);
     /* Tolerances: float32 kernels vs double reference, errors relative to the largest reference
      * magnitude. y/dx: 2e-5 (a few ulps of O(1) values), also for |mean|/std = 1000, which the shifted
      * sums and centred apply must survive. dgamma/dbeta sum N*H*W terms in double after float runs
@@ -143,11 +145,11 @@ static void run_case(ac_report *r, eng_ctx *e, const gn_case *k, uint64_t seed) 
     double tol_y = 2e-5, tol_dx = 2e-5;
     double ey = ac_tensor_rel(&y, yr), edx = ac_tensor_rel(&dx, dxr);
     double edg = ac_rel(dgk, dgr, (size_t)C, 1e-30), edb = ac_rel(dbk, dbr, (size_t)C, 1e-30);
-    ac_check(r, ey <= tol_y, "%s: forward y vs naive double: max rel err %.3g (tol %.0e)", name, ey, tol_y);
-    ac_check(r, edx <= tol_dx, "%s: backward dx vs naive double: max rel err %.3g (tol %.0e)", name, edx, tol_dx);
-    ac_check(r, edg <= 1e-5, "%s: backward dgamma vs naive double: max rel err %.3g (tol 1e-05)", name, edg);
-    ac_check(r, edb <= 1e-5, "%s: backward dbeta vs naive double: max rel err %.3g (tol 1e-05)", name, edb);
-    ac_check(r, ac_pad_zero(&y) && ac_pad_zero(&dx), "%s: padded lanes of y and dx are zero", name);
+    EXPECT_ERR(ey, tol_y, "%s: forward y vs naive double, max rel err", name);
+    EXPECT_ERR(edx, tol_dx, "%s: backward dx vs naive double, max rel err", name);
+    EXPECT_ERR(edg, 1e-5, "%s: backward dgamma vs naive double, max rel err", name);
+    EXPECT_ERR(edb, 1e-5, "%s: backward dbeta vs naive double, max rel err", name);
+    EXPECT(ac_pad_zero(&y) && ac_pad_zero(&dx), "%s: padded lanes of y and dx are zero", name);
 
     /* Fused ReLU: exactly max(y, 0) of the unfused plan, element for element (same coefficients,
      * same arithmetic), padded lanes zero. */
@@ -166,7 +168,7 @@ static void run_case(ac_report *r, eng_ctx *e, const gn_case *k, uint64_t seed) 
                     bad += memcmp(&yr6.data[o], &want, sizeof want) != 0;
                     npos += y.data[o] > 0.0f;
                 }
-        ac_check(r, bad == 0 && ac_pad_zero(&yr6) && npos > 0 && npos < tot,
+        EXPECT(bad == 0 && ac_pad_zero(&yr6) && npos > 0 && npos < tot,
                  "%s: fused ReLU forward == max(unfused y, 0) bit for bit (%zu mismatches, %zu of %zu positive), "
                  "padding zero", name, bad, npos, tot);
         gn_plan_free(&pr);
@@ -215,9 +217,9 @@ static void run_case(ac_report *r, eng_ctx *e, const gn_case *k, uint64_t seed) 
             if (fabs(fd) > dbm) dbm = fabs(fd);
         }
         /* Tolerance 1e-4: float kernel gradients vs a double FD whose own error is ~1e-8. */
-        ac_check(r, efx <= 1e-4, "%s: dx vs central FD (double, h=1e-4): max rel err %.3g (tol 1e-04)", name, efx);
-        ac_check(r, ng / dgm <= 1e-4, "%s: dgamma vs central FD: max rel err %.3g (tol 1e-04)", name, ng / dgm);
-        ac_check(r, nb / dbm <= 1e-4, "%s: dbeta vs central FD: max rel err %.3g (tol 1e-04)", name, nb / dbm);
+        EXPECT_ERR(efx, 1e-4, "%s: dx vs central FD (double, h=1e-4), max rel err", name);
+        EXPECT_ERR(ng / dgm, 1e-4, "%s: dgamma vs central FD, max rel err", name);
+        EXPECT_ERR(nb / dbm, 1e-4, "%s: dbeta vs central FD, max rel err", name);
         free(xp), free(ybuf), free(gp), free(bp), free(dxk);
     }
 
@@ -227,7 +229,7 @@ static void run_case(ac_report *r, eng_ctx *e, const gn_case *k, uint64_t seed) 
     ASSERT(gn_plan_init(&pi, e, &l, &x, &y, &dy2, &dy2, 1) == 0);
     ASSERT(gn_forward(&pi, e) == 0);
     ASSERT(gn_backward(&pi, e, 0) == 0);
-    ac_check(r, memcmp(dy2.data, dx.data, dx.bytes) == 0, "%s: in-place backward (dx == dy) matches out-of-place", name);
+    EXPECT(memcmp(dy2.data, dx.data, dx.bytes) == 0, "%s: in-place backward (dx == dy) matches out-of-place", name);
     gn_plan_free(&pi);
 
     free(xd), free(dyd), free(ga), free(be), free(yr), free(dxr), free(dgr), free(dbr), free(dgk), free(dbk);
@@ -238,7 +240,8 @@ static void run_case(ac_report *r, eng_ctx *e, const gn_case *k, uint64_t seed) 
 }
 
 /* One layer, two plans of different shapes: backward(acc 0) then backward(acc 1) = sum of both. */
-static void run_shared(ac_report *r, eng_ctx *e) {
+static void run_shared(eng_ctx *e) {
+    expect_case("shared layer, two plans");
     rng g;
     rng_seed(&g, 77);
     arena params, grads, act;
@@ -273,9 +276,8 @@ static void run_shared(ac_report *r, eng_ctx *e) {
     ASSERT(gn_backward(&p[0], e, 1) == 0);
     double *dgk = vec_d(l.dgamma.data, 64), *dbk = vec_d(l.dbeta.data, 64);
     double eg = ac_rel(dgk, dgr, 64, 1e-30), eb = ac_rel(dbk, dbr, 64, 1e-30);
-    ac_check(r, eg <= 1e-5 && eb <= 1e-5,
-             "shared layer, 2 plans (6x8, 3x4), accumulate: dgamma/dbeta = sum of per-plan grads: rel err %.3g / %.3g (tol 1e-05)",
-             eg, eb);
+    EXPECT_ERR(eg, 1e-5, "shared layer, 2 plans (6x8, 3x4), accumulate: dgamma = sum of per-plan grads, rel err");
+    EXPECT_ERR(eb, 1e-5, "shared layer, 2 plans (6x8, 3x4), accumulate: dbeta = sum of per-plan grads, rel err");
     free(dgk), free(dbk);
     for (int i = 0; i < 2; i++) {
         gn_plan_free(&p[i]);
@@ -286,7 +288,7 @@ static void run_shared(ac_report *r, eng_ctx *e) {
 }
 
 /* torch.nn.GroupNorm fixtures. */
-static void run_torch(ac_report *r, eng_ctx *e, const fx_file *f, const char *pre, int G) {
+static void run_torch(eng_ctx *e, const fx_file *f, const char *pre, int G) {
     char nm[64];
     snprintf(nm, sizeof nm, "%s_x", pre);
     const fx_array *ax = fx_get(f, nm);
@@ -326,9 +328,13 @@ static void run_torch(ac_report *r, eng_ctx *e, const fx_file *f, const char *pr
     snprintf(nm, sizeof nm, "%s_dbeta", pre);
     double edb = ac_rel(db, fx_get(f, nm)->v, (size_t)C, 1e-30);
     /* Both sides are float32 with different summation orders: 1e-5 relative to the largest value. */
-    ac_check(r, ey <= 1e-5 && edx <= 1e-5 && edg <= 1e-5 && edb <= 1e-5,
-             "torch GroupNorm fixture %s (N=%d C=%d G=%d %dx%d): rel err y %.3g dx %.3g dgamma %.3g dbeta %.3g (tol 1e-05)",
-             pre, N, C, G, H, W, ey, edx, edg, edb);
+    char cn[96];
+    snprintf(cn, sizeof cn, "torch GroupNorm fixture %s (N=%d C=%d G=%d %dx%d)", pre, N, C, G, H, W);
+    expect_case(cn);
+    EXPECT_ERR(ey, 1e-5, "%s: y, rel err", cn);
+    EXPECT_ERR(edx, 1e-5, "%s: dx, rel err", cn);
+    EXPECT_ERR(edg, 1e-5, "%s: dgamma, rel err", cn);
+    EXPECT_ERR(edb, 1e-5, "%s: dbeta, rel err", cn);
     free(tmp), free(dg), free(db);
     gn_plan_free(&p);
     tensor_free(&x), tensor_free(&y), tensor_free(&dy), tensor_free(&dx);
@@ -337,7 +343,6 @@ static void run_torch(ac_report *r, eng_ctx *e, const fx_file *f, const char *pr
 }
 
 int main(void) {
-    ac_report r = {0, 0};
     eng_ctx e;
     if (eng_init(&e, 0) < 0) {
         fprintf(stderr, "eng_init: %s\n", ote_errmsg());
@@ -349,15 +354,16 @@ int main(void) {
         {2, 40, 4, 6, 6, 0.7, 0.0},  /* groups of 10 channels straddle block boundaries */
         {2, 64, 32, 9, 11, 0.1, 100.0}, /* |mean| / std = 1000: the shifted sums must not cancel */
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&r, &e, &cases[i], 1000 + i);
-    run_shared(&r, &e);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&e, &cases[i], 1000 + i);
+    run_shared(&e);
 
+    expect_case("refusals");
     gn_cfg bad = {20, 3, 0};
     arena pa, ga;
     arena_init(&pa, "p"), arena_init(&ga, "g");
     gn_layer lb;
     int s = gn_layer_init(&lb, &e, &bad, &pa, &ga);
-    ac_check(&r, s == OTE_EINVAL, "C=20, G=3 rejected with OTE_EINVAL: \"%s\"", ote_errmsg());
+    EXPECT(s == OTE_EINVAL, "C=20, G=3 rejected with OTE_EINVAL: \"%s\"", ote_errmsg());
     arena_free(&pa), arena_free(&ga);
 
     const char *sh = getenv("OTE_SRC");
@@ -365,12 +371,12 @@ int main(void) {
     snprintf(path, sizeof path, "%s/tests/reference/fixtures/gn_ref.fx", sh ? sh : ".");
     fx_file f;
     if (fx_load(&f, path) == 0) {
-        run_torch(&r, &e, &f, "a", 32);
-        run_torch(&r, &e, &f, "b", 10);
+        run_torch(&e, &f, "a", 32);
+        run_torch(&e, &f, "b", 10);
         fx_free(&f);
     } else {
-        ac_check(&r, 0, "load fixture %s", path);
+        EXPECT(0, "load fixture %s", path);
     }
     eng_free(&e);
-    return ac_finish(&r);
+    return expect_finish();
 }
