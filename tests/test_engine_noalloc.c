@@ -119,7 +119,6 @@ static double step(net *m, eng_ctx *e, double lr) {
 }
 
 int main(void) {
-    ac_report r = {0, 0};
     const char *san = getenv("OTE_SANITIZED");
     int count_allocs = NA_INTERPOSE && !(san && strcmp(san, "1") == 0);
     eng_ctx e;
@@ -206,11 +205,11 @@ int main(void) {
         loss[s] = step(m, &e, 1e-4);
         atomic_store(&na_counting, 0);
         long ours = atomic_load(&na_ours), lib = atomic_load(&na_lib), frees = atomic_load(&na_frees);
-        ac_check(&r, e.n_primitives == prims0, "step %d: primitives created during the step: %ld (expected 0)", s + 1,
+        EXPECT(e.n_primitives == prims0, "step %d: primitives created during the step: %ld (expected 0)", s + 1,
                  e.n_primitives - prims0);
         if (count_allocs) {
-            ac_check(&r, ours == 0, "step %d: heap allocations by project code: %ld (expected 0)", s + 1, ours);
-            ac_check(&r, lib == frees, "step %d: no net heap growth: %ld library-internal allocations (oneDNN execute), "
+            EXPECT(ours == 0, "step %d: heap allocations by project code: %ld (expected 0)", s + 1, ours);
+            EXPECT(lib == frees, "step %d: no net heap growth: %ld library-internal allocations (oneDNN execute), "
                      "%ld frees", s + 1, lib, frees);
         }
     }
@@ -221,14 +220,14 @@ int main(void) {
         void *volatile probe = malloc(24);
         free(probe);
         atomic_store(&na_counting, 0);
-        ac_check(&r, atomic_load(&na_ours) == 1, "control: a malloc in project code is counted (%ld)", atomic_load(&na_ours));
+        EXPECT(atomic_load(&na_ours) == 1, "control: a malloc in project code is counted (%ld)", atomic_load(&na_ours));
     }
     if (!count_allocs) printf("     allocation counts not checked under ASan (the sanitizer owns malloc)\n");
     loss[3] = step(m, &e, 1e-4);
-    ac_check(&r, isfinite(loss[0]) && loss[3] < loss[0],
+    EXPECT(isfinite(loss[0]) && loss[3] < loss[0],
              "the step trains: loss %.6g -> %.6g -> %.6g -> %.6g (must decrease over 3 SGD steps)", loss[0], loss[1], loss[2],
              loss[3]);
-    ac_check(&r, ac_pad_zero(&m->o) && ac_pad_zero(&m->dr1) && ac_pad_zero(&m->ds2),
+    EXPECT(ac_pad_zero(&m->o) && ac_pad_zero(&m->dr1) && ac_pad_zero(&m->ds2),
              "channel padding of outputs and gradients still zero after 4 steps");
 
     conv_plan_free(&m->pc1), conv_plan_free(&m->pc2), conv_plan_free(&m->pc3);
@@ -249,5 +248,5 @@ int main(void) {
     free(m);
     arena_free(&params), arena_free(&grads), arena_free(&act);
     eng_free(&e);
-    return ac_finish(&r);
+    return expect_finish();
 }
