@@ -38,8 +38,9 @@
 
 #include "engine/ctx.h"
 #include "engine/status.h"
+#include "engine/tensor.h"
 #include "models/detector.h"
-#include "tests/act_check.h"
+#include "tests/expect.h"
 #include "tests/fixture.h"
 
 /* Allocation counting, as tests/test_engine_noalloc.c does it: malloc & co. are interposed in this
@@ -204,37 +205,59 @@ static int group_of(const char *name) {
 }
 static const char *GROUP[3] = {"backbone", "neck", "head"};
 
-int main(void) {
-    ac_report r = {0, 0};
-    worst_acc cond = {0, 0, ""}; /* PyTorch float32 NCHW vs the tolerances */
-    fx_file f;
-    fx_file sp; /* float64 ground truth and PyTorch float32's errors against it */
-    if (fx_load(&f, FX_PATH) != 0 || fx_load(&sp, FX_F64) != 0) {
-        printf("FAIL cannot load %s / %s\n", FX_PATH, FX_F64);
-        return 1;
-    }
-    eng_ctx e;
-    if (eng_init(&e, 0) != OTE_OK) {
-        printf("FAIL eng_init: %s\n", ote_errmsg());
-        return 1;
-    }
-    const double *cfg = fx_get(&f, "cfg")->v;
-    int N = (int)cfg[0], C = (int)cfg[3];
-    det_cfg dc = {.num_classes = C, .backbone = DET_BACKBONE_PYTORCHCV, .tf_padding = 0, .seed = 1};
-    detector *d = NULL;
-    int st = det_create(&d, &e, &dc);
-    ac_check(&r, st == OTE_OK, "det_create (pytorchcv, C=%d): %s", C, st == OTE_OK ? "ok" : ote_errmsg());
-    if (st != OTE_OK) return ac_finish(&r);
+/* What the cases share, in the order they run: the fixtures, the engine, the detector (weights set
+ * by case_weights, then trained by the cases after it), the batch and the detections. */
+static fx_file F;  /* detector_ref.fx: PyTorch float32 run, batch, targets, BN statistics, detections */
+static fx_file SP; /* float64 ground truth and PyTorch float32's errors against it */
+static eng_ctx E;
+static const double *CFG; /* fixture "cfg": N, H, W, C, ..., lr [5], momentum [6], weight decay [7] */
+static int NB, NC, NP;    /* batch size, classes, parameters + buffers of D */
+static int NPOS_REF;      /* positives in the reference batch (set by case_train_forward) */
+static detector *D;
+static float *BUF; /* scratch for one parameter or gradient */
+static batch_data BD;
+static float *SFF; /* per-image scale factors (4 per image) */
+static det_box *BOXES[8];
+static int NOUT[8];
+static det_losses LT;               /* losses of the first training forward */
+static worst_acc COND = {0, 0, ""}; /* PyTorch float32 NCHW vs the tolerances */
 
-    /* ---- weights from the reference generator, in state_dict order */
-    int np = det_n_params(d), n_gen = 0, order_ok = 1, set_ok = 1;
+static void setup(void) {
+    REQUIRE(fx_load(&F, FX_PATH) == 0 && fx_load(&SP, FX_F64) == 0, "load %s and %s", FX_PATH, FX_F64);
+    REQUIRE_OK(eng_init(&E, 0));
+    CFG = fx_get(&F, "cfg")->v;
+    NB = (int)CFG[0], NC = (int)CFG[3];
+    det_cfg dc = {.num_classes = NC, .backbone = DET_BACKBONE_PYTORCHCV, .tf_padding = 0, .seed = 1};
+    int st = det_create(&D, &E, &dc);
+    REQUIRE(st == OTE_OK, "det_create (pytorchcv, C=%d): %s", NC, st == OTE_OK ? "ok" : ote_errmsg());
+    NP = det_n_params(D);
+    BUF = malloc((size_t)960 * 320 * 9 * sizeof(float) + 64);
+    load_batch(&F, &BD);
+    SFF = malloc(4 * (size_t)NB * sizeof *SFF);
+    const fx_array *sf = fx_get(&F, "eval.scale_factor");
+    for (long i = 0; i < sf->numel && i < 4 * NB; i++) SFF[i] = (float)sf->v[i];
+    for (int i = 0; i < NB; i++) BOXES[i] = calloc(100, sizeof(det_box));
+}
+
+static void teardown(void) {
+    for (int i = 0; i < NB; i++) free(BOXES[i]);
+    free(SFF);
+    free_batch(&BD);
+    free(BUF);
+    fx_free(&F);
+    fx_free(&SP);
+    eng_free(&E);
+}
+
+/* weights from the reference generator, in state_dict order */
+static void case_weights(void) {
+    int n_gen = 0, order_ok = 1, set_ok = 1;
     double worst_wsum = 0;
-    float *buf = malloc((size_t)960 * 320 * 9 * sizeof(float) + 64);
-    for (int i = 0; i < np; i++) {
-        const det_param_info *pi = det_param(d, i);
+    for (int i = 0; i < NP; i++) {
+        const det_param_info *pi = det_param(D, i);
         char key[200];
         snprintf(key, sizeof key, "gen.%s", pi->name);
-        const fx_array *g = fx_find(&f, key);
+        const fx_array *g = fx_find(&F, key);
         if (pi->is_int64) {
             if (g) order_ok = 0;
             continue;
@@ -250,157 +273,153 @@ int main(void) {
             order_ok = 0;
         }
         long n = info_numel(pi);
-        gen_uniform((uint64_t)g->v[0], n, g->v[1], g->v[2], buf);
+        gen_uniform((uint64_t)g->v[0], n, g->v[1], g->v[2], BUF);
         double s1 = 0, s2 = 0;
-        for (long k = 0; k < n; k++) s1 += buf[k], s2 += (double)buf[k] * buf[k];
+        for (long k = 0; k < n; k++) s1 += BUF[k], s2 += (double)BUF[k] * BUF[k];
         snprintf(key, sizeof key, "wsum.%s", pi->name);
-        const double *ws = fx_get(&f, key)->v;
+        const double *ws = fx_get(&F, key)->v;
         worst_wsum = fmax(worst_wsum, fmax(fabs(s1 - ws[0]) / fmax(fabs(ws[0]), 1e-3), rel(s2, ws[1])));
-        if (det_param_set(d, i, buf) != OTE_OK) set_ok = 0;
+        if (det_param_set(D, i, BUF) != OTE_OK) set_ok = 0;
     }
     int n_fx_gen = 0;
-    for (int i = 0; i < f.n; i++)
-        if (strncmp(f.a[i].name, "gen.", 4) == 0) n_fx_gen++;
-    ac_check(&r, order_ok && n_gen == n_fx_gen, "parameter names and order = state_dict (%d params + buffers here, %d generated "
-             "tensors in the reference, %d matched)", np, n_fx_gen, n_gen);
-    ac_check(&r, worst_wsum < 1e-9, "hash weight generator reproduces the reference sums (worst rel %.2e, tol 1e-9)",
+    for (int i = 0; i < F.n; i++)
+        if (strncmp(F.a[i].name, "gen.", 4) == 0) n_fx_gen++;
+    EXPECT(order_ok && n_gen == n_fx_gen, "parameter names and order = state_dict (%d params + buffers here, %d generated "
+             "tensors in the reference, %d matched)", NP, n_fx_gen, n_gen);
+    EXPECT(worst_wsum < 1e-9, "hash weight generator reproduces the reference sums (worst rel %.2e, tol 1e-9)",
              worst_wsum);
-    ac_check(&r, set_ok, "det_param_set accepted every tensor");
+    EXPECT(set_ok, "det_param_set accepted every tensor");
     /* get(set(x)) round trip on a conv weight in blocked layout */
     {
-        int i = det_param_find(d, "backbone.features.stage4.unit3.conv1.conv.weight");
-        const det_param_info *pi = det_param(d, i);
-        const fx_array *g = fx_get(&f, "gen.backbone.features.stage4.unit3.conv1.conv.weight");
+        int i = det_param_find(D, "backbone.features.stage4.unit3.conv1.conv.weight");
+        const det_param_info *pi = det_param(D, i);
+        const fx_array *g = fx_get(&F, "gen.backbone.features.stage4.unit3.conv1.conv.weight");
         long n = info_numel(pi);
         float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
         gen_uniform((uint64_t)g->v[0], n, g->v[1], g->v[2], a);
-        det_param_get(d, i, b);
-        ac_check(&r, i >= 0 && memcmp(a, b, n * sizeof *a) == 0, "det_param_get returns the OIHW values set (%s)", pi->name);
+        det_param_get(D, i, b);
+        EXPECT(i >= 0 && memcmp(a, b, n * sizeof *a) == 0, "det_param_get returns the OIHW values set (%s)", pi->name);
         free(a), free(b);
     }
 
-    batch_data bd;
-    load_batch(&f, &bd);
-    float *sff = malloc(4 * (size_t)N * sizeof *sff);
-    {
-        const fx_array *sf = fx_get(&f, "eval.scale_factor");
-        for (long i = 0; i < sf->numel && i < 4 * N; i++) sff[i] = (float)sf->v[i];
-    }
-    det_box *boxes[8];
-    int nout[8];
-    for (int i = 0; i < N; i++) boxes[i] = calloc(100, sizeof(det_box));
+}
 
-    /* ---- eval mode at the generated weights (BN with the generated running statistics): a
-     * well-conditioned check of the inference path (PyTorch float32 vs float64 ~1e-6) */
+/* eval mode at the generated weights (BN with the generated running statistics): a
+ * well-conditioned check of the inference path (PyTorch float32 vs float64 ~1e-6) */
+static void case_eval_generated(void) {
     {
-        st = det_predict(d, N, bd.b.h, bd.b.w, bd.images, bd.img_h, bd.img_w, sff, boxes, nout, 100);
-        ac_check(&r, st == OTE_OK, "det_predict at the generated weights: %s", st == OTE_OK ? "ok" : ote_errmsg());
+        int st = det_predict(D, NB, BD.b.h, BD.b.w, BD.images, BD.img_h, BD.img_w, SFF, BOXES, NOUT, 100);
+        EXPECT(st == OTE_OK, "det_predict at the generated weights: %s", st == OTE_OK ? "ok" : ote_errmsg());
         anchor_grid g0;
         head_out h0[5];
-        det_last_head(d, &g0, h0, NULL);
+        det_last_head(D, &g0, h0, NULL);
         det_blk = h0[0].blk;
         worst_acc we = {0, 0, ""};
-        double fl = FLOOR_FRAC * fx_prefix_max(&sp, "f64.eval0.head.");
-        torch_err te = torch_of(&sp, "eval0.head.");
-        cond_add(&cond, te.nchw, TOL_EVAL0, "eval0 heads");
+        double fl = FLOOR_FRAC * fx_prefix_max(&SP, "f64.eval0.head.");
+        torch_err te = torch_of(&SP, "eval0.head.");
+        cond_add(&COND, te.nchw, TOL_EVAL0, "eval0 heads");
         for (int l = 0; l < 5; l++)
             for (int k = 0; k < 3; k++) {
                 static const char *KN[3] = {"cls", "reg", "ctr"};
-                int ch = k == 0 ? C : k == 1 ? 4 : 1;
+                int ch = k == 0 ? NC : k == 1 ? 4 : 1;
                 const float *o = k == 0 ? h0[l].cls : k == 1 ? h0[l].reg : h0[l].ctr;
                 char key[64];
                 snprintf(key, sizeof key, "f64.eval0.head.%s.%d", KN[k], l);
-                acc_add(&we, cmp_blocked(&sp, key, o, N, ch, g0.h[l], g0.w[l], fl), TOL_EVAL0, key);
+                acc_add(&we, cmp_blocked(&SP, key, o, NB, ch, g0.h[l], g0.w[l], fl), TOL_EVAL0, key);
             }
-        ac_check(&r, we.ratio <= 1, "eval-mode head outputs at the generated weights (folded BN) vs float64: worst %.2e "
+        EXPECT(we.ratio <= 1, "eval-mode head outputs at the generated weights (folded BN) vs float64: worst %.2e "
                  "(%s), tol %.0e (PyTorch f32 NCHW %.2e, channels_last %.2e)", we.err, we.name, TOL_EVAL0, te.nchw, te.cl);
     }
 
-    /* ---- the folded inference weights follow parameter changes: quadruple one running variance,
-     * predict (must differ), restore it, predict (must equal the first result bit for bit) */
+}
+
+/* the folded inference weights follow parameter changes: quadruple one running variance,
+ * predict (must differ), restore it, predict (must equal the first result bit for bit) */
+static void case_refold(void) {
     {
         anchor_grid g0;
         head_out h0[5];
         size_t nc;
         /* the last backbone BN (no ReLU6 after it) feeds every FPN level; the init_block one, behind
          * 51 nearly linear eval-mode layers, moves the cls logits by only ~2e-6 with these weights */
-        int iv = det_param_find(d, "backbone.features.stage5.unit4.conv3.bn.running_var");
+        int iv = det_param_find(D, "backbone.features.stage5.unit4.conv3.bn.running_var");
         float rv[320], rv4[320];
-        det_param_get(d, iv, rv);
+        det_param_get(D, iv, rv);
         for (int c = 0; c < 320; c++) rv4[c] = 4 * rv[c];
-        det_last_head(d, &g0, h0, NULL);
-        nc = (size_t)N * 16 * g0.h[0] * g0.w[0]; /* cls of level 0, C <= 16: one channel block */
+        det_last_head(D, &g0, h0, NULL);
+        nc = (size_t)NB * 16 * g0.h[0] * g0.w[0]; /* cls of level 0, C <= 16: one channel block */
         float *ref0 = malloc(nc * sizeof *ref0);
         memcpy(ref0, h0[0].cls, nc * sizeof *ref0);
-        det_param_set(d, iv, rv4);
-        det_predict(d, N, bd.b.h, bd.b.w, bd.images, bd.img_h, bd.img_w, sff, boxes, nout, 100);
-        det_last_head(d, &g0, h0, NULL);
+        det_param_set(D, iv, rv4);
+        det_predict(D, NB, BD.b.h, BD.b.w, BD.images, BD.img_h, BD.img_w, SFF, BOXES, NOUT, 100);
+        det_last_head(D, &g0, h0, NULL);
         double diff = 0;
         for (size_t i = 0; i < nc; i++) diff = fmax(diff, fabs(h0[0].cls[i] - ref0[i]));
-        det_param_set(d, iv, rv);
-        det_predict(d, N, bd.b.h, bd.b.w, bd.images, bd.img_h, bd.img_w, sff, boxes, nout, 100);
-        det_last_head(d, &g0, h0, NULL);
+        det_param_set(D, iv, rv);
+        det_predict(D, NB, BD.b.h, BD.b.w, BD.images, BD.img_h, BD.img_w, SFF, BOXES, NOUT, 100);
+        det_last_head(D, &g0, h0, NULL);
         int same = memcmp(h0[0].cls, ref0, nc * sizeof *ref0) == 0;
-        ac_check(&r, diff > 1e-3 && same, "predict refolds BN after a parameter change (cls changed by %.3g, restored: %s)",
+        EXPECT(diff > 1e-3 && same, "predict refolds BN after a parameter change (cls changed by %.3g, restored: %s)",
                  diff, same ? "identical" : "DIFFERENT");
         free(ref0);
     }
 
-    /* ---- training forward */
-    det_losses L;
-    st = det_forward_train(d, &bd.b, &L);
-    ac_check(&r, st == OTE_OK, "det_forward_train: %s", st == OTE_OK ? "ok" : ote_errmsg());
-    if (st != OTE_OK) return ac_finish(&r);
+}
+
+/* training forward: head outputs, positives, losses, loss gradients, BN running statistics */
+static void case_train_forward(void) {
+    int st = det_forward_train(D, &BD.b, &LT);
+    REQUIRE(st == OTE_OK, "det_forward_train: %s", st == OTE_OK ? "ok" : ote_errmsg());
     anchor_grid g;
     head_out ho[5];
     head_grad hg[5];
-    det_last_head(d, &g, ho, hg);
+    det_last_head(D, &g, ho, hg);
     det_blk = ho[0].blk;
-    const fx_array *hw = fx_get(&f, "level.hw");
+    const fx_array *hw = fx_get(&F, "level.hw");
     int hw_ok = 1;
     for (int l = 0; l < 5; l++) hw_ok &= g.h[l] == (int)hw->v[2 * l] && g.w[l] == (int)hw->v[2 * l + 1];
-    ac_check(&r, hw_ok, "level sizes match the reference");
+    EXPECT(hw_ok, "level sizes match the reference");
     worst_acc wh = {0, 0, ""}, wdh = {0, 0, ""};
     static const char *KIND[3] = {"cls", "reg", "ctr"};
-    double fl_h = FLOOR_FRAC * fx_prefix_max(&sp, "f64.head."), fl_dh = FLOOR_FRAC * fx_prefix_max(&sp, "f64.dhead.");
-    torch_err t_h = torch_of(&sp, "head."), t_dh = torch_of(&sp, "dhead.");
-    cond_add(&cond, t_h.nchw, TOL_HEAD, "training heads");
-    cond_add(&cond, t_dh.nchw, TOL_DHEAD, "dhead");
+    double fl_h = FLOOR_FRAC * fx_prefix_max(&SP, "f64.head."), fl_dh = FLOOR_FRAC * fx_prefix_max(&SP, "f64.dhead.");
+    torch_err t_h = torch_of(&SP, "head."), t_dh = torch_of(&SP, "dhead.");
+    cond_add(&COND, t_h.nchw, TOL_HEAD, "training heads");
+    cond_add(&COND, t_dh.nchw, TOL_DHEAD, "dhead");
     for (int l = 0; l < 5; l++)
         for (int k = 0; k < 3; k++) {
-            int ch = k == 0 ? C : k == 1 ? 4 : 1;
+            int ch = k == 0 ? NC : k == 1 ? 4 : 1;
             char key[64];
             const float *o = k == 0 ? ho[l].cls : k == 1 ? ho[l].reg : ho[l].ctr;
             const float *gd = k == 0 ? hg[l].cls : k == 1 ? hg[l].reg : hg[l].ctr;
             snprintf(key, sizeof key, "f64.head.%s.%d", KIND[k], l);
-            acc_add(&wh, cmp_blocked(&sp, key, o, N, ch, g.h[l], g.w[l], fl_h), TOL_HEAD, key);
+            acc_add(&wh, cmp_blocked(&SP, key, o, NB, ch, g.h[l], g.w[l], fl_h), TOL_HEAD, key);
             snprintf(key, sizeof key, "f64.dhead.%s.%d", KIND[k], l);
-            acc_add(&wdh, cmp_blocked(&sp, key, gd, N, ch, g.h[l], g.w[l], fl_dh), TOL_DHEAD, key);
+            acc_add(&wdh, cmp_blocked(&SP, key, gd, NB, ch, g.h[l], g.w[l], fl_dh), TOL_DHEAD, key);
         }
-    ac_check(&r, wh.ratio <= 1, "training-mode head outputs vs float64, 5 levels x (cls, reg, ctr): worst %.2e (%s), "
+    EXPECT(wh.ratio <= 1, "training-mode head outputs vs float64, 5 levels x (cls, reg, ctr): worst %.2e (%s), "
              "tol %.0e (PyTorch f32 NCHW %.2e, channels_last %.2e)", wh.err, wh.name, TOL_HEAD, t_h.nchw, t_h.cl);
-    const fx_array *npl = fx_get(&f, "assign.npos_level");
-    int npos_ref = 0;
-    for (int l = 0; l < 5; l++) npos_ref += (int)npl->v[l];
-    ac_check(&r, L.npos == npos_ref, "positives in the batch: %d (reference %d: %d %d %d %d %d per level)", L.npos, npos_ref,
+    const fx_array *npl = fx_get(&F, "assign.npos_level");
+    NPOS_REF = 0;
+    for (int l = 0; l < 5; l++) NPOS_REF += (int)npl->v[l];
+    EXPECT(LT.npos == NPOS_REF, "positives in the batch: %d (reference %d: %d %d %d %d %d per level)", LT.npos, NPOS_REF,
              (int)npl->v[0], (int)npl->v[1], (int)npl->v[2], (int)npl->v[3], (int)npl->v[4]);
     double worst_loss = 0;
-    const double *lc = fx_get(&sp, "f64.loss.cls")->v, *lb = fx_get(&sp, "f64.loss.box")->v;
-    const double *lz = fx_get(&sp, "f64.loss.ctr")->v;
+    const double *lc = fx_get(&SP, "f64.loss.cls")->v, *lb = fx_get(&SP, "f64.loss.box")->v;
+    const double *lz = fx_get(&SP, "f64.loss.ctr")->v;
     for (int l = 0; l < 5; l++) {
-        worst_loss = fmax(worst_loss, fabs(L.level_cls[l] - lc[l]) / fmax(fabs(lc[l]), 1e-6));
-        worst_loss = fmax(worst_loss, fabs(L.level_box[l] - lb[l]) / fmax(fabs(lb[l]), 1e-6));
-        worst_loss = fmax(worst_loss, fabs(L.level_ctr[l] - lz[l]) / fmax(fabs(lz[l]), 1e-6));
+        worst_loss = fmax(worst_loss, fabs(LT.level_cls[l] - lc[l]) / fmax(fabs(lc[l]), 1e-6));
+        worst_loss = fmax(worst_loss, fabs(LT.level_box[l] - lb[l]) / fmax(fabs(lb[l]), 1e-6));
+        worst_loss = fmax(worst_loss, fabs(LT.level_ctr[l] - lz[l]) / fmax(fabs(lz[l]), 1e-6));
     }
-    double tot_ref = fx_get(&sp, "f64.loss.total")->v[0];
-    torch_err t_lp = torch_of(&sp, "loss.parts"), t_lt = torch_of(&sp, "loss.total");
-    cond_add(&cond, t_lp.nchw, TOL_LOSS, "loss parts");
-    cond_add(&cond, t_lt.nchw, TOL_LOSS, "total loss");
-    ac_check(&r, worst_loss < TOL_LOSS, "loss parts per level (cls, box, ctr) vs float64: worst rel %.2e, tol %.0e "
+    double tot_ref = fx_get(&SP, "f64.loss.total")->v[0];
+    torch_err t_lp = torch_of(&SP, "loss.parts"), t_lt = torch_of(&SP, "loss.total");
+    cond_add(&COND, t_lp.nchw, TOL_LOSS, "loss parts");
+    cond_add(&COND, t_lt.nchw, TOL_LOSS, "total loss");
+    EXPECT(worst_loss < TOL_LOSS, "loss parts per level (cls, box, ctr) vs float64: worst rel %.2e, tol %.0e "
              "(PyTorch f32 NCHW %.2e, channels_last %.2e)", worst_loss, TOL_LOSS, t_lp.nchw, t_lp.cl);
-    ac_check(&r, rel(L.total, tot_ref) < TOL_LOSS, "total loss %.7f vs float64 %.7f: rel %.2e, tol %.0e (PyTorch f32 "
-             "NCHW %.2e, channels_last %.2e)", L.total, tot_ref, rel(L.total, tot_ref), TOL_LOSS, t_lt.nchw, t_lt.cl);
-    ac_check(&r, wdh.ratio <= 1, "d loss / d head outputs vs float64: worst %.2e (%s), tol %.0e (PyTorch f32 NCHW %.2e, "
+    EXPECT(rel(LT.total, tot_ref) < TOL_LOSS, "total loss %.7f vs float64 %.7f: rel %.2e, tol %.0e (PyTorch f32 "
+             "NCHW %.2e, channels_last %.2e)", LT.total, tot_ref, rel(LT.total, tot_ref), TOL_LOSS, t_lt.nchw, t_lt.cl);
+    EXPECT(wdh.ratio <= 1, "d loss / d head outputs vs float64: worst %.2e (%s), tol %.0e (PyTorch f32 NCHW %.2e, "
              "channels_last %.2e)", wdh.err, wdh.name, TOL_DHEAD, t_dh.nchw, t_dh.cl);
 
     /* BN running statistics after the first training forward */
@@ -412,30 +431,33 @@ int main(void) {
                 char k[256], pn[200];
                 snprintf(pn, sizeof pn, "%s.%s", bns[b], s ? "running_var" : "running_mean");
                 snprintf(k, sizeof k, "bn.after1.%s", pn);
-                const fx_array *a = fx_get(&f, k);
-                int i = det_param_find(d, pn);
-                det_param_get(d, i, buf);
+                const fx_array *a = fx_get(&F, k);
+                int i = det_param_find(D, pn);
+                det_param_get(D, i, BUF);
                 double *v = malloc(a->numel * sizeof *v);
-                for (long j = 0; j < a->numel; j++) v[j] = buf[j];
+                for (long j = 0; j < a->numel; j++) v[j] = BUF[j];
                 double e1 = fx_max_rel(v, a->v, a->numel, 1e-12);
                 if (getenv("DET_VERBOSE")) printf("     %-60s rel %.2e\n", k, e1);
                 worst = fmax(worst, e1 / (b ? TOL_BN_DEEP : TOL_BN));
                 free(v);
             }
-        ac_check(&r, worst <= 1, "BN running mean/var after one step: worst error / tolerance %.2f (tol %.0e init_block, "
+        EXPECT(worst <= 1, "BN running mean/var after one step: worst error / tolerance %.2f (tol %.0e init_block, "
                  "%.0e stage5.unit4.conv3)", worst, TOL_BN, TOL_BN_DEEP);
     }
 
-    /* ---- backward: every parameter gradient */
-    st = det_backward(d);
-    ac_check(&r, st == OTE_OK, "det_backward: %s", st == OTE_OK ? "ok" : ote_errmsg());
+}
+
+/* backward: every parameter gradient */
+static void case_backward(void) {
+    int st = det_backward(D);
+    EXPECT(st == OTE_OK, "det_backward: %s", st == OTE_OK ? "ok" : ote_errmsg());
     /* per group: the largest max|ref| (floor s_G = FLOOR_FRAC x it) */
     static const char *GPREFIX[3] = {"backbone.", "neck.", "bbox_head."};
     double gmax[3];
     for (int gi = 0; gi < 3; gi++) {
         char k[64];
         snprintf(k, sizeof k, "f64.grad.%s", GPREFIX[gi]);
-        gmax[gi] = fx_prefix_max(&sp, k);
+        gmax[gi] = fx_prefix_max(&SP, k);
     }
     /* elements (sub-sampled) of the non-zero tensors, analytically zero tensors, full-gradient L2 norms;
      * tg / tz: PyTorch f32 NCHW and channels_last on the same two sets, in the same measures */
@@ -449,40 +471,40 @@ int main(void) {
     memset(tz, 0, sizeof tz);
     /* norm floor per group: FLOOR_FRAC x the largest full-gradient norm of the group */
     double nfloor[3] = {0, 0, 0};
-    for (int i = 0; i < np; i++) {
-        const det_param_info *pi = det_param(d, i);
+    for (int i = 0; i < NP; i++) {
+        const det_param_info *pi = det_param(D, i);
         if (pi->is_buffer) continue;
         char k[200];
         snprintf(k, sizeof k, "f64.gradsum.%s", pi->name);
-        nfloor[group_of(pi->name)] = fmax(nfloor[group_of(pi->name)], FLOOR_FRAC * sqrt(fx_get(&sp, k)->v[1]));
+        nfloor[group_of(pi->name)] = fmax(nfloor[group_of(pi->name)], FLOOR_FRAC * sqrt(fx_get(&SP, k)->v[1]));
     }
     int n_grads = 0, n_ref_grads = 0;
-    for (int i = 0; i < f.n; i++)
-        if (strncmp(f.a[i].name, "gradk.", 6) == 0) n_ref_grads++;
-    for (int i = 0; i < np; i++) {
-        const det_param_info *pi = det_param(d, i);
+    for (int i = 0; i < F.n; i++)
+        if (strncmp(F.a[i].name, "gradk.", 6) == 0) n_ref_grads++;
+    for (int i = 0; i < NP; i++) {
+        const det_param_info *pi = det_param(D, i);
         if (pi->is_buffer) continue;
         char k[200];
         snprintf(k, sizeof k, "f64.grad.%s", pi->name);
-        const fx_array *a = fx_get(&sp, k);
+        const fx_array *a = fx_get(&SP, k);
         snprintf(k, sizeof k, "gradk.%s", pi->name);
-        long step = (long)fx_get(&f, k)->v[0];
+        long step = (long)fx_get(&F, k)->v[0];
         long n = info_numel(pi);
-        if (det_grad_get(d, i, buf) != OTE_OK) {
-            printf("FAIL det_grad_get %s: %s\n", pi->name, ote_errmsg());
+        if (det_grad_get(D, i, BUF) != OTE_OK) {
+            printf("     det_grad_get %s failed: %s\n", pi->name, ote_errmsg());
             wg[group_of(pi->name)].ratio = INFINITY;
             continue;
         }
         double *v = malloc((a->numel + 1) * sizeof *v);
         long m = 0;
-        for (long j = 0; j < n && m < a->numel; j += step) v[m++] = buf[j];
+        for (long j = 0; j < n && m < a->numel; j += step) v[m++] = BUF[j];
         int gi = group_of(pi->name);
         double m64 = 0, m32 = 0;
         for (long j = 0; j < a->numel; j++) m64 = fmax(m64, fabs(a->v[j]));
         snprintf(k, sizeof k, "t32nchw.grad.%s", pi->name);
-        double tn = fx_get(&sp, k)->v[0];
+        double tn = fx_get(&SP, k)->v[0];
         snprintf(k, sizeof k, "t32cl.grad.%s", pi->name);
-        double tc = fx_get(&sp, k)->v[0];
+        double tc = fx_get(&SP, k)->v[0];
         if (m64 <= ZERO_FRAC * gmax[gi]) {
             /* analytically zero: |g| / group max; detector_f64.py's figure is floored at FLOOR_FRAC x group max */
             for (long j = 0; j < m; j++) m32 = fmax(m32, fabs(v[j]));
@@ -496,46 +518,49 @@ int main(void) {
         }
         free(v);
         double ss = 0;
-        for (long j = 0; j < n; j++) ss += (double)buf[j] * buf[j];
+        for (long j = 0; j < n; j++) ss += (double)BUF[j] * BUF[j];
         snprintf(k, sizeof k, "f64.gradsum.%s", pi->name);
-        double nref = sqrt(fx_get(&sp, k)->v[1]);
+        double nref = sqrt(fx_get(&SP, k)->v[1]);
         acc_add(&wn[gi], fabs(sqrt(ss) - nref) / fmax(nref, fmax(nfloor[gi], 1e-30)), TOL_GSUM, pi->name);
         n_grads++;
     }
-    ac_check(&r, n_grads == n_ref_grads, "gradients compared: %d of the reference's %d", n_grads, n_ref_grads);
+    EXPECT(n_grads == n_ref_grads, "gradients compared: %d of the reference's %d", n_grads, n_ref_grads);
     for (int gi = 0; gi < 3; gi++)
-        ac_check(&r, wn[gi].ratio <= 1, "%s full-gradient L2 norms vs float64: worst rel %.2e (%s), tol %.0e", GROUP[gi],
+        EXPECT(wn[gi].ratio <= 1, "%s full-gradient L2 norms vs float64: worst rel %.2e (%s), tol %.0e", GROUP[gi],
                  wn[gi].err, wn[gi].name, TOL_GSUM);
     for (int gi = 0; gi < 3; gi++) {
         char what[64];
         snprintf(what, sizeof what, "%s gradients", GROUP[gi]);
-        cond_add(&cond, tg[gi].nchw, TOL_GRAD, what);
-        ac_check(&r, wg[gi].ratio <= 1, "%s parameter gradients vs float64: worst %.2e (%s), tol %.0e (PyTorch f32 NCHW "
+        cond_add(&COND, tg[gi].nchw, TOL_GRAD, what);
+        EXPECT(wg[gi].ratio <= 1, "%s parameter gradients vs float64: worst %.2e (%s), tol %.0e (PyTorch f32 NCHW "
                  "%.2e, channels_last %.2e)", GROUP[gi], wg[gi].err, wg[gi].name, TOL_GRAD, tg[gi].nchw, tg[gi].cl);
         if (nzero[gi]) {
             snprintf(what, sizeof what, "%s zero gradients", GROUP[gi]);
-            cond_add(&cond, tz[gi].nchw, TOL_ZERO, what);
+            cond_add(&COND, tz[gi].nchw, TOL_ZERO, what);
         }
-        ac_check(&r, wz[gi].ratio <= 1, "%s: %d analytically zero gradient tensors: max |g| / group max %.2e (%s), tol %.0e "
+        EXPECT(wz[gi].ratio <= 1, "%s: %d analytically zero gradient tensors: max |g| / group max %.2e (%s), tol %.0e "
                  "(PyTorch f32 NCHW %.2e, channels_last %.2e)", GROUP[gi], nzero[gi], wz[gi].err, wz[gi].name, TOL_ZERO,
                  tz[gi].nchw, tz[gi].cl);
     }
 
-    /* ---- directional finite differences on this implementation (independent of PyTorch, and
-     * well conditioned): for each parameter group G, along u = g_G / |g_G| (the group's gradient
-     * direction), (L(theta + eps u) - L(theta - eps u)) / (2 eps) must equal |g_G|. This checks the
-     * backward of every layer of the group, with the shared-head accumulation, against our own
-     * forward. All parameters and buffers (BN running statistics) are restored afterwards. */
+}
+
+/* directional finite differences on this implementation (independent of PyTorch, and well
+ * conditioned): for each parameter group G, along u = g_G / |g_G| (the group's gradient
+ * direction), (L(theta + eps u) - L(theta - eps u)) / (2 eps) must equal |g_G|. This checks the
+ * backward of every layer of the group, with the shared-head accumulation, against our own
+ * forward. All parameters and buffers (BN running statistics) are restored afterwards. */
+static void case_directional_fd(void) {
     {
-        float **save = calloc((size_t)np, sizeof *save), **grad = calloc((size_t)np, sizeof *grad);
-        for (int i = 0; i < np; i++) {
-            const det_param_info *pi = det_param(d, i);
+        float **save = calloc((size_t)NP, sizeof *save), **grad = calloc((size_t)NP, sizeof *grad);
+        for (int i = 0; i < NP; i++) {
+            const det_param_info *pi = det_param(D, i);
             long n = pi->is_int64 ? 1 : info_numel(pi);
             save[i] = malloc((size_t)n * sizeof(float));
-            det_param_get(d, i, save[i]);
+            det_param_get(D, i, save[i]);
             if (!pi->is_buffer) {
                 grad[i] = malloc((size_t)n * sizeof(float));
-                det_grad_get(d, i, grad[i]);
+                det_grad_get(D, i, grad[i]);
             }
         }
         /* (group, eps, tol): with the 'parity' weights the loss is nearly linear along each group's
@@ -549,8 +574,8 @@ int main(void) {
         for (int q = 0; q < 4; q++) {            int gi = FD[q].g;
             const double eps = FD[q].eps;
             double nrm = 0;
-            for (int i = 0; i < np; i++) {
-                const det_param_info *pi = det_param(d, i);
+            for (int i = 0; i < NP; i++) {
+                const det_param_info *pi = det_param(D, i);
                 if (pi->is_buffer || group_of(pi->name) != gi) continue;
                 for (long j = 0; j < info_numel(pi); j++) nrm += (double)grad[i][j] * grad[i][j];
             }
@@ -559,155 +584,178 @@ int main(void) {
             int ok = 1;
             for (int sgn = 0; sgn < 2; sgn++) {
                 double step_e = (sgn ? -1 : 1) * eps / nrm;
-                for (int i = 0; i < np; i++) {
-                    const det_param_info *pi = det_param(d, i);
+                for (int i = 0; i < NP; i++) {
+                    const det_param_info *pi = det_param(D, i);
                     if (pi->is_buffer || group_of(pi->name) != gi) continue;
                     long n = info_numel(pi);
-                    for (long j = 0; j < n; j++) buf[j] = (float)(save[i][j] + step_e * grad[i][j]);
-                    ok &= det_param_set(d, i, buf) == OTE_OK;
+                    for (long j = 0; j < n; j++) BUF[j] = (float)(save[i][j] + step_e * grad[i][j]);
+                    ok &= det_param_set(D, i, BUF) == OTE_OK;
                 }
                 det_losses Lf;
-                ok &= det_forward_train(d, &bd.b, &Lf) == OTE_OK;
+                ok &= det_forward_train(D, &BD.b, &Lf) == OTE_OK;
                 lp[sgn] = Lf.total;
             }
-            for (int i = 0; i < np; i++) ok &= det_param_set(d, i, save[i]) == OTE_OK;
+            for (int i = 0; i < NP; i++) ok &= det_param_set(D, i, save[i]) == OTE_OK;
             double fd = (lp[0] - lp[1]) / (2 * eps), err = fabs(fd - nrm) / nrm;
-            double noise = fabs(L.total) * 6e-8 / (2 * eps * nrm);
+            double noise = fabs(LT.total) * 6e-8 / (2 * eps * nrm);
             /* The bound is truncation (tol) + rounding: each of the two losses is off by about
              * |L| x 6e-8, which moves fd by up to 2 x noise (relative). The rounding part depends on
              * the ISA's summation order (AVX-512 vs AVX2 blocks), so it is added, not guessed. */
             double bound = FD[q].tol + 2 * noise;
-            ac_check(&r, ok && err < bound, "%s: directional finite difference %.6g vs |g| %.6g (rel %.2e, bound %.1e = tol %.0e"
+            EXPECT(ok && err < bound, "%s: directional finite difference %.6g vs |g| %.6g (rel %.2e, bound %.1e = tol %.0e"
                      " + 2 x loss-rounding noise %.1e, eps %.0e)", GROUP[gi], fd, nrm, err, bound, FD[q].tol, noise, eps);
         }
-        for (int i = 0; i < np; i++) free(save[i]), free(grad[i]);
+        for (int i = 0; i < NP; i++) free(save[i]), free(grad[i]);
         free(save), free(grad);
     }
 
-    /* ---- 5 SGD steps on the same batch (step 0 = the forward/backward above) */
-    det_set_optimizer(d, cfg[6], cfg[7]);
-    const double *sl = fx_get(&sp, "f64.sgd.loss")->v;
-    torch_err t_sgd = torch_of(&sp, "sgd.loss");
-    cond_add(&cond, t_sgd.nchw, TOL_SGD, "sgd losses");
-    double worst_sgd = rel(L.total, sl[0]);
-    long prims = e.n_primitives;
-    int steps_ok = det_sgd_step(d, cfg[5]) == OTE_OK;
-    printf("     sgd step 0: loss %.6f (ref %.6f)\n", L.total, sl[0]);
+}
+
+/* 5 SGD steps on the same batch (step 0 = the forward/backward above) */
+static void case_sgd_steps(void) {
+    det_set_optimizer(D, CFG[6], CFG[7]);
+    const double *sl = fx_get(&SP, "f64.sgd.loss")->v;
+    torch_err t_sgd = torch_of(&SP, "sgd.loss");
+    cond_add(&COND, t_sgd.nchw, TOL_SGD, "sgd losses");
+    double worst_sgd = rel(LT.total, sl[0]);
+    long prims = E.n_primitives;
+    int steps_ok = det_sgd_step(D, CFG[5]) == OTE_OK;
+    printf("     sgd step 0: loss %.6f (ref %.6f)\n", LT.total, sl[0]);
     const char *san = getenv("OTE_SANITIZED");
     int count_allocs = NA_INTERPOSE && !(san && strcmp(san, "1") == 0);
     long ours = 0, lib = 0, frees = 0;
     for (int s = 1; s < 5 && steps_ok; s++) {
         det_losses Ls;
         if (s >= 2) atomic_store(&na_counting, 1); /* step 1 warms up thread pools */
-        steps_ok &= det_forward_train(d, &bd.b, &Ls) == OTE_OK;
-        steps_ok &= det_backward(d) == OTE_OK;
-        steps_ok &= det_sgd_step(d, cfg[5]) == OTE_OK;
+        steps_ok &= det_forward_train(D, &BD.b, &Ls) == OTE_OK;
+        steps_ok &= det_backward(D) == OTE_OK;
+        steps_ok &= det_sgd_step(D, CFG[5]) == OTE_OK;
         atomic_store(&na_counting, 0);
         printf("     sgd step %d: loss %.6f (ref %.6f)\n", s, Ls.total, sl[s]);
         worst_sgd = fmax(worst_sgd, rel(Ls.total, sl[s]));
     }
-    ac_check(&r, steps_ok, "5 SGD steps ran");
+    EXPECT(steps_ok, "5 SGD steps ran");
     ours = atomic_load(&na_ours), lib = atomic_load(&na_lib), frees = atomic_load(&na_frees);
     if (count_allocs) {
-        ac_check(&r, ours == 0, "steps 3-5 (forward_train + backward + sgd_step): heap allocations by project code: %ld "
+        EXPECT(ours == 0, "steps 3-5 (forward_train + backward + sgd_step): heap allocations by project code: %ld "
                  "(expected 0)", ours);
-        ac_check(&r, lib == frees, "steps 3-5: no net heap growth (%ld library-internal allocations, %ld frees)", lib, frees);
+        EXPECT(lib == frees, "steps 3-5: no net heap growth (%ld library-internal allocations, %ld frees)", lib, frees);
         atomic_store(&na_ours, 0);
         atomic_store(&na_counting, 1);
         void *volatile probe = malloc(24);
         free(probe);
         atomic_store(&na_counting, 0);
-        ac_check(&r, atomic_load(&na_ours) == 1, "control: a malloc in project code is counted (%ld)", atomic_load(&na_ours));
+        EXPECT(atomic_load(&na_ours) == 1, "control: a malloc in project code is counted (%ld)", atomic_load(&na_ours));
     } else {
         printf("     allocation counts not checked under ASan (the sanitizer owns malloc)\n");
     }
-    ac_check(&r, e.n_primitives == prims, "no primitive created by steps 2-5 (%ld created)", e.n_primitives - prims);
-    ac_check(&r, worst_sgd <= TOL_SGD, "loss over 5 SGD steps (lr %g) vs float64: worst rel %.2e, tol %.0e (PyTorch f32 "
-             "NCHW %.2e, channels_last %.2e)", cfg[5], worst_sgd, TOL_SGD, t_sgd.nchw, t_sgd.cl);
+    EXPECT(E.n_primitives == prims, "no primitive created by steps 2-5 (%ld created)", E.n_primitives - prims);
+    EXPECT(worst_sgd <= TOL_SGD, "loss over 5 SGD steps (lr %g) vs float64: worst rel %.2e, tol %.0e (PyTorch f32 "
+             "NCHW %.2e, channels_last %.2e)", CFG[5], worst_sgd, TOL_SGD, t_sgd.nchw, t_sgd.cl);
 
-    /* ---- eval-mode inference after the 5 steps: head outputs vs float64 (tolerance above); the
-     * detections are compared structurally (exact detection lists are test_models_postprocess's job,
-     * on the reference's own head outputs). */
+}
+
+/* eval-mode inference after the 5 steps: head outputs vs float64 (tolerance above); the
+ * detections are compared structurally (exact detection lists are test_models_postprocess's job,
+ * on the reference's own head outputs). */
+static void case_eval_after_steps(void) {
+    anchor_grid g;
+    head_out ho[5];
     {
-        st = det_predict(d, N, bd.b.h, bd.b.w, bd.images, bd.img_h, bd.img_w, sff, boxes, nout, 100);
-        ac_check(&r, st == OTE_OK, "det_predict after 5 steps: %s", st == OTE_OK ? "ok" : ote_errmsg());
-        det_last_head(d, &g, ho, NULL);
+        int st = det_predict(D, NB, BD.b.h, BD.b.w, BD.images, BD.img_h, BD.img_w, SFF, BOXES, NOUT, 100);
+        EXPECT(st == OTE_OK, "det_predict after 5 steps: %s", st == OTE_OK ? "ok" : ote_errmsg());
+        det_last_head(D, &g, ho, NULL);
         worst_acc we = {0, 0, ""};
-        double fl = FLOOR_FRAC * fx_prefix_max(&sp, "f64.eval.head.");
-        torch_err te = torch_of(&sp, "eval.head.");
-        cond_add(&cond, te.nchw, TOL_EVAL, "eval heads after 5 steps");
+        double fl = FLOOR_FRAC * fx_prefix_max(&SP, "f64.eval.head.");
+        torch_err te = torch_of(&SP, "eval.head.");
+        cond_add(&COND, te.nchw, TOL_EVAL, "eval heads after 5 steps");
         for (int l = 0; l < 5; l++)
             for (int k = 0; k < 3; k++) {
                 static const char *KN[3] = {"cls", "reg", "ctr"};
-                int ch = k == 0 ? C : k == 1 ? 4 : 1;
+                int ch = k == 0 ? NC : k == 1 ? 4 : 1;
                 const float *o = k == 0 ? ho[l].cls : k == 1 ? ho[l].reg : ho[l].ctr;
                 char key[64];
                 snprintf(key, sizeof key, "f64.eval.head.%s.%d", KN[k], l);
-                acc_add(&we, cmp_blocked(&sp, key, o, N, ch, g.h[l], g.w[l], fl), TOL_EVAL, key);
+                acc_add(&we, cmp_blocked(&SP, key, o, NB, ch, g.h[l], g.w[l], fl), TOL_EVAL, key);
             }
-        ac_check(&r, we.ratio <= 1, "eval-mode head outputs after 5 steps vs float64: worst %.2e (%s), tol %.0e (PyTorch "
+        EXPECT(we.ratio <= 1, "eval-mode head outputs after 5 steps vs float64: worst %.2e (%s), tol %.0e (PyTorch "
                  "f32 NCHW %.2e, channels_last %.2e)", we.err, we.name, TOL_EVAL, te.nchw, te.cl);
-        for (int i = 0; i < N; i++) {
+        for (int i = 0; i < NB; i++) {
             char k[64];
             snprintf(k, sizeof k, "eval.det.%d.scores", i);
-            const fx_array *rs = fx_get(&f, k);
+            const fx_array *rs = fx_get(&F, k);
             int sorted = 1, inside = 1;
-            float ow = bd.img_w[i] / sff[4 * i], oh = bd.img_h[i] / sff[4 * i + 1];
-            for (int j = 0; j < nout[i]; j++) {
-                const det_box *b = &boxes[i][j];
-                if (j && b->score > boxes[i][j - 1].score) sorted = 0;
-                if (b->label < 0 || b->label >= C || b->score <= 0.05f || b->x1 < 0 || b->y1 < 0 || b->x2 > ow * 1.0001f ||
+            float ow = BD.img_w[i] / SFF[4 * i], oh = BD.img_h[i] / SFF[4 * i + 1];
+            for (int j = 0; j < NOUT[i]; j++) {
+                const det_box *b = &BOXES[i][j];
+                if (j && b->score > BOXES[i][j - 1].score) sorted = 0;
+                if (b->label < 0 || b->label >= NC || b->score <= 0.05f || b->x1 < 0 || b->y1 < 0 || b->x2 > ow * 1.0001f ||
                     b->y2 > oh * 1.0001f || b->x2 < b->x1 || b->y2 < b->y1)
                     inside = 0;
             }
-            ac_check(&r, nout[i] <= 100 && sorted && inside, "image %d: %d detections (reference %ld; max score %.4f vs "
-                     "%.4f), score-sorted, > 0.05, labels valid, boxes inside the original %0.fx%.0f image", i, nout[i],
-                     rs->numel, nout[i] ? boxes[i][0].score : 0.0, rs->numel ? rs->v[0] : 0.0, ow, oh);
+            EXPECT(NOUT[i] <= 100 && sorted && inside, "image %d: %d detections (reference %ld; max score %.4f vs "
+                     "%.4f), score-sorted, > 0.05, labels valid, boxes inside the original %0.fx%.0f image", i, NOUT[i],
+                     rs->numel, NOUT[i] ? BOXES[i][0].score : 0.0, rs->numel ? rs->v[0] : 0.0, ow, oh);
         }
     }
-    ac_check(&r, cond.ratio <= 1, "fixture conditioning: PyTorch float32 NCHW meets every tolerance above (worst: %s, "
-             "%.2f of its tolerance)", cond.name, cond.ratio);
-    for (int i = 0; i < N; i++) free(boxes[i]);
-    free(sff);
-    size_t mp, mg, mo, ma;
-    det_memory(d, &mp, &mg, &mo, &ma);
-    printf("     memory: params %zu KB, grads %zu KB, momentum %zu KB, activations %zu KB; train FLOPs %.3f G\n", mp >> 10,
-           mg >> 10, mo >> 10, ma >> 10, det_flops_train(d, N, bd.b.h, bd.b.w) / 1e9);
-    det_free(d);
+}
 
-    /* ---- torchvision variant + TF padding: plans and trains one step */
+/* after every comparison with float64: the fixture's own conditioning */
+static void case_conditioning(void) {
+    EXPECT(COND.ratio <= 1, "fixture conditioning: PyTorch float32 NCHW meets every tolerance above (worst: %s, "
+             "%.2f of its tolerance)", COND.name, COND.ratio);
+    size_t mp, mg, mo, ma;
+    det_memory(D, &mp, &mg, &mo, &ma);
+    printf("     memory: params %zu KB, grads %zu KB, momentum %zu KB, activations %zu KB; train FLOPs %.3f G\n", mp >> 10,
+           mg >> 10, mo >> 10, ma >> 10, det_flops_train(D, NB, BD.b.h, BD.b.w) / 1e9);
+    det_free(D);
+    D = NULL;
+}
+
+/* torchvision variant + TF padding: plans and trains one step */
+static void case_torchvision(void) {
     {
-        det_cfg tc = {.num_classes = C, .backbone = DET_BACKBONE_TORCHVISION, .tf_padding = 1, .seed = 7};
+        det_cfg tc = {.num_classes = NC, .backbone = DET_BACKBONE_TORCHVISION, .tf_padding = 1, .seed = 7};
         detector *t = NULL;
-        st = det_create(&t, &e, &tc);
-        ac_check(&r, st == OTE_OK, "det_create (torchvision, tf_padding)");
+        int st = det_create(&t, &E, &tc);
+        EXPECT(st == OTE_OK, "det_create (torchvision, tf_padding)");
         if (st == OTE_OK) {
-            ac_check(&r, det_param_find(t, "backbone.features.stage1.unit1.conv1.conv.weight") < 0 &&
+            EXPECT(det_param_find(t, "backbone.features.stage1.unit1.conv1.conv.weight") < 0 &&
                              det_param_find(t, "backbone.features.stage1.unit1.conv2.conv.weight") >= 0,
                      "torchvision variant has no stage1 expansion conv (%d params + buffers)", det_n_params(t));
             /* plans of two shapes share one activation block: A, then B (N = 1), then A again must give
              * the same loss (training-mode BN uses batch statistics, weights unchanged) */
             det_losses La, Lb, La2;
-            det_batch b1 = bd.b;
+            det_batch b1 = BD.b;
             b1.n = 1;
-            int okp = det_forward_train(t, &bd.b, &La) == OTE_OK && det_forward_train(t, &b1, &Lb) == OTE_OK &&
-                      det_forward_train(t, &bd.b, &La2) == OTE_OK;
-            ac_check(&r, okp && La.total == La2.total && Lb.total != La.total,
+            int okp = det_forward_train(t, &BD.b, &La) == OTE_OK && det_forward_train(t, &b1, &Lb) == OTE_OK &&
+                      det_forward_train(t, &BD.b, &La2) == OTE_OK;
+            EXPECT(okp && La.total == La2.total && Lb.total != La.total,
                      "two cached plans alternate on the shared activation block: loss N=3 %.7f, N=1 %.7f, N=3 again %.7f",
                      La.total, Lb.total, La2.total);
             det_losses Lt, Lt2;
-            int ok = det_forward_train(t, &bd.b, &Lt) == OTE_OK && det_backward(t) == OTE_OK &&
-                     det_sgd_step(t, 0.01) == OTE_OK && det_forward_train(t, &bd.b, &Lt2) == OTE_OK;
-            ac_check(&r, ok && isfinite(Lt.total) && Lt.npos == npos_ref && Lt2.total < Lt.total,
+            int ok = det_forward_train(t, &BD.b, &Lt) == OTE_OK && det_backward(t) == OTE_OK &&
+                     det_sgd_step(t, 0.01) == OTE_OK && det_forward_train(t, &BD.b, &Lt2) == OTE_OK;
+            EXPECT(ok && isfinite(Lt.total) && Lt.npos == NPOS_REF && Lt2.total < Lt.total,
                      "torchvision + tf_padding: a training step runs, loss %.5f -> %.5f, %d positives", Lt.total, Lt2.total,
                      Lt.npos);
             det_free(t);
         }
     }
-    free_batch(&bd);
-    free(buf);
-    fx_free(&f);
-    fx_free(&sp);
-    eng_free(&e);
-    return ac_finish(&r);
+}
+
+int main(void) {
+    setup();
+    EXPECT_RUN(case_weights);
+    EXPECT_RUN(case_eval_generated);
+    EXPECT_RUN(case_refold);
+    EXPECT_RUN(case_train_forward);
+    EXPECT_RUN(case_backward);
+    EXPECT_RUN(case_directional_fd);
+    EXPECT_RUN(case_sgd_steps);
+    EXPECT_RUN(case_eval_after_steps);
+    EXPECT_RUN(case_conditioning);
+    EXPECT_RUN(case_torchvision);
+    teardown();
+    return expect_finish();
 }
