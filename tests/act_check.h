@@ -1,43 +1,18 @@
-/* act_check.h - small header-only helpers for the engine layer tests: one-line check reporting,
- * random blocked activations (padding kept zero), conversion to plain NCHW doubles for the naive
- * references, error measures and the padding-is-zero check.
+/* act_check.h - small header-only numeric helpers for the engine layer tests: random blocked
+ * activations (padding kept zero), conversion to plain NCHW doubles for the naive references, error
+ * measures and the padding-is-zero check. Checks are reported through tests/expect.h.
  *
- * Owns nothing; every function works on caller buffers. The failure flag is a member of a
- * caller-owned ac_report, not a global.
+ * Owns nothing; every function works on caller buffers.
  */
 #ifndef OTE_TEST_ACT_CHECK_H
 #define OTE_TEST_ACT_CHECK_H
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "engine/rng.h"
 #include "engine/tensor.h"
-
-typedef struct ac_report {
-    int fails, checks;
-} ac_report;
-
-/* Prints "ok   <msg>" or "FAIL <msg>" and records the result. */
-static inline void ac_check(ac_report *r, int ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static inline void ac_check(ac_report *r, int ok, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s ", ok ? "ok  " : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    r->checks++;
-    if (!ok) r->fails++;
-    fflush(stdout);
-}
-
-static inline int ac_finish(const ac_report *r) {
-    printf("%d checks, %d failed\n", r->checks, r->fails);
-    return r->fails ? 1 : 0;
-}
 
 /* Fills the logical elements of an blocked (or plain) tensor with offset + scale*N(0,1); padding 0. */
 static inline void ac_fill(rng *g, tensor *t, double scale, double offset) {

@@ -1,6 +1,6 @@
-/* engine_check.h - header-only helpers for the conv / BN / eltwise layer tests: one-line check
- * reporting with a caller-owned tally, random activations, NCHW <-> double conversion, error
- * measures, the padding-is-zero check and index sampling for finite differences.
+/* engine_check.h - header-only numeric helpers for the conv / BN / eltwise layer tests: random
+ * activations, NCHW <-> double conversion, error measures, the padding-is-zero check and index
+ * sampling for finite differences. Checks are reported through tests/expect.h.
  *
  * Owns nothing; every buffer it returns is malloc'd for the caller. No globals.
  */
@@ -8,42 +8,12 @@
 #define OTE_TEST_ENGINE_CHECK_H
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/rng.h"
 #include "engine/tensor.h"
-
-typedef struct ec_tally {
-    int checks, fails;
-} ec_tally;
-
-/* Prints "PASS <msg>" or "FAIL <msg>" and counts it. */
-static inline int ec_check(ec_tally *t, int ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static inline int ec_check(ec_tally *t, int ok, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s ", ok ? "PASS" : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    fflush(stdout);
-    va_end(ap);
-    t->checks++;
-    if (!ok) t->fails++;
-    return ok;
-}
-
-/* Error check: err <= tol, printed with both numbers. Returns 1 if it passed. */
-static inline int ec_err(ec_tally *t, const char *what, double err, double tol) {
-    return ec_check(t, err <= tol, "%-58s err %.3e (tol %.1e)", what, err, tol);
-}
-
-static inline int ec_done(const ec_tally *t) {
-    printf("%d checks, %d failed\n", t->checks, t->fails);
-    return t->fails ? 1 : 0;
-}
 
 /* n uniform values in [lo, hi) as floats (caller frees). */
 static inline float *ec_rand(rng *g, size_t n, double lo, double hi) {
