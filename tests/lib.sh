@@ -10,6 +10,10 @@
 #   bad MSG...         a failing check:  "FAIL: MSG"
 #   check MSG COND     eval COND (a shell condition, as a string); ok MSG if it holds, else bad MSG
 #   expect_case NAME   prints "== NAME": the checks after it belong to that case
+#   checks_from CMD... runs CMD (stdin passes through, so a heredoc works) and counts each line it
+#                      prints as "ok  : MSG" (or "ok: MSG") / "FAIL: MSG" as a check, passing other
+#                      lines through; a non-zero exit with no FAIL line is one failed check. Returns
+#                      CMD's status. For checks made by an embedded Python script.
 # Scratch: TMP is a fresh directory (/tmp/ote_<script>.XXXXXX), removed when the script exits
 #   (kept, and its path printed, when KEEP is set);
 #   on_exit CMD adds CMD (e.g. killing a background job) to what runs then, before the removal.
@@ -43,6 +47,23 @@ check() {
 
 expect_case() {
     echo "== $*"
+}
+
+checks_from() {
+    local line rc nbad=0
+    "$@" >"$TMP/.checks_from.out"
+    rc=$?
+    while IFS= read -r line || [ -n "$line" ]; do
+        case "$line" in
+        "ok  : "*) ok "${line#ok  : }" ;;
+        "ok: "*) ok "${line#ok: }" ;;
+        "FAIL: "*) bad "${line#FAIL: }"; nbad=$((nbad + 1)) ;;
+        *) printf '%s\n' "$line" ;;
+        esac
+    done <"$TMP/.checks_from.out"
+    rm -f "$TMP/.checks_from.out"
+    if [ "$rc" -ne 0 ] && [ "$nbad" -eq 0 ]; then bad "$1 exited with status $rc"; fi
+    return "$rc"
 }
 
 lib_on_exit_() {

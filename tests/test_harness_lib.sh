@@ -27,6 +27,14 @@ check "one failing check among two: exit 1 (got $rc), 'FAIL:' line and FAIL summ
 child bad 'bad "explicit failure"; finish'
 check "bad alone fails (exit $rc)" "[ $rc -eq 1 ]"
 
+expect_case "checks_from"
+child from "checks_from bash -c 'echo \"ok  : one\"; echo \"ok: two\"; echo other; echo \"FAIL: three\"'; finish"
+check "checks_from counts the ok and FAIL lines of a command (exit $rc)" \
+    "[ $rc -eq 1 ] && echo \"\$out\" | grep -q '^FAIL: 3 checks, 1 failed$' && echo \"\$out\" | grep -q '^other$'"
+child from_rc "checks_from bash -c 'echo \"ok  : one\"; exit 3'; echo \"status \$?\"; finish"
+check "a command's non-zero exit without a FAIL line is a failed check; its status is returned" \
+    "[ $rc -eq 1 ] && echo \"\$out\" | grep -q '^FAIL: bash exited with status 3$' && echo \"\$out\" | grep -q '^status 3$'"
+
 expect_case "scratch directory and on_exit"
 child scratch 'echo "dir $TMP"; [ -d "$TMP" ] && ok "TMP exists"; on_exit "echo cleanup ran"; finish'
 d=$(echo "$out" | sed -n 's/^dir //p')
