@@ -3,15 +3,13 @@
 # disjoint, 1-3 per image, 3 classes),
 # deterministically for a seed; bad usage exits 2.
 set -u
-fail=0
-check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-"$OTE_BIN" make-demo-data "$tmp/a" --train 6 --val 3 --seed 3 >/dev/null; check "exit 0" "[ $? -eq 0 ]"
-"$OTE_BIN" make-demo-data "$tmp/b" --train 6 --val 3 --seed 3 >/dev/null
-check "deterministic for a seed" "diff -r '$tmp/a' '$tmp/b' >/dev/null"
-"$OTE_BIN" make-demo-data "$tmp/c" --train 6 --val 3 --seed 4 >/dev/null
-check "another seed differs" "! diff -r '$tmp/a' '$tmp/c' >/dev/null"
-/usr/bin/python3 - "$tmp/a" <<'PY'; check "annotations are consistent" "[ $? -eq 0 ]"
+. "$(dirname "$0")/lib.sh"
+"$OTE_BIN" make-demo-data "$TMP/a" --train 6 --val 3 --seed 3 >/dev/null; check "exit 0" "[ $? -eq 0 ]"
+"$OTE_BIN" make-demo-data "$TMP/b" --train 6 --val 3 --seed 3 >/dev/null
+check "deterministic for a seed" "diff -r '$TMP/a' '$TMP/b' >/dev/null"
+"$OTE_BIN" make-demo-data "$TMP/c" --train 6 --val 3 --seed 4 >/dev/null
+check "another seed differs" "! diff -r '$TMP/a' '$TMP/c' >/dev/null"
+/usr/bin/python3 - "$TMP/a" <<'PY'; check "annotations are consistent" "[ $? -eq 0 ]"
 import json, os, struct, sys
 d = sys.argv[1]
 for split, n in (("train", 6), ("val", 3)):
@@ -39,6 +37,6 @@ for split, n in (("train", 6), ("val", 3)):
                 assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
 PY
 "$OTE_BIN" make-demo-data 2>/dev/null; check "missing DIR exits 2" "[ $? -eq 2 ]"
-"$OTE_BIN" make-demo-data "$tmp/d" --bogus 2>/dev/null; check "unknown option exits 2" "[ $? -eq 2 ]"
+"$OTE_BIN" make-demo-data "$TMP/d" --bogus 2>/dev/null; check "unknown option exits 2" "[ $? -eq 2 ]"
 "$OTE_BIN" make-demo-data /proc/nonexistent/x 2>/dev/null; check "unwritable DIR exits 1" "[ $? -eq 1 ]"
-exit $fail
+finish

@@ -4,12 +4,9 @@
 # finds the installed pretrained backbone through its relative path: a 1-epoch training on 4
 # airport images from the installed template prints "init: backbone from <prefix>/share/...".
 set -u
+. "$(dirname "$0")/lib.sh"
 SHARED="${OTE_SHARED:-../shared}"
 BUILD="${OTE_BUILD:-build}"
-TMP=$(mktemp -d /tmp/ote_install.XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
-fail=0
-check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; else echo "ok: $1"; fi; }
 P="$TMP/prefix"
 cmake --install "$BUILD" --prefix "$P" >"$TMP/install.log" 2>&1
 check "cmake --install exits 0" "[ $? -eq 0 ]"
@@ -34,4 +31,4 @@ PY
 rc=$?
 check "1-epoch training from the installed template: exit 0 (got $rc: $(head -2 "$TMP/train.err" | tr '\n' ' '))" "[ $rc -eq 0 ]"
 check "it starts from the installed backbone" "grep -q '^init: backbone from $P/share/ote-c/models/templates/gen3_mobilenetV2_ATSS/../../pretrained/mobilenet_v2_1.0_224_ptq.tflite' '$TMP/train.log'"
-exit $fail
+finish

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The ote binary: --version reports oneDNN 2.6, an ISA and the thread count; bad usage exits 2.
 set -u
-fail=0
-check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; else echo "ok: $1"; fi; }
+. "$(dirname "$0")/lib.sh"
 out=$("$OTE_BIN" --version); rc=$?
 check "--version exits 0" "[ $rc -eq 0 ]"
 check "--version names oneDNN 2.6" "echo \"\$out\" | grep -q '^oneDNN 2\.6\.'"
@@ -13,4 +12,4 @@ check "OMP_NUM_THREADS=1 gives 1 thread" "[ \"$t\" = 1 ]"
 "$OTE_BIN" --help >/dev/null; check "--help exits 0" "[ $? -eq 0 ]"
 "$OTE_BIN" no-such-command 2>/dev/null; check "unknown command exits 2" "[ $? -eq 2 ]"
 "$OTE_BIN" 2>/dev/null; check "no command exits 2" "[ $? -eq 2 ]"
-exit $fail
+finish
