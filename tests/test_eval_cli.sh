@@ -5,11 +5,9 @@
 # by the same format). Also: exit 2 for usage errors, 1 for runtime errors with one stderr line
 # naming the file, and no output file (or temporary) left behind by a failed run.
 set -u
-fail=0
-check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
+. "$(dirname "$0")/lib.sh"
 fx="${OTE_SHARED:-../shared}/fixtures/eval"
-[ -d "$fx" ] || { echo "FAIL: fixtures directory $fx missing"; exit 1; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+[ -d "$fx" ] || { bad "fixtures directory $fx missing"; finish; }
 
 # fixture -> gt.json (COCO ground truth with file names) + res.json (COCO results, list order kept)
 convert() {
@@ -58,7 +56,7 @@ PY
 }
 
 for name in 04_crowd 11_random_b 08_maxdets; do
-    d="$tmp/$name"; mkdir -p "$d"
+    d="$TMP/$name"; mkdir -p "$d"
     convert "$fx/$name.json" "$d"
     "$OTE_BIN" eval --test-ann-files "$d/gt.json" --detections "$d/res.json" --crowd ignored \
         --save-performance "$d/perf.json" >"$d/out.txt" 2>"$d/err.txt"
@@ -74,59 +72,59 @@ for name in 04_crowd 11_random_b 08_maxdets; do
         "compare '$d/perf2.json' '$fx/$name.json' voc_map_050_crowd_absent coco_stats_mmdet"
 done
 # issue 13 item 22: --save-performance files get the same mode as every other output (0666 - umask)
-touch "$tmp/mode_ref"
-check "performance file mode $(stat -c %a "$tmp/mode_ref") like any new file (not 0600)" \
-    "[ \"\$(stat -c %a '$tmp/11_random_b/perf.json')\" = \"\$(stat -c %a '$tmp/mode_ref')\" ]"
-check "no temporary files left after successful saves" "[ -z \"\$(find '$tmp' -name '*.tmp.*')\" ]"
+touch "$TMP/mode_ref"
+check "performance file mode $(stat -c %a "$TMP/mode_ref") like any new file (not 0600)" \
+    "[ \"\$(stat -c %a '$TMP/11_random_b/perf.json')\" = \"\$(stat -c %a '$TMP/mode_ref')\" ]"
+check "no temporary files left after successful saves" "[ -z \"\$(find '$TMP' -name '*.tmp.*')\" ]"
 
-d="$tmp/11_random_b"
-"$OTE_BIN" eval --help >"$tmp/help.txt"; check "--help exits 0" "[ $? -eq 0 ] && grep -q -- --detections '$tmp/help.txt'"
+d="$TMP/11_random_b"
+"$OTE_BIN" eval --help >"$TMP/help.txt"; check "--help exits 0" "[ $? -eq 0 ] && grep -q -- --detections '$TMP/help.txt'"
 "$OTE_BIN" --help | grep -q "^  eval "; check "eval is listed in 'ote --help'" "[ $? -eq 0 ]"
 
-"$OTE_BIN" eval --test-ann-files "$d/gt.json" 2>"$tmp/e"; rc=$?
-check "missing --detections exits 2 with one line" "[ $rc -eq 2 ] && [ \$(wc -l <'$tmp/e') -eq 1 ]"
-"$OTE_BIN" eval --detections "$d/res.json" 2>"$tmp/e"; rc=$?
-check "missing --test-ann-files exits 2" "[ $rc -eq 2 ] && [ \$(wc -l <'$tmp/e') -eq 1 ]"
-"$OTE_BIN" eval --test-ann-files "$d/gt.json" --detections "$d/res.json" --bogus 1 2>"$tmp/e"; rc=$?
-check "unknown option exits 2 naming it" "[ $rc -eq 2 ] && grep -q -- --bogus '$tmp/e'"
-"$OTE_BIN" eval --test-ann-files "$d/gt.json" --detections 2>"$tmp/e"; rc=$?
+"$OTE_BIN" eval --test-ann-files "$d/gt.json" 2>"$TMP/e"; rc=$?
+check "missing --detections exits 2 with one line" "[ $rc -eq 2 ] && [ \$(wc -l <'$TMP/e') -eq 1 ]"
+"$OTE_BIN" eval --detections "$d/res.json" 2>"$TMP/e"; rc=$?
+check "missing --test-ann-files exits 2" "[ $rc -eq 2 ] && [ \$(wc -l <'$TMP/e') -eq 1 ]"
+"$OTE_BIN" eval --test-ann-files "$d/gt.json" --detections "$d/res.json" --bogus 1 2>"$TMP/e"; rc=$?
+check "unknown option exits 2 naming it" "[ $rc -eq 2 ] && grep -q -- --bogus '$TMP/e'"
+"$OTE_BIN" eval --test-ann-files "$d/gt.json" --detections 2>"$TMP/e"; rc=$?
 check "option without a value exits 2" "[ $rc -eq 2 ]"
-"$OTE_BIN" eval --test-ann-files "$d/gt.json" --detections "$d/res.json" --crowd maybe 2>"$tmp/e"; rc=$?
+"$OTE_BIN" eval --test-ann-files "$d/gt.json" --detections "$d/res.json" --crowd maybe 2>"$TMP/e"; rc=$?
 check "bad --crowd value exits 2" "[ $rc -eq 2 ]"
 
-out="$tmp/never.json"
-"$OTE_BIN" eval --test-ann-files "$d/gt.json" --detections "$tmp/missing.json" --save-performance "$out" \
-    >/dev/null 2>"$tmp/e"; rc=$?
+out="$TMP/never.json"
+"$OTE_BIN" eval --test-ann-files "$d/gt.json" --detections "$TMP/missing.json" --save-performance "$out" \
+    >/dev/null 2>"$TMP/e"; rc=$?
 check "missing results file exits 1 with one line naming it" \
-    "[ $rc -eq 1 ] && [ \$(wc -l <'$tmp/e') -eq 1 ] && grep -q missing.json '$tmp/e'"
-check "no output file after a failed run" "[ ! -e '$out' ] && [ -z \"\$(ls '$tmp' | grep never)\" ]"
-"$OTE_BIN" eval --test-ann-files "$tmp/nogt.json" --detections "$d/res.json" 2>"$tmp/e"; rc=$?
-check "missing ground-truth file exits 1 naming it" "[ $rc -eq 1 ] && grep -q nogt.json '$tmp/e'"
-printf '[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5},\n {oops}]' >"$tmp/bad.json"
-"$OTE_BIN" eval --test-ann-files "$d/gt.json" --detections "$tmp/bad.json" --save-performance "$out" \
-    >/dev/null 2>"$tmp/e"; rc=$?
+    "[ $rc -eq 1 ] && [ \$(wc -l <'$TMP/e') -eq 1 ] && grep -q missing.json '$TMP/e'"
+check "no output file after a failed run" "[ ! -e '$out' ] && [ -z \"\$(ls '$TMP' | grep never)\" ]"
+"$OTE_BIN" eval --test-ann-files "$TMP/nogt.json" --detections "$d/res.json" 2>"$TMP/e"; rc=$?
+check "missing ground-truth file exits 1 naming it" "[ $rc -eq 1 ] && grep -q nogt.json '$TMP/e'"
+printf '[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5},\n {oops}]' >"$TMP/bad.json"
+"$OTE_BIN" eval --test-ann-files "$d/gt.json" --detections "$TMP/bad.json" --save-performance "$out" \
+    >/dev/null 2>"$TMP/e"; rc=$?
 check "malformed results JSON exits 1 with one line naming the file and line" \
-    "[ $rc -eq 1 ] && [ \$(wc -l <'$tmp/e') -eq 1 ] && grep -q 'bad.json.*line 2' '$tmp/e'"
+    "[ $rc -eq 1 ] && [ \$(wc -l <'$TMP/e') -eq 1 ] && grep -q 'bad.json.*line 2' '$TMP/e'"
 check "no output file after malformed input" "[ ! -e '$out' ]"
 # issue 13 item 19: the results-file form scores ground truth whose images have no file_name
 /usr/bin/python3 -c "import json, sys; d = json.load(open(sys.argv[1])); [im.pop('file_name', None) for im in d['images']]; json.dump(d, open(sys.argv[2], 'w'))" \
-    "$d/gt.json" "$tmp/gt_nofn.json"
-"$OTE_BIN" eval --test-ann-files "$d/gt.json" --detections "$d/res.json" 2>/dev/null | grep '^VOC mAP' >"$tmp/m1"
-"$OTE_BIN" eval --test-ann-files "$tmp/gt_nofn.json" --detections "$d/res.json" 2>"$tmp/e" | grep '^VOC mAP' >"$tmp/m2"; rc=${PIPESTATUS[0]}
-check "ground truth without file_name: exit 0, same mAP as with names" "[ $rc -eq 0 ] && [ -s '$tmp/m1' ] && cmp -s '$tmp/m1' '$tmp/m2'"
+    "$d/gt.json" "$TMP/gt_nofn.json"
+"$OTE_BIN" eval --test-ann-files "$d/gt.json" --detections "$d/res.json" 2>/dev/null | grep '^VOC mAP' >"$TMP/m1"
+"$OTE_BIN" eval --test-ann-files "$TMP/gt_nofn.json" --detections "$d/res.json" 2>"$TMP/e" | grep '^VOC mAP' >"$TMP/m2"; rc=${PIPESTATUS[0]}
+check "ground truth without file_name: exit 0, same mAP as with names" "[ $rc -eq 0 ] && [ -s '$TMP/m1' ] && cmp -s '$TMP/m1' '$TMP/m2'"
 # issue 13 items 2, 18: ground truth without categories is an error naming the file and key, not mAP 0
-printf '{"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}], "annotations": [], "categories": []}' >"$tmp/nocat.json"
-printf '[]' >"$tmp/empty_res.json"
-"$OTE_BIN" eval --test-ann-files "$tmp/nocat.json" --detections "$tmp/empty_res.json" >/dev/null 2>"$tmp/e"; rc=$?
+printf '{"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}], "annotations": [], "categories": []}' >"$TMP/nocat.json"
+printf '[]' >"$TMP/empty_res.json"
+"$OTE_BIN" eval --test-ann-files "$TMP/nocat.json" --detections "$TMP/empty_res.json" >/dev/null 2>"$TMP/e"; rc=$?
 check "ground truth with no categories exits 1 with one line naming file and key" \
-    "[ $rc -eq 1 ] && [ \$(wc -l <'$tmp/e') -eq 1 ] && grep -q \"nocat.json: 'categories' is empty\" '$tmp/e'"
-printf '[{"image_id": 123456, "category_id": 0, "bbox": [1, 2, 3, 4], "score": 0.5}]' >"$tmp/unk.json"
-"$OTE_BIN" eval --test-ann-files "$d/gt.json" --detections "$tmp/unk.json" 2>"$tmp/e"; rc=$?
-check "unknown image_id exits 1 naming entry 0" "[ $rc -eq 1 ] && grep -q 'entry 0: image_id 123456' '$tmp/e'"
+    "[ $rc -eq 1 ] && [ \$(wc -l <'$TMP/e') -eq 1 ] && grep -q \"nocat.json: 'categories' is empty\" '$TMP/e'"
+printf '[{"image_id": 123456, "category_id": 0, "bbox": [1, 2, 3, 4], "score": 0.5}]' >"$TMP/unk.json"
+"$OTE_BIN" eval --test-ann-files "$d/gt.json" --detections "$TMP/unk.json" 2>"$TMP/e"; rc=$?
+check "unknown image_id exits 1 naming entry 0" "[ $rc -eq 1 ] && grep -q 'entry 0: image_id 123456' '$TMP/e'"
 "$OTE_BIN" eval --test-ann-files "$d/gt.json" --detections "$d/res.json" \
-    --save-performance /proc/nonexistent/perf.json >/dev/null 2>"$tmp/e"; rc=$?
-check "unwritable --save-performance exits 1" "[ $rc -eq 1 ] && [ \$(wc -l <'$tmp/e') -eq 1 ]"
+    --save-performance /proc/nonexistent/perf.json >/dev/null 2>"$TMP/e"; rc=$?
+check "unwritable --save-performance exits 1" "[ $rc -eq 1 ] && [ \$(wc -l <'$TMP/e') -eq 1 ]"
 "$OTE_BIN" eval template.yaml --load-weights w.pth --test-ann-files "$d/gt.json" \
-    --test-data-roots "$tmp" 2>"$tmp/e"; rc=$?
-check "model form with a missing template: one line, exit 2" "[ $rc -eq 2 ] && [ \$(wc -l <'$tmp/e') -eq 1 ] && grep -q 'template.yaml' '$tmp/e'"
-exit $fail
+    --test-data-roots "$TMP" 2>"$TMP/e"; rc=$?
+check "model form with a missing template: one line, exit 2" "[ $rc -eq 2 ] && [ \$(wc -l <'$TMP/e') -eq 1 ] && grep -q 'template.yaml' '$TMP/e'"
+finish
