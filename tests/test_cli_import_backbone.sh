@@ -8,29 +8,25 @@
 # Bad input (not a FlatBuffer, truncated, a tensor shape that is not MobileNetV2's, a missing
 # file, usage errors) gives exit code 1 or 2 and exactly one line on stderr.
 set -u
-fail=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAIL: $*"; fail=1; }
+. "$(dirname "$0")/lib.sh"
 : "${OTE_BIN:?}" "${OTE_SHARED:?}" "${OTE_SRC:=.}"
 W="$OTE_SHARED/weights/mobilenet_v2_1.0_224_tflite"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
 
 for f in tf2_mobilenet_v2_1.0_224_ptq mobilenet_v2_1.0_224_quant; do
-    "$OTE_BIN" import-backbone "$W/$f.tflite" --save-model-to "$T/$f.pth" >"$T/out" 2>"$T/err"
+    "$OTE_BIN" import-backbone "$W/$f.tflite" --save-model-to "$TMP/$f.pth" >"$TMP/out" 2>"$TMP/err"
     rc=$?
-    if [ $rc = 0 ] && [ -s "$T/$f.pth" ] && [ ! -s "$T/err" ]; then ok "$f: backbone import ($(cat "$T/out"))"; else bad "$f: rc $rc: $(cat "$T/err")"; fi
-    "$OTE_BIN" import-backbone "$W/$f.tflite" --keep-classifier --save-model-to "$T/${f}_cls.pth" >"$T/out" 2>"$T/err"
+    if [ $rc = 0 ] && [ -s "$TMP/$f.pth" ] && [ ! -s "$TMP/err" ]; then ok "$f: backbone import ($(cat "$TMP/out"))"; else bad "$f: rc $rc: $(cat "$TMP/err")"; fi
+    "$OTE_BIN" import-backbone "$W/$f.tflite" --keep-classifier --save-model-to "$TMP/${f}_cls.pth" >"$TMP/out" 2>"$TMP/err"
     rc=$?
-    if [ $rc = 0 ] && [ -s "$T/${f}_cls.pth" ]; then ok "$f: import with classifier"; else bad "$f: --keep-classifier rc $rc: $(cat "$T/err")"; fi
+    if [ $rc = 0 ] && [ -s "$TMP/${f}_cls.pth" ]; then ok "$f: import with classifier"; else bad "$f: --keep-classifier rc $rc: $(cat "$TMP/err")"; fi
 done
-"$OTE_BIN" import-backbone "$W/tf2_mobilenet_v2_1.0_224_ptq.tflite" --input-range unit --save-model-to "$T/unit.pth" >/dev/null 2>"$T/err"
-if [ $? = 0 ] && [ -s "$T/unit.pth" ]; then ok "--input-range unit"; else bad "--input-range unit: $(cat "$T/err")"; fi
-"$OTE_BIN" import-backbone "$W/tf2_mobilenet_v2_1.0_224_ptq.tflite" --save-model-to "$T/outdir" >/dev/null 2>"$T/err"
-if [ $? = 0 ] && [ -s "$T/outdir/weights.pth" ]; then ok "directory output -> outdir/weights.pth"; else bad "directory output: $(cat "$T/err")"; fi
+"$OTE_BIN" import-backbone "$W/tf2_mobilenet_v2_1.0_224_ptq.tflite" --input-range unit --save-model-to "$TMP/unit.pth" >/dev/null 2>"$TMP/err"
+if [ $? = 0 ] && [ -s "$TMP/unit.pth" ]; then ok "--input-range unit"; else bad "--input-range unit: $(cat "$TMP/err")"; fi
+"$OTE_BIN" import-backbone "$W/tf2_mobilenet_v2_1.0_224_ptq.tflite" --save-model-to "$TMP/outdir" >/dev/null 2>"$TMP/err"
+if [ $? = 0 ] && [ -s "$TMP/outdir/weights.pth" ]; then ok "directory output -> outdir/weights.pth"; else bad "directory output: $(cat "$TMP/err")"; fi
 
 # torch: load, check names/shapes/BN, classify (tolerance: top-1 class must be exact)
-/usr/bin/python3 - "$T" "$W" <<'EOF'
+checks_from /usr/bin/python3 - "$TMP" "$W" <<'EOF'
 import sys
 import numpy as np
 import torch
@@ -40,7 +36,7 @@ T, W = sys.argv[1], sys.argv[2]
 fail = 0
 def check(ok, msg):
     global fail
-    print(('ok: ' if ok else 'FAIL: ') + msg)
+    print(('ok  : ' if ok else 'FAIL: ') + msg)
     fail |= not ok
 
 def read_bmp(path):
@@ -122,21 +118,20 @@ check(torch.equal(wu, 2 * w) and db < 1e-5 and u['config']['import']['input'] ==
       '--input-range unit: weight x2, bias - sum(w) (max diff %.2g), other layers unchanged, config import.input=rgb_0_to_1' % db)
 sys.exit(1 if fail else 0)
 EOF
-[ $? = 0 ] || bad "torch checks"
 
 one_line_err() { # rc_expected label
     local want=$1 label=$2 rc=$3
     local n
-    n=$(wc -l <"$T/err")
-    if [ "$rc" = "$want" ] && [ "$n" = 1 ]; then ok "$label -> exit $rc: $(cat "$T/err")"; else bad "$label -> exit $rc (want $want), $n stderr lines: $(cat "$T/err")"; fi
+    n=$(wc -l <"$TMP/err")
+    if [ "$rc" = "$want" ] && [ "$n" = 1 ]; then ok "$label -> exit $rc: $(cat "$TMP/err")"; else bad "$label -> exit $rc (want $want), $n stderr lines: $(cat "$TMP/err")"; fi
 }
-"$OTE_BIN" import-backbone "$W/imagenet_labels.txt" --save-model-to "$T/x.pth" >/dev/null 2>"$T/err"
+"$OTE_BIN" import-backbone "$W/imagenet_labels.txt" --save-model-to "$TMP/x.pth" >/dev/null 2>"$TMP/err"
 one_line_err 1 "not a FlatBuffer" $?
-grep -q "TFL3" "$T/err" || bad "not-a-FlatBuffer message names the identifier"
-head -c 2000000 "$W/mobilenet_v2_1.0_224_quant.tflite" >"$T/trunc.tflite"
-"$OTE_BIN" import-backbone "$T/trunc.tflite" --save-model-to "$T/x.pth" >/dev/null 2>"$T/err"
+grep -q "TFL3" "$TMP/err" || bad "not-a-FlatBuffer message names the identifier"
+head -c 2000000 "$W/mobilenet_v2_1.0_224_quant.tflite" >"$TMP/trunc.tflite"
+"$OTE_BIN" import-backbone "$TMP/trunc.tflite" --save-model-to "$TMP/x.pth" >/dev/null 2>"$TMP/err"
 one_line_err 1 "truncated file" $?
-/usr/bin/python3 - "$W/mobilenet_v2_1.0_224_quant.tflite" "$T/shape.tflite" <<'EOF'
+/usr/bin/python3 - "$W/mobilenet_v2_1.0_224_quant.tflite" "$TMP/shape.tflite" <<'EOF'
 # Patch one activation tensor's shape (the input of the first projection conv: 32 -> 33
 # channels) with the independent reference FlatBuffer walk.
 import struct, sys
@@ -152,18 +147,17 @@ assert n == 4 and b.i32(start + 12) == 32
 struct.pack_into('<i', b.d, start + 12, 33)
 open(sys.argv[2], 'wb').write(bytes(b.d))
 EOF
-"$OTE_BIN" import-backbone "$T/shape.tflite" --save-model-to "$T/x.pth" >/dev/null 2>"$T/err"
+"$OTE_BIN" import-backbone "$TMP/shape.tflite" --save-model-to "$TMP/x.pth" >/dev/null 2>"$TMP/err"
 one_line_err 1 "tensor shape not MobileNetV2's" $?
-grep -q "33 channels, expected 32" "$T/err" || bad "shape-mismatch message names the shape"
-"$OTE_BIN" import-backbone "$T/missing.tflite" --save-model-to "$T/x.pth" >/dev/null 2>"$T/err"
+grep -q "33 channels, expected 32" "$TMP/err" || bad "shape-mismatch message names the shape"
+"$OTE_BIN" import-backbone "$TMP/missing.tflite" --save-model-to "$TMP/x.pth" >/dev/null 2>"$TMP/err"
 one_line_err 1 "missing file" $?
-"$OTE_BIN" import-backbone "$W/mobilenet_v2_1.0_224_quant.tflite" >/dev/null 2>"$T/err"
+"$OTE_BIN" import-backbone "$W/mobilenet_v2_1.0_224_quant.tflite" >/dev/null 2>"$TMP/err"
 one_line_err 2 "no --save-model-to" $?
-"$OTE_BIN" import-backbone "$W/mobilenet_v2_1.0_224_quant.tflite" --save-model-to "$T/x.pth" --bogus >/dev/null 2>"$T/err"
+"$OTE_BIN" import-backbone "$W/mobilenet_v2_1.0_224_quant.tflite" --save-model-to "$TMP/x.pth" --bogus >/dev/null 2>"$TMP/err"
 one_line_err 2 "unknown option" $?
-"$OTE_BIN" import-backbone "$W/mobilenet_v2_1.0_224_quant.tflite" --save-model-to "$T/x.pth" --input-range zero >/dev/null 2>"$T/err"
+"$OTE_BIN" import-backbone "$W/mobilenet_v2_1.0_224_quant.tflite" --save-model-to "$TMP/x.pth" --input-range zero >/dev/null 2>"$TMP/err"
 one_line_err 2 "bad --input-range value" $?
-[ ! -e "$T/x.pth" ] || bad "no output file after failures"
+check "no output file after failures" "[ ! -e '$TMP/x.pth' ]"
 
-[ $fail = 0 ] && echo "all passed" || echo "FAILED"
-exit $fail
+finish
