@@ -4,14 +4,12 @@
 # that names the culprit, and leave no file behind in the output folder. Nothing here trains:
 # every case fails before the first iteration. One line per check; exit 1 on any failure.
 set -u
+. "$(dirname "$0")/lib.sh"
 OTE="${OTE_BIN:-build/ote}"
 SRC="${OTE_SRC:-.}"
 SHARED="${OTE_SHARED:-../shared}"
 TPL="$SRC/models/templates/gen3_mobilenetV2_ATSS/template.yaml"
 D="$SHARED/data/airport"
-TMP=$(mktemp -d /tmp/ote_train_cli.XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
-fail=0
 DATA=(--train-ann-files "$D/annotation_example_train.json" --train-data-roots "$D/train"
       --val-ann-files "$D/annotation_example_val.json" --val-data-roots "$D/val")
 
@@ -25,11 +23,10 @@ expect() {
     local left=""
     if [ -e "$out" ]; then left=$(find "$out" -type f | head -3); fi
     if [ "$rc" -eq "$code" ] && [ "$lines" -eq 1 ] && grep -q -- "$pat" "$TMP/stderr" && [ -z "$left" ]; then
-        echo "ok - $name: exit $rc: $(cat "$TMP/stderr")"
+        ok "$name: exit $rc: $(cat "$TMP/stderr")"
     else
-        echo "FAIL - $name: exit $rc (want $code), $lines stderr lines, pattern '$pat', files left: '$left'"
+        bad "$name: exit $rc (want $code), $lines stderr lines, pattern '$pat', files left: '$left'"
         sed 's/^/    /' "$TMP/stderr" | head -5
-        fail=1
     fi
 }
 
@@ -80,7 +77,7 @@ if [ "$(id -u)" != 0 ]; then
     expect "output folder not writable" 1 "not writable" "$TMP/ro" -- train "$TPL" "${DATA[@]}" --save-model-to "$TMP/ro"
     chmod 755 "$TMP/ro"
 fi
-[ -e "$OUT" ] && { echo "FAIL - a failed run created $OUT"; fail=1; } || echo "ok - no output folder was created by the failed runs"
+[ -e "$OUT" ] && bad "a failed run created $OUT" || ok "no output folder was created by the failed runs"
 # A pretrained backbone with a tensor of the right element count but another shape: refused
 # before training by the checkpoint shape check, naming the key and both shapes.
 /usr/bin/python3 -c "import sys, torch; torch.save({'backbone.features.init_block.conv.weight': torch.zeros(32, 27, 1, 1)}, sys.argv[1])" "$TMP/bb.pth"
@@ -89,8 +86,8 @@ expect "mis-shaped pretrained backbone" 1 "init_block.conv.weight (checkpoint \[
 # The pretrained function needs the padding its weights were trained with.
 expect "pretrained backbone without TF padding" 1 "was trained with TF SAME padding: set model.tf_padding: true" "$TMP/out_pad" -- \
     train "$TPL" "${DATA[@]}" --save-model-to "$TMP/out_pad" params --model.tf_padding false
-[ ! -e "$TMP/out_pad" ] && echo "ok - a run failing after the output folder was made removes that empty folder (issue 13 item 21)" \
-    || { echo "FAIL - $TMP/out_pad left behind by a failed run"; fail=1; }
+[ ! -e "$TMP/out_pad" ] && ok "a run failing after the output folder was made removes that empty folder (issue 13 item 21)" \
+    || bad "$TMP/out_pad left behind by a failed run"
 # issue 13 item 12: an existing directory named X.pth is refused before any work
 mkdir -p "$TMP/isdir.pth"
 expect "--save-model-to an existing directory X.pth" 1 "isdir.pth is an existing directory, not a weights file" "$TMP/isdir.pth" -- \
@@ -104,15 +101,15 @@ dead=999999; while kill -0 $dead 2>/dev/null; do dead=$((dead + 1)); done
     --model.input_size 128x96 --learning_parameters.num_iters 1 --learning_parameters.batch_size 4 >"$TMP/none.log" 2>&1
 rc=$?
 if [ $rc -eq 0 ] && grep -q '^init: random (model.pretrained_backbone: none)$' "$TMP/none.log"; then
-    echo "ok - model.pretrained_backbone none: trains from random initialisation and says so"
+    ok "model.pretrained_backbone none: trains from random initialisation and says so"
 else
-    echo "FAIL - model.pretrained_backbone none: exit $rc, $(grep -m1 '^init' "$TMP/none.log")"; fail=1
+    bad "model.pretrained_backbone none: exit $rc, $(grep -m1 '^init' "$TMP/none.log")"
 fi
 if [ ! -e "$TMP/out_none/weights.pth.tmp-$dead" ] && [ ! -e "$TMP/out_none/label_schema.json.tmp-$dead" ] \
    && [ -e "$TMP/out_none/weights.pth.tmp-$$" ] && grep -q '^removed 2 temporary file(s) left by an interrupted earlier run' "$TMP/none.log"; then
-    echo "ok - stale temporaries of a dead pid removed at start (and said), a live pid's kept"
+    ok "stale temporaries of a dead pid removed at start (and said), a live pid's kept"
 else
-    echo "FAIL - stale temporaries: $(ls "$TMP/out_none")"; fail=1
+    bad "stale temporaries: $(ls "$TMP/out_none")"
 fi
 # issue 13 item 16: a training set without boxes is refused before training, naming the file
 /usr/bin/python3 -c "import json, sys; d = json.load(open(sys.argv[1])); d['annotations'] = []; json.dump(d, open(sys.argv[2], 'w'))" \
@@ -127,9 +124,9 @@ rm -f "$TMP/out_none/label_schema.json"; mkdir "$TMP/out_none/label_schema.json"
     --model.input_size 128x96 --learning_parameters.num_iters 1 --learning_parameters.batch_size 4 --model.seed 7 >"$TMP/pair.log" 2>&1
 rc=$?
 if [ $rc -eq 1 ] && cmp -s "$TMP/weights_before.pth" "$TMP/out_none/weights.pth" && [ -z "$(find "$TMP/out_none" -name '*.tmp-*')" ]; then
-    echo "ok - labels cannot be written: exit 1, the old weights.pth untouched, no temporaries"
+    ok "labels cannot be written: exit 1, the old weights.pth untouched, no temporaries"
 else
-    echo "FAIL - labels write failure: exit $rc, weights $(cmp -s "$TMP/weights_before.pth" "$TMP/out_none/weights.pth" && echo kept || echo replaced), $(ls "$TMP/out_none")"; fail=1
+    bad "labels write failure: exit $rc, weights $(cmp -s "$TMP/weights_before.pth" "$TMP/out_none/weights.pth" && echo kept || echo replaced), $(ls "$TMP/out_none")"
 fi
 # issue 13 items 14, 15: a truncated JPEG and an annotation size that is not the file's are said, not silently trained on
 mkdir -p "$TMP/trunc_imgs"; cp "$D"/train/* "$TMP/trunc_imgs/"
@@ -146,9 +143,9 @@ PY
     params --model.input_size 128x96 --learning_parameters.num_iters 1 --learning_parameters.batch_size 4 >"$TMP/trunc.log" 2>&1
 if grep -q '^warning: training images: 1 truncated image file(s), decoded with the missing part filled in (first: .*trunc_imgs/' "$TMP/trunc.log" \
    && grep -q "1 image(s) whose size differs from the annotation's width/height, boxes may be off (first: .*: annotation 640x480, file 1920x1080)" "$TMP/trunc.log"; then
-    echo "ok - truncated JPEG and annotation/file size mismatch are reported once after the epoch"
+    ok "truncated JPEG and annotation/file size mismatch are reported once after the epoch"
 else
-    echo "FAIL - no warnings for a truncated JPEG / a size mismatch: $(grep -m2 warning "$TMP/trunc.log")"; fail=1
+    bad "no warnings for a truncated JPEG / a size mismatch: $(grep -m2 warning "$TMP/trunc.log")"
 fi
 echo "garbage" >"$TMP/bad.pth"
 expect "eval: unreadable checkpoint" 1 "$TMP/bad.pth" "$TMP/none" -- \
@@ -157,5 +154,5 @@ expect "eval: missing template" 2 "template not found" "$TMP/none" -- \
     eval "$TMP/nope.yaml" --test-ann-files "$D/annotation_example_val.json" --test-data-roots "$D/val" --load-weights "$TMP/bad.pth"
 
 "$OTE" train --help >"$TMP/help" 2>&1 && grep -q -- "--save-model-to" "$TMP/help" && grep -q "params" "$TMP/help" \
-    && echo "ok - train --help exits 0 and lists the options" || { echo "FAIL - train --help"; fail=1; }
-exit $fail
+    && ok "train --help exits 0 and lists the options" || bad "train --help"
+finish

@@ -12,16 +12,12 @@
 # maps are 2 rows high and oneDNN offers no JIT backward-weights kernel for the 960-channel depthwise conv).
 # One line per check; exit 1 on any failure.
 set -u
+. "$(dirname "$0")/lib.sh"
 OTE="${OTE_BIN:-build/ote}"
 SRC="${OTE_SRC:-.}"
 SHARED="${OTE_SHARED:-../shared}"
 TPL="$SRC/models/templates/gen3_mobilenetV2_ATSS/template.yaml"
 D="$SHARED/data/airport"
-TMP=$(mktemp -d /tmp/ote_train_e2e.XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
-fail=0
-ok() { echo "ok - $1"; }
-bad() { echo "FAIL - $1"; fail=1; }
 SIZE=256x160
 [ "${OTE_SANITIZED:-0}" = 1 ] && SIZE=128x96
 DATA=(--train-ann-files "$D/annotation_example_train.json" --train-data-roots "$D/train"
@@ -70,4 +66,4 @@ rc=$?
 grep -q "^init: all weights from $OUT/weights.pth (ote layout)" "$TMP/train2.log" && ok "second run reports the loaded checkpoint" || bad "no 'loaded weights' line"
 grep -q "re-initialised" "$TMP/train2.log" && bad "same classes must not re-initialise atss_cls" || ok "same class count: nothing re-initialised"
 [ -s "$OUT2" ] && [ -s "$TMP/again/best.label_schema.json" ] && ok "OUT.pth and OUT's best.label_schema.json beside it" || bad "second run outputs"
-exit $fail
+finish

@@ -10,9 +10,7 @@
 #     scratch without asking), a corrupt hpopt_status.json (exit 1, clear error, moved aside).
 # OTE_SANITIZED=1 (ASan build): the smallest input and one epoch everywhere.
 set -u
-fail=0
-check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/lib.sh"
 D="$OTE_SHARED/data/airport"
 TPL="$OTE_SRC/models/templates/gen3_mobilenetV2_ATSS"
 if [ "${OTE_SANITIZED:-0}" = 1 ]; then SIZE=128x96; NI=1; else SIZE=192x128; NI=2; fi
@@ -31,36 +29,36 @@ train() {
 fix_backbone() { sed -i "s|^  pretrained_backbone: .*|  pretrained_backbone: $(realpath "$TPL")/../../pretrained/mobilenet_v2_1.0_224_ptq.tflite|" "$1"; }
 
 # --- 1. unknown hyper-parameter name -------------------------------------------------------------
-mkdir -p "$tmp/bad"; cp "$TPL/template.yaml" "$tmp/bad/"; fix_backbone "$tmp/bad/template.yaml"
-printf 'metric: mAP\nsearch_algorithm: smbo\nhp_space:\n  learning_parameters.learning_rate:\n    param_type: quniform\n    range: [0.001, 0.01, 0.001]\n  learning_parameters.bogus_rate:\n    param_type: uniform\n    range: [1, 2]\n' > "$tmp/bad/hpo_config.yaml"
-train "$tmp/bad" "$tmp/bad_out" </dev/null >"$tmp/bad.out" 2>"$tmp/bad.err"; rc=$?
+mkdir -p "$TMP/bad"; cp "$TPL/template.yaml" "$TMP/bad/"; fix_backbone "$TMP/bad/template.yaml"
+printf 'metric: mAP\nsearch_algorithm: smbo\nhp_space:\n  learning_parameters.learning_rate:\n    param_type: quniform\n    range: [0.001, 0.01, 0.001]\n  learning_parameters.bogus_rate:\n    param_type: uniform\n    range: [1, 2]\n' > "$TMP/bad/hpo_config.yaml"
+train "$TMP/bad" "$TMP/bad_out" </dev/null >"$TMP/bad.out" 2>"$TMP/bad.err"; rc=$?
 check "unknown hyper-parameter: exit 2 (got $rc)" "[ $rc -eq 2 ]"
 check "unknown hyper-parameter: message names file, line and name" \
-    "grep -q 'hpo_config.yaml:7:.*bogus_rate' '$tmp/bad.err'"
-check "unknown hyper-parameter: no trial ran" "[ ! -e '$tmp/bad_out/hpo' ] && ! grep -q 'HPO trial' '$tmp/bad.out'"
+    "grep -q 'hpo_config.yaml:7:.*bogus_rate' '$TMP/bad.err'"
+check "unknown hyper-parameter: no trial ran" "[ ! -e '$TMP/bad_out/hpo' ] && ! grep -q 'HPO trial' '$TMP/bad.out'"
 
 # --- 1b. hp_space outside the template's limits: refused at load (issue 13 item 13), before calibration
-printf 'metric: mAP\nsearch_algorithm: smbo\nhp_space:\n  learning_parameters.learning_rate:\n    param_type: quniform\n    range: [0.001, 0.5, 0.001]\n' > "$tmp/bad/hpo_config.yaml"
-train "$tmp/bad" "$tmp/bad_out" </dev/null >"$tmp/bad.out" 2>"$tmp/bad.err"; rc=$?
+printf 'metric: mAP\nsearch_algorithm: smbo\nhp_space:\n  learning_parameters.learning_rate:\n    param_type: quniform\n    range: [0.001, 0.5, 0.001]\n' > "$TMP/bad/hpo_config.yaml"
+train "$TMP/bad" "$TMP/bad_out" </dev/null >"$TMP/bad.out" 2>"$TMP/bad.err"; rc=$?
 check "lr range above the template's max: exit 2, names file, line, key and limit" \
-    "[ $rc -eq 2 ] && grep -q 'hpo_config.yaml:4: hp_space learning_parameters.learning_rate: 0.5 is above the template.s max_value 0.1' '$tmp/bad.err' && ! grep -q 'HPO: timing' '$tmp/bad.out'"
-printf 'metric: mAP\nsearch_algorithm: smbo\nhp_space:\n  learning_parameters.batch_size:\n    param_type: quniform\n    range: [4, 8, 0.5]\n' > "$tmp/bad/hpo_config.yaml"
-train "$tmp/bad" "$tmp/bad_out" </dev/null >"$tmp/bad.out" 2>"$tmp/bad.err"; rc=$?
+    "[ $rc -eq 2 ] && grep -q 'hpo_config.yaml:4: hp_space learning_parameters.learning_rate: 0.5 is above the template.s max_value 0.1' '$TMP/bad.err' && ! grep -q 'HPO: timing' '$TMP/bad.out'"
+printf 'metric: mAP\nsearch_algorithm: smbo\nhp_space:\n  learning_parameters.batch_size:\n    param_type: quniform\n    range: [4, 8, 0.5]\n' > "$TMP/bad/hpo_config.yaml"
+train "$TMP/bad" "$TMP/bad_out" </dev/null >"$TMP/bad.out" 2>"$TMP/bad.err"; rc=$?
 check "non-integer quantum for an INTEGER parameter: exit 2 naming it" \
-    "[ $rc -eq 2 ] && grep -q 'hp_space learning_parameters.batch_size: an INTEGER parameter needs' '$tmp/bad.err'"
+    "[ $rc -eq 2 ] && grep -q 'hp_space learning_parameters.batch_size: an INTEGER parameter needs' '$TMP/bad.err'"
 
 # --- 2. the main run: template hpo_config.yaml, --hpo-time-ratio 2 -------------------------------
 t0=$(date +%s)
-train "$TPL" "$tmp/a/model" --hpo-time-ratio 2 params --model.input_size $SIZE \
-    --learning_parameters.num_iters $NI </dev/null >"$tmp/a.out" 2>"$tmp/a.err"; rc=$?
+train "$TPL" "$TMP/a/model" --hpo-time-ratio 2 params --model.input_size $SIZE \
+    --learning_parameters.num_iters $NI </dev/null >"$TMP/a.out" 2>"$TMP/a.err"; rc=$?
 echo "main run: $(( $(date +%s) - t0 )) s"
-check "main run exits 0 (got $rc; $(tail -1 "$tmp/a.err"))" "[ $rc -eq 0 ]"
+check "main run exits 0 (got $rc; $(tail -1 "$TMP/a.err"))" "[ $rc -eq 0 ]"
 check "plan printed before the first trial" \
-    "awk '/^HPO plan: [0-9]+ trials x [0-9]+ epochs, subset [0-9]+ of 10 training images .*trial input [0-9]+x[0-9]+ .*expected HPO time/{p=NR} /^HPO trial 0:/{t=NR} END{exit !(p && t && p < t)}' '$tmp/a.out'"
+    "awk '/^HPO plan: [0-9]+ trials x [0-9]+ epochs, subset [0-9]+ of 10 training images .*trial input [0-9]+x[0-9]+ .*expected HPO time/{p=NR} /^HPO trial 0:/{t=NR} END{exit !(p && t && p < t)}' '$TMP/a.out'"
 check "OTE table header" \
-    "grep -qxF '|  #  | learning_parameters.learning_rate  | learning_parameters.batch_size  |        score        |' '$tmp/a.out'"
-check "weights.pth written" "[ -s '$tmp/a/model/weights.pth' ] && [ -s '$tmp/a/model/label_schema.json' ]"
-$PY - "$tmp/a/model/hpo" "$tmp/a.out" <<'PY'; check "status/trial files, best values printed and used" "[ $? -eq 0 ]"
+    "grep -qxF '|  #  | learning_parameters.learning_rate  | learning_parameters.batch_size  |        score        |' '$TMP/a.out'"
+check "weights.pth written" "[ -s '$TMP/a/model/weights.pth' ] && [ -s '$TMP/a/model/label_schema.json' ]"
+$PY - "$TMP/a/model/hpo" "$TMP/a.out" <<'PY'; check "status/trial files, best values printed and used" "[ $? -eq 0 ]"
 import ast, json, os, re, sys
 d, out = sys.argv[1], open(sys.argv[2]).read().splitlines()
 st = json.load(open(os.path.join(d, "hpopt_status.json")))
@@ -96,42 +94,42 @@ final = [l for l in out if l.startswith("training: ")][-1]
 bs, lr = printed["learning_parameters.batch_size"], printed["learning_parameters.learning_rate"]
 assert ("batches of %d =" % bs) in final and ("lr %g," % lr) in final, final
 PY
-grep -E '^HPO|^\|' "$tmp/a.out" | head -40
+grep -E '^HPO|^\|' "$TMP/a.out" | head -40
 
 # --- 2b. a budget too small for trials that rank anything: said, no trial, one training with the template's values
-train "$TPL" "$tmp/s/model" --hpo-time-ratio 1.01 params --model.input_size $SIZE \
-    --learning_parameters.num_iters $NI </dev/null >"$tmp/s.out" 2>"$tmp/s.err"; rc=$?
+train "$TPL" "$TMP/s/model" --hpo-time-ratio 1.01 params --model.input_size $SIZE \
+    --learning_parameters.num_iters $NI </dev/null >"$TMP/s.out" 2>"$TMP/s.err"; rc=$?
 check "tiny budget: exit 0 (got $rc)" "[ $rc -eq 0 ]"
-check "tiny budget: says the search is skipped and why" "grep -q '^HPO: skipped - the budget (--hpo-time-ratio 1.01: .*too small for trials that can rank configurations' '$tmp/s.out'"
+check "tiny budget: says the search is skipped and why" "grep -q '^HPO: skipped - the budget (--hpo-time-ratio 1.01: .*too small for trials that can rank configurations' '$TMP/s.out'"
 check "tiny budget: no trial ran, template values trained, weights written" \
-    "! grep -q '^HPO trial' '$tmp/s.out' && grep -q '^training: .*batches of 8 = .*lr 0.008,' '$tmp/s.out' && [ -s '$tmp/s/model/weights.pth' ]"
+    "! grep -q '^HPO trial' '$TMP/s.out' && grep -q '^training: .*batches of 8 = .*lr 0.008,' '$TMP/s.out' && [ -s '$TMP/s/model/weights.pth' ]"
 
 # --- 3. resume after kill -9, reuse, changed hp_space, corrupt status ----------------------------
-mkdir -p "$tmp/tpl"; cp "$TPL/template.yaml" "$TPL/hpo_config.yaml" "$tmp/tpl/"
-fix_backbone "$tmp/tpl/template.yaml"
-printf 'num_trials: 2\nimage_resize: 0.5\n' >> "$tmp/tpl/hpo_config.yaml"
-R="$tmp/r/model"; H="$R/hpo"
-run_r() { train "$tmp/tpl" "$R" --hpo-time-ratio 50 "$@" params --model.input_size 128x96 --learning_parameters.num_iters 1; }
+mkdir -p "$TMP/tpl"; cp "$TPL/template.yaml" "$TPL/hpo_config.yaml" "$TMP/tpl/"
+fix_backbone "$TMP/tpl/template.yaml"
+printf 'num_trials: 2\nimage_resize: 0.5\n' >> "$TMP/tpl/hpo_config.yaml"
+R="$TMP/r/model"; H="$R/hpo"
+run_r() { train "$TMP/tpl" "$R" --hpo-time-ratio 50 "$@" params --model.input_size 128x96 --learning_parameters.num_iters 1; }
 wait_for() { # wait_for PID CONDITION: polls until the condition holds or the process ended
     local pid=$1 i; for i in $(seq 1 2400); do eval "$2" && return 0; kill -0 "$pid" 2>/dev/null || return 1; sleep 0.25; done; return 1
 }
-(EXEC=exec run_r </dev/null >"$tmp/b.out" 2>&1) & pid=$!
+(EXEC=exec run_r </dev/null >"$TMP/b.out" 2>&1) & pid=$!
 wait_for $pid "[ -e '$H/hpopt_trial_1.json' ]"; found=$?
 kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
 check "killed (-9) while trial 1 ran" "[ $found -eq 0 ] && ! grep -q best_config_id '$H/hpopt_status.json'"
-$PY - "$H" > "$tmp/kept_before.json" <<'PY'
+$PY - "$H" > "$TMP/kept_before.json" <<'PY'
 import json, sys
 st = json.load(open(sys.argv[1] + "/hpopt_status.json"))
 print(json.dumps({e["trial_id"]: [e["config"], e["score"]] for e in st["config_list"] if e["status"] == 2}, sort_keys=True))
 PY
-cp "$H/hpopt_trial_0.json" "$tmp/trial0_before.json"
-check "trial 0 had finished before the kill" "grep -q '\"0\"' '$tmp/kept_before.json'"
+cp "$H/hpopt_trial_0.json" "$TMP/trial0_before.json"
+check "trial 0 had finished before the kill" "grep -q '\"0\"' '$TMP/kept_before.json'"
 
-run_r --hpo-resume yes </dev/null >"$tmp/c.out" 2>&1; rc=$?
+run_r --hpo-resume yes </dev/null >"$TMP/c.out" 2>&1; rc=$?
 check "resume: exit 0 (got $rc)" "[ $rc -eq 0 ]"
-check "resume: announced" "grep -q 'Resuming HPO' '$tmp/c.out'"
-check "resume: trial 0 not rerun" "! grep -q '^HPO trial 0:' '$tmp/c.out' && grep -q '^HPO trial 1:' '$tmp/c.out'"
-$PY - "$H" "$tmp/kept_before.json" <<'PY'; check "resume: finished trials kept (config and score), search complete" "[ $? -eq 0 ]"
+check "resume: announced" "grep -q 'Resuming HPO' '$TMP/c.out'"
+check "resume: trial 0 not rerun" "! grep -q '^HPO trial 0:' '$TMP/c.out' && grep -q '^HPO trial 1:' '$TMP/c.out'"
+$PY - "$H" "$TMP/kept_before.json" <<'PY'; check "resume: finished trials kept (config and score), search complete" "[ $? -eq 0 ]"
 import json, sys
 st = json.load(open(sys.argv[1] + "/hpopt_status.json"))
 before = json.load(open(sys.argv[2]))
@@ -140,28 +138,28 @@ assert before and all(now[k] == v for k, v in before.items()), (before, now)
 assert len(st["config_list"]) == 2 and all(e["status"] == 2 for e in st["config_list"]), st["config_list"]
 assert "best_config_id" in st
 PY
-check "resume: trial 0 file unchanged" "cmp -s '$tmp/trial0_before.json' '$H/hpopt_trial_0.json'"
+check "resume: trial 0 file unchanged" "cmp -s '$TMP/trial0_before.json' '$H/hpopt_trial_0.json'"
 check "resume: weights written" "[ -s '$R/weights.pth' ]"
 
-md5sum "$H"/hpopt_*.json > "$tmp/md5_before"
-run_r </dev/null >"$tmp/d.out" 2>&1; rc=$?
+md5sum "$H"/hpopt_*.json > "$TMP/md5_before"
+run_r </dev/null >"$TMP/d.out" 2>&1; rc=$?
 check "reuse: exit 0 (got $rc)" "[ $rc -eq 0 ]"
-check "reuse: says so (stdin is not a terminal)" "grep -q 'Reusing previously found hyper-parameters' '$tmp/d.out'"
-check "reuse: no trial ran" "! grep -q '^HPO trial' '$tmp/d.out' && grep -qF 'Best Hyper-parameters' '$tmp/d.out'"
-check "reuse: status and trial files unchanged" "md5sum -c --quiet '$tmp/md5_before'"
+check "reuse: says so (stdin is not a terminal)" "grep -q 'Reusing previously found hyper-parameters' '$TMP/d.out'"
+check "reuse: no trial ran" "! grep -q '^HPO trial' '$TMP/d.out' && grep -qF 'Best Hyper-parameters' '$TMP/d.out'"
+check "reuse: status and trial files unchanged" "md5sum -c --quiet '$TMP/md5_before'"
 
-sed -i 's/      - 0.1$/      - 0.05/' "$tmp/tpl/hpo_config.yaml"
-(EXEC=exec run_r </dev/null >"$tmp/e.out" 2>&1) & pid=$!
-wait_for $pid "grep -q '^HPO trial 0:' '$tmp/e.out'"
+sed -i 's/      - 0.1$/      - 0.05/' "$TMP/tpl/hpo_config.yaml"
+(EXEC=exec run_r </dev/null >"$TMP/e.out" 2>&1) & pid=$!
+wait_for $pid "grep -q '^HPO trial 0:' '$TMP/e.out'"
 kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
-check "changed hp_space: reruns without asking" "grep -q 'configuration changed' '$tmp/e.out' && grep -q '^HPO trial 0:' '$tmp/e.out'"
+check "changed hp_space: reruns without asking" "grep -q 'configuration changed' '$TMP/e.out' && grep -q '^HPO trial 0:' '$TMP/e.out'"
 check "changed hp_space: new status records the new range" "grep -q '0.05' '$H/hpopt_status.json' && ! grep -q 'best_config_id' '$H/hpopt_status.json'"
 
 printf '{"search_algorithm": "smbo", "search_sp' > "$H/hpopt_status.json"
-run_r </dev/null >"$tmp/f.out" 2>"$tmp/f.err"; rc=$?
+run_r </dev/null >"$TMP/f.out" 2>"$TMP/f.err"; rc=$?
 check "corrupt status: exit 1 (got $rc)" "[ $rc -eq 1 ]"
-check "corrupt status: clear error" "grep -q 'hpopt_status.json: corrupt.*moved aside' '$tmp/f.err'"
+check "corrupt status: clear error" "grep -q 'hpopt_status.json: corrupt.*moved aside' '$TMP/f.err'"
 check "corrupt status: moved aside, not overwritten" \
     "[ ! -e '$H/hpopt_status.json' ] && grep -qF 'search_sp' \"\$(ls '$H'/hpopt_status.json.corrupt-* | head -1)\""
-check "corrupt status: no trial ran" "! grep -q '^HPO trial' '$tmp/f.out'"
-exit $fail
+check "corrupt status: no trial ran" "! grep -q '^HPO trial' '$TMP/f.out'"
+finish
