@@ -395,6 +395,5 @@ int main(void) {
     test_render();
     test_min_iou_crop();
     test_geom();
-    printf("%s: %d failure(s)\n", expect_fails ? "FAILED" : "PASSED", expect_fails);
-    return expect_fails ? 1 : 0;
+    return expect_finish();
 }

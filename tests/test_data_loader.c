@@ -347,6 +347,5 @@ int main(void) {
     test_bad_images();
     test_out_of_memory(&ds);
     coco_free(&ds);
-    printf("%s: %d failure(s)\n", expect_fails ? "FAILED" : "PASSED", expect_fails);
-    return expect_fails ? 1 : 0;
+    return expect_finish();
 }

@@ -225,6 +225,5 @@ int main(void) {
     s = yd_load_string(&d, "a: 1\na: 2\n", "dup.yaml");
     EXPECT(s < 0 && strstr(ote_errmsg(), "dup.yaml:2:") && strstr(ote_errmsg(), "duplicate key 'a'"),
             "duplicate key rejected with line (%s)", ote_errmsg());
-    printf("%s\n", expect_fails ? "FAILED" : "ALL PASSED");
-    return expect_fails ? 1 : 0;
+    return expect_finish();
 }

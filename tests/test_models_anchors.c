@@ -74,6 +74,5 @@ int main(void) {
     fx_free(&f);
     free(a);
     free(v);
-    printf("%s\n", expect_fails ? "FAILED" : "all passed");
-    return expect_fails != 0;
+    return expect_finish();
 }

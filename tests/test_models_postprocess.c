@@ -208,6 +208,5 @@ int main(void) {
         fixture_cases(&f);
     }
     fx_free(&f);
-    printf("%s\n", expect_fails ? "FAILED" : "all passed");
-    return expect_fails != 0;
+    return expect_finish();
 }
