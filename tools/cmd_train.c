@@ -2,7 +2,9 @@
  *
  *   ote train TEMPLATE --train-ann-files A --train-data-roots D --val-ann-files B
  *             --val-data-roots E --save-model-to OUT [--load-weights W] [--enable-hpo]
- *             [--hpo-time-ratio R] [params --group.key V ...]
+ *             [--hpo-time-ratio R] [--resume-from OUT/last.pth] [params --group.key V ...]
+ *
+ * --resume-from and an earlier run's OUT/last.pth: tools/cmd_train_resume.h (issue 14).
  *
  * Options are parsed like Python's argparse (OTE uses it): `--opt value` or `--opt=value`, and any
  * unambiguous prefix of a long option (`--train-ann-file`). Exit codes: 0 ok; 2 usage error
