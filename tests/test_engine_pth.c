@@ -541,8 +541,8 @@ int main(void) {
         build_sample(&a, 11, 0);
         size_t n_model = a.n_tensors;
         const pth_tensor *t0 = &a.tensors[0];
-        float m0[64];
-        for (int i = 0; i < 64; i++) m0[i] = 0.5f * (float)i - 3.25f;
+        float m0[65]; /* the second aux tensor starts at m0 + 1 */
+        for (int i = 0; i < 65; i++) m0[i] = 0.5f * (float)i - 3.25f;
         int64_t sh[1] = {(int64_t)(t0->numel < 64 ? t0->numel : 64)};
         char name0[128];
         snprintf(name0, sizeof name0, "%s", t0->name);
