@@ -430,6 +430,13 @@ const det_param_info *det_param(const detector *d, int i) {
 }
 
 int det_param_find(const detector *d, const char *name) { return params_find(&d->params, name); }
+int det_momentum_get(detector *d, int i, float *dst) { return params_momentum_get(&d->params, d->e, &d->opt, i, dst); }
+int det_momentum_set(detector *d, int i, const float *src) {
+    return params_momentum_set(&d->params, d->e, &d->opt, i, src);
+}
+long det_sgd_steps(const detector *d) { return d->opt.steps; }
+void det_sgd_set_steps(detector *d, long steps) { d->opt.steps = steps < 0 ? 0 : steps; }
+
 int det_param_get(detector *d, int i, float *dst) { return params_get(&d->params, d->e, i, dst); }
 
 int det_param_set(detector *d, int i, const float *src) {

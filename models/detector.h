@@ -111,6 +111,13 @@ int det_param_find(const detector *d, const char *name);
 int det_param_get(detector *d, int i, float *dst);
 int det_param_set(detector *d, int i, const float *src);
 int det_grad_get(detector *d, int i, float *dst); /* the gradient of the last backward */
+/* The optimiser's state, for saving and resuming a training (train/resume.h): parameter i's SGD
+ * momentum buffer in the same plain layout as det_param_get (OTE_EINVAL for buffers, which do not
+ * train), and the number of SGD steps taken (0: the next step initialises the buffers). */
+int det_momentum_get(detector *d, int i, float *dst);
+int det_momentum_set(detector *d, int i, const float *src);
+long det_sgd_steps(const detector *d);
+void det_sgd_set_steps(detector *d, long steps);
 /* Re-initialises the classification conv (bbox_head.atss_cls) as at creation (class-count change). */
 int det_reinit_cls(detector *d);
 

@@ -16,6 +16,7 @@
 #include "engine/ctx.h"
 #include "engine/status.h"
 #include "models/detector.h"
+#include "train/resume.h"
 #include "train/schedule.h"
 #include "train/weights.h"
 
@@ -207,6 +208,8 @@ typedef struct trainer_state {
     trainer_pack pack;
     eval_dets dets;
     trainer_progress p;
+    resume_state rs;             /* --resume-from: the state read (valid when resumed) */
+    int resumed;
 } trainer_state;
 
 static void trainer_state_free(trainer_state *st) {
@@ -248,6 +251,92 @@ static int trainer_setup_data(trainer_state *st) {
     return 0;
 }
 
+/* ---- resume (issue 14; train/resume.h) ---- */
+
+/* --resume-from: reads the state, checks the settings and the epoch plan, loads weights, momentum
+ * and SGD steps (instead of any initialisation). */
+static int trainer_resume_model(trainer_state *st) {
+    trainer_progress *p = &st->p;
+    const trainer_opts *o = p->o;
+    pth_ckpt c;
+    pth_init(&c);
+    CHECK(resume_read(o->resume_from, &c, &st->rs));
+    const resume_state *rs = &st->rs;
+    int s = resume_check(&c, o->resume_from, &o->cfg, p->train, p->val, o->subset_ratio, o->max_epochs);
+    if (s >= 0 && (rs->epochs != p->epochs || rs->repeat != p->repeat))
+        s = ote_err(OTE_EINVAL, "%s: the epoch plan differs: %d epochs x %d repeat in the interrupted training, %d x %d now",
+                    o->resume_from, rs->epochs, rs->repeat, p->epochs, p->repeat);
+    if (s >= 0) s = resume_apply(st->d, &c, o->resume_from, rs);
+    pth_free(&c);
+    CHECK(s);
+    st->resumed = 1;
+    if (o->log) {
+        fprintf(o->log, "resumed from %s: %d of %d epochs done, %ld iterations; best epoch %d (val mAP@0.5 %.4f); %s\n",
+                o->resume_from, rs->epochs_done, rs->epochs, rs->iter, rs->best_epoch, rs->best_epoch ? rs->best_map : 0.0,
+                rs->finished ? "the training had finished" : "continuing");
+        if (o->init_weights) fprintf(o->log, "note: --load-weights %s not used: the weights come from the training state\n", o->init_weights);
+        if (rs->threads != st->e.nthreads)
+            fprintf(o->log, "note: the interrupted training ran %d threads, this run %d: the result will not be bit-identical "
+                            "to an uninterrupted run\n", rs->threads, st->e.nthreads);
+    }
+    return 0;
+}
+
+/* After the schedule's init: the progress counters, lr schedule, early stopping and best epoch. */
+static int trainer_resume_loop(trainer_state *st) {
+    trainer_progress *p = &st->p;
+    const resume_state *rs = &st->rs;
+    if (rs->batches != p->batches)
+        return ote_err(OTE_EINVAL, "%s: the epoch plan differs: %d batches per pass in the interrupted training, %d now",
+                       p->o->resume_from, rs->batches, p->batches);
+    p->plateau.lr = rs->plateau.lr, p->plateau.best = rs->plateau.best;
+    p->plateau.bad = rs->plateau.bad, p->plateau.last_iter = rs->plateau.last_iter;
+    p->early.best = rs->early.best, p->early.wait = rs->early.wait, p->early.last_iter = rs->early.last_iter;
+    p->iter = rs->iter;
+    p->images = rs->images;
+    p->train_secs = rs->train_seconds;
+    p->t0 -= rs->seconds;
+    trainer_result *res = p->res;
+    res->best_map = rs->best_epoch ? rs->best_map : -1;
+    res->best_epoch = rs->best_epoch;
+    res->confidence_threshold = rs->best_threshold;
+    res->epochs_run = rs->epochs_done;
+    res->iters = rs->iter;
+    res->images = rs->images;
+    if (rs->finished) {
+        p->stop = 1;
+        res->stop = rs->stop >= 0 ? (trainer_stop)rs->stop : TRAINER_STOP_DONE;
+    }
+    return 0;
+}
+
+/* After epoch ep: the training state, atomically (a kill loses at most the next epoch). */
+static int trainer_save_state(trainer_state *st, int ep) {
+    trainer_progress *p = &st->p;
+    const trainer_opts *o = p->o;
+    resume_state rs;
+    memset(&rs, 0, sizeof rs);
+    rs.epochs_done = ep + 1;
+    rs.epochs = p->epochs, rs.repeat = p->repeat, rs.batches = p->batches;
+    rs.iter = p->iter, rs.images = p->images;
+    rs.seconds = trainer_now() - p->t0;
+    rs.train_seconds = p->train_secs;
+    rs.finished = p->stop || ep + 1 >= p->epochs;
+    rs.stop = rs.finished ? (p->stop ? (int)p->res->stop : TRAINER_STOP_DONE) : -1;
+    rs.plateau = p->plateau;
+    rs.early = p->early;
+    rs.best_map = p->res->best_epoch ? p->res->best_map : -1;
+    rs.best_epoch = p->res->best_epoch;
+    rs.best_threshold = p->res->best_epoch ? p->res->confidence_threshold : o->cfg.confidence_threshold;
+    rs.sgd_steps = det_sgd_steps(st->d);
+    rs.seed = o->cfg.seed;
+    rs.next_pass = (long)(ep + 1) * p->repeat;
+    rs.threads = st->e.nthreads;
+    rs.subset_ratio = o->subset_ratio;
+    rs.max_epochs = o->max_epochs;
+    return resume_save(o->state_path, st->d, &o->cfg, &rs, p->train, p->val);
+}
+
 /* --load-weights W into the detector (a different class count re-initialises atss_cls). */
 static int trainer_load_init_weights(trainer_state *st) {
     const char *path = st->p.o->init_weights;
@@ -276,6 +365,7 @@ static int trainer_setup_model(trainer_state *st) {
     CHECK(eng_init(&st->e, o->nthreads));
     st->have_e = 1;
     CHECK(trainer_make_detector(&st->d, &st->e, cfg, st->p.train->n_cats));
+    if (o->resume_from) return trainer_resume_model(st); /* issue 14 */
     if (o->init_weights) return trainer_load_init_weights(st);
     if (!cfg->pretrained_backbone[0]) {
         if (o->log) fprintf(o->log, "init: random (model.pretrained_backbone: none)\n");
@@ -334,6 +424,7 @@ static int trainer_setup_loop(trainer_state *st) {
                 sz[3].w, sz[3].h, sz[4].w, sz[4].h, cfg->learning_rate, cfg->warmup_iters);
     schedule_plateau_init(&p->plateau, cfg->learning_rate, cfg->warmup_iters);
     schedule_early_stop_init(&p->early, cfg->warmup_iters);
+    if (st->resumed) CHECK(trainer_resume_loop(st)); /* issue 14 */
     return 0;
 }
 
@@ -471,7 +562,7 @@ static int trainer_end_epoch(trainer_state *st, int ep, double ep_t0) {
     CHECK(trainer_validate(st, p->val, &rep));
     trainer_warn_images(st);
     double map = rep.voc.map;
-    int improved = !p->res->has_best || map > p->res->best_map;
+    int improved = !p->res->best_epoch || map > p->res->best_map; /* best_epoch: also set by a resume */
     if (improved) CHECK(trainer_keep_best(st, ep, &rep));
     else eval_report_free(&rep);
     double old_lr = p->plateau.lr;
@@ -505,10 +596,11 @@ static int trainer_loop(trainer_state *st) {
     CHECK(trainer_setup_data(st));
     CHECK(trainer_setup_model(st));
     CHECK(trainer_setup_loop(st));
-    for (int ep = 0; ep < p->epochs && !p->stop; ep++) {
+    for (int ep = st->resumed ? st->rs.epochs_done : 0; ep < p->epochs && !p->stop; ep++) {
         double ep_t0 = trainer_now();
         CHECK(trainer_train_epoch(st, ep));
         if (p->val) CHECK(trainer_end_epoch(st, ep, ep_t0));
+        if (p->val && p->o->state_path) CHECK(trainer_save_state(st, ep)); /* issue 14 */
     }
     p->res->seconds = trainer_now() - p->t0;
     return 0;
@@ -526,6 +618,11 @@ int trainer_run(const trainer_opts *o, const coco_dataset *train, const coco_dat
     st.p.res = res;
     int s = trainer_loop(&st);
     trainer_state_free(&st);
+    /* resumed, best epoch before the resume: its report from the weights file (same numbers) */
+    if (s >= 0 && !res->has_best && res->best_epoch > 0 && o->save_path && val) {
+        s = trainer_evaluate(&o->cfg, o->save_path, val, o->nthreads, &res->best, NULL);
+        res->has_best = s >= 0;
+    }
     if (s < 0) trainer_result_free(res);
     return s;
 }

@@ -55,6 +55,10 @@ typedef struct trainer_opts {
     int max_epochs;            /* > 0: override the epochs from the adaptive repeat (HPO trials) */
     double deadline;           /* > 0: CLOCK_MONOTONIC seconds after which training stops
                                 * (checked every iteration; the epoch in flight is validated) */
+    const char *state_path;    /* training state (OUT/last.pth, train/resume.h) written after every
+                                * validated epoch; NULL = none */
+    const char *resume_from;   /* continue the training saved in this state file (settings checked,
+                                * init_weights and the pretrained backbone unused); NULL = fresh */
     int nthreads;              /* OpenMP threads for oneDNN; 0 = default */
     int log_every;             /* progress line every this many iterations; 0 = 10 */
     FILE *log;                 /* progress / summary lines; NULL = silent */
