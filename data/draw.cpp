@@ -113,48 +113,105 @@ std::string draw_label_text(const draw_box &b, const char *const *names, int n_n
     return t;
 }
 
-int draw_boxes_impl(uint8_t *img, int w, int h, const draw_box *boxes, int n, const char *const *names, int n_names,
-                    draw_kind kind) {
-    cv::Mat m(h, w, CV_8UC3, img);
-    draw_style s = draw_style_for(w, h);
-    int line = kind == DRAW_GROUND_TRUTH ? std::max(1, s.line - 1) : s.line;
-    std::vector<int> order(n > 0 ? n : 0);
+// A box in pixel terms: the inclusive span of pixels it covers, clipped to the image; false for a
+// box to skip (a non-finite coordinate, nothing inside the image).
+bool draw_pixel_box(const draw_box &b, int w, int h, int px[4]) {
+    if (!std::isfinite(b.x1) || !std::isfinite(b.y1) || !std::isfinite(b.x2) || !std::isfinite(b.y2)) return false;
+    if (b.x2 <= 0 || b.y2 <= 0 || b.x1 >= w || b.y1 >= h) return false;
+    // Pixel (x, y) covers [x, x+1); a box [x1, x2) spans pixels x1 .. x2-1.
+    auto clamp = [](float v, int hi) { return (int)std::lround(std::max(0.f, std::min(v, (float)hi))); };
+    px[0] = clamp(b.x1, w), px[1] = clamp(b.y1, h), px[2] = clamp(b.x2, w) - 1, px[3] = clamp(b.y2, h) - 1;
+    return px[2] >= px[0] && px[3] >= px[1];
+}
+
+struct draw_set {
+    const draw_box *boxes;
+    int n;
+    draw_kind kind;
+};
+
+void draw_colour_of(const draw_box &b, draw_kind kind, uint8_t c[3]) {
+    if (kind == DRAW_GROUND_TRUTH) draw_gt_colour(c);
+    else draw_class_colour(b.label, c);
+}
+
+// Predictions in ascending score order (the most confident ends on top), ground truth as given.
+std::vector<int> draw_order(const draw_set &set) {
+    std::vector<int> order(set.n > 0 ? set.n : 0);
     std::iota(order.begin(), order.end(), 0);
-    if (kind == DRAW_PREDICTION)
-        std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return boxes[a].score < boxes[b].score; });
-    const int tag_h = draw_tag_height(s);
-    int drawn = 0;
-    for (int i : order) {
-        const draw_box &b = boxes[i];
-        if (!std::isfinite(b.x1) || !std::isfinite(b.y1) || !std::isfinite(b.x2) || !std::isfinite(b.y2)) continue;
-        // Pixel (x, y) covers [x, x+1); a box [x1, x2) spans pixels x1 .. x2-1.
-        int x1 = (int)std::lround(std::max(0.f, std::min(b.x1, (float)w))), y1 = (int)std::lround(std::max(0.f, std::min(b.y1, (float)h)));
-        int x2 = (int)std::lround(std::max(0.f, std::min(b.x2, (float)w))) - 1, y2 = (int)std::lround(std::max(0.f, std::min(b.y2, (float)h))) - 1;
-        if (x2 < x1 || y2 < y1 || b.x2 <= 0 || b.y2 <= 0 || b.x1 >= w || b.y1 >= h) continue;
+    if (set.kind == DRAW_PREDICTION)
+        std::stable_sort(order.begin(), order.end(),
+                         [&](int a, int b) { return set.boxes[a].score < set.boxes[b].score; });
+    return order;
+}
+
+int draw_set_line(const draw_style &s, draw_kind kind) { return kind == DRAW_GROUND_TRUTH ? std::max(1, s.line - 1) : s.line; }
+
+int draw_lines(cv::Mat &m, const draw_set &set, const draw_style &s) {
+    int line = draw_set_line(s, set.kind), drawn = 0;
+    for (int i : draw_order(set)) {
+        int p[4];
+        if (!draw_pixel_box(set.boxes[i], m.cols, m.rows, p)) continue;
         uint8_t c[3];
-        if (kind == DRAW_GROUND_TRUTH) draw_gt_colour(c);
-        else draw_class_colour(b.label, c);
+        draw_colour_of(set.boxes[i], set.kind, c);
         // The line is centred on the box edge; the dark rim (one pixel each side) keeps it
         // visible on a background of its own colour.
-        int a = line / 2, ox1 = x1 - a, oy1 = y1 - a, ox2 = x2 + (line - 1 - a), oy2 = y2 + (line - 1 - a);
+        int a = line / 2, ox1 = p[0] - a, oy1 = p[1] - a, ox2 = p[2] + (line - 1 - a), oy2 = p[3] + (line - 1 - a);
         draw_ring(m, ox1 - 1, oy1 - 1, ox2 + 1, oy2 + 1, line + 2, cv::Scalar(20, 20, 20));
         draw_ring(m, ox1, oy1, ox2, oy2, line, draw_scalar(c));
-        std::string t = draw_label_text(b, names, n_names);
-        int half = line / 2 + 1;
-        if (kind == DRAW_PREDICTION) {
-            // above the top edge; inside the box when there is no room above
-            int ty = y1 - half - tag_h;
-            if (ty < 0) ty = y1 + half;
-            draw_tag(m, t, x1 - half, ty, c, s);
-        } else {
-            // below the bottom edge; inside the box when there is no room below
-            int ty = y2 + half + 1;
-            if (ty + tag_h > h) ty = y2 - half - tag_h;
-            draw_tag(m, t, x1 - half, ty, c, s);
-        }
         drawn++;
     }
     return drawn;
+}
+
+void draw_tags(cv::Mat &m, const draw_set &set, const draw_style &s, const char *const *names, int n_names) {
+    const int line = draw_set_line(s, set.kind), half = line / 2 + 1, tag_h = draw_tag_height(s);
+    for (int i : draw_order(set)) {
+        int p[4];
+        if (!draw_pixel_box(set.boxes[i], m.cols, m.rows, p)) continue;
+        uint8_t c[3];
+        draw_colour_of(set.boxes[i], set.kind, c);
+        std::string t = draw_label_text(set.boxes[i], names, n_names);
+        int ty;
+        if (set.kind == DRAW_PREDICTION) {
+            // above the top edge; inside the box when there is no room above
+            ty = p[1] - half - tag_h;
+            if (ty < 0) ty = p[1] + half;
+        } else {
+            // below the bottom edge; inside the box when there is no room below
+            ty = p[3] + half + 1;
+            if (ty + tag_h > m.rows) ty = p[3] - half - tag_h;
+        }
+        draw_tag(m, t, p[0] - half, ty, c, s);
+    }
+}
+
+// Every line before any tag, so no box line ever crosses a label.
+int draw_sets(uint8_t *img, int w, int h, const draw_set *sets, int n_sets, const char *const *names, int n_names) {
+    cv::Mat m(h, w, CV_8UC3, img);
+    draw_style s = draw_style_for(w, h);
+    int drawn = 0;
+    for (int k = 0; k < n_sets; k++) drawn += draw_lines(m, sets[k], s);
+    for (int k = 0; k < n_sets; k++) draw_tags(m, sets[k], s, names, n_names);
+    return drawn;
+}
+
+// Legend tags laid out left to right from (pad, y0 + pad), wrapping at the image width; returns
+// the height used. draw = false only measures.
+int draw_legend_layout(cv::Mat *m, int w, int y0, const draw_style &s, const char *const *texts,
+                       const uint8_t (*colours)[3], int n) {
+    int x = s.pad, y = y0 + s.pad, th = draw_tag_height(s), base = 0;
+    for (int i = 0; i < n; i++) {
+        cv::Size ts = cv::getTextSize(texts[i], cv::FONT_HERSHEY_SIMPLEX, s.scale, s.text, &base);
+        int tw = ts.width + 2 * s.pad;
+        if (x > s.pad && x + tw > w - s.pad) {
+            x = s.pad;
+            y += th + s.pad;
+        }
+        if (m) draw_tag(*m, texts[i], x, y, colours[i], s);
+        x += tw + 2 * s.pad;
+    }
+    return y + th + s.pad - y0;
 }
 
 }  // namespace
@@ -192,10 +249,17 @@ extern "C" int draw_line_width(int w, int h) {
 
 extern "C" int draw_boxes(uint8_t *img, int w, int h, const draw_box *boxes, int n, const char *const *names,
                           int n_names, draw_kind kind) {
-    if (!img || w <= 0 || h <= 0 || n < 0 || (n > 0 && !boxes))
-        return ote_err(OTE_EINVAL, "draw: bad image %dx%d or box list (%d)", w, h, n);
+    return kind == DRAW_GROUND_TRUTH ? draw_detections(img, w, h, boxes, n, NULL, 0, names, n_names)
+                                     : draw_detections(img, w, h, NULL, 0, boxes, n, names, n_names);
+}
+
+extern "C" int draw_detections(uint8_t *img, int w, int h, const draw_box *gt, int n_gt, const draw_box *pred,
+                               int n_pred, const char *const *names, int n_names) {
+    if (!img || w <= 0 || h <= 0 || n_gt < 0 || n_pred < 0 || (n_gt > 0 && !gt) || (n_pred > 0 && !pred))
+        return ote_err(OTE_EINVAL, "draw: bad image %dx%d or box lists (%d, %d)", w, h, n_gt, n_pred);
     try {
-        return draw_boxes_impl(img, w, h, boxes, n, names, n_names, kind);
+        const draw_set sets[2] = {{gt, n_gt, DRAW_GROUND_TRUTH}, {pred, n_pred, DRAW_PREDICTION}};
+        return draw_sets(img, w, h, sets, 2, names, n_names);
     } catch (const std::exception &e) {
         return ote_err(OTE_EINVAL, "draw: %dx%d image: %s", w, h, e.what());
     } catch (...) {
@@ -203,20 +267,24 @@ extern "C" int draw_boxes(uint8_t *img, int w, int h, const draw_box *boxes, int
     }
 }
 
-extern "C" int draw_legend(uint8_t *img, int w, int h, const char *const *texts, const uint8_t (*colours)[3], int n) {
-    if (!img || w <= 0 || h <= 0 || n < 0 || (n > 0 && (!texts || !colours)))
-        return ote_err(OTE_EINVAL, "draw: bad image %dx%d or legend (%d)", w, h, n);
+extern "C" int draw_legend_height(int w, int h, const char *const *texts, int n) {
+    if (w <= 0 || h <= 0 || n < 0 || (n > 0 && !texts)) return ote_err(OTE_EINVAL, "draw: bad legend for %dx%d", w, h);
+    try {
+        std::vector<uint8_t> dummy(3 * (size_t)(n > 0 ? n : 1));
+        return draw_legend_layout(nullptr, w, 0, draw_style_for(w, h), texts, (const uint8_t(*)[3])dummy.data(), n);
+    } catch (...) {
+        return ote_err(OTE_EINVAL, "draw: legend: measuring failed");
+    }
+}
+
+extern "C" int draw_legend(uint8_t *img, int w, int h, int y0, int style_h, const char *const *texts,
+                           const uint8_t (*colours)[3], int n) {
+    if (!img || w <= 0 || h <= 0 || y0 < 0 || y0 >= h || style_h <= 0 || n < 0 || (n > 0 && (!texts || !colours)))
+        return ote_err(OTE_EINVAL, "draw: bad image %dx%d or legend (%d at row %d)", w, h, n, y0);
     try {
         cv::Mat m(h, w, CV_8UC3, img);
-        draw_style s = draw_style_for(w, h);
-        int x = w, base = 0;
-        // right to left along the top edge
-        for (int i = n - 1; i >= 0; i--) {
-            cv::Size ts = cv::getTextSize(texts[i], cv::FONT_HERSHEY_SIMPLEX, s.scale, s.text, &base);
-            x -= ts.width + 2 * s.pad;
-            draw_tag(m, texts[i], x, 0, colours[i], s);
-            x -= s.pad;
-        }
+        cv::rectangle(m, cv::Point(0, y0), cv::Point(w - 1, h - 1), cv::Scalar(40, 40, 40), cv::FILLED);
+        draw_legend_layout(&m, w, y0, draw_style_for(w, style_h), texts, colours, n);
         return 0;
     } catch (const std::exception &e) {
         return ote_err(OTE_EINVAL, "draw: legend: %s", e.what());

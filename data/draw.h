@@ -40,16 +40,26 @@ void draw_gt_colour(uint8_t rgb[3]);
 /* Box line width in pixels for a w x h image (the rims add one pixel each side). */
 int draw_line_width(int w, int h);
 
-/* Draws n boxes onto img (w x h RGB). names[label] for label < n_names, else "class <label>".
- * Predictions are drawn in ascending score order, so the most confident box and tag end on top.
- * Boxes with a non-finite coordinate or entirely outside the image are skipped. OTE_EINVAL on a
- * bad image (NULL, w or h <= 0). Returns the number of boxes drawn. */
+/* Draws the ground truth (gt, n_gt) and the predictions (pred, n_pred) onto img (w x h RGB):
+ * every box line first, then every tag, so no line crosses a label; names[label] for
+ * label < n_names, else "class <label>". Predictions go in ascending score order, so the most
+ * confident box and tag end on top. Boxes with a non-finite coordinate or entirely outside the
+ * image are skipped. OTE_EINVAL on a bad image (NULL, w or h <= 0) or list. Returns the number of
+ * boxes drawn. */
+int draw_detections(uint8_t *img, int w, int h, const draw_box *gt, int n_gt, const draw_box *pred, int n_pred,
+                    const char *const *names, int n_names);
+/* One kind only (draw_detections with the other list empty). */
 int draw_boxes(uint8_t *img, int w, int h, const draw_box *boxes, int n, const char *const *names, int n_names,
                draw_kind kind);
 
-/* A small legend in the top-right corner: one tag per entry with its text, in the entry's colour
- * (e.g. {"ground truth", gt colour}, {"prediction", ...}). OTE_EINVAL on a bad image. */
-int draw_legend(uint8_t *img, int w, int h, const char *const *texts, const uint8_t (*colours)[3], int n);
+/* A legend strip: the height (>= 1) that n tags (texts) need below a w x h image, wrapping at
+ * its width, at the image's text size. */
+int draw_legend_height(int w, int h, const char *const *texts, int n);
+/* Fills rows y0..h-1 of img (w x h RGB) dark grey and lays the tags out there, each in its colour
+ * (e.g. {"ground truth", green}, then one per class), at the text size of a w x style_h image.
+ * OTE_EINVAL on a bad image or row. */
+int draw_legend(uint8_t *img, int w, int h, int y0, int style_h, const char *const *texts,
+                const uint8_t (*colours)[3], int n);
 
 #ifdef __cplusplus
 }

@@ -110,21 +110,59 @@ int main(void) {
     EXPECT(same_px(px(img, 250, 220), c1) && same_px(px(img, W - 1, 220), c1), "clipped box: left edge and the image border drawn");
     maybe_save("draw_edges.png", img);
 
-    /* 4. a label without a name, a white and a black background, a legend */
+    /* 4. a label without a name on a white background */
     uint8_t *white = grey_image(255);
     draw_box unk = {40.f, 60.f, 140.f, 150.f, 7, 0.42f};
     EXPECT(draw_boxes(white, W, H, &unk, 1, names, 2, DRAW_PREDICTION) == 1, "label without a name is drawn (class 7)");
-    const char *lt[2] = {"ground truth", "prediction"};
-    uint8_t lc[2][3];
-    draw_gt_colour(lc[0]);
-    lc[1][0] = lc[1][1] = lc[1][2] = 200;
-    EXPECT(draw_legend(white, W, H, lt, (const uint8_t(*)[3])lc, 2) == 0, "legend drawn");
-    EXPECT(changed_in(white, 255, W - 60, 0, W, 12) > 100 && changed_in(white, 255, 0, 160, W, H) == 0,
-           "legend in the top-right corner only");
     maybe_save("draw_white.png", white);
     free(white);
 
-    /* 5. bad input */
+    /* 5. ground truth and a prediction on the same place: lines first, then tags, so the
+     * prediction's line never crosses the ground-truth tag below the box */
+    memset(img, 128, (size_t)W * H * 3);
+    draw_box g2 = {100.f, 80.f, 200.f, 160.f, 0, -1.f}, p2 = {110.f, 60.f, 204.f, 170.f, 0, 0.9f};
+    n = draw_detections(img, W, H, &g2, 1, &p2, 1, names, 2);
+    EXPECT(n == 2, "draw_detections: both drawn (%d)", n);
+    /* the gt tag spans x 98.., y 162..; the prediction's left line (x 109..110) runs down to y 170
+     * through it: drawn after the lines, the tag hides it */
+    EXPECT(same_px(px(img, 110, 120), c0), "the prediction's left edge is drawn (110, 120)");
+    int crossed = 0;
+    for (int y = 163; y < 170; y++)
+        for (int x = 99; x < 120; x++) crossed += same_px(px(img, x, y), c0);
+    EXPECT(crossed == 0, "no prediction line across the ground-truth tag (%d pixels)", crossed);
+    maybe_save("draw_both.png", img);
+
+    /* 6. a legend strip below a 320x240 image: measured, then drawn into the extra rows only */
+    const char *lt[4] = {"ground truth", "car", "person", "a rather long third class name"};
+    uint8_t lc[4][3];
+    draw_gt_colour(lc[0]);
+    draw_class_colour(0, lc[1]);
+    draw_class_colour(1, lc[2]);
+    draw_class_colour(2, lc[3]);
+    int one = draw_legend_height(W, H, lt, 1), lh = draw_legend_height(W, H, lt, 4);
+    EXPECT(one > 10 && one < 30, "one legend row: %d px", one);
+    EXPECT(lh > one, "four entries wrap onto a second row (%d px)", lh);
+    int H2 = H + lh;
+    uint8_t *tall = malloc((size_t)W * H2 * 3);
+    memset(tall, 128, (size_t)W * H2 * 3);
+    EXPECT(draw_legend(tall, W, H2, H, H, lt, (const uint8_t(*)[3])lc, 4) == 0, "legend drawn");
+    int above = 0, strip_green = 0;
+    for (int y = 0; y < H2; y++)
+        for (int x = 0; x < W; x++) {
+            const uint8_t *q = tall + ((size_t)y * W + x) * 3;
+            if (y < H) above += q[0] != 128 || q[1] != 128 || q[2] != 128;
+            else strip_green += same_px(q, g);
+        }
+    EXPECT(above == 0 && strip_green > 200, "legend only in the strip (%d above), with the green tag (%d px)", above,
+           strip_green);
+    if (getenv("OTE_DRAW_OUT")) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/draw_legend.png", getenv("OTE_DRAW_OUT"));
+        image_write_rgb(path, tall, W, H2);
+    }
+    free(tall);
+
+    /* 7. bad input */
     EXPECT(draw_boxes(NULL, W, H, &b, 1, names, 2, DRAW_PREDICTION) == OTE_EINVAL, "NULL image: OTE_EINVAL");
     EXPECT(draw_boxes(img, 0, H, &b, 1, names, 2, DRAW_PREDICTION) == OTE_EINVAL, "zero width: OTE_EINVAL");
     EXPECT(draw_boxes(img, W, H, NULL, 0, names, 2, DRAW_PREDICTION) == 0, "no boxes: nothing drawn");
