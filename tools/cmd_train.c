@@ -26,6 +26,7 @@
 #include "tools/cmd_train_resume.h"
 #include "tools/commands.h"
 #include "train/config.h"
+#include "train/predict.h"
 #include "train/train_hpo.h"
 #include "train/trainer.h"
 #include "train/weights.h"
@@ -60,7 +61,9 @@ static void cmd_train_usage(FILE *f) {
             "  --val-ann-files B         validation annotation files\n"
             "  --val-data-roots E        validation image folders\n"
             "  --save-model-to OUT       output: OUT/weights.pth + OUT/label_schema.json (+ OUT/hpo/), or\n"
-            "                            OUT=DIR/X.pth itself with DIR/X.label_schema.json (+ DIR/X.hpo/)\n"
+            "                            OUT=DIR/X.pth itself with DIR/X.label_schema.json (+ DIR/X.hpo/);\n"
+            "                            at the end 8 validation images drawn with the best model's boxes\n"
+            "                            and the ground truth go to OUT/samples/ (DIR/X.samples/)\n"
             "  --load-weights W          start from a checkpoint (ours or torch.save'd); a different class\n"
             "                            count re-initialises only the classification conv\n"
             "  --resume-from S           continue the interrupted training whose state S is (OUT/last.pth,\n"
@@ -242,6 +245,20 @@ static void cmd_train_print_summary(const coco_dataset *val, const trainer_resul
     }
 }
 
+/* A few validation images drawn with the best model's predictions and the ground truth
+ * (train/predict.h), into OUT/samples/ (DIR/X.samples/ for DIR/X.pth). A failure here is a
+ * warning: the training itself succeeded and its weights are saved. */
+#define CMD_TRAIN_SAMPLES 8
+static void cmd_train_write_samples(const config_template *cfg, const char *weights_path, const coco_dataset *val,
+                                    double thr) {
+    char dir[4200];
+    int n = 0;
+    int s = weights_side_path(weights_path, "samples", dir, sizeof dir);
+    if (s >= 0) s = predict_samples(cfg, weights_path, val, CMD_TRAIN_SAMPLES, thr, dir, &n);
+    if (s < 0) fprintf(stderr, "ote train: warning: validation samples not drawn: %s\n", ote_errmsg());
+    else printf("drew %d validation images (green: ground truth; scores >= %.3g) into %s/\n", n, thr, dir);
+}
+
 int cmd_train(int argc, char **argv) {
     cmd_train_args a;
     int u = cmd_train_parse(argc, argv, &a);
@@ -371,6 +388,7 @@ int cmd_train(int argc, char **argv) {
         goto done;
     }
     printf("saved %s and %s\n", weights_path, labels_path);
+    cmd_train_write_samples(&o.cfg, weights_path, &val, res.confidence_threshold);
     rc = 0;
 done:
     if (rc != 0) weights_remove_made_dirs(weights_path, made);

@@ -662,6 +662,51 @@ done:
     return s;
 }
 
+/* ---- a kept detector for `ote predict` and the training samples (train/predict.c) ---- */
+
+struct trainer_predictor {
+    trainer_state st; /* the engine and detector; a loader per trainer_predictor_run */
+    config_template cfg;
+};
+
+void trainer_predictor_close(trainer_predictor *p) {
+    if (!p) return;
+    trainer_state_free(&p->st);
+    free(p);
+}
+
+int trainer_predictor_open(trainer_predictor **out, const config_template *cfg, const pth_ckpt *c, const char *what,
+                           int n_classes, int nthreads) {
+    *out = NULL;
+    trainer_predictor *p = calloc(1, sizeof *p);
+    if (!p) return ote_err(OTE_ENOMEM, "trainer: out of memory");
+    eval_dets_init(&p->st.dets);
+    p->cfg = *cfg;
+    int s = eng_init(&p->st.e, nthreads);
+    if (s >= 0) p->st.have_e = 1;
+    if (s >= 0) s = trainer_make_detector(&p->st.d, &p->st.e, cfg, n_classes);
+    weights_load_info info;
+    if (s >= 0) s = weights_apply(p->st.d, c, what, &info);
+    if (s >= 0 && info.reinit_cls)
+        s = ote_err(OTE_EINVAL, "%s: the model has %d classes, the labels %d", what, info.ckpt_classes, n_classes);
+    if (s < 0) {
+        trainer_predictor_close(p);
+        return s;
+    }
+    *out = p;
+    return 0;
+}
+
+int trainer_predictor_run(trainer_predictor *p, const coco_dataset *ds, eval_dets *out) {
+    loader_config vc;
+    trainer_val_loader_config(&p->cfg, &vc);
+    CHECK(loader_create(&p->st.vl, ds, &vc));
+    int s = trainer_predict_all(p->st.d, p->st.vl, out);
+    loader_free(p->st.vl);
+    p->st.vl = NULL;
+    return s;
+}
+
 /* One training iteration for trainer_time_steps; a tiny lr so that the timing never depends on the
  * template's lr diverging. */
 static int trainer_time_one_step(detector *d, const det_batch *db) {

@@ -30,6 +30,7 @@
 #include "data/coco.h"
 #include "data/eval.h"
 #include "data/loader.h"
+#include "engine/pth.h"
 #include "train/config.h"
 
 /* One epoch's report (for HPO and logs). */
@@ -99,6 +100,17 @@ void trainer_result_free(trainer_result *r);
  * keep (may be NULL, eval_dets_init'ed) receives the detections in dataset order. */
 int trainer_evaluate(const config_template *cfg, const char *weights_path, const coco_dataset *ds, int nthreads,
                      eval_report *out, eval_dets *keep);
+
+/* A loaded detector for predicting several image sets in turn (`ote predict`, the training
+ * samples; train/predict.c): weights from an already read checkpoint c (`what` names it in
+ * messages), n_classes must match its atss_cls. trainer_predictor_run predicts every image of ds at
+ * cfg's input size with batch 1 exactly as trainer_evaluate does and appends the detections (image
+ * = index into ds); the inference plan is built once and kept across calls. */
+typedef struct trainer_predictor trainer_predictor;
+int trainer_predictor_open(trainer_predictor **out, const config_template *cfg, const pth_ckpt *c, const char *what,
+                           int n_classes, int nthreads);
+int trainer_predictor_run(trainer_predictor *p, const coco_dataset *ds, eval_dets *out);
+void trainer_predictor_close(trainer_predictor *p);
 
 /* The loaders exactly as trainer_run configures them (cmd dump-batches streams the same batches):
  * training - the template's batch size, workers and seed, the 5 training sizes scaled to the
