@@ -355,8 +355,10 @@ static int parse_tensor(const fb *b, const fb_table *tt, tfl_tensor *t, const ch
          * need concrete sizes. */
         if (v < 0) return ote_err(OTE_EPARSE, "%s: %s: shape[%u] = %d is negative", b->label, what, i, v);
         t->shape[i] = v;
+        /* checked before the product, which could overflow int64 (found by fuzz_tflite) */
+        if (v > 0 && numel > ((int64_t)1 << 40) / v)
+            return ote_err(OTE_EPARSE, "%s: %s: shape is implausibly large (over 2^40 elements)", b->label, what);
         numel *= v;
-        if (numel > ((int64_t)1 << 40)) return ote_err(OTE_EPARSE, "%s: %s: shape is implausibly large", b->label, what);
     }
     CHECK(fb_byte(b, tt, 1, 1, TFL_FLOAT32, &t->type, what));
     CHECK(fb_u32f(b, tt, 2, 0, &t->buffer, what));

@@ -314,6 +314,22 @@ static void check_bad(const char *shared) {
     free(b);
 }
 
+/* Inputs the fuzzer found (fuzz/regressions/tflite/): each must be refused cleanly. The first made
+ * the shape product overflow int64 before the size check (UBSan, fuzz_tflite 2026-12-07). */
+static void check_fuzz_regressions(void) {
+    const char *path = "fuzz/regressions/tflite/shape_product_overflow.tflite";
+    size_t n;
+    unsigned char *b = read_all(path, &n);
+    if (!b) {
+        EXPECT(0, "cannot read %s", path);
+        return;
+    }
+    int s = parse_mem(b, n, 1);
+    EXPECT(s == OTE_EPARSE && strstr(ote_errmsg(), "implausibly large"),
+           "fuzz regression: a shape whose element count overflows int64 is refused (%d: %s)", s, ote_errmsg());
+    free(b);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0); /* progress stays in order with stderr under ctest */
     const char *shared = getenv("OTE_SHARED");
@@ -326,6 +342,7 @@ int main(void) {
     check_file(shared, "tf2_mobilenet_v2_1.0_224_ptq.tflite", "tf2", &fx);
     check_file(shared, "mobilenet_v2_1.0_224_quant.tflite", "v1", &fx);
     check_bad(shared);
+    check_fuzz_regressions();
     fx_free(&fx);
     printf("%s\n", expect_fails ? "FAILED" : "all passed");
     return expect_fails ? 1 : 0;
