@@ -371,6 +371,20 @@ void det_set_optimizer(detector *d, double momentum, double weight_decay) {
 /* ------------------------------------------------------------------------------------------ */
 /* Inference */
 
+int det_forward_infer(detector *d, int n, int h, int w, const float *images) {
+    det_plan *p;
+    CHECK(det_plan_get(d, n, h, w, 0, &p));
+    if (d->folded_gen != d->params_gen) {
+        CHECK(backbone_fold(&d->backbone, d->e));
+        d->folded_gen = d->params_gen;
+    }
+    CHECK(memplan_bind(&d->block, &p->mem));
+    d->last = p;
+    d->have_grads = 0;
+    memcpy(p->backbone.image.data, images, (size_t)n * 3 * h * w * sizeof(float));
+    return det_forward(d, p);
+}
+
 int det_predict(detector *d, int n, int h, int w, const float *images, const int *img_h, const int *img_w,
                 const float *scale_factor, det_box *const *out, int *n_out, int max_per_img) {
     det_plan *p;
@@ -381,15 +395,7 @@ int det_predict(detector *d, int n, int h, int w, const float *images, const int
         if (!nd) return ote_err(OTE_ENOMEM, "detector: cannot allocate %d detections", max_per_img);
         d->dets = nd, d->dets_cap = max_per_img;
     }
-    if (d->folded_gen != d->params_gen) {
-        CHECK(backbone_fold(&d->backbone, d->e));
-        d->folded_gen = d->params_gen;
-    }
-    CHECK(memplan_bind(&d->block, &p->mem));
-    d->last = p;
-    d->have_grads = 0;
-    memcpy(p->backbone.image.data, images, (size_t)n * 3 * h * w * sizeof(float));
-    CHECK(det_forward(d, p));
+    CHECK(det_forward_infer(d, n, h, w, images));
     head_out ho[ANCHORS_LEVELS];
     head_plan_views(&p->head, 0, ho, NULL);
     postprocess_cfg pc = postprocess_default_cfg();

@@ -102,6 +102,10 @@ void det_set_optimizer(detector *d, double momentum, double weight_decay);
  * out[i] (up to max_per_img boxes), count in n_out[i]. */
 int det_predict(detector *d, int n, int h, int w, const float *images, const int *img_h, const int *img_w,
                 const float *scale_factor, det_box *const *out, int *n_out, int max_per_img);
+/* The network part of det_predict alone: eval-mode forward of (N, 3, H, W) NCHW images (BN folded
+ * as above), no post-processing; det_last_head then views the head outputs (the reference the
+ * ONNX export is checked against, train/export.h). */
+int det_forward_infer(detector *d, int n, int h, int w, const float *images);
 
 /* Parameters by name (mmdetection state_dict order). get/set use plain PyTorch layouts (OIHW for
  * conv weights); set returns OTE_EINVAL naming the parameter on a shape mismatch. */

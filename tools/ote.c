@@ -17,6 +17,7 @@ static const struct {
     {"make-demo-data", cmd_make_demo_data, "write a small synthetic COCO-format detection set"},
     {"train", cmd_train, "train the detector of a template on COCO data (OTE's `ote train`)"},
     {"eval", cmd_eval, "score detections against COCO ground truth: VOC mAP@0.5 and COCO AP/AR"},
+    {"export", cmd_export, "write a trained checkpoint as an ONNX model (OpenCV dnn / OpenVINO / onnxruntime)"},
     {"predict", cmd_predict, "run a trained model on images: draw its boxes, write COCO detections"},
     {"dump-batches", cmd_dump_batches, "(benchmark helper) stream the trainer's exact batches for the PyTorch learning check"},
     {"pth-dump", cmd_pth_dump, "(debug) print, re-save or generate a PyTorch .pth checkpoint"},

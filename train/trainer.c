@@ -16,6 +16,7 @@
 #include "engine/ctx.h"
 #include "engine/status.h"
 #include "models/detector.h"
+#include "train/onnx_model.h"
 #include "train/resume.h"
 #include "train/schedule.h"
 #include "train/weights.h"
@@ -53,7 +54,9 @@ int trainer_check_classes(const coco_dataset *train, const coco_dataset *val) {
 }
 
 /* Predicts every image of a test loader (batch 1 or more) and appends the detections. */
-static int trainer_predict_all(detector *d, data_loader *vl, eval_dets *dets) {
+/* Predicts every image of vl with the engine (d) or, if om is set, the exported ONNX model (batch
+ * 1 at its input size; same post-processing). */
+static int trainer_predict_with(detector *d, onnx_model *om, data_loader *vl, eval_dets *dets) {
     enum { MAXDET = 100 };
     CHECK(loader_start_epoch(vl, 0));
     det_box *boxes = NULL;
@@ -82,7 +85,14 @@ static int trainer_predict_all(detector *d, data_loader *vl, eval_dets *dets) {
             iw[i] = b->samples[i].img_w;
             memcpy(sf + 4 * i, b->samples[i].scale, 4 * sizeof(float));
         }
-        s = det_predict(d, b->n, b->h, b->w, b->images, ih, iw, sf, outs, n_out, MAXDET);
+        if (!om) {
+            s = det_predict(d, b->n, b->h, b->w, b->images, ih, iw, sf, outs, n_out, MAXDET);
+        } else if (b->n != 1 || b->h != om->meta.input_h || b->w != om->meta.input_w) {
+            s = ote_err(OTE_EINVAL, "%s: exported for 1x3x%dx%d, the batch is %dx3x%dx%d", om->path, om->meta.input_h,
+                        om->meta.input_w, b->n, b->h, b->w);
+        } else {
+            s = onnx_model_predict(om, b->images, ih[0], iw[0], sf, outs[0], &n_out[0], MAXDET);
+        }
         if (s < 0) break;
         for (int i = 0; i < b->n && s >= 0; i++)
             for (int k = 0; k < n_out[i] && s >= 0; k++) {
@@ -94,6 +104,10 @@ static int trainer_predict_all(detector *d, data_loader *vl, eval_dets *dets) {
     }
     free(boxes), free(outs), free(n_out), free(ih), free(iw), free(sf);
     return s < 0 ? s : 0;
+}
+
+static int trainer_predict_all(detector *d, data_loader *vl, eval_dets *dets) {
+    return trainer_predict_with(d, NULL, vl, dets);
 }
 
 /* Packs a loader batch into the detector's batch struct (boxes concatenated). */
@@ -627,9 +641,47 @@ int trainer_run(const trainer_opts *o, const coco_dataset *train, const coco_dat
     return s;
 }
 
+/* trainer_evaluate of an exported model (OpenCV dnn): the same loader, post-processing and scoring. */
+static int trainer_evaluate_onnx(const config_template *cfg, const char *path, const coco_dataset *ds, int nthreads,
+                                 eval_report *out, eval_dets *keep) {
+    onnx_model om;
+    int s = onnx_model_open(&om, path, nthreads);
+    if (s < 0) {
+        onnx_model_close(&om);
+        return s;
+    }
+    eval_dets dets;
+    eval_dets_init(&dets);
+    data_loader *vl = NULL;
+    if (om.meta.num_classes != ds->n_cats) {
+        s = ote_err(OTE_EINVAL, "%s: the model has %d classes, the test annotations %d", path, om.meta.num_classes,
+                    ds->n_cats);
+    } else if (cfg->input_w != om.meta.input_w || cfg->input_h != om.meta.input_h) {
+        s = ote_err(OTE_EINVAL, "%s: exported for input size %dx%d, model.input_size is %dx%d (export again)", path,
+                    om.meta.input_w, om.meta.input_h, cfg->input_w, cfg->input_h);
+    } else {
+        loader_config vc;
+        trainer_val_loader_config(cfg, &vc);
+        s = loader_create(&vl, ds, &vc);
+    }
+    if (s >= 0) s = trainer_predict_with(NULL, &om, vl, &dets);
+    if (s >= 0) s = eval_run(ds, dets.d, dets.n, EVAL_CROWD_ABSENT, trainer_max_dets, out);
+    for (int i = 0; s >= 0 && keep && i < dets.n; i++) s = eval_dets_push(keep, dets.d[i]);
+    if (vl) loader_free(vl);
+    eval_dets_free(&dets);
+    onnx_model_close(&om);
+    return s;
+}
+
+int trainer_is_onnx_path(const char *path) {
+    size_t n = strlen(path);
+    return n >= 5 && !strcmp(path + n - 5, ".onnx");
+}
+
 int trainer_evaluate(const config_template *cfg, const char *weights_path, const coco_dataset *ds, int nthreads,
                      eval_report *out, eval_dets *keep) {
     memset(out, 0, sizeof *out);
+    if (trainer_is_onnx_path(weights_path)) return trainer_evaluate_onnx(cfg, weights_path, ds, nthreads, out, keep);
     trainer_state st;
     memset(&st, 0, sizeof st);
     eval_dets_init(&st.dets);

@@ -98,8 +98,13 @@ void trainer_result_free(trainer_result *r);
 /* Evaluates a checkpoint on a dataset at cfg's input size: loads weights (class count must match
  * the dataset), predicts with batch 1 and scores VOC mAP@0.5 + COCO stats (maxDets 100,300,1000).
  * keep (may be NULL, eval_dets_init'ed) receives the detections in dataset order. */
+/* A weights path ending in ".onnx" is an exported model (train/export.h), run through OpenCV dnn
+ * (train/onnx_model.h) with the same loader, post-processing and scoring; its input size and
+ * class count are fixed by the file and must agree with cfg and ds. */
 int trainer_evaluate(const config_template *cfg, const char *weights_path, const coco_dataset *ds, int nthreads,
                      eval_report *out, eval_dets *keep);
+/* 1 if path names an exported ONNX model (ends in ".onnx"). */
+int trainer_is_onnx_path(const char *path);
 
 /* A loaded detector for predicting several image sets in turn (`ote predict`, the training
  * samples; train/predict.c): weights from an already read checkpoint c (`what` names it in
