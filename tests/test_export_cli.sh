@@ -7,7 +7,8 @@
 # detection count as `ote eval` of weights.pth. Bad input - a --load-weights that is not a
 # checkpoint, an input size that is not a multiple of 32, a DIR that cannot be created - exits 2
 # with one stderr line naming it and leaves no model.onnx (nor a temporary). Also `ote eval` of a
-# model.onnx with a different model.input_size is refused. One line per check; exit 1 on failure.
+# model.onnx with a different model.input_size is refused, and `ote predict` of model.onnx draws the
+# same boxes as of weights.pth. One line per check; exit 1 on failure.
 set -u
 OTE="${OTE_BIN:-build/ote}"
 SRC="${OTE_SRC:-.}"
@@ -92,6 +93,33 @@ if [ $rc -ne 0 ] && grep -q 'exported for input size 128x96' "$TMP/eval_size.log
     ok "ote eval of model.onnx at another model.input_size is refused: $(tail -1 "$TMP/eval_size.log")"
 else
     bad "ote eval at another size: exit $rc: $(tail -1 "$TMP/eval_size.log")"
+fi
+
+# ote predict of model.onnx (OpenCV dnn) and of its weights.pth on the same images: the same boxes
+# (results files equal to 1e-3 px / 1e-5 score), drawn images of the original size, class names
+# from the export's label_schema.json
+pr() { "$OTE" predict "$TPL" --load-weights "$1" --images "$D/val" --save-images "$2" --save-detections "$2.json"; }
+pr "$W" "$TMP/pred_pth" >"$TMP/pred_pth.log" 2>&1; r1=$?
+pr "$X" "$TMP/pred_onnx" >"$TMP/pred_onnx.log" 2>&1; r2=$?
+cmpres=$(/usr/bin/python3 - "$TMP/pred_pth.json" "$TMP/pred_onnx.json" <<'PY' 2>&1
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+key = lambda d: (d["image_id"], d["category_id"], -d["score"])
+a, b = sorted(a, key=key), sorted(b, key=key)
+assert len(a) == len(b) and len(a) > 0, (len(a), len(b))
+worst = 0.0
+for x, y in zip(a, b):
+    assert x["image_id"] == y["image_id"] and x["category_id"] == y["category_id"], (x, y)
+    worst = max([worst, abs(x["score"] - y["score"]) * 100] + [abs(p - q) for p, q in zip(x["bbox"], y["bbox"])])
+assert worst <= 1e-3, worst
+print("%d detections, largest difference %.2g" % (len(a), worst))
+PY
+)
+npng=$(find "$TMP/pred_onnx" -name '*.png' -o -name '*.jpg' | wc -l)
+if [ $r1 -eq 0 ] && [ $r2 -eq 0 ] && [ "$npng" -gt 0 ] && grep -q "^[0-9].*" <<<"$cmpres" && ! grep -q "Error" <<<"$cmpres"; then
+    ok "ote predict --load-weights model.onnx: $npng drawn images, same boxes as the .pth ($cmpres)"
+else
+    bad "ote predict with model.onnx: exit $r1/$r2, $npng images, $cmpres; $(tail -2 "$TMP/pred_onnx.log")"
 fi
 
 # expect NAME PATTERN OUTDIR -- ARGS...: exit 2, one stderr line matching PATTERN, no model.onnx

@@ -24,7 +24,9 @@
 #include "engine/status.h"
 #include "tools/commands.h"
 #include "train/config.h"
+#include "train/export.h"
 #include "train/predict.h"
+#include "train/trainer.h"
 #include "train/weights.h"
 
 enum { PR_LOAD, PR_IMAGES, PR_ANN, PR_ROOTS, PR_SAVE_IMAGES, PR_SAVE_DETS, PR_THR, PR_HELP, PR_N };
@@ -46,7 +48,8 @@ static void cmd_predict_usage(FILE *f) {
             "options:\n"
             "  TEMPLATE                model template (the one the weights were trained with)\n"
             "  --load-weights W        trained weights; class names from the label_schema.json beside\n"
-            "                          them (DIR/label_schema.json, or DIR/X.label_schema.json for X.pth)\n"
+            "                          them (DIR/label_schema.json, or DIR/X.label_schema.json for X.pth);\n"
+            "                          or DIR/model.onnx from `ote export`, run by OpenCV dnn\n"
             "  --images PATH...        image files and/or folders (a folder: its .jpg .jpeg .png .bmp\n"
             "                          .tif .tiff .webp files, sorted by name)\n"
             "  --test-ann-files GT     instead of --images: the images of COCO annotations, whose\n"
@@ -204,9 +207,19 @@ static int cmd_predict_setup(int argc, char **argv, const cmd_predict_args *a, p
     }
     pth_ckpt c;
     pth_init(&c);
-    s = weights_read(w, &c);
-    if (s >= 0) s = weights_config_to_template(&c, &o->cfg);
-    if (s >= 0 && c.has_confidence_threshold) o->cfg.confidence_threshold = c.confidence_threshold;
+    if (trainer_is_onnx_path(w)) {
+        /* an exported model: input size and confidence threshold come from the file (export.h) */
+        export_meta em;
+        s = export_read_meta(w, &em);
+        if (s >= 0) {
+            o->cfg.input_w = em.input_w, o->cfg.input_h = em.input_h;
+            o->cfg.confidence_threshold = em.confidence_threshold;
+        }
+    } else {
+        s = weights_read(w, &c);
+        if (s >= 0) s = weights_config_to_template(&c, &o->cfg);
+        if (s >= 0 && c.has_confidence_threshold) o->cfg.confidence_threshold = c.confidence_threshold;
+    }
     if (s < 0) {
         fprintf(stderr, "ote predict: %s\n", ote_errmsg());
         pth_free(&c);

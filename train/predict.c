@@ -22,6 +22,7 @@
 #include "data/eval.h"
 #include "data/image_io.h"
 #include "engine/status.h"
+#include "train/export.h"
 #include "train/trainer.h"
 #include "train/weights.h"
 
@@ -190,12 +191,23 @@ done:
 
 int predict_labels(const char *weights_path, const pth_ckpt *c, coco_dataset *ds, int *from_schema) {
     if (from_schema) *from_schema = 0;
-    const pth_tensor *t = pth_find(c, "bbox_head.atss_cls.weight");
-    if (!t || t->ndim < 1 || t->shape[0] < 1)
-        return ote_err(OTE_EINVAL, "%s: no bbox_head.atss_cls.weight: cannot tell the number of classes", weights_path);
-    int n = (int)t->shape[0];
+    int n;
     char schema[4200];
-    CHECK(weights_side_path(weights_path, "label_schema.json", schema, sizeof schema));
+    if (trainer_is_onnx_path(weights_path)) { /* ote export writes DIR/label_schema.json beside DIR/model.onnx */
+        export_meta em;
+        CHECK(export_read_meta(weights_path, &em));
+        n = em.num_classes;
+        const char *slash = strrchr(weights_path, '/');
+        int dl = slash ? (int)(slash - weights_path + 1) : 0;
+        if (snprintf(schema, sizeof schema, "%.*slabel_schema.json", dl, weights_path) >= (int)sizeof schema)
+            return ote_err(OTE_EINVAL, "%s: path too long", weights_path);
+    } else {
+        const pth_tensor *t = pth_find(c, "bbox_head.atss_cls.weight");
+        if (!t || t->ndim < 1 || t->shape[0] < 1)
+            return ote_err(OTE_EINVAL, "%s: no bbox_head.atss_cls.weight: cannot tell the number of classes", weights_path);
+        n = (int)t->shape[0];
+        CHECK(weights_side_path(weights_path, "label_schema.json", schema, sizeof schema));
+    }
     if (access(schema, F_OK) == 0) {
         int s = predict_read_schema(schema, n, ds);
         if (s < 0) {
@@ -548,11 +560,7 @@ int predict_run(const predict_opts *o, coco_dataset *ds, predict_summary *sum) {
     eval_dets_init(&all);
     eval_dets_init(&cd);
     trainer_predictor *p = NULL;
-    pth_ckpt c;
-    pth_init(&c);
-    int s = weights_read(o->weights, &c);
-    if (s >= 0) s = trainer_predictor_open(&p, &o->cfg, &c, o->weights, ds->n_cats, o->nthreads);
-    pth_free(&c);
+    int s = trainer_predictor_open_file(&p, &o->cfg, o->weights, ds->n_cats, o->nthreads);
     if (s >= 0) {
         r.cat_names = calloc((size_t)(ds->n_cats > 0 ? ds->n_cats : 1), sizeof *r.cat_names);
         if (!r.cat_names) s = ote_err(OTE_ENOMEM, "predict: out of memory");

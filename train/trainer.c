@@ -719,11 +719,14 @@ done:
 struct trainer_predictor {
     trainer_state st; /* the engine and detector; a loader per trainer_predictor_run */
     config_template cfg;
+    int onnx;         /* 1: an exported model run by OpenCV dnn (om) instead of the detector */
+    onnx_model om;
 };
 
 void trainer_predictor_close(trainer_predictor *p) {
     if (!p) return;
     trainer_state_free(&p->st);
+    if (p->onnx) onnx_model_close(&p->om);
     free(p);
 }
 
@@ -749,11 +752,41 @@ int trainer_predictor_open(trainer_predictor **out, const config_template *cfg, 
     return 0;
 }
 
+int trainer_predictor_open_file(trainer_predictor **out, const config_template *cfg, const char *path, int n_classes,
+                                int nthreads) {
+    *out = NULL;
+    if (!trainer_is_onnx_path(path)) {
+        pth_ckpt c;
+        pth_init(&c);
+        int s = weights_read(path, &c);
+        if (s >= 0) s = trainer_predictor_open(out, cfg, &c, path, n_classes, nthreads);
+        pth_free(&c);
+        return s;
+    }
+    trainer_predictor *p = calloc(1, sizeof *p);
+    if (!p) return ote_err(OTE_ENOMEM, "trainer: out of memory");
+    eval_dets_init(&p->st.dets);
+    p->cfg = *cfg;
+    p->onnx = 1;
+    int s = onnx_model_open(&p->om, path, nthreads);
+    if (s >= 0 && p->om.meta.num_classes != n_classes)
+        s = ote_err(OTE_EINVAL, "%s: the model has %d classes, the labels %d", path, p->om.meta.num_classes, n_classes);
+    if (s >= 0 && (cfg->input_w != p->om.meta.input_w || cfg->input_h != p->om.meta.input_h))
+        s = ote_err(OTE_EINVAL, "%s: exported for input size %dx%d, model.input_size is %dx%d (export again)", path,
+                    p->om.meta.input_w, p->om.meta.input_h, cfg->input_w, cfg->input_h);
+    if (s < 0) {
+        trainer_predictor_close(p);
+        return s;
+    }
+    *out = p;
+    return 0;
+}
+
 int trainer_predictor_run(trainer_predictor *p, const coco_dataset *ds, eval_dets *out) {
     loader_config vc;
     trainer_val_loader_config(&p->cfg, &vc);
     CHECK(loader_create(&p->st.vl, ds, &vc));
-    int s = trainer_predict_all(p->st.d, p->st.vl, out);
+    int s = p->onnx ? trainer_predict_with(NULL, &p->om, p->st.vl, out) : trainer_predict_all(p->st.d, p->st.vl, out);
     loader_free(p->st.vl);
     p->st.vl = NULL;
     return s;

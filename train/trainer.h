@@ -114,6 +114,10 @@ int trainer_is_onnx_path(const char *path);
 typedef struct trainer_predictor trainer_predictor;
 int trainer_predictor_open(trainer_predictor **out, const config_template *cfg, const pth_ckpt *c, const char *what,
                            int n_classes, int nthreads);
+/* trainer_predictor_open of a file: a checkpoint (weights_read), or an exported model.onnx run by
+ * OpenCV dnn (its class count must be n_classes, its input size cfg's). */
+int trainer_predictor_open_file(trainer_predictor **out, const config_template *cfg, const char *path, int n_classes,
+                                int nthreads);
 int trainer_predictor_run(trainer_predictor *p, const coco_dataset *ds, eval_dets *out);
 void trainer_predictor_close(trainer_predictor *p);
 
