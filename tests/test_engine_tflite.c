@@ -314,10 +314,9 @@ static void check_bad(const char *shared) {
     free(b);
 }
 
-/* Inputs the fuzzer found (fuzz/regressions/tflite/): each must be refused cleanly. The first made
- * the shape product overflow int64 before the size check (UBSan, fuzz_tflite 2026-12-07). */
-static void check_fuzz_regressions(void) {
-    const char *path = "fuzz/regressions/tflite/shape_product_overflow.tflite";
+/* Inputs the fuzzer found (fuzz/regressions/tflite/, UBSan, fuzz_tflite 2026-12-07): each must be
+ * refused cleanly, with the parser's message for it. */
+static void check_fuzz_regression(const char *path, const char *expect_msg, const char *what) {
     size_t n;
     unsigned char *b = read_all(path, &n);
     if (!b) {
@@ -325,9 +324,16 @@ static void check_fuzz_regressions(void) {
         return;
     }
     int s = parse_mem(b, n, 1);
-    EXPECT(s == OTE_EPARSE && strstr(ote_errmsg(), "implausibly large"),
-           "fuzz regression: a shape whose element count overflows int64 is refused (%d: %s)", s, ote_errmsg());
+    EXPECT(s == OTE_EPARSE && strstr(ote_errmsg(), expect_msg), "fuzz regression: %s is refused (%d: %s)", what, s,
+           ote_errmsg());
     free(b);
+}
+
+static void check_fuzz_regressions(void) {
+    check_fuzz_regression("fuzz/regressions/tflite/shape_product_overflow.tflite", "implausibly large",
+                          "a shape whose element count overflows int64");
+    check_fuzz_regression("fuzz/regressions/tflite/zero_point_int64_min.tflite", "outside the int32 range",
+                          "a zero point of INT64_MIN (q - zp overflowed in the dequantisation)");
 }
 
 int main(void) {
