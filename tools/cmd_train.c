@@ -322,6 +322,7 @@ int cmd_train(int argc, char **argv) {
     o.save_path = weights_path;
     o.labels_path = labels_path;
     o.log = stdout;
+    o.write_metrics = 1; /* metrics.csv, curves.png, pr_curves.png beside the weights (issue 14) */
     s = trainer_run(&o, &train, &val, &res);
     if (s < 0) {
         fprintf(stderr, "ote train: %s\n", ote_errmsg());

@@ -6,7 +6,7 @@
 #                            sklearn) and clang-14 + libFuzzer for the fuzz harnesses
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libdnnl-dev libopencv-core-dev libopencv-imgproc-dev
-      libopencv-imgcodecs-dev libyaml-dev libcjson-dev libgsl-dev libnlopt-dev)
+      libopencv-imgcodecs-dev libyaml-dev libcjson-dev libgsl-dev libnlopt-dev libplplot-dev plplot-driver-cairo)
 if [ "${1:-}" = "--test" ]; then
   pkgs+=(python3 python3-numpy python3-torch python3-sklearn libjemalloc2 clang-14 libfuzzer-14-dev)
 fi
