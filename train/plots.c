@@ -70,6 +70,14 @@ static int plots_prepare(plots_page *pg, const char *path) {
     return 0;
 }
 
+/* Numeric labels of linear axes: the shortest %g form ("0.008", "250"), so that small values never
+ * need PLplot's separate "(x10^-3)" exponent label, which falls outside narrow margins. */
+static void plots_label(PLINT axis, PLFLT value, char *label, PLINT length, PLPointer data) {
+    (void)axis, (void)data;
+    if (fabs(value) < 1e-12) value = 0;
+    snprintf(label, (size_t)length, "%.4g", value);
+}
+
 /* After setjmp: a new stream drawing a w x h PNG with our colour maps. */
 static void plots_begin(plots_page *pg, int w, int h) {
     PLINT strm;
@@ -101,6 +109,7 @@ static void plots_begin(plots_page *pg, int w, int h) {
     plscmap1l(1, 5, pos, vr, vg, vb, NULL);
     plinit();
     plfontld(1);
+    plslabelfunc(plots_label, NULL);
     pladv(0);
 }
 
@@ -162,7 +171,8 @@ static void plots_text(char *dst, size_t n, const char *src) {
     dst[k] = 0;
 }
 
-/* A framed panel: light grid, black box with numeric labels, axis labels and title. */
+/* A framed panel: light grid, black box with numeric labels, axis labels and title. Linear axes
+ * get plots_label's numbers ('o'). */
 static void plots_frame(double x0, double x1, double y0, double y1, const char *xopt, const char *yopt,
                         const char *xlabel, const char *ylabel, const char *title) {
     plots_ch(1.0);
@@ -176,10 +186,13 @@ static void plots_frame(double x0, double x1, double y0, double y1, const char *
     plbox(gx, 0, 0, gy, 0, 0);
     plcol0(PC_INK);
     plwidth(1.2);
-    plbox(xopt, 0, 0, yopt, 0, 0);
+    char xo[24], yo[24];
+    snprintf(xo, sizeof xo, "%s%s", xopt, strchr(xopt, 'l') ? "" : "o");
+    snprintf(yo, sizeof yo, "%s%s", yopt, strchr(yopt, 'l') ? "" : "o");
+    plbox(xo, 0, 0, yo, 0, 0);
     plots_ch(1.1);
     plmtex("b", 3.0, 0.5, 0.5, xlabel);
-    plmtex("l", 4.2, 0.5, 0.5, ylabel);
+    plmtex("l", 5.0, 0.5, 0.5, ylabel);
     plots_ch(1.15);
     plmtex("t", 1.2, 0.5, 0.5, title);
     plots_ch(1.0);
@@ -275,7 +288,7 @@ static void plots_draw_training_curves(void *vctx) {
     if (n) plots_range(y, n, &lo, &hi, 0.05);
     if (lo > 0) lo = 0;
     double xmax = n > 1 ? (double)n : 2;
-    plvpor(0.07, 0.78, 0.59, 0.95);
+    plvpor(0.085, 0.765, 0.59, 0.95);
     char title[160];
     if (n / 80 > 0)
         snprintf(title, sizeof title, "Training losses over %ld iterations (moving average of %ld)", n, 2 * (n / 80) + 1);
@@ -308,12 +321,17 @@ static void plots_draw_training_curves(void *vctx) {
     if (n_ep > 1) lt[nlg] = "end of an epoch", lc[nlg] = PC_FIRST + 7, lk[nlg] = 3, lw[nlg++] = 1.0;
     plots_legend(nlg, lt, lc, lk, lw, NULL, PL_POSITION_RIGHT | PL_POSITION_OUTSIDE);
 
-    /* panel 2: learning rate (log10) */
-    double llo = -1, lhi = 0;
-    for (long i = 0; i < n; i++) lr[i] = it[i].lr > 0 ? log10(it[i].lr) : NAN;
+    /* panel 2: learning rate (log10 when it spans more than a factor 20, e.g. plateau drops) */
+    double llo = 0, lhi = 1, lmin = HUGE_VAL, lmax = 0;
+    for (long i = 0; i < n; i++)
+        if (it[i].lr > 0) lmin = fmin(lmin, it[i].lr), lmax = fmax(lmax, it[i].lr);
+    int lr_log = lmax > 0 && lmax / lmin > 20;
+    for (long i = 0; i < n; i++) lr[i] = lr_log ? (it[i].lr > 0 ? log10(it[i].lr) : NAN) : it[i].lr;
     if (n) plots_range(lr, n, &llo, &lhi, 0.08);
-    plvpor(0.07, 0.78, 0.36, 0.49);
-    plots_frame(1, xmax, llo, lhi, "bcnst", "bcnstvl", "iteration", "lr", "Learning rate (warm-up, ReduceLROnPlateau)");
+    if (!lr_log && llo < 0) llo = 0;
+    plvpor(0.085, 0.765, 0.36, 0.49);
+    plots_frame(1, xmax, llo, lhi, "bcnst", lr_log ? "bcnstvl" : "bcnstv", "iteration", "lr",
+                "Learning rate (warm-up, ReduceLROnPlateau)");
     plots_line((int)n, x, lr, PC_FIRST + 3, 2.2, 1);
 
     /* panel 3: validation metrics per epoch */
@@ -325,9 +343,9 @@ static void plots_draw_training_curves(void *vctx) {
         ey[2 * ce + (size_t)e] = ep[e].coco_ap50 > 0 ? ep[e].coco_ap50 : 0;
         for (int k = 0; k < 3; k++) ymax = fmax(ymax, ey[(size_t)k * ce + (size_t)e]);
     }
-    ymax = ymax > 0 ? fmin(1.0, ymax * 1.15 + 0.02) : 1.0;
+    ymax = fmin(1.0, fmax(0.1, ymax * 1.15 + 0.02)); /* scores in [0, 1]; at least 0-0.1 */
     int last = n_ep > 0 ? ep[n_ep - 1].epoch : 1;
-    plvpor(0.07, 0.78, 0.08, 0.25);
+    plvpor(0.085, 0.765, 0.08, 0.25);
     plots_frame(0.5, last + 0.5, 0, ymax, "bcnst", "bcnstv", "epoch", "score", "Validation");
     const char *vn[4] = {"VOC mAP@0.5", "COCO AP@[.5:.95]", "COCO AP@.5", "best epoch"};
     const int vc[4] = {PC_FIRST + 0, PC_FIRST + 1, PC_FIRST + 2, PC_FIRST + 3};
@@ -387,9 +405,9 @@ static void plots_draw_pr_curves(void *vctx) {
     int epoch = ctx->epoch;
     double *x = ctx->x, *y = ctx->y, *env = ctx->env;
     char(*lab)[96] = ctx->lab;
-    plvpor(0.1, 0.96, 0.1, 0.9);
+    plvpor(0.085, 0.62, 0.1, 0.9);
     char title[160];
-    snprintf(title, sizeof title, "Precision-recall per class, best model (epoch %d): VOC mAP@0.5 %.4f", epoch,
+    snprintf(title, sizeof title, "Precision-recall of the best model (epoch %d), VOC mAP@0.5 %.4f", epoch,
              (double)voc->map);
     plots_frame(0, 1, 0, 1.02, "bcnst", "bcnstv", "recall", "precision", title);
     const char *lt[16];
@@ -416,8 +434,7 @@ static void plots_draw_pr_curves(void *vctx) {
         if (nl < 15) {
             char nm[64];
             plots_text(nm, sizeof nm, names && names[k] ? names[k] : "?");
-            snprintf(lab[nl], sizeof lab[nl], "%s  AP %.3f  (%d gts, %d dets)", nm, (double)voc->cls[k].ap,
-                     voc->cls[k].num_gts, voc->cls[k].num_dets);
+            snprintf(lab[nl], sizeof lab[nl], "%s: AP %.3f (%d gts)", nm, (double)voc->cls[k].ap, voc->cls[k].num_gts);
             lt[nl] = lab[nl];
             lc[nl] = color;
             lk[nl] = 0;
@@ -431,7 +448,7 @@ static void plots_draw_pr_curves(void *vctx) {
         lk[nl] = 0;
         nl++;
     }
-    if (nl) plots_legend(nl, lt, lc, lk, NULL, NULL, PL_POSITION_BOTTOM | PL_POSITION_LEFT);
+    if (nl) plots_legend(nl, lt, lc, lk, NULL, NULL, PL_POSITION_RIGHT | PL_POSITION_OUTSIDE);
     else {
         plcol0(PC_INK);
         plptex(0.5, 0.5, 1, 0, 0.5, "no class with ground-truth boxes");

@@ -20,7 +20,7 @@
 /* Figure sizes in pixels (tests check them). */
 enum {
     PLOTS_CURVES_W = 1200, PLOTS_CURVES_H = 1000,
-    PLOTS_PR_W = 900, PLOTS_PR_H = 750,
+    PLOTS_PR_W = 1150, PLOTS_PR_H = 750,
     PLOTS_HISTORY_W = 1000, PLOTS_HISTORY_H = 600,
     PLOTS_SPACE_W = 950, PLOTS_SPACE_H = 750,
 };
