@@ -244,7 +244,7 @@ static void plots_range(const double *v, long n, double *lo, double *hi, double 
     for (long i = 0; i < n; i++)
         if (isfinite(v[i])) a = fmin(a, v[i]), b = fmax(b, v[i]);
     if (!(a <= b)) a = 0, b = 1;
-    if (b - a < 1e-12 * fmax(1, fabs(a))) a -= fmax(0.5 * fabs(a), 0.5), b += fmax(0.5 * fabs(b), 0.5);
+    if (b - a < 1e-12 * fmax(1, fabs(a))) a -= 0.05 * fmax(1, fabs(a)), b += 0.05 * fmax(1, fabs(b));
     double d = (b - a) * pad;
     *lo = a - d;
     *hi = b + d;
@@ -501,9 +501,12 @@ static void plots_draw_hpo_history(void *vctx) {
             bx[nb] = t->id, by[nb++] = cur;
         }
     }
-    if (nb) bx[nb] = st->n - 0.5, by[nb] = by[nb - 1], nb++;
+    if (nb) bx[nb] = (st->n > 5 ? st->n : 5) - 0.5, by[nb] = by[nb - 1], nb++;
     double lo = 0, hi = 1;
     if (ns) plots_range(sy, ns, &lo, &hi, 0.12);
+    double smin = HUGE_VAL;
+    for (int i = 0; i < ns; i++) smin = fmin(smin, sy[i]);
+    if (ns && smin >= 0 && lo < 0) lo = -0.05 * hi; /* non-negative scores: no negative axis */
     for (int i = 0; i < nf; i++) fy[i] = lo + 0.04 * (hi - lo);
     plvpor(0.09, 0.97, 0.12, 0.9);
     char title[200], ylab[96], metric[48];
@@ -513,7 +516,7 @@ static void plots_draw_hpo_history(void *vctx) {
     else
         snprintf(title, sizeof title, "HPO history: %d trials, none scored yet", st->n);
     snprintf(ylab, sizeof ylab, "%s (best epoch of the trial)", metric);
-    plots_frame(-0.5, st->n > 0 ? st->n - 0.5 : 0.5, lo, hi, "bcnst", "bcnstv", "trial", ylab, title);
+    plots_frame(-0.5, (st->n > 5 ? st->n : 5) - 0.5, lo, hi, "bcnst", "bcnstv", "trial", ylab, title);
     plots_line(nb, bx, by, PC_FIRST + 1, 2.5, 1);
     plcol0(PC_FIRST + 0);
     plots_ch(1.3);
@@ -623,7 +626,7 @@ static void plots_draw_hpo_space(void *vctx) {
         snprintf(title, sizeof title, "HPO search space: %s by trial%s; %s", metric, have_gp ? ", GP mean behind" : "", rest);
     } else {
         snprintf(title, sizeof title, "HPO search space: %s of %d scored trials%s", metric, m,
-                 have_gp ? (Q ? " over the GP's mean" : ", GP mean #[0x00b1]2 sd") : " (GP from 3 trials)");
+                 have_gp ? (Q ? " over the GP's mean" : ", GP mean #[0x00b1]2 sd") : " (the GP mean needs 3 scored trials)");
     }
     if (Q) {
         plots_text(yl, sizeof yl, Q->name);
@@ -674,7 +677,7 @@ static void plots_draw_hpo_space(void *vctx) {
         /* the colour bar */
         PLINT lopt[1] = {PL_COLORBAR_LABEL_RIGHT}, subt[1] = {0}, nv[1] = {2};
         const char *labels[1] = {metric};
-        const char *axopt[1] = {"bcvtm"};
+        const char *axopt[1] = {"bcvtmo"}; /* o: plots_label's numbers, no exponent label */
         PLFLT ticks[1] = {0}, vals[2] = {slo, shi};
         const PLFLT *vrow[1] = {vals};
         PLFLT cw, chh;
@@ -687,7 +690,19 @@ static void plots_draw_hpo_space(void *vctx) {
         const char *lt[3] = {"trial (colour: score, label: id)", "best trial", "failed trial"};
         const char *lg[3] = {PLOTS_DOT, PLOTS_RING, PLOTS_CROSS};
         int lc[3] = {PC_FIRST + 7, PC_FIRST + 3, PC_FIRST + 3}, lk[3] = {1, 1, 1};
-        plots_legend(nf ? 3 : 2, lt, lc, lk, NULL, lg, PL_POSITION_TOP | PL_POSITION_LEFT);
+        /* the legend in the corner with the fewest trials */
+        int cnt[4] = {0, 0, 0, 0};
+        for (int i = 0; i < m; i++) {
+            double fx = (px[i] - x0) / (x1 - x0), fy = (py[i] - y0) / (y1 - y0);
+            cnt[0] += fx < 0.5 && fy > 0.75, cnt[1] += fx >= 0.5 && fy > 0.75;
+            cnt[2] += fx < 0.5 && fy < 0.25, cnt[3] += fx >= 0.5 && fy < 0.25;
+        }
+        int cb = 0;
+        for (int k = 1; k < 4; k++)
+            if (cnt[k] < cnt[cb]) cb = k;
+        const PLINT corner[4] = {PL_POSITION_TOP | PL_POSITION_LEFT, PL_POSITION_TOP | PL_POSITION_RIGHT,
+                                 PL_POSITION_BOTTOM | PL_POSITION_LEFT, PL_POSITION_BOTTOM | PL_POSITION_RIGHT};
+        plots_legend(nf ? 3 : 2, lt, lc, lk, NULL, lg, corner[cb]);
     } else {
         double lo = slo, hi = shi;
         for (int k = 0; k < ng; k++) { /* the band's polygon: upper edge left to right, lower back */
@@ -788,8 +803,13 @@ int plots_hpo_space(const char *path, const hpo_state *st) {
         mu[k] = g.ymean + g.ystd * mu[k];
         var[k] = var[k] > 0 ? g.ystd * g.ystd * var[k] : 0;
     }
-    double slo = 0, shi = 1;
-    if (m) plots_range(y, m, &slo, &shi, 0.0);
+    double slo = 0, shi = 1; /* the colour scale: the scores' range */
+    if (m) {
+        slo = shi = y[0];
+        for (int i = 1; i < m; i++) slo = fmin(slo, y[i]), shi = fmax(shi, y[i]);
+        if (shi - slo < 1e-9 * fmax(1, fabs(slo))) /* one score: a narrow scale around it, >= 0 if it is */
+            slo = slo >= 0 && slo < 0.005 ? 0 : slo - 0.005, shi = slo + 0.01;
+    }
     for (int i = 0; i < m; i++) {
         const hpo_trial_rec *t = &st->t[id[i]];
         px[i] = plots_coord(P, t->values[ax]);
