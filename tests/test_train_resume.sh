@@ -106,8 +106,10 @@ check "refused resumes touched nothing" "[ \"\$(md5sum '$A/last.pth' '$A/weights
 # --- 3. kill -9 during a save, then inside epoch 4 ------------------------------------------------
 OTE_TEST_SAVE_PAUSE_MS=3000 EXEC=exec train --save-model-to "$A" --resume-from "$A/last.pth" "${P[@]}" >"$TMP/a2.log" 2>&1 &
 pid=$!; pids="$pids $pid"
-while [ -z "$(find "$A" -name '*.tmp-*' 2>/dev/null)" ] && kill -0 $pid 2>/dev/null; do sleep 0.02; done
-tmpf=$(find "$A" -name '*.tmp-*' | head -1)
+# the state save (OTE_TEST_SAVE_PAUSE_MS holds its complete temporary before the rename); other
+# temporaries (a figure's, or one left by the first kill) do not count
+while [ -z "$(find "$A" -name "last.pth.tmp-$pid" 2>/dev/null)" ] && kill -0 $pid 2>/dev/null; do sleep 0.02; done
+tmpf=$(find "$A" -name "last.pth.tmp-$pid" | head -1)
 kill9 $pid
 ed2=$(state "$A/last.pth" epochs_done)
 echo "   killed during the save of $(basename "$tmpf"); last.pth: epochs_done $ed2"
@@ -120,7 +122,7 @@ pid=$!; pids="$pids $pid"
 wait_for "$TMP/a3.log" "^epoch 4/4 iter 10/12" $pid
 kill9 $pid
 ed3=$(state "$A/last.pth" epochs_done)
-check "stale temporary removed at the next start" "grep -q '^removed 1 temporary file' '$TMP/a3.log' && [ -z \"\$(find '$A' -name '*.tmp-*')\" ]"
+check "stale temporaries removed at the next start" "grep -q '^removed [1-9][0-9]* temporary file' '$TMP/a3.log' && [ -z \"\$(find '$A' -name '*.tmp-*')\" ]"
 check "kill -9 inside epoch 4 (after iteration 10): last.pth holds 3 epochs (epoch 4 lost) (got $ed3)" "[ '$ed3' = 3 ]"
 
 train --save-model-to "$A" --resume-from "$A/last.pth" "${P[@]}" >"$TMP/a4.log" 2>"$TMP/a4.err"; rc=$?
@@ -136,6 +138,11 @@ for f in weights.pth last.pth; do
 done
 r=$("$PY" "$CMP" "$REF/last.pth" "$TMP/a_partial.pth"); rc=$?
 check "the comparison fails on a state that differs (epoch $ed vs 4): $r" "[ $rc -eq 1 ] && echo '$r' | grep -q '^differ: largest absolute difference'"
+
+# metrics.csv after the kills: one row per epoch 1..4, the mAP column equal to the reference's
+m_a=$(cut -d, -f1,9 "$A/metrics.csv" | tail -n +2 | tr '\n' ' '); m_r=$(cut -d, -f1,9 "$REF/metrics.csv" | tail -n +2 | tr '\n' ' ')
+check "metrics.csv after kill -9 x3 and resumes: epochs 1-4 once each, same mAP column as the reference ($m_a)" \
+    "[ \"\$(cut -d, -f1 '$A/metrics.csv' | tail -n +2 | tr '\n' ' ')\" = '1 2 3 4 ' ] && [ '$m_a' = '$m_r' ]"
 
 # --- 5. finished trainings ------------------------------------------------------------------------
 sum_a=$(md5sum "$A/last.pth" "$A/weights.pth" | md5sum)

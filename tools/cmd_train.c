@@ -26,6 +26,7 @@
 #include "tools/cmd_train_resume.h"
 #include "tools/commands.h"
 #include "train/config.h"
+#include "train/metrics.h"
 #include "train/predict.h"
 #include "train/train_hpo.h"
 #include "train/trainer.h"
@@ -352,6 +353,10 @@ int cmd_train(int argc, char **argv) {
     }
     int stale = weights_clean_stale_temps(weights_path, labels_path);
     stale += weights_clean_stale_temps(rp.state_path, rp.state_path);
+    char curves[4200], pr[4200]; /* the figures are written through temporaries too (train/plots.c) */
+    if (metrics_side_path(weights_path, "curves.png", curves, sizeof curves) == 0 &&
+        metrics_side_path(weights_path, "pr_curves.png", pr, sizeof pr) == 0)
+        stale += weights_clean_stale_temps(curves, pr);
     if (stale > 0) printf("removed %d temporary file(s) left by an interrupted earlier run\n", stale);
     if (a.hpo) {
         train_hpo_args ha = {&train, &val, weights_path, a.v[TR_LOAD], a.hpo_ratio,
@@ -377,6 +382,7 @@ int cmd_train(int argc, char **argv) {
     o.save_path = weights_path;
     o.labels_path = labels_path;
     o.log = stdout;
+    o.write_metrics = 1; /* metrics.csv, curves.png, pr_curves.png beside the weights (issue 14) */
     s = trainer_run(&o, &train, &val, &res);
     if (s < 0) {
         fprintf(stderr, "ote train: %s\n", ote_errmsg());

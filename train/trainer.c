@@ -16,6 +16,7 @@
 #include "engine/ctx.h"
 #include "engine/status.h"
 #include "models/detector.h"
+#include "train/metrics.h"
 #include "train/onnx_model.h"
 #include "train/resume.h"
 #include "train/schedule.h"
@@ -224,6 +225,7 @@ typedef struct trainer_state {
     trainer_progress p;
     resume_state rs;             /* --resume-from: the state read (valid when resumed) */
     int resumed;
+    metrics_run *metrics;        /* metrics.csv + figures (o->write_metrics), or NULL */
 } trainer_state;
 
 static void trainer_state_free(trainer_state *st) {
@@ -234,6 +236,7 @@ static void trainer_state_free(trainer_state *st) {
     if (st->have_sub) coco_free(&st->sub);
     trainer_pack_free(&st->pack);
     eval_dets_free(&st->dets);
+    metrics_close(st->metrics);
 }
 
 /* Validation of one epoch: predicts, scores, and returns the report in *rep (caller frees). */
@@ -501,6 +504,7 @@ static int trainer_train_epoch(trainer_state *st, int ep) {
             p->images += b->n;
             p->acc.cls += L.cls, p->acc.box += L.box, p->acc.ctr += L.ctr, p->acc.total += L.total;
             p->acc_n++;
+            metrics_iter_add(st->metrics, lr, L.total, L.cls, L.box, L.ctr);
             double tnow = trainer_now();
             p->train_secs += tnow - it_t0;
             it_t0 = tnow;
@@ -568,6 +572,25 @@ static void trainer_warn_images(trainer_state *st) {
     if (n > p->warned_val) p->warned_val = n;
 }
 
+/* The epoch's row of metrics.csv and the refreshed figures (train/metrics.h; warnings only). */
+static void trainer_record_epoch(trainer_state *st, int ep, double ep_t0, const eval_report *rep, int improved) {
+    trainer_progress *p = &st->p;
+    if (!st->metrics) return;
+    double tnow = trainer_now();
+    metrics_epoch row;
+    memset(&row, 0, sizeof row);
+    row.epoch = ep + 1;
+    row.iters = p->iter;
+    row.images_per_s = (double)p->images / (p->train_secs > 0 ? p->train_secs : 1e-9); /* as the epoch line */
+    row.voc_map50 = rep->voc.map;
+    row.coco_ap = rep->coco.stats[0];
+    row.coco_ap50 = rep->coco.stats[1];
+    row.epoch_seconds = tnow - ep_t0;
+    row.wall_seconds = tnow - p->t0;
+    row.best = improved;
+    metrics_epoch_end(st->metrics, &row, st->dets.d, st->dets.n);
+}
+
 static int trainer_end_epoch(trainer_state *st, int ep, double ep_t0) {
     trainer_progress *p = &st->p;
     FILE *log = p->o->log;
@@ -577,6 +600,7 @@ static int trainer_end_epoch(trainer_state *st, int ep, double ep_t0) {
     trainer_warn_images(st);
     double map = rep.voc.map;
     int improved = !p->res->best_epoch || map > p->res->best_map; /* best_epoch: also set by a resume */
+    trainer_record_epoch(st, ep, ep_t0, &rep, improved);
     if (improved) CHECK(trainer_keep_best(st, ep, &rep));
     else eval_report_free(&rep);
     double old_lr = p->plateau.lr;
@@ -610,12 +634,16 @@ static int trainer_loop(trainer_state *st) {
     CHECK(trainer_setup_data(st));
     CHECK(trainer_setup_model(st));
     CHECK(trainer_setup_loop(st));
+    if (p->o->write_metrics && p->o->save_path)
+        st->metrics = metrics_open(p->o->save_path, p->total_iters, p->epochs, p->val, p->o->log,
+                                   st->resumed ? st->rs.epochs_done : 0);
     for (int ep = st->resumed ? st->rs.epochs_done : 0; ep < p->epochs && !p->stop; ep++) {
         double ep_t0 = trainer_now();
         CHECK(trainer_train_epoch(st, ep));
         if (p->val) CHECK(trainer_end_epoch(st, ep, ep_t0));
         if (p->val && p->o->state_path) CHECK(trainer_save_state(st, ep)); /* issue 14 */
     }
+    metrics_finish(st->metrics);
     p->res->seconds = trainer_now() - p->t0;
     return 0;
 }

@@ -65,6 +65,8 @@ typedef struct trainer_opts {
     FILE *log;                 /* progress / summary lines; NULL = silent */
     trainer_epoch_fn on_epoch;
     void *on_epoch_ctx;
+    int write_metrics;         /* 1 (with save_path): metrics.csv, curves.png, pr_curves.png beside the
+                                * weights (train/metrics.h); never fails the training */
 } trainer_opts;
 
 /* Why training ended. */
