@@ -70,6 +70,29 @@ int eval_voc(const coco_dataset *gt, const eval_det *dets, int n_dets, double io
              eval_crowd_mode crowd, eval_voc_result *out);
 void eval_voc_result_free(eval_voc_result *r);
 
+/* The precision-recall curve of each class behind eval_voc's AP: the class's detections over all
+ * images in descending score (stable), and after each one the recall tp / num_gts (double) and
+ * the precision tp / (tp + fp) (float32), exactly the arrays eval_voc integrates ('area' AP over
+ * the monotone envelope of this curve gives cls[c].ap). Detections on ignored gts count as
+ * neither TP nor FP but keep their point. A class without gts has recall 0 everywhere. */
+typedef struct eval_pr_curve {
+    int n;          /* detections of the class = points on the curve */
+    double *recall; /* (n), owned */
+    float *precision; /* (n), owned */
+    float *score;   /* (n) the detection score at each point, descending */
+} eval_pr_curve;
+
+typedef struct eval_pr_curves {
+    int n_classes;       /* = gt->n_cats */
+    eval_pr_curve *cls;  /* n_classes, owned */
+} eval_pr_curves;
+
+/* eval_voc plus the curves (same arguments, same result in *out; curves may be NULL). On error
+ * both are left empty (safe to free). */
+int eval_voc_pr(const coco_dataset *gt, const eval_det *dets, int n_dets, double iou_thr,
+                eval_crowd_mode crowd, eval_voc_result *out, eval_pr_curves *curves);
+void eval_pr_curves_free(eval_pr_curves *c);
+
 /* ---- COCO bbox AP/AR (pycocotools COCOeval, iouType 'bbox') ---- */
 
 #define EVAL_COCO_NSTATS 12

@@ -8,7 +8,8 @@
  * - tp/fp cumulated in float32, recall = tp / num_gts in double, precision a float32 division;
  * - AP summed in double with numpy's pairwise sum, stored as float32;
  * - mAP a float32 (pairwise) mean over classes with gts.
- * Owns only temporaries; the result's class array is owned by the caller after success.
+ * Owns only temporaries; the result's class array (and eval_voc_pr's curves) are owned by the caller
+ * after success.
  */
 #include "data/eval.h"
 
@@ -93,9 +94,43 @@ static void voc_work_free(voc_work *w) {
     free(w->aps);
 }
 
+void eval_pr_curves_free(eval_pr_curves *c) {
+    for (int k = 0; c->cls && k < c->n_classes; k++) {
+        free(c->cls[k].recall);
+        free(c->cls[k].precision);
+        free(c->cls[k].score);
+    }
+    free(c->cls);
+    memset(c, 0, sizeof *c);
+}
+
+/* Copies class c's curve (nd points of rec/prec in the order of idx) into curves->cls[c]. */
+static int voc_keep_curve(eval_pr_curves *curves, int c, const double *rec, const float *prec,
+                          const float *score, const int *idx, int nd) {
+    eval_pr_curve *k = &curves->cls[c];
+    size_t m = (size_t)nd + 1;
+    k->recall = malloc(m * sizeof *k->recall);
+    k->precision = malloc(m * sizeof *k->precision);
+    k->score = malloc(m * sizeof *k->score);
+    if (!k->recall || !k->precision || !k->score) return ote_err(OTE_ENOMEM, "eval_voc: out of memory (curves)");
+    for (int q = 0; q < nd; q++) {
+        k->recall[q] = rec[q];
+        k->precision[q] = prec[q];
+        k->score[q] = score[idx[q]];
+    }
+    k->n = nd;
+    return 0;
+}
+
 int eval_voc(const coco_dataset *gt, const eval_det *dets, int n_dets, double iou_thr,
              eval_crowd_mode crowd, eval_voc_result *out) {
+    return eval_voc_pr(gt, dets, n_dets, iou_thr, crowd, out, NULL);
+}
+
+int eval_voc_pr(const coco_dataset *gt, const eval_det *dets, int n_dets, double iou_thr,
+                eval_crowd_mode crowd, eval_voc_result *out, eval_pr_curves *curves) {
     memset(out, 0, sizeof *out);
+    if (curves) memset(curves, 0, sizeof *curves);
     CHECK(eval_check_dets(gt, dets, n_dets, "eval_voc"));
     if (crowd != EVAL_CROWD_IGNORED && crowd != EVAL_CROWD_ABSENT)
         return ote_err(OTE_EINVAL, "eval_voc: crowd mode %d unknown", (int)crowd);
@@ -127,11 +162,16 @@ int eval_voc(const coco_dataset *gt, const eval_det *dets, int n_dets, double io
     w.covered = malloc(nb1);
     w.aps = malloc(((size_t)K + 1) * sizeof *w.aps);
     out->cls = calloc((size_t)K + 1, sizeof *out->cls);
-    if (!w.by_label || !w.label_start || !w.cursor || !w.img_count || !w.cat_det || !w.cat_score || !w.tp ||
+    if (curves) {
+        curves->cls = calloc((size_t)K + 1, sizeof *curves->cls);
+        if (curves->cls) curves->n_classes = K;
+    }
+    if ((curves && !curves->cls) || !w.by_label || !w.label_start || !w.cursor || !w.img_count || !w.cat_det || !w.cat_score || !w.tp ||
         !w.fp || !w.idx || !w.tmp || !w.rec || !w.prec || !w.mrec || !w.mpre || !w.terms ||
         !w.gbox || !w.gign || !w.covered || !w.aps || !out->cls) {
         voc_work_free(&w);
         eval_voc_result_free(out);
+        if (curves) eval_pr_curves_free(curves);
         return ote_err(OTE_ENOMEM, "eval_voc: out of memory (%d detections, %d classes)", n_dets, K);
     }
     out->n_classes = K;
@@ -232,6 +272,12 @@ int eval_voc(const coco_dataset *gt, const eval_det *dets, int n_dets, double io
             w.rec[q] = (double)ctp / denom;
             float sum = ctp + cfp;
             w.prec[q] = ctp / (sum > FLT_EPSILON ? sum : FLT_EPSILON);
+        }
+        if (curves && voc_keep_curve(curves, c, w.rec, w.prec, w.cat_score, w.idx, nd) < 0) {
+            voc_work_free(&w);
+            eval_voc_result_free(out);
+            eval_pr_curves_free(curves);
+            return OTE_ENOMEM;
         }
         float ap = voc_area_ap(w.rec, w.prec, nd, w.mrec, w.mpre, w.terms);
         out->cls[c].ap = ap;

@@ -481,6 +481,24 @@ int conv_weights_to_oihw(const conv_layer *l, eng_ctx *e, float *oihw) {
     return conv_reorder_plain(l, e, l->w.mem, oihw, 1);
 }
 
+static int conv_like_weights(const conv_layer *l, eng_ctx *e, float *like_w, float *oihw, int to_plain) {
+    const dnnl_memory_desc_t *md = mem_md(l->w.mem);
+    ASSERT(md);
+    dnnl_memory_t m = NULL;
+    CHECK(eng_check(dnnl_memory_create(&m, md, e->engine, like_w), "conv: weights-like memory"));
+    int s = conv_reorder_plain(l, e, m, oihw, to_plain);
+    dnnl_memory_destroy(m);
+    return s;
+}
+
+int conv_like_weights_to_oihw(const conv_layer *l, eng_ctx *e, const float *like_w, float *oihw) {
+    return conv_like_weights(l, e, (float *)like_w, oihw, 1);
+}
+
+int conv_like_weights_from_oihw(const conv_layer *l, eng_ctx *e, const float *oihw, float *like_w) {
+    return conv_like_weights(l, e, like_w, (float *)oihw, 0);
+}
+
 int conv_grad_to_oihw(const conv_layer *l, eng_ctx *e, float *oihw) {
     ASSERT(l->dw.data != NULL);
     return conv_reorder_plain(l, e, l->dw.mem, oihw, 1);

@@ -124,6 +124,10 @@ int conv_refresh_weights(conv_layer *l, eng_ctx *e);
  * helpers: each creates (and destroys) one reorder primitive. from_oihw also refreshes. */
 int conv_weights_from_oihw(conv_layer *l, eng_ctx *e, const float *oihw);
 int conv_weights_to_oihw(const conv_layer *l, eng_ctx *e, float *oihw);
+/* A buffer laid out exactly like the layer's weights (its SGD momentum, say: same bytes as w)
+ * to / from plain OIHW (GOIHW for grouped convs), with the same reorders as the weights. */
+int conv_like_weights_to_oihw(const conv_layer *l, eng_ctx *e, const float *like_w, float *oihw);
+int conv_like_weights_from_oihw(const conv_layer *l, eng_ctx *e, const float *oihw, float *like_w);
 /* Same for the gradient dW. */
 int conv_grad_to_oihw(const conv_layer *l, eng_ctx *e, float *oihw);
 

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "engine/status.h"
@@ -119,6 +120,11 @@ void pth_free(pth_ckpt *c) {
         free(c->tensors[i].data);
     }
     free(c->tensors);
+    for (size_t i = 0; i < c->n_aux; i++) {
+        free(c->aux[i].name);
+        free(c->aux[i].data);
+    }
+    free(c->aux);
     for (size_t i = 0; i < c->n_config; i++) {
         free(c->config[i].key);
         free(c->config[i].value);
@@ -191,6 +197,27 @@ int pth_add_f32(pth_ckpt *c, const char *name, int ndim, const int64_t *shape, c
 }
 int pth_add_i64(pth_ckpt *c, const char *name, int ndim, const int64_t *shape, const int64_t *data) {
     return add_tensor(c, name, ndim, shape, data, PTH_I64);
+}
+
+/* Exchanges the tensor and aux lists, so that the tensor code serves the 'optimizer' dict too. */
+static void swap_aux(pth_ckpt *c) {
+    pth_tensor *t = c->tensors;
+    size_t n = c->n_tensors, cap = c->cap_tensors;
+    c->tensors = c->aux, c->n_tensors = c->n_aux, c->cap_tensors = c->cap_aux;
+    c->aux = t, c->n_aux = n, c->cap_aux = cap;
+}
+
+int pth_add_aux_f32(pth_ckpt *c, const char *name, int ndim, const int64_t *shape, const float *data) {
+    swap_aux(c);
+    int rc = add_tensor(c, name, ndim, shape, data, PTH_F32);
+    swap_aux(c);
+    return rc;
+}
+
+const pth_tensor *pth_find_aux(const pth_ckpt *c, const char *name) {
+    for (size_t i = 0; i < c->n_aux; i++)
+        if (!strcmp(c->aux[i].name, name)) return &c->aux[i];
+    return NULL;
 }
 
 const pth_tensor *pth_find(const pth_ckpt *c, const char *name) {
@@ -390,16 +417,19 @@ static void pk_tensor(pkw *w, const pth_tensor *t, size_t key) {
     pk_op(w, OP_REDUCE);
 }
 
-static void pk_state_dict(pkw *w, const pth_ckpt *c) {
+/* An OrderedDict of n tensors whose storages are records key0, key0 + 1, ... */
+static void pk_tensor_dict(pkw *w, const pth_tensor *ts, size_t n, size_t key0) {
     pk_ordered_dict(w);
-    if (!c->n_tensors) return;
+    if (!n) return;
     pk_op(w, OP_MARK);
-    for (size_t i = 0; i < c->n_tensors; i++) {
-        pk_str(w, c->tensors[i].name);
-        pk_tensor(w, &c->tensors[i], i);
+    for (size_t i = 0; i < n; i++) {
+        pk_str(w, ts[i].name);
+        pk_tensor(w, &ts[i], key0 + i);
     }
     pk_op(w, OP_SETITEMS);
 }
+
+static void pk_state_dict(pkw *w, const pth_ckpt *c) { pk_tensor_dict(w, c->tensors, c->n_tensors, 0); }
 
 /* Emits the dict of config keys starting with prefix[0..plen) ("" or "a.b."), nesting on dots;
  * each sub-dict is emitted at the first key that reaches it, so file order follows insertion. */
@@ -445,6 +475,10 @@ static int pk_checkpoint(pkw *w, const pth_ckpt *c) {
         pk_float(w, c->confidence_threshold);
         pk_str(w, "VERSION");
         pk_int(w, c->version);
+        if (c->n_aux) { /* the training state's tensors; storages numbered after the model's */
+            pk_str(w, "optimizer");
+            pk_tensor_dict(w, c->aux, c->n_aux, c->n_tensors);
+        }
         pk_op(w, OP_SETITEMS);
         break;
     case PTH_LAYOUT_STATE_DICT:
@@ -560,21 +594,32 @@ static void zw_finish(zw *z) {
     free(h.p);
 }
 
+/* Test hook (tests/test_train_resume.sh): OTE_TEST_SAVE_PAUSE_MS=N sleeps N ms between the
+ * complete temporary file and its rename, so that a test can kill -9 a process during a save. */
+static void pth_test_pause(void) {
+    const char *e = getenv("OTE_TEST_SAVE_PAUSE_MS");
+    long ms = e ? strtol(e, NULL, 10) : 0;
+    if (ms <= 0) return;
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
 static size_t dtype_size(pth_dtype d) { return d == PTH_F32 ? sizeof(float) : sizeof(int64_t); }
 
 int pth_save(const char *path, const pth_ckpt *c) {
     if (!host_is_le()) return ote_err(OTE_EINVAL, "pth: %s: big-endian hosts are not supported", path);
     /* Total size check up front: without ZIP64 every offset must fit 32 bits. */
     uint64_t total = 4096;
-    for (size_t i = 0; i < c->n_tensors; i++) {
-        const pth_tensor *t = &c->tensors[i];
+    size_t n_all = c->n_tensors + (c->layout == PTH_LAYOUT_OTE ? c->n_aux : 0);
+    for (size_t i = 0; i < n_all; i++) {
+        const pth_tensor *t = i < c->n_tensors ? &c->tensors[i] : &c->aux[i - c->n_tensors];
         if (t->dtype != PTH_F32 && t->dtype != PTH_I64)
             return ote_err(OTE_EINVAL, "pth: %s: tensor '%s' has unknown dtype %d", path, t->name, (int)t->dtype);
         total += (uint64_t)t->numel * dtype_size(t->dtype) + 2 * ZIP_ALIGN + 200 + 2 * strlen(t->name);
     }
-    if (total >= 0xFFFFFFFFull || c->n_tensors + 3 >= 0xFFFF)
+    if (total >= 0xFFFFFFFFull || n_all + 3 >= 0xFFFF)
         return ote_err(OTE_EINVAL, "pth: %s: checkpoint too large (%" PRIu64 " bytes, %zu tensors): ZIP64 output is not implemented",
-                       path, total, c->n_tensors);
+                       path, total, n_all);
 
     pkw w = {0};
     int rc = pk_checkpoint(&w, c);
@@ -590,7 +635,7 @@ int pth_save(const char *path, const pth_ckpt *c) {
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 32);
     zw z = {0};
-    z.cent = calloc(c->n_tensors + 3, sizeof *z.cent);
+    z.cent = calloc(n_all + 3, sizeof *z.cent);
     if (!tmp || !z.cent) {
         free(tmp);
         free(z.cent);
@@ -607,10 +652,10 @@ int pth_save(const char *path, const pth_ckpt *c) {
     /* "archive" is the record prefix torch.save uses for file objects; readers take whatever
      * prefix data.pkl has. */
     zw_record(&z, "archive/data.pkl", w.b.p, w.b.n);
-    for (size_t i = 0; i < c->n_tensors; i++) {
+    for (size_t i = 0; i < n_all; i++) {
         char name[48];
         snprintf(name, sizeof name, "archive/data/%zu", i);
-        const pth_tensor *t = &c->tensors[i];
+        const pth_tensor *t = i < c->n_tensors ? &c->tensors[i] : &c->aux[i - c->n_tensors];
         zw_record(&z, name, t->data, t->numel * dtype_size(t->dtype));
     }
     zw_record(&z, "archive/version", "3\n", 2); /* torch's serialisation format version 3 */
@@ -625,6 +670,7 @@ int pth_save(const char *path, const pth_ckpt *c) {
         unlink(tmp);
         goto done;
     }
+    pth_test_pause();
     if (rename(tmp, path) != 0) {
         rc = ote_err(OTE_EIO, "pth: %s: cannot rename %s into place: %s", path, tmp, strerror(errno));
         unlink(tmp);
@@ -1572,6 +1618,18 @@ static const pobj *dict_get(const pobj *d, const char *key) {
     return r;
 }
 
+/* ote-c's training state: an 'optimizer' dict of str -> tensor into c->aux; anything else there
+ * (mmcv's optimizer.state_dict(), None) is not ours and is skipped. */
+static int ld_aux(ld *L, const pobj *opt) {
+    if (!opt || opt->kind != PO_DICT || !opt->u.seq.n) return OTE_OK;
+    for (size_t i = 0; i + 1 < opt->u.seq.n; i += 2)
+        if (opt->u.seq.v[i]->kind != PO_STR || opt->u.seq.v[i + 1]->kind != PO_TENSOR) return OTE_OK;
+    swap_aux(L->c);
+    int rc = ld_state_dict(L, opt);
+    swap_aux(L->c);
+    return rc;
+}
+
 static int ld_root(ld *L, const pobj *root) {
     pth_ckpt *c = L->c;
     if (root->kind != PO_DICT)
@@ -1595,7 +1653,7 @@ static int ld_root(ld *L, const pobj *root) {
             c->version = ver->u.i;
             c->has_version = 1;
         }
-        return OTE_OK;
+        return ld_aux(L, dict_get(root, "optimizer"));
     }
     if (sd && sd->kind == PO_DICT) {
         c->layout = PTH_LAYOUT_STATE_DICT;

@@ -16,6 +16,12 @@
  * 'confidence_threshold': float, 'VERSION': int}; mmcv's {'state_dict': ..., 'meta': ...};
  * or a bare state dict (every value a tensor).
  *
+ * Training state (OTE layout only): a second list of tensors, `aux`, is written as the top-level
+ * key 'optimizer', a dict of name -> tensor (ote-c's last.pth: the SGD momentum buffer of each
+ * parameter under the parameter's name, train/resume.h), and read back from an 'optimizer' dict
+ * whose values are all tensors; any other 'optimizer' value (mmcv's optimizer.state_dict()) is
+ * skipped. The state dict readers (weights_match) never see aux tensors.
+ *
  * Ownership: a pth_ckpt owns all its strings and tensor buffers (copied in by pth_add_*), freed
  * by pth_free. Invariants: tensor names are unique; data holds numel elements of dtype, row-major
  * contiguous; config keys are dotted paths ("a.b.c" = nested dicts on disk), values strings.
@@ -38,6 +44,8 @@
  * load found); config values are written as str, nested on the dots of their keys. ZIP64 is not
  * written (error if the archive would exceed 4 GiB; our models are tens of MB); the file goes to
  * "<path>.tmp-<pid>", is fsync'ed, renamed over <path>, and the directory is fsync'ed.
+ * Test hook: the environment variable OTE_TEST_SAVE_PAUSE_MS=N makes pth_save sleep N ms between
+ * the complete temporary file and the rename (tests kill -9 a training during a save).
  */
 #ifndef OTE_PTH_H
 #define OTE_PTH_H
@@ -77,6 +85,8 @@ typedef struct pth_ckpt {
     pth_layout layout;             /* what pth_save writes / what pth_load found */
     pth_tensor *tensors;           /* in state-dict order */
     size_t n_tensors, cap_tensors;
+    pth_tensor *aux;               /* 'optimizer' dict (OTE layout), in insertion order; names unique */
+    size_t n_aux, cap_aux;
     pth_kv *config;                /* in insertion (file) order */
     size_t n_config, cap_config;
     double confidence_threshold;   /* OTE layout only */
@@ -98,7 +108,11 @@ int pth_add_i64(pth_ckpt *c, const char *name, int ndim, const int64_t *shape, c
  * ("a" and "a.b"), nor have empty components. */
 int pth_config_set(pth_ckpt *c, const char *key, const char *value);
 
+/* Appends an aux tensor (the 'optimizer' dict; same rules as pth_add_f32, names unique among aux). */
+int pth_add_aux_f32(pth_ckpt *c, const char *name, int ndim, const int64_t *shape, const float *data);
+
 const pth_tensor *pth_find(const pth_ckpt *c, const char *name);
+const pth_tensor *pth_find_aux(const pth_ckpt *c, const char *name);
 const char *pth_config_get(const pth_ckpt *c, const char *key);
 const char *pth_layout_name(pth_layout l);
 

@@ -116,6 +116,16 @@ void sgd_step(sgd *o, double lr) {
     o->steps++;
 }
 
+float *sgd_momentum_of(const sgd *o, size_t p_off) {
+    if (!o->committed || !o->mom.base) return NULL;
+    for (int s = 0; s < o->n_spans; s++) {
+        const sgd_span *sp = &o->spans[s];
+        if (p_off >= sp->p_off && p_off < sp->p_off + sp->n * sizeof(float))
+            return (float *)(o->mom.base + sp->m_off + (p_off - sp->p_off));
+    }
+    return NULL;
+}
+
 void sgd_reset_state(sgd *o) {
     arena_zero(&o->mom);
     o->steps = 0;

@@ -49,6 +49,11 @@ int sgd_add(sgd *o, const tensor *param, const tensor *grad);
 int sgd_commit(sgd *o);
 /* One update of every registered parameter with learning rate lr. */
 void sgd_step(sgd *o, double lr);
+/* The momentum buffer of the registered tensor that starts at byte offset p_off of the params
+ * arena (param->offset), NULL if no registered tensor starts there. Valid after sgd_commit; the
+ * buffer has the parameter's byte size and layout. For saving and restoring a training
+ * (train/resume.h), together with o->steps (0 = the next step initialises the buffers). */
+float *sgd_momentum_of(const sgd *o, size_t p_off);
 /* Forgets the momentum (the next step re-initialises the buffers, as a fresh torch optimiser). */
 void sgd_reset_state(sgd *o);
 /* L2 norm of all registered gradients (double accumulation). */

@@ -335,6 +335,12 @@ static int parse_quant(const fb *b, const fb_table *tt, tfl_tensor *t, const cha
         (qd < 0 || qd >= t->ndim || t->shape[qd] != t->n_scale))
         return ote_err(OTE_EPARSE, "%s: %s: quantization: %d scales do not match quantized_dimension %d of a rank-%d tensor",
                        b->label, what, t->n_scale, qd, t->ndim);
+    /* zero points lie in the quantised type's range (int32 at most); a larger one would also make
+     * q - zp overflow int64 in the dequantisation (found by fuzz_tflite) */
+    for (int i = 0; i < t->n_zero_point; i++)
+        if (t->zero_point[i] < INT32_MIN || t->zero_point[i] > INT32_MAX)
+            return ote_err(OTE_EPARSE, "%s: %s: quantization: zero_point[%d] = %lld is outside the int32 range", b->label,
+                           what, i, (long long)t->zero_point[i]);
     for (int i = 0; i < t->n_scale; i++)
         if (!(t->scale[i] == t->scale[i]) || t->scale[i] < 0)
             return ote_err(OTE_EPARSE, "%s: %s: quantization: invalid scale[%d] = %g", b->label, what, i, (double)t->scale[i]);
@@ -355,8 +361,10 @@ static int parse_tensor(const fb *b, const fb_table *tt, tfl_tensor *t, const ch
          * need concrete sizes. */
         if (v < 0) return ote_err(OTE_EPARSE, "%s: %s: shape[%u] = %d is negative", b->label, what, i, v);
         t->shape[i] = v;
+        /* checked before the product, which could overflow int64 (found by fuzz_tflite) */
+        if (v > 0 && numel > ((int64_t)1 << 40) / v)
+            return ote_err(OTE_EPARSE, "%s: %s: shape is implausibly large (over 2^40 elements)", b->label, what);
         numel *= v;
-        if (numel > ((int64_t)1 << 40)) return ote_err(OTE_EPARSE, "%s: %s: shape is implausibly large", b->label, what);
     }
     CHECK(fb_byte(b, tt, 1, 1, TFL_FLOAT32, &t->type, what));
     CHECK(fb_u32f(b, tt, 2, 0, &t->buffer, what));
@@ -713,7 +721,7 @@ int tfl_dequantize(const tfl_model *m, int t, float *out, int64_t n) {
                 for (int64_t k = 0; k < inner; k++) dst[k] = (float)(sc * (double)((int64_t)p[base + k] - zp));
                 break;
             default:
-                for (int64_t k = 0; k < inner; k++) dst[k] = (float)(sc * (double)(raw_int(p, tt->type, base + k) - zp));
+                for (int64_t k = 0; k < inner; k++) dst[k] = (float)(sc * ((double)raw_int(p, tt->type, base + k) - (double)zp));
                 break;
             }
         }

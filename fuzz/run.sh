@@ -4,7 +4,7 @@
 #   BUILD_DIR is a build configured with -DOTE_FUZZ=ON -DCMAKE_C_COMPILER=clang-14.
 #   Seeds: BUILD_DIR/fuzz-seeds/NAME, made once by fuzz/seeds.py from the real files (../shared,
 #   or $OTE_SHARED). New inputs are kept in BUILD_DIR/fuzz-corpus/NAME, so a later run goes on
-#   from there. A crash, leak, UB report, timeout (> 20 s per input) or an allocation beyond 2 GB
+#   from there; fuzz/regressions/NAME/ (inputs that were findings once) are replayed too. A crash, leak, UB report, timeout (> 20 s per input) or an allocation beyond 2 GB
 #   leaves the input in BUILD_DIR/fuzz-artifacts/ and exits 1.
 # Prints one line per harness: executions, coverage (edges), features, corpus size.
 # ctest runs it for 20 s per harness (OTE_FUZZ_SECONDS); the long run is
@@ -31,9 +31,11 @@ for n in "${names[@]}"; do
   corpus=$build/fuzz-corpus/$n
   log=$build/fuzz-artifacts/$n.log
   mkdir -p "$corpus"
+  regress=()  # inputs that once were findings (fuzz/regressions/NAME): replayed first, as seeds
+  [ -d "$src/fuzz/regressions/$n" ] && regress=("$src/fuzz/regressions/$n")
   rc=0
   "$bin" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 \
-         -artifact_prefix="$build/fuzz-artifacts/$n-" "$corpus" "$seeds/$n" >"$log" 2>&1 || rc=$?
+         -artifact_prefix="$build/fuzz-artifacts/$n-" "$corpus" "$seeds/$n" "${regress[@]}" >"$log" 2>&1 || rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   last=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
   cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last"); ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")

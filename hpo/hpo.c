@@ -353,6 +353,7 @@ static int run_trial(hpo_state *st, int ti, const hpo_options *o, hpo_train_fn t
     }
     CHECK(hpo_trial_save(o->work_dir, st, t));
     CHECK(hpo_status_save(o->work_dir, st));
+    if (o->on_record) o->on_record(o->on_record_ctx, st);
     return 0;
 }
 
@@ -463,6 +464,7 @@ int hpo_run(const hpo_config *cfg, const hpo_options *opt, hpo_train_fn train, v
     }
     if (reuse) {
         st.best_id = find_best(&st);
+        if (opt->on_record) opt->on_record(opt->on_record_ctx, &st);
         res->reused = 1;
         hpo_print_table(opt->out, &st);
         fill_result(&st, res);
@@ -547,6 +549,7 @@ int hpo_run(const hpo_config *cfg, const hpo_options *opt, hpo_train_fn train, v
         return ote_err(OTE_ESTATE, "hpo: no trial produced a score (%d trials, all failed)", n);
     }
     s = hpo_status_save(dir, &st);
+    if (s == 0 && opt->on_record) opt->on_record(opt->on_record_ctx, &st);
     if (s == 0) hpo_print_table(opt->out, &st);
     fill_result(&st, res);
     res->seconds = now_of(opt) - t0;

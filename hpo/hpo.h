@@ -97,6 +97,10 @@ typedef struct hpo_options {
     uint64_t seed;
     double (*clock)(void *clock_ctx); /* seconds; NULL = CLOCK_MONOTONIC (tests inject a fake) */
     void *clock_ctx;
+    /* Called (if set) after each trial's result is recorded and once when the search ends or is
+     * reused (best_id set then): e.g. to redraw figures of the search. Cannot fail the search. */
+    void (*on_record)(void *ctx, const hpo_state *st);
+    void *on_record_ctx;
 } hpo_options;
 
 typedef struct hpo_result {

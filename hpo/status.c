@@ -226,6 +226,7 @@ int hpo_status_save(const char *dir, const hpo_state *st) {
     snprintf(path, sizeof path, "%s/hpopt_status.json", dir);
     int s = save_json(path, j);
     cJSON_Delete(j);
+    if (s == 0) s = hpo_trials_csv_save(dir, st); /* the same records as a table (issue 14) */
     return s;
 }
 

@@ -72,8 +72,19 @@ void hpo_trial_clear(hpo_trial_rec *t);
 /* Writes data to path atomically (tmp + fsync + rename + fsync dir). 0 or OTE_EIO. */
 int hpo_write_atomic(const char *path, const char *data, size_t len);
 
+/* Writes hpopt_status.json and then trials.csv (hpo_trials_csv_save). */
 int hpo_status_save(const char *dir, const hpo_state *st);
 int hpo_trial_save(const char *dir, const hpo_state *st, const hpo_trial_rec *t);
+
+/* dir/trials.csv (trials_csv.c): a header, then one row per trial in id order:
+ *   trial_id, <each hp_space name in its order: the value as hpopt_status.json prints it>,
+ *   status (ready|running|stop|failed|...), score (best epoch score; empty without one),
+ *   epochs (reports), seconds (sum of the reported epochs' seconds), best (1 for best_config_id),
+ *   stop_reason (quoted when it holds a comma or quote).
+ * Written atomically. */
+int hpo_trials_csv_save(const char *dir, const hpo_state *st);
+/* "ready", "running", "stop", ..., "failed"; "unknown" otherwise. */
+const char *hpo_status_name(int status);
 
 /* Loads dir/hpopt_status.json. Returns 1 if absent, 0 if loaded into *old (cJSON tree, caller
  * deletes with hpo_json_free), OTE_ESTATE if corrupt (the file has been moved aside). */

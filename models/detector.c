@@ -371,6 +371,20 @@ void det_set_optimizer(detector *d, double momentum, double weight_decay) {
 /* ------------------------------------------------------------------------------------------ */
 /* Inference */
 
+int det_forward_infer(detector *d, int n, int h, int w, const float *images) {
+    det_plan *p;
+    CHECK(det_plan_get(d, n, h, w, 0, &p));
+    if (d->folded_gen != d->params_gen) {
+        CHECK(backbone_fold(&d->backbone, d->e));
+        d->folded_gen = d->params_gen;
+    }
+    CHECK(memplan_bind(&d->block, &p->mem));
+    d->last = p;
+    d->have_grads = 0;
+    memcpy(p->backbone.image.data, images, (size_t)n * 3 * h * w * sizeof(float));
+    return det_forward(d, p);
+}
+
 int det_predict(detector *d, int n, int h, int w, const float *images, const int *img_h, const int *img_w,
                 const float *scale_factor, det_box *const *out, int *n_out, int max_per_img) {
     det_plan *p;
@@ -381,15 +395,7 @@ int det_predict(detector *d, int n, int h, int w, const float *images, const int
         if (!nd) return ote_err(OTE_ENOMEM, "detector: cannot allocate %d detections", max_per_img);
         d->dets = nd, d->dets_cap = max_per_img;
     }
-    if (d->folded_gen != d->params_gen) {
-        CHECK(backbone_fold(&d->backbone, d->e));
-        d->folded_gen = d->params_gen;
-    }
-    CHECK(memplan_bind(&d->block, &p->mem));
-    d->last = p;
-    d->have_grads = 0;
-    memcpy(p->backbone.image.data, images, (size_t)n * 3 * h * w * sizeof(float));
-    CHECK(det_forward(d, p));
+    CHECK(det_forward_infer(d, n, h, w, images));
     head_out ho[ANCHORS_LEVELS];
     head_plan_views(&p->head, 0, ho, NULL);
     postprocess_cfg pc = postprocess_default_cfg();
@@ -430,6 +436,13 @@ const det_param_info *det_param(const detector *d, int i) {
 }
 
 int det_param_find(const detector *d, const char *name) { return params_find(&d->params, name); }
+int det_momentum_get(detector *d, int i, float *dst) { return params_momentum_get(&d->params, d->e, &d->opt, i, dst); }
+int det_momentum_set(detector *d, int i, const float *src) {
+    return params_momentum_set(&d->params, d->e, &d->opt, i, src);
+}
+long det_sgd_steps(const detector *d) { return d->opt.steps; }
+void det_sgd_set_steps(detector *d, long steps) { d->opt.steps = steps < 0 ? 0 : steps; }
+
 int det_param_get(detector *d, int i, float *dst) { return params_get(&d->params, d->e, i, dst); }
 
 int det_param_set(detector *d, int i, const float *src) {

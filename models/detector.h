@@ -102,6 +102,10 @@ void det_set_optimizer(detector *d, double momentum, double weight_decay);
  * out[i] (up to max_per_img boxes), count in n_out[i]. */
 int det_predict(detector *d, int n, int h, int w, const float *images, const int *img_h, const int *img_w,
                 const float *scale_factor, det_box *const *out, int *n_out, int max_per_img);
+/* The network part of det_predict alone: eval-mode forward of (N, 3, H, W) NCHW images (BN folded
+ * as above), no post-processing; det_last_head then views the head outputs (the reference the
+ * ONNX export is checked against, train/export.h). */
+int det_forward_infer(detector *d, int n, int h, int w, const float *images);
 
 /* Parameters by name (mmdetection state_dict order). get/set use plain PyTorch layouts (OIHW for
  * conv weights); set returns OTE_EINVAL naming the parameter on a shape mismatch. */
@@ -111,6 +115,13 @@ int det_param_find(const detector *d, const char *name);
 int det_param_get(detector *d, int i, float *dst);
 int det_param_set(detector *d, int i, const float *src);
 int det_grad_get(detector *d, int i, float *dst); /* the gradient of the last backward */
+/* The optimiser's state, for saving and resuming a training (train/resume.h): parameter i's SGD
+ * momentum buffer in the same plain layout as det_param_get (OTE_EINVAL for buffers, which do not
+ * train), and the number of SGD steps taken (0: the next step initialises the buffers). */
+int det_momentum_get(detector *d, int i, float *dst);
+int det_momentum_set(detector *d, int i, const float *src);
+long det_sgd_steps(const detector *d);
+void det_sgd_set_steps(detector *d, long steps);
 /* Re-initialises the classification conv (bbox_head.atss_cls) as at creation (class-count change). */
 int det_reinit_cls(detector *d);
 

@@ -173,6 +173,35 @@ int params_set(params_table *p, eng_ctx *e, int i, const float *src) {
     return OTE_OK;
 }
 
+/* Entry i's momentum buffer in opt's arena (NULL with the message set if it has none). */
+static float *params_momentum_ptr(const params_table *p, const sgd *opt, int i) {
+    const params_entry *q = &p->e[i];
+    const tensor *t = q->kind == PARAMS_CONV_WEIGHT ? &q->conv->w : q->kind == PARAMS_VEC && q->g ? q->t : NULL;
+    float *m = t ? sgd_momentum_of(opt, t->offset) : NULL;
+    if (!m) ote_err(OTE_EINVAL, "detector: %s has no momentum buffer (not trained by SGD)", q->name);
+    return m;
+}
+
+int params_momentum_get(const params_table *p, eng_ctx *e, const sgd *opt, int i, float *dst) {
+    CHECK(params_check(p, i));
+    const params_entry *q = &p->e[i];
+    float *m = params_momentum_ptr(p, opt, i);
+    if (!m) return OTE_EINVAL;
+    if (q->kind == PARAMS_CONV_WEIGHT) return conv_like_weights_to_oihw(q->conv, e, m, dst);
+    memcpy(dst, m, params_vec_len(q) * sizeof(float));
+    return OTE_OK;
+}
+
+int params_momentum_set(const params_table *p, eng_ctx *e, const sgd *opt, int i, const float *src) {
+    CHECK(params_check(p, i));
+    const params_entry *q = &p->e[i];
+    float *m = params_momentum_ptr(p, opt, i);
+    if (!m) return OTE_EINVAL;
+    if (q->kind == PARAMS_CONV_WEIGHT) return conv_like_weights_from_oihw(q->conv, e, src, m);
+    memcpy(m, src, params_vec_len(q) * sizeof(float));
+    return OTE_OK;
+}
+
 int params_grad_get(const params_table *p, eng_ctx *e, int i, float *dst) {
     CHECK(params_check(p, i));
     const params_entry *q = &p->e[i];

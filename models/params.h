@@ -67,6 +67,12 @@ void params_add_conv(params_table *p, const char *prefix, conv_layer *l); /* wei
 void params_add_vec(params_table *p, const char *prefix, const char *suffix, tensor *t, tensor *g, int n, int ndim);
 void params_add_bn(params_table *p, const char *prefix, bn_layer *b); /* affine, running stats, nbt */
 
+/* The SGD momentum buffer of entry i in its plain PyTorch layout (what torch.optim.SGD keeps as
+ * state['momentum_buffer']), from / into opt's momentum arena. OTE_EINVAL naming the entry if it
+ * does not train (BN running statistics, num_batches_tracked). */
+int params_momentum_get(const params_table *p, eng_ctx *e, const sgd *opt, int i, float *dst);
+int params_momentum_set(const params_table *p, eng_ctx *e, const sgd *opt, int i, const float *src);
+
 /* Registers every trainable entry with SGD, in table order. */
 int params_register_sgd(const params_table *p, sgd *opt);
 /* Commits both arenas (after every layer reserved its tensors). */

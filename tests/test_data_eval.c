@@ -443,6 +443,146 @@ static void test_threshold_vs_reference(void) {
     EXPECT(n_seen >= 5, "threshold: the random cases reach %d different thresholds (at least 5)", n_seen);
 }
 
+/* ---- precision-recall curves (eval_voc_pr) against a naive reference ---- */
+
+/* bbox_overlaps in float32, as mmdet's eval_map (and its definition of a match) uses it. */
+static float ref_iou(const eval_det *d, const coco_box *g) {
+    float ad = (d->x2 - d->x1) * (d->y2 - d->y1), ag = (g->x2 - g->x1) * (g->y2 - g->y1);
+    float w = fminf(d->x2, g->x2) - fmaxf(d->x1, g->x1), h = fminf(d->y2, g->y2) - fmaxf(d->y1, g->y1);
+    float ov = (w > 0 ? w : 0) * (h > 0 ? h : 0), u = ad + ag - ov;
+    return ov / (u > 1e-6f ? u : 1e-6f);
+}
+
+/* Class c's curve from the VOC definition, computed directly: the class's dets ordered by image
+ * then list order, stably sorted by descending score; per image, in that order, a det takes its
+ * highest-IoU gt (first on ties, real gts before crowd ones): IoU < thr -> FP, crowd gt -> ignored,
+ * gt already taken -> FP, else TP. Then cumulative counts along the global order. Writes n points
+ * (rec, prec, score) and returns the 'area' AP under the monotone envelope, in double. */
+static double ref_curve(const coco_dataset *gt, const eval_det *dt, int nd, int c, int crowd_ignored, double *rec,
+                        double *prec, float *score, int *n_out) {
+    int ord[512], n = 0, num_gts = 0;
+    for (int m = 0; m < gt->n_images; m++)
+        for (int i = 0; i < nd; i++)
+            if (dt[i].label == c && dt[i].image == m) ord[n++] = i;
+    for (int a = 1; a < n; a++) /* insertion sort: stable */
+        for (int b = a; b > 0 && dt[ord[b]].score > dt[ord[b - 1]].score; b--) {
+            int t = ord[b];
+            ord[b] = ord[b - 1];
+            ord[b - 1] = t;
+        }
+    signed char kind[512]; /* 1 TP, 0 FP, -1 ignored */
+    unsigned char taken[512];
+    memset(taken, 0, sizeof taken);
+    for (int b = 0; b < gt->n_boxes; b++) num_gts += gt->boxes[b].label == c && !gt->boxes[b].iscrowd;
+    for (int q = 0; q < n; q++) { /* the global order restricted to one image is that image's order */
+        const eval_det *d = &dt[ord[q]];
+        const coco_image *im = &gt->images[d->image];
+        int best = -1;
+        float bv = 0;
+        for (int pass = 0; pass < 2; pass++)
+            for (int b = im->first_box; b < im->first_box + im->n_boxes; b++) {
+                const coco_box *g = &gt->boxes[b];
+                if (g->label != c || g->iscrowd != pass || (pass && !crowd_ignored)) continue;
+                float v = ref_iou(d, g);
+                if (best < 0 || v > bv) best = b, bv = v;
+            }
+        if (best < 0 || bv < 0.5f) kind[q] = 0;
+        else if (gt->boxes[best].iscrowd) kind[q] = -1;
+        else if (taken[best]) kind[q] = 0;
+        else kind[q] = 1, taken[best] = 1;
+    }
+    double tp = 0, fp = 0;
+    for (int q = 0; q < n; q++) {
+        tp += kind[q] == 1;
+        fp += kind[q] == 0;
+        rec[q] = num_gts ? tp / num_gts : 0;
+        prec[q] = tp + fp > 0 ? tp / (tp + fp) : 0;
+        score[q] = dt[ord[q]].score;
+    }
+    *n_out = n;
+    double ap = 0; /* sum over recall steps of the best precision at or after the step */
+    for (int q = 0; q < n; q++) {
+        double r0 = q ? rec[q - 1] : 0, env = 0;
+        for (int k = q; k < n; k++) env = fmax(env, prec[k]);
+        ap += (rec[q] - r0) * env;
+    }
+    return ap;
+}
+
+static void test_pr_curves(void) {
+    int cases = 30, good_pts = 0, good_ap = 0, good_same = 0, total_pts = 0, classes = 0;
+    for (int cs = 0; cs < cases; cs++) {
+        hand_box b[48];
+        int nb = 0;
+        for (int m = 0; m < 6; m++)
+            for (int k = thr_rand(8); k > 0; k--)
+                b[nb++] = (hand_box){m, thr_rand(3), 0.5f * thr_rand(600), 0.5f * thr_rand(600),
+                                     4 + 0.5f * thr_rand(120), 4 + 0.5f * thr_rand(120), thr_rand(8) == 0};
+        coco_dataset d;
+        hand_dataset(&d, 6, 3, b, nb);
+        eval_det dt[4 * 48 + 20];
+        int nd = 0;
+        for (int i = 0; i < nb; i++)
+            for (int k = thr_rand(4); k > 0; k--)
+                dt[nd++] = det(b[i].image, thr_rand(4) ? b[i].label : thr_rand(3), b[i].x + 0.5f * (thr_rand(21) - 10),
+                               b[i].y + 0.5f * (thr_rand(21) - 10), b[i].w + 0.5f * (thr_rand(7) - 3),
+                               b[i].h + 0.5f * (thr_rand(7) - 3), (float)(thr_rand(1000) + 1) / 1001.0f);
+        for (int k = thr_rand(20); k > 0; k--)
+            dt[nd++] = det(thr_rand(6), thr_rand(3), 0.5f * thr_rand(600), 0.5f * thr_rand(600),
+                           4 + 0.5f * thr_rand(120), 4 + 0.5f * thr_rand(120), (float)(thr_rand(1000) + 1) / 1001.0f);
+        eval_crowd_mode mode = cs % 2 ? EVAL_CROWD_IGNORED : EVAL_CROWD_ABSENT;
+        eval_voc_result r, plain;
+        eval_pr_curves pc;
+        REQUIRE_OK(eval_voc_pr(&d, dt, nd, 0.5, mode, &r, &pc));
+        REQUIRE_OK(eval_voc(&d, dt, nd, 0.5, mode, &plain));
+        int same = r.map == plain.map && pc.n_classes == 3;
+        for (int c = 0; c < 3; c++) {
+            double rec[512], prec[512];
+            float sc[512];
+            int n = 0;
+            double ap = ref_curve(&d, dt, nd, c, mode == EVAL_CROWD_IGNORED, rec, prec, sc, &n);
+            same = same && r.cls[c].ap == plain.cls[c].ap;
+            const eval_pr_curve *k = &pc.cls[c];
+            int ok = k->n == n;
+            for (int q = 0; ok && q < n; q++)
+                ok = near(k->recall[q], rec[q], 1e-12) && near(k->precision[q], prec[q], 1e-6) && k->score[q] == sc[q];
+            good_pts += ok;
+            total_pts += n;
+            classes++;
+            if (!ok) printf("  case %d class %d: curve differs (%d points, reference %d)\n", cs, c, k->n, n);
+            if (r.cls[c].num_gts == 0 || near(r.cls[c].ap, ap, 1e-6)) good_ap++;
+            else printf("  case %d class %d: AP %.9g, reference %.9g\n", cs, c, (double)r.cls[c].ap, ap);
+        }
+        good_same += same;
+        eval_pr_curves_free(&pc);
+        eval_voc_result_free(&r);
+        eval_voc_result_free(&plain);
+        dataset_free(&d);
+    }
+    EXPECT(good_pts == classes, "pr curves: %d of %d random classes (%d points) equal the naive reference", good_pts,
+           classes, total_pts);
+    EXPECT(good_ap == classes, "pr curves: %d of %d classes: the area under the reference curve's envelope is the AP",
+           good_ap, classes);
+    EXPECT(good_same == cases, "pr curves: eval_voc_pr's result equals eval_voc's in %d of %d cases", good_same, cases);
+    /* a hand case: gts A, B in one image; dets 0.9 on A (TP), 0.8 on A again (FP), 0.7 on B (TP) */
+    hand_box hb[2] = {{0, 0, 10, 10, 50, 50, 0}, {0, 0, 200, 200, 40, 40, 0}};
+    coco_dataset d;
+    hand_dataset(&d, 1, 1, hb, 2);
+    eval_det hd[3] = {det(0, 0, 10, 10, 50, 50, 0.9f), det(0, 0, 12, 11, 50, 50, 0.8f), det(0, 0, 201, 200, 40, 40, 0.7f)};
+    eval_voc_result r;
+    eval_pr_curves pc;
+    REQUIRE_OK(eval_voc_pr(&d, hd, 3, 0.5, EVAL_CROWD_ABSENT, &r, &pc));
+    const eval_pr_curve *k = &pc.cls[0];
+    EXPECT(k->n == 3 && k->recall[0] == 0.5 && k->recall[1] == 0.5 && k->recall[2] == 1.0 && k->precision[0] == 1.f &&
+               near(k->precision[1], 0.5, 1e-7) && near(k->precision[2], 2.0 / 3, 1e-7) && k->score[2] == 0.7f,
+           "pr curve, hand case: recall 0.5 0.5 1, precision 1 0.5 0.667 (got n %d)", k->n);
+    EXPECT(near(r.cls[0].ap, 0.5 + 0.5 * 2.0 / 3, 1e-6), "pr curve, hand case: AP %.6f = 0.5 + 0.5 x 2/3",
+           (double)r.cls[0].ap);
+    eval_pr_curves_free(&pc);
+    eval_voc_result_free(&r);
+    dataset_free(&d);
+}
+
 /* ---- fixtures ---- */
 
 typedef struct fixture {
@@ -803,6 +943,7 @@ int main(void) {
     test_results_errors();
     test_threshold_hand();
     test_threshold_vs_reference();
+    test_pr_curves();
     test_fixtures();
     if (expect_fails) {
         printf("%d EXPECT(s) FAILED\n", expect_fails);

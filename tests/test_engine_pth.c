@@ -596,6 +596,44 @@ static void case_torch_fixtures(void) {
     expect_clean_errors();
 }
 
+/* 11. the training state's 'optimizer' dict (aux tensors, issue 14): round trip by name, kept
+ * out of the state dict, names unique among aux only, not written in the other layouts */
+static void case_aux(void) {
+    char why[256];
+    {
+        pth_ckpt a, b;
+        pth_init(&a);
+        build_sample(&a, 11, 0);
+        size_t n_model = a.n_tensors;
+        const pth_tensor *t0 = &a.tensors[0];
+        float m0[65]; /* the second aux tensor starts at m0 + 1 */
+        for (int i = 0; i < 65; i++) m0[i] = 0.5f * (float)i - 3.25f;
+        int64_t sh[1] = {(int64_t)(t0->numel < 64 ? t0->numel : 64)};
+        char name0[128];
+        snprintf(name0, sizeof name0, "%s", t0->name);
+        EXPECT(pth_add_aux_f32(&a, name0, 1, sh, m0) == 0 && pth_add_aux_f32(&a, "other.momentum", 1, sh, m0 + 1) == 0,
+              "aux tensors may reuse state-dict names");
+        EXPECT(pth_add_aux_f32(&a, name0, 1, sh, m0) == OTE_EINVAL, "duplicate aux name rejected");
+        EXPECT(a.n_tensors == n_model && a.n_aux == 2, "aux tensors are not state-dict tensors");
+        EXPECT(pth_save(path, &a) == 0, "save OTE layout with an 'optimizer' dict");
+        pth_init(&b);
+        int rc = pth_load(path, &b);
+        const pth_tensor *x = rc == 0 ? pth_find_aux(&b, name0) : NULL, *y = rc == 0 ? pth_find_aux(&b, "other.momentum") : NULL;
+        EXPECT(rc == 0 && b.n_tensors == n_model && b.n_aux == 2 && x && y && x->numel == (size_t)sh[0] &&
+                  same_bits(x->data, m0, (size_t)sh[0] * sizeof(float)) && same_bits(y->data, m0 + 1, (size_t)sh[0] * sizeof(float)),
+              "aux tensors read back bit for bit, state dict unchanged");
+        EXPECT(rc == 0 && ckpt_equal(&a, &b, 1, why, sizeof why), "model tensors and config identical beside the aux dict");
+        EXPECT(rc == 0 && !pth_find_aux(&b, "missing") && !pth_find(&b, "other.momentum"), "aux lookups stay separate");
+        pth_free(&b);
+        a.layout = PTH_LAYOUT_BARE;
+        pth_init(&b);
+        EXPECT(pth_save(path, &a) == 0 && pth_load(path, &b) == 0 && b.n_aux == 0 && b.n_tensors == n_model,
+              "bare layout: the aux dict is not written");
+        pth_free(&a);
+        pth_free(&b);
+    }
+}
+
 int main(void) {
     REQUIRE(mkdtemp(dir) != NULL, "scratch directory %s", dir);
     snprintf(path, sizeof path, "%s/weights.pth", dir);
@@ -609,6 +647,7 @@ int main(void) {
     EXPECT_RUN(case_bad_files);
     EXPECT_RUN(case_api);
     EXPECT_RUN(case_torch_fixtures);
+    EXPECT_RUN(case_aux);
     unlink(path);
     rmdir(dir);
     return expect_finish();

@@ -314,6 +314,28 @@ static void check_bad(const char *shared) {
     free(b);
 }
 
+/* Inputs the fuzzer found (fuzz/regressions/tflite/, UBSan, fuzz_tflite 2026-12-07): each must be
+ * refused cleanly, with the parser's message for it. */
+static void check_fuzz_regression(const char *path, const char *expect_msg, const char *what) {
+    size_t n;
+    unsigned char *b = read_all(path, &n);
+    if (!b) {
+        EXPECT(0, "cannot read %s", path);
+        return;
+    }
+    int s = parse_mem(b, n, 1);
+    EXPECT(s == OTE_EPARSE && strstr(ote_errmsg(), expect_msg), "fuzz regression: %s is refused (%d: %s)", what, s,
+           ote_errmsg());
+    free(b);
+}
+
+static void check_fuzz_regressions(void) {
+    check_fuzz_regression("fuzz/regressions/tflite/shape_product_overflow.tflite", "implausibly large",
+                          "a shape whose element count overflows int64");
+    check_fuzz_regression("fuzz/regressions/tflite/zero_point_int64_min.tflite", "outside the int32 range",
+                          "a zero point of INT64_MIN (q - zp overflowed in the dequantisation)");
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0); /* progress stays in order with stderr under ctest */
     const char *shared = getenv("OTE_SHARED");
@@ -326,6 +348,7 @@ int main(void) {
     check_file(shared, "tf2_mobilenet_v2_1.0_224_ptq.tflite", "tf2", &fx);
     check_file(shared, "mobilenet_v2_1.0_224_quant.tflite", "v1", &fx);
     check_bad(shared);
+    check_fuzz_regressions();
     fx_free(&fx);
     return expect_finish();
 }

@@ -93,6 +93,61 @@ static int count_files(const char *dir, const char *prefix) {
     return n;
 }
 
+/* Reads dir/trials.csv into lines (at most 16, newline stripped); returns the count, -1 if absent. */
+static int read_csv(const char *dir, char lines[16][512]) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/trials.csv", dir);
+    FILE *f = fopen(p, "r");
+    if (!f) return -1;
+    int n = 0;
+    while (n < 16 && fgets(lines[n], 512, f)) {
+        lines[n][strcspn(lines[n], "\n")] = 0;
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
+/* trials.csv agrees with hpopt_status.json and the trial files: id, values, status, score,
+ * epochs = reports, seconds = their sum, best flag. */
+static int csv_matches(const char *dir, const cJSON *st, char *why, size_t wn) {
+    char lines[16][512];
+    int n = read_csv(dir, lines), rows = cJSON_GetArraySize(get(st, "config_list"));
+    if (n != rows + 1) return snprintf(why, wn, "%d lines for %d trials", n, rows), 0;
+    if (strcmp(lines[0], "trial_id,learning_parameters.learning_rate,learning_parameters.batch_size,status,score,"
+                         "epochs,seconds,best,stop_reason"))
+        return snprintf(why, wn, "header '%s'", lines[0]), 0;
+    const cJSON *bid = get(st, "best_config_id");
+    for (int i = 0; i < rows; i++) {
+        const cJSON *e = trial_entry(st, i), *c = get(e, "config"), *scj = get(e, "score");
+        char name[64];
+        snprintf(name, sizeof name, "hpopt_trial_%d.json", i);
+        cJSON *t = load_json(dir, name);
+        int ep = t ? cJSON_GetArraySize(get(t, "scores")) : 0;
+        double secs = 0;
+        for (int k = 0; t && k < ep; k++) secs += cJSON_GetArrayItem(get(t, "seconds"), k)->valuedouble;
+        cJSON_Delete(t);
+        int id = -1, e_n = -1, best = -1;
+        double lr = -1, bs = -1, sec = -1, score = NAN;
+        char status[32] = "", scs[40] = "";
+        int got = sscanf(lines[i + 1], "%d,%lf,%lf,%31[^,],%39[^,],%d,%lf,%d", &id, &lr, &bs, status, scs, &e_n, &sec, &best);
+        if (got < 8) { /* an empty score field: sscanf stops there */
+            scs[0] = 0;
+            got = sscanf(lines[i + 1], "%d,%lf,%lf,%31[^,],,%d,%lf,%d", &id, &lr, &bs, status, &e_n, &sec, &best) + 1;
+        } else {
+            score = atof(scs);
+        }
+        int ok = got == 8 && id == (int)get(e, "trial_id")->valuedouble &&
+                 lr == get(c, "learning_parameters.learning_rate")->valuedouble &&
+                 bs == get(c, "learning_parameters.batch_size")->valuedouble &&
+                 !strcmp(status, hpo_status_name((int)get(e, "status")->valuedouble)) &&
+                 (cJSON_IsNull(scj) ? scs[0] == 0 : fabs(score - scj->valuedouble) <= 1e-9 * fmax(1, fabs(score))) &&
+                 e_n == ep && fabs(sec - secs) < 1e-3 && best == (bid && (int)bid->valuedouble == id);
+        if (!ok) return snprintf(why, wn, "row %d '%s'", i, lines[i + 1]), 0;
+    }
+    return 1;
+}
+
 int main(void) {
     char dir[] = "/tmp/ote_hpo_drv_XXXXXX";
     if (!mkdtemp(dir)) return 1;
@@ -173,6 +228,8 @@ int main(void) {
             dup |= cJSON_Compare(a, b, 1);
         }
     EXPECT(!dup, "no configuration proposed twice");
+    char why[600] = "";
+    EXPECT(csv_matches(dir, st, why, sizeof why), "trials.csv: header, 6 rows matching the JSON records %s", why);
     cJSON_Delete(st);
     cJSON_Delete(t0);
     free(tbl);
@@ -285,6 +342,11 @@ int main(void) {
                 get(trial_entry(st, 5), "status")->valuedouble == HPO_STOP && cJSON_GetArraySize(get(st, "config_list")) == 6,
             "failed trials recorded as FAILED(7), score null, search continued");
     EXPECT(t2 && strstr(get(t2, "stop_reason")->valuestring, "loss became NaN"), "failure message in the trial file");
+    why[0] = 0;
+    EXPECT(st && csv_matches(dir3, st, why, sizeof why), "trials.csv with failed trials (empty score) matches %s", why);
+    char lines[16][512] = {{0}};
+    EXPECT(read_csv(dir3, lines) == 7 && strstr(lines[3], ",failed,,") && strstr(lines[3], "loss became NaN"),
+           "trials.csv: trial 2 failed, empty score, its message: '%s'", lines[3]);
     cJSON_Delete(st);
     cJSON_Delete(t2);
 

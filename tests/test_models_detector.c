@@ -739,6 +739,50 @@ static void case_torchvision(void) {
             EXPECT(ok && isfinite(Lt.total) && Lt.npos == NPOS_REF && Lt2.total < Lt.total,
                      "torchvision + tf_padding: a training step runs, loss %.5f -> %.5f, %d positives", Lt.total, Lt2.total,
                      Lt.npos);
+            /* issue 14 (resume): the momentum buffers in the plain layout - a copy of t's parameters,
+             * momentum and step count takes the same next step bit for bit; a copy without the
+             * momentum (control) does not */
+            detector *t2 = NULL, *t3 = NULL;
+            float *b2 = malloc((size_t)960 * 320 * 9 * sizeof(float) + 64);
+            int okc = ok && b2 && det_create(&t2, &E, &tc) == OTE_OK && det_create(&t3, &E, &tc) == OTE_OK;
+            int n_mom = 0, buf_refused = 1;
+            for (int i = 0; okc && i < det_n_params(t); i++) {
+                okc &= det_param_get(t, i, BUF) == OTE_OK && det_param_set(t2, i, BUF) == OTE_OK &&
+                       det_param_set(t3, i, BUF) == OTE_OK;
+                if (det_param(t, i)->is_buffer) {
+                    buf_refused &= det_momentum_get(t, i, BUF) == OTE_EINVAL;
+                    continue;
+                }
+                okc &= det_momentum_get(t, i, BUF) == OTE_OK && det_momentum_set(t2, i, BUF) == OTE_OK &&
+                       det_momentum_get(t2, i, b2) == OTE_OK;
+                long ne = 1;
+                for (int k = 0; k < det_param(t, i)->ndim; k++) ne *= det_param(t, i)->shape[k];
+                okc &= !memcmp(BUF, b2, (size_t)ne * sizeof(float));
+                n_mom++;
+            }
+            if (okc) {
+                det_sgd_set_steps(t2, det_sgd_steps(t));
+                det_sgd_set_steps(t3, det_sgd_steps(t)); /* zero momentum, as if it were not restored */
+            }
+            EXPECT(okc && buf_refused && det_sgd_steps(t) == 1,
+                     "momentum of %d trained parameters read, written into a copy and read back bit for bit; BN "
+                     "buffers have none", n_mom);
+            int same2 = 1, same3 = 1;
+            for (detector *c = t; okc && c; c = c == t ? t2 : c == t2 ? t3 : NULL)
+                okc &= det_forward_train(c, &BD.b, &Lt) == OTE_OK && det_backward(c) == OTE_OK && det_sgd_step(c, 0.01) == OTE_OK;
+            for (int i = 0; okc && i < det_n_params(t); i++) {
+                long ne = 1;
+                for (int k = 0; k < det_param(t, i)->ndim; k++) ne *= det_param(t, i)->shape[k];
+                okc &= det_param_get(t, i, BUF) == OTE_OK && det_param_get(t2, i, b2) == OTE_OK;
+                same2 &= !memcmp(BUF, b2, (size_t)ne * sizeof(float));
+                okc &= det_param_get(t3, i, b2) == OTE_OK;
+                same3 &= !memcmp(BUF, b2, (size_t)ne * sizeof(float));
+            }
+            EXPECT(okc && same2 && !same3, "next SGD step: the copy with the momentum matches bit for bit (%s), the "
+                     "copy without it differs (%s)", same2 ? "same" : "differs", same3 ? "same" : "differs");
+            det_free(t2);
+            det_free(t3);
+            free(b2);
             det_free(t);
         }
     }

@@ -7,7 +7,8 @@
 #  3. with a template copy fixing num_trials 2: kill -9 while trial 1 runs, resume with
 #     --hpo-resume yes (finished trials kept byte for byte, the search completes), rerun without a
 #     terminal (reuse: no trial runs, no trial file changes), a changed hp_space (reruns from
-#     scratch without asking), a corrupt hpopt_status.json (exit 1, clear error, moved aside).
+#     scratch without asking), a corrupt hpopt_status.json (exit 1, clear error, moved aside);
+#  after 2: hpo/trials.csv matches the status and trial files; hpo/history.png and hpo/space.png decode.
 # OTE_SANITIZED=1 (ASan build): the smallest input and one epoch everywhere.
 set -u
 . "$(dirname "$0")/lib.sh"
@@ -95,6 +96,29 @@ bs, lr = printed["learning_parameters.batch_size"], printed["learning_parameters
 assert ("batches of %d =" % bs) in final and ("lr %g," % lr) in final, final
 PY
 grep -E '^HPO|^\|' "$TMP/a.out" | head -40
+# issue 14: hpo/trials.csv (one row per trial, as the status file) and the figures beside the JSON files
+$PY - "$TMP/a/model/hpo" <<'PY'; check "hpo/trials.csv: one row per trial, values/status/score as hpopt_status.json" "[ $? -eq 0 ]"
+import csv, json, os, sys
+d = sys.argv[1]
+st = json.load(open(os.path.join(d, "hpopt_status.json")))
+rows = list(csv.DictReader(open(os.path.join(d, "trials.csv"))))
+names = {0: "ready", 1: "running", 2: "stop", 7: "failed"}
+assert len(rows) == len(st["config_list"]), (len(rows), len(st["config_list"]))
+for r, e in zip(rows, st["config_list"]):
+    assert int(r["trial_id"]) == e["trial_id"], (r, e)
+    for k, v in e["config"].items():
+        assert float(r[k]) == v, (k, r, e)
+    assert r["status"] == names.get(e["status"], r["status"]), (r, e)
+    assert (r["score"] == "") == (e["score"] is None) and (e["score"] is None or abs(float(r["score"]) - e["score"]) < 1e-9), (r, e)
+    t = json.load(open(os.path.join(d, "hpopt_trial_%d.json" % e["trial_id"])))
+    assert int(r["epochs"]) == len(t["scores"]) and abs(float(r["seconds"]) - sum(t["seconds"])) < 2e-3, (r, t)
+    assert int(r["best"]) == (e["trial_id"] == st["best_config_id"]), r
+print("trials.csv: %d rows match" % len(rows))
+PY
+check "hpo/history.png decodes, 1000x600, not blank" "$PY '$OTE_SRC/tests/png_check.py' '$TMP/a/model/hpo/history.png' 1000 600 8"
+check "hpo/space.png decodes, 950x750, not blank" "$PY '$OTE_SRC/tests/png_check.py' '$TMP/a/model/hpo/space.png' 950 750 8"
+check "no HPO figure warning" "! grep -q 'HPO: warning: ' '$TMP/a.out'"
+[ -n "${OTE_KEEP_HPO:-}" ] && cp -r "$TMP/a/model" "$OTE_KEEP_HPO"
 
 # --- 2b. a budget too small for trials that rank anything: said, no trial, one training with the template's values
 train "$TPL" "$TMP/s/model" --hpo-time-ratio 1.01 params --model.input_size $SIZE \

@@ -18,6 +18,7 @@
 #include "engine/status.h"
 #include "tools/commands.h"
 #include "train/config.h"
+#include "train/export.h"
 #include "train/trainer.h"
 #include "train/weights.h"
 
@@ -51,7 +52,8 @@ static void cmd_eval_usage(FILE *f) {
             "                           or passed as ignored gts\n"
             "  --coco-max-dets A,B,C    COCO maxDets (default 1,10,100; mmdet uses 100,300,1000)\n"
             "  --test-data-roots D      image root(s) (model form)\n"
-            "  --load-weights W         trained weights (model form)\n"
+            "  --load-weights W         trained weights (model form): weights.pth, or a model.onnx from\n"
+            "                           `ote export` (run by OpenCV dnn at its exported input size)\n"
             "  -h, --help               this help\n");
 }
 
@@ -172,12 +174,22 @@ static int cmd_eval_model_form(const cmd_eval_args *a_in) {
         fprintf(stderr, "ote eval: %s%s\n", s == OTE_EIO ? "template not found or unreadable: " : "", ote_errmsg());
         return 2;
     }
-    pth_ckpt c;
-    pth_init(&c);
-    s = weights_read(a.weights, &c);
-    if (s >= 0) s = weights_config_to_template(&c, &cfg);
-    if (s >= 0 && c.has_confidence_threshold) cfg.confidence_threshold = c.confidence_threshold;
-    pth_free(&c);
+    if (trainer_is_onnx_path(a.weights)) {
+        /* an exported model: its input size is fixed by the file (export.h metadata) */
+        export_meta em;
+        s = export_read_meta(a.weights, &em);
+        if (s >= 0) {
+            cfg.input_w = em.input_w, cfg.input_h = em.input_h;
+            cfg.confidence_threshold = em.confidence_threshold;
+        }
+    } else {
+        pth_ckpt c;
+        pth_init(&c);
+        s = weights_read(a.weights, &c);
+        if (s >= 0) s = weights_config_to_template(&c, &cfg);
+        if (s >= 0 && c.has_confidence_threshold) cfg.confidence_threshold = c.confidence_threshold;
+        pth_free(&c);
+    }
     if (s < 0) {
         fprintf(stderr, "ote eval: %s\n", ote_errmsg());
         return 1;

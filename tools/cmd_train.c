@@ -2,7 +2,9 @@
  *
  *   ote train TEMPLATE --train-ann-files A --train-data-roots D --val-ann-files B
  *             --val-data-roots E --save-model-to OUT [--load-weights W] [--enable-hpo]
- *             [--hpo-time-ratio R] [params --group.key V ...]
+ *             [--hpo-time-ratio R] [--resume-from OUT/last.pth] [params --group.key V ...]
+ *
+ * --resume-from and an earlier run's OUT/last.pth: tools/cmd_train_resume.h (issue 14).
  *
  * Options are parsed like Python's argparse (OTE uses it): `--opt value` or `--opt=value`, and any
  * unambiguous prefix of a long option (`--train-ann-file`). Exit codes: 0 ok; 2 usage error
@@ -21,8 +23,11 @@
 #include "data/coco.h"
 #include "data/eval.h"
 #include "engine/status.h"
+#include "tools/cmd_train_resume.h"
 #include "tools/commands.h"
 #include "train/config.h"
+#include "train/metrics.h"
+#include "train/predict.h"
 #include "train/train_hpo.h"
 #include "train/trainer.h"
 #include "train/weights.h"
@@ -30,7 +35,8 @@
 /* Larger --hpo-time-ratio values are typing mistakes: a million trainings' time. */
 #define CMD_TRAIN_MAX_RATIO 1e6
 
-enum { TR_TRAIN_ANN, TR_TRAIN_ROOTS, TR_VAL_ANN, TR_VAL_ROOTS, TR_LOAD, TR_SAVE, TR_HPO, TR_RATIO, TR_HELP, TR_RESUME, TR_N };
+enum { TR_TRAIN_ANN, TR_TRAIN_ROOTS, TR_VAL_ANN, TR_VAL_ROOTS, TR_LOAD, TR_SAVE, TR_HPO, TR_RATIO, TR_HELP, TR_RESUME,
+       TR_RESUME_FROM, TR_N };
 
 static const struct {
     const char *name;
@@ -38,14 +44,15 @@ static const struct {
 } cmd_train_opts[TR_N] = {
     {"--train-ann-files", 1}, {"--train-data-roots", 1}, {"--val-ann-files", 1}, {"--val-data-roots", 1},
     {"--load-weights", 1},    {"--save-model-to", 1},    {"--enable-hpo", 0},    {"--hpo-time-ratio", 1},
-    {"--help", 0},            {"--hpo-resume", 1},
+    {"--help", 0},            {"--hpo-resume", 1},       {"--resume-from", 1},
 };
 
 static void cmd_train_usage(FILE *f) {
     fprintf(f,
             "usage: ote train TEMPLATE --train-ann-files A --train-data-roots D --val-ann-files B\n"
             "                 --val-data-roots E --save-model-to OUT [--load-weights W]\n"
-            "                 [--enable-hpo] [--hpo-time-ratio R] [params --group.key V ...]\n\n"
+            "                 [--resume-from OUT/last.pth] [--enable-hpo] [--hpo-time-ratio R]\n"
+            "                 [params --group.key V ...]\n\n"
             "Trains the MobileNetV2-ATSS detector of TEMPLATE (template.yaml) on COCO-format data,\n"
             "validates VOC mAP@0.5 every epoch and keeps the best weights.\n\n"
             "options:\n"
@@ -55,9 +62,19 @@ static void cmd_train_usage(FILE *f) {
             "  --val-ann-files B         validation annotation files\n"
             "  --val-data-roots E        validation image folders\n"
             "  --save-model-to OUT       output: OUT/weights.pth + OUT/label_schema.json (+ OUT/hpo/), or\n"
-            "                            OUT=DIR/X.pth itself with DIR/X.label_schema.json (+ DIR/X.hpo/)\n"
+            "                            OUT=DIR/X.pth itself with DIR/X.label_schema.json (+ DIR/X.hpo/);\n"
+            "                            at the end 8 validation images drawn with the best model's boxes\n"
+            "                            and the ground truth go to OUT/samples/ (DIR/X.samples/)\n"
             "  --load-weights W          start from a checkpoint (ours or torch.save'd); a different class\n"
             "                            count re-initialises only the classification conv\n"
+            "  --resume-from S           continue the interrupted training whose state S is (OUT/last.pth,\n"
+            "                            written after every epoch; DIR/X.last.pth for OUT=DIR/X.pth) from\n"
+            "                            its last finished epoch; the data and params must be the same (else\n"
+            "                            exit 2 naming what differs); a finished one: nothing to do (exit 0).\n"
+            "                            Without it, an interrupted training in OUT is refused (exit 2) rather\n"
+            "                            than overwritten; a finished one is replaced by a new training.\n"
+            "                            With --enable-hpo the final training continues when the search is\n"
+            "                            resumed or reused and its values match\n"
             "  --enable-hpo              run hyper-parameter optimisation first (needs hpo_config.yaml\n"
             "                            beside the template)\n"
             "  --hpo-time-ratio R        HPO + training time / plain training time (default 4)\n"
@@ -180,6 +197,13 @@ static int cmd_train_parse(int argc, char **argv, cmd_train_args *a) {
         fprintf(stderr, "ote train: --hpo-resume '%s': expected ask, yes or no\n", a->v[TR_RESUME]);
         return 2;
     }
+    if (a->v[TR_RESUME_FROM] && a->hpo) { /* continuing means continuing the search too */
+        if (a->v[TR_RESUME] && train_hpo_parse_resume(a->v[TR_RESUME]) == HPO_RESUME_NO) {
+            fprintf(stderr, "ote train: --resume-from and --hpo-resume no contradict each other\n");
+            return 2;
+        }
+        if (!a->v[TR_RESUME]) a->v[TR_RESUME] = "yes";
+    }
     if (a->v[TR_RATIO]) {
         char *end;
         a->hpo_ratio = strtod(a->v[TR_RATIO], &end);
@@ -220,6 +244,20 @@ static void cmd_train_print_summary(const coco_dataset *val, const trainer_resul
         eval_coco_format_stat(&r->best.coco, i, line, sizeof line);
         printf("%s\n", line);
     }
+}
+
+/* A few validation images drawn with the best model's predictions and the ground truth
+ * (train/predict.h), into OUT/samples/ (DIR/X.samples/ for DIR/X.pth). A failure here is a
+ * warning: the training itself succeeded and its weights are saved. */
+#define CMD_TRAIN_SAMPLES 8
+static void cmd_train_write_samples(const config_template *cfg, const char *weights_path, const coco_dataset *val,
+                                    double thr) {
+    char dir[4200];
+    int n = 0;
+    int s = weights_side_path(weights_path, "samples", dir, sizeof dir);
+    if (s >= 0) s = predict_samples(cfg, weights_path, val, CMD_TRAIN_SAMPLES, thr, dir, &n);
+    if (s < 0) fprintf(stderr, "ote train: warning: validation samples not drawn: %s\n", ote_errmsg());
+    else printf("drew %d validation images (green: ground truth; scores >= %.3g) into %s/\n", n, thr, dir);
 }
 
 int cmd_train(int argc, char **argv) {
@@ -300,12 +338,25 @@ int cmd_train(int argc, char **argv) {
                 a.v[TR_TRAIN_ANN], train.n_images);
         goto done;
     }
+    train_resume_plan rp; /* issue 14: --resume-from, or an earlier run's state in OUT */
+    int rstop = 0, rrc = train_resume_before(&rp, a.v[TR_RESUME_FROM], weights_path, a.hpo,
+                                             a.v[TR_RESUME] && train_hpo_parse_resume(a.v[TR_RESUME]) == HPO_RESUME_NO,
+                                             &cfg, &train, &val, &rstop);
+    if (rstop) {
+        rc = rrc;
+        goto done;
+    }
     /* The output folder must be writable before hours of training start. */
     if (weights_prepare_dir(weights_path, made, sizeof made) < 0) {
         fprintf(stderr, "ote train: --save-model-to: %s\n", ote_errmsg());
         goto done;
     }
     int stale = weights_clean_stale_temps(weights_path, labels_path);
+    stale += weights_clean_stale_temps(rp.state_path, rp.state_path);
+    char curves[4200], pr[4200]; /* the figures are written through temporaries too (train/plots.c) */
+    if (metrics_side_path(weights_path, "curves.png", curves, sizeof curves) == 0 &&
+        metrics_side_path(weights_path, "pr_curves.png", pr, sizeof pr) == 0)
+        stale += weights_clean_stale_temps(curves, pr);
     if (stale > 0) printf("removed %d temporary file(s) left by an interrupted earlier run\n", stale);
     if (a.hpo) {
         train_hpo_args ha = {&train, &val, weights_path, a.v[TR_LOAD], a.hpo_ratio,
@@ -316,12 +367,22 @@ int cmd_train(int argc, char **argv) {
             goto done;
         }
     }
+    if (a.hpo) {
+        rrc = train_resume_after_hpo(&rp, &cfg, &train, &val, &rstop);
+        if (rstop) {
+            rc = rrc;
+            goto done;
+        }
+    }
     trainer_opts o;
     trainer_opts_init(&o, &cfg);
+    o.state_path = rp.state_path;
+    o.resume_from = rp.use ? rp.state_path : NULL;
     o.init_weights = a.v[TR_LOAD];
     o.save_path = weights_path;
     o.labels_path = labels_path;
     o.log = stdout;
+    o.write_metrics = 1; /* metrics.csv, curves.png, pr_curves.png beside the weights (issue 14) */
     s = trainer_run(&o, &train, &val, &res);
     if (s < 0) {
         fprintf(stderr, "ote train: %s\n", ote_errmsg());
@@ -333,6 +394,7 @@ int cmd_train(int argc, char **argv) {
         goto done;
     }
     printf("saved %s and %s\n", weights_path, labels_path);
+    cmd_train_write_samples(&o.cfg, weights_path, &val, res.confidence_threshold);
     rc = 0;
 done:
     if (rc != 0) weights_remove_made_dirs(weights_path, made);

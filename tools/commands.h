@@ -7,6 +7,7 @@ int cmd_version(int argc, char **argv);
 int cmd_make_demo_data(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_dump_batches(int argc, char **argv);
 int cmd_pth_dump(int argc, char **argv);

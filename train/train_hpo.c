@@ -2,7 +2,8 @@
  *
  * Owns nothing beyond one call: the hpo_config, the plan and the trial callback context. The
  * datasets belong to cmd_train. Invariant: no trial writes weights; the only files written here
- * are hpo_run's status and trial files (atomically, in hpo/ beside the weights).
+ * are hpo_run's status and trial files and trials.csv (atomically, in hpo/ beside the weights),
+ * and the figures history.png and space.png there.
  */
 #include "train/train_hpo.h"
 
@@ -15,6 +16,7 @@
 #include "engine/status.h"
 #include "hpo/budget.h"
 #include "hpo/plan_record.h"
+#include "train/plots.h"
 #include "train/schedule.h"
 #include "train/trainer.h"
 #include "train/weights.h"
@@ -121,6 +123,28 @@ static int train_hpo_on_epoch(void *vctx, const trainer_epoch_report *rep) {
         return 1;
     }
     return s == HPO_STOP_TRIAL;
+}
+
+/* hpo/history.png and hpo/space.png after every recorded trial (issue 14); a figure that cannot
+ * be drawn is a warning on the output, once per figure. */
+typedef struct train_hpo_figs {
+    const char *work;
+    FILE *out;
+    int warned[2];
+} train_hpo_figs;
+
+static void train_hpo_on_record(void *vctx, const hpo_state *st) {
+    train_hpo_figs *f = vctx;
+    char path[4096 + 32];
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "%s/%s", f->work, k ? "space.png" : "history.png");
+        int s = k ? plots_hpo_space(path, st) : plots_hpo_history(path, st);
+        if (s < 0 && !f->warned[k] && f->out) {
+            fprintf(f->out, "HPO: warning: %s (the search goes on)\n", ote_errmsg());
+            fflush(f->out);
+        }
+        if (s < 0) f->warned[k] = 1;
+    }
 }
 
 /* The objective: one in-process trial. */
@@ -328,6 +352,9 @@ int train_hpo_run(const train_hpo_args *a, config_template *cfg) {
     opt.budget_seconds = budget;
     opt.defaults = defaults;
     opt.seed = cfg->seed;
+    train_hpo_figs figs = {work, out, {0, 0}};
+    opt.on_record = train_hpo_on_record;
+    opt.on_record_ctx = &figs;
     hpo_result res;
     double t0 = train_hpo_now();
     s = hpo_run(&eff, &opt, train_hpo_train_trial, &tc, &res);

@@ -16,6 +16,9 @@
 #include "engine/ctx.h"
 #include "engine/status.h"
 #include "models/detector.h"
+#include "train/metrics.h"
+#include "train/onnx_model.h"
+#include "train/resume.h"
 #include "train/schedule.h"
 #include "train/weights.h"
 
@@ -52,7 +55,9 @@ int trainer_check_classes(const coco_dataset *train, const coco_dataset *val) {
 }
 
 /* Predicts every image of a test loader (batch 1 or more) and appends the detections. */
-static int trainer_predict_all(detector *d, data_loader *vl, eval_dets *dets) {
+/* Predicts every image of vl with the engine (d) or, if om is set, the exported ONNX model (batch
+ * 1 at its input size; same post-processing). */
+static int trainer_predict_with(detector *d, onnx_model *om, data_loader *vl, eval_dets *dets) {
     enum { MAXDET = 100 };
     CHECK(loader_start_epoch(vl, 0));
     det_box *boxes = NULL;
@@ -81,7 +86,14 @@ static int trainer_predict_all(detector *d, data_loader *vl, eval_dets *dets) {
             iw[i] = b->samples[i].img_w;
             memcpy(sf + 4 * i, b->samples[i].scale, 4 * sizeof(float));
         }
-        s = det_predict(d, b->n, b->h, b->w, b->images, ih, iw, sf, outs, n_out, MAXDET);
+        if (!om) {
+            s = det_predict(d, b->n, b->h, b->w, b->images, ih, iw, sf, outs, n_out, MAXDET);
+        } else if (b->n != 1 || b->h != om->meta.input_h || b->w != om->meta.input_w) {
+            s = ote_err(OTE_EINVAL, "%s: exported for 1x3x%dx%d, the batch is %dx3x%dx%d", om->path, om->meta.input_h,
+                        om->meta.input_w, b->n, b->h, b->w);
+        } else {
+            s = onnx_model_predict(om, b->images, ih[0], iw[0], sf, outs[0], &n_out[0], MAXDET);
+        }
         if (s < 0) break;
         for (int i = 0; i < b->n && s >= 0; i++)
             for (int k = 0; k < n_out[i] && s >= 0; k++) {
@@ -93,6 +105,10 @@ static int trainer_predict_all(detector *d, data_loader *vl, eval_dets *dets) {
     }
     free(boxes), free(outs), free(n_out), free(ih), free(iw), free(sf);
     return s < 0 ? s : 0;
+}
+
+static int trainer_predict_all(detector *d, data_loader *vl, eval_dets *dets) {
+    return trainer_predict_with(d, NULL, vl, dets);
 }
 
 /* Packs a loader batch into the detector's batch struct (boxes concatenated). */
@@ -207,6 +223,9 @@ typedef struct trainer_state {
     trainer_pack pack;
     eval_dets dets;
     trainer_progress p;
+    resume_state rs;             /* --resume-from: the state read (valid when resumed) */
+    int resumed;
+    metrics_run *metrics;        /* metrics.csv + figures (o->write_metrics), or NULL */
 } trainer_state;
 
 static void trainer_state_free(trainer_state *st) {
@@ -217,6 +236,7 @@ static void trainer_state_free(trainer_state *st) {
     if (st->have_sub) coco_free(&st->sub);
     trainer_pack_free(&st->pack);
     eval_dets_free(&st->dets);
+    metrics_close(st->metrics);
 }
 
 /* Validation of one epoch: predicts, scores, and returns the report in *rep (caller frees). */
@@ -248,6 +268,92 @@ static int trainer_setup_data(trainer_state *st) {
     return 0;
 }
 
+/* ---- resume (issue 14; train/resume.h) ---- */
+
+/* --resume-from: reads the state, checks the settings and the epoch plan, loads weights, momentum
+ * and SGD steps (instead of any initialisation). */
+static int trainer_resume_model(trainer_state *st) {
+    trainer_progress *p = &st->p;
+    const trainer_opts *o = p->o;
+    pth_ckpt c;
+    pth_init(&c);
+    CHECK(resume_read(o->resume_from, &c, &st->rs));
+    const resume_state *rs = &st->rs;
+    int s = resume_check(&c, o->resume_from, &o->cfg, p->train, p->val, o->subset_ratio, o->max_epochs);
+    if (s >= 0 && (rs->epochs != p->epochs || rs->repeat != p->repeat))
+        s = ote_err(OTE_EINVAL, "%s: the epoch plan differs: %d epochs x %d repeat in the interrupted training, %d x %d now",
+                    o->resume_from, rs->epochs, rs->repeat, p->epochs, p->repeat);
+    if (s >= 0) s = resume_apply(st->d, &c, o->resume_from, rs);
+    pth_free(&c);
+    CHECK(s);
+    st->resumed = 1;
+    if (o->log) {
+        fprintf(o->log, "resumed from %s: %d of %d epochs done, %ld iterations; best epoch %d (val mAP@0.5 %.4f); %s\n",
+                o->resume_from, rs->epochs_done, rs->epochs, rs->iter, rs->best_epoch, rs->best_epoch ? rs->best_map : 0.0,
+                rs->finished ? "the training had finished" : "continuing");
+        if (o->init_weights) fprintf(o->log, "note: --load-weights %s not used: the weights come from the training state\n", o->init_weights);
+        if (rs->threads != st->e.nthreads)
+            fprintf(o->log, "note: the interrupted training ran %d threads, this run %d: the result will not be bit-identical "
+                            "to an uninterrupted run\n", rs->threads, st->e.nthreads);
+    }
+    return 0;
+}
+
+/* After the schedule's init: the progress counters, lr schedule, early stopping and best epoch. */
+static int trainer_resume_loop(trainer_state *st) {
+    trainer_progress *p = &st->p;
+    const resume_state *rs = &st->rs;
+    if (rs->batches != p->batches)
+        return ote_err(OTE_EINVAL, "%s: the epoch plan differs: %d batches per pass in the interrupted training, %d now",
+                       p->o->resume_from, rs->batches, p->batches);
+    p->plateau.lr = rs->plateau.lr, p->plateau.best = rs->plateau.best;
+    p->plateau.bad = rs->plateau.bad, p->plateau.last_iter = rs->plateau.last_iter;
+    p->early.best = rs->early.best, p->early.wait = rs->early.wait, p->early.last_iter = rs->early.last_iter;
+    p->iter = rs->iter;
+    p->images = rs->images;
+    p->train_secs = rs->train_seconds;
+    p->t0 -= rs->seconds;
+    trainer_result *res = p->res;
+    res->best_map = rs->best_epoch ? rs->best_map : -1;
+    res->best_epoch = rs->best_epoch;
+    res->confidence_threshold = rs->best_threshold;
+    res->epochs_run = rs->epochs_done;
+    res->iters = rs->iter;
+    res->images = rs->images;
+    if (rs->finished) {
+        p->stop = 1;
+        res->stop = rs->stop >= 0 ? (trainer_stop)rs->stop : TRAINER_STOP_DONE;
+    }
+    return 0;
+}
+
+/* After epoch ep: the training state, atomically (a kill loses at most the next epoch). */
+static int trainer_save_state(trainer_state *st, int ep) {
+    trainer_progress *p = &st->p;
+    const trainer_opts *o = p->o;
+    resume_state rs;
+    memset(&rs, 0, sizeof rs);
+    rs.epochs_done = ep + 1;
+    rs.epochs = p->epochs, rs.repeat = p->repeat, rs.batches = p->batches;
+    rs.iter = p->iter, rs.images = p->images;
+    rs.seconds = trainer_now() - p->t0;
+    rs.train_seconds = p->train_secs;
+    rs.finished = p->stop || ep + 1 >= p->epochs;
+    rs.stop = rs.finished ? (p->stop ? (int)p->res->stop : TRAINER_STOP_DONE) : -1;
+    rs.plateau = p->plateau;
+    rs.early = p->early;
+    rs.best_map = p->res->best_epoch ? p->res->best_map : -1;
+    rs.best_epoch = p->res->best_epoch;
+    rs.best_threshold = p->res->best_epoch ? p->res->confidence_threshold : o->cfg.confidence_threshold;
+    rs.sgd_steps = det_sgd_steps(st->d);
+    rs.seed = o->cfg.seed;
+    rs.next_pass = (long)(ep + 1) * p->repeat;
+    rs.threads = st->e.nthreads;
+    rs.subset_ratio = o->subset_ratio;
+    rs.max_epochs = o->max_epochs;
+    return resume_save(o->state_path, st->d, &o->cfg, &rs, p->train, p->val);
+}
+
 /* --load-weights W into the detector (a different class count re-initialises atss_cls). */
 static int trainer_load_init_weights(trainer_state *st) {
     const char *path = st->p.o->init_weights;
@@ -276,6 +382,7 @@ static int trainer_setup_model(trainer_state *st) {
     CHECK(eng_init(&st->e, o->nthreads));
     st->have_e = 1;
     CHECK(trainer_make_detector(&st->d, &st->e, cfg, st->p.train->n_cats));
+    if (o->resume_from) return trainer_resume_model(st); /* issue 14 */
     if (o->init_weights) return trainer_load_init_weights(st);
     if (!cfg->pretrained_backbone[0]) {
         if (o->log) fprintf(o->log, "init: random (model.pretrained_backbone: none)\n");
@@ -334,6 +441,7 @@ static int trainer_setup_loop(trainer_state *st) {
                 sz[3].w, sz[3].h, sz[4].w, sz[4].h, cfg->learning_rate, cfg->warmup_iters);
     schedule_plateau_init(&p->plateau, cfg->learning_rate, cfg->warmup_iters);
     schedule_early_stop_init(&p->early, cfg->warmup_iters);
+    if (st->resumed) CHECK(trainer_resume_loop(st)); /* issue 14 */
     return 0;
 }
 
@@ -396,6 +504,7 @@ static int trainer_train_epoch(trainer_state *st, int ep) {
             p->images += b->n;
             p->acc.cls += L.cls, p->acc.box += L.box, p->acc.ctr += L.ctr, p->acc.total += L.total;
             p->acc_n++;
+            metrics_iter_add(st->metrics, lr, L.total, L.cls, L.box, L.ctr);
             double tnow = trainer_now();
             p->train_secs += tnow - it_t0;
             it_t0 = tnow;
@@ -463,6 +572,25 @@ static void trainer_warn_images(trainer_state *st) {
     if (n > p->warned_val) p->warned_val = n;
 }
 
+/* The epoch's row of metrics.csv and the refreshed figures (train/metrics.h; warnings only). */
+static void trainer_record_epoch(trainer_state *st, int ep, double ep_t0, const eval_report *rep, int improved) {
+    trainer_progress *p = &st->p;
+    if (!st->metrics) return;
+    double tnow = trainer_now();
+    metrics_epoch row;
+    memset(&row, 0, sizeof row);
+    row.epoch = ep + 1;
+    row.iters = p->iter;
+    row.images_per_s = (double)p->images / (p->train_secs > 0 ? p->train_secs : 1e-9); /* as the epoch line */
+    row.voc_map50 = rep->voc.map;
+    row.coco_ap = rep->coco.stats[0];
+    row.coco_ap50 = rep->coco.stats[1];
+    row.epoch_seconds = tnow - ep_t0;
+    row.wall_seconds = tnow - p->t0;
+    row.best = improved;
+    metrics_epoch_end(st->metrics, &row, st->dets.d, st->dets.n);
+}
+
 static int trainer_end_epoch(trainer_state *st, int ep, double ep_t0) {
     trainer_progress *p = &st->p;
     FILE *log = p->o->log;
@@ -471,7 +599,8 @@ static int trainer_end_epoch(trainer_state *st, int ep, double ep_t0) {
     CHECK(trainer_validate(st, p->val, &rep));
     trainer_warn_images(st);
     double map = rep.voc.map;
-    int improved = !p->res->has_best || map > p->res->best_map;
+    int improved = !p->res->best_epoch || map > p->res->best_map; /* best_epoch: also set by a resume */
+    trainer_record_epoch(st, ep, ep_t0, &rep, improved);
     if (improved) CHECK(trainer_keep_best(st, ep, &rep));
     else eval_report_free(&rep);
     double old_lr = p->plateau.lr;
@@ -505,11 +634,16 @@ static int trainer_loop(trainer_state *st) {
     CHECK(trainer_setup_data(st));
     CHECK(trainer_setup_model(st));
     CHECK(trainer_setup_loop(st));
-    for (int ep = 0; ep < p->epochs && !p->stop; ep++) {
+    if (p->o->write_metrics && p->o->save_path)
+        st->metrics = metrics_open(p->o->save_path, p->total_iters, p->epochs, p->val, p->o->log,
+                                   st->resumed ? st->rs.epochs_done : 0);
+    for (int ep = st->resumed ? st->rs.epochs_done : 0; ep < p->epochs && !p->stop; ep++) {
         double ep_t0 = trainer_now();
         CHECK(trainer_train_epoch(st, ep));
         if (p->val) CHECK(trainer_end_epoch(st, ep, ep_t0));
+        if (p->val && p->o->state_path) CHECK(trainer_save_state(st, ep)); /* issue 14 */
     }
+    metrics_finish(st->metrics);
     p->res->seconds = trainer_now() - p->t0;
     return 0;
 }
@@ -526,13 +660,56 @@ int trainer_run(const trainer_opts *o, const coco_dataset *train, const coco_dat
     st.p.res = res;
     int s = trainer_loop(&st);
     trainer_state_free(&st);
+    /* resumed, best epoch before the resume: its report from the weights file (same numbers) */
+    if (s >= 0 && !res->has_best && res->best_epoch > 0 && o->save_path && val) {
+        s = trainer_evaluate(&o->cfg, o->save_path, val, o->nthreads, &res->best, NULL);
+        res->has_best = s >= 0;
+    }
     if (s < 0) trainer_result_free(res);
     return s;
+}
+
+/* trainer_evaluate of an exported model (OpenCV dnn): the same loader, post-processing and scoring. */
+static int trainer_evaluate_onnx(const config_template *cfg, const char *path, const coco_dataset *ds, int nthreads,
+                                 eval_report *out, eval_dets *keep) {
+    onnx_model om;
+    int s = onnx_model_open(&om, path, nthreads);
+    if (s < 0) {
+        onnx_model_close(&om);
+        return s;
+    }
+    eval_dets dets;
+    eval_dets_init(&dets);
+    data_loader *vl = NULL;
+    if (om.meta.num_classes != ds->n_cats) {
+        s = ote_err(OTE_EINVAL, "%s: the model has %d classes, the test annotations %d", path, om.meta.num_classes,
+                    ds->n_cats);
+    } else if (cfg->input_w != om.meta.input_w || cfg->input_h != om.meta.input_h) {
+        s = ote_err(OTE_EINVAL, "%s: exported for input size %dx%d, model.input_size is %dx%d (export again)", path,
+                    om.meta.input_w, om.meta.input_h, cfg->input_w, cfg->input_h);
+    } else {
+        loader_config vc;
+        trainer_val_loader_config(cfg, &vc);
+        s = loader_create(&vl, ds, &vc);
+    }
+    if (s >= 0) s = trainer_predict_with(NULL, &om, vl, &dets);
+    if (s >= 0) s = eval_run(ds, dets.d, dets.n, EVAL_CROWD_ABSENT, trainer_max_dets, out);
+    for (int i = 0; s >= 0 && keep && i < dets.n; i++) s = eval_dets_push(keep, dets.d[i]);
+    if (vl) loader_free(vl);
+    eval_dets_free(&dets);
+    onnx_model_close(&om);
+    return s;
+}
+
+int trainer_is_onnx_path(const char *path) {
+    size_t n = strlen(path);
+    return n >= 5 && !strcmp(path + n - 5, ".onnx");
 }
 
 int trainer_evaluate(const config_template *cfg, const char *weights_path, const coco_dataset *ds, int nthreads,
                      eval_report *out, eval_dets *keep) {
     memset(out, 0, sizeof *out);
+    if (trainer_is_onnx_path(weights_path)) return trainer_evaluate_onnx(cfg, weights_path, ds, nthreads, out, keep);
     trainer_state st;
     memset(&st, 0, sizeof st);
     eval_dets_init(&st.dets);
@@ -562,6 +739,84 @@ int trainer_evaluate(const config_template *cfg, const char *weights_path, const
 done:
     pth_free(&c);
     trainer_state_free(&st);
+    return s;
+}
+
+/* ---- a kept detector for `ote predict` and the training samples (train/predict.c) ---- */
+
+struct trainer_predictor {
+    trainer_state st; /* the engine and detector; a loader per trainer_predictor_run */
+    config_template cfg;
+    int onnx;         /* 1: an exported model run by OpenCV dnn (om) instead of the detector */
+    onnx_model om;
+};
+
+void trainer_predictor_close(trainer_predictor *p) {
+    if (!p) return;
+    trainer_state_free(&p->st);
+    if (p->onnx) onnx_model_close(&p->om);
+    free(p);
+}
+
+int trainer_predictor_open(trainer_predictor **out, const config_template *cfg, const pth_ckpt *c, const char *what,
+                           int n_classes, int nthreads) {
+    *out = NULL;
+    trainer_predictor *p = calloc(1, sizeof *p);
+    if (!p) return ote_err(OTE_ENOMEM, "trainer: out of memory");
+    eval_dets_init(&p->st.dets);
+    p->cfg = *cfg;
+    int s = eng_init(&p->st.e, nthreads);
+    if (s >= 0) p->st.have_e = 1;
+    if (s >= 0) s = trainer_make_detector(&p->st.d, &p->st.e, cfg, n_classes);
+    weights_load_info info;
+    if (s >= 0) s = weights_apply(p->st.d, c, what, &info);
+    if (s >= 0 && info.reinit_cls)
+        s = ote_err(OTE_EINVAL, "%s: the model has %d classes, the labels %d", what, info.ckpt_classes, n_classes);
+    if (s < 0) {
+        trainer_predictor_close(p);
+        return s;
+    }
+    *out = p;
+    return 0;
+}
+
+int trainer_predictor_open_file(trainer_predictor **out, const config_template *cfg, const char *path, int n_classes,
+                                int nthreads) {
+    *out = NULL;
+    if (!trainer_is_onnx_path(path)) {
+        pth_ckpt c;
+        pth_init(&c);
+        int s = weights_read(path, &c);
+        if (s >= 0) s = trainer_predictor_open(out, cfg, &c, path, n_classes, nthreads);
+        pth_free(&c);
+        return s;
+    }
+    trainer_predictor *p = calloc(1, sizeof *p);
+    if (!p) return ote_err(OTE_ENOMEM, "trainer: out of memory");
+    eval_dets_init(&p->st.dets);
+    p->cfg = *cfg;
+    p->onnx = 1;
+    int s = onnx_model_open(&p->om, path, nthreads);
+    if (s >= 0 && p->om.meta.num_classes != n_classes)
+        s = ote_err(OTE_EINVAL, "%s: the model has %d classes, the labels %d", path, p->om.meta.num_classes, n_classes);
+    if (s >= 0 && (cfg->input_w != p->om.meta.input_w || cfg->input_h != p->om.meta.input_h))
+        s = ote_err(OTE_EINVAL, "%s: exported for input size %dx%d, model.input_size is %dx%d (export again)", path,
+                    p->om.meta.input_w, p->om.meta.input_h, cfg->input_w, cfg->input_h);
+    if (s < 0) {
+        trainer_predictor_close(p);
+        return s;
+    }
+    *out = p;
+    return 0;
+}
+
+int trainer_predictor_run(trainer_predictor *p, const coco_dataset *ds, eval_dets *out) {
+    loader_config vc;
+    trainer_val_loader_config(&p->cfg, &vc);
+    CHECK(loader_create(&p->st.vl, ds, &vc));
+    int s = p->onnx ? trainer_predict_with(NULL, &p->om, p->st.vl, out) : trainer_predict_all(p->st.d, p->st.vl, out);
+    loader_free(p->st.vl);
+    p->st.vl = NULL;
     return s;
 }
 

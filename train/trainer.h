@@ -30,6 +30,7 @@
 #include "data/coco.h"
 #include "data/eval.h"
 #include "data/loader.h"
+#include "engine/pth.h"
 #include "train/config.h"
 
 /* One epoch's report (for HPO and logs). */
@@ -55,11 +56,17 @@ typedef struct trainer_opts {
     int max_epochs;            /* > 0: override the epochs from the adaptive repeat (HPO trials) */
     double deadline;           /* > 0: CLOCK_MONOTONIC seconds after which training stops
                                 * (checked every iteration; the epoch in flight is validated) */
+    const char *state_path;    /* training state (OUT/last.pth, train/resume.h) written after every
+                                * validated epoch; NULL = none */
+    const char *resume_from;   /* continue the training saved in this state file (settings checked,
+                                * init_weights and the pretrained backbone unused); NULL = fresh */
     int nthreads;              /* OpenMP threads for oneDNN; 0 = default */
     int log_every;             /* progress line every this many iterations; 0 = 10 */
     FILE *log;                 /* progress / summary lines; NULL = silent */
     trainer_epoch_fn on_epoch;
     void *on_epoch_ctx;
+    int write_metrics;         /* 1 (with save_path): metrics.csv, curves.png, pr_curves.png beside the
+                                * weights (train/metrics.h); never fails the training */
 } trainer_opts;
 
 /* Why training ended. */
@@ -93,8 +100,28 @@ void trainer_result_free(trainer_result *r);
 /* Evaluates a checkpoint on a dataset at cfg's input size: loads weights (class count must match
  * the dataset), predicts with batch 1 and scores VOC mAP@0.5 + COCO stats (maxDets 100,300,1000).
  * keep (may be NULL, eval_dets_init'ed) receives the detections in dataset order. */
+/* A weights path ending in ".onnx" is an exported model (train/export.h), run through OpenCV dnn
+ * (train/onnx_model.h) with the same loader, post-processing and scoring; its input size and
+ * class count are fixed by the file and must agree with cfg and ds. */
 int trainer_evaluate(const config_template *cfg, const char *weights_path, const coco_dataset *ds, int nthreads,
                      eval_report *out, eval_dets *keep);
+/* 1 if path names an exported ONNX model (ends in ".onnx"). */
+int trainer_is_onnx_path(const char *path);
+
+/* A loaded detector for predicting several image sets in turn (`ote predict`, the training
+ * samples; train/predict.c): weights from an already read checkpoint c (`what` names it in
+ * messages), n_classes must match its atss_cls. trainer_predictor_run predicts every image of ds at
+ * cfg's input size with batch 1 exactly as trainer_evaluate does and appends the detections (image
+ * = index into ds); the inference plan is built once and kept across calls. */
+typedef struct trainer_predictor trainer_predictor;
+int trainer_predictor_open(trainer_predictor **out, const config_template *cfg, const pth_ckpt *c, const char *what,
+                           int n_classes, int nthreads);
+/* trainer_predictor_open of a file: a checkpoint (weights_read), or an exported model.onnx run by
+ * OpenCV dnn (its class count must be n_classes, its input size cfg's). */
+int trainer_predictor_open_file(trainer_predictor **out, const config_template *cfg, const char *path, int n_classes,
+                                int nthreads);
+int trainer_predictor_run(trainer_predictor *p, const coco_dataset *ds, eval_dets *out);
+void trainer_predictor_close(trainer_predictor *p);
 
 /* The loaders exactly as trainer_run configures them (cmd dump-batches streams the same batches):
  * training - the template's batch size, workers and seed, the 5 training sizes scaled to the

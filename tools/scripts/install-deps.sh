@@ -3,12 +3,14 @@
 # Idempotent and quiet when everything is present. Run as root (or with sudo available).
 #   install-deps.sh          build + run dependencies
 #   install-deps.sh --test   also what the test suite runs: the Python reference tools (torch,
-#                            sklearn) and clang-14 + libFuzzer for the fuzz harnesses
+#                            sklearn, onnx's checker) and clang-14 + libFuzzer for the fuzz harnesses
+# (libonnx-dev is a build dependency only for its onnx.proto, which protoc-c compiles to C.)
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libdnnl-dev libopencv-core-dev libopencv-imgproc-dev
-      libopencv-imgcodecs-dev libyaml-dev libcjson-dev libgsl-dev libnlopt-dev)
+      libopencv-imgcodecs-dev libopencv-dnn-dev libyaml-dev libcjson-dev libgsl-dev libnlopt-dev libplplot-dev plplot-driver-cairo
+      libonnx-dev protobuf-c-compiler libprotobuf-c-dev)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(python3 python3-numpy python3-torch python3-sklearn libjemalloc2 clang-14 libfuzzer-14-dev)
+  pkgs+=(python3 python3-numpy python3-torch python3-sklearn python3-onnx libjemalloc2 clang-14 libfuzzer-14-dev)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

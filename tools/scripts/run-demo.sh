@@ -7,7 +7,9 @@
 #      searches learning rate and batch size (OTE's hpo_config.yaml, --hpo-time-ratio 2: the search
 #      gets about one training's time; trials in OUT/model/hpo/), then trains with the best values
 #      at 192x160 for 6 epochs;
-#   3. `ote eval` scores the saved weights on the validation images.
+#   3. `ote eval` scores the saved weights on the validation images;
+#   4. `ote predict` draws the model's boxes on the validation images (OUT/predictions/), and the
+#      training has drawn 8 of them with the ground truth (OUT/model/samples/).
 # About 1-2 minutes on 2 cores after the build; the validation VOC mAP@0.5 ends near 0.97.
 #   run-demo.sh [OUT_DIR]   (default: demo-run/; env DEMO_SIZE, DEMO_ITERS, DEMO_HPO_RATIO override)
 set -euo pipefail
@@ -30,6 +32,8 @@ mkdir -p "$OUT/data"
     --learning_parameters.learning_rate_warmup_iters 10
 ./build/ote eval "$TPL" --test-ann-files "$OUT/data/annotations/val.json" --test-data-roots "$OUT/data/val" \
     --load-weights "$OUT/model/weights.pth" --save-performance "$OUT/model/performance.json" | tee "$OUT/eval.log"
+./build/ote predict "$TPL" --load-weights "$OUT/model/weights.pth" --images "$OUT/data/val" \
+    --save-images "$OUT/predictions" --save-detections "$OUT/predictions/detections.json" | tail -1
 secs=$(( $(date +%s) - t0 ))
 map=$(sed -n 's/^VOC mAP@0.5[^:]*: \([0-9.]*\).*/\1/p' "$OUT/eval.log")
 cat <<EOF
@@ -42,5 +46,11 @@ outputs:
   $OUT/model/label_schema.json the class names in the model's output order
   $OUT/model/performance.json  the evaluation above (VOC mAP, per-class AP, COCO stats)
   $OUT/model/hpo/              the search: one hpopt_trial_<id>.json per trial, hpopt_status.json
-next: ./build/ote eval $TPL --test-ann-files ... --test-data-roots ... --load-weights $OUT/model/weights.pth
+  $OUT/model/samples/          8 validation images: predictions (class colour, score) and ground truth (green)
+  $OUT/predictions/            all 32 validation images with the model's boxes, and detections.json
+
+open these to see what the model found:
+$(ls "$OUT"/model/samples/*.png | head -3 | sed 's/^/  /')
+  ... and the rest of $OUT/model/samples/ and $OUT/predictions/
+next: ./build/ote predict $TPL --load-weights $OUT/model/weights.pth --images YOUR_IMAGES/ --save-images OUT_DIR
 EOF
