@@ -2,8 +2,10 @@
 //
 // Owns nothing between calls except the buffers inside the caller's image_u8. Every entry point
 // catches all C++ exceptions and turns them into an OTE_E* status naming the file, so no exception
-// ever crosses into C. OpenCV's own threading is set to one thread once per process (std::call_once)
-// because the loader parallelises with its own pthreads (onednn-notes.md section 2.6).
+// ever crosses into C. OpenCV's own threading is set once per process (std::call_once): one thread,
+// because the loader parallelises with its own pthreads (onednn-notes.md section 2.6), unless
+// image_io_opencv_threads chose first. It is never changed afterwards: with Debian's TBB backend,
+// cv::setNumThreads while another thread is inside cv::parallel_for_ (a loader's resize) deadlocks.
 #include "data/image_io.h"
 
 #include <cerrno>
@@ -24,9 +26,10 @@ extern "C" {
 
 namespace {
 
+std::once_flag cv_threads_once;
+
 void image_io_init_once() {
-    static std::once_flag once;
-    std::call_once(once, [] { cv::setNumThreads(1); });
+    std::call_once(cv_threads_once, [] { cv::setNumThreads(1); });
 }
 
 int image_io_reserve(uint8_t **buf, size_t *cap, size_t need, const char *name) {
@@ -85,6 +88,10 @@ int image_io_resize(const T *src, int sw, int sh, size_t ss, int c, T *dst, int 
 }
 
 }  // namespace
+
+extern "C" void image_io_opencv_threads(int n) {
+    std::call_once(cv_threads_once, [n] { cv::setNumThreads(n > 0 ? n : -1); });
+}
 
 extern "C" int image_decode_rgb(const void *bytes, size_t n, const char *name, image_u8 *img) {
     try {

@@ -32,6 +32,10 @@ typedef struct image_u8 {
  * with IMREAD_COLOR does (EXIF orientation applied, grey or alpha converted to 3 channels).
  * OTE_EIO: missing/unreadable file; OTE_EPARSE: empty, corrupt or unsupported image data. */
 int image_read_rgb(const char *path, image_u8 *img);
+/* OpenCV's thread count for the whole process (n <= 0: OpenCV's default), set once, before any
+ * image is read: call it before the first loader starts (the OpenCV dnn backend does, so that
+ * its forward is parallel). Without it OpenCV runs one thread; the first setting is final. */
+void image_io_opencv_threads(int n);
 /* Same, from bytes in memory; `name` is only used in messages. */
 int image_decode_rgb(const void *bytes, size_t n, const char *name, image_u8 *img);
 void image_u8_free(image_u8 *img);

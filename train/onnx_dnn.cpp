@@ -60,10 +60,9 @@ extern "C" int onnx_dnn_forward(onnx_dnn *n, const float *image, int h, int w, i
         int dims[4] = {1, 3, h, w};
         cv::Mat blob(4, dims, CV_32F, const_cast<float *>(image));
         n->net.setInput(blob);
-        cv::setNumThreads(nthreads > 0 ? nthreads : -1);
+        (void)nthreads; /* the thread count is set once per process (image_io_opencv_threads) */
         n->outs.clear();
         n->net.forward(n->outs, n->names);
-        cv::setNumThreads(1);
         if (n->outs.size() != n->names.size())
             return ote_err(OTE_EPARSE, "%s: OpenCV dnn returned %zu outputs, expected %zu", n->path.c_str(),
                            n->outs.size(), n->names.size());
@@ -78,10 +77,8 @@ extern "C" int onnx_dnn_forward(onnx_dnn *n, const float *image, int h, int w, i
         }
         return OTE_OK;
     } catch (const std::bad_alloc &) {
-        cv::setNumThreads(1);
         return ote_err(OTE_ENOMEM, "%s: out of memory in the forward pass", n->path.c_str());
     } catch (const std::exception &ex) {
-        cv::setNumThreads(1);
         std::string m = ex.what();
         for (char &c : m)
             if (c == '\n') c = ' ';

@@ -22,8 +22,9 @@ typedef struct onnx_dnn onnx_dnn;
  * of the n_outputs graph outputs to fetch. OTE_EIO if the file is missing, OTE_EPARSE if OpenCV's
  * importer refuses it (its message is quoted). */
 int onnx_dnn_load(onnx_dnn **out, const char *path, const char *const *output_names, int n_outputs);
-/* Runs image (1, 3, h, w) plain NCHW f32 with nthreads OpenCV threads (0: OpenCV's default; the
- * process-wide setting is restored to 1 afterwards, DESIGN §2 threads); outs[i] receives output
+/* Runs image (1, 3, h, w) plain NCHW f32 with the process's OpenCV threads (nthreads is unused:
+ * the count is set once, before any loader runs, by image_io_opencv_threads - changing it while a
+ * loader thread is inside cv::parallel_for_ deadlocks OpenCV's TBB backend); outs[i] receives output
  * i (plain NCHW f32) and shapes[i] its 4 dimensions (fewer dims are padded with leading 1s). */
 int onnx_dnn_forward(onnx_dnn *n, const float *image, int h, int w, int nthreads, const float **outs,
                      int (*shapes)[4]);
