@@ -9,17 +9,12 @@
 # with one stderr line naming it and leaves no model.onnx (nor a temporary). Also `ote eval` of a
 # model.onnx with a different model.input_size is refused, and `ote predict` of model.onnx draws the
 # same boxes as of weights.pth. One line per check; exit 1 on failure.
-set -u
+. "$(dirname "$0")/lib.sh"
 OTE="${OTE_BIN:-build/ote}"
 SRC="${OTE_SRC:-.}"
 SHARED="${OTE_SHARED:-../shared}"
 TPL="$SRC/models/templates/gen3_mobilenetV2_ATSS/template.yaml"
 D="$SHARED/data/airport"
-TMP=$(mktemp -d /tmp/ote_export_cli.XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
-fail=0
-ok() { echo "ok - $1"; }
-bad() { echo "FAIL - $1"; fail=1; }
 
 "$OTE" train "$TPL" --train-ann-files "$D/annotation_example_train.json" --train-data-roots "$D/train" \
     --val-ann-files "$D/annotation_example_val.json" --val-data-roots "$D/val" --save-model-to "$TMP/w" \
@@ -144,4 +139,4 @@ expect "input size not a multiple of 32" "model.input_size" "$TMP/bad2" -- \
 : >"$TMP/afile"
 expect "DIR cannot be created" "afile/sub" "$TMP/afile" -- export "$TPL" --load-weights "$TMP/w/weights.pth" --save-model-to "$TMP/afile/sub"
 [ ! -e "$TMP/bad1" ] && [ ! -e "$TMP/bad2" ] && ok "failed exports left no output folder" || bad "failed exports left $(ls -d "$TMP"/bad* 2>/dev/null)"
-exit $fail
+finish

@@ -15,15 +15,10 @@
 #      empty folder, no output option, a drawn image that would replace its input.
 # Image checks use python3 (zlib + struct: PNG decoding without extra modules). One line per check.
 # About 25 s with one thread.
-set -u
+. "$(dirname "$0")/lib.sh"
 OTE="${OTE_BIN:-build/ote}"
 SRC="${OTE_SRC:-.}"
 TPL="$SRC/models/templates/gen3_mobilenetV2_ATSS/template.yaml"
-TMP=$(mktemp -d /tmp/ote_predict_cli.XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
-fail=0
-ok() { echo "ok - $1"; }
-bad() { echo "FAIL - $1"; fail=1; }
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 
 # PNG decoding without extra Python modules (zlib + the five PNG filters), for 8-bit RGB/RGBA/grey.
@@ -204,4 +199,4 @@ rc=$?
     >"$TMP/train2.log" 2>&1
 [ "$(ls "$TMP/two/tiny.samples" 2>/dev/null | wc -l)" = 6 ] && [ ! -e "$TMP/two/samples" ] \
     && ok "DIR/X.pth: samples in DIR/X.samples/" || bad "X.samples: $(ls "$TMP/two")"
-exit $fail
+finish

@@ -12,18 +12,13 @@
 #   3. a figure that cannot be written (a directory where curves.png goes) is one warning line
 #      naming it: the training still exits 0 with its weights and metrics.csv.
 # One line per check; exit 1 on any failure.
-set -u
+. "$(dirname "$0")/lib.sh"
 OTE="${OTE_BIN:-build/ote}"
 SRC="${OTE_SRC:-.}"
 SHARED="${OTE_SHARED:-../shared}"
 TPL="$SRC/models/templates/gen3_mobilenetV2_ATSS/template.yaml"
 D="$SHARED/data/airport"
 PY=/usr/bin/python3
-TMP=$(mktemp -d /tmp/ote_train_metrics.XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
-fail=0
-ok() { echo "ok - $1"; }
-bad() { echo "FAIL - $1"; fail=1; }
 DATA=(--train-ann-files "$D/annotation_example_train.json" --train-data-roots "$D/train"
       --val-ann-files "$D/annotation_example_val.json" --val-data-roots "$D/val")
 PARAMS=(params --model.input_size 128x96 --learning_parameters.batch_size 1
@@ -119,4 +114,4 @@ nw=$(grep -c "^warning: curves.png: .*three/curves.png" "$TMP/train3.log")
 [ "$nw" = 1 ] && ok "one warning line naming curves.png: $(grep -m1 '^warning: curves.png' "$TMP/train3.log")" || bad "$nw warning lines about curves.png"
 [ "$(wc -l <"$OUT3/metrics.csv")" = 2 ] && "$PY" "$SRC/tests/png_check.py" "$OUT3/pr_curves.png" 1150 750 8 >/dev/null \
     && ok "metrics.csv and pr_curves.png still written" || bad "metrics.csv / pr_curves.png after the blocked figure"
-exit $fail
+finish

@@ -17,7 +17,7 @@
 #   6. --enable-hpo whose search is skipped (--hpo-time-ratio 1): kill -9 in the final training, run
 #      the same command again: the final training continues and ends equal to the reference.
 # One line per check; exit 1 on any failure.
-set -u
+. "$(dirname "$0")/lib.sh"
 OTE="${OTE_BIN:-build/ote}"
 SRC="${OTE_SRC:-.}"
 SHARED="${OTE_SHARED:-../shared}"
@@ -25,14 +25,9 @@ TPL="$SRC/models/templates/gen3_mobilenetV2_ATSS/template.yaml"
 D="$SHARED/data/airport"
 PY=/usr/bin/python3
 CMP="$SRC/tests/compare_checkpoints.py"
-TMP=$(mktemp -d /tmp/ote_train_resume.XXXXXX)
 pids=""
-trap 'for p in $pids; do kill -9 $p 2>/dev/null; done; rm -rf "$TMP"' EXIT
+on_exit 'for p in $pids; do kill -9 $p 2>/dev/null; done'
 export OMP_NUM_THREADS=1
-fail=0
-ok() { echo "ok - $1"; }
-bad() { echo "FAIL - $1"; fail=1; }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
 DATA=(--train-ann-files "$D/annotation_example_train.json" --train-data-roots "$D/train"
       --val-ann-files "$D/annotation_example_val.json" --val-data-roots "$D/val")
 P=(params --model.input_size 128x96 --learning_parameters.num_iters 4 --learning_parameters.batch_size 4
@@ -166,4 +161,4 @@ check "--enable-hpo killed in the final training ($edh epochs kept), same comman
     "[ $rc -eq 0 ] && [ -n '$edh' ] && grep -q '^the final training continues the interrupted one in $H/last.pth' '$TMP/h2.log' && grep -q '^resumed from $H/last.pth: $edh of 4 epochs done' '$TMP/h2.log'"
 r=$("$PY" "$CMP" "$REF/last.pth" "$H/last.pth"); rc=$?
 check "HPO final training resumed vs uninterrupted: $r" "[ $rc -eq 0 ]"
-exit $fail
+finish

@@ -27,6 +27,7 @@
 #include "engine/status.h"
 #include "hpo/status.h"
 #include "onnx/onnx.pb-c.h"
+#include "train/trainer.h"
 #include "train/weights.h"
 
 static const char *const OUTPUT_NAMES[EXPORT_N_OUTPUTS] = {
@@ -219,6 +220,20 @@ static float *gb_param(gb *b, const char *name, const det_param_info **info) {
 
 static int gb_has_param(gb *b, const char *name) { return det_param_find(b->d, name) >= 0; }
 
+/* A Conv node over in[0..nin) (x, weight[, bias]) named out (NULL: generated): k x k kernel,
+ * stride, pads {top, left, bottom, right}, group; dilation 1. */
+static Onnx__NodeProto *gb_conv_node(gb *b, const char *const *in, int nin, const char *out, int64_t k, int64_t stride,
+                                     const int64_t pads[4], int64_t group) {
+    Onnx__NodeProto *n = gb_node(b, "Conv", nin, in, out);
+    int64_t ks[2] = {k, k}, st[2] = {stride, stride}, dil[2] = {1, 1};
+    gb_attr_ints(b, n, "kernel_shape", 2, ks);
+    gb_attr_ints(b, n, "strides", 2, st);
+    gb_attr_ints(b, n, "pads", 4, pads);
+    gb_attr_ints(b, n, "dilations", 2, dil);
+    gb_attr_i(b, n, "group", group);
+    return n;
+}
+
 /* Conv node with weight / bias initializers (bias may be NULL); oc x (ic/group) x k x k. */
 static const char *gb_conv(gb *b, const char *x, const char *name, const float *w, const float *bias, int oc,
                            int icg, int k, int stride, int group, int tf_same) {
@@ -232,19 +247,12 @@ static const char *gb_conv(gb *b, const char *x, const char *name, const float *
         bn = gb_init(b, nm, 1, bd, bias, NULL);
     }
     const char *in[3] = {x, wn, bn};
-    Onnx__NodeProto *n = gb_node(b, "Conv", bias ? 3 : 2, in, NULL);
-    int64_t ks[2] = {k, k}, st[2] = {stride, stride}, dil[2] = {1, 1};
     int64_t p = k / 2, pads[4] = {p, p, p, p};
     if (tf_same && stride == 2 && k == 3) {
         /* TF "SAME" on even inputs: all padding after (models/detector.c det_conv_cfg) */
         pads[0] = pads[1] = 0, pads[2] = pads[3] = 1;
     }
-    gb_attr_ints(b, n, "kernel_shape", 2, ks);
-    gb_attr_ints(b, n, "strides", 2, st);
-    gb_attr_ints(b, n, "pads", 4, pads);
-    gb_attr_ints(b, n, "dilations", 2, dil);
-    gb_attr_i(b, n, "group", group);
-    return gb_out(n);
+    return gb_out(gb_conv_node(b, in, bias ? 3 : 2, NULL, k, stride, pads, group));
 }
 
 /* Shared scalar constants of the graph (created once, referenced by name). */
@@ -357,13 +365,8 @@ static void gb_tower_init(gb *b, const char *tower, int i, gb_tower_layer *t) {
 static const char *gb_tower_step(gb *b, const gb_consts *k, const char *x, const gb_tower_layer *t,
                                  const char *shape_in, const char *shape_out) {
     const char *in[2] = {x, t->w};
-    Onnx__NodeProto *n = gb_node(b, "Conv", 2, in, NULL);
-    int64_t ks[2] = {3, 3}, st[2] = {1, 1}, dil[2] = {1, 1}, pads[4] = {1, 1, 1, 1};
-    gb_attr_ints(b, n, "kernel_shape", 2, ks);
-    gb_attr_ints(b, n, "strides", 2, st);
-    gb_attr_ints(b, n, "pads", 4, pads);
-    gb_attr_ints(b, n, "dilations", 2, dil);
-    gb_attr_i(b, n, "group", 1);
+    static const int64_t pads[4] = {1, 1, 1, 1};
+    Onnx__NodeProto *n = gb_conv_node(b, in, 2, NULL, 3, 1, pads, 1);
     /* GroupNorm: (1, 64, H, W) -> (1, 32, 2H, W): group g = channels 2g, 2g+1, contiguous */
     const char *r = gb_binary(b, "Reshape", gb_out(n), shape_in, NULL);
     const char *iin[3] = {r, k->ones32, k->zeros32};
@@ -529,13 +532,9 @@ static void gb_network(gb *b, int h, int w, int num_classes) {
         const char *res[3];
         for (int j = 0; j < 3; j++) {
             const char *in[3] = {srcs[j], ow[j], ob[j]};
-            Onnx__NodeProto *n = gb_node(b, "Conv", 3, in, j == 1 ? NULL : OUTPUT_NAMES[j * ANCHORS_LEVELS + l]);
-            int64_t ks[2] = {3, 3}, st[2] = {1, 1}, dil[2] = {1, 1}, pads[4] = {1, 1, 1, 1};
-            gb_attr_ints(b, n, "kernel_shape", 2, ks);
-            gb_attr_ints(b, n, "strides", 2, st);
-            gb_attr_ints(b, n, "pads", 4, pads);
-            gb_attr_ints(b, n, "dilations", 2, dil);
-            gb_attr_i(b, n, "group", 1);
+            static const int64_t pads[4] = {1, 1, 1, 1};
+            Onnx__NodeProto *n =
+                gb_conv_node(b, in, 3, j == 1 ? NULL : OUTPUT_NAMES[j * ANCHORS_LEVELS + l], 3, 1, pads, 1);
             res[j] = gb_out(n);
         }
         /* bbox_pred = scale_l * atss_reg (the engine's order: conv, then the scalar multiply) */
@@ -807,11 +806,7 @@ int export_run(const config_template *cfg, const pth_ckpt *c, const char *weight
     if (s < 0) goto done;
     have_e = 1;
     det_cfg dc;
-    memset(&dc, 0, sizeof dc);
-    dc.num_classes = C;
-    dc.backbone = cfg->backbone ? DET_BACKBONE_TORCHVISION : DET_BACKBONE_PYTORCHCV;
-    dc.tf_padding = cfg->tf_padding;
-    dc.seed = cfg->seed;
+    trainer_det_cfg(cfg, C, &dc);
     if ((s = det_create(&d, &e, &dc)) < 0) goto done;
     weights_load_info info;
     if ((s = weights_apply(d, c, weights_path, &info)) < 0) goto done;

@@ -180,14 +180,18 @@ static void trainer_fmt_time(double s, char *buf, size_t n) {
     snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
 }
 
+void trainer_det_cfg(const config_template *cfg, int n_classes, det_cfg *dc) {
+    memset(dc, 0, sizeof *dc);
+    dc->num_classes = n_classes;
+    dc->backbone = cfg->backbone ? DET_BACKBONE_TORCHVISION : DET_BACKBONE_PYTORCHCV;
+    dc->tf_padding = cfg->tf_padding;
+    dc->seed = cfg->seed;
+}
+
 /* Creates the detector for cfg (ctx must be initialised). */
 static int trainer_make_detector(detector **d, eng_ctx *e, const config_template *cfg, int n_classes) {
     det_cfg dc;
-    memset(&dc, 0, sizeof dc);
-    dc.num_classes = n_classes;
-    dc.backbone = cfg->backbone ? DET_BACKBONE_TORCHVISION : DET_BACKBONE_PYTORCHCV;
-    dc.tf_padding = cfg->tf_padding;
-    dc.seed = cfg->seed;
+    trainer_det_cfg(cfg, n_classes, &dc);
     CHECK(det_create(d, e, &dc));
     /* OTE's SGD: momentum 0.9, weight decay 1e-4 on every parameter (spec-detector §9). */
     det_set_optimizer(*d, 0.9, 1e-4);

@@ -31,6 +31,7 @@
 #include "data/eval.h"
 #include "data/loader.h"
 #include "engine/pth.h"
+#include "models/detector.h"
 #include "train/config.h"
 
 /* One epoch's report (for HPO and logs). */
@@ -107,6 +108,9 @@ int trainer_evaluate(const config_template *cfg, const char *weights_path, const
                      eval_report *out, eval_dets *keep);
 /* 1 if path names an exported ONNX model (ends in ".onnx"). */
 int trainer_is_onnx_path(const char *path);
+
+/* The detector settings of a template (backbone variant, TF padding, seed) for n_classes. */
+void trainer_det_cfg(const config_template *cfg, int n_classes, det_cfg *dc);
 
 /* A loaded detector for predicting several image sets in turn (`ote predict`, the training
  * samples; train/predict.c): weights from an already read checkpoint c (`what` names it in
