@@ -945,10 +945,5 @@ int main(void) {
     test_threshold_vs_reference();
     test_pr_curves();
     test_fixtures();
-    if (expect_fails) {
-        printf("%d EXPECT(s) FAILED\n", expect_fails);
-        return 1;
-    }
-    printf("all checks passed\n");
-    return 0;
+    return expect_finish();
 }

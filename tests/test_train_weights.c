@@ -1,40 +1,34 @@
 /* test_train_weights.c - train/weights path rules and checkpoint-to-model key matching on
  * hand-made parameter tables (no detector needed): exact match, unknown / missing / mis-shaped
  * keys named in one message, the class-count exception for bbox_head.atss_cls, scalar shapes.
- * One line per check; exit 1 on any failure.
+ * One line per check (tests/expect.h); exit 1 on any failure or when no check ran.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "engine/pth.h"
 #include "engine/status.h"
+#include "tests/expect.h"
 #include "train/weights.h"
-
-static int failures;
-
-static void check(int ok, const char *what) {
-    printf("%s - %s\n", ok ? "ok" : "FAIL", what);
-    if (!ok) failures++;
-}
 
 static void test_paths(void) {
     char w[256], l[256];
     int s = weights_paths("out", w, sizeof w, l, sizeof l);
-    check(s == 0 && !strcmp(w, "out/weights.pth") && !strcmp(l, "out/label_schema.json"), "OUT -> OUT/weights.pth");
+    EXPECT(s == 0 && !strcmp(w, "out/weights.pth") && !strcmp(l, "out/label_schema.json"), "OUT -> OUT/weights.pth");
     s = weights_paths("out/", w, sizeof w, l, sizeof l);
-    check(s == 0 && !strcmp(w, "out/weights.pth") && !strcmp(l, "out/label_schema.json"), "OUT/ -> OUT/weights.pth");
+    EXPECT(s == 0 && !strcmp(w, "out/weights.pth") && !strcmp(l, "out/label_schema.json"), "OUT/ -> OUT/weights.pth");
     s = weights_paths("a/b/best.pth", w, sizeof w, l, sizeof l);
-    check(s == 0 && !strcmp(w, "a/b/best.pth") && !strcmp(l, "a/b/best.label_schema.json"),
+    EXPECT(s == 0 && !strcmp(w, "a/b/best.pth") && !strcmp(l, "a/b/best.label_schema.json"),
           "X.pth kept, X.label_schema.json beside it (issue 13 item 4: two models in one folder)");
     s = weights_paths("m.pth", w, sizeof w, l, sizeof l);
-    check(s == 0 && !strcmp(w, "m.pth") && !strcmp(l, "m.label_schema.json"), "bare m.pth: m.label_schema.json in the cwd");
+    EXPECT(s == 0 && !strcmp(w, "m.pth") && !strcmp(l, "m.label_schema.json"), "bare m.pth: m.label_schema.json in the cwd");
     s = weights_paths("a/weights.pth", w, sizeof w, l, sizeof l);
-    check(s == 0 && !strcmp(l, "a/label_schema.json"), "DIR/weights.pth keeps OTE's DIR/label_schema.json");
+    EXPECT(s == 0 && !strcmp(l, "a/label_schema.json"), "DIR/weights.pth keeps OTE's DIR/label_schema.json");
     char h[256];
-    check(weights_side_path("a/b/best.pth", "hpo", h, sizeof h) == 0 && !strcmp(h, "a/b/best.hpo") &&
+    EXPECT(weights_side_path("a/b/best.pth", "hpo", h, sizeof h) == 0 && !strcmp(h, "a/b/best.hpo") &&
               weights_side_path("a/weights.pth", "hpo", h, sizeof h) == 0 && !strcmp(h, "a/hpo"),
           "HPO folders: DIR/X.hpo for X.pth, DIR/hpo for weights.pth");
-    check(weights_paths("", w, sizeof w, l, sizeof l) == OTE_EINVAL, "empty path rejected");
+    EXPECT(weights_paths("", w, sizeof w, l, sizeof l) == OTE_EINVAL, "empty path rejected");
 }
 
 /* The model table: a conv weight, a scalar scale, the classification conv for 3 classes. */
@@ -70,7 +64,7 @@ static void test_match(void) {
     add(&c, "bbox_head.scales.0.scale", 1, 1, 0, 0, 0); /* [1] where the model has a 0-d scalar */
     add(&c, "bbox_head.atss_cls.weight", 4, 3, 8, 3, 3);
     int s = match(&c, src, &m);
-    check(s == 0 && src[0] == 1 && src[1] == 2 && src[2] == 3 && src[3] == 0 && !m.reinit_cls && m.ckpt_classes == 3,
+    EXPECT(s == 0 && src[0] == 1 && src[1] == 2 && src[2] == 3 && src[3] == 0 && !m.reinit_cls && m.ckpt_classes == 3,
           "exact match in any order; a [1] tensor fills a 0-d parameter");
     pth_free(&c);
 
@@ -80,7 +74,7 @@ static void test_match(void) {
     add(&c, "bbox_head.atss_cls.weight", 4, 5, 8, 3, 3);
     add(&c, "bbox_head.atss_cls.bias", 1, 5, 0, 0, 0);
     s = match(&c, src, &m);
-    check(s == 0 && m.reinit_cls == 1 && m.ckpt_classes == 5 && src[2] == -1 && src[3] == -1 && src[0] == 0,
+    EXPECT(s == 0 && m.reinit_cls == 1 && m.ckpt_classes == 5 && src[2] == -1 && src[3] == -1 && src[0] == 0,
           "class count 5 vs 3: only atss_cls left for re-initialisation");
     pth_free(&c);
 
@@ -90,7 +84,7 @@ static void test_match(void) {
     add(&c, "bbox_head.atss_cls.weight", 4, 3, 16, 3, 3);
     add(&c, "bbox_head.atss_cls.bias", 1, 3, 0, 0, 0);
     s = match(&c, src, &m);
-    check(s == OTE_EINVAL && strstr(ote_errmsg(), "mis-shaped keys (1): bbox_head.atss_cls.weight (checkpoint [3, 16, 3, 3] vs model [3, 8, 3, 3])"),
+    EXPECT(s == OTE_EINVAL && strstr(ote_errmsg(), "mis-shaped keys (1): bbox_head.atss_cls.weight (checkpoint [3, 16, 3, 3] vs model [3, 8, 3, 3])"),
           "atss_cls differing in input channels is mis-shaped, not a class change");
     pth_free(&c);
 
@@ -101,7 +95,7 @@ static void test_match(void) {
     add(&c, "extra.a", 1, 2, 0, 0, 0);
     s = match(&c, src, &m);
     const char *e = ote_errmsg();
-    check(s == OTE_EINVAL && strstr(e, "ck.pth: checkpoint does not match the model") && strstr(e, "unknown keys (1): extra.a") &&
+    EXPECT(s == OTE_EINVAL && strstr(e, "ck.pth: checkpoint does not match the model") && strstr(e, "unknown keys (1): extra.a") &&
               strstr(e, "missing keys (1): bbox_head.scales.0.scale") &&
               strstr(e, "mis-shaped keys (1): neck.conv.weight (checkpoint [8, 4, 3, 3] vs model [8, 4, 1, 1])"),
           "unknown, missing and mis-shaped keys all named in one message");
@@ -115,15 +109,14 @@ static void test_match(void) {
         add(&c, nm, 1, 1, 0, 0, 0);
     }
     s = match(&c, src, &m);
-    check(s == OTE_EINVAL && strstr(ote_errmsg(), "unknown keys (7): junk.0, junk.1, junk.2, junk.3, +3 more") &&
+    EXPECT(s == OTE_EINVAL && strstr(ote_errmsg(), "unknown keys (7): junk.0, junk.1, junk.2, junk.3, +3 more") &&
               strstr(ote_errmsg(), "missing keys (4)"),
           "long key lists are cut after 4 names with a count");
     pth_free(&c);
 }
 
 int main(void) {
-    test_paths();
-    test_match();
-    printf("%s\n", failures ? "FAILED" : "all ok");
-    return failures ? 1 : 0;
+    EXPECT_RUN(test_paths);
+    EXPECT_RUN(test_match);
+    return expect_finish();
 }
