@@ -18,7 +18,6 @@
 #include "engine/status.h"
 #include "tools/commands.h"
 #include "train/config.h"
-#include "train/export.h"
 #include "train/trainer.h"
 #include "train/weights.h"
 
@@ -174,22 +173,10 @@ static int cmd_eval_model_form(const cmd_eval_args *a_in) {
         fprintf(stderr, "ote eval: %s%s\n", s == OTE_EIO ? "template not found or unreadable: " : "", ote_errmsg());
         return 2;
     }
-    if (trainer_is_onnx_path(a.weights)) {
-        /* an exported model: its input size is fixed by the file (export.h metadata) */
-        export_meta em;
-        s = export_read_meta(a.weights, &em);
-        if (s >= 0) {
-            cfg.input_w = em.input_w, cfg.input_h = em.input_h;
-            cfg.confidence_threshold = em.confidence_threshold;
-        }
-    } else {
-        pth_ckpt c;
-        pth_init(&c);
-        s = weights_read(a.weights, &c);
-        if (s >= 0) s = weights_config_to_template(&c, &cfg);
-        if (s >= 0 && c.has_confidence_threshold) cfg.confidence_threshold = c.confidence_threshold;
-        pth_free(&c);
-    }
+    pth_ckpt c;
+    pth_init(&c);
+    s = trainer_model_settings(a.weights, &cfg, &c);
+    pth_free(&c);
     if (s < 0) {
         fprintf(stderr, "ote eval: %s\n", ote_errmsg());
         return 1;

@@ -24,7 +24,6 @@
 #include "engine/status.h"
 #include "tools/commands.h"
 #include "train/config.h"
-#include "train/export.h"
 #include "train/predict.h"
 #include "train/trainer.h"
 #include "train/weights.h"
@@ -207,19 +206,7 @@ static int cmd_predict_setup(int argc, char **argv, const cmd_predict_args *a, p
     }
     pth_ckpt c;
     pth_init(&c);
-    if (trainer_is_onnx_path(w)) {
-        /* an exported model: input size and confidence threshold come from the file (export.h) */
-        export_meta em;
-        s = export_read_meta(w, &em);
-        if (s >= 0) {
-            o->cfg.input_w = em.input_w, o->cfg.input_h = em.input_h;
-            o->cfg.confidence_threshold = em.confidence_threshold;
-        }
-    } else {
-        s = weights_read(w, &c);
-        if (s >= 0) s = weights_config_to_template(&c, &o->cfg);
-        if (s >= 0 && c.has_confidence_threshold) o->cfg.confidence_threshold = c.confidence_threshold;
-    }
+    s = trainer_model_settings(w, &o->cfg, &c);
     if (s < 0) {
         fprintf(stderr, "ote predict: %s\n", ote_errmsg());
         pth_free(&c);

@@ -16,6 +16,7 @@
 #include "engine/ctx.h"
 #include "engine/status.h"
 #include "models/detector.h"
+#include "train/export.h"
 #include "train/metrics.h"
 #include "train/onnx_model.h"
 #include "train/resume.h"
@@ -708,6 +709,20 @@ static int trainer_evaluate_onnx(const config_template *cfg, const char *path, c
 int trainer_is_onnx_path(const char *path) {
     size_t n = strlen(path);
     return n >= 5 && !strcmp(path + n - 5, ".onnx");
+}
+
+int trainer_model_settings(const char *path, config_template *cfg, pth_ckpt *c) {
+    if (trainer_is_onnx_path(path)) { /* an exported model: its input size is fixed by the file */
+        export_meta em;
+        CHECK(export_read_meta(path, &em));
+        cfg->input_w = em.input_w, cfg->input_h = em.input_h;
+        cfg->confidence_threshold = em.confidence_threshold;
+        return 0;
+    }
+    CHECK(weights_read(path, c));
+    CHECK(weights_config_to_template(c, cfg));
+    if (c->has_confidence_threshold) cfg->confidence_threshold = c->confidence_threshold;
+    return 0;
 }
 
 int trainer_evaluate(const config_template *cfg, const char *weights_path, const coco_dataset *ds, int nthreads,

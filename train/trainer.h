@@ -108,6 +108,10 @@ int trainer_evaluate(const config_template *cfg, const char *weights_path, const
                      eval_report *out, eval_dets *keep);
 /* 1 if path names an exported ONNX model (ends in ".onnx"). */
 int trainer_is_onnx_path(const char *path);
+/* The model settings a trained file fixes, into cfg: for a checkpoint (read into c, which the caller
+ * pth_init'ed and frees) its stored model settings and confidence threshold; for an exported
+ * model.onnx (c untouched) its input size and confidence threshold. */
+int trainer_model_settings(const char *path, config_template *cfg, pth_ckpt *c);
 
 /* The detector settings of a template (backbone variant, TF padding, seed) for n_classes. */
 void trainer_det_cfg(const config_template *cfg, int n_classes, det_cfg *dc);
