@@ -6,6 +6,7 @@
 
 #include "engine/ctx.h"
 #include "engine/status.h"
+#include "dist/dist.h"
 #include "tools/commands.h"
 
 int cmd_version(int argc, char **argv) {
@@ -25,6 +26,11 @@ int cmd_version(int argc, char **argv) {
     printf("oneDNN %s, CPU runtime OpenMP\n", v);
     printf("ISA: %s\n", eng_isa_name());
     printf("threads: %d\n", e.nthreads);
+    if (dist_available())
+        printf("MPI: Open MPI built in; rank %d of %d%s\n", dist_rank(), dist_size(),
+               dist_size() > 1 ? "" : " (start with mpirun -np N for more)");
+    else
+        printf("MPI: not built in (cmake -DOTE_MPI=ON with libopenmpi-dev)\n");
     eng_free(&e);
     return 0;
 }

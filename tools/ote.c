@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "dist/dist.h"
+#include "engine/status.h"
 #include "tools/commands.h"
 
 static const struct {
@@ -47,7 +49,16 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) return cmd_version(1, argv + 1);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            /* under mpirun every rank runs the command (dist/dist.h); alone, MPI is never started */
+            if (dist_init(&argc, &argv) < 0) {
+                fprintf(stderr, "ote: %s\n", ote_errmsg());
+                return 1;
+            }
+            int rc = commands[i].fn(argc - 1, argv + 1);
+            dist_finalize();
+            return rc;
+        }
     fprintf(stderr, "ote: unknown command '%s' (see 'ote --help')\n", argv[1]);
     return 2;
 }

@@ -8,7 +8,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libdnnl-dev libopencv-core-dev libopencv-imgproc-dev
       libopencv-imgcodecs-dev libopencv-dnn-dev libyaml-dev libcjson-dev libgsl-dev libnlopt-dev libplplot-dev plplot-driver-cairo
-      libonnx-dev protobuf-c-compiler libprotobuf-c-dev)
+      libonnx-dev protobuf-c-compiler libprotobuf-c-dev libopenmpi-dev openmpi-bin)
 if [ "${1:-}" = "--test" ]; then
   pkgs+=(python3 python3-numpy python3-torch python3-sklearn python3-onnx libjemalloc2 clang-14 libfuzzer-14-dev)
 fi
