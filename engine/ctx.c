@@ -62,6 +62,12 @@ void eng_free(eng_ctx *e) {
     memset(e, 0, sizeof *e);
 }
 
+static double eng_secs(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static int finish_pd(eng_ctx *e, const char *what, dnnl_primitive_desc_t *pd, dnnl_primitive_t *prim) {
     const char *impl = NULL;
     dnnl_primitive_desc_query(*pd, dnnl_query_impl_info_str, 0, &impl);
@@ -73,7 +79,9 @@ static int finish_pd(eng_ctx *e, const char *what, dnnl_primitive_desc_t *pd, dn
         return ote_err(OTE_EDNNL, "oneDNN picked the reference implementation '%s' for %s "
                        "(a layout combination without a JIT kernel)", impl, what);
     }
+    double t0 = eng_secs();
     int s = eng_check(dnnl_primitive_create(prim, *pd), what);
+    e->prim_secs += eng_secs() - t0;
     if (s < 0) {
         dnnl_primitive_desc_destroy(*pd);
         *pd = NULL;
@@ -88,7 +96,10 @@ int eng_create_primitive_attr(eng_ctx *e, const void *op_desc, const_dnnl_primit
                               dnnl_primitive_t *prim) {
     *pd = NULL;
     *prim = NULL;
-    CHECK(eng_check(dnnl_primitive_desc_create(pd, op_desc, attr ? attr : e->attr, e->engine, hint), what));
+    double t0 = eng_secs();
+    dnnl_status_t st = dnnl_primitive_desc_create(pd, op_desc, attr ? attr : e->attr, e->engine, hint);
+    e->pd_secs += eng_secs() - t0;
+    CHECK(eng_check(st, what));
     return finish_pd(e, what, pd, prim);
 }
 
@@ -101,7 +112,10 @@ int eng_create_reorder(eng_ctx *e, const dnnl_memory_desc_t *src, const dnnl_mem
                        const char *what, dnnl_primitive_desc_t *pd, dnnl_primitive_t *prim) {
     *pd = NULL;
     *prim = NULL;
-    CHECK(eng_check(dnnl_reorder_primitive_desc_create(pd, src, e->engine, dst, e->engine, e->attr), what));
+    double t0 = eng_secs();
+    dnnl_status_t st = dnnl_reorder_primitive_desc_create(pd, src, e->engine, dst, e->engine, e->attr);
+    e->pd_secs += eng_secs() - t0;
+    CHECK(eng_check(st, what));
     return finish_pd(e, what, pd, prim);
 }
 

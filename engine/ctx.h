@@ -44,6 +44,8 @@ typedef struct eng_ctx {
     dnnl_memory_t *scratch_mems; /* every scratchpad memory object handed out (owned here) */
     int n_scratch_mems, cap_scratch_mems;
     long n_primitives;      /* primitives created so far (for the no-creation-in-step test) */
+    double pd_secs;         /* wall time inside dnnl_*primitive_desc_create (dispatch, descriptors) */
+    double prim_secs;       /* wall time inside dnnl_primitive_create (JIT code generation) */
     int allow_ref;          /* 0: a `ref:` implementation is an error (default) */
     int verbose;            /* 1: log every primitive's implementation to stderr */
     eng_prof prof;          /* timing per primitive kind, when prof.on */

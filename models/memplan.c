@@ -10,6 +10,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static size_t memplan_round64(size_t bytes) { return (bytes + 63) / 64 * 64; }
 
@@ -102,14 +103,32 @@ int memplan_sim_finish(memplan_sim *s) {
 /* ------------------------------------------------------------------------------------------ */
 /* The shared block */
 
+/* The block comes from mmap, whose pages the kernel hands out zeroed (every tensor's blocked
+ * padding must start at zero; the primitives keep it so). Nothing touches them while planning: the
+ * first step that uses a page faults it in, inside the multi-threaded kernels. Zeroing here instead
+ * (memset, one thread) cost ~1 s per GB on these VMs - 24 s + 30 s for the 992x736 batch-8 plans,
+ * twice because the 1088x736 plan grows the block again (bench/bench_plans.c). */
+#ifdef __SANITIZE_ADDRESS__
+/* ASan builds keep the heap block, whose bounds ASan checks. */
+static void *memplan_map(size_t bytes) {
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes) != 0) return NULL;
+    return memset(p, 0, bytes);
+}
+static void memplan_unmap(void *p, size_t bytes) { (void)bytes, free(p); }
+#else
+static void *memplan_map(size_t bytes) {
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+static void memplan_unmap(void *p, size_t bytes) { munmap(p, bytes); }
+#endif
+
 int memplan_block_grow(memplan_block *b, size_t bytes) {
     if (bytes <= b->cap) return OTE_OK;
-    void *p = NULL;
-    if (posix_memalign(&p, 64, bytes) != 0)
-        return ote_err(OTE_ENOMEM, "detector: cannot allocate %zu MB of activations", bytes >> 20);
-    /* zero once: every tensor's blocked padding must start at zero (primitives keep it so) */
-    memset(p, 0, bytes);
-    free(b->data);
+    void *p = memplan_map(bytes);
+    if (!p) return ote_err(OTE_ENOMEM, "detector: cannot allocate %zu MB of activations", bytes >> 20);
+    if (b->data) memplan_unmap(b->data, b->cap);
     b->data = p;
     b->cap = bytes;
     b->gen++;
@@ -135,6 +154,6 @@ int memplan_bind(memplan_block *b, memplan *m) {
 }
 
 void memplan_block_free(memplan_block *b) {
-    free(b->data);
+    if (b->data) memplan_unmap(b->data, b->cap);
     memset(b, 0, sizeof *b);
 }
