@@ -176,6 +176,7 @@ static void run_config(int n, int h, int w, int steps, int warmup, int classes, 
 }
 
 int main(int argc, char **argv) {
+    eng_omp_policy(argv); /* the wait policy `ote` runs with (engine/ctx.h) */
     int steps = 5, warmup = 2, classes = 3, only_h = 0, only_w = 0, only_n = 0, bn_onednn = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);

@@ -5,8 +5,11 @@ the same synthetic batches, with the same figures.
 
   bench_torch.py [--mode fast|default] [--steps S] [--warmup W] [--classes C] [--only HxW] [--batch N] [--threads T]
 
---mode fast: channels_last memory format (model and input); run it with Debian's libjemalloc2
-preloaded (LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2; bench/run_bench.sh does this).
+--mode fast: the tuned peer: channels_last memory format (model and input), Debian's libjemalloc2
+preloaded with purging off (MALLOC_CONF=oversize_threshold:1,background_thread:false,dirty_decay_ms:-1,muzzy_decay_ms:-1, as PyTorch's CPU tuning
+guides recommend; with jemalloc's default purging each reused page faults again and training is
+10x slower on these VMs). The children get LD_PRELOAD and MALLOC_CONF from here unless they are set
+already; the header line and every RESULT record what ran.
 --mode default: NCHW, glibc malloc. torch.set_num_threads(2) in both (--threads changes it).
 
 Each configuration (320x320, 512x512, 736x992 (H x W); batch 1 and 8) runs in a child process so
@@ -28,6 +31,9 @@ import time
 
 import numpy as np
 import torch
+
+JEMALLOC = '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2'
+TUNED_MALLOC_CONF = 'oversize_threshold:1,background_thread:false,dirty_decay_ms:-1,muzzy_decay_ms:-1'
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'tests', 'reference'))
@@ -129,9 +135,14 @@ def main():
     if a.child:
         child(a.child[0], a.child[1], a.child[2], a.steps, a.warmup, a.classes, a.mode == 'fast', a.threads)
         return
-    pre = os.environ.get('LD_PRELOAD', '')
-    print('bench_torch: mode %s (%s, LD_PRELOAD=%s), torch %s, %d threads, %d timed steps after %d warm-up, %d classes'
-          % (a.mode, 'channels_last' if a.mode == 'fast' else 'NCHW', pre or '-', torch.__version__, a.threads, a.steps, a.warmup,
+    env = dict(os.environ)
+    if a.mode == 'fast':
+        env.setdefault('LD_PRELOAD', JEMALLOC)
+        env.setdefault('MALLOC_CONF', TUNED_MALLOC_CONF)
+    pre = env.get('LD_PRELOAD', '')
+    conf = env.get('MALLOC_CONF', '')
+    print('bench_torch: mode %s (%s, LD_PRELOAD=%s, MALLOC_CONF=%s), torch %s, %d threads, %d timed steps after %d warm-up, %d classes'
+          % (a.mode, 'channels_last' if a.mode == 'fast' else 'NCHW', pre or '-', conf or '-', torch.__version__, a.threads, a.steps, a.warmup,
              a.classes), flush=True)
     for h, w in CONFIGS:
         if a.only and a.only != '%dx%d' % (h, w):
@@ -143,13 +154,15 @@ def main():
             steps, warm = (min(a.steps, 3), 1) if heavy else (a.steps, a.warmup)
             cmd = [sys.executable, os.path.abspath(__file__), '--mode', a.mode, '--steps', str(steps), '--warmup',
                    str(warm), '--classes', str(a.classes), '--threads', str(a.threads), '--child', str(n), str(h), str(w)]
-            p = subprocess.run(cmd, capture_output=True, text=True)
+            p = subprocess.run(cmd, capture_output=True, text=True, env=env)
             line = [ln for ln in p.stdout.splitlines() if ln.startswith('RESULT ')]
             if p.returncode != 0 or not line:
                 print('%4dx%-4d N=%d | FAILED: %s' % (h, w, n, p.stderr.strip().splitlines()[-1:] or p.returncode),
                       flush=True)
                 continue
             r = json.loads(line[0][7:])
+            r['ld_preload'], r['malloc_conf'] = pre, conf
+            line[0] = 'RESULT ' + json.dumps(r)
             print('%4dx%-4d N=%d | train %7.2f img/s (step %7.3f s, conv %6.1f GFLOP/s of %6.1f GFLOP) | infer %7.2f img/s'
                   ' | peak RSS %6.0f MB' % (h, w, n, r['train_ips'], r['step'], r['gflops'], r['gflop'], r['infer_ips'],
                                             r['rss_mb']), flush=True)

@@ -11,7 +11,8 @@
 #
 # For every configuration (H x W, batch) it runs, back to back so they see the same machine load:
 #   ote-c      BUILD_DIR/bench_detector --only HxW --batch N
-#   torch fast bench/bench_torch.py --mode fast   (channels_last, LD_PRELOAD=libjemalloc.so.2)
+#   torch fast bench/bench_torch.py --mode fast   (the tuned peer: channels_last, LD_PRELOAD=libjemalloc.so.2,
+#              MALLOC_CONF=oversize_threshold:1,background_thread:false,dirty_decay_ms:-1,muzzy_decay_ms:-1)
 #   torch def  bench/bench_torch.py --mode default (NCHW, glibc malloc)
 # each in its own process (peak RSS per configuration), then prints a markdown table of the medians
 # and the ote-c / torch-fast ratios. Needs libjemalloc2 (tools/scripts/install-deps.sh --test).
@@ -24,6 +25,7 @@ BATCHES=${BATCHES:-"1 8"}
 MODES=${MODES:-"fast default"}
 RUNS=${RUNS:-1}
 JEMALLOC=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
+TUNED=oversize_threshold:1,background_thread:false,dirty_decay_ms:-1,muzzy_decay_ms:-1
 [ -x "$BUILD_DIR/bench_detector" ] || { echo "run_bench: $BUILD_DIR/bench_detector not built" >&2; exit 1; }
 [ -f "$JEMALLOC" ] || { echo "run_bench: $JEMALLOC missing (apt-get install libjemalloc2)" >&2; exit 1; }
 if [ -n "${RESULTS:-}" ]; then
@@ -33,7 +35,9 @@ else
   OUT=$(mktemp)
   trap 'rm -f "$OUT"' EXIT
 fi
-echo "run_bench: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), steps $STEPS"
+echo "run_bench: $(date -u '+%Y-%m-%d %H:%M UTC'), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), steps $STEPS"
+[ -x "$BUILD_DIR/ote" ] && echo "run_bench: $("$BUILD_DIR/ote" --version | tr '\n' ';')"
+echo "run_bench: torch fast = channels_last + LD_PRELOAD=$JEMALLOC MALLOC_CONF=$TUNED; torch default = NCHW, glibc malloc"
 RUN0=$(cut -d' ' -f2 "$OUT" | grep -E '^[0-9]+$' | sort -n | tail -1 || true)
 RUN0=${RUN0:-0}
 for r in $(seq 1 "$RUNS"); do
@@ -42,7 +46,7 @@ for r in $(seq 1 "$RUNS"); do
     for n in $BATCHES; do
       "$BUILD_DIR/bench_detector" --only "$hw" --batch "$n" --steps "$STEPS" | sed -n "s/^RESULT /ote $run /p" | tee -a "$OUT"
       case " $MODES " in *" fast "*)
-        LD_PRELOAD=$JEMALLOC /usr/bin/python3 bench/bench_torch.py --mode fast --only "$hw" --batch "$n" --steps "$STEPS" \
+        LD_PRELOAD=$JEMALLOC MALLOC_CONF=$TUNED /usr/bin/python3 bench/bench_torch.py --mode fast --only "$hw" --batch "$n" --steps "$STEPS" \
           | sed -n "s/^RESULT /fast $run /p" | tee -a "$OUT" ;;
       esac
       case " $MODES " in *" default "*)

@@ -31,6 +31,15 @@ int eng_check(dnnl_status_t st, const char *what) {
     return ote_err(OTE_EDNNL, "oneDNN: %s: %s", what, dnnl_status_name(st));
 }
 
+void eng_omp_policy(char **argv) {
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    const char *mark = getenv("OTE_OMP_POLICY");
+    if (mark) return; /* "libgomp", or "set": this process is the re-executed one */
+    if (setenv("GOMP_SPINCOUNT", ENG_OMP_SPINCOUNT, 1) != 0 || setenv("OTE_OMP_POLICY", "set", 1) != 0) return;
+    execv("/proc/self/exe", argv);
+    unsetenv("GOMP_SPINCOUNT"); /* exec failed: run on as we are */
+}
+
 int eng_init(eng_ctx *e, int nthreads) {
     memset(e, 0, sizeof *e);
     if (nthreads <= 0) {

@@ -51,6 +51,18 @@ typedef struct eng_ctx {
     eng_prof prof;          /* timing per primitive kind, when prof.on */
 } eng_ctx;
 
+/* The OpenMP wait policy ote-c runs with unless the user chose one. libgomp spins 300,000 times
+ * (about a millisecond here) before a waiting thread sleeps; on a machine where another process
+ * wants the cores that spinning steals them and training collapses (bench/contention.sh). Unless
+ * OMP_WAIT_POLICY or GOMP_SPINCOUNT is set, this sets GOMP_SPINCOUNT=ENG_OMP_SPINCOUNT and
+ * re-executes the program (/proc/self/exe, same argv and environment) because libgomp reads the
+ * variable once, when it is loaded. Call first thing in main(), before any thread or MPI exists.
+ * Returns only when nothing was to do (OTE_OMP_POLICY=libgomp keeps libgomp's default) or the exec
+ * failed (then the program goes on with libgomp's default). Threads are not bound to cores: bound
+ * threads cannot move away from a busy core. */
+#define ENG_OMP_SPINCOUNT "10000"
+void eng_omp_policy(char **argv);
+
 /* nthreads <= 0 means: OMP_NUM_THREADS if set, else the number of online CPUs. */
 int eng_init(eng_ctx *e, int nthreads);
 void eng_free(eng_ctx *e);

@@ -2,6 +2,7 @@
  * oneDNN dispatches and the OpenMP thread count. Exit codes: 0 ok, 1 the engine cannot start, 2 usage.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine/ctx.h"
@@ -26,6 +27,12 @@ int cmd_version(int argc, char **argv) {
     printf("oneDNN %s, CPU runtime OpenMP\n", v);
     printf("ISA: %s\n", eng_isa_name());
     printf("threads: %d\n", e.nthreads);
+    const char *wp = getenv("OMP_WAIT_POLICY"), *sc = getenv("GOMP_SPINCOUNT"), *mk = getenv("OTE_OMP_POLICY");
+    if (mk && !strcmp(mk, "set"))
+        printf("OpenMP wait: GOMP_SPINCOUNT=%s (ote-c's default; set OMP_WAIT_POLICY or GOMP_SPINCOUNT to choose)\n", sc);
+    else
+        printf("OpenMP wait: %s%s%s%s\n", wp ? "OMP_WAIT_POLICY=" : "", wp ? wp : "", sc ? " GOMP_SPINCOUNT=" : "",
+               sc ? sc : (wp ? "" : "libgomp's default"));
     if (dist_available())
         printf("MPI: Open MPI built in; rank %d of %d%s\n", dist_rank(), dist_size(),
                dist_size() > 1 ? "" : " (start with mpirun -np N for more)");

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "dist/dist.h"
+#include "engine/ctx.h"
 #include "engine/status.h"
 #include "tools/commands.h"
 
@@ -39,6 +40,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    eng_omp_policy(argv); /* engine/ctx.h: may re-execute with GOMP_SPINCOUNT set */
     if (argc < 2) {
         usage(stderr);
         return 2;
