@@ -200,7 +200,20 @@ static void coco_build_free(coco_build *b) {
 
 /* ---------- one file ---------- */
 
-static int coco_parse_file(coco_build *b, coco_dataset *d, const char *file, const char *root) {
+/* State of one annotation file while it is parsed into the build: id indexes sorted by id (image
+ * id -> build image index, category id -> file category index) and the category map. */
+typedef struct coco_file {
+    coco_build *b;
+    coco_dataset *d; /* receives the box warnings */
+    const char *file, *root;
+    coco_id_index *img_ids, *cat_ids;
+    int *cat_map; /* file category index -> union index */
+    int n_img, n_cat;
+    int first_image; /* build index of the file's images[0] */
+} coco_file;
+
+/* Reads and parses file; a syntax error names the line and column where the parser stopped. */
+static int coco_parse_json(const char *file, cJSON **out) {
     char *text = NULL;
     size_t len = 0;
     CHECK(coco_read_file(file, &text, &len));
@@ -218,266 +231,287 @@ static int coco_parse_file(coco_build *b, coco_dataset *d, const char *file, con
                        off);
     }
     free(text);
-    int st = OTE_OK;
-    coco_id_index *img_ids = NULL, *cat_ids = NULL;
-    int *cat_map = NULL; /* file category index -> union index */
-    int first_image = b->n_images;
+    *out = js;
+    return OTE_OK;
+}
 
-    if (!cJSON_IsObject(js)) {
-        st = ote_err(OTE_EPARSE, "coco: %s: top level is not a JSON object", file);
-        goto done;
-    }
-    const cJSON *images = cJSON_GetObjectItemCaseSensitive(js, "images");
-    const cJSON *anns = cJSON_GetObjectItemCaseSensitive(js, "annotations");
-    const cJSON *cats = cJSON_GetObjectItemCaseSensitive(js, "categories");
-    if (!images || !cJSON_IsArray(images)) {
-        st = ote_err(OTE_EPARSE, "coco: %s: missing required array 'images'", file);
-        goto done;
-    }
-    if (!cats || !cJSON_IsArray(cats)) {
-        st = ote_err(OTE_EPARSE, "coco: %s: missing required array 'categories'", file);
-        goto done;
-    }
-    if (anns && !cJSON_IsArray(anns) && !cJSON_IsNull(anns)) {
-        st = ote_err(OTE_EPARSE, "coco: %s: 'annotations' is not an array", file);
-        goto done;
-    }
-    int n_img = cJSON_GetArraySize(images);
-    if (n_img == 0) {
-        st = ote_err(OTE_EPARSE, "coco: %s: 'images' is empty (no images in this dataset)", file);
-        goto done;
-    }
+/* Checks the top level (an object with 'images', 'categories' and optionally 'annotations') and
+ * returns the three arrays (*anns may be NULL or a JSON null). */
+static int coco_top_level(const coco_file *cf, const cJSON *js, const cJSON **images, const cJSON **anns,
+                          const cJSON **cats) {
+    const char *file = cf->file;
+    if (!cJSON_IsObject(js)) return ote_err(OTE_EPARSE, "coco: %s: top level is not a JSON object", file);
+    *images = cJSON_GetObjectItemCaseSensitive(js, "images");
+    *anns = cJSON_GetObjectItemCaseSensitive(js, "annotations");
+    *cats = cJSON_GetObjectItemCaseSensitive(js, "categories");
+    if (!*images || !cJSON_IsArray(*images))
+        return ote_err(OTE_EPARSE, "coco: %s: missing required array 'images'", file);
+    if (!*cats || !cJSON_IsArray(*cats))
+        return ote_err(OTE_EPARSE, "coco: %s: missing required array 'categories'", file);
+    if (*anns && !cJSON_IsArray(*anns) && !cJSON_IsNull(*anns))
+        return ote_err(OTE_EPARSE, "coco: %s: 'annotations' is not an array", file);
+    if (cJSON_GetArraySize(*images) == 0)
+        return ote_err(OTE_EPARSE, "coco: %s: 'images' is empty (no images in this dataset)", file);
+    return OTE_OK;
+}
 
-    /* categories */
-    int n_cat = cJSON_GetArraySize(cats);
-    cat_ids = malloc(sizeof *cat_ids * (size_t)(n_cat + 1));
-    cat_map = malloc(sizeof *cat_map * (size_t)(n_cat + 1));
-    img_ids = malloc(sizeof *img_ids * (size_t)n_img);
-    if (!cat_ids || !cat_map || !img_ids) {
+/* The union index of category (id, name) of categories[i], added to the build when its name is
+ * new; the ids of different names must not clash across files. */
+static int coco_union_category(coco_file *cf, int i, long id, const char *name, int *out) {
+    coco_build *b = cf->b;
+    const char *file = cf->file;
+    int u = -1;
+    for (int j = 0; j < b->n_cats; j++)
+        if (strcmp(b->cats[j].name, name) == 0) u = j;
+    if (u < 0) {
+        for (int j = 0; j < b->n_cats; j++)
+            if (b->cats[j].id == id)
+                return ote_err(OTE_EPARSE,
+                               "coco: %s: categories[%d]: id %ld is named '%s' here but '%s' in %s "
+                               "(several files are matched by name; ids must not clash)",
+                               file, i, id, name, b->cats[j].name, b->cats[j].first_file);
+        CHECK(coco_grow((void **)&b->cats, &b->cap_cats, b->n_cats + 1, sizeof *b->cats));
+        u = b->n_cats;
+        b->cats[u].id = id;
+        b->cats[u].name = coco_strdup(name);
+        b->cats[u].first_file = file;
+        if (!b->cats[u].name) return ote_err(OTE_ENOMEM, "coco: %s: out of memory", file);
+        b->n_cats++;
+    }
+    *out = u;
+    return OTE_OK;
+}
+
+/* The 'categories' array into cat_ids (then sorted by id) and cat_map; ids and names are unique
+ * within a file. */
+static int coco_parse_categories(coco_file *cf, const cJSON *cats) {
+    const char *file = cf->file;
+    int i = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cats) {
+        long id;
+        const char *name;
+        if (!cJSON_IsObject(c)) return ote_err(OTE_EPARSE, "coco: %s: categories[%d]: not an object", file, i);
+        CHECK(coco_get_id(c, "id", &id, file, "categories", i));
+        CHECK(coco_get_str(c, "name", &name, file, "categories", i));
+        for (int j = 0; j < i; j++) {
+            if (cf->cat_ids[j].id == id)
+                return ote_err(OTE_EPARSE, "coco: %s: categories[%d]: duplicate category id %ld", file, i, id);
+            if (strcmp(cf->b->cats[cf->cat_map[j]].name, name) == 0)
+                return ote_err(OTE_EPARSE, "coco: %s: categories[%d]: duplicate category name '%s'", file, i,
+                               name);
+        }
+        int u = -1;
+        CHECK(coco_union_category(cf, i, id, name, &u));
+        cf->cat_ids[i].id = id;
+        cf->cat_ids[i].idx = i;
+        cf->cat_map[i] = u;
+        i++;
+    }
+    qsort(cf->cat_ids, (size_t)cf->n_cat, sizeof *cf->cat_ids, coco_cmp_id_index);
+    return OTE_OK;
+}
+
+/* images[i] appended to the build, its path joined to the data root (rl = strlen(root)). */
+static int coco_parse_image(coco_file *cf, const cJSON *im, int i, size_t rl) {
+    coco_build *b = cf->b;
+    const char *file = cf->file, *root = cf->root;
+    long id;
+    double w, h;
+    const char *fn;
+    if (!cJSON_IsObject(im)) return ote_err(OTE_EPARSE, "coco: %s: images[%d]: not an object", file, i);
+    CHECK(coco_get_id(im, "id", &id, file, "images", i));
+    if (b->names_optional && !cJSON_GetObjectItemCaseSensitive(im, "file_name")) fn = "";
+    else CHECK(coco_get_str(im, "file_name", &fn, file, "images", i));
+    CHECK(coco_get_num(im, "width", &w, file, "images", i));
+    CHECK(coco_get_num(im, "height", &h, file, "images", i));
+    if (w < 1 || h < 1 || w > 1e6 || h > 1e6 || w != floor(w) || h != floor(h))
+        return ote_err(OTE_EPARSE, "coco: %s: images[%d] (id %ld): bad size width=%g height=%g", file, i, id, w,
+                       h);
+    CHECK(coco_grow((void **)&b->images, &b->cap_images, b->n_images + 1, sizeof *b->images));
+    coco_image *ci = &b->images[b->n_images];
+    memset(ci, 0, sizeof *ci);
+    ci->id = id;
+    ci->width = (int)w;
+    ci->height = (int)h;
+    ci->file_name = coco_strdup(fn);
+    size_t fl = strlen(fn);
+    ci->path = malloc(rl + fl + 2);
+    b->n_images++; /* the build owns the strings from here, even on failure */
+    if (!ci->file_name || !ci->path) return ote_err(OTE_ENOMEM, "coco: %s: out of memory", file);
+    if (rl == 0 || fn[0] == '/') memcpy(ci->path, fn, fl + 1);
+    else {
+        memcpy(ci->path, root, rl);
+        size_t o = rl;
+        if (root[rl - 1] != '/') ci->path[o++] = '/';
+        memcpy(ci->path + o, fn, fl + 1);
+    }
+    cf->img_ids[i].id = id;
+    cf->img_ids[i].idx = b->n_images - 1;
+    return OTE_OK;
+}
+
+/* The 'images' array into the build and img_ids (then sorted by id); image ids are unique
+ * within a file. */
+static int coco_parse_images(coco_file *cf, const cJSON *images) {
+    int i = 0;
+    const cJSON *im;
+    size_t rl = cf->root ? strlen(cf->root) : 0;
+    cJSON_ArrayForEach(im, images) {
+        CHECK(coco_parse_image(cf, im, i, rl));
+        i++;
+    }
+    qsort(cf->img_ids, (size_t)cf->n_img, sizeof *cf->img_ids, coco_cmp_id_index);
+    const coco_id_index *ids = cf->img_ids;
+    for (int k = 1; k < cf->n_img; k++)
+        if (ids[k].id == ids[k - 1].id)
+            return ote_err(OTE_EPARSE, "coco: %s: images[%d]: duplicate image id %ld (first at images[%d])",
+                           cf->file, ids[k].idx - cf->first_image, ids[k].id, ids[k - 1].idx - cf->first_image);
+    return OTE_OK;
+}
+
+/* The fields of one annotation as read, before they are checked against the images. */
+typedef struct coco_ann {
+    long image_id, cat_id, ann_id;
+    double bb[4]; /* x, y, w, h */
+    int iscrowd;
+} coco_ann;
+
+/* Reads annotations[i]'s fields into *an; a field of the wrong type is an error. */
+static int coco_read_annotation(const coco_file *cf, const cJSON *a, int i, coco_ann *an) {
+    const char *file = cf->file;
+    /* Annotations without an id get 1-based ids: pycocotools treats an id of 0 as "no
+     * match" when it records matches, so a default of 0 would turn a true positive into
+     * a miss in COCO evaluation. */
+    an->ann_id = i + 1;
+    if (!cJSON_IsObject(a)) return ote_err(OTE_EPARSE, "coco: %s: annotations[%d]: not an object", file, i);
+    if (cJSON_GetObjectItemCaseSensitive(a, "id")) CHECK(coco_get_id(a, "id", &an->ann_id, file, "annotations", i));
+    CHECK(coco_get_id(a, "image_id", &an->image_id, file, "annotations", i));
+    CHECK(coco_get_id(a, "category_id", &an->cat_id, file, "annotations", i));
+    const cJSON *bbox = cJSON_GetObjectItemCaseSensitive(a, "bbox");
+    if (!bbox)
+        return ote_err(OTE_EPARSE, "coco: %s: annotations[%d] (id %ld): missing required field 'bbox'", file, i,
+                       an->ann_id);
+    if (!cJSON_IsArray(bbox) || cJSON_GetArraySize(bbox) != 4)
+        return ote_err(OTE_EPARSE, "coco: %s: annotations[%d] (id %ld): 'bbox' is not an array of 4 numbers", file,
+                       i, an->ann_id);
+    for (int k = 0; k < 4; k++) {
+        const cJSON *v = cJSON_GetArrayItem(bbox, k);
+        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+            return ote_err(OTE_EPARSE, "coco: %s: annotations[%d] (id %ld): bbox[%d] is not a finite number", file,
+                           i, an->ann_id, k);
+        an->bb[k] = v->valuedouble;
+    }
+    an->iscrowd = 0;
+    const cJSON *ic = cJSON_GetObjectItemCaseSensitive(a, "iscrowd");
+    if (ic && !cJSON_IsNull(ic)) {
+        if (cJSON_IsBool(ic)) an->iscrowd = cJSON_IsTrue(ic);
+        else if (cJSON_IsNumber(ic)) an->iscrowd = ic->valuedouble != 0;
+        else
+            return ote_err(OTE_EPARSE, "coco: %s: annotations[%d] (id %ld): 'iscrowd' is not 0/1", file, i,
+                           an->ann_id);
+    }
+    return OTE_OK;
+}
+
+/* Appends annotations[i] (read into *an) to the build's boxes, clipped to its image; a box with an
+ * unknown image or category, a non-positive size or outside its image is a counted warning and
+ * dropped. */
+static int coco_add_annotation(coco_file *cf, const cJSON *a, int i, const coco_ann *an) {
+    coco_build *b = cf->b;
+    coco_dataset *d = cf->d;
+    const char *file = cf->file;
+    const double *bb = an->bb;
+    const long ann_id = an->ann_id, image_id = an->image_id;
+    int im = coco_find_id(cf->img_ids, cf->n_img, image_id);
+    int ck = coco_find_id(cf->cat_ids, cf->n_cat, an->cat_id);
+    if (im < 0) {
+        coco_warn(d, COCO_WARN_UNKNOWN_IMAGE, "%s: annotations[%d] (id %ld): unknown image_id %ld", file, i, ann_id,
+                  image_id);
+        return OTE_OK;
+    }
+    if (ck < 0) {
+        coco_warn(d, COCO_WARN_UNKNOWN_CAT, "%s: annotations[%d] (id %ld): unknown category_id %ld", file, i, ann_id,
+                  an->cat_id);
+        return OTE_OK;
+    }
+    if (!(bb[2] > 0) || !(bb[3] > 0)) {
+        coco_warn(d, COCO_WARN_BAD_SIZE, "%s: annotations[%d] (id %ld): bbox w=%g h=%g is not positive", file, i,
+                  ann_id, bb[2], bb[3]);
+        return OTE_OK;
+    }
+    const coco_image *ci = &b->images[im];
+    double x1 = bb[0], y1 = bb[1], x2 = bb[0] + bb[2], y2 = bb[1] + bb[3];
+    double cx1 = fmax(x1, 0), cy1 = fmax(y1, 0), cx2 = fmin(x2, ci->width), cy2 = fmin(y2, ci->height);
+    if (!(cx2 > cx1) || !(cy2 > cy1)) {
+        coco_warn(d, COCO_WARN_OUTSIDE,
+                  "%s: annotations[%d] (id %ld): bbox [%g,%g,%g,%g] lies outside image %ld (%dx%d)", file, i,
+                  ann_id, bb[0], bb[1], bb[2], bb[3], image_id, ci->width, ci->height);
+        return OTE_OK;
+    }
+    if (cx1 != x1 || cy1 != y1 || cx2 != x2 || cy2 != y2)
+        coco_warn(d, COCO_WARN_CLIPPED,
+                  "%s: annotations[%d] (id %ld): bbox [%g,%g,%g,%g] crosses the border of image %ld (%dx%d)", file,
+                  i, ann_id, bb[0], bb[1], bb[2], bb[3], image_id, ci->width, ci->height);
+    double area = bb[2] * bb[3];
+    const cJSON *ar = cJSON_GetObjectItemCaseSensitive(a, "area");
+    if (ar && cJSON_IsNumber(ar) && isfinite(ar->valuedouble)) area = ar->valuedouble;
+    CHECK(coco_grow((void **)&b->boxes, &b->cap_boxes, b->n_boxes + 1, sizeof *b->boxes));
+    int cap2 = b->cap_boxes;
+    void *q = realloc(b->box_image, sizeof *b->box_image * (size_t)cap2);
+    if (!q) return ote_err(OTE_ENOMEM, "coco: %s: out of memory", file);
+    b->box_image = q;
+    coco_box *bx = &b->boxes[b->n_boxes];
+    bx->x1 = (float)cx1;
+    bx->y1 = (float)cy1;
+    bx->x2 = (float)cx2;
+    bx->y2 = (float)cy2;
+    bx->label = cf->cat_map[ck]; /* union index for now; remapped to the sorted label later */
+    bx->iscrowd = an->iscrowd;
+    bx->area = area;
+    bx->ann_id = ann_id;
+    b->box_image[b->n_boxes] = im;
+    b->n_boxes++;
+    return OTE_OK;
+}
+
+/* The 'annotations' array into the build's boxes, in annotation order. */
+static int coco_parse_annotations(coco_file *cf, const cJSON *anns) {
+    int i = 0;
+    const cJSON *a;
+    cJSON_ArrayForEach(a, anns) {
+        coco_ann an;
+        CHECK(coco_read_annotation(cf, a, i, &an));
+        CHECK(coco_add_annotation(cf, a, i, &an));
+        i++;
+    }
+    return OTE_OK;
+}
+
+/* One annotation file into the build: categories (united by name), images, then annotations. */
+static int coco_parse_file(coco_build *b, coco_dataset *d, const char *file, const char *root) {
+    cJSON *js = NULL;
+    CHECK(coco_parse_json(file, &js));
+    coco_file cf = {.b = b, .d = d, .file = file, .root = root, .first_image = b->n_images};
+    const cJSON *images = NULL, *anns = NULL, *cats = NULL;
+    int st = coco_top_level(&cf, js, &images, &anns, &cats);
+    if (st < 0) goto done;
+    cf.n_img = cJSON_GetArraySize(images);
+    cf.n_cat = cJSON_GetArraySize(cats);
+    cf.cat_ids = malloc(sizeof *cf.cat_ids * (size_t)(cf.n_cat + 1));
+    cf.cat_map = malloc(sizeof *cf.cat_map * (size_t)(cf.n_cat + 1));
+    cf.img_ids = malloc(sizeof *cf.img_ids * (size_t)cf.n_img);
+    if (!cf.cat_ids || !cf.cat_map || !cf.img_ids) {
         st = ote_err(OTE_ENOMEM, "coco: %s: out of memory", file);
         goto done;
     }
-    {
-        int i = 0;
-        const cJSON *c;
-        cJSON_ArrayForEach(c, cats) {
-            long id;
-            const char *name;
-            if (!cJSON_IsObject(c)) {
-                st = ote_err(OTE_EPARSE, "coco: %s: categories[%d]: not an object", file, i);
-                goto done;
-            }
-            if ((st = coco_get_id(c, "id", &id, file, "categories", i)) < 0) goto done;
-            if ((st = coco_get_str(c, "name", &name, file, "categories", i)) < 0) goto done;
-            for (int j = 0; j < i; j++) {
-                if (cat_ids[j].id == id) {
-                    st = ote_err(OTE_EPARSE, "coco: %s: categories[%d]: duplicate category id %ld", file, i, id);
-                    goto done;
-                }
-                if (strcmp(b->cats[cat_map[j]].name, name) == 0) {
-                    st = ote_err(OTE_EPARSE, "coco: %s: categories[%d]: duplicate category name '%s'", file, i,
-                                 name);
-                    goto done;
-                }
-            }
-            int u = -1;
-            for (int j = 0; j < b->n_cats; j++)
-                if (strcmp(b->cats[j].name, name) == 0) u = j;
-            if (u < 0) {
-                for (int j = 0; j < b->n_cats; j++)
-                    if (b->cats[j].id == id) {
-                        st = ote_err(OTE_EPARSE,
-                                     "coco: %s: categories[%d]: id %ld is named '%s' here but '%s' in %s "
-                                     "(several files are matched by name; ids must not clash)",
-                                     file, i, id, name, b->cats[j].name, b->cats[j].first_file);
-                        goto done;
-                    }
-                if ((st = coco_grow((void **)&b->cats, &b->cap_cats, b->n_cats + 1, sizeof *b->cats)) < 0) goto done;
-                u = b->n_cats;
-                b->cats[u].id = id;
-                b->cats[u].name = coco_strdup(name);
-                b->cats[u].first_file = file;
-                if (!b->cats[u].name) {
-                    st = ote_err(OTE_ENOMEM, "coco: %s: out of memory", file);
-                    goto done;
-                }
-                b->n_cats++;
-            }
-            cat_ids[i].id = id;
-            cat_ids[i].idx = i;
-            cat_map[i] = u;
-            i++;
-        }
-        qsort(cat_ids, (size_t)n_cat, sizeof *cat_ids, coco_cmp_id_index);
-    }
-
-    /* images */
-    {
-        int i = 0;
-        const cJSON *im;
-        size_t rl = root ? strlen(root) : 0;
-        cJSON_ArrayForEach(im, images) {
-            long id;
-            double w, h;
-            const char *fn;
-            if (!cJSON_IsObject(im)) {
-                st = ote_err(OTE_EPARSE, "coco: %s: images[%d]: not an object", file, i);
-                goto done;
-            }
-            if ((st = coco_get_id(im, "id", &id, file, "images", i)) < 0) goto done;
-            if (b->names_optional && !cJSON_GetObjectItemCaseSensitive(im, "file_name")) fn = "";
-            else if ((st = coco_get_str(im, "file_name", &fn, file, "images", i)) < 0) goto done;
-            if ((st = coco_get_num(im, "width", &w, file, "images", i)) < 0) goto done;
-            if ((st = coco_get_num(im, "height", &h, file, "images", i)) < 0) goto done;
-            if (w < 1 || h < 1 || w > 1e6 || h > 1e6 || w != floor(w) || h != floor(h)) {
-                st = ote_err(OTE_EPARSE, "coco: %s: images[%d] (id %ld): bad size width=%g height=%g", file, i, id,
-                             w, h);
-                goto done;
-            }
-            if ((st = coco_grow((void **)&b->images, &b->cap_images, b->n_images + 1, sizeof *b->images)) < 0)
-                goto done;
-            coco_image *ci = &b->images[b->n_images];
-            memset(ci, 0, sizeof *ci);
-            ci->id = id;
-            ci->width = (int)w;
-            ci->height = (int)h;
-            ci->file_name = coco_strdup(fn);
-            size_t fl = strlen(fn);
-            ci->path = malloc(rl + fl + 2);
-            b->n_images++;
-            if (!ci->file_name || !ci->path) {
-                st = ote_err(OTE_ENOMEM, "coco: %s: out of memory", file);
-                goto done;
-            }
-            if (rl == 0 || fn[0] == '/') memcpy(ci->path, fn, fl + 1);
-            else {
-                memcpy(ci->path, root, rl);
-                size_t o = rl;
-                if (root[rl - 1] != '/') ci->path[o++] = '/';
-                memcpy(ci->path + o, fn, fl + 1);
-            }
-            img_ids[i].id = id;
-            img_ids[i].idx = b->n_images - 1;
-            i++;
-        }
-        qsort(img_ids, (size_t)n_img, sizeof *img_ids, coco_cmp_id_index);
-        for (int k = 1; k < n_img; k++)
-            if (img_ids[k].id == img_ids[k - 1].id) {
-                st = ote_err(OTE_EPARSE, "coco: %s: images[%d]: duplicate image id %ld (first at images[%d])", file,
-                             img_ids[k].idx - first_image, img_ids[k].id, img_ids[k - 1].idx - first_image);
-                goto done;
-            }
-    }
-
-    /* annotations */
-    if (anns && cJSON_IsArray(anns)) {
-        int i = 0;
-        const cJSON *a;
-        cJSON_ArrayForEach(a, anns) {
-            /* Annotations without an id get 1-based ids: pycocotools treats an id of 0 as "no
-             * match" when it records matches, so a default of 0 would turn a true positive into
-             * a miss in COCO evaluation. */
-            long image_id, cat_id, ann_id = i + 1;
-            double bb[4];
-            if (!cJSON_IsObject(a)) {
-                st = ote_err(OTE_EPARSE, "coco: %s: annotations[%d]: not an object", file, i);
-                goto done;
-            }
-            if (cJSON_GetObjectItemCaseSensitive(a, "id") &&
-                (st = coco_get_id(a, "id", &ann_id, file, "annotations", i)) < 0)
-                goto done;
-            if ((st = coco_get_id(a, "image_id", &image_id, file, "annotations", i)) < 0) goto done;
-            if ((st = coco_get_id(a, "category_id", &cat_id, file, "annotations", i)) < 0) goto done;
-            const cJSON *bbox = cJSON_GetObjectItemCaseSensitive(a, "bbox");
-            if (!bbox) {
-                st = ote_err(OTE_EPARSE, "coco: %s: annotations[%d] (id %ld): missing required field 'bbox'", file,
-                             i, ann_id);
-                goto done;
-            }
-            if (!cJSON_IsArray(bbox) || cJSON_GetArraySize(bbox) != 4) {
-                st = ote_err(OTE_EPARSE, "coco: %s: annotations[%d] (id %ld): 'bbox' is not an array of 4 numbers",
-                             file, i, ann_id);
-                goto done;
-            }
-            for (int k = 0; k < 4; k++) {
-                const cJSON *v = cJSON_GetArrayItem(bbox, k);
-                if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) {
-                    st = ote_err(OTE_EPARSE, "coco: %s: annotations[%d] (id %ld): bbox[%d] is not a finite number",
-                                 file, i, ann_id, k);
-                    goto done;
-                }
-                bb[k] = v->valuedouble;
-            }
-            int iscrowd = 0;
-            const cJSON *ic = cJSON_GetObjectItemCaseSensitive(a, "iscrowd");
-            if (ic && !cJSON_IsNull(ic)) {
-                if (cJSON_IsBool(ic)) iscrowd = cJSON_IsTrue(ic);
-                else if (cJSON_IsNumber(ic)) iscrowd = ic->valuedouble != 0;
-                else {
-                    st = ote_err(OTE_EPARSE, "coco: %s: annotations[%d] (id %ld): 'iscrowd' is not 0/1", file, i,
-                                 ann_id);
-                    goto done;
-                }
-            }
-            int im = coco_find_id(img_ids, n_img, image_id);
-            int ck = coco_find_id(cat_ids, n_cat, cat_id);
-            i++;
-            if (im < 0) {
-                coco_warn(d, COCO_WARN_UNKNOWN_IMAGE, "%s: annotations[%d] (id %ld): unknown image_id %ld", file,
-                          i - 1, ann_id, image_id);
-                continue;
-            }
-            if (ck < 0) {
-                coco_warn(d, COCO_WARN_UNKNOWN_CAT, "%s: annotations[%d] (id %ld): unknown category_id %ld", file,
-                          i - 1, ann_id, cat_id);
-                continue;
-            }
-            if (!(bb[2] > 0) || !(bb[3] > 0)) {
-                coco_warn(d, COCO_WARN_BAD_SIZE, "%s: annotations[%d] (id %ld): bbox w=%g h=%g is not positive",
-                          file, i - 1, ann_id, bb[2], bb[3]);
-                continue;
-            }
-            const coco_image *ci = &b->images[im];
-            double x1 = bb[0], y1 = bb[1], x2 = bb[0] + bb[2], y2 = bb[1] + bb[3];
-            double cx1 = fmax(x1, 0), cy1 = fmax(y1, 0), cx2 = fmin(x2, ci->width), cy2 = fmin(y2, ci->height);
-            if (!(cx2 > cx1) || !(cy2 > cy1)) {
-                coco_warn(d, COCO_WARN_OUTSIDE,
-                          "%s: annotations[%d] (id %ld): bbox [%g,%g,%g,%g] lies outside image %ld (%dx%d)", file,
-                          i - 1, ann_id, bb[0], bb[1], bb[2], bb[3], image_id, ci->width, ci->height);
-                continue;
-            }
-            if (cx1 != x1 || cy1 != y1 || cx2 != x2 || cy2 != y2)
-                coco_warn(d, COCO_WARN_CLIPPED,
-                          "%s: annotations[%d] (id %ld): bbox [%g,%g,%g,%g] crosses the border of image %ld (%dx%d)",
-                          file, i - 1, ann_id, bb[0], bb[1], bb[2], bb[3], image_id, ci->width, ci->height);
-            double area = bb[2] * bb[3];
-            const cJSON *ar = cJSON_GetObjectItemCaseSensitive(a, "area");
-            if (ar && cJSON_IsNumber(ar) && isfinite(ar->valuedouble)) area = ar->valuedouble;
-            if ((st = coco_grow((void **)&b->boxes, &b->cap_boxes, b->n_boxes + 1, sizeof *b->boxes)) < 0) goto done;
-            int cap2 = b->cap_boxes;
-            void *q = realloc(b->box_image, sizeof *b->box_image * (size_t)cap2);
-            if (!q) {
-                st = ote_err(OTE_ENOMEM, "coco: %s: out of memory", file);
-                goto done;
-            }
-            b->box_image = q;
-            coco_box *bx = &b->boxes[b->n_boxes];
-            bx->x1 = (float)cx1;
-            bx->y1 = (float)cy1;
-            bx->x2 = (float)cx2;
-            bx->y2 = (float)cy2;
-            bx->label = cat_map[ck]; /* union index for now; remapped to the sorted label later */
-            bx->iscrowd = iscrowd;
-            bx->area = area;
-            bx->ann_id = ann_id;
-            b->box_image[b->n_boxes] = im;
-            b->n_boxes++;
-        }
-    }
+    if ((st = coco_parse_categories(&cf, cats)) < 0) goto done;
+    if ((st = coco_parse_images(&cf, images)) < 0) goto done;
+    if (anns && cJSON_IsArray(anns)) st = coco_parse_annotations(&cf, anns);
 done:
-    free(img_ids);
-    free(cat_ids);
-    free(cat_map);
+    free(cf.img_ids);
+    free(cf.cat_ids);
+    free(cf.cat_map);
     cJSON_Delete(js);
     return st;
 }
