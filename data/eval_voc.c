@@ -127,6 +127,165 @@ int eval_voc(const coco_dataset *gt, const eval_det *dets, int n_dets, double io
     return eval_voc_pr(gt, dets, n_dets, iou_thr, crowd, out, NULL);
 }
 
+/* Allocates the work buffers, out->cls and (when asked) curves->cls; on failure frees them all. */
+static int voc_work_alloc(voc_work *w, int n_dets, int K, int I, int max_boxes, eval_voc_result *out,
+                          eval_pr_curves *curves) {
+    size_t nd1 = (size_t)n_dets + 1, nd2 = (size_t)n_dets + 2, nb1 = (size_t)max_boxes + 1;
+    memset(w, 0, sizeof *w);
+    w->by_label = malloc(nd1 * sizeof *w->by_label);
+    w->label_start = calloc((size_t)K + 1, sizeof *w->label_start);
+    w->cursor = malloc(((size_t)K + 1) * sizeof *w->cursor);
+    w->img_count = malloc(((size_t)I + 1) * sizeof *w->img_count);
+    w->cat_det = malloc(nd1 * sizeof *w->cat_det);
+    w->cat_score = malloc(nd1 * sizeof *w->cat_score);
+    w->tp = malloc(nd1 * sizeof *w->tp);
+    w->fp = malloc(nd1 * sizeof *w->fp);
+    w->idx = malloc(nd1 * sizeof *w->idx);
+    w->tmp = malloc(nd1 * sizeof *w->tmp);
+    w->rec = malloc(nd1 * sizeof *w->rec);
+    w->prec = malloc(nd1 * sizeof *w->prec);
+    w->mrec = malloc(nd2 * sizeof *w->mrec);
+    w->mpre = malloc(nd2 * sizeof *w->mpre);
+    w->terms = malloc(nd2 * sizeof *w->terms);
+    w->gbox = malloc(nb1 * sizeof *w->gbox);
+    w->gign = malloc(nb1);
+    w->covered = malloc(nb1);
+    w->aps = malloc(((size_t)K + 1) * sizeof *w->aps);
+    out->cls = calloc((size_t)K + 1, sizeof *out->cls);
+    if (curves) {
+        curves->cls = calloc((size_t)K + 1, sizeof *curves->cls);
+        if (curves->cls) curves->n_classes = K;
+    }
+    if ((curves && !curves->cls) || !w->by_label || !w->label_start || !w->cursor || !w->img_count ||
+        !w->cat_det || !w->cat_score || !w->tp || !w->fp || !w->idx || !w->tmp || !w->rec || !w->prec ||
+        !w->mrec || !w->mpre || !w->terms || !w->gbox || !w->gign || !w->covered || !w->aps || !out->cls) {
+        voc_work_free(w);
+        eval_voc_result_free(out);
+        if (curves) eval_pr_curves_free(curves);
+        return ote_err(OTE_ENOMEM, "eval_voc: out of memory (%d detections, %d classes)", n_dets, K);
+    }
+    return OTE_OK;
+}
+
+/* Counting sort of the detections by label, keeping list order within a label. */
+static void voc_group_by_label(voc_work *w, const eval_det *dets, int n_dets, int K) {
+    for (int i = 0; i < n_dets; i++) w->label_start[dets[i].label + 1]++;
+    for (int c = 0; c < K; c++) w->label_start[c + 1] += w->label_start[c];
+    for (int c = 0; c < K; c++) w->cursor[c] = w->label_start[c];
+    for (int i = 0; i < n_dets; i++) w->by_label[w->cursor[dets[i].label]++] = i;
+}
+
+/* Class c's nd dets (cd) grouped by image in dataset order (vstack of per-image arrays) into
+ * cat_det, with their scores and tp = fp = 0. */
+static void voc_group_by_image(voc_work *w, const eval_det *dets, const int *cd, int nd, int I) {
+    memset(w->img_count, 0, ((size_t)I + 1) * sizeof *w->img_count);
+    for (int j = 0; j < nd; j++) w->img_count[dets[cd[j]].image + 1]++;
+    for (int m = 0; m < I; m++) w->img_count[m + 1] += w->img_count[m];
+    for (int j = 0; j < nd; j++) {
+        int m = dets[cd[j]].image;
+        /* img_count[m] is advanced while filling, and restored below */
+        w->cat_det[w->img_count[m]++] = cd[j];
+    }
+    for (int m = I; m > 0; m--) w->img_count[m] = w->img_count[m - 1];
+    w->img_count[0] = 0;
+    for (int j = 0; j < nd; j++) {
+        w->cat_score[j] = dets[w->cat_det[j]].score;
+        w->tp[j] = 0.f;
+        w->fp[j] = 0.f;
+    }
+}
+
+/* gts of class c in image im into gbox/gign: real ones in annotation order, then the ignored
+ * (crowd) ones; returns their count G and the number of real ones in *n_real. */
+static int voc_image_gts(voc_work *w, const coco_dataset *gt, const coco_image *im, int c,
+                         eval_crowd_mode crowd, int *n_real) {
+    int G = 0;
+    *n_real = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int b = im->first_box; b < im->first_box + im->n_boxes; b++) {
+            const coco_box *bx = &gt->boxes[b];
+            if (bx->label != c || bx->iscrowd != pass) continue;
+            if (pass == 1 && crowd == EVAL_CROWD_ABSENT) continue;
+            w->gbox[G][0] = bx->x1;
+            w->gbox[G][1] = bx->y1;
+            w->gbox[G][2] = bx->x2;
+            w->gbox[G][3] = bx->y2;
+            w->gign[G] = (unsigned char)pass;
+            G++;
+            if (!pass) (*n_real)++;
+        }
+    }
+    return G;
+}
+
+/* tpfp_default for one image: its dets (positions s..e-1 of cat_det) in descending score take the
+ * first gt of their max IoU (G >= 1 gts in gbox/gign). */
+static void voc_match_image(voc_work *w, const eval_det *dets, int s, int e, int G, double iou_thr) {
+    int n = e - s;
+    for (int j = 0; j < n; j++) w->idx[j] = s + j;
+    eval_argsort_desc(w->cat_score, w->idx, n, w->tmp);
+    memset(w->covered, 0, (size_t)G);
+    for (int q = 0; q < n; q++) {
+        int j = w->idx[q];
+        const eval_det *d = &dets[w->cat_det[j]];
+        const float db[4] = {d->x1, d->y1, d->x2, d->y2};
+        float best = voc_iou(db, w->gbox[0]);
+        int arg = 0;
+        for (int g = 1; g < G; g++) {
+            float v = voc_iou(db, w->gbox[g]);
+            if (v > best) { /* argmax: first maximum */
+                best = v;
+                arg = g;
+            }
+        }
+        if ((double)best >= iou_thr) {
+            if (w->gign[arg]) continue; /* on an ignored gt: neither TP nor FP */
+            if (!w->covered[arg]) {
+                w->covered[arg] = 1;
+                w->tp[j] = 1.f;
+            } else {
+                w->fp[j] = 1.f; /* VOC rule: no fallback to another gt */
+            }
+        } else {
+            w->fp[j] = 1.f;
+        }
+    }
+}
+
+/* tp/fp of class c's dets (grouped by voc_group_by_image) over every image; returns num_gts. */
+static int voc_tpfp_class(voc_work *w, const coco_dataset *gt, const eval_det *dets, int c,
+                          eval_crowd_mode crowd, double iou_thr) {
+    int num_gts = 0;
+    for (int m = 0; m < gt->n_images; m++) {
+        int n_real;
+        const int G = voc_image_gts(w, gt, &gt->images[m], c, crowd, &n_real);
+        num_gts += n_real;
+        const int s = w->img_count[m], e = w->img_count[m + 1];
+        if (s == e) continue;
+        if (G == 0) { /* no gt at all: every det is a false positive */
+            for (int j = s; j < e; j++) w->fp[j] = 1.f;
+            continue;
+        }
+        voc_match_image(w, dets, s, e, G, iou_thr);
+    }
+    return num_gts;
+}
+
+/* Curve over all images: stable descending score order (left in idx), float32 cumsums. */
+static void voc_curve(voc_work *w, int nd, int num_gts) {
+    for (int j = 0; j < nd; j++) w->idx[j] = j;
+    eval_argsort_desc(w->cat_score, w->idx, nd, w->tmp);
+    float ctp = 0.f, cfp = 0.f;
+    const double denom = num_gts > 0 ? (double)num_gts : (double)FLT_EPSILON;
+    for (int q = 0; q < nd; q++) {
+        ctp += w->tp[w->idx[q]];
+        cfp += w->fp[w->idx[q]];
+        w->rec[q] = (double)ctp / denom;
+        float sum = ctp + cfp;
+        w->prec[q] = ctp / (sum > FLT_EPSILON ? sum : FLT_EPSILON);
+    }
+}
+
 int eval_voc_pr(const coco_dataset *gt, const eval_det *dets, int n_dets, double iou_thr,
                 eval_crowd_mode crowd, eval_voc_result *out, eval_pr_curves *curves) {
     memset(out, 0, sizeof *out);
@@ -138,141 +297,18 @@ int eval_voc_pr(const coco_dataset *gt, const eval_det *dets, int n_dets, double
     int max_boxes = 0;
     for (int m = 0; m < I; m++)
         if (gt->images[m].n_boxes > max_boxes) max_boxes = gt->images[m].n_boxes;
-
-    size_t nd1 = (size_t)n_dets + 1, nd2 = (size_t)n_dets + 2, nb1 = (size_t)max_boxes + 1;
     voc_work w;
-    memset(&w, 0, sizeof w);
-    w.by_label = malloc(nd1 * sizeof *w.by_label);
-    w.label_start = calloc((size_t)K + 1, sizeof *w.label_start);
-    w.cursor = malloc(((size_t)K + 1) * sizeof *w.cursor);
-    w.img_count = malloc(((size_t)I + 1) * sizeof *w.img_count);
-    w.cat_det = malloc(nd1 * sizeof *w.cat_det);
-    w.cat_score = malloc(nd1 * sizeof *w.cat_score);
-    w.tp = malloc(nd1 * sizeof *w.tp);
-    w.fp = malloc(nd1 * sizeof *w.fp);
-    w.idx = malloc(nd1 * sizeof *w.idx);
-    w.tmp = malloc(nd1 * sizeof *w.tmp);
-    w.rec = malloc(nd1 * sizeof *w.rec);
-    w.prec = malloc(nd1 * sizeof *w.prec);
-    w.mrec = malloc(nd2 * sizeof *w.mrec);
-    w.mpre = malloc(nd2 * sizeof *w.mpre);
-    w.terms = malloc(nd2 * sizeof *w.terms);
-    w.gbox = malloc(nb1 * sizeof *w.gbox);
-    w.gign = malloc(nb1);
-    w.covered = malloc(nb1);
-    w.aps = malloc(((size_t)K + 1) * sizeof *w.aps);
-    out->cls = calloc((size_t)K + 1, sizeof *out->cls);
-    if (curves) {
-        curves->cls = calloc((size_t)K + 1, sizeof *curves->cls);
-        if (curves->cls) curves->n_classes = K;
-    }
-    if ((curves && !curves->cls) || !w.by_label || !w.label_start || !w.cursor || !w.img_count || !w.cat_det || !w.cat_score || !w.tp ||
-        !w.fp || !w.idx || !w.tmp || !w.rec || !w.prec || !w.mrec || !w.mpre || !w.terms ||
-        !w.gbox || !w.gign || !w.covered || !w.aps || !out->cls) {
-        voc_work_free(&w);
-        eval_voc_result_free(out);
-        if (curves) eval_pr_curves_free(curves);
-        return ote_err(OTE_ENOMEM, "eval_voc: out of memory (%d detections, %d classes)", n_dets, K);
-    }
+    CHECK(voc_work_alloc(&w, n_dets, K, I, max_boxes, out, curves));
     out->n_classes = K;
-
-    /* Counting sort of the detections by label, keeping list order within a label. */
-    for (int i = 0; i < n_dets; i++) w.label_start[dets[i].label + 1]++;
-    for (int c = 0; c < K; c++) w.label_start[c + 1] += w.label_start[c];
-    for (int c = 0; c < K; c++) w.cursor[c] = w.label_start[c];
-    for (int i = 0; i < n_dets; i++) w.by_label[w.cursor[dets[i].label]++] = i;
+    voc_group_by_label(&w, dets, n_dets, K);
 
     int n_aps = 0;
     for (int c = 0; c < K; c++) {
         const int *cd = w.by_label + w.label_start[c];
         const int nd = w.label_start[c + 1] - w.label_start[c];
-
-        /* This class's dets grouped by image in dataset order (vstack of per-image arrays). */
-        memset(w.img_count, 0, ((size_t)I + 1) * sizeof *w.img_count);
-        for (int j = 0; j < nd; j++) w.img_count[dets[cd[j]].image + 1]++;
-        for (int m = 0; m < I; m++) w.img_count[m + 1] += w.img_count[m];
-        for (int j = 0; j < nd; j++) {
-            int m = dets[cd[j]].image;
-            /* img_count[m] is advanced while filling, and restored below */
-            w.cat_det[w.img_count[m]++] = cd[j];
-        }
-        for (int m = I; m > 0; m--) w.img_count[m] = w.img_count[m - 1];
-        w.img_count[0] = 0;
-        for (int j = 0; j < nd; j++) {
-            w.cat_score[j] = dets[w.cat_det[j]].score;
-            w.tp[j] = 0.f;
-            w.fp[j] = 0.f;
-        }
-
-        int num_gts = 0;
-        for (int m = 0; m < I; m++) {
-            const coco_image *im = &gt->images[m];
-            /* gts of class c: real ones in annotation order, then the ignored (crowd) ones */
-            int G = 0, n_real = 0;
-            for (int pass = 0; pass < 2; pass++) {
-                for (int b = im->first_box; b < im->first_box + im->n_boxes; b++) {
-                    const coco_box *bx = &gt->boxes[b];
-                    if (bx->label != c || bx->iscrowd != pass) continue;
-                    if (pass == 1 && crowd == EVAL_CROWD_ABSENT) continue;
-                    w.gbox[G][0] = bx->x1;
-                    w.gbox[G][1] = bx->y1;
-                    w.gbox[G][2] = bx->x2;
-                    w.gbox[G][3] = bx->y2;
-                    w.gign[G] = (unsigned char)pass;
-                    G++;
-                    if (!pass) n_real++;
-                }
-            }
-            num_gts += n_real;
-            const int s = w.img_count[m], e = w.img_count[m + 1];
-            if (s == e) continue;
-            if (G == 0) { /* no gt at all: every det is a false positive */
-                for (int j = s; j < e; j++) w.fp[j] = 1.f;
-                continue;
-            }
-            int n = e - s;
-            for (int j = 0; j < n; j++) w.idx[j] = s + j;
-            eval_argsort_desc(w.cat_score, w.idx, n, w.tmp);
-            memset(w.covered, 0, (size_t)G);
-            for (int q = 0; q < n; q++) {
-                int j = w.idx[q];
-                const eval_det *d = &dets[w.cat_det[j]];
-                const float db[4] = {d->x1, d->y1, d->x2, d->y2};
-                float best = voc_iou(db, w.gbox[0]);
-                int arg = 0;
-                for (int g = 1; g < G; g++) {
-                    float v = voc_iou(db, w.gbox[g]);
-                    if (v > best) { /* argmax: first maximum */
-                        best = v;
-                        arg = g;
-                    }
-                }
-                if ((double)best >= iou_thr) {
-                    if (w.gign[arg]) continue; /* on an ignored gt: neither TP nor FP */
-                    if (!w.covered[arg]) {
-                        w.covered[arg] = 1;
-                        w.tp[j] = 1.f;
-                    } else {
-                        w.fp[j] = 1.f; /* VOC rule: no fallback to another gt */
-                    }
-                } else {
-                    w.fp[j] = 1.f;
-                }
-            }
-        }
-
-        /* Curve over all images: stable descending score order, float32 cumsums. */
-        for (int j = 0; j < nd; j++) w.idx[j] = j;
-        eval_argsort_desc(w.cat_score, w.idx, nd, w.tmp);
-        float ctp = 0.f, cfp = 0.f;
-        const double denom = num_gts > 0 ? (double)num_gts : (double)FLT_EPSILON;
-        for (int q = 0; q < nd; q++) {
-            ctp += w.tp[w.idx[q]];
-            cfp += w.fp[w.idx[q]];
-            w.rec[q] = (double)ctp / denom;
-            float sum = ctp + cfp;
-            w.prec[q] = ctp / (sum > FLT_EPSILON ? sum : FLT_EPSILON);
-        }
+        voc_group_by_image(&w, dets, cd, nd, I);
+        int num_gts = voc_tpfp_class(&w, gt, dets, c, crowd, iou_thr);
+        voc_curve(&w, nd, num_gts);
         if (curves && voc_keep_curve(curves, c, w.rec, w.prec, w.cat_score, w.idx, nd) < 0) {
             voc_work_free(&w);
             eval_voc_result_free(out);
