@@ -266,6 +266,148 @@ static double coco_summarize(coco_work *w, int K, int ap, int tsel, int kk, int 
     return n ? eval_sum_f64(w->vals, n) / (double)n : -1.;
 }
 
+/* Allocates the work buffers, *ids (I + 1) and out->cat for K categories, I images, n_dets dets
+ * and at most md2 kept dets per image; on failure frees them all. */
+static int coco_work_alloc(coco_work *w, id_pos **ids, int n_dets, int K, int I, int max_boxes, int md2,
+                           eval_coco_result *out) {
+    const size_t nd1 = (size_t)n_dets + 1, nb1 = (size_t)max_boxes + 1;
+    const size_t dmax = (size_t)(n_dets < md2 ? n_dets : md2) + 1; /* kept dets per image */
+    memset(w, 0, sizeof *w);
+    *ids = malloc(((size_t)I + 1) * sizeof **ids);
+    w->img_order = malloc(((size_t)I + 1) * sizeof *w->img_order);
+    w->img_rank = malloc(((size_t)I + 1) * sizeof *w->img_rank);
+    w->by_label = malloc(nd1 * sizeof *w->by_label);
+    w->label_start = calloc((size_t)K + 1, sizeof *w->label_start);
+    w->cursor = malloc(((size_t)K + 1) * sizeof *w->cursor);
+    w->rank_start = malloc(((size_t)I + 1) * sizeof *w->rank_start);
+    w->cat_det = malloc(nd1 * sizeof *w->cat_det);
+    w->cat_score = malloc(nd1 * sizeof *w->cat_score);
+    w->sidx = malloc(nd1 * sizeof *w->sidx);
+    w->stmp = malloc(nd1 * sizeof *w->stmp);
+    w->p_score = malloc(nd1 * sizeof *w->p_score);
+    int ok = *ids && w->img_order && w->img_rank && w->by_label && w->label_start && w->cursor &&
+             w->rank_start && w->cat_det && w->cat_score && w->sidx && w->stmp && w->p_score;
+    for (int a = 0; a < A; a++) {
+        w->p_match[a] = malloc(nd1 * T);
+        w->p_ign[a] = malloc(nd1 * T);
+        ok = ok && w->p_match[a] && w->p_ign[a];
+    }
+    w->run_start = malloc(((size_t)I + 1) * sizeof *w->run_start);
+    w->run_len = malloc(((size_t)I + 1) * sizeof *w->run_len);
+    w->gidx = malloc(nb1 * sizeof *w->gidx);
+    w->gtind = malloc(nb1 * sizeof *w->gtind);
+    w->gig = malloc(nb1);
+    w->gtm = malloc(nb1);
+    w->iou = malloc(dmax * nb1 * sizeof *w->iou);
+    w->dbox = malloc(dmax * 4 * sizeof *w->dbox);
+    w->gbox = malloc(nb1 * 4 * sizeof *w->gbox);
+    w->acc = malloc(nd1 * sizeof *w->acc);
+    w->rc = malloc(nd1 * sizeof *w->rc);
+    w->pr = malloc(nd1 * sizeof *w->pr);
+    const size_t np = (size_t)T * R * (size_t)K * A * M, nr = (size_t)T * (size_t)K * A * M;
+    w->precision = malloc((np + 1) * sizeof *w->precision);
+    w->recall = malloc((nr + 1) * sizeof *w->recall);
+    w->vals = malloc(((size_t)T * R * (size_t)K + 1) * sizeof *w->vals);
+    out->cat = calloc((size_t)K + 1, sizeof *out->cat);
+    ok = ok && w->run_start && w->run_len && w->gidx && w->gtind && w->gig && w->gtm && w->iou &&
+         w->dbox && w->gbox && w->acc && w->rc && w->pr && w->precision && w->recall && w->vals && out->cat;
+    if (!ok) {
+        free(*ids);
+        *ids = NULL;
+        coco_work_free(w);
+        eval_coco_result_free(out);
+        return ote_err(OTE_ENOMEM, "eval_coco: out of memory (%d detections, %d images, %d classes)",
+                       n_dets, I, K);
+    }
+    for (size_t i = 0; i < np; i++) w->precision[i] = -1.;
+    for (size_t i = 0; i < nr; i++) w->recall[i] = -1.;
+    return OTE_OK;
+}
+
+/* imgIds are sorted ids; ties (only possible across files) keep dataset order. Frees ids. */
+static void coco_order_images(coco_work *w, const coco_dataset *gt, id_pos *ids) {
+    const int I = gt->n_images;
+    for (int m = 0; m < I; m++) {
+        ids[m].id = gt->images[m].id;
+        ids[m].pos = m;
+    }
+    qsort(ids, (size_t)I, sizeof *ids, id_pos_cmp);
+    for (int r = 0; r < I; r++) {
+        w->img_order[r] = ids[r].pos;
+        w->img_rank[ids[r].pos] = r;
+    }
+    free(ids);
+}
+
+/* Counting sort of the detections by label, keeping list order within a label. */
+static void coco_group_by_label(coco_work *w, const eval_det *dets, int n_dets, int K) {
+    for (int i = 0; i < n_dets; i++) w->label_start[dets[i].label + 1]++;
+    for (int c = 0; c < K; c++) w->label_start[c + 1] += w->label_start[c];
+    for (int c = 0; c < K; c++) w->cursor[c] = w->label_start[c];
+    for (int i = 0; i < n_dets; i++) w->by_label[w->cursor[dets[i].label]++] = i;
+}
+
+/* evaluate and accumulate for category k: its images in id order, then every (area, maxDet). */
+static void coco_eval_category(coco_work *w, const coco_dataset *gt, const eval_det *dets, int k,
+                               const int md[3], const double thr[T], const double rec_thr[R]) {
+    const int K = gt->n_cats, I = gt->n_images;
+    const int *cd = w->by_label + w->label_start[k];
+    const int nd = w->label_start[k + 1] - w->label_start[k];
+    /* the category's dets grouped by image rank, list order inside */
+    memset(w->rank_start, 0, ((size_t)I + 1) * sizeof *w->rank_start);
+    for (int j = 0; j < nd; j++) w->rank_start[w->img_rank[dets[cd[j]].image] + 1]++;
+    for (int r = 0; r < I; r++) w->rank_start[r + 1] += w->rank_start[r];
+    for (int j = 0; j < nd; j++) w->cat_det[w->rank_start[w->img_rank[dets[cd[j]].image]]++] = cd[j];
+    for (int r = I; r > 0; r--) w->rank_start[r] = w->rank_start[r - 1];
+    w->rank_start[0] = 0;
+    for (int j = 0; j < nd; j++) w->cat_score[j] = dets[w->cat_det[j]].score;
+
+    w->n_runs = 0;
+    for (int a = 0; a < A; a++) w->npig[a] = 0;
+    int n_pos = 0;
+    for (int r = 0; r < I; r++) {
+        const int s = w->rank_start[r], e = w->rank_start[r + 1];
+        /* the image's dets are positions s..e-1 of cat_det/cat_score */
+        for (int j = s; j < e; j++) w->acc[j - s] = j;
+        coco_eval_image(w, gt, dets, w->acc, e - s, w->img_order[r], k, md[2], thr, &n_pos);
+    }
+    for (int a = 0; a < A; a++)
+        for (int mi = 0; mi < M; mi++) coco_accumulate(w, k, K, a, mi, md[mi], rec_thr);
+}
+
+/* summarize into out->stats and the per-category results: stats[0] uses the literal maxDets 100
+ * of pycocotools' _summarize default */
+static void coco_summarize_all(coco_work *w, int K, const int md[3], const double thr[T],
+                               eval_coco_result *out) {
+    int m100 = -1;
+    for (int mi = 0; mi < M; mi++)
+        if (md[mi] == 100) m100 = mi;
+    int t50 = -2, t75 = -2;
+    for (int t = 0; t < T; t++) {
+        if (thr[t] == 0.5) t50 = t;
+        if (thr[t] == 0.75) t75 = t;
+    }
+    double *st = out->stats;
+    st[0] = coco_summarize(w, K, 1, -1, -1, 0, m100);
+    st[1] = coco_summarize(w, K, 1, t50, -1, 0, 2);
+    st[2] = coco_summarize(w, K, 1, t75, -1, 0, 2);
+    st[3] = coco_summarize(w, K, 1, -1, -1, 1, 2);
+    st[4] = coco_summarize(w, K, 1, -1, -1, 2, 2);
+    st[5] = coco_summarize(w, K, 1, -1, -1, 3, 2);
+    st[6] = coco_summarize(w, K, 0, -1, -1, 0, 0);
+    st[7] = coco_summarize(w, K, 0, -1, -1, 0, 1);
+    st[8] = coco_summarize(w, K, 0, -1, -1, 0, 2);
+    st[9] = coco_summarize(w, K, 0, -1, -1, 1, 2);
+    st[10] = coco_summarize(w, K, 0, -1, -1, 2, 2);
+    st[11] = coco_summarize(w, K, 0, -1, -1, 3, 2);
+    for (int k = 0; k < K; k++) {
+        out->cat[k].ap = coco_summarize(w, K, 1, -1, k, 0, M - 1);
+        out->cat[k].ap50 = coco_summarize(w, K, 1, t50, k, 0, M - 1);
+        out->cat[k].ap75 = coco_summarize(w, K, 1, t75, k, 0, M - 1);
+        out->cat[k].ar = coco_summarize(w, K, 0, -1, k, 0, M - 1);
+    }
+}
+
 int eval_coco(const coco_dataset *gt, const eval_det *dets, int n_dets, const int max_dets[3],
               eval_coco_result *out) {
     memset(out, 0, sizeof *out);
@@ -279,135 +421,20 @@ int eval_coco(const coco_dataset *gt, const eval_det *dets, int n_dets, const in
     int max_boxes = 0;
     for (int m = 0; m < I; m++)
         if (gt->images[m].n_boxes > max_boxes) max_boxes = gt->images[m].n_boxes;
-    const size_t nd1 = (size_t)n_dets + 1, nb1 = (size_t)max_boxes + 1;
-    const size_t dmax = (size_t)(n_dets < md[2] ? n_dets : md[2]) + 1; /* kept dets per image */
 
     coco_work w;
-    memset(&w, 0, sizeof w);
-    id_pos *ids = malloc(((size_t)I + 1) * sizeof *ids);
-    w.img_order = malloc(((size_t)I + 1) * sizeof *w.img_order);
-    w.img_rank = malloc(((size_t)I + 1) * sizeof *w.img_rank);
-    w.by_label = malloc(nd1 * sizeof *w.by_label);
-    w.label_start = calloc((size_t)K + 1, sizeof *w.label_start);
-    w.cursor = malloc(((size_t)K + 1) * sizeof *w.cursor);
-    w.rank_start = malloc(((size_t)I + 1) * sizeof *w.rank_start);
-    w.cat_det = malloc(nd1 * sizeof *w.cat_det);
-    w.cat_score = malloc(nd1 * sizeof *w.cat_score);
-    w.sidx = malloc(nd1 * sizeof *w.sidx);
-    w.stmp = malloc(nd1 * sizeof *w.stmp);
-    w.p_score = malloc(nd1 * sizeof *w.p_score);
-    int ok = ids && w.img_order && w.img_rank && w.by_label && w.label_start && w.cursor &&
-             w.rank_start && w.cat_det && w.cat_score && w.sidx && w.stmp && w.p_score;
-    for (int a = 0; a < A; a++) {
-        w.p_match[a] = malloc(nd1 * T);
-        w.p_ign[a] = malloc(nd1 * T);
-        ok = ok && w.p_match[a] && w.p_ign[a];
-    }
-    w.run_start = malloc(((size_t)I + 1) * sizeof *w.run_start);
-    w.run_len = malloc(((size_t)I + 1) * sizeof *w.run_len);
-    w.gidx = malloc(nb1 * sizeof *w.gidx);
-    w.gtind = malloc(nb1 * sizeof *w.gtind);
-    w.gig = malloc(nb1);
-    w.gtm = malloc(nb1);
-    w.iou = malloc(dmax * nb1 * sizeof *w.iou);
-    w.dbox = malloc(dmax * 4 * sizeof *w.dbox);
-    w.gbox = malloc(nb1 * 4 * sizeof *w.gbox);
-    w.acc = malloc(nd1 * sizeof *w.acc);
-    w.rc = malloc(nd1 * sizeof *w.rc);
-    w.pr = malloc(nd1 * sizeof *w.pr);
-    const size_t np = (size_t)T * R * (size_t)K * A * M, nr = (size_t)T * (size_t)K * A * M;
-    w.precision = malloc((np + 1) * sizeof *w.precision);
-    w.recall = malloc((nr + 1) * sizeof *w.recall);
-    w.vals = malloc(((size_t)T * R * (size_t)K + 1) * sizeof *w.vals);
-    out->cat = calloc((size_t)K + 1, sizeof *out->cat);
-    ok = ok && w.run_start && w.run_len && w.gidx && w.gtind && w.gig && w.gtm && w.iou &&
-         w.dbox && w.gbox && w.acc && w.rc && w.pr && w.precision && w.recall && w.vals && out->cat;
-    if (!ok) {
-        free(ids);
-        coco_work_free(&w);
-        eval_coco_result_free(out);
-        return ote_err(OTE_ENOMEM, "eval_coco: out of memory (%d detections, %d images, %d classes)",
-                       n_dets, I, K);
-    }
+    id_pos *ids = NULL;
+    CHECK(coco_work_alloc(&w, &ids, n_dets, K, I, max_boxes, md[2], out));
     out->n_cats = K;
     memcpy(out->max_dets, md, sizeof out->max_dets);
-    for (size_t i = 0; i < np; i++) w.precision[i] = -1.;
-    for (size_t i = 0; i < nr; i++) w.recall[i] = -1.;
-
-    /* imgIds are sorted ids; ties (only possible across files) keep dataset order */
-    for (int m = 0; m < I; m++) {
-        ids[m].id = gt->images[m].id;
-        ids[m].pos = m;
-    }
-    qsort(ids, (size_t)I, sizeof *ids, id_pos_cmp);
-    for (int r = 0; r < I; r++) {
-        w.img_order[r] = ids[r].pos;
-        w.img_rank[ids[r].pos] = r;
-    }
-    free(ids);
-
-    for (int i = 0; i < n_dets; i++) w.label_start[dets[i].label + 1]++;
-    for (int c = 0; c < K; c++) w.label_start[c + 1] += w.label_start[c];
-    for (int c = 0; c < K; c++) w.cursor[c] = w.label_start[c];
-    for (int i = 0; i < n_dets; i++) w.by_label[w.cursor[dets[i].label]++] = i;
+    coco_order_images(&w, gt, ids);
+    coco_group_by_label(&w, dets, n_dets, K);
 
     double thr[T], rec_thr[R];
     eval_coco_iou_thrs(thr);
     eval_coco_rec_thrs(rec_thr);
-
-    for (int k = 0; k < K; k++) {
-        const int *cd = w.by_label + w.label_start[k];
-        const int nd = w.label_start[k + 1] - w.label_start[k];
-        /* the category's dets grouped by image rank, list order inside */
-        memset(w.rank_start, 0, ((size_t)I + 1) * sizeof *w.rank_start);
-        for (int j = 0; j < nd; j++) w.rank_start[w.img_rank[dets[cd[j]].image] + 1]++;
-        for (int r = 0; r < I; r++) w.rank_start[r + 1] += w.rank_start[r];
-        for (int j = 0; j < nd; j++) w.cat_det[w.rank_start[w.img_rank[dets[cd[j]].image]]++] = cd[j];
-        for (int r = I; r > 0; r--) w.rank_start[r] = w.rank_start[r - 1];
-        w.rank_start[0] = 0;
-        for (int j = 0; j < nd; j++) w.cat_score[j] = dets[w.cat_det[j]].score;
-
-        w.n_runs = 0;
-        for (int a = 0; a < A; a++) w.npig[a] = 0;
-        int n_pos = 0;
-        for (int r = 0; r < I; r++) {
-            const int s = w.rank_start[r], e = w.rank_start[r + 1];
-            /* the image's dets are positions s..e-1 of cat_det/cat_score */
-            for (int j = s; j < e; j++) w.acc[j - s] = j;
-            coco_eval_image(&w, gt, dets, w.acc, e - s, w.img_order[r], k, md[2], thr, &n_pos);
-        }
-        for (int a = 0; a < A; a++)
-            for (int mi = 0; mi < M; mi++) coco_accumulate(&w, k, K, a, mi, md[mi], rec_thr);
-    }
-
-    /* summarize: stats[0] uses the literal maxDets 100 of pycocotools' _summarize default */
-    int m100 = -1;
-    for (int mi = 0; mi < M; mi++)
-        if (md[mi] == 100) m100 = mi;
-    int t50 = -2, t75 = -2;
-    for (int t = 0; t < T; t++) {
-        if (thr[t] == 0.5) t50 = t;
-        if (thr[t] == 0.75) t75 = t;
-    }
-    double *st = out->stats;
-    st[0] = coco_summarize(&w, K, 1, -1, -1, 0, m100);
-    st[1] = coco_summarize(&w, K, 1, t50, -1, 0, 2);
-    st[2] = coco_summarize(&w, K, 1, t75, -1, 0, 2);
-    st[3] = coco_summarize(&w, K, 1, -1, -1, 1, 2);
-    st[4] = coco_summarize(&w, K, 1, -1, -1, 2, 2);
-    st[5] = coco_summarize(&w, K, 1, -1, -1, 3, 2);
-    st[6] = coco_summarize(&w, K, 0, -1, -1, 0, 0);
-    st[7] = coco_summarize(&w, K, 0, -1, -1, 0, 1);
-    st[8] = coco_summarize(&w, K, 0, -1, -1, 0, 2);
-    st[9] = coco_summarize(&w, K, 0, -1, -1, 1, 2);
-    st[10] = coco_summarize(&w, K, 0, -1, -1, 2, 2);
-    st[11] = coco_summarize(&w, K, 0, -1, -1, 3, 2);
-    for (int k = 0; k < K; k++) {
-        out->cat[k].ap = coco_summarize(&w, K, 1, -1, k, 0, M - 1);
-        out->cat[k].ap50 = coco_summarize(&w, K, 1, t50, k, 0, M - 1);
-        out->cat[k].ap75 = coco_summarize(&w, K, 1, t75, k, 0, M - 1);
-        out->cat[k].ar = coco_summarize(&w, K, 0, -1, k, 0, M - 1);
-    }
+    for (int k = 0; k < K; k++) coco_eval_category(&w, gt, dets, k, md, thr, rec_thr);
+    coco_summarize_all(&w, K, md, thr, out);
     coco_work_free(&w);
     return OTE_OK;
 }
