@@ -414,61 +414,70 @@ static void gb_value_info(gb *b, Onnx__ValueInfoProto ***arr, size_t *n, size_t 
     gb_push(b, (void ***)arr, n, cap, v);
 }
 
-/* The whole network (export.h) into b->g. */
-static void gb_network(gb *b, int h, int w, int num_classes) {
-    gb_consts k;
+/* The graph's shared scalar constants as initializers. */
+static void gb_make_consts(gb *b, gb_consts *k) {
     float ones[32], zeros[32];
     for (int i = 0; i < 32; i++) ones[i] = 1.0f, zeros[i] = 0.0f;
     int64_t d32[1] = {32}, d4[1] = {4};
-    k.ones32 = gb_init(b, "const.ones32", 1, d32, ones, NULL);
-    k.zeros32 = gb_init(b, "const.zeros32", 1, d32, zeros, NULL);
+    k->ones32 = gb_init(b, "const.ones32", 1, d32, ones, NULL);
+    k->zeros32 = gb_init(b, "const.zeros32", 1, d32, zeros, NULL);
     float sc2[4] = {1, 1, 2, 2};
-    k.scales2 = gb_init(b, "const.resize_scales2", 1, d4, sc2, NULL);
+    k->scales2 = gb_init(b, "const.resize_scales2", 1, d4, sc2, NULL);
+}
 
-    /* backbone: init_block, then stageS.unitU while the names exist */
+/* Unit backbone.features.stageS.unitU on *x: [conv1 ->] conv2 (depthwise) -> conv3 [+ x]. Returns
+ * 0 when the stage has no such unit (an error for unit1) or the unit is incomplete, else 1. */
+static int gb_backbone_unit(gb *b, const char **x, int stage, int u) {
+    char pre[128], nm[256];
+    snprintf(pre, sizeof pre, "backbone.features.stage%d.unit%d", stage, u);
+    snprintf(nm, sizeof nm, "%s.conv2.conv.weight", pre);
+    if (!gb_has_param(b, nm)) {
+        if (u == 1) b->err = ote_err(OTE_EINVAL, "export: the detector has no parameter %s", nm);
+        return 0;
+    }
+    int stride = u == 1 && stage > 1 ? 2 : 1;
+    const det_param_info *in_w = NULL, *out_w = NULL;
+    snprintf(nm, sizeof nm, "%s.conv3.conv.weight", pre);
+    out_w = det_param(b->d, det_param_find(b->d, nm));
+    snprintf(nm, sizeof nm, "%s.conv1.conv.weight", pre);
+    int has_c1 = gb_has_param(b, nm);
+    snprintf(nm, sizeof nm, "%s.%s.conv.weight", pre, has_c1 ? "conv1" : "conv2");
+    in_w = det_param(b->d, det_param_find(b->d, nm));
+    if (!in_w || !out_w) {
+        b->err = ote_err(OTE_EINVAL, "export: %s is incomplete", pre);
+        return 0;
+    }
+    /* conv1's input channels, or the depthwise conv's (its group count) without conv1 */
+    long cin = has_c1 ? in_w->shape[1] : in_w->shape[0];
+    int residual = cin == out_w->shape[0] && stride == 1;
+    const char *y = *x;
+    char cn[160];
+    if (has_c1) {
+        snprintf(cn, sizeof cn, "%s.conv1", pre);
+        y = gb_cbr(b, y, cn, 1, 1);
+    }
+    snprintf(cn, sizeof cn, "%s.conv2", pre);
+    y = gb_cbr(b, y, cn, stride, 1);
+    snprintf(cn, sizeof cn, "%s.conv3", pre);
+    y = gb_cbr(b, y, cn, 1, 0);
+    if (residual) y = gb_binary(b, "Add", y, *x, NULL);
+    *x = y;
+    return 1;
+}
+
+/* The backbone: init_block, then stageS.unitU while the names exist; taps get C3, C4, C5 (the
+ * ends of stages 3, 4, 5). */
+static void gb_backbone(gb *b, const char *taps[3]) {
     const char *x = gb_cbr(b, "image", "backbone.features.init_block", 2, 1);
-    const char *taps[3] = {NULL, NULL, NULL}; /* C3, C4, C5: the ends of stages 3, 4, 5 */
     for (int stage = 1; stage <= 5 && !b->err; stage++) {
-        for (int u = 1;; u++) {
-            char pre[128], nm[256];
-            snprintf(pre, sizeof pre, "backbone.features.stage%d.unit%d", stage, u);
-            snprintf(nm, sizeof nm, "%s.conv2.conv.weight", pre);
-            if (!gb_has_param(b, nm)) {
-                if (u == 1) b->err = ote_err(OTE_EINVAL, "export: the detector has no parameter %s", nm);
-                break;
-            }
-            int stride = u == 1 && stage > 1 ? 2 : 1;
-            const det_param_info *in_w = NULL, *out_w = NULL;
-            snprintf(nm, sizeof nm, "%s.conv3.conv.weight", pre);
-            out_w = det_param(b->d, det_param_find(b->d, nm));
-            snprintf(nm, sizeof nm, "%s.conv1.conv.weight", pre);
-            int has_c1 = gb_has_param(b, nm);
-            snprintf(nm, sizeof nm, "%s.%s.conv.weight", pre, has_c1 ? "conv1" : "conv2");
-            in_w = det_param(b->d, det_param_find(b->d, nm));
-            if (!in_w || !out_w) {
-                b->err = ote_err(OTE_EINVAL, "export: %s is incomplete", pre);
-                break;
-            }
-            /* conv1's input channels, or the depthwise conv's (its group count) without conv1 */
-            long cin = has_c1 ? in_w->shape[1] : in_w->shape[0];
-            int residual = cin == out_w->shape[0] && stride == 1;
-            const char *y = x;
-            char cn[160];
-            if (has_c1) {
-                snprintf(cn, sizeof cn, "%s.conv1", pre);
-                y = gb_cbr(b, y, cn, 1, 1);
-            }
-            snprintf(cn, sizeof cn, "%s.conv2", pre);
-            y = gb_cbr(b, y, cn, stride, 1);
-            snprintf(cn, sizeof cn, "%s.conv3", pre);
-            y = gb_cbr(b, y, cn, 1, 0);
-            if (residual) y = gb_binary(b, "Add", y, x, NULL);
-            x = y;
-        }
+        int u = 1;
+        while (gb_backbone_unit(b, &x, stage, u)) u++;
         if (stage >= 3) taps[stage - 3] = x;
     }
+}
 
-    /* FPN (spec §3) */
+/* The FPN (spec §3) on C3..C5: P3..P7 into p. */
+static void gb_fpn(gb *b, const gb_consts *k, const char *const taps[3], const char *p[ANCHORS_LEVELS]) {
     const char *lat[3];
     for (int i = 0; i < 3; i++) {
         char nm[64];
@@ -477,12 +486,11 @@ static void gb_network(gb *b, int h, int w, int num_classes) {
     }
     for (int i = 2; i >= 1; i--) {
         /* Resize-10: nearest, output index d reads floor(d / 2) (exact 2x: sizes are multiples of 32) */
-        const char *rin[2] = {lat[i], k.scales2};
+        const char *rin[2] = {lat[i], k->scales2};
         Onnx__NodeProto *r = gb_node(b, "Resize", 2, rin, NULL);
         gb_attr_s(b, r, "mode", "nearest");
         lat[i - 1] = gb_binary(b, "Add", lat[i - 1], gb_out(r), NULL);
     }
-    const char *p[ANCHORS_LEVELS];
     for (int i = 0; i < 3; i++) {
         char nm[64];
         snprintf(nm, sizeof nm, "neck.fpn_convs.%d.conv", i);
@@ -490,70 +498,96 @@ static void gb_network(gb *b, int h, int w, int num_classes) {
     }
     p[3] = gb_conv_param(b, p[2], "neck.fpn_convs.3.conv", 2, 1);
     p[4] = gb_conv_param(b, gb_unary(b, "Relu", p[3]), "neck.fpn_convs.4.conv", 2, 1);
+}
 
-    /* ATSS head (spec §4): shared weights, per-level GN reshapes and Scale */
+/* The ATSS head's initializers, shared by the levels: the towers and the three output convs. */
+typedef struct gb_head_init {
     gb_tower_layer cls_t[4], reg_t[4];
-    memset(cls_t, 0, sizeof cls_t), memset(reg_t, 0, sizeof reg_t);
-    for (int i = 0; i < 4; i++) gb_tower_init(b, "cls", i, &cls_t[i]), gb_tower_init(b, "reg", i, &reg_t[i]);
+    const char *ow[3], *ob[3]; /* atss_cls, atss_reg, atss_centerness: weight, bias */
+} gb_head_init;
+
+/* The head's initializers; och: the output convs' channels (num_classes, 4, 1). */
+static void gb_head_weights(gb *b, const int och[3], gb_head_init *hi) {
+    memset(hi, 0, sizeof *hi);
+    for (int i = 0; i < 4; i++) gb_tower_init(b, "cls", i, &hi->cls_t[i]), gb_tower_init(b, "reg", i, &hi->reg_t[i]);
     const char *outw[3] = {"bbox_head.atss_cls", "bbox_head.atss_reg", "bbox_head.atss_centerness"};
-    const char *ow[3] = {NULL, NULL, NULL}, *ob[3] = {NULL, NULL, NULL};
-    int och[3] = {num_classes, 4, 1};
     for (int j = 0; j < 3; j++) {
         char nm[128];
         snprintf(nm, sizeof nm, "%s.weight", outw[j]);
         float *wv = gb_param(b, nm, NULL);
         int64_t wd[4] = {och[j], 64, 3, 3}, bd[1] = {och[j]};
-        if (wv) ow[j] = gb_init(b, nm, 4, wd, wv, NULL);
+        if (wv) hi->ow[j] = gb_init(b, nm, 4, wd, wv, NULL);
         free(wv);
         snprintf(nm, sizeof nm, "%s.bias", outw[j]);
         float *bv = gb_param(b, nm, NULL);
-        if (bv) ob[j] = gb_init(b, nm, 1, bd, bv, NULL);
+        if (bv) hi->ob[j] = gb_init(b, nm, 1, bd, bv, NULL);
         free(bv);
     }
-    anchor_grid grid;
-    if (!b->err) {
-        int s = anchors_grid_init(&grid, h, w);
-        if (s < 0) b->err = s;
-    }
-    for (int l = 0; l < ANCHORS_LEVELS && !b->err; l++) {
-        int hl = grid.h[l], wl = grid.w[l];
-        int64_t sin[4] = {1, 32, 2 * (int64_t)hl, wl}, sout[4] = {1, 64, hl, wl}, d4s[1] = {4};
-        char nm[64];
-        snprintf(nm, sizeof nm, "shape.gn_in_p%d", l + 3);
-        const char *shape_in = gb_init(b, nm, 1, d4s, NULL, sin);
-        snprintf(nm, sizeof nm, "shape.gn_out_p%d", l + 3);
-        const char *shape_out = gb_init(b, nm, 1, d4s, NULL, sout);
-        const char *c = p[l], *r = p[l];
-        for (int i = 0; i < 4; i++) {
-            c = gb_tower_step(b, &k, c, &cls_t[i], shape_in, shape_out);
-            r = gb_tower_step(b, &k, r, &reg_t[i], shape_in, shape_out);
-        }
-        const char *srcs[3] = {c, r, r};
-        const char *res[3];
-        for (int j = 0; j < 3; j++) {
-            const char *in[3] = {srcs[j], ow[j], ob[j]};
-            static const int64_t pads[4] = {1, 1, 1, 1};
-            Onnx__NodeProto *n =
-                gb_conv_node(b, in, 3, j == 1 ? NULL : OUTPUT_NAMES[j * ANCHORS_LEVELS + l], 3, 1, pads, 1);
-            res[j] = gb_out(n);
-        }
-        /* bbox_pred = scale_l * atss_reg (the engine's order: conv, then the scalar multiply) */
-        snprintf(nm, sizeof nm, "bbox_head.scales.%d.scale", l);
-        float *sv = gb_param(b, nm, NULL);
-        const char *sn = sv ? gb_init(b, nm, 0, NULL, sv, NULL) : NULL;
-        free(sv);
-        gb_binary(b, "Mul", res[1], sn, OUTPUT_NAMES[ANCHORS_LEVELS + l]);
-    }
+}
 
-    /* graph input / outputs */
+/* The head at level l (hl x wl) on P(l+3): towers, output convs and the level's Scale, into the
+ * graph outputs cls_p*, reg_p*, ctr_p*. */
+static void gb_head_level(gb *b, const gb_consts *k, const gb_head_init *hi, int l, int hl, int wl, const char *pl) {
+    int64_t sin[4] = {1, 32, 2 * (int64_t)hl, wl}, sout[4] = {1, 64, hl, wl}, d4s[1] = {4};
+    char nm[64];
+    snprintf(nm, sizeof nm, "shape.gn_in_p%d", l + 3);
+    const char *shape_in = gb_init(b, nm, 1, d4s, NULL, sin);
+    snprintf(nm, sizeof nm, "shape.gn_out_p%d", l + 3);
+    const char *shape_out = gb_init(b, nm, 1, d4s, NULL, sout);
+    const char *c = pl, *r = pl;
+    for (int i = 0; i < 4; i++) {
+        c = gb_tower_step(b, k, c, &hi->cls_t[i], shape_in, shape_out);
+        r = gb_tower_step(b, k, r, &hi->reg_t[i], shape_in, shape_out);
+    }
+    const char *srcs[3] = {c, r, r};
+    const char *res[3];
+    for (int j = 0; j < 3; j++) {
+        const char *in[3] = {srcs[j], hi->ow[j], hi->ob[j]};
+        static const int64_t pads[4] = {1, 1, 1, 1};
+        Onnx__NodeProto *n =
+            gb_conv_node(b, in, 3, j == 1 ? NULL : OUTPUT_NAMES[j * ANCHORS_LEVELS + l], 3, 1, pads, 1);
+        res[j] = gb_out(n);
+    }
+    /* bbox_pred = scale_l * atss_reg (the engine's order: conv, then the scalar multiply) */
+    snprintf(nm, sizeof nm, "bbox_head.scales.%d.scale", l);
+    float *sv = gb_param(b, nm, NULL);
+    const char *sn = sv ? gb_init(b, nm, 0, NULL, sv, NULL) : NULL;
+    free(sv);
+    gb_binary(b, "Mul", res[1], sn, OUTPUT_NAMES[ANCHORS_LEVELS + l]);
+}
+
+/* The graph's input "image" (1, 3, h, w) and its outputs at the grid's level sizes. */
+static void gb_graph_io(gb *b, int h, int w, const int och[3], const anchor_grid *grid) {
     int64_t din[4] = {1, 3, h, w};
     size_t cap_in = 0, cap_out = 0;
     gb_value_info(b, &b->g->input, &b->g->n_input, &cap_in, "image", din);
     for (int i = 0; i < EXPORT_N_OUTPUTS && !b->err; i++) {
         int l = i % ANCHORS_LEVELS, kind = i / ANCHORS_LEVELS;
-        int64_t dout[4] = {1, och[kind], grid.h[l], grid.w[l]};
+        int64_t dout[4] = {1, och[kind], grid->h[l], grid->w[l]};
         gb_value_info(b, &b->g->output, &b->g->n_output, &cap_out, OUTPUT_NAMES[i], dout);
     }
+}
+
+/* The whole network (export.h) into b->g. */
+static void gb_network(gb *b, int h, int w, int num_classes) {
+    gb_consts k;
+    gb_make_consts(b, &k);
+    const char *taps[3] = {NULL, NULL, NULL}; /* C3, C4, C5 */
+    gb_backbone(b, taps);
+    const char *p[ANCHORS_LEVELS];
+    gb_fpn(b, &k, taps, p);
+
+    /* ATSS head (spec §4): shared weights, per-level GN reshapes and Scale */
+    int och[3] = {num_classes, 4, 1};
+    gb_head_init hi;
+    gb_head_weights(b, och, &hi);
+    anchor_grid grid;
+    if (!b->err) {
+        int s = anchors_grid_init(&grid, h, w);
+        if (s < 0) b->err = s;
+    }
+    for (int l = 0; l < ANCHORS_LEVELS && !b->err; l++) gb_head_level(b, &k, &hi, l, grid.h[l], grid.w[l], p[l]);
+    gb_graph_io(b, h, w, och, &grid);
 }
 
 /* ------------------------------------------------------------------------------------------ */
