@@ -615,132 +615,171 @@ typedef struct plots_hpo_space_ctx {
     const int *id;
 } plots_hpo_space_ctx;
 
-static void plots_draw_hpo_space(void *vctx) {
-    const plots_hpo_space_ctx *ctx = vctx;
-    const hpo_state *st = ctx->st;
-    const hp_param *P = ctx->P, *Q = ctx->Q;
-    int d = ctx->d, m = ctx->m, best = ctx->best, ax = ctx->ax, ay = ctx->ay, ng = ctx->ng, have_gp = ctx->have_gp;
-    double x0 = ctx->x0, x1 = ctx->x1, y0 = ctx->y0, y1 = ctx->y1, slo = ctx->slo, shi = ctx->shi;
-    const double *y = ctx->y, *px = ctx->px, *py = ctx->py, *var = ctx->var;
-    double *mu = ctx->mu, **rows = ctx->rows, *gx = ctx->gx, *band_x = ctx->band_x, *band_y = ctx->band_y;
-    const int *id = ctx->id;
-    const size_t G = PLOTS_GRID;
-    char xl[96], yl[96], title[200], metric[48];
-    plots_text(xl, sizeof xl, P->name);
-    plots_text(metric, sizeof metric, st->cfg.metric[0] ? st->cfg.metric : "score");
+/* The figure's title for the shown metric. */
+static void plots_space_title(const plots_hpo_space_ctx *ctx, const char *metric, char *title, size_t n) {
+    const int d = ctx->d, m = ctx->m, have_gp = ctx->have_gp;
     if (d > 2) {
         char rest[64];
         snprintf(rest, sizeof rest, "%d other parameters at the best trial's values", d - 2);
-        snprintf(title, sizeof title, "HPO search space: %s by trial%s; %s", metric, have_gp ? ", GP mean behind" : "", rest);
+        snprintf(title, n, "HPO search space: %s by trial%s; %s", metric, have_gp ? ", GP mean behind" : "", rest);
     } else {
-        snprintf(title, sizeof title, "HPO search space: %s of %d scored trials%s", metric, m,
-                 have_gp ? (Q ? " over the GP's mean" : ", GP mean #[0x00b1]2 sd") : " (the GP mean needs 3 scored trials)");
+        snprintf(title, n, "HPO search space: %s of %d scored trials%s", metric, m,
+                 have_gp ? (ctx->Q ? " over the GP's mean" : ", GP mean #[0x00b1]2 sd")
+                         : " (the GP mean needs 3 scored trials)");
     }
-    if (Q) {
-        plots_text(yl, sizeof yl, Q->name);
-        plvpor(0.12, 0.84, 0.1, 0.9);
-        plwind(x0, x1, y0, y1);
-        if (have_gp) {
-            double mlo = mu[0], mhi = mu[0];
-            for (int k = 1; k < ng; k++) mlo = fmin(mlo, mu[k]), mhi = fmax(mhi, mu[k]);
-            slo = fmin(slo, mlo), shi = fmax(shi, mhi);
-            if (shi - slo < 1e-12) shi = slo + 1e-6;
-            for (size_t i = 0; i < G; i++) rows[i] = mu + i * G;
-            PLFLT lev[21];
-            for (int k = 0; k <= 20; k++) lev[k] = slo + (shi - slo) * k / 20.0;
-            plshades((PLFLT_MATRIX)rows, (PLINT)G, (PLINT)G, NULL, x0, x1, y0, y1, lev, 21, 0, 0, 0, plfill, 1, NULL,
-                     NULL);
-        }
-        plots_frame(x0, x1, y0, y1, plots_axis_opt(P, 0), plots_axis_opt(Q, 1), xl, yl, title);
-        for (int i = 0; i < m; i++) { /* black rim, then the score's colour */
-            plcol0(PC_INK);
-            plots_ch(1.9);
-            plstring(1, px + i, py + i, PLOTS_DOT);
-            plcol1(plots_frac(y[i], slo, shi));
-            plots_ch(1.45);
-            plstring(1, px + i, py + i, PLOTS_DOT);
-            char lab[16];
-            snprintf(lab, sizeof lab, "%d", id[i]);
-            plcol0(PC_INK);
-            plots_ch(0.8);
-            plptex(px[i] + 0.018 * (x1 - x0), py[i] + 0.02 * (y1 - y0), 1, 0, 0, lab);
-        }
-        if (best >= 0) {
-            plcol0(PC_FIRST + 3);
-            plots_ch(2.8);
-            plstring(1, px + best, py + best, PLOTS_RING);
-        }
-        plots_ch(1.0);
-        int nf = 0;
-        for (int i = 0; i < st->n; i++) {
-            const hpo_trial_rec *t = &st->t[i];
-            if (t->status != HPO_FAILED) continue;
-            double fx = plots_coord(P, t->values[ax]), fy = plots_coord(Q, t->values[ay]);
-            plcol0(PC_FIRST + 3);
-            plots_ch(1.4);
-            plstring(1, &fx, &fy, PLOTS_CROSS);
-            nf++;
-        }
-        plots_ch(1.0);
-        /* the colour bar */
-        /* shades (64 levels) rather than PL_COLORBAR_GRADIENT: PLplot 5.15's cairo driver leaks the
-         * cairo pattern of every gradient */
-        enum { NV = 64 };
-        PLINT lopt[1] = {PL_COLORBAR_LABEL_RIGHT}, subt[1] = {0}, nv[1] = {NV};
-        const char *labels[1] = {metric};
-        const char *axopt[1] = {"bcvtmo"}; /* o: plots_label's numbers, no exponent label */
-        PLFLT ticks[1] = {0}, vals[NV];
-        for (int k = 0; k < NV; k++) vals[k] = slo + (shi - slo) * k / (NV - 1.0);
-        const PLFLT *vrow[1] = {vals};
-        PLFLT cw, chh;
+}
+
+/* The GP mean as shades behind the 2-D map; widens the colour scale [*slo, *shi] to the mean's range. */
+static void plots_space_shades(const plots_hpo_space_ctx *ctx, double *slo, double *shi) {
+    const double *mu = ctx->mu;
+    double **rows = ctx->rows;
+    const size_t G = PLOTS_GRID;
+    double mlo = mu[0], mhi = mu[0];
+    for (int k = 1; k < ctx->ng; k++) mlo = fmin(mlo, mu[k]), mhi = fmax(mhi, mu[k]);
+    *slo = fmin(*slo, mlo), *shi = fmax(*shi, mhi);
+    if (*shi - *slo < 1e-12) *shi = *slo + 1e-6;
+    for (size_t i = 0; i < G; i++) rows[i] = ctx->mu + i * G;
+    PLFLT lev[21];
+    for (int k = 0; k <= 20; k++) lev[k] = *slo + (*shi - *slo) * k / 20.0;
+    plshades((PLFLT_MATRIX)rows, (PLINT)G, (PLINT)G, NULL, ctx->x0, ctx->x1, ctx->y0, ctx->y1, lev, 21, 0, 0, 0,
+             plfill, 1, NULL, NULL);
+}
+
+/* The 2-D map's trials in their score's colour with their ids, the best one ringed, the failed
+ * ones crossed; returns the number of failed trials. */
+static int plots_space_trials(const plots_hpo_space_ctx *ctx, double slo, double shi) {
+    const hpo_state *st = ctx->st;
+    const double *px = ctx->px, *py = ctx->py;
+    const double x0 = ctx->x0, x1 = ctx->x1, y0 = ctx->y0, y1 = ctx->y1;
+    for (int i = 0; i < ctx->m; i++) { /* black rim, then the score's colour */
         plcol0(PC_INK);
-        plots_ch(0.95);
-        plcolorbar(&cw, &chh, PL_COLORBAR_SHADE | PL_COLORBAR_BOUNDING_BOX, PL_POSITION_RIGHT | PL_POSITION_OUTSIDE,
-                   0.03, 0, 0.04, 0.8, PC_BG, PC_INK, 1, 0, 0, 0, 0, 1, lopt, labels, 1, axopt, ticks, subt, nv,
-                   (PLFLT_MATRIX)vrow);
-        plots_ch(1.0);
-        const char *lt[3] = {"trial (colour: score, label: id)", "best trial", "failed trial"};
-        const char *lg[3] = {PLOTS_DOT, PLOTS_RING, PLOTS_CROSS};
-        int lc[3] = {PC_FIRST + 7, PC_FIRST + 3, PC_FIRST + 3}, lk[3] = {1, 1, 1};
-        /* the legend in the corner with the fewest trials */
-        int cnt[4] = {0, 0, 0, 0};
-        for (int i = 0; i < m; i++) {
-            double fx = (px[i] - x0) / (x1 - x0), fy = (py[i] - y0) / (y1 - y0);
-            cnt[0] += fx < 0.5 && fy > 0.75, cnt[1] += fx >= 0.5 && fy > 0.75;
-            cnt[2] += fx < 0.5 && fy < 0.25, cnt[3] += fx >= 0.5 && fy < 0.25;
-        }
-        int cb = 0;
-        for (int k = 1; k < 4; k++)
-            if (cnt[k] < cnt[cb]) cb = k;
-        const PLINT corner[4] = {PL_POSITION_TOP | PL_POSITION_LEFT, PL_POSITION_TOP | PL_POSITION_RIGHT,
-                                 PL_POSITION_BOTTOM | PL_POSITION_LEFT, PL_POSITION_BOTTOM | PL_POSITION_RIGHT};
-        plots_legend(nf ? 3 : 2, lt, lc, lk, NULL, lg, corner[cb]);
-    } else {
-        double lo = slo, hi = shi;
-        for (int k = 0; k < ng; k++) { /* the band's polygon: upper edge left to right, lower back */
-            double sd = sqrt(var[k]);
-            band_x[k] = band_x[2 * ng - 1 - k] = gx[k];
-            band_y[k] = mu[k] + 2 * sd;
-            band_y[2 * ng - 1 - k] = mu[k] - 2 * sd;
-            lo = fmin(lo, mu[k] - 2 * sd), hi = fmax(hi, mu[k] + 2 * sd);
-        }
-        double pad = 0.08 * (hi - lo > 0 ? hi - lo : 1);
-        plvpor(0.1, 0.96, 0.1, 0.9);
-        plots_frame(x0, x1, lo - pad, hi + pad, plots_axis_opt(P, 0), "bcnstv", xl, metric, title);
-        if (ng) {
-            plcol0(PC_FAINT + 0);
-            plfill(2 * ng, band_x, band_y);
-            plots_line(ng, gx, mu, PC_FIRST + 0, 2.4, 1);
-        }
+        plots_ch(1.9);
+        plstring(1, px + i, py + i, PLOTS_DOT);
+        plcol1(plots_frac(ctx->y[i], slo, shi));
+        plots_ch(1.45);
+        plstring(1, px + i, py + i, PLOTS_DOT);
+        char lab[16];
+        snprintf(lab, sizeof lab, "%d", ctx->id[i]);
         plcol0(PC_INK);
+        plots_ch(0.8);
+        plptex(px[i] + 0.018 * (x1 - x0), py[i] + 0.02 * (y1 - y0), 1, 0, 0, lab);
+    }
+    if (ctx->best >= 0) {
+        plcol0(PC_FIRST + 3);
+        plots_ch(2.8);
+        plstring(1, px + ctx->best, py + ctx->best, PLOTS_RING);
+    }
+    plots_ch(1.0);
+    int nf = 0;
+    for (int i = 0; i < st->n; i++) {
+        const hpo_trial_rec *t = &st->t[i];
+        if (t->status != HPO_FAILED) continue;
+        double fx = plots_coord(ctx->P, t->values[ctx->ax]), fy = plots_coord(ctx->Q, t->values[ctx->ay]);
+        plcol0(PC_FIRST + 3);
         plots_ch(1.4);
-        plstring(m, px, py, PLOTS_DOT);
-        plots_ch(1.0);
-        const char *lt[3] = {"trial", "GP mean", "GP mean #[0x00b1]2 sd"};
-        int lc[3] = {PC_INK, PC_FIRST + 0, PC_FAINT + 0}, lk[3] = {1, 0, 0};
-        double lw[3] = {1, 2.4, 10};
-        plots_legend(ng ? 3 : 1, lt, lc, lk, lw, NULL, PL_POSITION_BOTTOM | PL_POSITION_RIGHT);
+        plstring(1, &fx, &fy, PLOTS_CROSS);
+        nf++;
     }
+    plots_ch(1.0);
+    return nf;
+}
+
+/* The colour bar of the scale [slo, shi] right of the 2-D map. */
+static void plots_space_colorbar(const char *metric, double slo, double shi) {
+    /* shades (64 levels) rather than PL_COLORBAR_GRADIENT: PLplot 5.15's cairo driver leaks the
+     * cairo pattern of every gradient */
+    enum { NV = 64 };
+    PLINT lopt[1] = {PL_COLORBAR_LABEL_RIGHT}, subt[1] = {0}, nv[1] = {NV};
+    const char *labels[1] = {metric};
+    const char *axopt[1] = {"bcvtmo"}; /* o: plots_label's numbers, no exponent label */
+    PLFLT ticks[1] = {0}, vals[NV];
+    for (int k = 0; k < NV; k++) vals[k] = slo + (shi - slo) * k / (NV - 1.0);
+    const PLFLT *vrow[1] = {vals};
+    PLFLT cw, chh;
+    plcol0(PC_INK);
+    plots_ch(0.95);
+    plcolorbar(&cw, &chh, PL_COLORBAR_SHADE | PL_COLORBAR_BOUNDING_BOX, PL_POSITION_RIGHT | PL_POSITION_OUTSIDE,
+               0.03, 0, 0.04, 0.8, PC_BG, PC_INK, 1, 0, 0, 0, 0, 1, lopt, labels, 1, axopt, ticks, subt, nv,
+               (PLFLT_MATRIX)vrow);
+    plots_ch(1.0);
+}
+
+/* The 2-D map's legend, in the corner with the fewest trials (nf failed trials: a third entry). */
+static void plots_space_legend(const plots_hpo_space_ctx *ctx, int nf) {
+    const char *lt[3] = {"trial (colour: score, label: id)", "best trial", "failed trial"};
+    const char *lg[3] = {PLOTS_DOT, PLOTS_RING, PLOTS_CROSS};
+    int lc[3] = {PC_FIRST + 7, PC_FIRST + 3, PC_FIRST + 3}, lk[3] = {1, 1, 1};
+    int cnt[4] = {0, 0, 0, 0};
+    for (int i = 0; i < ctx->m; i++) {
+        double fx = (ctx->px[i] - ctx->x0) / (ctx->x1 - ctx->x0), fy = (ctx->py[i] - ctx->y0) / (ctx->y1 - ctx->y0);
+        cnt[0] += fx < 0.5 && fy > 0.75, cnt[1] += fx >= 0.5 && fy > 0.75;
+        cnt[2] += fx < 0.5 && fy < 0.25, cnt[3] += fx >= 0.5 && fy < 0.25;
+    }
+    int cb = 0;
+    for (int k = 1; k < 4; k++)
+        if (cnt[k] < cnt[cb]) cb = k;
+    const PLINT corner[4] = {PL_POSITION_TOP | PL_POSITION_LEFT, PL_POSITION_TOP | PL_POSITION_RIGHT,
+                             PL_POSITION_BOTTOM | PL_POSITION_LEFT, PL_POSITION_BOTTOM | PL_POSITION_RIGHT};
+    plots_legend(nf ? 3 : 2, lt, lc, lk, NULL, lg, corner[cb]);
+}
+
+/* Two parameters: the trials on the (P, Q) plane over the GP mean's shades, with a colour bar. */
+static void plots_space_map(const plots_hpo_space_ctx *ctx, const char *xl, const char *metric, const char *title) {
+    char yl[96];
+    double slo = ctx->slo, shi = ctx->shi;
+    plots_text(yl, sizeof yl, ctx->Q->name);
+    plvpor(0.12, 0.84, 0.1, 0.9);
+    plwind(ctx->x0, ctx->x1, ctx->y0, ctx->y1);
+    if (ctx->have_gp) plots_space_shades(ctx, &slo, &shi);
+    plots_frame(ctx->x0, ctx->x1, ctx->y0, ctx->y1, plots_axis_opt(ctx->P, 0), plots_axis_opt(ctx->Q, 1), xl, yl,
+                title);
+    int nf = plots_space_trials(ctx, slo, shi);
+    /* the colour bar */
+    plots_space_colorbar(metric, slo, shi);
+    plots_space_legend(ctx, nf);
+}
+
+/* One parameter: the trials' scores over it, with the GP mean and its +-2 sd band. */
+static void plots_space_curve(const plots_hpo_space_ctx *ctx, const char *xl, const char *metric,
+                              const char *title) {
+    const int ng = ctx->ng;
+    const double *mu = ctx->mu, *var = ctx->var, *gx = ctx->gx;
+    double *band_x = ctx->band_x, *band_y = ctx->band_y;
+    double lo = ctx->slo, hi = ctx->shi;
+    for (int k = 0; k < ng; k++) { /* the band's polygon: upper edge left to right, lower back */
+        double sd = sqrt(var[k]);
+        band_x[k] = band_x[2 * ng - 1 - k] = gx[k];
+        band_y[k] = mu[k] + 2 * sd;
+        band_y[2 * ng - 1 - k] = mu[k] - 2 * sd;
+        lo = fmin(lo, mu[k] - 2 * sd), hi = fmax(hi, mu[k] + 2 * sd);
+    }
+    double pad = 0.08 * (hi - lo > 0 ? hi - lo : 1);
+    plvpor(0.1, 0.96, 0.1, 0.9);
+    plots_frame(ctx->x0, ctx->x1, lo - pad, hi + pad, plots_axis_opt(ctx->P, 0), "bcnstv", xl, metric, title);
+    if (ng) {
+        plcol0(PC_FAINT + 0);
+        plfill(2 * ng, band_x, band_y);
+        plots_line(ng, gx, mu, PC_FIRST + 0, 2.4, 1);
+    }
+    plcol0(PC_INK);
+    plots_ch(1.4);
+    plstring(ctx->m, ctx->px, ctx->py, PLOTS_DOT);
+    plots_ch(1.0);
+    const char *lt[3] = {"trial", "GP mean", "GP mean #[0x00b1]2 sd"};
+    int lc[3] = {PC_INK, PC_FIRST + 0, PC_FAINT + 0}, lk[3] = {1, 0, 0};
+    double lw[3] = {1, 2.4, 10};
+    plots_legend(ng ? 3 : 1, lt, lc, lk, lw, NULL, PL_POSITION_BOTTOM | PL_POSITION_RIGHT);
+}
+
+static void plots_draw_hpo_space(void *vctx) {
+    const plots_hpo_space_ctx *ctx = vctx;
+    const hpo_state *st = ctx->st;
+    char xl[96], title[200], metric[48];
+    plots_text(xl, sizeof xl, ctx->P->name);
+    plots_text(metric, sizeof metric, st->cfg.metric[0] ? st->cfg.metric : "score");
+    plots_space_title(ctx, metric, title, sizeof title);
+    if (ctx->Q) plots_space_map(ctx, xl, metric, title);
+    else plots_space_curve(ctx, xl, metric, title);
 }
 
 int plots_hpo_space(const char *path, const hpo_state *st) {
