@@ -49,13 +49,13 @@ int main(int argc, char **argv) {
         for (int g = 0; g < ng; g++) {
             coco_box *b = &d.boxes[d.n_boxes++];
             float w = 8.f + 300.f * (float)rng_uniform(&r), h = 8.f + 300.f * (float)rng_uniform(&r);
-            b->x1 = (float)(int)(rng_uniform(&r) * (640 - w));
-            b->y1 = (float)(int)(rng_uniform(&r) * (480 - h));
+            b->x1 = (float)(int)(rng_uniform(&r) * (double)(640 - w));
+            b->y1 = (float)(int)(rng_uniform(&r) * (double)(480 - h));
             b->x2 = b->x1 + (float)(int)w;
             b->y2 = b->y1 + (float)(int)h;
             b->label = (int)rng_below(&r, (unsigned long long)n_cls);
             b->iscrowd = rng_uniform(&r) < 0.01;
-            b->area = (double)(b->x2 - b->x1) * (b->y2 - b->y1);
+            b->area = (double)(b->x2 - b->x1) * (double)(b->y2 - b->y1);
             b->ann_id = d.n_boxes;
         }
         im->n_boxes = ng;

@@ -210,7 +210,7 @@ int eval_check_dets(const coco_dataset *gt, const eval_det *dets, int n_dets, co
         if (!isfinite(d->x1) || !isfinite(d->y1) || !isfinite(d->x2) || !isfinite(d->y2) ||
             !isfinite(d->score))
             return ote_err(OTE_EINVAL, "%s: detection %d: non-finite box or score (%g %g %g %g, %g)",
-                           who, i, d->x1, d->y1, d->x2, d->y2, d->score);
+                           who, i, (double)d->x1, (double)d->y1, (double)d->x2, (double)d->y2, (double)d->score);
     }
     return OTE_OK;
 }

@@ -46,8 +46,8 @@ static double coco_iou(const double d[4], const double g[4], int crowd) {
 
 double eval_coco_iou(const float d[4], const float g[4], int crowd) {
     /* the corners become xywh in double exactly as coco_eval_image converts dets and gts */
-    const double dd[4] = {d[0], d[1], (double)d[2] - (double)d[0], (double)d[3] - (double)d[1]};
-    const double gg[4] = {g[0], g[1], (double)g[2] - (double)g[0], (double)g[3] - (double)g[1]};
+    const double dd[4] = {(double)d[0], (double)d[1], (double)d[2] - (double)d[0], (double)d[3] - (double)d[1]};
+    const double gg[4] = {(double)g[0], (double)g[1], (double)g[2] - (double)g[0], (double)g[3] - (double)g[1]};
     return coco_iou(dd, gg, crowd);
 }
 
@@ -142,8 +142,8 @@ static void coco_eval_image(coco_work *w, const coco_dataset *gt, const eval_det
     for (int d = 0; d < D; d++) {
         const eval_det *e = &dets[w->cat_det[w->sidx[d]]];
         double *db = w->dbox + 4 * d;
-        db[0] = e->x1;
-        db[1] = e->y1;
+        db[0] = (double)e->x1;
+        db[1] = (double)e->y1;
         db[2] = (double)e->x2 - (double)e->x1;
         db[3] = (double)e->y2 - (double)e->y1;
         w->p_score[p0 + d] = e->score;
@@ -151,8 +151,8 @@ static void coco_eval_image(coco_work *w, const coco_dataset *gt, const eval_det
     for (int g = 0; g < G; g++) {
         const coco_box *bx = &gt->boxes[w->gidx[g]];
         double *gb = w->gbox + 4 * g;
-        gb[0] = bx->x1;
-        gb[1] = bx->y1;
+        gb[0] = (double)bx->x1;
+        gb[1] = (double)bx->y1;
         gb[2] = (double)bx->x2 - (double)bx->x1;
         gb[3] = (double)bx->y2 - (double)bx->y1;
     }

@@ -24,7 +24,7 @@ static double eval_threshold_f1(const coco_dataset *gt, const eval_det *dets, co
     int tp = 0, fp = 0;
     for (int r = 0; r < n_dets; r++) {
         const eval_det *e = &dets[order[r]];
-        if (e->score < thr) break;
+        if ((double)e->score < thr) break;
         const float db[4] = {e->x1, e->y1, e->x2, e->y2};
         const coco_image *im = &gt->images[e->image];
         int best = -1;

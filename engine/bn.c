@@ -18,8 +18,8 @@ int bn_layer_init(bn_layer *l, eng_ctx *e, const bn_cfg *cfg, arena *params, are
     memset(l, 0, sizeof *l);
     l->cfg = *cfg;
     if (cfg->c <= 0 || !(cfg->eps > 0) || !(cfg->momentum >= 0 && cfg->momentum <= 1))
-        return ote_err(OTE_EINVAL, "bn: bad configuration: channels %d eps %g momentum %g", cfg->c, cfg->eps,
-                       cfg->momentum);
+        return ote_err(OTE_EINVAL, "bn: bad configuration: channels %d eps %g momentum %g", cfg->c, (double)cfg->eps,
+                       (double)cfg->momentum);
     int s = bn_layer_plan(l, e, params, grads);
     if (s < 0) bn_layer_free(l); /* nothing to free for the caller after a failure */
     return s;

@@ -91,7 +91,7 @@ BNR_INLINE void bnr_stats_body(const float *px, int np, const float *k, double *
                 f2[c] += d * d;
             }
         }
-        for (int c = 0; c < B; c++) d1[c] += (double)f1[c] + e1[c], d2[c] += (double)f2[c] + e2[c];
+        for (int c = 0; c < B; c++) d1[c] += (double)f1[c] + (double)e1[c], d2[c] += (double)f2[c] + (double)e2[c];
     }
     for (int c = 0; c < B; c++) out[c] = d1[c], out[16 + c] = d2[c];
 }
@@ -153,7 +153,7 @@ BNR_INLINE void bnr_bstats_body(const float *px, const float *pdy, int np, const
                 f2[c] += g * (r[c] - k[c]);
             }
         }
-        for (int c = 0; c < B; c++) d1[c] += (double)f1[c] + e1[c], d2[c] += (double)f2[c] + e2[c];
+        for (int c = 0; c < B; c++) d1[c] += (double)f1[c] + (double)e1[c], d2[c] += (double)f2[c] + (double)e2[c];
     }
     for (int c = 0; c < B; c++) out[c] = d1[c], out[16 + c] = d2[c];
 }
@@ -447,7 +447,7 @@ int bnr_forward(bnr_plan *p, eng_ctx *e) {
     for (int c = 0; c < C; c++) {
         const float *px = X + (size_t)(c / B) * HW * B + c % B;
         double s = 0;
-        for (int i = 0; i < ks; i++) s += px[(size_t)i * B];
+        for (int i = 0; i < ks; i++) s += (double)px[(size_t)i * B];
         p->coef[(size_t)(c / B) * CF_ROWS * 16 + CF_K * 16 + c % B] = (float)(s / ks);
     }
     if (p->serial) {

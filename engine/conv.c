@@ -2,6 +2,7 @@
 #include "engine/conv.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -281,7 +282,7 @@ static void conv_bww_direct(const conv_cfg *c, const tensor *x, const tensor *dy
             double s = 0;
             for (int n = 0; n < N; n++)
                 for (int oh = 0; oh < OH; oh++)
-                    for (int ow = 0; ow < OW; ow++) s += dy->data[blk_off(c->oc, OH, OW, dy->blk, n, o, oh, ow)];
+                    for (int ow = 0; ow < OW; ow++) s += (double)dy->data[blk_off(c->oc, OH, OW, dy->blk, n, o, oh, ow)];
             db[o] = (float)s;
         }
     }
@@ -441,6 +442,10 @@ void conv_plan_free(conv_plan *p) {
     memset(p, 0, sizeof *p);
 }
 
+/* A const buffer as a oneDNN memory handle (which is never const): only for the source of a
+ * reorder, which oneDNN reads and does not write. */
+static float *conv_reorder_src(const float *p) { return (float *)(uintptr_t)p; }
+
 /* One-off reorder between the layer's weights layout and plain [O][I/G][KH][KW]. */
 static int conv_reorder_plain(const conv_layer *l, eng_ctx *e, dnnl_memory_t blocked, float *plain, int to_plain) {
     dnnl_dims_t wd;
@@ -472,7 +477,7 @@ static int conv_reorder_plain(const conv_layer *l, eng_ctx *e, dnnl_memory_t blo
 
 int conv_weights_from_oihw(conv_layer *l, eng_ctx *e, const float *oihw) {
     ASSERT(l->w.data != NULL);
-    CHECK(conv_reorder_plain(l, e, l->w.mem, (float *)oihw, 0));
+    CHECK(conv_reorder_plain(l, e, l->w.mem, conv_reorder_src(oihw), 0));
     return conv_refresh_weights(l, e);
 }
 
@@ -492,11 +497,11 @@ static int conv_like_weights(const conv_layer *l, eng_ctx *e, float *like_w, flo
 }
 
 int conv_like_weights_to_oihw(const conv_layer *l, eng_ctx *e, const float *like_w, float *oihw) {
-    return conv_like_weights(l, e, (float *)like_w, oihw, 1);
+    return conv_like_weights(l, e, conv_reorder_src(like_w), oihw, 1);
 }
 
 int conv_like_weights_from_oihw(const conv_layer *l, eng_ctx *e, const float *oihw, float *like_w) {
-    return conv_like_weights(l, e, like_w, (float *)oihw, 0);
+    return conv_like_weights(l, e, like_w, conv_reorder_src(oihw), 0);
 }
 
 int conv_grad_to_oihw(const conv_layer *l, eng_ctx *e, float *oihw) {

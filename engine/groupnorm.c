@@ -126,7 +126,7 @@ GN_INLINE void gn_stats_body(const float *px, int hw, const float *k, double *s1
                 f2[c] += d * d;
             }
         }
-        for (int c = 0; c < B; c++) d1[c] += f1[c], d2[c] += f2[c];
+        for (int c = 0; c < B; c++) d1[c] += (double)f1[c], d2[c] += (double)f2[c];
     }
     for (int c = 0; c < B; c++) s1[c] = d1[c], s2[c] = d2[c];
 }
@@ -169,7 +169,7 @@ GN_INLINE void gn_bstats_body(const float *px, const float *pdy, int hw, const f
                 f2[c] += g[c] * (r[c] - k[c]);
             }
         }
-        for (int c = 0; c < B; c++) d1[c] += f1[c], d2[c] += f2[c];
+        for (int c = 0; c < B; c++) d1[c] += (double)f1[c], d2[c] += (double)f2[c];
     }
     for (int c = 0; c < B; c++) s1[c] = d1[c], s2[c] = d2[c];
 }
@@ -246,9 +246,9 @@ int gn_forward(gn_plan *p, eng_ctx *e) {
             /* y = (x - k)*a + beta - a*(mean - k): centred on the exact float shift k; the
              * small correction mean - k is formed in double. */
             size_t ng = (size_t)n * G + c / cpg;
-            double a = l->gamma.data[c] * p->rstd[ng];
+            double a = (double)l->gamma.data[c] * p->rstd[ng];
             cf[0] = (float)a;
-            cf[16] = (float)(l->beta.data[c] - a * (p->mean[ng] - (double)cf[32]));
+            cf[16] = (float)((double)l->beta.data[c] - a * (p->mean[ng] - (double)cf[32]));
         }
 
     /* Apply, split by (sample, row chunk) before channel blocks: with static scheduling a thread
@@ -332,7 +332,7 @@ int gn_backward(gn_plan *p, eng_ctx *e, int accumulate) {
             for (int c = g * cpg; c < (g + 1) * cpg; c++) {
                 float *cf = p->coef + ((size_t)n * CB + c / B) * 64 + c % B;
                 double q = -rs * rs * m2, dmk = p->mean[ng] - (double)cf[32];
-                cf[0] = (float)(rs * l->gamma.data[c]);
+                cf[0] = (float)(rs * (double)l->gamma.data[c]);
                 cf[16] = (float)q;
                 cf[48] = (float)(-rs * m1 - q * dmk); /* q*(x - mean) = q*(x - k) - q*(mean - k) */
             }

@@ -77,7 +77,7 @@ static inline __attribute__((always_inline)) double scale_dot_body(const float *
         float f[16] = {0};
         for (int i = i0; i < i1; i++)
             for (int c = 0; c < B; c++) f[c] += a[(size_t)i * B + c] * b[(size_t)i * B + c];
-        for (int c = 0; c < B; c++) acc[c] += f[c];
+        for (int c = 0; c < B; c++) acc[c] += (double)f[c];
     }
     double s = 0;
     for (int c = 0; c < B; c++) s += acc[c];

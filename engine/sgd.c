@@ -148,7 +148,7 @@ double sgd_grad_norm(const sgd *o) {
             const float *g = (const float *)(o->grads->base + o->spans[s].g_off);
             size_t n = o->spans[s].n;
 #pragma omp for schedule(static) nowait
-            for (size_t i = 0; i < n; i++) acc += (double)g[i] * g[i];
+            for (size_t i = 0; i < n; i++) acc += (double)g[i] * (double)g[i];
         }
         part[t] = acc;
     }

@@ -16,6 +16,9 @@
 #include <string.h>
 #include <unistd.h>
 
+/* libFuzzer's entry point: each harness defines it. */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
 static char fuzz_dir[256], fuzz_path[300];
 
 static void fuzz_cleanup(void) {

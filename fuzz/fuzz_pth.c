@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (size_t i = 0; i < c.n_tensors; i++) {
             const pth_tensor *t = pth_find(&c, c.tensors[i].name);
             if (!t || strcmp(t->name, c.tensors[i].name)) abort(); /* a loaded name must be found */
-            if (t->numel > 0 && t->dtype == PTH_F32) sum += ((const float *)t->data)[0] + ((const float *)t->data)[t->numel - 1];
+            if (t->numel > 0 && t->dtype == PTH_F32) sum += (double)(((const float *)t->data)[0] + ((const float *)t->data)[t->numel - 1]);
             if (t->numel > 0 && t->dtype == PTH_I64) sum += (double)((const int64_t *)t->data)[t->numel - 1];
         }
         for (size_t i = 0; i < c.n_config; i++) (void)pth_config_get(&c, c.config[i].key);

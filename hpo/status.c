@@ -447,7 +447,7 @@ int hpo_trial_load(const char *dir, hpo_trial_rec *t) {
         const cJSON *v = cJSON_GetArrayItem(sc, i);
         const cJSON *s = cJSON_IsArray(se) ? cJSON_GetArrayItem(se, i) : NULL;
         const cJSON *m = cJSON_IsArray(im) ? cJSON_GetArrayItem(im, i) : NULL;
-        int st = hpo_trial_push(t, cJSON_IsNumber(v) ? v->valuedouble : NAN, cJSON_IsNumber(s) ? s->valuedouble : 0,
+        int st = hpo_trial_push(t, cJSON_IsNumber(v) ? v->valuedouble : (double)NAN, cJSON_IsNumber(s) ? s->valuedouble : 0,
                                 cJSON_IsNumber(m) ? (long)m->valuedouble : 0);
         if (st < 0) {
             cJSON_Delete(j);

@@ -179,10 +179,10 @@ int assigner_atss(const anchor_grid *g, const float *anchors, const unsigned cha
         double sum = 0, sq = 0;
         for (int c = 0; c < K; c++) {
             ij[c] = iou_f32(anchors + 4 * (size_t)cj[c], gt);
-            sum += ij[c];
+            sum += (double)ij[c];
         }
         double mean = K > 0 ? sum / K : 0;
-        for (int c = 0; c < K; c++) sq += (ij[c] - mean) * (ij[c] - mean);
+        for (int c = 0; c < K; c++) sq += ((double)ij[c] - mean) * ((double)ij[c] - mean);
         double sd = K > 1 ? sqrt(sq / (K - 1)) : 0;
         float thr = (float)mean + (float)sd;
         for (int c = 0; c < K; c++) {

@@ -223,7 +223,7 @@ int backbone_plan_init(backbone_plan *p, backbone *b, det_planner *pl, int h, in
     CHECK(memplan_add(pl->mem, &p->image, MEMPLAN_SAVED));
     /* image -> init.out (N, 32, H/2, W/2); no image gradient */
     CHECK(backbone_cbr_plan_init(&p->init, b, &b->init, pl, &p->image, NULL, 0, MEMPLAN_SLOT, NULL));
-    const tensor *x = p->init.out;
+    tensor *x = p->init.out; /* written: a residual unit's sum post-op adds into it */
     tensor *d_x = tr ? &p->init.d_out : NULL;
     for (int u = 0; u < BACKBONE_UNITS; u++) {
         backbone_unit *U = &b->u[u];
@@ -235,13 +235,13 @@ int backbone_plan_init(backbone_plan *p, backbone *b, det_planner *pl, int h, in
         for (int k = 0; k < 3; k++) {
             if (!U->c[k].present) continue;
             memplan_region region = (k == 2 && u == BACKBONE_TAP_C5) ? MEMPLAN_FIXED : MEMPLAN_SLOT;
-            tensor *sum_dst = (!tr && k == 2 && U->residual) ? (tensor *)x : NULL;
+            tensor *sum_dst = (!tr && k == 2 && U->residual) ? x : NULL;
             CHECK(backbone_cbr_plan_init(&P->c[k], b, &U->c[k], pl, bx, bd, k == 2 && U->residual, region, sum_dst));
             bx = P->c[k].out;
             bd = tr ? &P->c[k].d_out : NULL;
         }
         if (U->residual && tr) {
-            tensor *y = (tensor *)P->c[2].out;
+            tensor *y = P->c[2].out;
             CHECK(add_plan_init(&P->pl_residual, pl->e, y, x, y)); /* c[2].bn_out += unit input */
         }
         x = P->c[2].out;

@@ -73,7 +73,8 @@ typedef struct backbone_cbr_plan {
                          * backward run in place on it (slot; C5's is fixed: the neck writes it) */
     tensor d_conv_out;  /* (N, OC, OH, OW) nChw<B>c BN input gradient when BN backward is out of place
                          * (residual conv3: d_out also feeds the skip) (slot) */
-    const tensor *out;  /* the block output: &bn_out (training), &conv_out or the unit input (inference) */
+    tensor *out;        /* the block output: &bn_out (training), &conv_out or the unit input (inference);
+                         * written by the residual add / sum post-op */
     conv_plan pl_conv;
     bn_plan pl_bn;      /* bn_onednn: oneDNN BN, then ReLU6 (pl_relu6) in place */
     eltwise_plan pl_relu6;

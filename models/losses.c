@@ -116,7 +116,7 @@ static void losses_norms(const anchor_grid *g, const float *anchors, int n_img, 
                 parts->npos_level[l]++;
                 float tb[4];
                 const float *gt = gt_boxes + 4 * (size_t)(gt_first[n] + as[a] - 1);
-                csum_all += positive_target(anchors + 4 * (size_t)a, gt, tb);
+                csum_all += (double)positive_target(anchors + 4 * (size_t)a, gt, tb);
             }
         n_pos += np > 0 ? np : 1;
     }
@@ -157,7 +157,7 @@ static double losses_focal_level(const anchor_grid *g, int l, int n_img, int C, 
                 }
                 float gr;
                 float v = focal_elem(x[o], lb[p] == c, &gr);
-                lsum += v;
+                lsum += (double)v;
                 if (gx) {
                     gx[o] = gr * inv_npos;
                     lbad |= !isfinite(gx[o]);
@@ -196,10 +196,10 @@ static void losses_box_level(const anchor_grid *g, int l, const float *anchors, 
             bsum += (double)cstar * (1.0 - (double)gi);
             size_t zo = blk_off(1, H, W, B, n, 0, y, xx);
             float gz;
-            zsum += losses_bce_logits(out[l].ctr[zo], cstar, &gz);
+            zsum += (double)losses_bce_logits(out[l].ctr[zo], cstar, &gz);
             if (grad) {
                 /* dL/dGIoU = -2 c* / B, then through the decode. */
-                float q = (float)(-(double)LOSSES_GIOU_WEIGHT * cstar / b_norm);
+                float q = (float)(-(double)LOSSES_GIOU_WEIGHT * (double)cstar / b_norm);
                 for (int k = 0; k < 4; k++) gg[k] *= q;
                 coder_decode_backward(anc, d, gg, gd);
                 for (int k = 0; k < 4; k++) {

@@ -165,7 +165,7 @@ int params_set(params_table *p, eng_ctx *e, int i, const float *src) {
     const params_entry *q = &p->e[i];
     if (q->kind == PARAMS_CONV_WEIGHT) return conv_weights_from_oihw(q->conv, e, src);
     if (q->kind == PARAMS_NBT) {
-        if (!(src[0] >= 0)) return ote_err(OTE_EINVAL, "detector: %s: value %g", q->name, src[0]);
+        if (!(src[0] >= 0)) return ote_err(OTE_EINVAL, "detector: %s: value %g", q->name, (double)src[0]);
         p->nbt = (long)src[0];
         return OTE_OK;
     }

@@ -38,6 +38,7 @@ extern void *__libc_memalign(size_t, size_t);
 extern void __libc_free(void *);
 extern const char __executable_start[];
 extern const char etext[];
+void *memalign(size_t, size_t); /* glibc's obsolete allocator (<malloc.h>), interposed below */
 
 /* noinline on the interposers: if one were inlined into a caller in this file,
  * __builtin_return_address(0) would name the caller's caller. */

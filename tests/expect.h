@@ -79,7 +79,7 @@ static inline int expect_near_(int mode, double v, double ref, double tol, const
         snprintf(detail, sizeof detail, "err %.3e <= tol %.3g", err, tol);
     } else {
         err = fabs(v - ref);
-        if (mode == EXPECT_REL_) err = ref != 0 ? err / fabs(ref) : (v == 0 ? 0.0 : INFINITY);
+        if (mode == EXPECT_REL_) err = ref != 0 ? err / fabs(ref) : (v == 0 ? 0.0 : (double)INFINITY);
         snprintf(detail, sizeof detail, "%s err %.3e <= tol %.3g; value %.10g, ref %.10g",
                  mode == EXPECT_REL_ ? "rel" : "abs", err, tol, v, ref);
     }

@@ -110,7 +110,7 @@ static inline double fx_max_rel(const double *a, const double *b, long n, double
     double num = 0, den = floor_;
     for (long i = 0; i < n; i++) {
         double d = fabs(a[i] - b[i]);
-        if (d > num || d != d) num = d != d ? INFINITY : d;
+        if (d > num || d != d) num = d != d ? (double)INFINITY : d;
         if (fabs(b[i]) > den) den = fabs(b[i]);
     }
     return num / den;

@@ -64,7 +64,7 @@ static void test_resize(void) {
         double e8 = 0, ef = 0;
         for (size_t i = 0; i < nd; i++) {
             e8 = fmax(e8, fabs(d8[i] - ref[i]));
-            ef = fmax(ef, fabs(df[i] - ref[i]));
+            ef = fmax(ef, fabs((double)df[i] - ref[i]));
         }
         /* u8: OpenCV uses 11-bit fixed-point weights and rounds to an integer: within 1 level of the
          * exact value. f32: float weights, values <= 255: within 1e-3. */
@@ -152,8 +152,8 @@ static void test_boxes(void) {
     int n = aug_crop_boxes(&b[0][0], lab, 6, patch);
     EXPECT(n == 2 && lab[0] == 3 && lab[1] == 5, "crop keeps only boxes with centre strictly inside (%d kept)", n);
     EXPECT(n == 2 && b[0][0] == 10 && b[0][1] == 10 && b[0][2] == 50 && b[0][3] == 100,
-           "kept box clipped to the patch and shifted: [%g %g %g %g] == [10 10 50 100]", b[0][0], b[0][1], b[0][2],
-           b[0][3]);
+           "kept box clipped to the patch and shifted: [%g %g %g %g] == [10 10 50 100]", (double)b[0][0],
+           (double)b[0][1], (double)b[0][2], (double)b[0][3]);
     EXPECT(n == 2 && b[1][0] == 2 && b[1][1] == 2 && b[1][2] == 98 && b[1][3] == 98, "inner box only shifted");
 
     float sc[4];
@@ -206,10 +206,10 @@ static void test_render(void) {
                 outside_ok &= dst[o] == 51 * (1.0f / 255.0f) && dst[o + (size_t)pw * ph] == 102 * (1.0f / 255.0f) &&
                               dst[o + 2 * (size_t)pw * ph] == 0;
         }
-    EXPECT(inside_ok && outside_ok, "flipped pixels match the flipped box [%g,%g,%g,%g]; planes are R,G,B /255", box[0],
-           box[1], box[2], box[3]);
+    EXPECT(inside_ok && outside_ok, "flipped pixels match the flipped box [%g,%g,%g,%g]; planes are R,G,B /255", (double)box[0],
+           (double)box[1], (double)box[2], (double)box[3]);
     EXPECT(pad_ok, "padding right/bottom is zero");
-    EXPECT(fabsf(dst[0] - 0.2f) <= 1e-7f, "51/255 normalises to 0.2 (%.9g)", dst[0]);
+    EXPECT(fabsf(dst[0] - 0.2f) <= 1e-7f, "51/255 normalises to 0.2 (%.9g)", (double)dst[0]);
     /* crop + 2x upscale: the white block maps to [2*(10-4), 2*(30-4)) x [2*(8-2), 2*(20-2)) interior */
     int patch[4] = {4, 2, 44, 32};
     st = aug_render(img, w, h, patch, 80, 60, 0, scratch, dst, pw, ph);
@@ -219,7 +219,7 @@ static void test_render(void) {
     aug_scale_factor(40, 30, 80, 60, sc);
     aug_resize_boxes(cb, nk, sc, 80, 60);
     EXPECT(st == 0 && nk == 1 && cb[0] == 12 && cb[1] == 12 && cb[2] == 52 && cb[3] == 36, "crop+resize box [%g %g %g %g]",
-           cb[0], cb[1], cb[2], cb[3]);
+           (double)cb[0], (double)cb[1], (double)cb[2], (double)cb[3]);
     EXPECT(dst[(size_t)20 * pw + 30] == 1.0f && dst[(size_t)20 * pw + 8] == 51 * (1.0f / 255.0f) &&
                dst[(size_t)40 * pw + 30] == 51 * (1.0f / 255.0f),
            "pixels inside/outside the transformed box agree with it");
@@ -227,14 +227,14 @@ static void test_render(void) {
 }
 
 static int centre_in(const float *b, const int p[4]) {
-    double cx = (b[0] + b[2]) / 2.0, cy = (b[1] + b[3]) / 2.0;
+    double cx = (double)(b[0] + b[2]) / 2.0, cy = (double)(b[1] + b[3]) / 2.0;
     return cx > p[0] && cy > p[1] && cx < p[2] && cy < p[3];
 }
 
 static double iou_ref(const float *b, const int p[4]) {
     double ix = fmin(b[2], p[2]) - fmax(b[0], p[0]), iy = fmin(b[3], p[3]) - fmax(b[1], p[1]);
     double inter = ix > 0 && iy > 0 ? ix * iy : 0;
-    double u = (b[2] - b[0]) * (b[3] - b[1]) + (double)(p[2] - p[0]) * (p[3] - p[1]) - inter;
+    double u = (double)((b[2] - b[0]) * (b[3] - b[1])) + (double)(p[2] - p[0]) * (p[3] - p[1]) - inter;
     return inter / u;
 }
 
@@ -250,7 +250,8 @@ static void test_min_iou_crop(void) {
         int labels[5];
         for (int i = 0; i < n; i++) {
             float x1 = (float)(rng_uniform(&g) * (w - 10)), y1 = (float)(rng_uniform(&g) * (h - 10));
-            float bw = 5 + (float)(rng_uniform(&g) * (w - x1 - 5)), bh = 5 + (float)(rng_uniform(&g) * (h - y1 - 5));
+            float bw = 5 + (float)(rng_uniform(&g) * (double)(w - x1 - 5)),
+                  bh = 5 + (float)(rng_uniform(&g) * (double)(h - y1 - 5));
             boxes[4 * i] = x1, boxes[4 * i + 1] = y1, boxes[4 * i + 2] = x1 + bw, boxes[4 * i + 3] = y1 + bh;
             labels[i] = i;
         }

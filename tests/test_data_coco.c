@@ -110,7 +110,7 @@ static void test_airport(const char *shared) {
                b->x2 == (float)(r.first_bbox[0] + r.first_bbox[2]) &&
                b->y2 == (float)(r.first_bbox[1] + r.first_bbox[3]),
            "first box xywh [%g %g %g %g] -> xyxy [%g %g %g %g]", r.first_bbox[0], r.first_bbox[1], r.first_bbox[2],
-           r.first_bbox[3], b->x1, b->y1, b->x2, b->y2);
+           r.first_bbox[3], (double)b->x1, (double)b->y1, (double)b->x2, (double)b->y2);
     char expect_path[600];
     snprintf(expect_path, sizeof expect_path, "%s/%s", root, d.images[0].file_name);
     EXPECT(strcmp(d.images[0].path, expect_path) == 0, "path is root/file_name (%s)", d.images[0].path);

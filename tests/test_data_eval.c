@@ -57,7 +57,7 @@ static void hand_dataset(coco_dataset *d, int n_images, int n_cats, const hand_b
         x->y2 = b[i].y + b[i].h;
         x->label = b[i].label;
         x->iscrowd = b[i].iscrowd;
-        x->area = (double)b[i].w * b[i].h;
+        x->area = (double)b[i].w * (double)b[i].h;
         x->ann_id = i + 1;
         coco_image *im = &d->images[b[i].image];
         if (im->n_boxes == 0) im->first_box = i;
@@ -375,7 +375,7 @@ static double ref_threshold(const coco_dataset *gt, const eval_det *dets, int n,
         int tp = 0, fp = 0;
         for (int r = 0; r < n; r++) {
             const eval_det *e = &dets[order[r]];
-            if (e->score < thr) break;
+            if ((double)e->score < thr) break;
             const coco_image *im = &gt->images[e->image];
             int best = -1;
             double best_iou = 0.5;
@@ -385,8 +385,8 @@ static double ref_threshold(const coco_dataset *gt, const eval_det *dets, int n,
                 double iw = fmin(e->x2, g->x2) - fmax(e->x1, g->x1), ih = fmin(e->y2, g->y2) - fmax(e->y1, g->y1);
                 if (iw <= 0 || ih <= 0) continue;
                 double inter = iw * ih;
-                double uni = (double)(e->x2 - e->x1) * (e->y2 - e->y1) + (double)(g->x2 - g->x1) * (g->y2 - g->y1) -
-                             inter;
+                double uni = (double)(e->x2 - e->x1) * (double)(e->y2 - e->y1) +
+                             (double)(g->x2 - g->x1) * (double)(g->y2 - g->y1) - inter;
                 double iou = inter / (uni > 1e-6 ? uni : 1e-6);
                 if (iou >= best_iou) best_iou = iou, best = k;
             }

@@ -212,7 +212,7 @@ static void test_test_loader(coco_dataset *ds) {
         for (size_t p = 0; p < (size_t)3 * 256 * 320; p++) {
             float v = b->images[p];
             if (!(v >= 0 && v <= 1)) pix_ok = 0;
-            sum += v;
+            sum += (double)v;
         }
         pix_ok &= sum > 0;
         k++;

@@ -232,12 +232,12 @@ static void test_scale(eng_ctx *e, shape s, uint64_t seed) {
     double ey = ac_tensor_rel(&y, ref);
     for (size_t i = 0; i < n; i++) ref[i] = sv * dyd[i];
     double edx = ac_tensor_rel(&dx, ref);
-    double dsr = dot(dyd, xd, n), eds = fabs(l.ds.data[0] - dsr) / fmax(fabs(dsr), 1e-30);
+    double dsr = dot(dyd, xd, n), eds = fabs((double)l.ds.data[0] - dsr) / fmax(fabs(dsr), 1e-30);
     /* Products are correctly rounded (1.2e-7). ds: float runs of 32 products then double; the
      * relative error is bounded by ~32 ulps of sum|dy*x| / |sum dy*x|, so use sum|dy*x| as the scale. */
     double absum = 0;
     for (size_t i = 0; i < n; i++) absum += fabs(dyd[i] * xd[i]);
-    double eds_abs = fabs(l.ds.data[0] - dsr) / absum;
+    double eds_abs = fabs((double)l.ds.data[0] - dsr) / absum;
     EXPECT_ERR(ey, 1.2e-7, "%s: y vs naive double, rel err", nm);
     EXPECT_ERR(edx, 1.2e-7, "%s: dx vs naive double, rel err", nm);
     EXPECT(ac_pad_zero(&y) && ac_pad_zero(&dx), "%s: y and dx padding zero", nm);
@@ -246,7 +246,7 @@ static void test_scale(eng_ctx *e, shape s, uint64_t seed) {
     /* FD in double of L = sum(dy * s * x): w.r.t. s and a subset of x. */
     double h = 1e-4;
     double fds = (dot(dyd, xd, n) * (sv + h) - dot(dyd, xd, n) * (sv - h)) / (2 * h);
-    double efs = fabs(l.ds.data[0] - fds) / absum;
+    double efs = fabs((double)l.ds.data[0] - fds) / absum;
     double num = 0, den = 1e-30;
     double *dxk = ac_to_d(&dx);
     for (size_t i = 0; i < n; i += n / 29 + 1) {
@@ -270,7 +270,7 @@ static void test_scale(eng_ctx *e, shape s, uint64_t seed) {
     float ds1 = l.ds.data[0];
     ASSERT(scale_backward(&pi, e, 1) == 0);
     EXPECT(l.ds.data[0] == 2 * ds1 && memcmp(dy2.data, dx.data, dx.bytes) == 0,
-             "scale backward accumulate doubles ds (%g -> %g); in-place dx == out-of-place", ds1, l.ds.data[0]);
+             "scale backward accumulate doubles ds (%g -> %g); in-place dx == out-of-place", (double)ds1, (double)l.ds.data[0]);
 
     free(xd), free(dyd), free(ref), free(dxk);
     scale_plan_free(&p), scale_plan_free(&pi);

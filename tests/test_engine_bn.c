@@ -153,8 +153,8 @@ static void run_case(eng_ctx *e, rng *rg, int N, int C, int H, int W, worst *wo)
     ASSERT(bn_forward(&p, e) == OTE_OK);
     double m = (double)N * HW;
     for (int c = 0; c < C; c++) {
-        rm[c] = 0.9 * rmf[c] + 0.1 * mean[c];
-        rv[c] = 0.9 * rvf[c] + 0.1 * var[c] * m / (m - 1);
+        rm[c] = 0.9 * (double)rmf[c] + 0.1 * mean[c];
+        rv[c] = 0.9 * (double)rvf[c] + 0.1 * var[c] * m / (m - 1);
         rmg[c] = l.run_mean.data[c], rvg[c] = l.run_var.data[c];
     }
     double e_y = ec_rel_tensor(&y, yref);
@@ -250,7 +250,7 @@ static void test_accumulate(eng_ctx *e, rng *rg) {
     ASSERT(bn_backward(&pb, e, 1) == OTE_OK);
     double sg[24], sb[24], gg[24], gb[24];
     for (int c = 0; c < C; c++) {
-        sg[c] = (double)dga[c] + dgb[c], sb[c] = (double)dba[c] + dbb[c];
+        sg[c] = (double)dga[c] + (double)dgb[c], sb[c] = (double)dba[c] + (double)dbb[c];
         gg[c] = l.dgamma.data[c], gb[c] = l.dbeta.data[c];
     }
     EXPECT_ERR(ec_rel(gg, sg, 24, 1e-30), TOL_ACC, "bn accumulate: dgamma(A,0)+dgamma(B,1) vs dgamma(A)+dgamma(B)");

@@ -74,14 +74,14 @@ static void ref_forward(int N, int C, int HW, const double *x, const float *g, c
         for (int n = 0; n < N; n++)
             for (int i = 0; i < HW; i++) {
                 size_t o = ((size_t)n * C + c) * HW + i;
-                double v = g[c] * (x[o] - mu) * rs + b[c];
+                double v = (double)g[c] * (x[o] - mu) * rs + (double)b[c];
                 if (relu6) v = v < 0 ? 0 : v > 6 ? 6 : v;
                 r->y[o] = v;
             }
         r->mean[c] = mu, r->var[c] = var;
         /* torch.nn.BatchNorm2d: momentum 0.1, unbiased variance for the running variance */
-        r->rm[c] = 0.1 * mu + 0.9 * rm0[c];
-        r->rv[c] = 0.1 * var * M / (M - 1) + 0.9 * rv0[c];
+        r->rm[c] = 0.1 * mu + 0.9 * (double)rm0[c];
+        r->rv[c] = 0.1 * var * M / (M - 1) + 0.9 * (double)rv0[c];
     }
 }
 
@@ -107,8 +107,8 @@ static double ref_backward(int N, int C, int HW, const double *x, const float *g
             for (int i = 0; i < HW; i++) {
                 size_t o = ((size_t)n * C + c) * HW + i;
                 double gm = mask[o] ? dy[o] : 0;
-                dx[o] = g[c] * rs * (gm - sg / M - (x[o] - mu) * rs * sgx / M);
-                if (fabs(g[c] * rs * gm) > scale) scale = fabs(g[c] * rs * gm);
+                dx[o] = (double)g[c] * rs * (gm - sg / M - (x[o] - mu) * rs * sgx / M);
+                if (fabs((double)g[c] * rs * gm) > scale) scale = fabs((double)g[c] * rs * gm);
             }
     }
     return scale;
@@ -307,7 +307,7 @@ static void run_case(eng_ctx *e, rng *rg, case_cfg cc) {
         mask_o[i] = relu6 ? (tf[i] > 0.0f && tf[i] < 6.0f) : 1;
         if (mask_o[i] != mask[i]) {
             flips++;
-            double d0 = fabs(yf[i]), d6 = fabs(yf[i] - 6.0);
+            double d0 = fabs(yf[i]), d6 = fabs((double)yf[i] - 6.0);
             if ((d0 < d6 ? d0 : d6) > TOL * 6.0) far_flips++;
         }
     }
@@ -456,7 +456,7 @@ static void run_calibrate(eng_ctx *e, rng *rg, int N, int C, int H, int W) {
     double *want = malloc(sizeof(double) * nx), wmax = 0;
     for (size_t i = 0; i < nx; i++) {
         int c = (int)(i / ((size_t)H * W) % (size_t)C);
-        double v = xf[i] + b0[c];
+        double v = (double)xf[i] + b0[c];
         want[i] = v < 0 ? 0 : v > 6 ? 6 : v;
         wmax = fmax(wmax, fabs(want[i]));
     }
@@ -464,7 +464,7 @@ static void run_calibrate(eng_ctx *e, rng *rg, int N, int C, int H, int W) {
     REQUIRE_OK(bnr_forward(&p, e));
     tensor_to_nchw(&y, yf);
     double ey = 0;
-    for (size_t i = 0; i < nx; i++) ey = fmax(ey, fabs(yf[i] - want[i]) / wmax);
+    for (size_t i = 0; i < nx; i++) ey = fmax(ey, fabs((double)yf[i] - want[i]) / wmax);
     double eg = 0, eb = 0;
     for (int c = 0; c < C; c++) {
         double mu, var;
@@ -472,8 +472,8 @@ static void run_calibrate(eng_ctx *e, rng *rg, int N, int C, int H, int W) {
         for (size_t i = 0; i < nx; i++) xc[i] = xf[i];
         ref_stats(N, C, H * W, xc, c, &mu, &var);
         free(xc);
-        eg = fmax(eg, fabs(l.gamma.data[c] - sqrt(var + cfg.eps)) / sqrt(var + cfg.eps));
-        eb = fmax(eb, fabs(l.beta.data[c] - (mu + b0[c])) / fmax(fabs(mu + b0[c]), 1.0));
+        eg = fmax(eg, fabs((double)l.gamma.data[c] - sqrt(var + (double)cfg.eps)) / sqrt(var + (double)cfg.eps));
+        eb = fmax(eb, fabs((double)l.beta.data[c] - (mu + b0[c])) / fmax(fabs(mu + b0[c]), 1.0));
     }
     EXPECT(ey <= TOL && l.calibrate == 0, "calibrate %dx%dx%dx%d: y = clip(x + old beta): rel %.2e (tol %.0e), flag cleared",
            N, C, H, W, ey, TOL);
@@ -482,7 +482,7 @@ static void run_calibrate(eng_ctx *e, rng *rg, int N, int C, int H, int W) {
     REQUIRE_OK(bnr_forward(&p, e));
     tensor_to_nchw(&y, yf);
     double ey2 = 0;
-    for (size_t i = 0; i < nx; i++) ey2 = fmax(ey2, fabs(yf[i] - want[i]) / wmax);
+    for (size_t i = 0; i < nx; i++) ey2 = fmax(ey2, fabs((double)yf[i] - want[i]) / wmax);
     EXPECT(ey2 <= TOL, "calibrate %dx%dx%dx%d: the next (normal) forward keeps y = clip(x + old beta): rel %.2e (tol %.0e)",
            N, C, H, W, ey2, TOL);
     free(b0), free(xf), free(yf), free(want);

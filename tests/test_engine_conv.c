@@ -285,8 +285,8 @@ static void test_accumulate(eng_ctx *e, rng *g, int hb, int wb) {
     ASSERT(conv_backward(&pa, e, 0) == OTE_OK);
     ASSERT(conv_backward(&pb, e, 1) == OTE_OK);
     double *sum = malloc(sizeof(double) * nwp), *got = ec_f2d(l.dw.data, nwp), dsum[35], dgot[35];
-    for (size_t i = 0; i < nwp; i++) sum[i] = (double)ga[i] + gb[i];
-    for (int i = 0; i < 35; i++) dsum[i] = (double)dba[i] + dbb[i], dgot[i] = l.db.data[i];
+    for (size_t i = 0; i < nwp; i++) sum[i] = (double)ga[i] + (double)gb[i];
+    for (int i = 0; i < 35; i++) dsum[i] = (double)dba[i] + (double)dbb[i], dgot[i] = l.db.data[i];
     EXPECT_ERR(ec_rel(got, sum, nwp, 1e-30), TOL_ACC, "accumulate: dW(A,acc=0)+dW(B,acc=1) vs dW(A)+dW(B)");
     EXPECT_ERR(ec_rel(dgot, dsum, 35, 1e-30), TOL_ACC, "accumulate: db(A,acc=0)+db(B,acc=1) vs db(A)+db(B)");
     int differ = 0;
@@ -420,8 +420,8 @@ static void test_fold(eng_ctx *e, rng *g, int ic, int oc, int k, int groups, con
         for (int c = 0; c < oc; c++)
             for (int i = 0; i < H * W; i++) {
                 size_t o = ((size_t)n * oc + c) * H * W + i;
-                double v = (ref[o] - mean[c]) / sqrt((double)var[c] + 1e-5) * gam[c] + bet[c];
-                if (sum) v += rf[o];
+                double v = (ref[o] - (double)mean[c]) / sqrt((double)var[c] + 1e-5) * (double)gam[c] + (double)bet[c];
+                if (sum) v += (double)rf[o];
                 if (post == CONV_POST_RELU) v = v > 0 ? v : 0;
                 if (post == CONV_POST_RELU6) v = v < 0 ? 0 : v > 6 ? 6 : v;
                 ref[o] = v;

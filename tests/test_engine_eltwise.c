@@ -83,7 +83,7 @@ static void run_case(eng_ctx *e, rng *g, eltwise_kind kind, int N, int C, int H,
     size_t at0 = 0, at6 = 0;
     for (size_t i = 0; i < n; i++) {
         yref[i] = act(kind, xf[i]);
-        dxref[i] = dact(kind, xf[i]) * dyf[i];
+        dxref[i] = dact(kind, xf[i]) * (double)dyf[i];
         at0 += xf[i] == 0.0f, at6 += xf[i] == 6.0f;
     }
     double *yd = ec_tensor_d(yt), *dxd = ec_tensor_d(dxt);
@@ -118,7 +118,7 @@ static void run_case(eng_ctx *e, rng *g, eltwise_kind kind, int N, int C, int H,
     for (size_t i = 0; i < n && k < FD_SAMPLES; i += 1 + rng_below(g, 7)) {
         double v = xf[i];
         if (fabs(v) < 2 * h || fabs(v - 6) < 2 * h) continue;
-        fd[k] = (act(kind, v + h) - act(kind, v - h)) / (2 * h) * dyf[i];
+        fd[k] = (act(kind, v + h) - act(kind, v - h)) / (2 * h) * (double)dyf[i];
         gv[k++] = dxd[i];
     }
     double e_fd = ec_rel(gv, fd, (size_t)k, 1e-30);

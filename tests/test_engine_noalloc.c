@@ -98,7 +98,7 @@ static double step(net *m, eng_ctx *e, double lr) {
     /* loss = 0.5 * sum(o^2): its gradient is o (padding lanes are 0 in both). */
     double loss = 0;
     size_t n = m->o.bytes / sizeof(float);
-    for (size_t i = 0; i < n; i++) loss += 0.5 * (double)m->o.data[i] * m->o.data[i];
+    for (size_t i = 0; i < n; i++) loss += 0.5 * (double)m->o.data[i] * (double)m->o.data[i];
     add_copy(&m->d_o, &m->o);
     /* backward in reverse; d_o is read (never written) by both consumers of the add, so it is aliased */
     REQUIRE_OK(upsample_backward(&m->pu, e, 0));

@@ -19,7 +19,7 @@
 static double rel_f(const float *a, const double *ref, long n) {
     double num = 0, den = 1e-30;
     for (long i = 0; i < n; i++) {
-        double d = fabs(a[i] - ref[i]);
+        double d = fabs((double)a[i] - ref[i]);
         if (d != d) return INFINITY;
         if (d > num) num = d;
         if (fabs(ref[i]) > den) den = fabs(ref[i]);
@@ -120,7 +120,7 @@ static void run_large(eng_ctx *e) {
         for (int t = 0; t < NT; t++)
             for (int i = 0; i < sizes[t]; i++) {
                 g[t].data[i] = (float)rng_normal(&gen);
-                double d = g[t].data[i] + 1e-4 * rp[k];
+                double d = (double)g[t].data[i] + 1e-4 * rp[k];
                 rm[k] = step == 0 ? d : 0.9 * rm[k] + d;
                 rp[k] -= lr * rm[k];
                 k++;
@@ -137,7 +137,7 @@ static void run_large(eng_ctx *e) {
 
     double ss = 0;
     for (int t = 0; t < NT; t++)
-        for (int i = 0; i < sizes[t]; i++) ss += (double)g[t].data[i] * g[t].data[i];
+        for (int i = 0; i < sizes[t]; i++) ss += (double)g[t].data[i] * (double)g[t].data[i];
     double norm_ref = sqrt(ss), norm = sgd_grad_norm(&o);
     EXPECT_REL(norm, norm_ref, 1e-12, "grad norm vs naive");
     double before = sgd_clip_grad_norm(&o, 2 * norm_ref);

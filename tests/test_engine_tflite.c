@@ -85,7 +85,7 @@ static void check_tensor(const tfl_model *m, const fx_file *fx, const char *file
     double worst = 0;
     for (long i = 0; ok && i < dq->numel; i++) {
         ok = close_f(d[i], dq->v[i], 1.2e-7);
-        worst = fmax(worst, fabs(d[i] - dq->v[i]));
+        worst = fmax(worst, fabs((double)d[i] - dq->v[i]));
     }
     EXPECT(ok, "%s: %s: first %ld dequantised values match numpy (max abs diff %.3g, tol 1.2e-7 rel)", file, p, dq->numel, worst);
     free(d);

@@ -26,7 +26,8 @@ int main(void) {
     float *a = malloc(sizeof(float) * 4 * s.total);
     anchors_fill(&s, a);
     const float *b = a + 4 * (1 * s.w[0] + 2);
-    EXPECT(b[0] == -16 && b[1] == -24 && b[2] == 48 && b[3] == 40, "level0 (1,2) = [-16 -24 48 40] (got %g %g %g %g)", b[0], b[1], b[2], b[3]);
+    EXPECT(b[0] == -16 && b[1] == -24 && b[2] == 48 && b[3] == 40, "level0 (1,2) = [-16 -24 48 40] (got %g %g %g %g)",
+           (double)b[0], (double)b[1], (double)b[2], (double)b[3]);
     b = a + 4 * s.start[4];
     EXPECT(b[0] == -512 && b[3] == 512, "level4 (0,0) = [-512 -512 512 512]");
     b = a + 4 * (s.start[3] + 1 * s.w[3] + 2);

@@ -84,10 +84,10 @@ static void naive_atss(const anchor_grid *g, const float *anc, const unsigned ch
             for (int t = 0; t < n && t < 9; t++) cand[K++] = buf[t].i;
         }
         double mean = 0, sq = 0;
-        for (int c = 0; c < K; c++) mean += naive_iou(anc + 4 * cand[c], b);
+        for (int c = 0; c < K; c++) mean += (double)naive_iou(anc + 4 * cand[c], b);
         mean /= K;
         for (int c = 0; c < K; c++) {
-            double e = naive_iou(anc + 4 * cand[c], b) - mean;
+            double e = (double)naive_iou(anc + 4 * cand[c], b) - mean;
             sq += e * e;
         }
         float thr = (float)mean + (float)sqrt(sq / (K - 1));

@@ -275,7 +275,7 @@ static void case_weights(void) {
         long n = info_numel(pi);
         gen_uniform((uint64_t)g->v[0], n, g->v[1], g->v[2], BUF);
         double s1 = 0, s2 = 0;
-        for (long k = 0; k < n; k++) s1 += BUF[k], s2 += (double)BUF[k] * BUF[k];
+        for (long k = 0; k < n; k++) s1 += (double)BUF[k], s2 += (double)BUF[k] * (double)BUF[k];
         snprintf(key, sizeof key, "wsum.%s", pi->name);
         const double *ws = fx_get(&F, key)->v;
         worst_wsum = fmax(worst_wsum, fmax(fabs(s1 - ws[0]) / fmax(fabs(ws[0]), 1e-3), rel(s2, ws[1])));
@@ -508,17 +508,17 @@ static void case_backward(void) {
         if (m64 <= ZERO_FRAC * gmax[gi]) {
             /* analytically zero: |g| / group max; detector_f64.py's figure is floored at FLOOR_FRAC x group max */
             for (long j = 0; j < m; j++) m32 = fmax(m32, fabs(v[j]));
-            acc_add(&wz[gi], m == a->numel ? m32 / gmax[gi] : INFINITY, TOL_ZERO, pi->name);
+            acc_add(&wz[gi], m == a->numel ? m32 / gmax[gi] : (double)INFINITY, TOL_ZERO, pi->name);
             tz[gi].nchw = fmax(tz[gi].nchw, tn * FLOOR_FRAC), tz[gi].cl = fmax(tz[gi].cl, tc * FLOOR_FRAC);
             nzero[gi]++;
         } else {
-            double e1 = m == a->numel ? fx_max_rel(v, a->v, a->numel, FLOOR_FRAC * gmax[gi]) : INFINITY;
+            double e1 = m == a->numel ? fx_max_rel(v, a->v, a->numel, FLOOR_FRAC * gmax[gi]) : (double)INFINITY;
             acc_add(&wg[gi], e1, TOL_GRAD, pi->name);
             tg[gi].nchw = fmax(tg[gi].nchw, tn), tg[gi].cl = fmax(tg[gi].cl, tc);
         }
         free(v);
         double ss = 0;
-        for (long j = 0; j < n; j++) ss += (double)BUF[j] * BUF[j];
+        for (long j = 0; j < n; j++) ss += (double)BUF[j] * (double)BUF[j];
         snprintf(k, sizeof k, "f64.gradsum.%s", pi->name);
         double nref = sqrt(fx_get(&SP, k)->v[1]);
         acc_add(&wn[gi], fabs(sqrt(ss) - nref) / fmax(nref, fmax(nfloor[gi], 1e-30)), TOL_GSUM, pi->name);
@@ -577,7 +577,7 @@ static void case_directional_fd(void) {
             for (int i = 0; i < NP; i++) {
                 const det_param_info *pi = det_param(D, i);
                 if (pi->is_buffer || group_of(pi->name) != gi) continue;
-                for (long j = 0; j < info_numel(pi); j++) nrm += (double)grad[i][j] * grad[i][j];
+                for (long j = 0; j < info_numel(pi); j++) nrm += (double)grad[i][j] * (double)grad[i][j];
             }
             nrm = sqrt(nrm);
             double lp[2];
@@ -588,7 +588,7 @@ static void case_directional_fd(void) {
                     const det_param_info *pi = det_param(D, i);
                     if (pi->is_buffer || group_of(pi->name) != gi) continue;
                     long n = info_numel(pi);
-                    for (long j = 0; j < n; j++) BUF[j] = (float)(save[i][j] + step_e * grad[i][j]);
+                    for (long j = 0; j < n; j++) BUF[j] = (float)((double)save[i][j] + step_e * (double)grad[i][j]);
                     ok &= det_param_set(D, i, BUF) == OTE_OK;
                 }
                 det_losses Lf;
@@ -695,7 +695,7 @@ static void case_eval_after_steps(void) {
             }
             EXPECT(NOUT[i] <= 100 && sorted && inside, "image %d: %d detections (reference %ld; max score %.4f vs "
                      "%.4f), score-sorted, > 0.05, labels valid, boxes inside the original %0.fx%.0f image", i, NOUT[i],
-                     rs->numel, NOUT[i] ? BOXES[i][0].score : 0.0, rs->numel ? rs->v[0] : 0.0, ow, oh);
+                     rs->numel, NOUT[i] ? (double)BOXES[i][0].score : 0.0, rs->numel ? rs->v[0] : 0.0, (double)ow, (double)oh);
         }
     }
 }

@@ -31,8 +31,8 @@ static double urand(void) {
 /* ---- double references ---- */
 static const double STD_D[4] = {0.1, 0.1, 0.2, 0.2};
 static void decode_d(const float p[4], const double d[4], double b[4]) {
-    double px = (p[0] + (double)p[2]) * 0.5, py = (p[1] + (double)p[3]) * 0.5;
-    double pw = (double)p[2] - p[0], ph = (double)p[3] - p[1];
+    double px = ((double)p[0] + (double)p[2]) * 0.5, py = ((double)p[1] + (double)p[3]) * 0.5;
+    double pw = (double)p[2] - (double)p[0], ph = (double)p[3] - (double)p[1];
     double R = fabs(log(16.0 / 1000));
     double dw = fmin(fmax(d[2] * STD_D[2], -R), R), dh = fmin(fmax(d[3] * STD_D[3], -R), R);
     double gx = px + pw * d[0] * STD_D[0], gy = py + ph * d[1] * STD_D[1];
@@ -95,17 +95,18 @@ static void test_coder(void) {
         float g[4] = {gx - gw / 2, gy - gh / 2, gx + gw / 2, gy + gh / 2}, d[4], b[4];
         coder_encode(p, g, d);
         coder_decode(p, d, 0, 0, b);
-        for (int k = 0; k < 4; k++) max_rt = fmax(max_rt, fabs(b[k] - g[k]) / (s + fmax(gw, gh)));
+        for (int k = 0; k < 4; k++) max_rt = fmax(max_rt, fabs(b[k] - g[k]) / ((double)s + fmax(gw, gh)));
     }
     EXPECT(max_rt < 2e-6, "coder round trip (size ratios 0.05..20): max |decode(encode(g)) - g| / box size = %.2e (tol 2e-6)", max_rt);
     float p[4] = {0, 0, 64, 64}, g[4] = {-3200 + 32, 10, 3200 + 32, 54}, d[4], b[4];
     coder_encode(p, g, d);
     coder_decode(p, d, 0, 0, b);
     EXPECT(fabsf((b[2] - b[0]) - 64 * 62.5f) < 0.01f && fabsf((b[3] - b[1]) - 44) < 1e-3f,
-           "clamp: width 100x the anchor decodes to 62.5x (exp(4.135...)): %.3f (expect 4000)", b[2] - b[0]);
+           "clamp: width 100x the anchor decodes to 62.5x (exp(4.135...)): %.3f (expect 4000)", (double)(b[2] - b[0]));
     float dd[4] = {3, -2, 1, 0.5f};
     coder_decode(p, dd, 40, 50, b);
-    EXPECT(b[0] >= 0 && b[1] == 0 && b[2] == 50 && b[3] <= 40, "test-time clipping to 40x50: [%g %g %g %g]", b[0], b[1], b[2], b[3]);
+    EXPECT(b[0] >= 0 && b[1] == 0 && b[2] == 50 && b[3] <= 40, "test-time clipping to 40x50: [%g %g %g %g]",
+           (double)b[0], (double)b[1], (double)b[2], (double)b[3]);
 
     double max_err = 0;
     for (int t = 0; t < 200; t++) {
@@ -125,8 +126,8 @@ static void test_coder(void) {
             decode_d(pa, dp, bp);
             decode_d(pa, dm, bm);
             double fd = 0;
-            for (int q = 0; q < 4; q++) fd += gb[q] * (bp[q] - bm[q]) / (2 * h);
-            max_err = fmax(max_err, fabs(fd - gd[k]) / (fabs(fd) + 1e-3 * s));
+            for (int q = 0; q < 4; q++) fd += (double)gb[q] * (bp[q] - bm[q]) / (2 * h);
+            max_err = fmax(max_err, fabs(fd - (double)gd[k]) / (fabs(fd) + 1e-3 * (double)s));
         }
     }
     EXPECT(max_err < 1e-4, "decode backward vs central differences (double): max rel err %.2e (tol 1e-4)", max_err);
@@ -142,9 +143,9 @@ static void test_elementwise(void) {
         for (int t = 0; t < 2; t++) {
             float g;
             float v = losses_focal(xs[i], t, &g);
-            double h = 1e-5, fd = (focal_d(xs[i] + h, t) - focal_d(xs[i] - h, t)) / (2 * h);
-            max_v = fmax(max_v, fabs(v - focal_d(xs[i], t)) / (fabs(focal_d(xs[i], t)) + 1e-12));
-            max_g = fmax(max_g, fabs(g - fd) / (fabs(fd) + 1e-9));
+            double h = 1e-5, fd = (focal_d((double)xs[i] + h, t) - focal_d((double)xs[i] - h, t)) / (2 * h);
+            max_v = fmax(max_v, fabs((double)v - focal_d(xs[i], t)) / (fabs(focal_d(xs[i], t)) + 1e-12));
+            max_g = fmax(max_g, fabs((double)g - fd) / (fabs(fd) + 1e-9));
         }
     /* f32 1-p loses ~1e-7/(1-p) relative at saturated logits (|x| = 6..9), as in torch/mmcv */
     EXPECT(max_v < 1e-4, "focal loss value vs double formula: max rel err %.2e (tol 1e-4)", max_v);
@@ -166,7 +167,7 @@ static void test_elementwise(void) {
             pd[k] = p[k];
             td[k] = t[k];
         }
-        max_gv = fmax(max_gv, fabs(v - giou_d(pd, td)));
+        max_gv = fmax(max_gv, fabs((double)v - giou_d(pd, td)));
         for (int k = 0; k < 4; k++) {
             double a[4], b[4], h = 1e-4;
             memcpy(a, pd, sizeof a);
@@ -175,7 +176,7 @@ static void test_elementwise(void) {
             b[k] -= h;
             double fd = (giou_d(a, td) - giou_d(b, td)) / (2 * h);
             gmax = fmax(gmax, fabs(fd));
-            err = fmax(err, fabs(fd - g[k]));
+            err = fmax(err, fabs(fd - (double)g[k]));
         }
         max_ge = fmax(max_ge, err / (gmax + 1e-12));
     }
@@ -184,14 +185,14 @@ static void test_elementwise(void) {
 
     float anc[4] = {0, 0, 64, 64}, box[4] = {12, 22, 62, 52};
     float ct = losses_centerness_target(anc, box);
-    EXPECT(fabsf(ct - (float)sqrt(1.0 / 3.0)) < 1e-6f, "centerness target: l20 r30 t10 b20 -> sqrt(1/3) (got %.7f)", ct);
+    EXPECT(fabsf(ct - (float)sqrt(1.0 / 3.0)) < 1e-6f, "centerness target: l20 r30 t10 b20 -> sqrt(1/3) (got %.7f)", (double)ct);
     double max_b = 0;
     const float zs[] = {-5, -1, 0, 0.4f, 3};
     for (int i = 0; i < 5; i++) {
         float g, c = 0.35f;
         float v = losses_bce_logits(zs[i], c, &g);
-        double h = 1e-5, fd = (bce_d(zs[i] + h, c) - bce_d(zs[i] - h, c)) / (2 * h);
-        max_b = fmax(max_b, fmax(fabs(v - bce_d(zs[i], c)) / bce_d(zs[i], c), fabs(g - fd)));
+        double h = 1e-5, fd = (bce_d((double)zs[i] + h, c) - bce_d((double)zs[i] - h, c)) / (2 * h);
+        max_b = fmax(max_b, fmax(fabs((double)v - bce_d(zs[i], c)) / bce_d(zs[i], c), fabs((double)g - fd)));
     }
     EXPECT(max_b < 1e-5, "centerness BCE value (rel) and gradient (abs) vs double: %.2e (tol 1e-5)", max_b);
 }

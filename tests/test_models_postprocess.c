@@ -108,7 +108,7 @@ static void free_case(pp_case *c) {
 
 static int det_match(const detection *d, const fx_array *rb, const fx_array *rl, long j, double *eb) {
     double e = 0;
-    for (int k = 0; k < 4; k++) e = fmax(e, fabs(d->box[k] - rb->v[4 * j + k]) / fmax(fabs(rb->v[4 * j + k]), 1.0));
+    for (int k = 0; k < 4; k++) e = fmax(e, fabs((double)d->box[k] - rb->v[4 * j + k]) / fmax(fabs(rb->v[4 * j + k]), 1.0));
     if (d->label != (int)rl->v[j] || !(e < 1e-4)) return 0;
     *eb = fmax(*eb, e);
     return 1;
@@ -126,11 +126,11 @@ static void compare(const fx_file *f, const char *prefix, const char *tag, const
     double eb = 0, es = 0;
     char *used = calloc((size_t)rs->numel + 1, 1);
     for (int i = 0; same_n && i < nd; i++) {
-        es = fmax(es, fabs(d[i].score - rs->v[i]) / fabs(rs->v[i])); /* scores in order, ties or not */
+        es = fmax(es, fabs((double)d[i].score - rs->v[i]) / fabs(rs->v[i])); /* scores in order, ties or not */
         long hit = -1;
         if (!used[i] && det_match(&d[i], rb, rl, i, &eb)) hit = i;
         for (long j = 0; hit < 0 && j < rs->numel; j++)
-            if (!used[j] && fabs(rs->v[j] - d[i].score) <= TIE_REL * fabs(rs->v[j]) && det_match(&d[i], rb, rl, j, &eb))
+            if (!used[j] && fabs(rs->v[j] - (double)d[i].score) <= TIE_REL * fabs(rs->v[j]) && det_match(&d[i], rb, rl, j, &eb))
                 hit = j, swapped++;
         if (hit >= 0) used[hit] = 1, matched++;
     }

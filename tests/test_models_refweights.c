@@ -39,8 +39,8 @@ int main(void) {
         drw_fill((uint64_t)a->v[0], a->v[1], a->v[2], w, (size_t)n);
         double s = 0, q = 0;
         for (long e = 0; e < n; e++) {
-            s += w[e];
-            q += (double)w[e] * w[e];
+            s += (double)w[e];
+            q += (double)w[e] * (double)w[e];
         }
         double es = fabs(s - ws->v[0]) / fmax(fabs(ws->v[0]), 1e-3 * sqrt(ws->v[1])), eq = fabs(q - ws->v[1]) / ws->v[1];
         if (!(es <= worst_s)) worst_s = es; /* a NaN sticks */
@@ -58,7 +58,7 @@ int main(void) {
     EXPECT(bad_shape == 0, "every tensor's numel equals its shape's product (%d differ)", bad_shape);
     EXPECT_ERR(worst_s, 1e-9, "sums reproduce the reference's, worst relative error (%d tensors off)", bad_sum);
     EXPECT_ERR(worst_q, 1e-12, "sums of squares reproduce the reference's, worst relative error");
-    EXPECT(bias_seen && bias0 == -4.59511985013459f, "atss_cls.bias[0] = %.9g, the documented -4.59511985", bias0);
+    EXPECT(bias_seen && bias0 == -4.59511985013459f, "atss_cls.bias[0] = %.9g, the documented -4.59511985", (double)bias0);
     fx_free(&f);
     return expect_finish();
 }

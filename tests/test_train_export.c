@@ -122,7 +122,7 @@ static void run_variant(eng_ctx *e, const char *dir, det_backbone bb, int tf_pad
                     for (int x = 0; x < wl; x++)
                         plain[((size_t)c * hl + y) * wl + x] = rb[blk_off(C, hl, wl, ref[l].blk, 0, c, y, x)];
             double scale = max_abs(plain, n), diff = 0;
-            for (size_t j = 0; j < n; j++) diff = fmax(diff, fabs((double)plain[j] - gp[j]));
+            for (size_t j = 0; j < n; j++) diff = fmax(diff, fabs((double)plain[j] - (double)gp[j]));
             double rel = diff / fmax(scale, 1e-12);
             worst_rel = fmax(worst_rel, rel);
             vmax = fmax(vmax, rel);

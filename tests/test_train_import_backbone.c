@@ -253,7 +253,7 @@ static float *forward(const import_backbone_result *r, fmap x) {
     size_t hw = (size_t)f.h * f.w;
     for (int c = 0; c < 1280; c++) {
         double s = 0;
-        for (size_t q = 0; q < hw; q++) s += f.d[c * hw + q];
+        for (size_t q = 0; q < hw; q++) s += (double)f.d[c * hw + q];
         pooled[c] = s / (double)hw;
     }
     free(f.d);
@@ -534,8 +534,8 @@ int main(void) {
             int K = r.n_classes, best = 0;
             double mx = lg[0], z = 0;
             for (int k = 1; k < K; k++)
-                if (lg[k] > mx) mx = lg[k], best = k;
-            for (int k = 0; k < K; k++) z += exp(lg[k] - mx);
+                if ((double)lg[k] > mx) mx = lg[k], best = k;
+            for (int k = 0; k < K; k++) z += exp((double)lg[k] - mx);
             EXPECT(best == want[i], "%s: %s -> top-1 %d (p = %.4f), want %d", files[fi], images[i], best, 1.0 / z, want[i]);
             free(lg);
         }
@@ -553,7 +553,7 @@ int main(void) {
                 for (int yy = 0; yy < 112; yy++)
                     for (int xx = 0; xx < 112; xx++) {
                         size_t k = ((size_t)c * 112 + yy) * 112 + xx;
-                        double d = fabs((double)y0.d[k] - y1.d[k]);
+                        double d = fabs((double)y0.d[k] - (double)y1.d[k]);
                         ymax = fmax(ymax, fabs(y0.d[k]));
                         if (yy < 111 && xx < 111) inner = fmax(inner, d);
                         else border = fmax(border, d);
@@ -569,8 +569,8 @@ int main(void) {
                 int best = 0;
                 double mx = lg[0], z = 0;
                 for (int k = 1; k < r.n_classes; k++)
-                    if (lg[k] > mx) mx = lg[k], best = k;
-                for (int k = 0; k < r.n_classes; k++) z += exp(lg[k] - mx);
+                    if ((double)lg[k] > mx) mx = lg[k], best = k;
+                for (int k = 0; k < r.n_classes; k++) z += exp((double)lg[k] - mx);
                 EXPECT(best == want[i], "%s: folded, x/255 input: %s -> top-1 %d (p = %.4f), want %d", files[fi], images[i], best,
                       1.0 / z, want[i]);
                 free(lg);

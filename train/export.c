@@ -300,7 +300,7 @@ static const char *gb_cbr(gb *b, const char *x, const char *prefix, int stride, 
             for (int o = 0; o < oc; o++) {
                 double inv = 1.0 / sqrt((double)var[o] + 1e-5); /* BatchNorm2d eps (spec §2) */
                 double sc = (double)g[o] * inv;
-                for (size_t i = 0; i < per; i++) w[o * per + i] = (float)(w[o * per + i] * sc);
+                for (size_t i = 0; i < per; i++) w[o * per + i] = (float)((double)w[o * per + i] * sc);
                 bias[o] = (float)((double)be[o] - (double)mu[o] * sc);
             }
             /* depthwise: one input channel per group */

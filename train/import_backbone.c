@@ -367,7 +367,7 @@ int import_backbone_fold_unit_input(import_backbone_result *r) {
         double sum = 0;
         for (int64_t k = 0; k < per; k++) {
             float *v = &w->data[o * per + k];
-            sum += *v;
+            sum += (double)*v;
             *v *= 2.0f; /* exact in binary floating point */
         }
         b->data[o] = (float)((double)b->data[o] - sum);

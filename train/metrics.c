@@ -141,7 +141,7 @@ static void metrics_draw(metrics_run *m, int pr_too) {
 void metrics_epoch_end(metrics_run *m, const metrics_epoch *row, const eval_det *dets, int n_dets) {
     if (!m) return;
     metrics_epoch r = *row;
-    double n = m->n_sum > 0 ? (double)m->n_sum : NAN;
+    double n = m->n_sum > 0 ? (double)m->n_sum : (double)NAN;
     r.lr = m->last_lr;
     r.loss = m->sum_total / n, r.loss_cls = m->sum_cls / n, r.loss_box = m->sum_box / n, r.loss_ctr = m->sum_ctr / n;
     m->sum_total = m->sum_cls = m->sum_box = m->sum_ctr = 0;

@@ -334,7 +334,7 @@ static void plots_draw_training_curves(void *vctx) {
     for (long i = 0; i < n; i++)
         if (it[i].lr > 0) lmin = fmin(lmin, it[i].lr), lmax = fmax(lmax, it[i].lr);
     int lr_log = lmax > 0 && lmax / lmin > 20;
-    for (long i = 0; i < n; i++) lr[i] = lr_log ? (it[i].lr > 0 ? log10(it[i].lr) : NAN) : it[i].lr;
+    for (long i = 0; i < n; i++) lr[i] = lr_log ? (it[i].lr > 0 ? log10(it[i].lr) : (double)NAN) : (double)it[i].lr;
     if (n) plots_range(lr, n, &llo, &lhi, 0.08);
     if (!lr_log && llo < 0) llo = 0;
     plvpor(0.085, 0.765, 0.36, 0.49);

@@ -439,7 +439,7 @@ static int predict_draw_write(predict_run_state *r, int gi, const eval_det *dets
     int k = 0;
     draw_box *pred = r->boxes + n_gt;
     for (int j = 0; j < n; j++)
-        if (dets[j].score >= o->score_thr)
+        if ((double)dets[j].score >= o->score_thr)
             pred[k++] = (draw_box){dets[j].x1, dets[j].y1, dets[j].x2, dets[j].y2, dets[j].label, dets[j].score};
     CHECK(draw_detections(img->data, img->w, img->h, r->boxes, n_gt, pred, k, r->cat_names, r->ds->n_cats));
     *drawn = k;
@@ -476,7 +476,7 @@ static void predict_log_image(predict_run_state *r, int gi, const eval_det *dets
     int shown = 0;
     /* dets come in descending score order per image from the detector's NMS; list the first few */
     for (int j = 0; j < n && shown < 3; j++) {
-        if (dets[j].score < r->o->score_thr) continue;
+        if ((double)dets[j].score < r->o->score_thr) continue;
         fprintf(log, "%s%s %.2f", shown ? ", " : " (", r->cat_names[dets[j].label], (double)dets[j].score);
         shown++;
     }
@@ -531,7 +531,7 @@ static int predict_chunk(predict_run_state *r, trainer_predictor *p, int start, 
             CHECK(eval_dets_push(all, dets[t]));
         }
         int drawn = 0;
-        for (int t = 0; t < n; t++) drawn += dets[t].score >= o->score_thr;
+        for (int t = 0; t < n; t++) drawn += (double)dets[t].score >= o->score_thr;
         if (o->save_images) {
             int s = image_read_rgb(ds->images[gi].path, &r->img);
             if (s >= 0) s = predict_draw_write(r, gi, dets, n, &drawn);
