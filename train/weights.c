@@ -1,5 +1,5 @@
 /* weights.c - weights.pth and label_schema.json (see weights.h). Maps detector parameters to and
- * from engine/pth checkpoints; writes JSON by hand (tools/ does not link cJSON by design). */
+ * from io/pth checkpoints; writes JSON by hand (tools/ does not link cJSON by design). */
 #include "train/weights.h"
 
 #include <dirent.h>
@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "engine/status.h"
-#include "engine/tflite.h"
+#include "io/tfl.h"
 #include "train/import_backbone.h"
 
 int weights_side_path(const char *weights_path, const char *side, char *buf, size_t n) {
