@@ -7,13 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
 #include "data/image_io.h"
 #include "engine/rng.h"
 #include "engine/status.h"
+#include "io/atomic.h"
 
 enum { DEMO_RECT = 0, DEMO_ELLIPSE = 1, DEMO_TRIANGLE = 2 };
 const char *const demo_class_names[DEMO_NCLASS] = {"rectangle", "ellipse", "triangle"};
@@ -135,31 +135,13 @@ static void demo_add_ann(cJSON *anns, long id, int image_id, int cls, const int 
     cJSON_AddItemToArray(anns, a);
 }
 
-/* PNG through a temporary name that keeps the extension (the encoder picks the format by it). */
-static int demo_write_png(const char *path, const demo_img *im) {
-    char tmp[4200];
-    size_t n = strlen(path);
-    if (n < 4 || n + 24 > sizeof tmp) return ote_err(OTE_EINVAL, "%s: bad image path", path);
-    snprintf(tmp, sizeof tmp, "%.*s.tmp-%d.png", (int)(n - 4), path, (int)getpid());
-    int s = image_write_rgb(tmp, im->rgb, im->w, im->h);
-    if (s == OTE_OK && rename(tmp, path) != 0) s = ote_err(OTE_EIO, "%s: cannot rename: %s", path, strerror(errno));
-    if (s != OTE_OK) unlink(tmp);
-    return s;
-}
-
+/* The JSON text, written atomically like the images (image_write_rgb). */
 static int demo_write_json(const char *path, cJSON *root) {
-    char *txt = cJSON_Print(root), tmp[4200];
+    char *txt = cJSON_Print(root);
     if (!txt) return ote_err(OTE_ENOMEM, "%s: cannot format JSON", path);
-    snprintf(tmp, sizeof tmp, "%s.tmp-%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "w");
-    int ok = f && fputs(txt, f) >= 0;
-    if (f && fclose(f) != 0) ok = 0;
+    int s = atomic_write(path, txt, strlen(txt), 0666);
     free(txt);
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return ote_err(OTE_EIO, "%s: cannot write: %s", path, strerror(errno));
-    }
-    return OTE_OK;
+    return s;
 }
 
 /* One image: background, then up to DEMO_MAX_OBJ non-overlapping shapes (at least one). */
@@ -210,7 +192,7 @@ static int demo_split(const char *dir, const char *split, int n_images, uint64_t
         char name[64];
         snprintf(name, sizeof name, "%s_%04d.png", split, i + 1);
         snprintf(path, sizeof path, "%s/%s/%s", dir, split, name);
-        if (s == OTE_OK) s = demo_write_png(path, &im);
+        if (s == OTE_OK) s = image_write_rgb(path, im.rgb, im.w, im.h);
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "id", i + 1);
         cJSON_AddStringToObject(o, "file_name", name);

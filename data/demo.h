@@ -9,7 +9,7 @@
  * visible; backgrounds are two-colour gradients with stripes, per-pixel noise and distractors
  * (thin lines and small dots of random colours, which are not objects). Boxes are the exact pixel
  * extent of each shape. Training and validation images come from different seeds (disjoint).
- * Deterministic for a seed. Every file is written atomically (temporary name, then rename).
+ * Deterministic for a seed. Every file is written atomically (io/atomic.h).
  */
 #ifndef OTE_DEMO_H
 #define OTE_DEMO_H

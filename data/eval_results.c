@@ -3,8 +3,8 @@
  *
  * Also writes the scores of a run (eval_save_performance) for `ote eval --save-performance`.
  * Reading validates every entry and reports the first problem as one line naming the file and
- * the entry index. Writing goes to a temporary file in the same directory, then rename(), so a
- * crash never leaves a half-written results file. Owns nothing between calls.
+ * the entry index. Writing goes through io/atomic.h (a temporary file in the same directory,
+ * fsync, rename), so a crash never leaves a half-written results file. Owns nothing between calls.
  */
 #include "data/eval.h"
 
@@ -14,10 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "engine/status.h"
+#include "io/atomic.h"
 
 typedef struct res_id {
     long id;
@@ -200,63 +199,6 @@ done:
     return s;
 }
 
-/* A temporary file beside `path` (caller renames or unlinks it); *tmp_out is malloc'd. */
-static FILE *open_temp_beside(const char *path, char **tmp_out) {
-    size_t pl = strlen(path);
-    char *tmp = malloc(pl + 16);
-    *tmp_out = NULL;
-    if (!tmp) {
-        ote_err(OTE_ENOMEM, "%s: out of memory", path);
-        return NULL;
-    }
-    memcpy(tmp, path, pl);
-    memcpy(tmp + pl, ".tmp.XXXXXX", 12);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        int e = errno;
-        free(tmp);
-        ote_err(OTE_EIO, "%s: cannot create a temporary file beside it: %s", path, strerror(e));
-        return NULL;
-    }
-    /* mkstemp creates 0600; outputs get the mode every other output has (0666 minus the umask) */
-    mode_t um = umask(0);
-    umask(um);
-    if (fchmod(fd, 0666 & ~um) != 0) { /* not fatal: the file is still written */
-    }
-    FILE *f = fdopen(fd, "w");
-    if (!f) {
-        int e = errno;
-        close(fd);
-        unlink(tmp);
-        free(tmp);
-        ote_err(OTE_EIO, "%s: cannot open temporary file: %s", path, strerror(e));
-        return NULL;
-    }
-    *tmp_out = tmp;
-    return f;
-}
-
-/* Flushes, syncs and closes f, then renames tmp to path; unlinks tmp on any failure. */
-static int finish_temp(FILE *f, char *tmp, const char *path) {
-    int bad = ferror(f);
-    bad |= fflush(f) != 0;
-    bad |= fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
-    if (bad) {
-        unlink(tmp);
-        free(tmp);
-        return ote_err(OTE_EIO, "%s: write failed", path);
-    }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        free(tmp);
-        return ote_err(OTE_EIO, "%s: cannot rename the temporary file into place: %s", path, strerror(e));
-    }
-    free(tmp);
-    return OTE_OK;
-}
-
 /* cJSON prints doubles with 15 digits when they compare equal within an epsilon, which loses
  * the last bits; %.17g always reads back to the same double. */
 static cJSON *exact_number(double v) {
@@ -313,23 +255,24 @@ int eval_save_performance(const char *path, const coco_dataset *gt, const eval_r
     cJSON_Delete(st);
     cJSON_Delete(o);
     if (!text) return ote_err(OTE_ENOMEM, "%s: out of memory while formatting", path);
-    char *tmp;
-    FILE *f = open_temp_beside(path, &tmp);
-    if (!f) {
+    /* the mode every other output has (0666 minus the umask) */
+    atomic_file a;
+    int s = atomic_open(&a, path, 0666);
+    if (s < 0) {
         free(text);
-        return OTE_EIO;
+        return s;
     }
-    fputs(text, f);
-    fputc('\n', f);
+    fputs(text, a.f);
+    fputc('\n', a.f);
     free(text);
-    return finish_temp(f, tmp, path);
+    return atomic_commit(&a);
 }
 
 int eval_save_results(const char *path, const coco_dataset *gt, const eval_det *dets, int n_dets) {
     CHECK(eval_check_dets(gt, dets, n_dets, "eval_save_results"));
-    char *tmp;
-    FILE *f = open_temp_beside(path, &tmp);
-    if (!f) return OTE_EIO;
+    atomic_file a;
+    CHECK(atomic_open(&a, path, 0666));
+    FILE *f = a.f;
     fputc('[', f);
     for (int i = 0; i < n_dets; i++) {
         const eval_det *d = &dets[i];
@@ -341,5 +284,5 @@ int eval_save_results(const char *path, const coco_dataset *gt, const eval_det *
                 gt->cats[d->label].id);
     }
     fputs("\n]\n", f);
-    return finish_temp(f, tmp, path);
+    return atomic_commit(&a);
 }

@@ -15,6 +15,7 @@
 #include <exception>
 #include <mutex>
 #include <sys/stat.h>
+#include <vector>
 
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -22,6 +23,7 @@
 
 extern "C" {
 #include "engine/status.h"
+#include "io/atomic.h"
 }
 
 namespace {
@@ -167,11 +169,15 @@ extern "C" int image_write_rgb(const char *path, const uint8_t *rgb, int w, int 
     try {
         image_io_init_once();
         if (!rgb || w <= 0 || h <= 0) return ote_err(OTE_EINVAL, "image_io: %s: bad image %dx%d", path, w, h);
+        const char *slash = std::strrchr(path, '/'), *dot = std::strrchr(path, '.');
+        if (!dot || (slash && dot < slash))
+            return ote_err(OTE_EINVAL, "image_io: %s: no file extension to choose the image format by", path);
         cv::Mat src(h, w, CV_8UC3, const_cast<uint8_t *>(rgb));
         cv::Mat bgr;
         cv::cvtColor(src, bgr, cv::COLOR_RGB2BGR);
-        if (!cv::imwrite(path, bgr)) return ote_err(OTE_EIO, "image_io: %s: cannot write image", path);
-        return OTE_OK;
+        std::vector<uchar> bytes;
+        if (!cv::imencode(dot, bgr, bytes)) return ote_err(OTE_EIO, "image_io: %s: cannot encode image", path);
+        return atomic_write(path, bytes.data(), bytes.size(), 0666);
     } catch (const std::exception &e) {
         return ote_err(OTE_EIO, "image_io: %s: %s", path, e.what());
     } catch (...) {

@@ -49,7 +49,8 @@ int image_resize_u8(const uint8_t *src, int sw, int sh, size_t src_stride, int c
 int image_resize_f32(const float *src, int sw, int sh, size_t src_stride, int channels, float *dst, int dw,
                      int dh, size_t dst_stride);
 
-/* Writes 8-bit RGB as PNG or JPEG by extension (tests and debugging). */
+/* Writes 8-bit RGB as PNG, JPEG, BMP ... chosen by the path's extension (OpenCV's imencode), the
+ * file written atomically (io/atomic.h: temporary beside it, fsync, rename; mode 0666 - umask). */
 int image_write_rgb(const char *path, const uint8_t *rgb, int w, int h);
 
 #ifdef __cplusplus

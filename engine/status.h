@@ -17,7 +17,7 @@ enum {
     OTE_OK = 0,
     OTE_EINVAL = -1,  /* bad argument or configuration value (usage error) */
     OTE_EIO = -2,     /* file missing, unreadable or unwritable */
-    OTE_EPARSE = -3,  /* malformed JSON/YAML/FlatBuffer/pickle/image */
+    OTE_EPARSE = -3,  /* malformed JSON/YAML/FlatBuffer/checkpoint/image */
     OTE_ENOMEM = -4,  /* allocation failed */
     OTE_EDNNL = -5,   /* oneDNN refused or failed (including a reference-kernel fallback) */
     OTE_ENAN = -6,    /* loss or gradient became NaN/Inf */

@@ -1,5 +1,5 @@
 /* fuzz_hpo_config.c - libFuzzer harness for the hpo_config.yaml reader (hpo/hpo_config.c over
- * engine/yamldoc.c, read by `ote train --enable-hpo` and `ote hpo`): the bytes are an
+ * io/yd.c, read by `ote train --enable-hpo` and `ote hpo`): the bytes are an
  * hpo_config.yaml, read from a file as the CLI does; one that loads has its search space checked
  * against the template's hyper-parameter names, as train_hpo does. */
 #include "fuzz/fuzz_common.h"

@@ -1,10 +1,10 @@
-/* fuzz_pth.c - libFuzzer harness for the checkpoint reader (engine/pth.c: zip reader, pickle
- * interpreter, checkpoint mapping; `--load-weights`, `ote eval --load-weights`): the bytes are a
+/* fuzz_pth.c - libFuzzer harness for the checkpoint reader (io/pth.c: zip reader io/zip.c, pickle
+ * interpreter io/pickle.c, checkpoint mapping; `--load-weights`, `ote eval --load-weights`): the bytes are a
  * .pth file, read from a file with pth_load; a checkpoint that loads has every tensor and config
  * entry looked up as the weight loader does. */
 #include "fuzz/fuzz_common.h"
 
-#include "engine/pth.h"
+#include "io/pth.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *path = fuzz_write(data, size, "weights.pth");

@@ -1,5 +1,5 @@
 /* fuzz_template.c - libFuzzer harness for the model template reader (train/config.c over
- * engine/yamldoc.c, `ote train TEMPLATE`): the bytes are a template.yaml; one that loads gets the
+ * io/yd.c, `ote train TEMPLATE`): the bytes are a template.yaml; one that loads gets the
  * overrides a user types after `params` (a value for every hyper-parameter at its min, max and a
  * bad text, and an input size), each checked as `ote train ... params` checks it. */
 #include "fuzz/fuzz_common.h"

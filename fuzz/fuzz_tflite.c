@@ -1,10 +1,10 @@
-/* fuzz_tflite.c - libFuzzer harness for the TFLite FlatBuffer reader (engine/tflite.c, the
+/* fuzz_tflite.c - libFuzzer harness for the TFLite FlatBuffer reader (io/tfl.c, the
  * pretrained backbone and `ote import-backbone`): the bytes are a .tflite file, read from a file
  * with tfl_load; a model that loads has its operators named and every tensor of up to 64k elements
  * dequantised (its data pointer and size are what the reader promised: ASan checks the reads). */
 #include "fuzz/fuzz_common.h"
 
-#include "engine/tflite.h"
+#include "io/tfl.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *path = fuzz_write(data, size, "model.tflite");

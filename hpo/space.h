@@ -25,7 +25,7 @@
 
 #include <stddef.h>
 
-#include "engine/yamldoc.h"
+#include "io/yd.h"
 
 #define HP_MAX_PARAMS 16
 #define HP_MAX_CHOICES 64

@@ -5,7 +5,6 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +14,7 @@
 #include <unistd.h>
 
 #include "engine/status.h"
+#include "io/atomic.h"
 
 void hpo_trial_clear(hpo_trial_rec *t) {
     free(t->scores);
@@ -75,46 +75,6 @@ int hpo_trial_push(hpo_trial_rec *t, double score, double seconds, long images) 
     return 0;
 }
 
-int hpo_write_atomic(const char *path, const char *data, size_t len) {
-    char tmp[4200];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return ote_err(OTE_EIO, "%s: path too long", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return ote_err(OTE_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, data + off, len - off);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            return ote_err(OTE_EIO, "%s: write failed: %s", tmp, strerror(e));
-        }
-        off += (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        unlink(tmp);
-        return ote_err(OTE_EIO, "%s: fsync/close failed: %s", tmp, strerror(errno));
-    }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return ote_err(OTE_EIO, "%s: rename failed: %s", path, strerror(e));
-    }
-    /* make the rename itself durable */
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash) *slash = 0;
-    else snprintf(dir, sizeof dir, ".");
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-    return 0;
-}
-
 /* cJSON prints with tabs; hpopt writes indent=4. Tabs inside strings are escaped, so every raw
  * tab is layout: leading ones are indentation, the one after a key's colon becomes a space. */
 static int save_json(const char *path, cJSON *j) {
@@ -141,7 +101,7 @@ static int save_json(const char *path, cJSON *j) {
         }
     }
     o[k++] = '\n';
-    int st = hpo_write_atomic(path, o, k);
+    int st = atomic_write(path, o, k, 0644);
     free(o);
     free(s);
     return st;

@@ -16,8 +16,9 @@
  * error (NaN loss, allocation failure, a failing objective command); it has no score, is kept on
  * resume and never retried.
  *
- * Crash safety: every file is written to "<name>.tmp", fsync'ed, renamed over the old one and the
- * directory fsync'ed, so `kill -9` at any moment leaves either the old or the new file.
+ * Crash safety: every file is written with io/atomic.h ("<name>.tmp-<pid>", fsync'ed, renamed over
+ * the old one, the directory fsync'ed), so `kill -9` at any moment leaves either the old or the
+ * new file.
  * A status file that fails validation is renamed "hpopt_status.json.corrupt-<UTC timestamp>" and
  * reported as OTE_ESTATE; it is never silently overwritten.
  * Ownership: hpo_state owns its trial array and each trial's per-epoch arrays.
@@ -68,9 +69,6 @@ hpo_trial_rec *hpo_state_add(hpo_state *st);
 /* Appends one report to a trial (keeps the running mean in median[]). 0 or OTE_ENOMEM. */
 int hpo_trial_push(hpo_trial_rec *t, double score, double seconds, long images);
 void hpo_trial_clear(hpo_trial_rec *t);
-
-/* Writes data to path atomically (tmp + fsync + rename + fsync dir). 0 or OTE_EIO. */
-int hpo_write_atomic(const char *path, const char *data, size_t len);
 
 /* Writes hpopt_status.json and then trials.csv (hpo_trials_csv_save). */
 int hpo_status_save(const char *dir, const hpo_state *st);

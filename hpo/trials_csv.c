@@ -2,14 +2,15 @@
  * written beside OTE's JSON records every time hpopt_status.json is (hpo_status_save), so the
  * two never disagree. See status.h for the columns.
  *
- * Owns nothing beyond one call. The file goes through hpo_write_atomic (temp + rename), so a
- * reader never sees half a table.
+ * Owns nothing beyond one call. The file goes through atomic_write (io/atomic.h: temp + rename),
+ * so a reader never sees half a table.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/status.h"
+#include "io/atomic.h"
 #include "hpo/space.h"
 #include "hpo/status.h"
 
@@ -74,7 +75,7 @@ int hpo_trials_csv_save(const char *dir, const hpo_state *st) {
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/trials.csv", dir);
-    int s = hpo_write_atomic(path, buf, at);
+    int s = atomic_write(path, buf, at, 0644);
     free(buf);
     return s;
 }

@@ -75,7 +75,7 @@ done
 touch "$TMP/mode_ref"
 check "performance file mode $(stat -c %a "$TMP/mode_ref") like any new file (not 0600)" \
     "[ \"\$(stat -c %a '$TMP/11_random_b/perf.json')\" = \"\$(stat -c %a '$TMP/mode_ref')\" ]"
-check "no temporary files left after successful saves" "[ -z \"\$(find '$TMP' -name '*.tmp.*')\" ]"
+check "no temporary files left after successful saves" "[ -z \"\$(find '$TMP' -name '*.tmp-*')\" ]"
 
 d="$TMP/11_random_b"
 "$OTE_BIN" eval --help >"$TMP/help.txt"; check "--help exits 0" "[ $? -eq 0 ] && grep -q -- --detections '$TMP/help.txt'"

@@ -139,7 +139,7 @@ assert len(a) == 7 and all(e['status'] == 2 for e in a) and 'best_config_id' in 
 P
 "$OTE" hpo --hpo-config "$TMP/cfg.yaml" --objective-cmd "$TMP/obj.sh" --work-dir "$TMP/w4" < /dev/null > "$TMP/out6" 2>&1
 check "finished run reused without a trial (stdin not a terminal)" "grep -q 'Reusing previously found hyper-parameters' '$TMP/out6' && ! grep -q '^HPO trial' '$TMP/out6' && grep -qx 'Best Hyper-parameters' '$TMP/out6'"
-ls "$TMP/w4" | grep -q '\.tmp$' && bad "temporary files left behind" || ok "no temporary files left"
+ls "$TMP/w4" | grep -q '\.tmp-[0-9]*$' && bad "temporary files left behind" || ok "no temporary files left"
 
 # 5. kill -9 at arbitrary moments (also during file writes): the status file always parses, and
 # resuming after each kill finishes with every finished trial kept

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "engine/status.h"
-#include "engine/yamldoc.h"
+#include "io/yd.h"
 #include "hpo/hpo_config.h"
 #include "hpo/space.h"
 #include "tests/expect.h"

@@ -1,4 +1,4 @@
-"""test_pth_interop.py - engine/pth against real PyTorch (Debian python3-torch 1.13).
+"""test_pth_interop.py - io/pth against real PyTorch (Debian python3-torch 1.13).
 
 Both directions, through the hidden `ote pth-dump` command (tools/cmd_pth.c):
   * C writes (`ote pth-dump --sample OUT`): torch.load (default and weights_only=True) must see

@@ -17,9 +17,9 @@
 #include <unistd.h>
 
 #include "engine/ctx.h"
-#include "engine/pth.h"
+#include "io/pth.h"
 #include "engine/status.h"
-#include "engine/tflite.h"
+#include "io/tfl.h"
 #include "models/detector.h"
 #include "tests/expect.h"
 #include "train/import_backbone.h"

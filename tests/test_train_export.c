@@ -182,7 +182,7 @@ int main(void) {
     snprintf(path, sizeof path, "%s/no_such_dir/m.onnx", dir);
     s = export_onnx(d, 64, 64, 0.3, NULL, path);
     char tmp[700];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid()); /* io/atomic.h's temporary */
     EXPECT(s == OTE_EIO && stat(path, &st) != 0 && stat(tmp, &st) != 0,
            "unwritable path: OTE_EIO, nothing left (%s)", ote_errmsg());
     snprintf(path, sizeof path, "%s/not_onnx.onnx", dir);

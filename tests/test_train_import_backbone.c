@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "engine/status.h"
-#include "engine/tflite.h"
+#include "io/tfl.h"
 #include "train/import_backbone.h"
 #include "tests/expect.h"
 

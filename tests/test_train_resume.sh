@@ -7,7 +7,7 @@
 #      epoch in progress is lost); the same command without --resume-from is refused (exit 2, exact
 #      line, nothing touched); mismatched resumes (changed lr, changed training data, another
 #      folder's state) are refused with the exact line (exit 2);
-#   3. resumed with OTE_TEST_SAVE_PAUSE_MS (engine/pth.h) and killed while a save's temporary file
+#   3. resumed with OTE_TEST_SAVE_PAUSE_MS (io/pth.h) and killed while a save's temporary file
 #      exists: the previous last.pth stays valid; resumed again (the temporary is removed) and killed
 #      inside epoch 4 (after its iteration-10 progress line); resumed to the end;
 #   4. A's final weights.pth and last.pth (weights and momentum) equal the reference bit for bit

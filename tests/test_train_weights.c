@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "engine/pth.h"
+#include "io/pth.h"
 #include "engine/status.h"
 #include "tests/expect.h"
 #include "train/weights.h"

@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "engine/pth.h"
+#include "io/pth.h"
 #include "engine/status.h"
 #include "tools/commands.h"
 #include "train/config.h"

@@ -1,6 +1,6 @@
 /* cmd_import_backbone.c - `ote import-backbone FILE.tflite --save-model-to P [--keep-classifier]`.
  *
- * Reads an ImageNet MobileNetV2 1.0 TFLite file (engine/tflite.h), maps it onto the
+ * Reads an ImageNet MobileNetV2 1.0 TFLite file (io/tfl.h), maps it onto the
  * torchvision-variant backbone (train/import_backbone.h: names, layouts, the identity-BN choice)
  * and writes the PyTorch checkpoint import_backbone_to_ckpt builds, in our OTE layout:
  * {'model': state_dict, 'config': {...}, 'confidence_threshold', 'VERSION'}. The config records
@@ -16,9 +16,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "engine/pth.h"
+#include "io/pth.h"
 #include "engine/status.h"
-#include "engine/tflite.h"
+#include "io/tfl.h"
 #include "tools/commands.h"
 #include "train/import_backbone.h"
 

@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "data/coco.h"
-#include "engine/pth.h"
+#include "io/pth.h"
 #include "engine/status.h"
 #include "tools/commands.h"
 #include "train/config.h"

@@ -1,5 +1,5 @@
 /* cmd_pth.c - hidden `ote pth-dump` sub-command: inspect, re-save or generate PyTorch checkpoints
- * through engine/pth. It exists for the torch interoperability test (tests/test_pth_interop.py)
+ * through io/pth. It exists for the torch interoperability test (tests/test_pth_interop.py)
  * and for debugging a weights file by hand.
  *
  *   ote pth-dump FILE [--resave OUT] [--layout ote|state_dict|bare]
@@ -17,7 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "engine/pth.h"
+#include "io/pth.h"
 #include "engine/status.h"
 #include "tools/commands.h"
 

@@ -1,6 +1,6 @@
 /* config.c - template.yaml -> config_template, and `params` overrides (see config.h).
  *
- * Reads the YAML tree through engine/yamldoc.h; checks every key against the lists below so a typo
+ * Reads the YAML tree through io/yd.h; checks every key against the lists below so a typo
  * in a template is an error naming its line instead of a silently ignored setting. Owns nothing
  * after return (the yd_doc is freed before config_load returns).
  */
@@ -16,7 +16,7 @@
 
 #include "data/loader.h"
 #include "engine/status.h"
-#include "engine/yamldoc.h"
+#include "io/yd.h"
 
 static const char *const config_top_keys[] = {
     "model_template_id", "name", "task_type", "task_family", "instantiation", "summary", "application",

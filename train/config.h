@@ -1,7 +1,7 @@
 /* config.h - a model template (template.yaml) as typed settings: OTE's hyper-parameters with their
  * type, default, min and max, the `model:` settings, and `params --group.key V` overrides.
  *
- * The template is read once through engine/yamldoc.h (the only YAML reader); no other code sees a
+ * The template is read once through io/yd.h (the only YAML reader); no other code sees a
  * string key. Hyper-parameters keep OTE's dotted names (`learning_parameters.batch_size`) so that
  * `params` and hpo_config.yaml names work as in OTE. Errors name the file, the line, the key and
  * the value, e.g.

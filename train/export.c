@@ -25,7 +25,7 @@
 
 #include "engine/ctx.h"
 #include "engine/status.h"
-#include "hpo/status.h"
+#include "io/atomic.h"
 #include "onnx/onnx.pb-c.h"
 #include "train/trainer.h"
 #include "train/weights.h"
@@ -658,7 +658,7 @@ int export_onnx(detector *d, int h, int w, double confidence_threshold, const ch
         if (!buf) s = ote_err(OTE_ENOMEM, "export: cannot allocate %zu bytes for %s", n, path);
         else {
             onnx__model_proto__pack(m, buf);
-            s = hpo_write_atomic(path, (const char *)buf, n);
+            s = atomic_write(path, buf, n, 0644);
             free(buf);
         }
     }
@@ -737,7 +737,7 @@ int export_read_meta(const char *path, export_meta *m) {
 /* ------------------------------------------------------------------------------------------ */
 /* `ote export` */
 
-static int export_write_text(const char *path, const char *text) { return hpo_write_atomic(path, text, strlen(text)); }
+static int export_write_text(const char *path, const char *text) { return atomic_write(path, text, strlen(text), 0644); }
 
 /* The weights' label schema text (malloc'ed) or NULL if the file does not exist. */
 static int export_read_labels(const char *weights_path, char **out) {

@@ -32,7 +32,7 @@
 
 #include <stdio.h>
 
-#include "engine/pth.h"
+#include "io/pth.h"
 #include "models/anchors.h"
 #include "models/detector.h"
 #include "train/config.h"

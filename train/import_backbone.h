@@ -39,8 +39,8 @@
 
 #include <stdint.h>
 
-#include "engine/pth.h"
-#include "engine/tflite.h"
+#include "io/pth.h"
+#include "io/tfl.h"
 
 #define IMPORT_BACKBONE_BN_EPS 1e-5f
 

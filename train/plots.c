@@ -1,7 +1,8 @@
 /* plots.c - PNG figures with PLplot (see plots.h).
  *
  * Owns, per call: one PLplot stream (created with plmkstrm, ended with plend1), the temporary
- * PNG "<path>.tmp-<pid>" (renamed over path at the end, removed on failure) and the plotting
+ * PNG "<path>.tmp-<pid>" (io/atomic.h: reserved for PLplot to write by name, then fsync'ed and
+ * renamed over path at the end, removed on failure) and the plotting
  * arrays. The only mutable statics are the two thread-local slots PLplot's handlers need, as its
  * handler signatures carry no context: the jump buffer of the figure being drawn and the last
  * message. Colours: cmap0 = white background, black ink, light grey grid, then the "tab10"
@@ -20,6 +21,7 @@
 
 #include "engine/rng.h"
 #include "engine/status.h"
+#include "io/atomic.h"
 #include "hpo/gp.h"
 #include "hpo/space.h"
 
@@ -59,7 +61,8 @@ static void plots_on_abort(PLCHAR_VECTOR msg) {
 }
 
 typedef struct plots_page {
-    char path[4096], tmp[4200];
+    char path[4096];
+    atomic_file out;         /* out.tmp: the file PLplot writes */
     PLINT prev;
     PLINT errcode;           /* plsError: plabort reports here instead of on stderr */
     char errmsg[1024];
@@ -69,10 +72,7 @@ typedef struct plots_page {
 static int plots_prepare(plots_page *pg, const char *path) {
     if (snprintf(pg->path, sizeof pg->path, "%s", path) >= (int)sizeof pg->path)
         return ote_err(OTE_EINVAL, "plot: path too long: %s", path);
-    snprintf(pg->tmp, sizeof pg->tmp, "%s.tmp-%ld", path, (long)getpid());
-    FILE *f = fopen(pg->tmp, "wb");
-    if (!f) return ote_err(OTE_EIO, "%s: cannot write the figure (%s)", pg->tmp, strerror(errno));
-    fclose(f);
+    if (atomic_reserve(&pg->out, path, 0666) < 0) return ote_err_context(OTE_EIO, "cannot write the figure");
     plgstrm(&pg->prev);
     plots_msg[0] = 0;
     return 0;
@@ -94,7 +94,7 @@ static void plots_begin(plots_page *pg, int w, int h) {
     plmkstrm(&strm);
     plsError(&pg->errcode, pg->errmsg);
     plsdev("pngcairo");
-    plsfnam(pg->tmp);
+    plsfnam(pg->out.tmp);
     plspage(0, 0, w, h, 0, 0);
     PLINT r[PC_FAINT + PC_N], g[PC_FAINT + PC_N], b[PC_FAINT + PC_N];
     PLFLT a[PC_FAINT + PC_N];
@@ -129,14 +129,10 @@ static int plots_finish(plots_page *pg) {
     plsabort(NULL);
     plots_jmp = NULL;
     if (plots_msg[0]) {
-        unlink(pg->tmp);
+        atomic_abort(&pg->out);
         return ote_err(OTE_EIO, "%s: PLplot: %s", pg->path, plots_msg);
     }
-    if (rename(pg->tmp, pg->path) != 0) {
-        int e = errno;
-        unlink(pg->tmp);
-        return ote_err(OTE_EIO, "%s: cannot write the figure (%s)", pg->path, strerror(e));
-    }
+    if (atomic_commit(&pg->out) < 0) return ote_err_context(OTE_EIO, "cannot write the figure");
     return 0;
 }
 
@@ -147,7 +143,7 @@ static int plots_recover(plots_page *pg) {
     plsexit(NULL);
     plsabort(NULL);
     plots_jmp = NULL;
-    unlink(pg->tmp);
+    atomic_abort(&pg->out);
     return ote_err(OTE_EIO, "%s: PLplot: %s", pg->path, plots_msg[0] ? plots_msg : "fatal error");
 }
 

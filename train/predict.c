@@ -446,20 +446,10 @@ static int predict_draw_write(predict_run_state *r, int gi, const eval_det *dets
     const uint8_t *pixels = img->data;
     int out_h = img->h;
     if (o->draw_gt) CHECK(predict_add_legend(r, pred, k, &pixels, &out_h));
-    char out[4200], tmp[4300];
+    char out[4200];
     snprintf(out, sizeof out, "%s/%s", o->save_images, r->out_names[gi]);
-    /* the temporary name keeps the extension: it tells OpenCV the format */
-    snprintf(tmp, sizeof tmp, "%s/.tmp-%ld-%s", o->save_images, (long)getpid(), r->out_names[gi]);
-    int s = image_write_rgb(tmp, pixels, img->w, out_h);
-    if (s < 0) {
-        unlink(tmp);
-        return ote_err(OTE_EIO, "%s: cannot write %s", im->path, out);
-    }
-    if (rename(tmp, out) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return ote_err(OTE_EIO, "%s: cannot write %s: %s", im->path, out, strerror(e));
-    }
+    int s = image_write_rgb(out, pixels, img->w, out_h); /* atomic: temporary, fsync, rename */
+    if (s < 0) return ote_err_context(OTE_EIO, "%s: cannot write %s", im->path, out);
     return 0;
 }
 

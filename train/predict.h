@@ -18,7 +18,7 @@
 #include <stdio.h>
 
 #include "data/coco.h"
-#include "engine/pth.h"
+#include "io/pth.h"
 #include "train/config.h"
 
 /* Image files to predict, in order. */

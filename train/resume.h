@@ -1,7 +1,7 @@
 /* resume.h - the training state of `ote train` (OUT/last.pth) and resuming from it (issue 14 §1).
  *
  * After every finished epoch (validated, best kept, lr schedule and early stopping updated) the
- * trainer writes the state file atomically (engine/pth.h: temp file + fsync + rename), so a
+ * trainer writes the state file atomically (io/pth.h: temp file + fsync + rename), so a
  * training killed at any moment loses at most the epoch in progress. The file is a real PyTorch
  * checkpoint in weights.pth's OTE layout plus one top-level key:
  *     {'model': state_dict (the weights at the end of the epoch, not the best ones),
@@ -37,7 +37,7 @@
 #include <stdint.h>
 
 #include "data/coco.h"
-#include "engine/pth.h"
+#include "io/pth.h"
 #include "models/detector.h"
 #include "train/config.h"
 #include "train/schedule.h"

@@ -30,7 +30,7 @@
 #include "data/coco.h"
 #include "data/eval.h"
 #include "data/loader.h"
-#include "engine/pth.h"
+#include "io/pth.h"
 #include "models/detector.h"
 #include "train/config.h"
 

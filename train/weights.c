@@ -1,5 +1,5 @@
 /* weights.c - weights.pth and label_schema.json (see weights.h). Maps detector parameters to and
- * from engine/pth checkpoints; writes JSON by hand (tools/ does not link cJSON by design). */
+ * from io/pth checkpoints; writes JSON by hand (tools/ does not link cJSON by design). */
 #include "train/weights.h"
 
 #include <dirent.h>
@@ -13,7 +13,8 @@
 #include <unistd.h>
 
 #include "engine/status.h"
-#include "engine/tflite.h"
+#include "io/atomic.h"
+#include "io/tfl.h"
 #include "train/import_backbone.h"
 
 int weights_side_path(const char *weights_path, const char *side, char *buf, size_t n) {
@@ -291,10 +292,10 @@ static void weights_json_str(FILE *f, const char *s) {
     fputc('"', f);
 }
 
-/* label_schema.json's text into tmp (fsynced); 0 or OTE_EIO naming path. */
-static int weights_write_labels(const char *tmp, const char *path, const coco_dataset *ds) {
-    FILE *f = fopen(tmp, "w");
-    if (!f) return ote_err(OTE_EIO, "cannot write %s: %s", path, strerror(errno));
+/* label_schema.json's text, staged (complete and fsync'ed, not yet published) in *a. */
+static int weights_stage_labels(atomic_file *a, const char *path, const coco_dataset *ds) {
+    CHECK(atomic_open(a, path, 0666));
+    FILE *f = a->f;
     fprintf(f, "{\n  \"format\": \"ote-c label schema\",\n  \"version\": 1,\n  \"labels\": [");
     for (int k = 0; k < ds->n_cats; k++) {
         fprintf(f, "%s\n    {\"id\": %d, \"name\": ", k ? "," : "", k);
@@ -302,40 +303,35 @@ static int weights_write_labels(const char *tmp, const char *path, const coco_da
         fprintf(f, ", \"coco_category_id\": %ld}", ds->cats[k].id);
     }
     fprintf(f, "\n  ]\n}\n");
-    int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
-    if (bad) {
-        int e = errno;
-        unlink(tmp);
-        return ote_err(OTE_EIO, "cannot write %s: %s", path, strerror(e));
-    }
-    return 0;
+    return atomic_stage(a);
 }
 
 int weights_save_pair(detector *d, const config_template *t, double confidence_threshold, const char *weights_path,
                       const char *labels_path, const coco_dataset *ds) {
     if (!labels_path) return weights_save(d, t, confidence_threshold, weights_path);
-    char lt[4200], wt[4200];
-    snprintf(lt, sizeof lt, "%s.tmp-%ld", labels_path, (long)getpid());
-    snprintf(wt, sizeof wt, "%s.tmp-%ld", weights_path, (long)getpid());
     /* both written in full first: a failure here leaves the published pair as it was */
-    CHECK(weights_write_labels(lt, labels_path, ds));
-    int s = weights_save(d, t, confidence_threshold, wt);
+    atomic_file la, wa;
+    CHECK(weights_stage_labels(&la, labels_path, ds));
+    pth_ckpt c;
+    int s = weights_build(d, t, confidence_threshold, &c);
     if (s < 0) {
-        unlink(lt);
+        atomic_abort(&la);
         return s;
     }
-    if (rename(lt, labels_path) != 0) {
-        int e = errno;
-        unlink(lt), unlink(wt);
-        return ote_err(OTE_EIO, "cannot write %s: %s (%s left as it was)", labels_path, strerror(e), weights_path);
+    s = pth_stage(&wa, weights_path, &c);
+    pth_free(&c);
+    if (s < 0) {
+        atomic_abort(&la);
+        return s;
     }
-    if (rename(wt, weights_path) != 0) {
-        int e = errno;
-        unlink(wt);
-        return ote_err(OTE_EIO, "cannot write %s: %s", weights_path, strerror(e));
+    s = atomic_publish(&la);
+    if (s < 0) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", ote_errmsg());
+        atomic_abort(&wa);
+        return ote_err(s, "%s (%s left as it was)", msg, weights_path);
     }
-    return 0;
+    return atomic_publish(&wa);
 }
 
 int weights_read(const char *path, pth_ckpt *c) {
@@ -462,11 +458,11 @@ int weights_config_to_template(const pth_ckpt *c, config_template *t) {
     return 0;
 }
 
-/* 1 if name is "<base>.tmp-<pid>" with a pid that no longer runs. */
+/* 1 if name is "<base>.tmp-<pid>" (io/atomic.h's temporary) with a pid that no longer runs. */
 static int weights_is_stale_temp(const char *name, const char *base) {
-    size_t bl = strlen(base);
-    if (strncmp(name, base, bl) || strncmp(name + bl, ".tmp-", 5)) return 0;
-    const char *d = name + bl + 5;
+    size_t bl = strlen(base), il = strlen(ATOMIC_TMP_INFIX);
+    if (strncmp(name, base, bl) || strncmp(name + bl, ATOMIC_TMP_INFIX, il)) return 0;
+    const char *d = name + bl + il;
     if (!*d) return 0;
     for (const char *q = d; *q; q++)
         if (*q < '0' || *q > '9') return 0;

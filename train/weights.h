@@ -1,6 +1,6 @@
 /* weights.h - the trained-model files of `ote train --save-model-to` / `--load-weights`.
  *
- * `weights.pth`: a real PyTorch checkpoint (engine/pth.h) holding
+ * `weights.pth`: a real PyTorch checkpoint (io/pth.h) holding
  *     {'model': state_dict, 'config': {...}, 'confidence_threshold': float, 'VERSION': 1}
  * where state_dict has mmdetection's names in the detector's order (OIHW conv weights, BN running
  * statistics, num_batches_tracked as int64 scalars) and 'config' the template's hyper-parameters
@@ -30,7 +30,7 @@
 #include <stddef.h>
 
 #include "data/coco.h"
-#include "engine/pth.h"
+#include "io/pth.h"
 #include "models/detector.h"
 #include "train/config.h"
 

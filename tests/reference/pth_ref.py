@@ -1,10 +1,10 @@
-"""pth_ref.py - torch-written checkpoints for tests/test_engine_pth.c (engine/pth reader).
+"""pth_ref.py - torch-written checkpoints for tests/test_io_pth.c (io/pth reader).
 
 Run from the repo root with /usr/bin/python3 (Debian python3-torch 1.13); it rewrites
   tests/reference/fixtures/pth_ref_{mmcv,proto4,ote}.pth   files written by torch.save
   tests/reference/fixtures/pth_ref.fx                     expected tensors, named "<tag>:<name>",
                                                           in state-dict order, converted the way
-                                                          engine/pth converts them (floating ->
+                                                          io/pth converts them (floating ->
                                                           f32 via .float(), integer/bool -> i64)
 plus "<tag>:__ndim" (i64, the rank of every tensor in order: the fixture format stores a 0-d
 array as shape (1,)) and "<tag>:__confidence_threshold" (f64), "<tag>:__version" (i64) for the
@@ -77,7 +77,7 @@ def main():
     # bare state dict, pickle protocol 4 (FRAME, SHORT_BINUNICODE, MEMOIZE, ...)
     torch.save(sd, os.path.join(OUT, "pth_ref_proto4.pth"), pickle_protocol=4)
     arrays += expected("proto4", sd)
-    # OTE layout with a nested, mixed-type config (test_engine_pth.c checks its flattening)
+    # OTE layout with a nested, mixed-type config (test_io_pth.c checks its flattening)
     cfg = {"learning_parameters": {"batch_size": {"value": "8", "default_value": 5}, "lr": 0.01, "flag": True,
                                    "none": None, "list": [1, "a", 2.5]},
            "name": "x"}

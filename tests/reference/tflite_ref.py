@@ -1,10 +1,10 @@
 """tflite_ref.py - independent reference facts about the two shared TFLite files, for
-tests/test_engine_tflite.c.
+tests/test_io_tfl.c.
 
 A second, separate FlatBuffer walk written with Python's struct module and numpy (no TensorFlow,
-no flatbuffers package; nothing shared with engine/tflite.c), following the FlatBuffer encoding
+no flatbuffers package; nothing shared with io/tfl.c), following the FlatBuffer encoding
 (root uoffset, soffset to the vtable, u16 field offsets, uoffset references, length-prefixed
-vectors) and the TFLite schema field ids listed in engine/tflite.c's header.
+vectors) and the TFLite schema field ids listed in io/tfl.c's header.
 
 Run with /usr/bin/python3 from the repo root (OTE_SHARED or ../shared must hold the weights).
 Writes tests/reference/fixtures/tflite_ref.fx with, per file prefix (tf2 = the int8 per-channel

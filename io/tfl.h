@@ -1,5 +1,5 @@
-/* tflite.h - a bounds-checked reader for TensorFlow Lite model files (FlatBuffer, identifier
- * "TFL3") and dequantisation of their constant tensors.
+/* tfl.h - TFLite model files (prefix tfl_): a bounds-checked reader for TensorFlow Lite models
+ * (FlatBuffer, identifier "TFL3") and dequantisation of their constant tensors.
  *
  * tfl_parse() walks the FlatBuffer once and copies everything a weight importer needs into plain
  * C structs: the first subgraph's tensors (name, shape, type, buffer, quantisation), operators
@@ -22,8 +22,8 @@
  * of CONV_2D, DEPTHWISE_CONV_2D, AVERAGE/MAX_POOL_2D, ADD and FULLY_CONNECTED. Sparsity,
  * signature defs, metadata and custom options are skipped.
  */
-#ifndef OTE_TFLITE_H
-#define OTE_TFLITE_H
+#ifndef OTE_IO_TFL_H
+#define OTE_IO_TFL_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,7 +1,8 @@
 /* pth.h - PyTorch checkpoint I/O: write and read `.pth` files in the zip + pickle container that
  * torch.save (torch >= 1.6) writes, so `torch.load` opens our weights and we open theirs.
  *
- * Responsibility: the in-memory checkpoint (named tensors + metadata) and its (de)serialisation.
+ * Responsibility: the in-memory checkpoint (named tensors + metadata) and its (de)serialisation,
+ * on top of io/zip.h (the container), io/pickle.h (the opcodes) and io/atomic.h (the write).
  * The file layout follows PyTorch's format (facts checked against torch 1.13 output):
  *   <archive>/data.pkl    pickle (we write protocol 2) of the top-level object; tensors appear as
  *                         torch._utils._rebuild_tensor_v2(storage, offset, size, stride,
@@ -43,15 +44,17 @@
  * layout always writes confidence_threshold and VERSION (the has_* flags only report what a
  * load found); config values are written as str, nested on the dots of their keys. ZIP64 is not
  * written (error if the archive would exceed 4 GiB; our models are tens of MB); the file goes to
- * "<path>.tmp-<pid>", is fsync'ed, renamed over <path>, and the directory is fsync'ed.
- * Test hook: the environment variable OTE_TEST_SAVE_PAUSE_MS=N makes pth_save sleep N ms between
+ * "<path>.tmp-<pid>", is fsync'ed, renamed over <path>, and the directory is fsync'ed (io/atomic.h).
+ * Test hook: the environment variable OTE_TEST_SAVE_PAUSE_MS=N makes pth_save / pth_stage sleep N ms between
  * the complete temporary file and the rename (tests kill -9 a training during a save).
  */
-#ifndef OTE_PTH_H
-#define OTE_PTH_H
+#ifndef OTE_IO_PTH_H
+#define OTE_IO_PTH_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "io/atomic.h"
 
 #define PTH_MAX_DIMS 8
 
@@ -116,8 +119,12 @@ const pth_tensor *pth_find_aux(const pth_ckpt *c, const char *name);
 const char *pth_config_get(const pth_ckpt *c, const char *key);
 const char *pth_layout_name(pth_layout l);
 
-/* Writes c to path atomically (temp file + fsync + rename). */
+/* Writes c to path atomically (io/atomic.h: temp file + fsync + rename + directory fsync). */
 int pth_save(const char *path, const pth_ckpt *c);
+/* The first half of pth_save: the complete, fsync'ed temporary of path in *a (after the test
+ * pause), not yet renamed; the caller ends it with atomic_publish or atomic_abort. For callers
+ * that publish several files together (train/weights.c: weights + labels). */
+int pth_stage(atomic_file *a, const char *path, const pth_ckpt *c);
 /* Reads path into c (which must be pth_init'ed and empty; on error c is left empty). */
 int pth_load(const char *path, pth_ckpt *c);
 /* Same, from a buffer in memory; `what` names the source in error messages. */

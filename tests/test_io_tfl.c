@@ -1,4 +1,4 @@
-/* test_engine_tflite.c - the TFLite FlatBuffer reader and dequantisation.
+/* test_io_tfl.c - the TFLite FlatBuffer reader and dequantisation.
  *
  * 1. Both shared files parse; operator counts are the README's (36 CONV_2D, 17 DEPTHWISE_CONV_2D,
  *    10 ADD); model input [1,224,224,3] and output [1,1001] (MobileNetV2 facts).
@@ -25,7 +25,7 @@
 
 #include "engine/rng.h"
 #include "engine/status.h"
-#include "engine/tflite.h"
+#include "io/tfl.h"
 #include "tests/expect.h"
 #include "tests/fixture.h"
 

@@ -1,6 +1,6 @@
-/* yamldoc.h - the config module: a YAML file parsed once (libyaml) into a small tree of maps,
- * sequences and scalars that remembers the line of every node, plus lookup helpers and typed
- * getters whose errors name the file, the line and the key:
+/* yd.h - YAML documents (prefix yd_), the config module: a YAML file parsed once (libyaml) into
+ * a small tree of maps, sequences and scalars that remembers the line of every node, plus lookup
+ * helpers and typed getters whose errors name the file, the line and the key:
  *
  *     hpo_config.yaml:7: learning_parameters.learning_rate: range: expected a number, got 'abc'
  *
@@ -11,8 +11,8 @@
  * Invariants: map keys are scalars (kept as strings, in file order, duplicates rejected at load);
  * anchors/aliases are rejected (no config we read needs them); lines are 1-based.
  */
-#ifndef OTE_YAMLDOC_H
-#define OTE_YAMLDOC_H
+#ifndef OTE_IO_YD_H
+#define OTE_IO_YD_H
 
 typedef enum yd_kind { YD_SCALAR = 0, YD_MAP = 1, YD_SEQ = 2 } yd_kind;
 

@@ -1,4 +1,4 @@
-/* test_engine_pth.c - engine/pth: C round trip of checkpoints in every layout, API validation,
+/* test_io_pth.c - io/pth: C round trip of checkpoints in every layout, API validation,
  * and hostile input: truncation at every offset, byte flips everywhere, pickle mutations behind
  * a repaired CRC (so the pickle VM itself is fuzzed), and hand-made defects (missing record,
  * compressed entry, non-contiguous stride, unknown opcode, big-endian byteorder, legacy format).
@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/pth.h"
+#include "io/pth.h"
 #include "engine/rng.h"
 #include "engine/status.h"
 #include "tests/expect.h"
@@ -262,7 +262,7 @@ static void torch_fixture(const char *src, const fx_file *fx, const char *tag, p
 }
 
 /* the scratch checkpoint every case writes: <mkdtemp dir>/weights.pth */
-static char dir[] = "/tmp/test_engine_pth_XXXXXX", path[256];
+static char dir[] = "/tmp/test_io_pth_XXXXXX", path[256];
 
 /* 1. round trip in every layout */
 static void case_round_trip(void) {

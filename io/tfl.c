@@ -1,4 +1,5 @@
-/* tflite.c - bounds-checked FlatBuffer walk of a TFLite model, and weight dequantisation.
+/* tfl.c - TFLite (prefix tfl_): bounds-checked FlatBuffer walk of a TFLite model, and weight
+ * dequantisation.
  *
  * FlatBuffer encoding facts used here (all little-endian):
  *   - bytes 0..3: uoffset (u32) of the root table; bytes 4..7: the file identifier ("TFL3").
@@ -31,7 +32,7 @@
  *   FullyConnectedOptions { fused_activation_function 0, ... }              (union tag 8)
  *   AddOptions { fused_activation_function 0, ... }                         (union tag 11)
  */
-#include "engine/tflite.h"
+#include "io/tfl.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -41,7 +42,7 @@
 #include "engine/status.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "tflite.c reads little-endian FlatBuffers with memcpy and assumes a little-endian host"
+#error "tfl.c reads little-endian FlatBuffers with memcpy and assumes a little-endian host"
 #endif
 
 /* ---- FlatBuffer primitives ------------------------------------------------------------------ */
@@ -431,28 +432,11 @@ static int parse_options(const fb *b, const fb_table *ot, tfl_op *op, const char
     return 0;
 }
 
-static int parse_all(tfl_model *m, const fb *b) {
-    if (b->n < 8) return ote_err(OTE_EPARSE, "%s: file of %zu bytes is too short for a FlatBuffer", b->label, b->n);
-    if (memcmp(b->p + 4, "TFL3", 4) != 0) {
-        char id[20];
-        for (int i = 0; i < 4; i++) {
-            unsigned char c = b->p[4 + i];
-            id[i] = c >= 32 && c < 127 ? (char)c : '?';
-        }
-        id[4] = 0;
-        return ote_err(OTE_EPARSE, "%s: not a TFLite FlatBuffer (file identifier '%s', expected 'TFL3')", b->label, id);
-    }
-    fb_table model;
-    CHECK(fb_table_at(b, rd_u32(b->p), &model, "root Model table"));
-    CHECK(fb_u32f(b, &model, 0, 0, &m->version, "Model.version"));
-    if (m->version != 3)
-        return ote_err(OTE_EPARSE, "%s: Model.version: %u is not the supported schema version 3", b->label, m->version);
-    CHECK(fb_string(b, &model, 3, &m->description, "Model.description"));
-
-    /* operator codes */
+/* Model.operator_codes -> m->opcodes (resolved builtin codes). */
+static int parse_opcodes(tfl_model *m, const fb *b, const fb_table *model) {
     size_t d;
     uint32_t n;
-    CHECK(fb_vec(b, &model, 1, 4, &d, &n, "Model.operator_codes"));
+    CHECK(fb_vec(b, model, 1, 4, &d, &n, "Model.operator_codes"));
     if (n) {
         m->opcodes = calloc(n, sizeof *m->opcodes);
         if (!m->opcodes) return ote_err(OTE_ENOMEM, "%s: cannot allocate %u operator codes", b->label, n);
@@ -471,9 +455,14 @@ static int parse_all(tfl_model *m, const fb *b) {
          * newer files set both, so the larger one is the real code. */
         m->opcodes[i] = code > dep ? code : dep;
     }
+    return 0;
+}
 
-    /* buffers */
-    CHECK(fb_vec(b, &model, 4, 4, &d, &n, "Model.buffers"));
+/* Model.buffers -> m->buffers (pointing into the file). */
+static int parse_buffers(tfl_model *m, const fb *b, const fb_table *model) {
+    size_t d;
+    uint32_t n;
+    CHECK(fb_vec(b, model, 4, 4, &d, &n, "Model.buffers"));
     if (n) {
         m->buffers = calloc(n, sizeof *m->buffers);
         if (!m->buffers) return ote_err(OTE_ENOMEM, "%s: cannot allocate %u buffers", b->label, n);
@@ -502,17 +491,14 @@ static int parse_all(tfl_model *m, const fb *b) {
             }
         }
     }
+    return 0;
+}
 
-    /* subgraph 0 */
-    size_t sd;
-    uint32_t ns;
-    CHECK(fb_vec(b, &model, 2, 4, &sd, &ns, "Model.subgraphs"));
-    if (ns == 0) return ote_err(OTE_EPARSE, "%s: Model.subgraphs: the model has no subgraph", b->label);
-    m->n_subgraphs = (int)ns;
-    fb_table sg;
-    CHECK(fb_vec_table(b, sd, 0, &sg, "subgraphs[0]"));
-
-    CHECK(fb_vec(b, &sg, 0, 4, &d, &n, "subgraphs[0].tensors"));
+/* subgraphs[0].tensors (each checked against its buffer), inputs and outputs. */
+static int parse_tensors(tfl_model *m, const fb *b, const fb_table *sg) {
+    size_t d;
+    uint32_t n;
+    CHECK(fb_vec(b, sg, 0, 4, &d, &n, "subgraphs[0].tensors"));
     if (n) {
         m->tensors = calloc(n, sizeof *m->tensors);
         if (!m->tensors) return ote_err(OTE_ENOMEM, "%s: cannot allocate %u tensors", b->label, n);
@@ -535,8 +521,8 @@ static int parse_all(tfl_model *m, const fb *b) {
                            b->label, i, t->name, t->buffer, bf->size, tfl_type_name(t->type),
                            (long long)(tfl_tensor_numel(t) * es));
     }
-    CHECK(fb_int_vec(b, &sg, 1, &m->inputs, &m->n_inputs, "subgraphs[0].inputs"));
-    CHECK(fb_int_vec(b, &sg, 2, &m->outputs, &m->n_outputs, "subgraphs[0].outputs"));
+    CHECK(fb_int_vec(b, sg, 1, &m->inputs, &m->n_inputs, "subgraphs[0].inputs"));
+    CHECK(fb_int_vec(b, sg, 2, &m->outputs, &m->n_outputs, "subgraphs[0].outputs"));
     for (int i = 0; i < m->n_inputs; i++)
         if (m->inputs[i] < 0 || m->inputs[i] >= m->n_tensors)
             return ote_err(OTE_EPARSE, "%s: subgraphs[0].inputs[%d] = %d is not a tensor index (< %d)", b->label, i,
@@ -545,8 +531,14 @@ static int parse_all(tfl_model *m, const fb *b) {
         if (m->outputs[i] < 0 || m->outputs[i] >= m->n_tensors)
             return ote_err(OTE_EPARSE, "%s: subgraphs[0].outputs[%d] = %d is not a tensor index (< %d)", b->label, i,
                            m->outputs[i], m->n_tensors);
+    return 0;
+}
 
-    CHECK(fb_vec(b, &sg, 3, 4, &d, &n, "subgraphs[0].operators"));
+/* subgraphs[0].operators (after the tensors: their indices are checked). */
+static int parse_ops(tfl_model *m, const fb *b, const fb_table *sg) {
+    size_t d;
+    uint32_t n;
+    CHECK(fb_vec(b, sg, 3, 4, &d, &n, "subgraphs[0].operators"));
     if (n) {
         m->ops = calloc(n, sizeof *m->ops);
         if (!m->ops) return ote_err(OTE_ENOMEM, "%s: cannot allocate %u operators", b->label, n);
@@ -576,6 +568,37 @@ static int parse_all(tfl_model *m, const fb *b) {
         CHECK(parse_options(b, &ot, op, what));
     }
     return 0;
+}
+
+static int parse_all(tfl_model *m, const fb *b) {
+    if (b->n < 8) return ote_err(OTE_EPARSE, "%s: file of %zu bytes is too short for a FlatBuffer", b->label, b->n);
+    if (memcmp(b->p + 4, "TFL3", 4) != 0) {
+        char id[20];
+        for (int i = 0; i < 4; i++) {
+            unsigned char c = b->p[4 + i];
+            id[i] = c >= 32 && c < 127 ? (char)c : '?';
+        }
+        id[4] = 0;
+        return ote_err(OTE_EPARSE, "%s: not a TFLite FlatBuffer (file identifier '%s', expected 'TFL3')", b->label, id);
+    }
+    fb_table model;
+    CHECK(fb_table_at(b, rd_u32(b->p), &model, "root Model table"));
+    CHECK(fb_u32f(b, &model, 0, 0, &m->version, "Model.version"));
+    if (m->version != 3)
+        return ote_err(OTE_EPARSE, "%s: Model.version: %u is not the supported schema version 3", b->label, m->version);
+    CHECK(fb_string(b, &model, 3, &m->description, "Model.description"));
+    CHECK(parse_opcodes(m, b, &model));
+    CHECK(parse_buffers(m, b, &model));
+    /* subgraph 0 */
+    size_t sd;
+    uint32_t ns;
+    CHECK(fb_vec(b, &model, 2, 4, &sd, &ns, "Model.subgraphs"));
+    if (ns == 0) return ote_err(OTE_EPARSE, "%s: Model.subgraphs: the model has no subgraph", b->label);
+    m->n_subgraphs = (int)ns;
+    fb_table sg;
+    CHECK(fb_vec_table(b, sd, 0, &sg, "subgraphs[0]"));
+    CHECK(parse_tensors(m, b, &sg));
+    return parse_ops(m, b, &sg);
 }
 
 int tfl_parse(tfl_model *m, const void *bytes, size_t size, const char *label) {
@@ -709,7 +732,7 @@ int tfl_dequantize(const tfl_model *m, int t, float *out, int64_t n) {
     ASSERT(outer * nch * inner == n);
     for (int64_t o = 0; o < outer; o++)
         for (int c = 0; c < nch; c++) {
-            double sc = tt->scale[c];
+            double sc = (double)tt->scale[c];
             int64_t zp = tt->n_zero_point == 0 ? 0 : tt->zero_point[tt->n_zero_point > 1 ? c : 0];
             int64_t base = (o * nch + c) * inner;
             float *dst = out + base;

@@ -1,11 +1,12 @@
-/* yamldoc.c - YAML -> yd_node tree with line numbers, built from libyaml's event stream.
+/* yd.c - YAML documents (prefix yd_): YAML -> yd_node tree with line numbers, built from
+ * libyaml's event stream.
  *
  * Only the first document of a stream is read. Anchors and aliases are rejected so a node has
  * exactly one owner. Numbers are recognised the way PyYAML's resolver does for the forms configs
  * use (123, -1.5, 1e-3, .5, 1.0e+2); "None"/"null"/"~" stay strings for callers to interpret
  * (OTE's `early_stop: None` is the string "None").
  */
-#include "engine/yamldoc.h"
+#include "io/yd.h"
 
 #include <ctype.h>
 #include <errno.h>
