@@ -271,6 +271,10 @@ static int trainer_setup_data(trainer_state *st) {
         p->train = &st->sub;
     }
     if (p->train->n_images < 1) return ote_err(OTE_EINVAL, "trainer: the training set has no images");
+    if (st->dp && cfg->batch_size < st->nranks)
+        return ote_err(OTE_EINVAL, "data-parallel training: learning_parameters.batch_size %d is smaller than the %d "
+                       "processes (mpirun -np): each process needs at least one image of every batch",
+                       cfg->batch_size, st->nranks);
     if (p->val) CHECK(trainer_check_classes(p->train, p->val));
     schedule_adaptive_repeat(p->train->n_images, cfg->num_iters, &p->repeat, &p->epochs);
     if (p->o->max_epochs > 0) p->epochs = p->o->max_epochs;
@@ -436,13 +440,7 @@ static int trainer_setup_loop(trainer_state *st) {
     loader_config lc;
     aug_size sz[5];
     CHECK(trainer_train_loader_config(cfg, &lc, sz));
-    if (st->dp) {
-        if (cfg->batch_size < st->nranks)
-            return ote_err(OTE_EINVAL, "data-parallel training: learning_parameters.batch_size %d is smaller than the "
-                           "%d processes (mpirun -np): each process needs at least one image of every batch",
-                           cfg->batch_size, st->nranks);
-        lc.shard = st->rank, lc.n_shards = st->nranks;
-    }
+    if (st->dp) lc.shard = st->rank, lc.n_shards = st->nranks; /* batch_size >= ranks: trainer_setup_data */
     CHECK(loader_create(&st->tl, p->train, &lc));
     if (p->val && (!st->dp || st->rank == 0)) { /* data-parallel: rank 0 validates */
         loader_config vc;
