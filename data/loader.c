@@ -122,6 +122,9 @@ static int loader_build(loader_worker *w, loader_slot *s, int b) {
     const loader_config *c = &l->cfg;
     int start = b * c->batch_size;
     int n = ds->n_images - start < c->batch_size ? ds->n_images - start : c->batch_size;
+    int n_global = n, first = 0;
+    if (c->n_shards > 1) loader_shard_range(n_global, c->shard, c->n_shards, &first, &n);
+    start += first;
     int ph = 0, pw = 0;
     for (int i = 0; i < n; i++) {
         rng r;
@@ -136,6 +139,7 @@ static int loader_build(loader_worker *w, loader_slot *s, int b) {
     data_batch *bt = &s->b;
     bt->index = b;
     bt->n = n;
+    bt->n_global = n_global;
     bt->h = ph;
     bt->w = pw;
     for (int i = 0; i < n; i++) {
@@ -185,6 +189,16 @@ static int loader_build(loader_worker *w, loader_slot *s, int b) {
     return OTE_OK;
 }
 
+void loader_shard_range(int m, int r, int n_shards, int *first, int *count) {
+    if (n_shards < 2) {
+        *first = 0, *count = m;
+        return;
+    }
+    int base = m / n_shards, extra = m % n_shards;
+    *count = base + (r < extra);
+    *first = r * base + (r < extra ? r : extra);
+}
+
 static void *loader_worker_main(void *arg) {
     loader_worker *w = arg;
     data_loader *l = w->l;
@@ -225,6 +239,11 @@ int loader_create(data_loader **out, const coco_dataset *ds, const loader_config
     if (c->n_slots < 0 || c->n_slots > 256) return ote_err(OTE_EINVAL, "loader: n_slots %d out of range", c->n_slots);
     if (c->aug.n_sizes < 1 || c->aug.n_sizes > AUG_MAX_SIZES)
         return ote_err(OTE_EINVAL, "loader: augmentation has %d sizes", c->aug.n_sizes);
+    if (c->n_shards < 0 || c->n_shards > LOADER_MAX_BATCH || c->shard < 0 || (c->n_shards > 1 && c->shard >= c->n_shards))
+        return ote_err(OTE_EINVAL, "loader: shard %d of %d", c->shard, c->n_shards);
+    if (c->n_shards > c->batch_size)
+        return ote_err(OTE_EINVAL, "loader: batch_size %d is smaller than the %d shards (processes): every process "
+                                   "needs at least one image of each batch", c->batch_size, c->n_shards);
     data_loader *l = calloc(1, sizeof *l);
     if (!l) return ote_err(OTE_ENOMEM, "loader: out of memory");
     l->ds = ds;
@@ -252,7 +271,8 @@ int loader_create(data_loader **out, const coco_dataset *ds, const loader_config
     l->workers = calloc((size_t)nw, sizeof *l->workers);
     if (!l->order || !l->slots || !l->workers || !l->noted) goto oom;
     for (int i = 0; i < ds->n_images; i++) l->order[i] = i;
-    size_t bs = (size_t)c->batch_size;
+    /* a shard holds at most its share of a full batch */
+    size_t bs = (size_t)(c->n_shards > 1 ? (c->batch_size + c->n_shards - 1) / c->n_shards : c->batch_size);
     for (int k = 0; k < l->n_slots; k++) {
         loader_slot *s = &l->slots[k];
         s->b.images = loader_alloc(sizeof(float) * bs * 3 * (size_t)l->cap_h * (size_t)l->cap_w);

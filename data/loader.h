@@ -37,7 +37,9 @@ typedef struct data_sample {
 
 typedef struct data_batch {
     int index;            /* batch number within the epoch */
-    int n;                /* images in this batch (the last batch of an epoch may be smaller) */
+    int n;                /* images in this batch (the last batch of an epoch may be smaller); with
+                           * shards: this shard's images, possibly 0 (then h = w = 0) */
+    int n_global;         /* images of the whole batch over every shard (= n without shards) */
     int h, w;             /* padded size: max over the batch, rounded up to 32 */
     float *images;        /* (n, 3, h, w) NCHW f32, x = RGB/255, zero padding bottom/right */
     data_sample *samples; /* n */
@@ -50,6 +52,12 @@ typedef struct loader_config {
     int shuffle;          /* 1: new permutation every epoch from (seed, epoch); 0: dataset order */
     uint64_t seed;
     aug_config aug;       /* aug_config_train_default / _train_sizes / _test */
+    /* Data-parallel shards (0 and 0/1 = none): the batches, their order and every image's
+     * augmentation stay those of the unsharded loader (same seed), and shard r of n_shards builds
+     * only its share of each batch: with m images in the batch, m / n_shards each and one more for
+     * the first m % n_shards shards, in batch order (shard 0 the first images). A shard of a batch
+     * smaller than n_shards may be empty. */
+    int shard, n_shards;
 } loader_config;
 
 typedef struct data_loader data_loader;
@@ -63,6 +71,8 @@ void loader_config_test(loader_config *c, int w, int h, int n_workers);
 int loader_create(data_loader **out, const coco_dataset *ds, const loader_config *c);
 /* Starts epoch `epoch` (waits for in-flight work of the previous one and discards it). */
 int loader_start_epoch(data_loader *l, int epoch);
+/* Shard r's share [*first, *first + *count) of a batch of m images (loader_config shards). */
+void loader_shard_range(int m, int r, int n_shards, int *first, int *count);
 /* Next batch of the current epoch in order: 1 = *out valid until the next loader_next /
  * loader_start_epoch / loader_free call, 0 = epoch finished, < 0 = error (a missing or corrupt
  * image: the message names the file; the epoch is then over). */

@@ -95,6 +95,7 @@ static int bn_plan_init_impl(bn_plan *p, eng_ctx *e, bn_layer *l, const tensor *
         if (!dy || !same_shape(dy, x) || (dx && !same_shape(dx, x)))
             return ote_err(OTE_EINVAL, "bn plan: dy missing or dy/dx not shaped like x");
         if (!l->dgamma.mem) return ote_err(OTE_EINVAL, "bn plan: training plan for a layer without gradients");
+        if (l->frozen) return ote_err(OTE_EINVAL, "bn plan: frozen BN trains on the fused layer only (engine/bnrelu.h)");
         if (y == x || y->mem == x->mem)
             return ote_err(OTE_EINVAL, "bn plan: the training forward cannot run in place (backward needs x)");
         /* torch refuses this too ("Expected more than 1 value per channel when training"). */

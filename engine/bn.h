@@ -46,6 +46,12 @@ typedef struct bn_layer {
      * pretrained per-channel scales; this data-dependent init keeps the pretrained function at the
      * first step and trains BN normally afterwards. The oneDNN path (bn_forward) refuses it. */
     int calibrate;
+    /* 1: training with frozen statistics (mmdetection's norm_eval=True, BN in eval mode while the
+     * rest trains): the fused training layer (engine/bnrelu.h) normalises with the running
+     * statistics, leaves them unchanged, and its backward is the affine map's (dx = gamma*rstd*dy');
+     * gamma and beta still get their gradients. Every sample is then independent of the others in
+     * the batch (the data-parallel equivalence test relies on it). The oneDNN path refuses it. */
+    int frozen;
 } bn_layer;
 
 typedef struct bn_plan {

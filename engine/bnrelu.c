@@ -328,6 +328,10 @@ static void bnr_fwd_coef(bnr_plan *p, int cb, float *cf, int owner) {
         }
         double dm = s1 / M, var = s2 / M - dm * dm;
         if (var < 0) var = 0;
+        if (l->frozen) { /* bn.h frozen: the running statistics, centred on the same k */
+            dm = (double)l->run_mean.data[c] - (double)cf[CF_K * 16 + j];
+            var = (double)l->run_var.data[c];
+        }
         double rs = 1.0 / sqrt(var + eps), gamma = l->gamma.data[c], beta = l->beta.data[c];
         if (l->calibrate) {
             /* bn.h calibrate: gamma = sqrt(var + eps), beta = mean + beta (rounded to float as they
@@ -348,6 +352,7 @@ static void bnr_fwd_coef(bnr_plan *p, int cb, float *cf, int owner) {
         p->mean[c] = (double)cf[CF_K * 16 + j] + dm;
         p->var[c] = var;
         p->rstd[c] = rs;
+        if (l->frozen) continue;
         /* torch.nn.BatchNorm2d (CPU), as bn.c: running = m*stat + (1 - m)*running in double,
          * unbiased variance for running_var. */
         l->run_mean.data[c] = (float)(mom * p->mean[c] + (1.0 - mom) * (double)l->run_mean.data[c]);
@@ -377,11 +382,11 @@ static void bnr_bwd_coef(bnr_plan *p, int cb, float *cf, int owner, int accumula
         /* sum g*(x - mean) = sum g*(x - k) - (mean - k)*sum g */
         double rs = p->rstd[c], dm = p->dmk[c];
         double db = s1, dg = rs * (s2 - dm * s1);
-        double P = (double)l->gamma.data[c] * rs, Q = -P * rs * dg / M;
+        double P = (double)l->gamma.data[c] * rs, Q = l->frozen ? 0.0 : -P * rs * dg / M;
         cf[CF_P * 16 + j] = (float)P;
         cf[CF_Q * 16 + j] = (float)Q;
-        /* Q*(x - mean) = Q*(x - k) - Q*(mean - k) */
-        cf[CF_R * 16 + j] = (float)(-P * db / M - Q * dm);
+        /* Q*(x - mean) = Q*(x - k) - Q*(mean - k); frozen: the statistics are constants, dx = P*g */
+        cf[CF_R * 16 + j] = l->frozen ? 0.0f : (float)(-P * db / M - Q * dm);
         if (!owner) continue;
         if (accumulate) {
             l->dgamma.data[c] += (float)dg;

@@ -9,6 +9,8 @@
  *   backward: dy' = dy where 0 < y < 6 and 0 elsewhere (if relu6: torch's hardtanh backward, the
  *     same mask as eltwise.h), then dbeta = sum dy', dgamma = sum dy'*xhat,
  *     dx = gamma*rstd*(dy' - dbeta/M - xhat*dgamma/M); dgamma/dbeta written or accumulated.
+ *   frozen layer (bn.h frozen): the running statistics take the batch statistics' place, are not
+ *     updated, and dx = gamma*rstd*dy' (the statistics are constants); dgamma/dbeta as above.
  *
  * Memory passes (the reason for the layer): forward reads x twice and writes y once; backward reads
  * x and dy twice and writes dx once. The ReLU6 mask is NOT read from y: the backward recomputes

@@ -31,6 +31,7 @@ static int backbone_cbr_init(backbone *b, eng_ctx *e, params_table *tab, backbon
         conv_layer_free(&blk->conv);
         return s;
     }
+    blk->bn.frozen = b->bn_frozen;
     blk->relu6 = relu6;
     blk->present = 1;
     char nm[256];
@@ -47,6 +48,7 @@ static int backbone_cbr_init(backbone *b, eng_ctx *e, params_table *tab, backbon
 
 int backbone_init(backbone *b, eng_ctx *e, const det_cfg *cfg, params_table *tab) {
     b->kind = cfg->backbone, b->tf_padding = cfg->tf_padding, b->bn_onednn = cfg->bn_onednn;
+    b->bn_frozen = cfg->bn_frozen;
     arena_init(&b->iparams, "folded inference params");
     CHECK(eltwise_layer_init(&b->relu6, e, &(eltwise_cfg){ELTWISE_RELU6}, NULL, NULL));
     CHECK(backbone_cbr_init(b, e, tab, &b->init, "backbone.features.init_block", 3, 32, 3, 2, 1, 1, 0));

@@ -58,6 +58,7 @@ typedef struct backbone {
     det_backbone kind;    /* pytorchcv (stage1 has the 1x1 expansion conv) or torchvision */
     int tf_padding;       /* TF "SAME" padding on the stride-2 3x3 convs */
     int bn_onednn;        /* det_cfg.bn_onednn: oneDNN BN + eltwise instead of the fused bnrelu */
+    int bn_frozen;        /* det_cfg.bn_frozen: every BN trains with frozen statistics (bn.h frozen) */
     arena iparams;        /* folded inference weights of every block */
     eltwise_layer relu6;  /* ReLU6 after BN when bn_onednn */
     backbone_cbr init;    /* init_block */

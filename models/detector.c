@@ -76,6 +76,8 @@ struct detector {
     detection *dets;
     int dets_cap;
     int have_grads;        /* the last forward_train wrote head gradients */
+    det_reduce_fn reduce;  /* data-parallel loss normalisers (det_set_norm_reduce), or NULL */
+    void *reduce_ctx;
 };
 
 /* ------------------------------------------------------------------------------------------ */
@@ -323,15 +325,17 @@ int det_forward_train(detector *d, const det_batch *b, det_losses *out) {
     d->last = p;
     memcpy(p->backbone.image.data, b->images, (size_t)b->n * 3 * b->h * b->w * sizeof(float));
     CHECK(det_forward(d, p));
-    d->params.nbt++;
-    d->params_gen++; /* running statistics changed */
+    if (!d->cfg.bn_frozen) { /* frozen BN (eval mode) counts no batches, as torch */
+        d->params.nbt++;
+        d->params_gen++; /* running statistics changed */
+    }
     CHECK(det_targets(d, p, b));
     head_out ho[ANCHORS_LEVELS];
     head_grad hg[ANCHORS_LEVELS];
     head_plan_views(&p->head, 1, ho, hg);
     loss_parts lp; /* losses and dL/d(cls, reg, ctr) of every level into the head's d_cls, d_reg, d_ctr */
-    CHECK(losses_batch(&p->grid, p->anchors, b->n, d->cfg.num_classes, p->assigned, p->labels, b->boxes, b->first_box,
-                       ho, hg, &lp));
+    CHECK(losses_batch_reduced(&p->grid, p->anchors, b->n, d->cfg.num_classes, p->assigned, p->labels, b->boxes,
+                               b->first_box, ho, hg, d->reduce, d->reduce_ctx, &lp));
     d->have_grads = 1;
     if (out) {
         memset(out, 0, sizeof *out);
@@ -419,9 +423,36 @@ int det_predict(detector *d, int n, int h, int w, const float *images, const int
 /* ------------------------------------------------------------------------------------------ */
 /* Parameters, figures, teardown */
 
+void det_set_norm_reduce(detector *d, det_reduce_fn fn, void *ctx) {
+    d->reduce = fn;
+    d->reduce_ctx = ctx;
+}
+
+float *det_grad_block(detector *d, size_t *n) {
+    *n = d->params.grads.used / sizeof(float);
+    return (float *)d->params.grads.base;
+}
+
+float *det_param_block(detector *d, size_t *n) {
+    *n = d->params.values.used / sizeof(float);
+    return (float *)d->params.values.base;
+}
+
+float *det_momentum_block(detector *d, size_t *n) {
+    *n = d->opt.mom.used / sizeof(float);
+    return (float *)d->opt.mom.base;
+}
+
+int det_param_block_changed(detector *d) {
+    d->params_gen++; /* the folded inference copy is stale */
+    return params_refresh_convs(&d->params, d->e);
+}
+
 int det_calibrate_bn(detector *d) {
     if (d->cfg.bn_onednn)
         return ote_err(OTE_EINVAL, "detector: BN calibration needs the fused BN layer (bn_onednn is set)");
+    if (d->cfg.bn_frozen)
+        return ote_err(OTE_EINVAL, "detector: BN calibration re-estimates statistics: not with bn_frozen");
     backbone_calibrate_bn(&d->backbone);
     d->params_gen++; /* gamma/beta change at the next training forward */
     return OTE_OK;

@@ -36,6 +36,11 @@ typedef struct det_cfg {
     int bn_onednn;        /* 1: training BN (+ReLU6) on oneDNN's bn + eltwise primitives; 0 (default):
                            * the fused hand-written layer engine/bnrelu.h (fewer memory passes, same
                            * maths). Kept for comparison (bench_detector --bn onednn). */
+    int bn_frozen;        /* 1: every BatchNorm trains with frozen statistics (mmdetection's norm_eval:
+                           * the running statistics normalise and stay unchanged; gamma/beta train;
+                           * engine/bn.h frozen). Off in OTE's recipe; the data-parallel equivalence
+                           * test uses it (samples become independent of their batch). Needs the
+                           * fused BN layer (bn_onednn 0). */
 } det_cfg;
 
 /* One training batch, as the data loader produces it (models/ never reads files). */
@@ -94,6 +99,27 @@ int det_backward(detector *d);
  * then refreshes the derived weight copies. */
 int det_sgd_step(detector *d, double lr);
 void det_set_optimizer(detector *d, double momentum, double weight_decay);
+
+/* Data-parallel training (train/trainer.c): fn, when set, receives each det_forward_train's loss
+ * normaliser sums v[0] = sum over images of max(positives, 1) and v[1] = sum of the positives'
+ * centerness targets, and must replace them by their sums over every process of the job before
+ * the losses are divided (models/losses.h losses_reduce_fn); its error fails the forward. The
+ * losses and gradients of each process are then its share of the global batch's, and summing the
+ * gradient blocks over the processes gives the global batch's gradient (up to BatchNorm, whose
+ * batch statistics stay per process unless bn_frozen). fn NULL: the batch's own normalisers. */
+typedef int (*det_reduce_fn)(void *ctx, double v[2]);
+void det_set_norm_reduce(detector *d, det_reduce_fn fn, void *ctx);
+
+/* The lifetime-class blocks as flat f32 arrays (DESIGN §2), for data-parallel training: the
+ * gradient block (all parameter gradients of the last det_backward, blocked layouts, padding
+ * zero), the parameter block (every parameter and BN running statistic; num_batches_tracked is a
+ * counter outside it) and the SGD momentum block. *n receives the float count. After writing the
+ * parameter block (a broadcast), call det_param_block_changed so the derived copies (conv weight
+ * layouts, folded inference weights) follow. */
+float *det_grad_block(detector *d, size_t *n);
+float *det_param_block(detector *d, size_t *n);
+float *det_momentum_block(detector *d, size_t *n);
+int det_param_block_changed(detector *d);
 
 /* Inference (BN in eval mode, folded into the backbone convs and refolded on the first call after
  * the parameters changed; spec §8a post-processing) on a batch of resized images

@@ -102,8 +102,9 @@ static float positive_target(const float *anchor, const float *gt, float tbox[4]
 
 /* Pass 1: the normalisers N_pos (positives, at least 1 per image) and B (sum of the positives'
  * centerness targets), and the positives per level. */
-static void losses_norms(const anchor_grid *g, const float *anchors, int n_img, const int *assigned,
-                         const float *gt_boxes, const int *gt_first, loss_parts *parts) {
+static int losses_norms(const anchor_grid *g, const float *anchors, int n_img, const int *assigned,
+                        const float *gt_boxes, const int *gt_first, losses_reduce_fn reduce, void *reduce_ctx,
+                        loss_parts *parts) {
     const int total = g->total;
     double n_pos = 0, csum_all = 0;
     for (int n = 0; n < n_img; n++) {
@@ -120,9 +121,15 @@ static void losses_norms(const anchor_grid *g, const float *anchors, int n_img, 
             }
         n_pos += np > 0 ? np : 1;
     }
+    if (reduce) { /* the sums over every process's share of the global batch */
+        double v[2] = {n_pos, csum_all};
+        CHECK(reduce(reduce_ctx, v));
+        n_pos = v[0], csum_all = v[1];
+    }
     if (n_pos < 1.0) n_pos = 1.0;
     parts->n_pos = n_pos;
     parts->b_norm = csum_all < 1e-12 ? 1.0 : csum_all;
+    return OTE_OK;
 }
 
 /* Pass 2 at level l: the focal-loss sum over (image, channel block, pixel), in memory order, in
@@ -218,11 +225,19 @@ static void losses_box_level(const anchor_grid *g, int l, const float *anchors, 
 int losses_batch(const anchor_grid *g, const float *anchors, int n_img, int n_classes,
                  const int *assigned, const int *labels, const float *gt_boxes, const int *gt_first,
                  const head_out out[ANCHORS_LEVELS], const head_grad grad[ANCHORS_LEVELS], loss_parts *parts) {
+    return losses_batch_reduced(g, anchors, n_img, n_classes, assigned, labels, gt_boxes, gt_first, out, grad, NULL,
+                                NULL, parts);
+}
+
+int losses_batch_reduced(const anchor_grid *g, const float *anchors, int n_img, int n_classes,
+                         const int *assigned, const int *labels, const float *gt_boxes, const int *gt_first,
+                         const head_out out[ANCHORS_LEVELS], const head_grad grad[ANCHORS_LEVELS],
+                         losses_reduce_fn reduce, void *reduce_ctx, loss_parts *parts) {
     const int C = n_classes;
     memset(parts, 0, sizeof *parts);
     if (n_img <= 0 || C <= 0)
         return ote_err(OTE_EINVAL, "losses: n_img: %d, n_classes: %d (must be positive)", n_img, C);
-    losses_norms(g, anchors, n_img, assigned, gt_boxes, gt_first, parts);
+    CHECK(losses_norms(g, anchors, n_img, assigned, gt_boxes, gt_first, reduce, reduce_ctx, parts));
     const double n_pos = parts->n_pos, b_norm = parts->b_norm;
     const float inv_npos = (float)(1.0 / n_pos);
     int bad = 0;

@@ -5,7 +5,8 @@
  * centerness target and BCE-with-logits. losses_batch() computes every loss part per level and the
  * gradients of the total loss w.r.t. the head outputs, reading and writing nChw<B>c directly.
  * Normalisers (spec §7c, one process = mmdet's single GPU): N_pos = max(sum_img max(npos_img, 1), 1);
- * B = sum of centerness targets over all positives, replaced by 1 if < 1e-12 (OTE / v2.9).
+ * B = sum of centerness targets over all positives, replaced by 1 if < 1e-12 (OTE / v2.9); under
+ * data-parallel training both sums run over every process's images (losses_batch_reduced).
  * Regression targets are the round trip decode(anchor, encode(anchor, gt)) (OTE / v2.9).
  * Sums are accumulated in double (torch sums f32 with its own order; differences are ~1e-7 relative);
  * the focal sum is an OpenMP reduction, bitwise reproducible for a fixed thread count.
@@ -48,5 +49,19 @@ float losses_bce_logits(float z, float c, float *grad);
 int losses_batch(const anchor_grid *g, const float *anchors, int n_img, int n_classes,
                  const int *assigned, const int *labels, const float *gt_boxes, const int *gt_first,
                  const head_out out[ANCHORS_LEVELS], const head_grad grad[ANCHORS_LEVELS], loss_parts *parts);
+
+/* Data-parallel training: replaces the batch's own normaliser sums v[0] = sum_img max(npos_img, 1)
+ * and v[1] = sum of the positives' centerness targets by their sums over all processes, before
+ * the clamps above are applied and the losses divided (mmdetection's ATSSHead reduce_mean of
+ * num_pos and of the centerness sum, times the process count: each process's loss is then its
+ * share of the global batch's loss, and the gradients of all processes add up to the global
+ * batch's gradient). Returns 0 or a negative status, which losses_batch_reduced returns. */
+typedef int (*losses_reduce_fn)(void *ctx, double v[2]);
+
+/* losses_batch with the normalisers passed through reduce (NULL: losses_batch). */
+int losses_batch_reduced(const anchor_grid *g, const float *anchors, int n_img, int n_classes,
+                         const int *assigned, const int *labels, const float *gt_boxes, const int *gt_first,
+                         const head_out out[ANCHORS_LEVELS], const head_grad grad[ANCHORS_LEVELS],
+                         losses_reduce_fn reduce, void *reduce_ctx, loss_parts *parts);
 
 #endif

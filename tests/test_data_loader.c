@@ -328,6 +328,67 @@ static void test_out_of_memory(const coco_dataset *ds) {
            "message names the real slot count and sizes: %s", ote_errmsg());
 }
 
+/* Data-parallel shards (loader_config shard / n_shards): the 3 shards of every batch are the
+ * unsharded batch's images in order (same samples, same pixels: each image keeps its augmentation).
+ * 13 images in batches of 5: shares 2, 2, 1 of the full batches, 1, 1, 1 of the last one (3). */
+static void test_shards(const coco_dataset *ds) {
+    loader_config c;
+    loader_config_train(&c, 0, 11);
+    c.batch_size = 5;
+    data_loader *whole = NULL, *sh[3] = {NULL, NULL, NULL};
+    REQUIRE_OK(loader_create(&whole, ds, &c));
+    for (int r = 0; r < 3; r++) {
+        loader_config cs = c;
+        cs.shard = r, cs.n_shards = 3;
+        REQUIRE_OK(loader_create(&sh[r], ds, &cs));
+        REQUIRE_OK(loader_start_epoch(sh[r], 2));
+    }
+    REQUIRE_OK(loader_start_epoch(whole, 2));
+    int batches = 0, bad_n = 0, bad_idx = 0, bad_pix = 0, counts_ok = 1;
+    const data_batch *b;
+    while (loader_next(whole, &b) == 1) {
+        int off = 0;
+        for (int r = 0; r < 3; r++) {
+            const data_batch *p;
+            if (loader_next(sh[r], &p) != 1) {
+                bad_n++;
+                continue;
+            }
+            int first, cnt;
+            loader_shard_range(b->n, r, 3, &first, &cnt);
+            bad_n += p->n != cnt || p->n_global != b->n || first != off;
+            if (batches == 0) counts_ok &= p->n == (r < 2 ? 2 : 1);
+            for (int i = 0; i < p->n && off + i < b->n; i++) {
+                const data_sample *x = &p->samples[i], *y = &b->samples[off + i];
+                bad_idx += x->index != y->index || x->img_w != y->img_w || x->img_h != y->img_h ||
+                           x->n_boxes != y->n_boxes || x->flip != y->flip;
+                /* the image's own pixels (padding may differ: each shard pads to its own max) */
+                for (int ch = 0; ch < 3; ch++)
+                    for (int yy = 0; yy < x->img_h; yy++)
+                        bad_pix += memcmp(p->images + (((size_t)i * 3 + ch) * p->h + yy) * p->w,
+                                          b->images + (((size_t)(off + i) * 3 + ch) * b->h + yy) * b->w,
+                                          sizeof(float) * (size_t)x->img_w) != 0;
+            }
+            off += p->n;
+        }
+        bad_n += off != b->n;
+        batches++;
+    }
+    for (int r = 0; r < 3; r++) bad_n += loader_next(sh[r], &b) != 0;
+    EXPECT(batches == 3 && bad_n == 0, "3 shards: the same %d batches, shares from loader_shard_range (%d mismatches)",
+           batches, bad_n);
+    EXPECT(counts_ok, "batch of 5 over 3 shards: 2, 2, 1 images");
+    EXPECT(bad_idx == 0 && bad_pix == 0, "shard images = the unsharded batch's, in order (%d sample, %d row mismatches)",
+           bad_idx, bad_pix);
+    loader_config cs = c;
+    cs.batch_size = 2, cs.shard = 0, cs.n_shards = 3;
+    data_loader *l = NULL;
+    EXPECT(loader_create(&l, ds, &cs) == OTE_EINVAL && !l && strstr(ote_errmsg(), "smaller than the 3 shards"),
+           "batch 2 over 3 shards refused: %s", ote_errmsg());
+    loader_free(whole);
+    for (int r = 0; r < 3; r++) loader_free(sh[r]);
+}
+
 int main(void) {
     const char *shared = getenv("OTE_SHARED");
     if (!shared) shared = "../shared";
@@ -346,6 +407,7 @@ int main(void) {
     test_test_loader(&ds);
     test_bad_images();
     test_out_of_memory(&ds);
+    test_shards(&ds);
     coco_free(&ds);
     return expect_finish();
 }

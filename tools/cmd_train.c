@@ -6,6 +6,12 @@
  *
  * --resume-from and an earlier run's OUT/last.pth: tools/cmd_train_resume.h (issue 14).
  *
+ * Under `mpirun -np N` (N > 1, dist/dist.h) every rank runs this command and the training is
+ * data-parallel (train/trainer.h): rank 0 prints and writes; the other ranks' stdout goes to
+ * /dev/null and they print errors only. Each rank runs --threads, else OMP_NUM_THREADS, else
+ * dist_default_threads() (the node's cores / its ranks) OpenMP threads. A rank that fails ends the
+ * whole job (dist_abort with the exit code) so that no rank waits for it forever.
+ *
  * Options are parsed like Python's argparse (OTE uses it): `--opt value` or `--opt=value`, and any
  * unambiguous prefix of a long option (`--train-ann-file`). Exit codes: 0 ok; 2 usage error
  * (missing/unknown/ambiguous option, missing template, bad template, unknown params key, value
@@ -22,6 +28,7 @@
 
 #include "data/coco.h"
 #include "data/eval.h"
+#include "dist/dist.h"
 #include "engine/status.h"
 #include "tools/cmd_train_resume.h"
 #include "tools/commands.h"
@@ -36,7 +43,7 @@
 #define CMD_TRAIN_MAX_RATIO 1e6
 
 enum { TR_TRAIN_ANN, TR_TRAIN_ROOTS, TR_VAL_ANN, TR_VAL_ROOTS, TR_LOAD, TR_SAVE, TR_HPO, TR_RATIO, TR_HELP, TR_RESUME,
-       TR_RESUME_FROM, TR_N };
+       TR_RESUME_FROM, TR_THREADS, TR_N };
 
 static const struct {
     const char *name;
@@ -44,7 +51,7 @@ static const struct {
 } cmd_train_opts[TR_N] = {
     {"--train-ann-files", 1}, {"--train-data-roots", 1}, {"--val-ann-files", 1}, {"--val-data-roots", 1},
     {"--load-weights", 1},    {"--save-model-to", 1},    {"--enable-hpo", 0},    {"--hpo-time-ratio", 1},
-    {"--help", 0},            {"--hpo-resume", 1},       {"--resume-from", 1},
+    {"--help", 0},            {"--hpo-resume", 1},       {"--resume-from", 1},   {"--threads", 1},
 };
 
 static void cmd_train_usage(FILE *f) {
@@ -52,7 +59,7 @@ static void cmd_train_usage(FILE *f) {
             "usage: ote train TEMPLATE --train-ann-files A --train-data-roots D --val-ann-files B\n"
             "                 --val-data-roots E --save-model-to OUT [--load-weights W]\n"
             "                 [--resume-from OUT/last.pth] [--enable-hpo] [--hpo-time-ratio R]\n"
-            "                 [params --group.key V ...]\n\n"
+            "                 [--threads T] [params --group.key V ...]\n\n"
             "Trains the MobileNetV2-ATSS detector of TEMPLATE (template.yaml) on COCO-format data,\n"
             "validates VOC mAP@0.5 every epoch and keeps the best weights.\n\n"
             "options:\n"
@@ -80,7 +87,12 @@ static void cmd_train_usage(FILE *f) {
             "  --hpo-time-ratio R        HPO + training time / plain training time (default 4)\n"
             "  --hpo-resume ask|yes|no   an earlier search in hpo/: ask (default; without a terminal:\n"
             "                            resume or reuse it), yes (resume/reuse), no (rerun from scratch)\n"
+            "  --threads T               OpenMP threads (default: OMP_NUM_THREADS, else the cores; under\n"
+            "                            mpirun the node's cores / its ranks, per rank)\n"
             "  -h, --help                this help\n\n"
+            "Under `mpirun -np N ote train ...` the N processes train data-parallel: each takes its\n"
+            "share of every batch (batch_size >= N), gradients are summed, BatchNorm statistics stay per\n"
+            "process; rank 0 validates, prints and writes the files.\n\n"
             "params (after the word `params`; checked against the template's type, min and max):\n"
             "  --learning_parameters.batch_size N     --learning_parameters.learning_rate X\n"
             "  --learning_parameters.learning_rate_warmup_iters N\n"
@@ -119,6 +131,7 @@ typedef struct cmd_train_args {
     int hpo;
     double hpo_ratio;
     int params_at; /* argv index of the word `params`, 0 if none */
+    int threads;   /* --threads, 0 if not given */
 } cmd_train_args;
 
 /* 0 go on, 1 help shown, 2 usage error (printed). */
@@ -204,6 +217,15 @@ static int cmd_train_parse(int argc, char **argv, cmd_train_args *a) {
         }
         if (!a->v[TR_RESUME]) a->v[TR_RESUME] = "yes";
     }
+    if (a->v[TR_THREADS]) {
+        char *end;
+        long t = strtol(a->v[TR_THREADS], &end, 10);
+        if (end == a->v[TR_THREADS] || *end || t < 1 || t > 4096) {
+            fprintf(stderr, "ote train: --threads '%s': expected a whole number from 1 to 4096\n", a->v[TR_THREADS]);
+            return 2;
+        }
+        a->threads = (int)t;
+    }
     if (a->v[TR_RATIO]) {
         char *end;
         a->hpo_ratio = strtod(a->v[TR_RATIO], &end);
@@ -260,7 +282,15 @@ static void cmd_train_write_samples(const config_template *cfg, const char *weig
     else printf("drew %d validation images (green: ground truth; scores >= %.3g) into %s/\n", n, thr, dir);
 }
 
-int cmd_train(int argc, char **argv) {
+/* *nan: the training stopped at a non-finite loss (under data-parallel training: on every rank). */
+static int cmd_train_run(int argc, char **argv, int *nan) {
+    *nan = 0;
+    const int dp = dist_size() > 1, rank0 = dist_rank() == 0;
+    /* data-parallel: rank 0 speaks for the job; the others keep stderr for their errors */
+    if (dp && !rank0 && !freopen("/dev/null", "w", stdout)) {
+        fprintf(stderr, "ote train: rank %d: cannot silence stdout\n", dist_rank());
+        return 1;
+    }
     cmd_train_args a;
     int u = cmd_train_parse(argc, argv, &a);
     if (u == 1) return 0;
@@ -322,8 +352,10 @@ int cmd_train(int argc, char **argv) {
         return 1;
     }
     char warn[1024];
-    if (coco_warning_summary(&train, warn, sizeof warn) > 0) fprintf(stderr, "ote train: warning: training data: %s\n", warn);
-    if (coco_warning_summary(&val, warn, sizeof warn) > 0) fprintf(stderr, "ote train: warning: validation data: %s\n", warn);
+    if (rank0 && coco_warning_summary(&train, warn, sizeof warn) > 0)
+        fprintf(stderr, "ote train: warning: training data: %s\n", warn);
+    if (rank0 && coco_warning_summary(&val, warn, sizeof warn) > 0)
+        fprintf(stderr, "ote train: warning: validation data: %s\n", warn);
     trainer_result res;
     memset(&res, 0, sizeof res);
     char made[4096] = "";
@@ -346,17 +378,20 @@ int cmd_train(int argc, char **argv) {
         rc = rrc;
         goto done;
     }
-    /* The output folder must be writable before hours of training start. */
-    if (weights_prepare_dir(weights_path, made, sizeof made) < 0) {
+    /* The output folder must be writable before hours of training start (rank 0 writes). */
+    if (rank0 && weights_prepare_dir(weights_path, made, sizeof made) < 0) {
         fprintf(stderr, "ote train: --save-model-to: %s\n", ote_errmsg());
         goto done;
     }
-    int stale = weights_clean_stale_temps(weights_path, labels_path);
-    stale += weights_clean_stale_temps(rp.state_path, rp.state_path);
+    int stale = 0;
     char curves[4200], pr[4200]; /* the figures are written through temporaries too (train/plots.c) */
-    if (metrics_side_path(weights_path, "curves.png", curves, sizeof curves) == 0 &&
-        metrics_side_path(weights_path, "pr_curves.png", pr, sizeof pr) == 0)
-        stale += weights_clean_stale_temps(curves, pr);
+    if (rank0) {
+        stale += weights_clean_stale_temps(weights_path, labels_path);
+        stale += weights_clean_stale_temps(rp.state_path, rp.state_path);
+        if (metrics_side_path(weights_path, "curves.png", curves, sizeof curves) == 0 &&
+            metrics_side_path(weights_path, "pr_curves.png", pr, sizeof pr) == 0)
+            stale += weights_clean_stale_temps(curves, pr);
+    }
     if (stale > 0) printf("removed %d temporary file(s) left by an interrupted earlier run\n", stale);
     if (a.hpo) {
         train_hpo_args ha = {&train, &val, weights_path, a.v[TR_LOAD], a.hpo_ratio,
@@ -383,9 +418,19 @@ int cmd_train(int argc, char **argv) {
     o.labels_path = labels_path;
     o.log = stdout;
     o.write_metrics = 1; /* metrics.csv, curves.png, pr_curves.png beside the weights (issue 14) */
+    o.data_parallel = dp; /* issue 18: the final training over every rank (HPO trials run alone) */
+    /* --threads, else OMP_NUM_THREADS (eng_init reads it), else the node's cores / its ranks */
+    o.nthreads = a.threads ? a.threads : getenv("OMP_NUM_THREADS") ? 0 : dist_default_threads();
     s = trainer_run(&o, &train, &val, &res);
     if (s < 0) {
-        fprintf(stderr, "ote train: %s\n", ote_errmsg());
+        /* a non-finite loss stops every rank at once (the loss is summed): rank 0 says it */
+        *nan = s == OTE_ENAN;
+        if (rank0 || s != OTE_ENAN)
+            fprintf(stderr, "ote train%s: %s\n", dp && !rank0 ? " (a data-parallel rank)" : "", ote_errmsg());
+        goto done;
+    }
+    if (!rank0) { /* rank 0 reports and draws the samples */
+        rc = 0;
         goto done;
     }
     cmd_train_print_summary(&val, &res);
@@ -401,5 +446,19 @@ done:
     trainer_result_free(&res);
     coco_free(&train);
     coco_free(&val);
+    return rc;
+}
+
+int cmd_train(int argc, char **argv) {
+    int nan;
+    int rc = cmd_train_run(argc, argv, &nan);
+    /* Data-parallel: a rank that fails alone would leave the others waiting in a collective. A
+     * non-finite loss is the one failure every rank sees at the same step (trainer.h): they all
+     * return it and end normally. Any other failure ends the job. */
+    if (rc != 0 && dist_size() > 1 && !nan) {
+        fflush(stdout);
+        fflush(stderr);
+        dist_abort(rc);
+    }
     return rc;
 }

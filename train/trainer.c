@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "data/loader.h"
+#include "dist/dist.h"
 #include "engine/ctx.h"
 #include "engine/status.h"
 #include "models/detector.h"
@@ -231,6 +232,11 @@ typedef struct trainer_state {
     resume_state rs;             /* --resume-from: the state read (valid when resumed) */
     int resumed;
     metrics_run *metrics;        /* metrics.csv + figures (o->write_metrics), or NULL */
+    /* data-parallel training (trainer.h) */
+    int dp;                      /* 1: o->data_parallel and more than one rank */
+    int rank, nranks;
+    trainer_opts rank_opts;      /* rank > 0: the caller's options with every output off (p.o) */
+    int calibrating;             /* the first step calibrates BN (BN-folded backbone): resync after it */
 } trainer_state;
 
 static void trainer_state_free(trainer_state *st) {
@@ -265,6 +271,10 @@ static int trainer_setup_data(trainer_state *st) {
         p->train = &st->sub;
     }
     if (p->train->n_images < 1) return ote_err(OTE_EINVAL, "trainer: the training set has no images");
+    if (st->dp && cfg->batch_size < st->nranks)
+        return ote_err(OTE_EINVAL, "data-parallel training: learning_parameters.batch_size %d is smaller than the %d "
+                       "processes (mpirun -np): each process needs at least one image of every batch",
+                       cfg->batch_size, st->nranks);
     if (p->val) CHECK(trainer_check_classes(p->train, p->val));
     schedule_adaptive_repeat(p->train->n_images, cfg->num_iters, &p->repeat, &p->epochs);
     if (p->o->max_epochs > 0) p->epochs = p->o->max_epochs;
@@ -404,6 +414,7 @@ static int trainer_setup_model(trainer_state *st) {
         return ote_err(OTE_EINVAL, "model.pretrained_backbone %s takes input in [-1, 1]; the detector feeds x/255: "
                        "re-import it with `ote import-backbone --input-range unit`", path);
     if (info.bn_folded) CHECK(det_calibrate_bn(st->d));
+    st->calibrating = info.bn_folded;
     if (o->log)
         fprintf(o->log, "init: backbone from %s (%d tensors%s%s); neck and head initialised as mmdetection does\n", path,
                 info.n_loaded, info.from_tflite ? ", TFLite imported in memory" : "",
@@ -429,8 +440,9 @@ static int trainer_setup_loop(trainer_state *st) {
     loader_config lc;
     aug_size sz[5];
     CHECK(trainer_train_loader_config(cfg, &lc, sz));
+    if (st->dp) lc.shard = st->rank, lc.n_shards = st->nranks; /* batch_size >= ranks: trainer_setup_data */
     CHECK(loader_create(&st->tl, p->train, &lc));
-    if (p->val) {
+    if (p->val && (!st->dp || st->rank == 0)) { /* data-parallel: rank 0 validates */
         loader_config vc;
         trainer_val_loader_config(cfg, &vc);
         CHECK(loader_create(&st->vl, p->val, &vc));
@@ -444,6 +456,17 @@ static int trainer_setup_loop(trainer_state *st) {
                 p->train->n_images, p->train->n_cats, p->epochs, p->repeat, p->batches, cfg->batch_size,
                 p->total_iters, cfg->input_w, cfg->input_h, sz[0].w, sz[0].h, sz[1].w, sz[1].h, sz[2].w, sz[2].h,
                 sz[3].w, sz[3].h, sz[4].w, sz[4].h, cfg->learning_rate, cfg->warmup_iters);
+    if (p->o->log && st->dp) {
+        int first, lo, hi;
+        char share[32];
+        loader_shard_range(cfg->batch_size, st->nranks - 1, st->nranks, &first, &lo);
+        loader_shard_range(cfg->batch_size, 0, st->nranks, &first, &hi);
+        if (lo == hi) snprintf(share, sizeof share, "%d", lo);
+        else snprintf(share, sizeof share, "%d-%d", lo, hi);
+        fprintf(p->o->log, "data-parallel: %d processes x %d threads (rank 0's); each takes %s images of every batch of "
+                           "%d; gradients summed (MPI_Allreduce), BatchNorm statistics per process\n",
+                st->nranks, st->e.nthreads, share, cfg->batch_size);
+    }
     schedule_plateau_init(&p->plateau, cfg->learning_rate, cfg->warmup_iters);
     schedule_early_stop_init(&p->early, cfg->warmup_iters);
     if (st->resumed) CHECK(trainer_resume_loop(st)); /* issue 14 */
@@ -451,6 +474,132 @@ static int trainer_setup_loop(trainer_state *st) {
 }
 
 /* ---- the step and the epoch ---- */
+
+static int trainer_nan_error(trainer_state *st, double lr, int ep, const det_losses *L) {
+    return ote_err(OTE_ENAN,
+                   "iteration %ld (epoch %d, lr %g): loss is not finite (cls %g, box %g, centerness %g); "
+                   "training stopped%s",
+                   st->p.iter + 1, ep + 1, lr, L->cls, L->box, L->ctr,
+                   st->p.res->best_epoch ? ", the best checkpoint so far is kept" : "");
+}
+
+/* ---- data-parallel training (trainer.h) ---- */
+
+/* det_set_norm_reduce's hook: the loss normalisers summed over the ranks. */
+static int trainer_dp_reduce(void *ctx, double v[2]) {
+    (void)ctx;
+    return dist_allreduce_sum_f64(v, 2);
+}
+
+/* Rank 0's parameters (BN statistics included), momentum and SGD step count on every rank. */
+static int trainer_dp_bcast_model(trainer_state *st) {
+    size_t n;
+    float *pb = det_param_block(st->d, &n);
+    CHECK(dist_bcast(pb, n * sizeof *pb, 0));
+    float *mb = det_momentum_block(st->d, &n);
+    if (n) CHECK(dist_bcast(mb, n * sizeof *mb, 0));
+    long steps = det_sgd_steps(st->d);
+    CHECK(dist_bcast(&steps, sizeof steps, 0));
+    det_sgd_set_steps(st->d, steps);
+    return det_param_block_changed(st->d);
+}
+
+/* The BN running statistics (per rank during the epoch) replaced by their mean over the ranks. */
+static int trainer_dp_average_bn(trainer_state *st) {
+    detector *d = st->d;
+    size_t total = 0, maxn = 0;
+    for (int i = 0; i < det_n_params(d); i++) {
+        const det_param_info *in = det_param(d, i);
+        if (!in->is_buffer || in->is_int64) continue;
+        size_t k = 1;
+        for (int j = 0; j < in->ndim; j++) k *= (size_t)in->shape[j];
+        total += k;
+        if (k > maxn) maxn = k;
+    }
+    if (!total) return 0;
+    double *acc = malloc(total * sizeof *acc);
+    float *tmp = malloc(maxn * sizeof *tmp);
+    int s = acc && tmp ? 0 : ote_err(OTE_ENOMEM, "trainer: out of memory");
+    for (int pass = 0; pass < 2 && s >= 0; pass++) {
+        size_t off = 0;
+        for (int i = 0; i < det_n_params(d) && s >= 0; i++) {
+            const det_param_info *in = det_param(d, i);
+            if (!in->is_buffer || in->is_int64) continue;
+            size_t k = 1;
+            for (int j = 0; j < in->ndim; j++) k *= (size_t)in->shape[j];
+            if (pass == 0) {
+                s = det_param_get(d, i, tmp);
+                for (size_t j = 0; j < k; j++) acc[off + j] = tmp[j];
+            } else {
+                for (size_t j = 0; j < k; j++) tmp[j] = (float)(acc[off + j] / st->nranks);
+                s = det_param_set(d, i, tmp);
+            }
+            off += k;
+        }
+        if (pass == 0 && s >= 0) s = dist_allreduce_sum_f64(acc, total);
+    }
+    free(acc), free(tmp);
+    return s;
+}
+
+/* Rank 0's end-of-epoch decisions, broadcast so that no rank diverges. */
+typedef struct trainer_dp_epoch {
+    schedule_plateau plateau;
+    schedule_early_stop early;
+    double best_map, threshold;
+    int best_epoch, stop, why;
+} trainer_dp_epoch;
+
+static int trainer_dp_end_epoch(trainer_state *st) {
+    trainer_progress *p = &st->p;
+    trainer_dp_epoch m;
+    memset(&m, 0, sizeof m);
+    m.plateau = p->plateau, m.early = p->early;
+    m.best_map = p->res->best_map, m.threshold = p->res->confidence_threshold;
+    m.best_epoch = p->res->best_epoch, m.stop = p->stop, m.why = (int)p->res->stop;
+    CHECK(dist_bcast(&m, sizeof m, 0));
+    p->plateau = m.plateau, p->early = m.early;
+    p->res->best_map = m.best_map, p->res->confidence_threshold = m.threshold;
+    p->res->best_epoch = m.best_epoch, p->stop = m.stop, p->res->stop = (trainer_stop)m.why;
+    return 0;
+}
+
+/* A data-parallel iteration: this rank's share of the batch forward (normalisers summed inside),
+ * backward, the loss parts summed (a NaN or a reached deadline on any rank reaches all), the
+ * gradient block summed, SGD. *L receives the global batch's losses; *stop_all whether a rank
+ * reached the deadline. An empty share (a last batch smaller than the rank count) contributes
+ * zeros to every sum. */
+static int trainer_step_dp(trainer_state *st, const data_batch *b, double lr, int ep, det_losses *L, int *stop_all) {
+    memset(L, 0, sizeof *L);
+    int nan = 0;
+    if (b->n > 0) {
+        det_batch db;
+        CHECK(trainer_pack_batch(&st->pack, b, &db));
+        int s = det_forward_train(st->d, &db, L);
+        if (s == OTE_ENAN || (s >= 0 && !isfinite(L->total))) nan = 1;
+        else CHECK(s);
+        if (!nan) CHECK(det_backward(st->d));
+    } else {
+        double v[2] = {0, 0};
+        CHECK(trainer_dp_reduce(NULL, v));
+    }
+    size_t ng;
+    float *g = det_grad_block(st->d, &ng);
+    if (b->n == 0 || nan) memset(g, 0, ng * sizeof *g);
+    double o = st->p.o->deadline;
+    double v[6] = {L->cls, L->box, L->ctr, L->total, nan ? 1.0 : 0.0, o > 0 && trainer_now() >= o ? 1.0 : 0.0};
+    CHECK(dist_allreduce_sum_f64(v, 6));
+    L->cls = v[0], L->box = v[1], L->ctr = v[2], L->total = v[3];
+    *stop_all = v[5] > 0;
+    if (v[4] > 0 || !isfinite(L->total)) return trainer_nan_error(st, lr, ep, L);
+    CHECK(dist_allreduce_sum_f32(g, ng));
+    CHECK(det_sgd_step(st->d, lr));
+    if (st->calibrating) { /* each rank calibrated BN on its own share: rank 0's values for all */
+        st->calibrating = 0;
+        CHECK(trainer_dp_bcast_model(st));
+    }
+    return 0;
+}
 
 /* One iteration: pack the batch, forward (losses into *L), backward, SGD at lr. A non-finite loss
  * is OTE_ENAN naming the iteration. */
@@ -460,12 +609,7 @@ static int trainer_step(trainer_state *st, const data_batch *b, double lr, int e
     /* the parts stay NaN in the message if the detector stops before computing them */
     L->cls = L->box = L->ctr = L->total = NAN;
     int s = det_forward_train(st->d, &db, L);
-    if (s == OTE_ENAN || (s >= 0 && !isfinite(L->total)))
-        return ote_err(OTE_ENAN,
-                       "iteration %ld (epoch %d, lr %g): loss is not finite (cls %g, box %g, centerness %g); "
-                       "training stopped%s",
-                       st->p.iter + 1, ep + 1, lr, L->cls, L->box, L->ctr,
-                       st->p.res->best_epoch ? ", the best checkpoint so far is kept" : "");
+    if (s == OTE_ENAN || (s >= 0 && !isfinite(L->total))) return trainer_nan_error(st, lr, ep, L);
     CHECK(s);
     CHECK(det_backward(st->d));
     return det_sgd_step(st->d, lr);
@@ -504,9 +648,11 @@ static int trainer_train_epoch(trainer_state *st, int ep) {
         while ((s = loader_next(st->tl, &b)) == 1) {
             double lr = schedule_lr(&p->plateau, p->iter);
             det_losses L;
-            CHECK(trainer_step(st, b, lr, ep, &L));
+            int dl_all = 0;
+            if (st->dp) CHECK(trainer_step_dp(st, b, lr, ep, &L, &dl_all));
+            else CHECK(trainer_step(st, b, lr, ep, &L));
             p->iter++;
-            p->images += b->n;
+            p->images += b->n_global; /* data-parallel: the whole batch's */
             p->acc.cls += L.cls, p->acc.box += L.box, p->acc.ctr += L.ctr, p->acc.total += L.total;
             p->acc_n++;
             metrics_iter_add(st->metrics, lr, L.total, L.cls, L.box, L.ctr);
@@ -514,7 +660,7 @@ static int trainer_train_epoch(trainer_state *st, int ep) {
             p->train_secs += tnow - it_t0;
             it_t0 = tnow;
             trainer_log_progress(p, ep, lr);
-            if (p->o->deadline > 0 && tnow >= p->o->deadline) {
+            if (st->dp ? dl_all : p->o->deadline > 0 && tnow >= p->o->deadline) {
                 p->stop = 1;
                 p->res->stop = TRAINER_STOP_DEADLINE;
                 break;
@@ -638,6 +784,10 @@ static int trainer_loop(trainer_state *st) {
     p->t0 = trainer_now();
     CHECK(trainer_setup_data(st));
     CHECK(trainer_setup_model(st));
+    if (st->dp) { /* the same start on every rank, whatever each one read */
+        det_set_norm_reduce(st->d, trainer_dp_reduce, NULL);
+        CHECK(trainer_dp_bcast_model(st));
+    }
     CHECK(trainer_setup_loop(st));
     if (p->o->write_metrics && p->o->save_path)
         st->metrics = metrics_open(p->o->save_path, p->total_iters, p->epochs, p->val, p->o->log,
@@ -645,7 +795,9 @@ static int trainer_loop(trainer_state *st) {
     for (int ep = st->resumed ? st->rs.epochs_done : 0; ep < p->epochs && !p->stop; ep++) {
         double ep_t0 = trainer_now();
         CHECK(trainer_train_epoch(st, ep));
-        if (p->val) CHECK(trainer_end_epoch(st, ep, ep_t0));
+        if (p->val && st->dp) CHECK(trainer_dp_average_bn(st));
+        if (p->val && (!st->dp || st->rank == 0)) CHECK(trainer_end_epoch(st, ep, ep_t0));
+        if (p->val && st->dp) CHECK(trainer_dp_end_epoch(st));
         if (p->val && p->o->state_path) CHECK(trainer_save_state(st, ep)); /* issue 14 */
     }
     metrics_finish(st->metrics);
@@ -660,13 +812,24 @@ int trainer_run(const trainer_opts *o, const coco_dataset *train, const coco_dat
     memset(&st, 0, sizeof st);
     eval_dets_init(&st.dets);
     st.p.o = o;
+    if (o->data_parallel && dist_size() > 1) {
+        st.dp = 1, st.rank = dist_rank(), st.nranks = dist_size();
+        if (st.rank > 0) { /* rank 0 prints and writes (trainer.h) */
+            st.rank_opts = *o;
+            st.rank_opts.log = NULL;
+            st.rank_opts.save_path = st.rank_opts.labels_path = st.rank_opts.state_path = NULL;
+            st.rank_opts.write_metrics = 0;
+            st.rank_opts.on_epoch = NULL;
+            st.p.o = &st.rank_opts;
+        }
+    }
     st.p.train = train;
     st.p.val = val;
     st.p.res = res;
     int s = trainer_loop(&st);
     trainer_state_free(&st);
     /* resumed, best epoch before the resume: its report from the weights file (same numbers) */
-    if (s >= 0 && !res->has_best && res->best_epoch > 0 && o->save_path && val) {
+    if (s >= 0 && !res->has_best && res->best_epoch > 0 && st.p.o->save_path && val) {
         s = trainer_evaluate(&o->cfg, o->save_path, val, o->nthreads, &res->best, NULL);
         res->has_best = s >= 0;
     }

@@ -68,7 +68,35 @@ typedef struct trainer_opts {
     void *on_epoch_ctx;
     int write_metrics;         /* 1 (with save_path): metrics.csv, curves.png, pr_curves.png beside the
                                 * weights (train/metrics.h); never fails the training */
+    int data_parallel;         /* 1: every rank of the MPI job (dist/dist.h) runs trainer_run with the
+                                * same options and data and they train one model together (below);
+                                * 0: this process trains alone and never calls a collective (also
+                                * inside an MPI job: single-rank HPO trials). Ignored when
+                                * dist_size() is 1. */
 } trainer_opts;
+
+/* Data-parallel training (data_parallel = 1, dist_size() = N > 1), as PyTorch DDP without SyncBN:
+ *   - every rank shuffles with the same seed, so the global batch sequence is the single-process
+ *     one (cfg.batch_size images per iteration); rank r's loader decodes only its share of each
+ *     batch (data/loader.h shards: batch_size / N, the first batch_size % N ranks one more; an
+ *     error if batch_size < N). The iteration count, lr schedule, adaptive repeat and early
+ *     stopping are the single-process ones.
+ *   - the loss normalisers (positives, centerness sum) are summed over the ranks before the losses
+ *     are divided (mmdetection's reduce_mean), the loss parts are summed for the log, and the
+ *     gradient block is summed with one allreduce after the backward; every rank then takes the
+ *     same SGD step. BatchNorm batch statistics stay per rank (DDP without SyncBN: the only
+ *     difference to one process with the whole batch); the running statistics are averaged over
+ *     the ranks before each validation, so validation, weights.pth and last.pth use the average.
+ *   - rank 0 validates, prints, calls on_epoch and writes every file; the other ranks run with log,
+ *     save_path, labels_path, state_path and write_metrics off and receive rank 0's end-of-epoch
+ *     decisions (mAP, best epoch, lr schedule, early stopping, stop) by broadcast. A deadline reached
+ *     on any rank stops all of them after the same iteration.
+ *   - the initial weights (init_weights, pretrained backbone, resume_from: every rank reads the same
+ *     file) are made identical by broadcasting rank 0's parameters and optimiser state; a
+ *     BN-calibrating first step (BN-folded backbone) is followed by another such broadcast.
+ *   - a non-finite loss on any rank is OTE_ENAN on every rank (the summed loss); any other error
+ *     returns on the failing rank only while the others wait in a collective: the caller must end
+ *     the job then (dist_abort; tools/cmd_train.c does). */
 
 /* Why training ended. */
 typedef enum trainer_stop {
