@@ -160,7 +160,7 @@ static void worst_param(detector *d, const float *a, const float *b) {
         size_t k = numel(in);
         double md = 0, mb = 0;
         for (size_t j = 0; j < k; j++) {
-            double x = fabs((double)a[off + j] - b[off + j]);
+            double x = fabs((double)a[off + j] - (double)b[off + j]);
             if (x > md) md = x;
             if (fabs(b[off + j]) > mb) mb = fabs(b[off + j]);
         }
@@ -175,10 +175,10 @@ static void worst_param(detector *d, const float *a, const float *b) {
 static void block_err(const float *a, const float *b, size_t n, double *max_rel, double *l2_rel) {
     double md = 0, mb = 0, sd = 0, sb = 0;
     for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
+        double d = fabs((double)a[i] - (double)b[i]);
         if (!(d <= md)) md = d; /* a NaN wins */
         if (fabs(b[i]) > mb) mb = fabs(b[i]);
-        sd += d * d, sb += (double)b[i] * b[i];
+        sd += d * d, sb += (double)b[i] * (double)b[i];
     }
     *max_rel = mb > 0 ? md / mb : md;
     *l2_rel = sb > 0 ? sqrt(sd / sb) : sqrt(sd);
@@ -279,7 +279,7 @@ static void run_mode(const fixture *f, int frozen, const tolerances *tol) {
         /* against one process with the whole batch */
         EXPECT_REL(parts[0], loss1, tol->loss, "loss at step 1: 2 ranks x 4 vs 1 x 8 (%s BN)", bn);
         double dot = 0, n1 = 0, n2 = 0;
-        for (size_t i = 0; i < ng; i++) dot += (double)g1[i] * g2[i], n1 += (double)g1[i] * g1[i], n2 += (double)g2[i] * g2[i];
+        for (size_t i = 0; i < ng; i++) dot += (double)g1[i] * (double)g2[i], n1 += (double)g1[i] * (double)g1[i], n2 += (double)g2[i] * (double)g2[i];
         printf("     cosine(gradient 2x4, gradient 1x8) = %.6f (%s BN)\n", dot / sqrt(n1 * n2), bn);
         block_err(g2, g1, ng, &mr, &l2);
         EXPECT_ERR(mr, tol->grad_max, "gradients (%zu trainable floats): max |diff| / max |g| (%s BN)", ng,

@@ -24,7 +24,6 @@ fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_rmaps_base_oversubscribe=1
 export OMP_NUM_THREADS=1
-[ -n "${OTE_SRC:-}" ] && export LSAN_OPTIONS="suppressions=$SRC/tests/lsan-mpi.supp"
 MPI=("$MPIRUN" -np 2 --oversubscribe --bind-to none -x OMP_NUM_THREADS)
 for v in LSAN_OPTIONS ASAN_OPTIONS UBSAN_OPTIONS; do [ -n "${!v:-}" ] && MPI+=(-x "$v"); done
 
