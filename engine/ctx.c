@@ -35,9 +35,9 @@ void eng_omp_policy(char **argv) {
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
     const char *mark = getenv("OTE_OMP_POLICY");
     if (mark) return; /* "libgomp", or "set": this process is the re-executed one */
-    if (setenv("GOMP_SPINCOUNT", ENG_OMP_SPINCOUNT, 1) != 0 || setenv("OTE_OMP_POLICY", "set", 1) != 0) return;
+    if (setenv("OMP_WAIT_POLICY", ENG_OMP_WAIT_POLICY, 1) != 0 || setenv("OTE_OMP_POLICY", "set", 1) != 0) return;
     execv("/proc/self/exe", argv);
-    unsetenv("GOMP_SPINCOUNT"); /* exec failed: run on as we are */
+    unsetenv("OMP_WAIT_POLICY"); /* exec failed: run on as we are */
 }
 
 int eng_init(eng_ctx *e, int nthreads) {

@@ -54,13 +54,16 @@ typedef struct eng_ctx {
 /* The OpenMP wait policy ote-c runs with unless the user chose one. libgomp spins 300,000 times
  * (about a millisecond here) before a waiting thread sleeps; on a machine where another process
  * wants the cores that spinning steals them and training collapses (bench/contention.sh). Unless
- * OMP_WAIT_POLICY or GOMP_SPINCOUNT is set, this sets GOMP_SPINCOUNT=ENG_OMP_SPINCOUNT and
+ * OMP_WAIT_POLICY or GOMP_SPINCOUNT is set, this sets OMP_WAIT_POLICY=passive and
  * re-executes the program (/proc/self/exe, same argv and environment) because libgomp reads the
  * variable once, when it is loaded. Call first thing in main(), before any thread or MPI exists.
  * Returns only when nothing was to do (OTE_OMP_POLICY=libgomp keeps libgomp's default) or the exec
  * failed (then the program goes on with libgomp's default). Threads are not bound to cores: bound
  * threads cannot move away from a busy core. */
-#define ENG_OMP_SPINCOUNT "10000"
+/* Measured (bench/contention.sh, 320x320, medians of 3): passive keeps 55% (batch 1) / 62% (batch 8)
+ * of the quiet speed beside a busy process, libgomp's default 34% / 41%, GOMP_SPINCOUNT=10000 17% /
+ * 44%; quiet, passive is at 94% / 97% of libgomp's default. */
+#define ENG_OMP_WAIT_POLICY "passive"
 void eng_omp_policy(char **argv);
 
 /* nthreads <= 0 means: OMP_NUM_THREADS if set, else the number of online CPUs. */

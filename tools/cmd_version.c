@@ -29,7 +29,7 @@ int cmd_version(int argc, char **argv) {
     printf("threads: %d\n", e.nthreads);
     const char *wp = getenv("OMP_WAIT_POLICY"), *sc = getenv("GOMP_SPINCOUNT"), *mk = getenv("OTE_OMP_POLICY");
     if (mk && !strcmp(mk, "set"))
-        printf("OpenMP wait: GOMP_SPINCOUNT=%s (ote-c's default; set OMP_WAIT_POLICY or GOMP_SPINCOUNT to choose)\n", sc);
+        printf("OpenMP wait: OMP_WAIT_POLICY=%s (ote-c's default; set OMP_WAIT_POLICY or GOMP_SPINCOUNT to choose)\n", wp);
     else
         printf("OpenMP wait: %s%s%s%s\n", wp ? "OMP_WAIT_POLICY=" : "", wp ? wp : "", sc ? " GOMP_SPINCOUNT=" : "",
                sc ? sc : (wp ? "" : "libgomp's default"));
