@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "data/coco.h"
+#include "dist/dist.h"
 #include "data/eval.h"
 #include "engine/status.h"
 #include "tools/cmd_train_resume.h"
@@ -36,7 +37,7 @@
 #define CMD_TRAIN_MAX_RATIO 1e6
 
 enum { TR_TRAIN_ANN, TR_TRAIN_ROOTS, TR_VAL_ANN, TR_VAL_ROOTS, TR_LOAD, TR_SAVE, TR_HPO, TR_RATIO, TR_HELP, TR_RESUME,
-       TR_RESUME_FROM, TR_N };
+       TR_RESUME_FROM, TR_THREADS, TR_N };
 
 static const struct {
     const char *name;
@@ -44,7 +45,7 @@ static const struct {
 } cmd_train_opts[TR_N] = {
     {"--train-ann-files", 1}, {"--train-data-roots", 1}, {"--val-ann-files", 1}, {"--val-data-roots", 1},
     {"--load-weights", 1},    {"--save-model-to", 1},    {"--enable-hpo", 0},    {"--hpo-time-ratio", 1},
-    {"--help", 0},            {"--hpo-resume", 1},       {"--resume-from", 1},
+    {"--help", 0},            {"--hpo-resume", 1},       {"--resume-from", 1},    {"--threads", 1},
 };
 
 static void cmd_train_usage(FILE *f) {
@@ -80,6 +81,10 @@ static void cmd_train_usage(FILE *f) {
             "  --hpo-time-ratio R        HPO + training time / plain training time (default 4)\n"
             "  --hpo-resume ask|yes|no   an earlier search in hpo/: ask (default; without a terminal:\n"
             "                            resume or reuse it), yes (resume/reuse), no (rerun from scratch)\n"
+            "  --threads N               OpenMP threads per process (default: OMP_NUM_THREADS, else the\n"
+            "                            cores; under mpirun -np P: the node's cores / its ranks). Under\n"
+            "                            mpirun, --enable-hpo runs up to P trials at once (rank 0 keeps the\n"
+            "                            files) and the final training runs on all ranks\n"
             "  -h, --help                this help\n\n"
             "params (after the word `params`; checked against the template's type, min and max):\n"
             "  --learning_parameters.batch_size N     --learning_parameters.learning_rate X\n"
@@ -119,6 +124,7 @@ typedef struct cmd_train_args {
     int hpo;
     double hpo_ratio;
     int params_at; /* argv index of the word `params`, 0 if none */
+    int threads;   /* --threads, 0 = default */
 } cmd_train_args;
 
 /* 0 go on, 1 help shown, 2 usage error (printed). */
@@ -203,6 +209,15 @@ static int cmd_train_parse(int argc, char **argv, cmd_train_args *a) {
             return 2;
         }
         if (!a->v[TR_RESUME]) a->v[TR_RESUME] = "yes";
+    }
+    if (a->v[TR_THREADS]) {
+        char *end;
+        long n = strtol(a->v[TR_THREADS], &end, 10);
+        if (end == a->v[TR_THREADS] || *end || n < 1 || n > 1024) {
+            fprintf(stderr, "ote train: --threads '%s': expected an integer 1..1024\n", a->v[TR_THREADS]);
+            return 2;
+        }
+        a->threads = (int)n;
     }
     if (a->v[TR_RATIO]) {
         char *end;
@@ -346,21 +361,28 @@ int cmd_train(int argc, char **argv) {
         rc = rrc;
         goto done;
     }
+    /* Under mpirun rank 0 owns every file (the others train and write nothing). */
+    int rank0 = dist_rank() == 0;
+    int nthreads = a.threads;
+    if (!nthreads && dist_size() > 1 && !getenv("OMP_NUM_THREADS")) nthreads = dist_default_threads();
     /* The output folder must be writable before hours of training start. */
-    if (weights_prepare_dir(weights_path, made, sizeof made) < 0) {
+    if (rank0 && weights_prepare_dir(weights_path, made, sizeof made) < 0) {
         fprintf(stderr, "ote train: --save-model-to: %s\n", ote_errmsg());
         goto done;
     }
-    int stale = weights_clean_stale_temps(weights_path, labels_path);
-    stale += weights_clean_stale_temps(rp.state_path, rp.state_path);
-    char curves[4200], pr[4200]; /* the figures are written through temporaries too (train/plots.c) */
-    if (metrics_side_path(weights_path, "curves.png", curves, sizeof curves) == 0 &&
-        metrics_side_path(weights_path, "pr_curves.png", pr, sizeof pr) == 0)
-        stale += weights_clean_stale_temps(curves, pr);
+    int stale = 0;
+    if (rank0) {
+        stale += weights_clean_stale_temps(weights_path, labels_path);
+        stale += weights_clean_stale_temps(rp.state_path, rp.state_path);
+        char curves[4200], pr[4200]; /* the figures are written through temporaries too (train/plots.c) */
+        if (metrics_side_path(weights_path, "curves.png", curves, sizeof curves) == 0 &&
+            metrics_side_path(weights_path, "pr_curves.png", pr, sizeof pr) == 0)
+            stale += weights_clean_stale_temps(curves, pr);
+    }
     if (stale > 0) printf("removed %d temporary file(s) left by an interrupted earlier run\n", stale);
     if (a.hpo) {
         train_hpo_args ha = {&train, &val, weights_path, a.v[TR_LOAD], a.hpo_ratio,
-                             (hpo_resume)train_hpo_parse_resume(a.v[TR_RESUME]), isatty(0), stdout};
+                             (hpo_resume)train_hpo_parse_resume(a.v[TR_RESUME]), isatty(0), stdout, nthreads};
         int hs = train_hpo_run(&ha, &cfg); /* on success cfg holds the best values */
         if (hs) {
             rc = hs == TRAIN_HPO_QUIT ? 0 : hs;
@@ -379,13 +401,20 @@ int cmd_train(int argc, char **argv) {
     o.state_path = rp.state_path;
     o.resume_from = rp.use ? rp.state_path : NULL;
     o.init_weights = a.v[TR_LOAD];
-    o.save_path = weights_path;
-    o.labels_path = labels_path;
-    o.log = stdout;
-    o.write_metrics = 1; /* metrics.csv, curves.png, pr_curves.png beside the weights (issue 14) */
+    o.save_path = rank0 ? weights_path : NULL;
+    o.labels_path = rank0 ? labels_path : NULL;
+    o.log = rank0 ? stdout : NULL;
+    o.write_metrics = rank0; /* metrics.csv, curves.png, pr_curves.png beside the weights (issue 14) */
+    o.nthreads = nthreads;
+    o.data_parallel = dist_size() > 1; /* under mpirun: one training over all ranks */
+    if (!rank0) o.state_path = NULL;
     s = trainer_run(&o, &train, &val, &res);
     if (s < 0) {
         fprintf(stderr, "ote train: %s\n", ote_errmsg());
+        goto done;
+    }
+    if (!rank0) { /* rank 0 prints and draws */
+        rc = 0;
         goto done;
     }
     cmd_train_print_summary(&val, &res);

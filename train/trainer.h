@@ -68,6 +68,8 @@ typedef struct trainer_opts {
     void *on_epoch_ctx;
     int write_metrics;         /* 1 (with save_path): metrics.csv, curves.png, pr_curves.png beside the
                                 * weights (train/metrics.h); never fails the training */
+    int data_parallel;         /* 1: one training over all ranks of the job (dist/); 0: this process
+                                * alone, never a collective (HPO trials) */
 } trainer_opts;
 
 /* Why training ended. */
