@@ -164,6 +164,33 @@ int main(void) {
                 "fixed config values go in as fixed and stay; open ones are filled (T=%d z=%g)", c.num_trials,
                 c.image_resize);
     }
+    /* parallel workers (issue 18): T trials cost ceil(T / W) waves; the plan grows the trial count
+     * and says so; W = 1 is the single-process plan */
+    {
+        hpo_budget_in one = {3600, 0.2, 2, 1000, 300, 2, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, 0}, two = one, w1 = one;
+        two.workers = 2;
+        w1.workers = 1;
+        hpo_plan p1, p2, pw;
+        REQUIRE_OK(hpo_plan_budget(&one, &p1));
+        REQUIRE_OK(hpo_plan_budget(&two, &p2));
+        REQUIRE_OK(hpo_plan_budget(&w1, &pw));
+        EXPECT(fabs(hpo_plan_cost(&two, 7, 10, 0.5, 0.5) - hpo_plan_cost(&one, 4, 10, 0.5, 0.5)) < 1e-15 &&
+                   fabs(hpo_plan_cost(&two, 8, 10, 0.5, 0.5) - hpo_plan_cost(&one, 4, 10, 0.5, 0.5)) < 1e-15,
+               "2 workers: 7 or 8 trials cost what 4 cost on one");
+        EXPECT(pw.num_trials == p1.num_trials && pw.epochs == p1.epochs && pw.cost == p1.cost && pw.workers == 1,
+               "workers = 1 is the single-process plan (%d trials)", p1.num_trials);
+        EXPECT(p2.workers == 2 && p2.cost <= 1 + 1e-12 && p2.num_trials >= p1.num_trials &&
+                   p2.num_trials * p2.epochs * p2.image_resize * p2.image_resize >
+                       1.5 * p1.num_trials * p1.epochs * p1.image_resize * p1.image_resize,
+               "2 workers: within the wall-clock budget, about twice the trial work (%d x %d at z %g vs %d x %d at z %g)",
+               p2.num_trials, p2.epochs, p2.image_resize, p1.num_trials, p1.epochs, p1.image_resize);
+        char l1[512], l2[512];
+        hpo_plan_format(&p1, 1000, 992, 736, l1, sizeof l1);
+        hpo_plan_format(&p2, 1000, 992, 736, l2, sizeof l2);
+        EXPECT(!strstr(l1, "workers") && !strstr(l1, "wall clock") && strstr(l2, " epochs on 2 parallel workers, ") &&
+                   strstr(l2, " s wall clock ("),
+               "the plan line names the workers only when there are several: %s", l2);
+    }
     /* bad input */
     hpo_budget_in bad = {0, 0.2, 4, 1000, 300, 2, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, 0};
     int s = hpo_plan_budget(&bad, &p);
