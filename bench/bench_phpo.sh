@@ -97,11 +97,11 @@ for set in $SETTINGS; do
             res=$(one "$np" "$th" "$W/log_${set}_${lay}_$r" "$T" "${DATA[@]}" --save-model-to "$W/out_$lay/model" \
                   --enable-hpo --hpo-time-ratio 1000 --hpo-resume no "${PAR[@]}")
             n=${res% *}; s=${res#* }
-            tph=$(awk -v n="$n" -v s="$s" 'BEGIN {printf "%.1f", s > 0 ? n / s * 3600 : 0}')
+            tph=$(awk -v n="$n" -v s="$s" 'BEGIN {printf "%.1f", (s > 0 ? n / s * 3600 : 0)}')
             echo "$set -np $np x $th thread(s), run $r: $n trials in $s s = $tph trials/h (load $(cut -d' ' -f1 /proc/loadavg))"
             echo "$tph" >> "$W/r_$lay"
         done
     done
     m1=$(median < "$W/r_1x2"); m2=$(median < "$W/r_2x1")
-    echo "$set: median trials/h  -np 1 x 2 threads: $m1 ($(tr '\n' ' ' < "$W/r_1x2"))  -np 2 x 1 thread: $m2 ($(tr '\n' ' ' < "$W/r_2x1"))  ratio $(awk -v a="$m1" -v b="$m2" 'BEGIN {printf "%.2f", a > 0 ? b / a : 0}')"
+    echo "$set: median trials/h  -np 1 x 2 threads: $m1 ($(tr '\n' ' ' < "$W/r_1x2"))  -np 2 x 1 thread: $m2 ($(tr '\n' ' ' < "$W/r_2x1"))  ratio $(awk -v a="$m1" -v b="$m2" 'BEGIN {printf "%.2f", (a > 0 ? b / a : 0)}')"
 done
