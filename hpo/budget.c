@@ -31,6 +31,7 @@ static double img_share(const hpo_budget_in *in, double s) {
 
 double hpo_plan_cost(const hpo_budget_in *in, int trials, int epochs, double s, double z) {
     double v = in->val_fraction;
+    if (in->workers > 1) trials = (trials + in->workers - 1) / in->workers; /* waves of parallel trials */
     return (double)trials * epochs * hpo_plan_pixel_share(in, z) * ((1 - v) * img_share(in, s) + v) / in->full_epochs;
 }
 
@@ -97,7 +98,7 @@ static int ps_try(plan_state *p, int step, int t_cap) {
 }
 
 static void ps_grow(plan_state *p) {
-    int t_max = 20 * p->in->num_hyperparams;
+    int t_max = 20 * (p->in->workers > 1 ? p->in->workers : 1) * p->in->num_hyperparams;
     for (;;) { /* fidelity: the less advanced of resize and horizon first, the other if it is blocked */
         double pz = p->fz ? 2 : (p->z - HPO_PLAN_Z_MIN) / (1 - HPO_PLAN_Z_MIN), ph = ps_h(p);
         int first = pz <= ph ? 1 : 2;
@@ -134,6 +135,7 @@ int hpo_plan_budget(const hpo_budget_in *in, hpo_plan *out) {
     out->cost = ps_cost(&p);
     out->expected_seconds = out->cost * in->train_seconds;
     out->horizon = ps_h(&p);
+    out->workers = in->workers > 1 ? in->workers : 1;
     out->meaningful = !out->over_budget && out->horizon >= HPO_PLAN_H_MIN - 1e-9 && p.z >= HPO_PLAN_Z_MIN - 1e-9;
     return 0;
 }
@@ -146,15 +148,16 @@ int hpo_plan_trial_size(int full, double z) {
 int hpo_plan_format(const hpo_plan *p, long n, int w, int h, char *buf, int size) {
     long sub = (long)floor(p->subset_ratio * (double)n + 1e-9);
     if (sub < 1) sub = 1;
-    char px[64] = "";
+    char px[64] = "", par[48] = "";
+    if (p->workers > 1) snprintf(par, sizeof par, " on %d parallel workers", p->workers);
     if (w > 0 && h > 0) snprintf(px, sizeof px, "%dx%d ", hpo_plan_trial_size(w, p->image_resize),
                                  hpo_plan_trial_size(h, p->image_resize));
     return snprintf(buf, (size_t)size,
-                    "HPO plan: %d trials x %d epochs, subset %ld of %ld training images (subset_ratio %.4g), "
+                    "HPO plan: %d trials x %d epochs%s, subset %ld of %ld training images (subset_ratio %.4g), "
                     "trial input %s(image_resize %.4g), each trial %.0f%% of a full training's iterations, "
-                    "expected HPO time %.0f s (%.2f x one training)%s",
-                    p->num_trials, p->epochs, sub, n, p->subset_ratio, px, p->image_resize, 100 * p->horizon,
-                    p->expected_seconds, p->cost,
+                    "expected HPO time %.0f s%s (%.2f x one training)%s",
+                    p->num_trials, p->epochs, par, sub, n, p->subset_ratio, px, p->image_resize, 100 * p->horizon,
+                    p->expected_seconds, p->workers > 1 ? " wall clock" : "", p->cost,
                     p->over_budget ? "; even this minimal plan exceeds the requested ratio" : "");
 }
 

@@ -33,6 +33,12 @@
  *     first (h: I + 1, or s x 1.05 once I = E; never h > 1), while it fits; then T by 1 up to
  *     Tmax = 20 x number of hyper-parameters (OTE's max_trials) while it fits.
  * The caller rounds z x input size to what the network accepts (multiples of 32).
+ *
+ * Parallel trials (workers W > 1, `mpirun -np W`, hpo/hpo_par.h): the budget stays wall clock and
+ * train_seconds is one training at one worker's speed (the calibration runs on rank 0 with its
+ * own threads), so T trials cost ceil(T / W) trial times: cost() above with T replaced by
+ * ceil(T / W) (trials run in waves of W), and Tmax = 20 x W x parameters (OTE's max_trials counts
+ * parallelism). W <= 1 is the single-process plan, number for number.
  */
 #ifndef OTE_HPO_BUDGET_H
 #define OTE_HPO_BUDGET_H
@@ -56,6 +62,7 @@ typedef struct hpo_budget_in {
     /* optional: images one epoch processes for a training set of n images (NULL: n) */
     long (*epoch_images)(void *ctx, long n);
     void *epoch_ctx;
+    int workers;            /* trials run at once (0 or 1: one after another) */
 } hpo_budget_in;
 
 typedef struct hpo_plan {
@@ -68,6 +75,7 @@ typedef struct hpo_plan {
     double horizon;         /* h: a trial's share of the full run's training iterations */
     int over_budget;        /* even the minimal meaningful plan exceeds R - 1 */
     int meaningful;         /* 1: h >= H_MIN and z >= 0.5 (trials can rank configurations) */
+    int workers;            /* as hpo_budget_in.workers (the format says "on W parallel workers") */
 } hpo_plan;
 
 /* Copies the values hpo_config.yaml fixes (num_trials, max_iterations, subset_ratio, image_resize)
@@ -87,7 +95,7 @@ int hpo_plan_format(const hpo_plan *p, long full_dataset_size, int input_w, int 
 int hpo_plan_trial_size(int full, double image_resize);
 /* P(z) above: the pixel share of a trial image. */
 double hpo_plan_pixel_share(const hpo_budget_in *in, double image_resize);
-/* The cost formula above. */
+/* The cost formula above (wall clock: ceil(trials / workers) waves). */
 double hpo_plan_cost(const hpo_budget_in *in, int trials, int epochs, double subset, double resize);
 /* The horizon h above. */
 double hpo_plan_horizon(const hpo_budget_in *in, int epochs, double subset);

@@ -13,8 +13,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "engine/status.h"
 #include "hpo/smbo.h"
+
+typedef struct hpo_par hpo_par;
+static int par_service(hpo_par *p, int block);
 
 struct hpo_reporter {
     hpo_state *st;
@@ -25,6 +30,7 @@ struct hpo_reporter {
     double last_clock;
     int failed;
     int io_error;
+    hpo_par *par;           /* rank 0 of a parallel search: collect worker results after each report */
 };
 
 static double mono_now(void) {
@@ -157,7 +163,8 @@ int hpo_report(hpo_reporter *r, int epoch, double score, double seconds, long im
         if (elapsed + mean_epoch_seconds(t) > o->budget_seconds) why = "budget";
     }
     if (why) snprintf(t->stop_reason, sizeof t->stop_reason, "%s", why);
-    int s = hpo_trial_save(o->work_dir, st, t);
+    int s = o->work_dir ? hpo_trial_save(o->work_dir, st, t) : 0; /* a worker rank writes no file */
+    if (s == 0 && r->par) s = par_service(r->par, 0); /* t may move: not used below */
     if (s < 0) {
         r->io_error = s;
         return s;
@@ -309,41 +316,27 @@ static int budget_allows(const hpo_state *st, const hpo_options *o, double t0, d
     return elapsed + est <= o->budget_seconds && elapsed < o->budget_seconds;
 }
 
-static int run_trial(hpo_state *st, int ti, const hpo_options *o, hpo_train_fn train, void *ctx, int num_init,
-                     double t0, double spent_before) {
-    hpo_trial_rec *t = &st->t[ti];
-    hpo_trial_clear(t);
-    t->status = HPO_RUNNING;
-    CHECK(hpo_trial_save(o->work_dir, st, t));
-    CHECK(hpo_status_save(o->work_dir, st));
-    hpo_trial tr;
-    memset(&tr, 0, sizeof tr);
-    tr.id = t->id;
-    tr.space = &st->cfg.space;
-    memcpy(tr.values, t->values, sizeof tr.values);
-    tr.max_epochs = st->cfg.max_iterations;
-    tr.subset_ratio = st->cfg.subset_ratio;
-    tr.image_resize = st->cfg.image_resize;
-    tr.seed = o->seed * 1000003ULL + (uint64_t)t->id;
-    hpo_reporter rep = {st, ti, o, num_init, t0, spent_before, now_of(o), 0, 0};
-    char d[2048];
-    hpo_format_dict(&st->cfg.space, t->values, d, sizeof d);
-    say(o, "HPO trial %d: %s\n", t->id, d);
-    int rc = train(ctx, &tr, &rep);
-    t = &st->t[ti];
-    if (rc == OTE_ECANCEL) {
-        say(o, "HPO interrupted during trial %d; run again to resume.\n", t->id);
-        return OTE_ECANCEL;
-    }
-    if (rep.io_error < 0) return rep.io_error;
-    if (rc < 0 || rep.failed || t->n == 0) {
+static void trial_of(const hpo_state *st, const hpo_trial_rec *t, uint64_t seed, hpo_trial *tr) {
+    memset(tr, 0, sizeof *tr);
+    tr->id = t->id;
+    tr->space = &st->cfg.space;
+    memcpy(tr->values, t->values, sizeof tr->values);
+    tr->max_epochs = st->cfg.max_iterations;
+    tr->subset_ratio = st->cfg.subset_ratio;
+    tr->image_resize = st->cfg.image_resize;
+    tr->seed = seed * 1000003ULL + (uint64_t)t->id;
+}
+
+/* A trial's record after its callback returned rc: FAILED (with the message) or STOP with its
+ * best epoch score. errmsg: the callback's error message (rc < 0). */
+static void trial_outcome(hpo_state *st, hpo_trial_rec *t, int rc, int failed, const char *errmsg) {
+    if (rc < 0 || failed || t->n == 0) {
         t->status = HPO_FAILED;
         t->has_score = 0;
         if (rc < 0)
-            snprintf(t->stop_reason, sizeof t->stop_reason, "%s", *ote_errmsg() ? ote_errmsg() : ote_strstatus(rc));
-        else if (!rep.failed)
+            snprintf(t->stop_reason, sizeof t->stop_reason, "%s", errmsg && *errmsg ? errmsg : ote_strstatus(rc));
+        else if (!failed)
             snprintf(t->stop_reason, sizeof t->stop_reason, "no score reported");
-        say(o, "HPO trial %d failed: %s\n", t->id, t->stop_reason);
     } else {
         t->status = HPO_STOP;
         t->has_score = 1;
@@ -351,10 +344,447 @@ static int run_trial(hpo_state *st, int ti, const hpo_options *o, hpo_train_fn t
         for (int i = 1; i < t->n; i++)
             if (good(st, t->scores[i]) > good(st, t->score)) t->score = t->scores[i];
     }
+}
+
+static int run_trial(hpo_state *st, int ti, const hpo_options *o, hpo_train_fn train, void *ctx, int num_init,
+                     double t0, double spent_before, hpo_par *par) {
+    hpo_trial_rec *t = &st->t[ti];
+    hpo_trial_clear(t);
+    t->status = HPO_RUNNING;
+    if (par) t->rank = 0;
+    CHECK(hpo_trial_save(o->work_dir, st, t));
+    CHECK(hpo_status_save(o->work_dir, st));
+    hpo_trial tr;
+    trial_of(st, t, o->seed, &tr);
+    hpo_reporter rep = {st, ti, o, num_init, t0, spent_before, now_of(o), 0, 0, par};
+    char d[2048];
+    hpo_format_dict(&st->cfg.space, t->values, d, sizeof d);
+    if (par) say(o, "HPO trial %d: %s (rank 0)\n", t->id, d);
+    else say(o, "HPO trial %d: %s\n", t->id, d);
+    int rc = train(ctx, &tr, &rep);
+    t = &st->t[ti];
+    if (rc == OTE_ECANCEL) {
+        say(o, "HPO interrupted during trial %d; run again to resume.\n", t->id);
+        return OTE_ECANCEL;
+    }
+    if (rep.io_error < 0) return rep.io_error;
+    trial_outcome(st, t, rc, rep.failed, rc < 0 ? ote_errmsg() : NULL);
+    if (t->status == HPO_FAILED) say(o, "HPO trial %d failed: %s\n", t->id, t->stop_reason);
     CHECK(hpo_trial_save(o->work_dir, st, t));
     CHECK(hpo_status_save(o->work_dir, st));
     if (o->on_record) o->on_record(o->on_record_ctx, st);
     return 0;
+}
+
+/* Trials run at once: the workers and rank 0 itself (1 without a link). */
+static double par_workers(const hpo_options *o) { return o->link && o->link->workers > 0 ? o->link->workers + 1 : 1; }
+
+/* The next trial to run: a READY one (resume), or a new one (the defaults first, then SMBO with
+ * the RUNNING trials as pending points). 0 and *ti, 1 when no trial is left (num_trials reached,
+ * budget used up or space exhausted; said on opt->out), or OTE_E*. */
+static int next_trial(hpo_state *st, smbo *sm, const hpo_options *opt, int num_trials, double t0, double spent_before,
+                      int *ti) {
+    int d = st->cfg.space.n;
+    *ti = -1;
+    for (int i = 0; i < st->n && *ti < 0; i++)
+        if (st->t[i].status == HPO_READY) *ti = i;
+    if (*ti < 0 && st->n >= num_trials) return 1;
+    if (!budget_allows(st, opt, t0, spent_before)) {
+        say(opt, "HPO time budget of %.0f s used up after %d trials.\n", opt->budget_seconds, st->n);
+        return 1; /* a pending rerun left READY stays READY with no score, as hpopt records it */
+    }
+    if (*ti >= 0) return 0;
+    double v[HP_MAX_PARAMS];
+    if (st->n == 0 && opt->defaults) {
+        for (int j = 0; j < d; j++) v[j] = hp_snap(&st->cfg.space.p[j], opt->defaults[j]);
+    } else {
+        double *used = malloc((size_t)(st->n + 1) * (size_t)d * sizeof *used);
+        double *obs = malloc((size_t)(st->n + 1) * (size_t)d * sizeof *obs);
+        double *pend = malloc((size_t)(st->n + 1) * (size_t)d * sizeof *pend);
+        double *y = malloc((size_t)(st->n + 1) * sizeof *y);
+        if (!used || !obs || !pend || !y) {
+            free(used), free(obs), free(pend), free(y);
+            return ote_err(OTE_ENOMEM, "hpo: out of memory");
+        }
+        int no = 0, np = 0;
+        for (int i = 0; i < st->n; i++) {
+            memcpy(used + (size_t)i * d, st->t[i].values, (size_t)d * sizeof *used);
+            if (st->t[i].status == HPO_STOP && st->t[i].has_score) {
+                memcpy(obs + (size_t)no * d, st->t[i].values, (size_t)d * sizeof *obs);
+                y[no++] = good(st, st->t[i].score);
+            } else if (st->t[i].status == HPO_RUNNING) { /* only in a parallel search */
+                memcpy(pend + (size_t)np++ * d, st->t[i].values, (size_t)d * sizeof *pend);
+            }
+        }
+        int p = smbo_propose_pending(sm, used, st->n, obs, y, no, pend, np, v);
+        free(used), free(obs), free(pend), free(y);
+        if (p < 0) return p;
+        if (p == SMBO_EXHAUSTED) { /* every grid point has been run: stop generating trials */
+            say(opt, "HPO search space exhausted after %d trials.\n", st->n);
+            return 1;
+        }
+    }
+    hpo_trial_rec *t = hpo_state_add(st);
+    if (!t) return ote_err(OTE_ENOMEM, "hpo: out of memory");
+    memcpy(t->values, v, (size_t)d * sizeof *v);
+    if (st->cfg.algo == HPO_ALGO_ASHA) t->bracket = t->id % st->cfg.num_brackets;
+    *ti = t->id;
+    return 0;
+}
+
+/* ---- parallel trials: rank 0's side (see hpo.h) ---- */
+
+struct hpo_par {
+    hpo_state *st;
+    const hpo_options *o;
+    smbo *sm;
+    int num_trials, num_init;
+    double t0, spent_before;
+    int *busy;               /* (workers + 1) trial index each worker rank runs, -1 idle; [0] unused */
+    int no_more;             /* next_trial found nothing: no new orders */
+    hpo_result *res;
+};
+
+static cJSON *par_values_json(const hp_space *sp, const double *v) {
+    cJSON *o = cJSON_CreateObject();
+    for (int j = 0; j < sp->n; j++) cJSON_AddNumberToObject(o, sp->p[j].name, v[j]);
+    return o;
+}
+
+static int par_send_json(const hpo_link *l, int dest, cJSON *j) {
+    char *text = j ? cJSON_PrintUnformatted(j) : NULL;
+    cJSON_Delete(j);
+    if (!text) return ote_err(OTE_ENOMEM, "hpo: out of memory for a message");
+    int s = l->send(l->ctx, dest, text, strlen(text));
+    free(text);
+    return s;
+}
+
+/* Hands the next trial (if any) to worker rank w. */
+static int par_dispatch(hpo_par *p, int w) {
+    hpo_state *st = p->st;
+    const hpo_options *o = p->o;
+    int ti;
+    int k = next_trial(st, p->sm, o, p->num_trials, p->t0, p->spent_before, &ti);
+    if (k != 0) {
+        if (k == 1) p->no_more = 1;
+        return k < 0 ? k : 0;
+    }
+    hpo_trial_rec *t = &st->t[ti];
+    hpo_trial_clear(t);
+    t->status = HPO_RUNNING;
+    t->rank = w;
+    CHECK(hpo_trial_save(o->work_dir, st, t));
+    CHECK(hpo_status_save(o->work_dir, st));
+    hpo_trial tr;
+    trial_of(st, t, o->seed, &tr);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "type", "trial");
+    cJSON_AddNumberToObject(j, "id", t->id);
+    cJSON_AddNumberToObject(j, "bracket", t->bracket);
+    cJSON_AddItemToObject(j, "values", par_values_json(&st->cfg.space, t->values));
+    cJSON_AddNumberToObject(j, "max_epochs", tr.max_epochs);
+    cJSON_AddNumberToObject(j, "subset_ratio", tr.subset_ratio);
+    cJSON_AddNumberToObject(j, "image_resize", tr.image_resize);
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)tr.seed);
+    cJSON_AddStringToObject(j, "seed", seed);
+    cJSON_AddNumberToObject(j, "num_init", p->num_init);
+    double left = 0;
+    if (o->budget_seconds > 0) {
+        left = p->t0 - p->spent_before + o->budget_seconds - now_of(o);
+        if (left < 1e-3) left = 1e-3;
+    }
+    cJSON_AddNumberToObject(j, "deadline_in", left);
+    cJSON *c = cJSON_AddObjectToObject(j, "cfg");
+    cJSON_AddNumberToObject(c, "mode_max", st->cfg.mode_max);
+    cJSON_AddNumberToObject(c, "algo", st->cfg.algo);
+    cJSON_AddNumberToObject(c, "early_stop", st->cfg.early_stop);
+    cJSON_AddNumberToObject(c, "max_iterations", st->cfg.max_iterations);
+    cJSON_AddNumberToObject(c, "reduction_factor", st->cfg.reduction_factor);
+    cJSON_AddNumberToObject(c, "min_iterations", st->cfg.min_iterations);
+    cJSON_AddNumberToObject(c, "num_brackets", st->cfg.num_brackets);
+    cJSON *others = cJSON_AddArrayToObject(j, "others"); /* what median stop and ASHA compare with */
+    for (int i = 0; i < st->n; i++) {
+        const hpo_trial_rec *q = &st->t[i];
+        if (q->status != HPO_STOP) continue;
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "id", q->id);
+        cJSON_AddNumberToObject(e, "bracket", q->bracket);
+        cJSON *sc = cJSON_AddArrayToObject(e, "scores");
+        for (int k2 = 0; k2 < q->n; k2++) cJSON_AddItemToArray(sc, cJSON_CreateNumber(q->scores[k2]));
+        cJSON_AddItemToArray(others, e);
+    }
+    if (o->order_extra) {
+        cJSON *x = cJSON_Parse(o->order_extra);
+        if (x) cJSON_AddItemToObject(j, "extra", x);
+    }
+    char d[2048];
+    hpo_format_dict(&st->cfg.space, t->values, d, sizeof d);
+    say(o, "HPO trial %d: %s (rank %d)\n", t->id, d, w);
+    CHECK(par_send_json(o->link, w, j));
+    p->busy[w] = ti;
+    return 0;
+}
+
+static int par_fill(hpo_par *p) {
+    for (int w = 1; w <= p->o->link->workers && !p->no_more; w++)
+        if (p->busy[w] < 0) CHECK(par_dispatch(p, w));
+    return 0;
+}
+
+static const char *jstr(const cJSON *j, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, k);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static double jnumv(const cJSON *j, const char *k, double def) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : def;
+}
+
+/* Records one message from worker rank src. */
+static int par_record(hpo_par *p, int src, const char *text) {
+    hpo_state *st = p->st;
+    const hpo_options *o = p->o;
+    cJSON *j = cJSON_Parse(text);
+    if (!j) return ote_err(OTE_EIO, "hpo: rank %d sent a message that is not JSON: '%.80s'", src, text);
+    const char *type = jstr(j, "type");
+    if (!strcmp(type, "error")) {
+        say(o, "HPO: rank %d failed: %s\n", src, jstr(j, "message"));
+        int s = ote_err(OTE_EIO, "hpo: rank %d: %s", src, jstr(j, "message"));
+        cJSON_Delete(j);
+        return s;
+    }
+    int ti = (int)jnumv(j, "id", -1);
+    if (strcmp(type, "result") || src < 1 || src > o->link->workers || ti < 0 || ti >= st->n || p->busy[src] != ti) {
+        cJSON_Delete(j);
+        return ote_err(OTE_EIO, "hpo: unexpected message from rank %d: '%.80s'", src, text);
+    }
+    p->busy[src] = -1;
+    int rc = (int)jnumv(j, "rc", 0), failed = (int)jnumv(j, "failed", 0);
+    hpo_trial_rec *t = &st->t[ti];
+    hpo_trial_clear(t);
+    const cJSON *sc = cJSON_GetObjectItemCaseSensitive(j, "scores");
+    const cJSON *se = cJSON_GetObjectItemCaseSensitive(j, "seconds");
+    const cJSON *im = cJSON_GetObjectItemCaseSensitive(j, "images");
+    int n = cJSON_GetArraySize(sc), s = 0;
+    for (int i = 0; i < n && s == 0; i++) {
+        const cJSON *v = cJSON_GetArrayItem(sc, i), *e = cJSON_GetArrayItem(se, i), *m = cJSON_GetArrayItem(im, i);
+        s = hpo_trial_push(t, cJSON_IsNumber(v) ? v->valuedouble : (double)NAN, cJSON_IsNumber(e) ? e->valuedouble : 0,
+                           cJSON_IsNumber(m) ? (long)m->valuedouble : 0);
+    }
+    snprintf(t->stop_reason, sizeof t->stop_reason, "%s", jstr(j, "reason"));
+    char reason[sizeof t->stop_reason];
+    snprintf(reason, sizeof reason, "%s", t->stop_reason);
+    cJSON_Delete(j);
+    if (s < 0) return s;
+    if (rc == OTE_ECANCEL) { /* stays RUNNING on disk: rerun on resume */
+        say(o, "HPO interrupted during trial %d on rank %d; run again to resume.\n", t->id, src);
+        return ote_err(OTE_ECANCEL, "hpo: trial %d on rank %d was interrupted", t->id, src);
+    }
+    trial_outcome(st, t, rc, failed, reason);
+    if (t->status == HPO_FAILED) say(o, "HPO trial %d failed on rank %d: %s\n", t->id, src, t->stop_reason);
+    else say(o, "HPO trial %d done on rank %d: %s %.4f after %d epochs\n", t->id, src, st->cfg.metric, t->score, t->n);
+    CHECK(hpo_trial_save(o->work_dir, st, t));
+    CHECK(hpo_status_save(o->work_dir, st));
+    if (o->on_record) o->on_record(o->on_record_ctx, st);
+    p->res->trials_run++;
+    return 0;
+}
+
+/* Records every waiting result (block: wait for at least one) and refills the free workers. */
+static int par_service(hpo_par *p, int block) {
+    const hpo_link *l = p->o->link;
+    for (;;) {
+        int src = -1;
+        char *text = NULL;
+        int r = l->recv(l->ctx, block, &src, &text);
+        if (r < 0) return r;
+        if (r == 0) return 0;
+        int s = par_record(p, src, text);
+        free(text);
+        if (s < 0) return s;
+        CHECK(par_fill(p));
+        block = 0;
+    }
+}
+
+static int par_loop(hpo_state *st, const hpo_options *o, smbo *sm, hpo_train_fn train, void *ctx, int num_trials,
+                    int num_init, double t0, double spent_before, hpo_result *res) {
+    int w = o->link->workers;
+    hpo_par p = {st, o, sm, num_trials, num_init, t0, spent_before, malloc((size_t)(w + 1) * sizeof(int)), 0, res};
+    if (!p.busy) return ote_err(OTE_ENOMEM, "hpo: out of memory");
+    for (int i = 0; i <= w; i++) p.busy[i] = -1;
+    say(o, "HPO: %d trials at a time (rank 0 and %d worker rank%s)\n", w + 1, w, w > 1 ? "s" : "");
+    int s = 0;
+    for (;;) {
+        if ((s = par_fill(&p)) < 0) break;
+        if (!p.no_more) { /* a trial of rank 0's own */
+            int ti, k = next_trial(st, sm, o, num_trials, t0, spent_before, &ti);
+            if (k < 0) {
+                s = k;
+                break;
+            }
+            if (k == 0) {
+                if ((s = run_trial(st, ti, o, train, ctx, num_init, t0, spent_before, &p)) < 0) break;
+                res->trials_run++;
+                if ((s = par_service(&p, 0)) < 0) break;
+                continue;
+            }
+            p.no_more = 1;
+        }
+        int busy = 0;
+        for (int i = 1; i <= w; i++) busy |= p.busy[i] >= 0;
+        if (!busy) break;
+        if ((s = par_service(&p, 1)) < 0) break;
+    }
+    free(p.busy);
+    return s;
+}
+
+/* ---- parallel trials: a worker rank's side ---- */
+
+static int serve_send(const hpo_link *l, cJSON *j) { return par_send_json(l, 0, j); }
+
+static int serve_error(const hpo_link *l, const char *msg) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "type", "error");
+    cJSON_AddStringToObject(j, "message", msg);
+    return serve_send(l, j);
+}
+
+/* Runs one order; 0 after the result was sent, OTE_E* for an order it cannot run. */
+static int serve_trial(const hpo_link *l, const hpo_config *cfg, const cJSON *j, hpo_train_fn train, void *ctx,
+                       FILE *out) {
+    if (!cfg) return ote_err(OTE_EINVAL, "this rank could not load its hpo_config.yaml");
+    hpo_state st;
+    memset(&st, 0, sizeof st);
+    st.cfg = *cfg;
+    st.best_id = -1;
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(j, "cfg");
+    st.cfg.mode_max = (int)jnumv(c, "mode_max", cfg->mode_max);
+    st.cfg.algo = (hpo_algo)(int)jnumv(c, "algo", cfg->algo);
+    st.cfg.early_stop = (hpo_early_stop)(int)jnumv(c, "early_stop", cfg->early_stop);
+    st.cfg.max_iterations = (int)jnumv(c, "max_iterations", 1);
+    st.cfg.reduction_factor = (int)jnumv(c, "reduction_factor", 2);
+    st.cfg.min_iterations = (int)jnumv(c, "min_iterations", 1);
+    st.cfg.num_brackets = (int)jnumv(c, "num_brackets", 1);
+    st.cfg.subset_ratio = jnumv(j, "subset_ratio", 1);
+    st.cfg.image_resize = jnumv(j, "image_resize", 1);
+    int s = 0;
+    const cJSON *others = cJSON_GetObjectItemCaseSensitive(j, "others"), *e;
+    cJSON_ArrayForEach(e, others) {
+        hpo_trial_rec *q = hpo_state_add(&st);
+        if (!q) {
+            s = ote_err(OTE_ENOMEM, "hpo: out of memory");
+            break;
+        }
+        q->id = (int)jnumv(e, "id", -1);
+        q->bracket = (int)jnumv(e, "bracket", -1);
+        q->status = HPO_STOP;
+        const cJSON *v;
+        cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(e, "scores")) {
+            if (s == 0) s = hpo_trial_push(q, cJSON_IsNumber(v) ? v->valuedouble : (double)NAN, 0, 0);
+        }
+    }
+    hpo_trial_rec *t = s == 0 ? hpo_state_add(&st) : NULL;
+    if (s == 0 && !t) s = ote_err(OTE_ENOMEM, "hpo: out of memory");
+    int ti = st.n - 1;
+    if (s == 0) {
+        t->id = (int)jnumv(j, "id", -1);
+        t->bracket = (int)jnumv(j, "bracket", -1);
+        t->status = HPO_RUNNING;
+        const cJSON *vals = cJSON_GetObjectItemCaseSensitive(j, "values");
+        for (int k = 0; k < st.cfg.space.n && s == 0; k++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(vals, st.cfg.space.p[k].name);
+            if (!cJSON_IsNumber(v)) s = ote_err(OTE_EINVAL, "order for trial %d has no value for %s", t->id,
+                                                st.cfg.space.p[k].name);
+            else t->values[k] = v->valuedouble;
+        }
+    }
+    if (s < 0) {
+        hpo_state_free(&st);
+        return s;
+    }
+    hpo_options lo;
+    memset(&lo, 0, sizeof lo);
+    lo.budget_seconds = jnumv(j, "deadline_in", 0);
+    hpo_trial tr;
+    trial_of(&st, t, 0, &tr);
+    tr.seed = strtoull(jstr(j, "seed"), NULL, 10);
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, "extra");
+    char *extra = x ? cJSON_PrintUnformatted(x) : NULL;
+    tr.extra = extra;
+    double now = mono_now();
+    hpo_reporter rep = {&st, ti, &lo, (int)jnumv(j, "num_init", HPO_DEFAULT_NUM_INIT), now, 0, now, 0, 0, NULL};
+    if (out) {
+        char d[2048];
+        hpo_format_dict(&st.cfg.space, t->values, d, sizeof d);
+        fprintf(out, "HPO trial %d starts here: %s\n", t->id, d);
+        fflush(out);
+    }
+    int rc = train(ctx, &tr, &rep);
+    free(extra);
+    t = &st.t[ti];
+    char reason[sizeof t->stop_reason + 64];
+    snprintf(reason, sizeof reason, "%s", rc < 0 ? (*ote_errmsg() ? ote_errmsg() : ote_strstatus(rc)) : t->stop_reason);
+    if (rep.io_error < 0) rc = rep.io_error;
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "type", "result");
+    cJSON_AddNumberToObject(r, "id", t->id);
+    cJSON_AddNumberToObject(r, "rc", rc < 0 ? rc : 0);
+    cJSON_AddNumberToObject(r, "failed", rep.failed);
+    cJSON_AddStringToObject(r, "reason", reason);
+    cJSON *sc = cJSON_AddArrayToObject(r, "scores"), *se = cJSON_AddArrayToObject(r, "seconds"),
+          *im = cJSON_AddArrayToObject(r, "images");
+    for (int k = 0; k < t->n; k++) {
+        cJSON_AddItemToArray(sc, cJSON_CreateNumber(t->scores[k]));
+        cJSON_AddItemToArray(se, cJSON_CreateNumber(t->seconds[k]));
+        cJSON_AddItemToArray(im, cJSON_CreateNumber((double)t->images[k]));
+    }
+    hpo_state_free(&st);
+    return serve_send(l, r);
+}
+
+int hpo_serve(const hpo_link *l, const hpo_config *cfg, hpo_train_fn train, void *ctx, FILE *out, char **payload) {
+    if (payload) *payload = NULL;
+    for (;;) {
+        int src = -1;
+        char *text = NULL;
+        int r = l->recv(l->ctx, 1, &src, &text);
+        if (r < 0) return r;
+        if (r == 0) continue;
+        cJSON *j = cJSON_Parse(text);
+        free(text);
+        const char *type = j ? jstr(j, "type") : "";
+        if (!strcmp(type, "stop")) {
+            const char *pl = jstr(j, "payload");
+            if (payload && cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "payload"))) *payload = strdup(pl);
+            cJSON_Delete(j);
+            return 0;
+        }
+        int s = !strcmp(type, "trial") ? serve_trial(l, cfg, j, train, ctx, out)
+                                       : ote_err(OTE_EINVAL, "unexpected message from rank 0");
+        cJSON_Delete(j);
+        if (s < 0) {
+            char msg[1100];
+            snprintf(msg, sizeof msg, "%s", ote_errmsg());
+            CHECK(serve_error(l, msg)); /* rank 0 prints it and ends the job; wait for its stop */
+        }
+    }
+}
+
+int hpo_par_stop(const hpo_link *l, const char *payload) {
+    int s = 0;
+    for (int w = 1; l && w <= l->workers; w++) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "type", "stop");
+        if (payload) cJSON_AddStringToObject(j, "payload", payload);
+        int k = par_send_json(l, w, j);
+        if (k < 0 && s == 0) s = k;
+    }
+    return s;
 }
 
 static void fill_defaults(hpo_config *c) {
@@ -452,7 +882,7 @@ int hpo_run(const hpo_config *cfg, const hpo_options *opt, hpo_train_fn train, v
                     hpo_state_free(&st);
                     return s;
                 }
-                for (int k = 0; k < t->n; k++) spent_before += t->seconds[k];
+                for (int k = 0; k < t->n; k++) spent_before += t->seconds[k] / par_workers(opt);
             } else if (resume) { /* interrupted or never started: rerun with the same values */
                 hpo_trial_clear(t);
                 t->status = HPO_READY;
@@ -481,59 +911,18 @@ int hpo_run(const hpo_config *cfg, const hpo_options *opt, hpo_train_fn train, v
         hpo_state_free(&st);
         return s;
     }
-    int d = st.cfg.space.n;
-    while (s == 0) {
-        int ti = -1;
-        for (int i = 0; i < st.n && ti < 0; i++)
-            if (st.t[i].status == HPO_READY) ti = i;
-        if (ti < 0 && st.n >= num_trials) break;
-        if (!budget_allows(&st, opt, t0, spent_before)) {
-            say(opt, "HPO time budget of %.0f s used up after %d trials.\n", opt->budget_seconds, st.n);
-            break; /* a pending rerun left READY stays READY with no score, as hpopt records it */
-        }
-        if (ti < 0) {
-            double v[HP_MAX_PARAMS];
-            if (st.n == 0 && opt->defaults) {
-                for (int j = 0; j < d; j++) v[j] = hp_snap(&st.cfg.space.p[j], opt->defaults[j]);
-            } else {
-                double *used = malloc((size_t)(st.n + 1) * (size_t)d * sizeof *used);
-                double *obs = malloc((size_t)(st.n + 1) * (size_t)d * sizeof *obs);
-                double *y = malloc((size_t)(st.n + 1) * sizeof *y);
-                if (!used || !obs || !y) {
-                    free(used), free(obs), free(y);
-                    s = ote_err(OTE_ENOMEM, "hpo: out of memory");
-                    break;
-                }
-                int no = 0;
-                for (int i = 0; i < st.n; i++) {
-                    memcpy(used + (size_t)i * d, st.t[i].values, (size_t)d * sizeof *used);
-                    if (st.t[i].status == HPO_STOP && st.t[i].has_score) {
-                        memcpy(obs + (size_t)no * d, st.t[i].values, (size_t)d * sizeof *obs);
-                        y[no++] = good(&st, st.t[i].score);
-                    }
-                }
-                int p = smbo_propose(&sm, used, st.n, obs, y, no, v);
-                free(used), free(obs), free(y);
-                if (p < 0) {
-                    s = p;
-                    break;
-                }
-                if (p == SMBO_EXHAUSTED) { /* every grid point has been run: stop generating trials */
-                    say(opt, "HPO search space exhausted after %d trials.\n", st.n);
-                    break;
-                }
-            }
-            hpo_trial_rec *t = hpo_state_add(&st);
-            if (!t) {
-                s = ote_err(OTE_ENOMEM, "hpo: out of memory");
+    if (opt->link && opt->link->workers > 0) {
+        s = par_loop(&st, opt, &sm, train, ctx, num_trials, num_init, t0, spent_before, res);
+    } else {
+        while (s == 0) {
+            int ti = -1, k = next_trial(&st, &sm, opt, num_trials, t0, spent_before, &ti);
+            if (k != 0) {
+                if (k < 0) s = k;
                 break;
             }
-            memcpy(t->values, v, (size_t)d * sizeof *v);
-            if (st.cfg.algo == HPO_ALGO_ASHA) t->bracket = t->id % st.cfg.num_brackets;
-            ti = t->id;
+            s = run_trial(&st, ti, opt, train, ctx, num_init, t0, spent_before, NULL);
+            if (s == 0) res->trials_run++;
         }
-        s = run_trial(&st, ti, opt, train, ctx, num_init, t0, spent_before);
-        if (s == 0) res->trials_run++;
     }
     smbo_free(&sm);
     if (s < 0) {

@@ -38,6 +38,27 @@
  * Output: messages, the prompt and the table go to opt->out (NULL = silent); library code never
  * writes to stdout by itself.
  *
+ * Parallel trials (opt->link, `mpirun -np N`; issue 18). hpo knows no MPI: the caller gives a
+ * message link (train/hpo_dist.c puts dist/ under it). Rank 0 (hpo_run) is the driver: it owns the
+ * optimiser and every file, hands a trial to each free worker rank 1..W as a JSON order, and runs
+ * trials itself in-process as well (so -np 2 runs 2 at once); between and inside its own trials
+ * (after every hpo_report, i.e. at epoch boundaries) it collects finished results without
+ * blocking, records each at once (trial file, status file, table, figures) and gives that worker
+ * the next trial; when it has no trial of its own left it waits for the workers. Proposals while
+ * trials run use smbo_propose_pending (constant liar). Workers (hpo_serve) run each order through
+ * the same objective callback with a local reporter that applies the same stop rules (max
+ * iterations, the budget's deadline sent with the order, median stop / ASHA against the finished
+ * trials sent with the order: a snapshot, possibly a few trials older than rank 0's record) and
+ * write no file; the result goes back whole. Trial files record the rank that ran them ("rank").
+ * A kill of the whole job leaves the finished trials on disk; resume reruns the ones that were
+ * running, as in the single-process search. A worker's fatal error (not a failed trial: a bad
+ * message, OTE_ECANCEL) comes back as an error message; hpo_run prints it and fails. Budget:
+ * wall clock as before; kept trials' seconds count divided by the number of parallel workers.
+ * Messages: order {"type":"trial", id, values {name: v}, max_epochs, subset_ratio, image_resize,
+ * seed, deadline_in (s, 0 = none), cfg {...}, others [{id, bracket, scores}], extra};
+ * result {"type":"result", id, rc, failed, reason, scores, seconds, images};
+ * error {"type":"error", message}; stop {"type":"stop", payload} (hpo_par_stop).
+ *
  * Wiring for `ote train --enable-hpo` (tools/): hpo_config_load(<template dir>/hpo_config.yaml);
  * hpo_config_check_names(template names); time a few real steps -> train_seconds;
  * hpo_budget_from_config() + hpo_plan_budget() + hpo_plan_format() (print the plan) +
@@ -67,6 +88,7 @@ typedef struct hpo_trial {
     double subset_ratio;          /* of the training set */
     double image_resize;          /* of the training input size */
     uint64_t seed;                /* for the trial's own randomness */
+    const char *extra;            /* hpo_options.order_extra as the worker received it (NULL alone) */
 } hpo_trial;
 
 /* Value of a named parameter, or `fallback` if it is not searched. */
@@ -83,6 +105,17 @@ int hpo_report(hpo_reporter *r, int epoch, double score, double seconds, long im
 double hpo_reporter_deadline(const hpo_reporter *r);
 
 typedef int (*hpo_train_fn)(void *ctx, const hpo_trial *t, hpo_reporter *r);
+
+/* A message link between the ranks of a parallel search (see above). Rank 0 sends orders to
+ * 1..workers and receives results from any; a worker sends to and receives from 0. send: 0 or
+ * OTE_E*. recv: 1 and a malloc'd NUL-terminated *text from *src, 0 when block == 0 and nothing is
+ * waiting, or OTE_E*. */
+typedef struct hpo_link {
+    int workers;                 /* remote worker ranks (the job's size - 1) */
+    int (*send)(void *ctx, int dest, const char *text, size_t len);
+    int (*recv)(void *ctx, int block, int *src, char **text);
+    void *ctx;
+} hpo_link;
 
 typedef struct hpo_options {
     const char *work_dir;        /* created if missing */
@@ -101,6 +134,9 @@ typedef struct hpo_options {
      * reused (best_id set then): e.g. to redraw figures of the search. Cannot fail the search. */
     void (*on_record)(void *ctx, const hpo_state *st);
     void *on_record_ctx;
+    /* parallel trials (rank 0): NULL or workers == 0 = the single-process search, unchanged */
+    const hpo_link *link;
+    const char *order_extra;     /* a JSON value sent with every order (hpo_trial.extra), or NULL */
 } hpo_options;
 
 typedef struct hpo_result {
@@ -129,6 +165,15 @@ int hpo_run(const hpo_config *cfg, const hpo_options *opt, hpo_train_fn train, v
 /* The defaults hpo_run fills into open values (max_iterations, subset_ratio, image_resize, ASHA
  * keys), i.e. the effective configuration that hpopt_status.json records. */
 void hpo_config_fill_defaults(hpo_config *c);
+
+/* A worker rank's side of a parallel search: serves orders from rank 0 with `train` until a stop
+ * message arrives; cfg is this rank's hpo_config (its hp_space; the effective values come with each
+ * order), or NULL when it could not be loaded (then any order is answered with an error). out gets
+ * one line per trial (NULL: silent). On stop, *payload (if not NULL) receives a malloc'd copy of the
+ * stop's payload (NULL if none). Returns 0, or OTE_E* when the link fails. */
+int hpo_serve(const hpo_link *l, const hpo_config *cfg, hpo_train_fn train, void *ctx, FILE *out, char **payload);
+/* Rank 0: tells every worker to stop and hands them `payload` (text, may be NULL). */
+int hpo_par_stop(const hpo_link *l, const char *payload);
 
 /* Prints the OTE result table, "Best Hyper-parameters" and the dict for a state. */
 void hpo_print_table(FILE *f, const hpo_state *st);

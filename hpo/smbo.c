@@ -834,3 +834,25 @@ int smbo_propose(smbo *s, const double *used, int n_used, const double *obs, con
     if (s->grid_n > 0) return propose_grid(s, used, n_used, obs, obs_y, n_obs, out);
     return propose_new(s, used, n_used, obs, obs_y, n_obs, out);
 }
+
+int smbo_propose_pending(smbo *s, const double *used, int n_used, const double *obs, const double *obs_y, int n_obs,
+                         const double *pending, int n_pending, double *out) {
+    if (n_pending <= 0 || n_used < s->num_init || n_obs < 2)
+        return smbo_propose(s, used, n_used, obs, obs_y, n_obs, out);
+    int d = s->d, n = n_obs + n_pending;
+    double *x = malloc((size_t)n * d * sizeof *x), *y = malloc((size_t)n * sizeof *y);
+    if (!x || !y) {
+        free(x), free(y);
+        return ote_err(OTE_ENOMEM, "smbo: out of memory");
+    }
+    double lie = 0;
+    for (int i = 0; i < n_obs; i++) lie += obs_y[i];
+    lie /= n_obs;
+    memcpy(x, obs, (size_t)n_obs * d * sizeof *x);
+    memcpy(x + (size_t)n_obs * d, pending, (size_t)n_pending * d * sizeof *x);
+    memcpy(y, obs_y, (size_t)n_obs * sizeof *y);
+    for (int i = n_obs; i < n; i++) y[i] = lie;
+    int st = smbo_propose(s, used, n_used, x, y, n, out);
+    free(x), free(y);
+    return st;
+}

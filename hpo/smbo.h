@@ -106,6 +106,17 @@ void smbo_sobol_point(const smbo *s, int i, double *u);
 int smbo_propose(smbo *s, const double *used, int n_used, const double *obs, const double *obs_y, int n_obs,
                  double *out);
 
+/* smbo_propose with trials still running (parallel HPO, hpo_par.c): `pending` (n_pending, d) are
+ * configurations handed out whose scores are not known yet (they are in `used` too). Constant liar
+ * (Ginsbourger et al. 2010, CL-mean): each pending point joins the observations with the mean of
+ * the real scores as a fake score, so the surrogate treats its neighbourhood as explored and the
+ * next proposal goes elsewhere; the mean sits between CL-min (pessimistic, over-explores) and CL-max
+ * (greedy). The initial design (n_used < num_init or fewer than 2 real scores) needs no lie: it
+ * indexes the Sobol sequence by n_used, which counts the pending points. With n_pending == 0 this
+ * is exactly smbo_propose (the single-process search is unchanged). */
+int smbo_propose_pending(smbo *s, const double *used, int n_used, const double *obs, const double *obs_y, int n_obs,
+                         const double *pending, int n_pending, double *out);
+
 /* Output transform z (n) of scores y (n) (see smbo_ytf); *lambda receives the fitted Yeo-Johnson
  * lambda (SMBO_YTF_YJ) when not NULL. Exposed for the tests. 0 or OTE_ENOMEM. */
 int smbo_transform_y(int ytf, const double *y, int n, double *z, double *lambda);

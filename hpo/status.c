@@ -48,6 +48,7 @@ hpo_trial_rec *hpo_state_add(hpo_state *st) {
     memset(t, 0, sizeof *t);
     t->id = st->n++;
     t->bracket = -1;
+    t->rank = -1;
     t->status = HPO_READY;
     return t;
 }
@@ -210,6 +211,7 @@ int hpo_trial_save(const char *dir, const hpo_state *st, const hpo_trial_rec *t)
             if (t->scores[i] > t->scores[i - 1]) early = 0;
     }
     if (early) cJSON_AddNumberToObject(j, "early_stopped", 1);
+    if (t->rank >= 0) cJSON_AddNumberToObject(j, "rank", t->rank);
     char path[4096];
     snprintf(path, sizeof path, "%s/hpopt_trial_%d.json", dir, t->id);
     int s = save_json(path, j);
@@ -416,6 +418,8 @@ int hpo_trial_load(const char *dir, hpo_trial_rec *t) {
     }
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "stop_reason");
     if (cJSON_IsString(r)) snprintf(t->stop_reason, sizeof t->stop_reason, "%s", r->valuestring);
+    const cJSON *rk = cJSON_GetObjectItemCaseSensitive(j, "rank");
+    if (cJSON_IsNumber(rk)) t->rank = rk->valueint;
     cJSON_Delete(j);
     return 0;
 }

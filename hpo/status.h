@@ -9,7 +9,7 @@
  * hpopt_trial_<id>.json: status, scores (per epoch), median (running means), seconds (per epoch),
  * images (seen so far, per report), stop_reason (ours: "", "median_stop", "asha", "budget",
  * "max_iterations", or the failure message), early_stopped (hpopt's flag, 1 when > 5 scores and
- * the last 5 steps never improved).
+ * the last 5 steps never improved), rank (parallel search only: the rank that ran the trial).
  *
  * Status codes as hpopt (HPO_READY 0, HPO_RUNNING 1, HPO_STOP 2, HPO_CUDAOOM 3, HPO_NORESULT 4,
  * HPO_PARTIALRESULT 5, HPO_COMPLETERESULT 6) plus ours: HPO_FAILED 7 = the trial ended with an
@@ -53,6 +53,7 @@ typedef struct hpo_trial_rec {
     double *scores, *median, *seconds;
     long *images;
     char stop_reason[160];
+    int rank;                     /* parallel search: the rank that ran it (-1: single-process, not written) */
 } hpo_trial_rec;
 
 typedef struct hpo_state {

@@ -27,18 +27,18 @@ int main(void) {
      * cost = T * I * z^2 * ((1 - v) s + v) / E, budget b = R - 1, horizon h = I s / E. */
     row rows[] = {
         /* b=2; start I=2: 4*2/2 = 4 > 2 -> I=1: cost 2 <= 2; I=2 again exceeds -> I=1 */
-        {"A: only epochs free, shrink to fit", {100, 0, 3, 1000, 2, 2, 4, 0, 1, 1, 0, 0, 0, NULL, NULL}, 4, 1, 1, 1, 2, 0},
+        {"A: only epochs free, shrink to fit", {100, 0, 3, 1000, 2, 2, 4, 0, 1, 1, 0, 0, 0, NULL, NULL, 0}, 4, 1, 1, 1, 2, 0},
         /* b=4; start I=2: cost 2; grow I: 3 -> 3, 4 -> 4, 5 -> 5 > 4 blocked */
-        {"B: only epochs free, grow to fit", {100, 0, 5, 1000, 10, 2, 10, 0, 1, 1, 0, 0, 0, NULL, NULL}, 10, 4, 1, 1, 4, 0},
+        {"B: only epochs free, grow to fit", {100, 0, 5, 1000, 10, 2, 10, 0, 1, 1, 0, 0, 0, NULL, NULL, 0}, 10, 4, 1, 1, 4, 0},
         /* b=2; cost = 4 z^2; start z .5 (cost 1); z .7 -> 1.96 ok, .75 -> 2.25 > 2 */
-        {"C: only resize free", {100, 0, 3, 1000, 10, 2, 10, 4, 1, 0, 0, 0, 0, NULL, NULL}, 10, 4, 1, 0.7, 1.96, 0},
+        {"C: only resize free", {100, 0, 3, 1000, 10, 2, 10, 4, 1, 0, 0, 0, 0, NULL, NULL, 0}, 10, 4, 1, 0.7, 1.96, 0},
         /* b=2; cost = 4 (0.5 s + 0.5) = 2 s + 2 > 2 for any s > 0; h = 0.4 s: s shrinks by /1.05
          * only while h > H_MIN = 0.1, i.e. to 1.05^-29 = 0.24295 (the first with h <= 0.1: the trainer
          * keeps (int)(10000 s) = 2429 images, so h = 0.4 * 0.2429 and the cost is 2 * 0.2429 + 2) -> over */
-        {"D: validation alone exceeds the budget", {100, 0.5, 3, 10000, 10, 2, 10, 4, 0, 1, 0, 0, 0, NULL, NULL}, 10, 4,
+        {"D: validation alone exceeds the budget", {100, 0.5, 3, 10000, 10, 2, 10, 4, 0, 1, 0, 0, 0, NULL, NULL, 0}, 10, 4,
          pow(1.05, -29), 1, 2 * 0.2429 + 2, 1},
         /* b=0: z to 0.5; I to 90 (h 0.3); T 10 -> 3; I to 30 (h 0.1); T 2: 2*30*.25*(.8+.2)/300 */
-        {"E: ratio 1 leaves no HPO time", {100, 0.2, 1, 1000, 300, 2, 0, 0, 0, 0, 0, 0, 0, NULL, NULL}, 2, 30, 1, 0.5,
+        {"E: ratio 1 leaves no HPO time", {100, 0.2, 1, 1000, 300, 2, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, 0}, 2, 30, 1, 0.5,
          2 * 30 * 0.25 / 300.0, 1},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
@@ -56,7 +56,7 @@ int main(void) {
     /* free plans: within budget, maximal (no single further step fits), bounded, monotone in R */
     double prev_cost = -1;
     for (double R = 1.5; R <= 16; R *= 2) {
-        hpo_budget_in in = {3600, 0.2, R, 1000, 300, 2, 0, 0, 0, 0, 0, 0, 0, NULL, NULL};
+        hpo_budget_in in = {3600, 0.2, R, 1000, 300, 2, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, 0};
         hpo_plan p;
         int s = hpo_plan_budget(&in, &p);
         double b = R - 1;
@@ -74,20 +74,20 @@ int main(void) {
         prev_cost = p.cost;
     }
     /* fixed values respected */
-    hpo_budget_in fx = {3600, 0.2, 4, 1000, 300, 2, 7, 0, 0.3, 0.6, 0, 0, 0, NULL, NULL};
+    hpo_budget_in fx = {3600, 0.2, 4, 1000, 300, 2, 7, 0, 0.3, 0.6, 0, 0, 0, NULL, NULL, 0};
     hpo_plan p;
     hpo_plan_budget(&fx, &p);
     EXPECT(p.num_trials == 7 && p.subset_ratio == 0.3 && p.image_resize == 0.6 && p.cost <= 3 + 1e-12,
             "fixed trials/subset/resize kept (T=%d s=%g z=%g, I=%d)", p.num_trials, p.subset_ratio, p.image_resize,
             p.epochs);
     /* small dataset: subset starts at 1 (500 / N >= 1) */
-    hpo_budget_in small = {600, 0.2, 2, 300, 12, 2, 0, 0, 0, 0, 0, 0, 0, NULL, NULL};
+    hpo_budget_in small = {600, 0.2, 2, 300, 12, 2, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, 0};
     hpo_plan_budget(&small, &p);
     EXPECT(p.subset_ratio == 1 && p.cost <= 1 + 1e-12, "N=300: whole training set (s=%g), cost %.3f <= 1",
             p.subset_ratio, p.cost);
     /* plan line: case C above with 1000 images and a 992x736 input -> z .7: 694.4 -> 672, 515.2 -> 512 */
     {
-        hpo_budget_in ci = {100, 0, 3, 1000, 10, 2, 10, 4, 1, 0, 0, 0, 0, NULL, NULL};
+        hpo_budget_in ci = {100, 0, 3, 1000, 10, 2, 10, 4, 1, 0, 0, 0, 0, NULL, NULL, 0};
         char line[512];
         hpo_plan_budget(&ci, &p);
         hpo_plan_format(&p, 1000, 992, 736, line, sizeof line);
@@ -100,7 +100,7 @@ int main(void) {
     }
     /* real trial pixel counts: 256x256 input, trials never below 96 px (the trainer's floor) */
     {
-        hpo_budget_in pi = {100, 0, 3, 1000, 10, 2, 10, 4, 1, 0, 256, 256, 96, NULL, NULL};
+        hpo_budget_in pi = {100, 0, 3, 1000, 10, 2, 10, 4, 1, 0, 256, 256, 96, NULL, NULL, 0};
         /* z .25: 64 -> raised to 96: (96/256)^2 = 0.140625; z .5: 128: 0.25 (= z^2); z .7: 179.2 -> 160 */
         double p25 = hpo_plan_pixel_share(&pi, 0.25), p50 = hpo_plan_pixel_share(&pi, 0.5),
                p70 = hpo_plan_pixel_share(&pi, 0.7);
@@ -127,7 +127,7 @@ int main(void) {
      * T 10 -> z .5 -> I 90 (h 0.3) costs 10*90*.25/300 = 0.75 > 0.5 -> T 6 (0.45) -> grow h: I 100
      * (6*100*.25/300 = 0.5 fits), I 101 does not; z .55 does not -> 6 trials x 100 epochs. */
     {
-        hpo_budget_in in = {3600, 0.2, 1.5, 1000, 300, 2, 0, 0, 0, 0, 0, 0, 0, NULL, NULL};
+        hpo_budget_in in = {3600, 0.2, 1.5, 1000, 300, 2, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, 0};
         hpo_plan_budget(&in, &p);
         EXPECT(p.num_trials == 6 && p.epochs == 100 && p.subset_ratio == 1 && p.image_resize == 0.5 && p.meaningful &&
                    fabs(p.horizon - 1.0 / 3) < 1e-12,
@@ -138,7 +138,7 @@ int main(void) {
      * cost of a subset trial are larger than s. img(n) = n * (n <= 100 ? 4 : 1) here: a 10% subset
      * of 1000 images processes 400 images per epoch, 40% of a full epoch. */
     {
-        hpo_budget_in in = {3600, 0, 2, 1000, 10, 2, 4, 5, 0.1, 1, 0, 0, 0, NULL, NULL};
+        hpo_budget_in in = {3600, 0, 2, 1000, 10, 2, 4, 5, 0.1, 1, 0, 0, 0, NULL, NULL, 0};
         in.epoch_images = budget_test_images;
         EXPECT(fabs(hpo_plan_horizon(&in, 5, 0.1) - 5 * 0.4 / 10) < 1e-12 &&
                    fabs(hpo_plan_cost(&in, 4, 5, 0.1, 1) - 4 * 5 * 0.4 / 10) < 1e-12,
@@ -155,7 +155,7 @@ int main(void) {
         c.space.n = 2;
         c.subset_ratio = 0.4;
         c.max_iterations = 3;
-        hpo_budget_in ci = {3600, 0.2, 4, 1000, 300, 0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL};
+        hpo_budget_in ci = {3600, 0.2, 4, 1000, 300, 0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, 0};
         hpo_budget_from_config(&ci, &c);
         hpo_plan_budget(&ci, &p);
         hpo_plan_apply(&p, &c);
@@ -164,8 +164,35 @@ int main(void) {
                 "fixed config values go in as fixed and stay; open ones are filled (T=%d z=%g)", c.num_trials,
                 c.image_resize);
     }
+    /* parallel workers (issue 18): T trials cost ceil(T / W) waves; the plan grows the trial count
+     * and says so; W = 1 is the single-process plan */
+    {
+        hpo_budget_in one = {3600, 0.2, 2, 1000, 300, 2, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, 0}, two = one, w1 = one;
+        two.workers = 2;
+        w1.workers = 1;
+        hpo_plan p1, p2, pw;
+        REQUIRE_OK(hpo_plan_budget(&one, &p1));
+        REQUIRE_OK(hpo_plan_budget(&two, &p2));
+        REQUIRE_OK(hpo_plan_budget(&w1, &pw));
+        EXPECT(fabs(hpo_plan_cost(&two, 7, 10, 0.5, 0.5) - hpo_plan_cost(&one, 4, 10, 0.5, 0.5)) < 1e-15 &&
+                   fabs(hpo_plan_cost(&two, 8, 10, 0.5, 0.5) - hpo_plan_cost(&one, 4, 10, 0.5, 0.5)) < 1e-15,
+               "2 workers: 7 or 8 trials cost what 4 cost on one");
+        EXPECT(pw.num_trials == p1.num_trials && pw.epochs == p1.epochs && pw.cost == p1.cost && pw.workers == 1,
+               "workers = 1 is the single-process plan (%d trials)", p1.num_trials);
+        EXPECT(p2.workers == 2 && p2.cost <= 1 + 1e-12 && p2.num_trials >= p1.num_trials &&
+                   p2.num_trials * p2.epochs * p2.image_resize * p2.image_resize >
+                       1.5 * p1.num_trials * p1.epochs * p1.image_resize * p1.image_resize,
+               "2 workers: within the wall-clock budget, about twice the trial work (%d x %d at z %g vs %d x %d at z %g)",
+               p2.num_trials, p2.epochs, p2.image_resize, p1.num_trials, p1.epochs, p1.image_resize);
+        char l1[512], l2[512];
+        hpo_plan_format(&p1, 1000, 992, 736, l1, sizeof l1);
+        hpo_plan_format(&p2, 1000, 992, 736, l2, sizeof l2);
+        EXPECT(!strstr(l1, "workers") && !strstr(l1, "wall clock") && strstr(l2, " epochs on 2 parallel workers, ") &&
+                   strstr(l2, " s wall clock ("),
+               "the plan line names the workers only when there are several: %s", l2);
+    }
     /* bad input */
-    hpo_budget_in bad = {0, 0.2, 4, 1000, 300, 2, 0, 0, 0, 0, 0, 0, 0, NULL, NULL};
+    hpo_budget_in bad = {0, 0.2, 4, 1000, 300, 2, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, 0};
     int s = hpo_plan_budget(&bad, &p);
     EXPECT(s == OTE_EINVAL && strstr(ote_errmsg(), "training time"), "zero training time rejected: %s", ote_errmsg());
     return expect_finish();

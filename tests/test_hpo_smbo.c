@@ -3,7 +3,8 @@
  * side rule and box on hand-worked histories, no duplicate proposal on the detector's discrete
  * grid (grid mode and the continuous decode-and-skip path) down to the last free point and the
  * SMBO_EXHAUSTED return after it, the grid's initial design covering every level, the GP phase
- * finding a grid optimum, and the driver stopping cleanly on an exhausted grid. */
+ * finding a grid optimum, the driver stopping cleanly on an exhausted grid, and the constant liar
+ * of parallel proposals (smbo_propose_pending). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,7 +73,72 @@ static int train_smooth(void *ctx, const hpo_trial *t, hpo_reporter *r) {
     return 0;
 }
 
+static double bowl(const double *v) { return -pow(v[0] - 0.3, 2) - pow(v[1] - 0.6, 2); }
+
+/* Constant liar: with none pending smbo_propose_pending is smbo_propose, bit for bit (grid and
+ * continuous); with the GP's proposal A pending, the next proposal moves away from A, while
+ * without the lie (A only marked used) it stays next to A. */
+static void case_constant_liar(void) {
+    hp_space sp;
+    memset(&sp, 0, sizeof sp);
+    sp.n = 2;
+    double r[2] = {0, 1};
+    REQUIRE_OK(hp_param_make(&sp.p[0], "a", HP_UNIFORM, r, 2, 0, "test"));
+    REQUIRE_OK(hp_param_make(&sp.p[1], "b", HP_UNIFORM, r, 2, 1, "test"));
+    double used[40], y[20];
+    int n = 8;
+    for (int i = 0; i < n; i++) { /* a fixed design around the optimum (0.3, 0.6) */
+        used[2 * i] = 0.1 + 0.1 * i;
+        used[2 * i + 1] = fmod(0.15 + 0.37 * i, 1.0);
+        y[i] = bowl(used + 2 * i);
+    }
+    smbo s1, s2, s3;
+    REQUIRE_OK(smbo_init(&s1, &sp, 5, 11));
+    REQUIRE_OK(smbo_init(&s2, &sp, 5, 11));
+    REQUIRE_OK(smbo_init(&s3, &sp, 5, 11));
+    double a1[2], a2[2], a3[2];
+    REQUIRE_OK(smbo_propose(&s1, used, n, used, y, n, a1));
+    REQUIRE_OK(smbo_propose_pending(&s2, used, n, used, y, n, NULL, 0, a2));
+    REQUIRE_OK(smbo_propose_pending(&s3, used, n, used, y, n, NULL, 0, a3));
+    EXPECT(a1[0] == a2[0] && a1[1] == a2[1], "none pending: the same proposal as smbo_propose (%.6f, %.6f)", a1[0],
+           a1[1]);
+    memcpy(used + 2 * n, a1, sizeof a1); /* A handed out, still running */
+    double b0[2], b1[2];
+    REQUIRE_OK(smbo_propose(&s2, used, n + 1, used, y, n, b0));
+    REQUIRE_OK(smbo_propose_pending(&s3, used, n + 1, used, y, n, a1, 1, b1));
+    double d0 = hypot(b0[0] - a1[0], b0[1] - a1[1]), d1 = hypot(b1[0] - a1[0], b1[1] - a1[1]);
+    EXPECT(d1 > 0.02 && d1 > d0, "A pending: the next proposal (%.4f, %.4f) is %.4f from A; without the lie %.4f",
+           b1[0], b1[1], d1, d0);
+    smbo_free(&s1), smbo_free(&s2), smbo_free(&s3);
+
+    /* the initial design needs no lie: Sobol points indexed by n_used, pending ones counted */
+    REQUIRE_OK(smbo_init(&s1, &sp, 5, 3));
+    double p0[2], p1[2];
+    REQUIRE_OK(smbo_propose_pending(&s1, used, 0, used, y, 0, NULL, 0, p0));
+    REQUIRE_OK(smbo_propose_pending(&s1, p0, 1, used, y, 0, p0, 1, p1));
+    EXPECT(p0[0] != p1[0] || p0[1] != p1[1], "initial design: two concurrent proposals differ");
+    smbo_free(&s1);
+
+    /* grid mode (the detector's space): with one pending, a different point from the same history */
+    detector_space(&sp, 0.1);
+    double g[40], gy[20];
+    int m = 6;
+    REQUIRE_OK(smbo_init(&s1, &sp, 5, 5));
+    for (int i = 0; i < m; i++) {
+        REQUIRE_OK(smbo_propose(&s1, g, i, g, gy, i, g + 2 * i));
+        gy[i] = smooth(g + 2 * i);
+    }
+    double q0[2], q1[2];
+    REQUIRE_OK(smbo_propose(&s1, g, m, g, gy, m, q0));
+    memcpy(g + 2 * m, q0, sizeof q0);
+    REQUIRE_OK(smbo_propose_pending(&s1, g, m + 1, g, gy, m, q0, 1, q1));
+    EXPECT(!hp_space_same(&sp, q0, q1), "grid: two proposals with one pending differ (%g,%g) vs (%g,%g)", q0[0], q0[1],
+           q1[0], q1[1]);
+    smbo_free(&s1);
+}
+
 int main(void) {
+    EXPECT_RUN(case_constant_liar);
     const char *src = getenv("OTE_SRC");
     char path[1024];
     snprintf(path, sizeof path, "%s/tests/reference/fixtures/smbo_ref.fx", src ? src : ".");

@@ -8,6 +8,10 @@
  * stderr passes through. mode: max|min in the config decides the direction. The work directory
  * receives the same hpopt_status.json / hpopt_trial_<id>.json as `ote train --enable-hpo`.
  *
+ * Under `mpirun -np N` (issue 18) rank 0 runs the search and keeps the files and every rank runs
+ * trials: each worker rank runs the command of the trials rank 0 hands it (in its own process
+ * group, exactly as alone) and sends the score back (hpo/hpo.h, train/hpo_dist.h).
+ *
  * Exit codes: 0 done (also when the resume prompt gets 5 invalid answers, as OTE), 1 runtime
  * error, 2 usage error.
  */
@@ -22,8 +26,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dist/dist.h"
 #include "engine/status.h"
 #include "hpo/hpo.h"
+#include "train/hpo_dist.h"
 #include "tools/commands.h"
 
 static void cmd_hpo_usage(FILE *f) {
@@ -292,8 +298,23 @@ int cmd_hpo(int argc, char **argv) {
 
     hpo_config cfg;
     int s = hpo_config_load(&cfg, cfg_path);
+    cmd_hpo_ctx c = {objective, trial_timeout};
+    hpo_link link;
+    hpo_dist_link(&link);
+    if (dist_size() > 1 && dist_rank() != 0) { /* a worker: rank 0 reports a bad config and stops us */
+        char *payload = NULL;
+        int k = hpo_serve(&link, s < 0 ? NULL : &cfg, run_objective, &c, NULL, &payload);
+        if (k < 0) {
+            fprintf(stderr, "ote hpo: rank %d: %s\n", dist_rank(), ote_errmsg());
+            dist_abort(1);
+        }
+        int rc = payload ? atoi(payload) : 1;
+        free(payload);
+        return rc;
+    }
     if (s < 0) {
         fprintf(stderr, "ote hpo: %s\n", ote_errmsg());
+        if (dist_size() > 1) hpo_par_stop(&link, s == OTE_EINVAL ? "2" : "1");
         return s == OTE_EINVAL ? 2 : 1;
     }
     hpo_options opt;
@@ -306,13 +327,22 @@ int cmd_hpo(int argc, char **argv) {
     opt.num_trials = (int)num_trials;
     opt.budget_seconds = budget;
     opt.seed = (uint64_t)seed;
-    cmd_hpo_ctx c = {objective, trial_timeout};
+    if (link.workers > 0) opt.link = &link;
     hpo_result res;
     s = hpo_run(&cfg, &opt, run_objective, &c, &res);
-    if (s == OTE_ECANCEL && strstr(ote_errmsg(), "no valid answer")) return 0; /* OTE exits 0 here */
-    if (s < 0) {
+    int rc = 0;
+    if (s == OTE_ECANCEL && strstr(ote_errmsg(), "no valid answer")) rc = 0; /* OTE exits 0 here */
+    else if (s < 0) {
         fprintf(stderr, "ote hpo: %s\n", ote_errmsg());
-        return 1;
+        rc = 1;
+        if (link.workers > 0) { /* workers may be inside a trial: end the job */
+            fflush(stdout);
+            dist_abort(1);
+        }
     }
-    return 0;
+    if (link.workers > 0 && hpo_par_stop(&link, rc ? "1" : "0") < 0) {
+        fprintf(stderr, "ote hpo: telling the other ranks: %s\n", ote_errmsg());
+        dist_abort(1);
+    }
+    return rc;
 }

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "data/coco.h"
+#include "dist/dist.h"
 #include "data/eval.h"
 #include "dist/dist.h"
 #include "engine/status.h"
@@ -87,8 +88,10 @@ static void cmd_train_usage(FILE *f) {
             "  --hpo-time-ratio R        HPO + training time / plain training time (default 4)\n"
             "  --hpo-resume ask|yes|no   an earlier search in hpo/: ask (default; without a terminal:\n"
             "                            resume or reuse it), yes (resume/reuse), no (rerun from scratch)\n"
-            "  --threads T               OpenMP threads (default: OMP_NUM_THREADS, else the cores; under\n"
-            "                            mpirun the node's cores / its ranks, per rank)\n"
+            "  --threads N               OpenMP threads per process (default: OMP_NUM_THREADS, else the\n"
+            "                            cores; under mpirun -np P: the node's cores / its ranks). Under\n"
+            "                            mpirun, --enable-hpo runs up to P trials at once (rank 0 keeps the\n"
+            "                            files) and the final training runs on all ranks\n"
             "  -h, --help                this help\n\n"
             "Under `mpirun -np N ote train ...` the N processes train data-parallel: each takes its\n"
             "share of every batch (batch_size >= N), gradients are summed, BatchNorm statistics stay per\n"
@@ -383,6 +386,8 @@ static int cmd_train_run(int argc, char **argv, int *nan) {
         fprintf(stderr, "ote train: --save-model-to: %s\n", ote_errmsg());
         goto done;
     }
+    /* --threads, else OMP_NUM_THREADS (eng_init reads it), else the node's cores / its ranks */
+    int nthreads = a.threads ? a.threads : getenv("OMP_NUM_THREADS") ? 0 : dist_default_threads();
     int stale = 0;
     char curves[4200], pr[4200]; /* the figures are written through temporaries too (train/plots.c) */
     if (rank0) {
@@ -395,7 +400,7 @@ static int cmd_train_run(int argc, char **argv, int *nan) {
     if (stale > 0) printf("removed %d temporary file(s) left by an interrupted earlier run\n", stale);
     if (a.hpo) {
         train_hpo_args ha = {&train, &val, weights_path, a.v[TR_LOAD], a.hpo_ratio,
-                             (hpo_resume)train_hpo_parse_resume(a.v[TR_RESUME]), isatty(0), stdout};
+                             (hpo_resume)train_hpo_parse_resume(a.v[TR_RESUME]), isatty(0), stdout, nthreads};
         int hs = train_hpo_run(&ha, &cfg); /* on success cfg holds the best values */
         if (hs) {
             rc = hs == TRAIN_HPO_QUIT ? 0 : hs;
@@ -420,7 +425,7 @@ static int cmd_train_run(int argc, char **argv, int *nan) {
     o.write_metrics = 1; /* metrics.csv, curves.png, pr_curves.png beside the weights (issue 14) */
     o.data_parallel = dp; /* issue 18: the final training over every rank (HPO trials run alone) */
     /* --threads, else OMP_NUM_THREADS (eng_init reads it), else the node's cores / its ranks */
-    o.nthreads = a.threads ? a.threads : getenv("OMP_NUM_THREADS") ? 0 : dist_default_threads();
+    o.nthreads = nthreads;
     s = trainer_run(&o, &train, &val, &res);
     if (s < 0) {
         /* a non-finite loss stops every rank at once (the loss is summed): rank 0 says it */
@@ -430,6 +435,10 @@ static int cmd_train_run(int argc, char **argv, int *nan) {
         goto done;
     }
     if (!rank0) { /* rank 0 reports and draws the samples */
+        rc = 0;
+        goto done;
+    }
+    if (!rank0) { /* rank 0 prints and draws */
         rc = 0;
         goto done;
     }

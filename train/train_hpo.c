@@ -13,9 +13,13 @@
 #include <string.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
+
+#include "dist/dist.h"
 #include "engine/status.h"
 #include "hpo/budget.h"
 #include "hpo/plan_record.h"
+#include "train/hpo_dist.h"
 #include "train/plots.h"
 #include "train/schedule.h"
 #include "train/trainer.h"
@@ -155,6 +159,7 @@ void train_hpo_trial_opts(const config_template *tc, double subset_ratio, int ma
     o->subset_ratio = subset_ratio;
     o->max_epochs = max_epochs;
     o->log = NULL;
+    o->data_parallel = 0; /* a trial is one rank's own training, even under mpirun */
 }
 
 static int train_hpo_train_trial(void *vctx, const hpo_trial *t, hpo_reporter *r) {
@@ -169,6 +174,7 @@ static int train_hpo_train_trial(void *vctx, const hpo_trial *t, hpo_reporter *r
     trainer_opts o;
     train_hpo_trial_opts(&tc, t->subset_ratio, t->max_epochs, &o);
     o.init_weights = c->a->init_weights;
+    o.nthreads = c->a->nthreads;
     o.on_epoch = train_hpo_on_epoch;
     o.on_epoch_ctx = c;
     double end = hpo_reporter_deadline(r);
@@ -203,11 +209,19 @@ int train_hpo_plan(const config_template *cfg, const coco_dataset *train, const 
     bi->min_side = TRAIN_HPO_MIN_SIDE;
     bi->epoch_images = train_hpo_epoch_images;
     bi->epoch_ctx = (void *)(uintptr_t)cfg;
+    bi->workers = dist_size(); /* under mpirun: every rank runs trials (hpo/hpo.h) */
     hpo_budget_from_config(bi, eff);
     return hpo_plan_budget(bi, plan);
 }
 
-int train_hpo_run(const train_hpo_args *a, config_template *cfg) {
+/* The values the final training uses instead of the template's (sent to the worker ranks). */
+typedef struct train_hpo_final {
+    int n;
+    char name[HP_MAX_PARAMS][HP_NAME_MAX];
+    char value[HP_MAX_PARAMS][64];
+} train_hpo_final;
+
+static int train_hpo_run_main(const train_hpo_args *a, config_template *cfg, train_hpo_final *fin) {
     FILE *out = a->out;
     char path[2 * CONFIG_PATH_LEN];
     snprintf(path, sizeof path, "%s/hpo_config.yaml", cfg->dir);
@@ -278,7 +292,7 @@ int train_hpo_run(const train_hpo_args *a, config_template *cfg) {
         fflush(out);
     }
     trainer_timing tm;
-    s = trainer_time_steps(cfg, a->train, a->val, TRAIN_HPO_STEPS, TRAIN_HPO_PREDS, 0, &tm);
+    s = trainer_time_steps(cfg, a->train, a->val, TRAIN_HPO_STEPS, TRAIN_HPO_PREDS, a->nthreads, &tm);
     if (s < 0) {
         fprintf(stderr, "ote train: --enable-hpo: timing the training steps: %s\n", ote_errmsg());
         return 1;
@@ -330,7 +344,8 @@ int train_hpo_run(const train_hpo_args *a, config_template *cfg) {
         if (recorded)
             fprintf(out, "HPO: subset_ratio, image_resize and max_iterations as recorded in %s/hpopt_status.json "
                          "(kept so that the search can be resumed or reused)\n", work);
-        fprintf(out, "HPO: time budget %.0f s ((R - 1) x one training - calibration), work dir %s\n", budget, work);
+        fprintf(out, "HPO: time budget %.0f s%s ((R - 1) x one training - calibration), work dir %s\n", budget,
+                dist_size() > 1 ? " wall clock" : "", work);
         fflush(out);
     }
 
@@ -355,6 +370,15 @@ int train_hpo_run(const train_hpo_args *a, config_template *cfg) {
     train_hpo_figs figs = {work, out, {0, 0}};
     opt.on_record = train_hpo_on_record;
     opt.on_record_ctx = &figs;
+    hpo_link link;
+    char extra[128];
+    if (dist_size() > 1) { /* parallel trials: what a worker's trial needs beyond the order */
+        hpo_dist_link(&link);
+        opt.link = &link;
+        snprintf(extra, sizeof extra, "{\"full_epochs\": %d, \"predict_seconds\": %.17g}", est.epochs,
+                 tm.predict_seconds);
+        opt.order_extra = extra;
+    }
     hpo_result res;
     double t0 = train_hpo_now();
     s = hpo_run(&eff, &opt, train_hpo_train_trial, &tc, &res);
@@ -390,6 +414,9 @@ int train_hpo_run(const train_hpo_args *a, config_template *cfg) {
             fprintf(stderr, "ote train: --enable-hpo: best value: %s\n", ote_errmsg());
             return 1;
         }
+        snprintf(fin->name[fin->n], sizeof fin->name[0], "%s", eff.space.p[i].name);
+        hp_format_value(&eff.space.p[i], res.best_values[i], fin->value[fin->n], sizeof fin->value[0]);
+        fin->n++;
     }
     if (out) {
         char d[1024];
@@ -401,4 +428,76 @@ int train_hpo_run(const train_hpo_args *a, config_template *cfg) {
         fflush(out);
     }
     return 0;
+}
+
+/* A worker rank's trial: the order's extra (full epochs, validation time) into the context first. */
+static int train_hpo_worker_trial(void *vctx, const hpo_trial *t, hpo_reporter *r) {
+    train_hpo_trial_ctx *c = vctx;
+    cJSON *x = t->extra ? cJSON_Parse(t->extra) : NULL;
+    const cJSON *fe = cJSON_GetObjectItemCaseSensitive(x, "full_epochs");
+    const cJSON *ps = cJSON_GetObjectItemCaseSensitive(x, "predict_seconds");
+    c->full_epochs = cJSON_IsNumber(fe) ? fe->valueint : 0;
+    c->predict_seconds = cJSON_IsNumber(ps) ? ps->valuedouble : 0;
+    cJSON_Delete(x);
+    return train_hpo_train_trial(vctx, t, r);
+}
+
+/* Ranks 1..N-1: serve trials, then take rank 0's outcome. */
+static int train_hpo_worker(const train_hpo_args *a, config_template *cfg) {
+    char path[2 * CONFIG_PATH_LEN];
+    snprintf(path, sizeof path, "%s/hpo_config.yaml", cfg->dir);
+    hpo_config hc;
+    int loaded = hpo_config_load(&hc, path) == 0; /* if not, rank 0 fails the same way and says so */
+    train_hpo_trial_ctx tc;
+    memset(&tc, 0, sizeof tc);
+    tc.a = a;
+    tc.cfg = cfg;
+    hpo_link link;
+    hpo_dist_link(&link);
+    char *payload = NULL;
+    int s = hpo_serve(&link, loaded ? &hc : NULL, train_hpo_worker_trial, &tc, a->out, &payload);
+    if (s < 0) {
+        fprintf(stderr, "ote train: --enable-hpo: rank %d: %s\n", dist_rank(), ote_errmsg());
+        dist_abort(1);
+    }
+    cJSON *j = payload ? cJSON_Parse(payload) : NULL;
+    free(payload);
+    const cJSON *rc = cJSON_GetObjectItemCaseSensitive(j, "rc"), *v;
+    int code = cJSON_IsNumber(rc) ? rc->valueint : 1;
+    cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(j, "values")) {
+        if (code == 0 && cJSON_IsString(v) && config_set(cfg, v->string, v->valuestring) < 0) {
+            fprintf(stderr, "ote train: --enable-hpo: rank %d: best value: %s\n", dist_rank(), ote_errmsg());
+            code = 1;
+        }
+    }
+    cJSON_Delete(j);
+    return code;
+}
+
+int train_hpo_run(const train_hpo_args *a, config_template *cfg) {
+    if (dist_size() > 1 && dist_rank() != 0) return train_hpo_worker(a, cfg);
+    train_hpo_final fin;
+    memset(&fin, 0, sizeof fin);
+    int rc = train_hpo_run_main(a, cfg, &fin);
+    if (dist_size() <= 1) return rc;
+    if (rc != 0 && rc != TRAIN_HPO_QUIT) { /* the message is out; end the workers wherever they are */
+        fflush(stdout);
+        fflush(stderr);
+        dist_abort(rc);
+    }
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "rc", rc);
+    cJSON *v = cJSON_AddObjectToObject(j, "values");
+    for (int i = 0; i < fin.n; i++) cJSON_AddStringToObject(v, fin.name[i], fin.value[i]);
+    char *text = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    hpo_link link;
+    hpo_dist_link(&link);
+    int s = text ? hpo_par_stop(&link, text) : ote_err(OTE_ENOMEM, "out of memory");
+    free(text);
+    if (s < 0) {
+        fprintf(stderr, "ote train: --enable-hpo: telling the other ranks: %s\n", ote_errmsg());
+        dist_abort(1);
+    }
+    return rc;
 }

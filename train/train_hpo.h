@@ -36,12 +36,21 @@ typedef struct train_hpo_args {
     hpo_resume resume;          /* --hpo-resume ask|yes|no */
     int interactive;            /* stdin is a terminal */
     FILE *out;                  /* stdout */
+    int nthreads;               /* OpenMP threads of the calibration and of every trial (0: default) */
 } train_hpo_args;
 
 /* Returned when the resume prompt got no valid answer: OTE then exits with status 0. */
 #define TRAIN_HPO_QUIT (-1)
 
-/* Runs the HPO phase; on 0, *cfg holds the best values (the final training's settings). Otherwise
+/* Under mpirun (dist_size() > 1; issue 18) every rank calls it: rank 0 calibrates, plans for
+ * dist_size() parallel workers, runs the search (hpo/hpo.h, parallel trials) and then sends every
+ * worker the outcome (the exit status and the values applied); the other ranks serve trials
+ * (hpo_serve) until then and return the same status with the same values in *cfg, so that the
+ * final training starts on every rank with one configuration. A failure on rank 0 other than the
+ * prompt's quit ends the whole job (dist_abort) after its message. Trials never use collectives
+ * (trainer_opts.data_parallel = 0); each rank trains its trial alone with `nthreads` threads.
+ *
+ * Runs the HPO phase; on 0, *cfg holds the best values (the final training's settings). Otherwise
  * returns the exit status for `ote train` (1 runtime error, 2 bad hpo_config.yaml / unknown
  * hyper-parameter name) or TRAIN_HPO_QUIT; the error line has been printed on stderr. */
 int train_hpo_run(const train_hpo_args *a, config_template *cfg);
