@@ -1,4 +1,4 @@
-/* bench_bnrelu.c - the fused BN(+ReLU6) layer (engine/bnrelu.h) against the oneDNN pair it can
+/* bench_bnrelu.c - the fused BN(+ReLU6) layer (engine/bnr.h) against the oneDNN pair it can
  * replace (bn_plan + eltwise_plan ReLU6, in place exactly as models/backbone.c's conv+BN blocks use
  * them: y = BN(x) then ReLU6 in place on y; backward ReLU6 then BN in place over the gradient).
  *
@@ -25,12 +25,12 @@
 #include <emmintrin.h>
 
 #include "engine/bn.h"
-#include "engine/bnrelu.h"
-#include "engine/ctx.h"
+#include "engine/bnr.h"
+#include "engine/eng.h"
 #include "engine/eltwise.h"
 #include "engine/rng.h"
 #include "tests/expect.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 
 
 static double now_ms(void) {

@@ -20,9 +20,9 @@
 
 #include "engine/arena.h"
 #include "engine/conv.h"
-#include "engine/ctx.h"
+#include "engine/eng.h"
 #include "engine/rng.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "engine/tensor.h"
 
 static double now(void) {

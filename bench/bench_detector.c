@@ -1,8 +1,8 @@
-/* bench_detector.c - training and inference speed of the MobileNetV2-ATSS detector (models/detector.h).
+/* bench_detector.c - training and inference speed of the MobileNetV2-ATSS detector (models/det.h).
  *
  *   bench_detector [--steps S] [--warmup W] [--classes C] [--only HxW] [--batch N] [--bn fused|onednn]
  *
- * --bn onednn trains BN + ReLU6 on oneDNN's primitives instead of the fused layer (engine/bnrelu.h).
+ * --bn onednn trains BN + ReLU6 on oneDNN's primitives instead of the fused layer (engine/bnr.h).
  *
  * For 320x320, 512x512 and 736x992 (H x W), batch 1 and 8 (or the --only / --batch subset), each
  * configuration runs in its own child process (fork), so the peak RSS (getrusage ru_maxrss) is
@@ -25,10 +25,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/ctx.h"
+#include "engine/eng.h"
 #include "engine/rng.h"
-#include "engine/status.h"
-#include "models/detector.h"
+#include "engine/ote.h"
+#include "models/det.h"
 
 static double now(void) {
     struct timespec t;
@@ -176,7 +176,7 @@ static void run_config(int n, int h, int w, int steps, int warmup, int classes, 
 }
 
 int main(int argc, char **argv) {
-    eng_omp_policy(argv); /* the wait policy `ote` runs with (engine/ctx.h) */
+    eng_omp_policy(argv); /* the wait policy `ote` runs with (engine/eng.h) */
     int steps = 5, warmup = 2, classes = 3, only_h = 0, only_w = 0, only_n = 0, bn_onednn = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);

@@ -15,12 +15,12 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "engine/add.h"
-#include "engine/ctx.h"
-#include "engine/groupnorm.h"
+#include "engine/eng.h"
+#include "engine/gn.h"
 #include "engine/rng.h"
 #include "engine/scale.h"
 #include "engine/sgd.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "engine/upsample.h"
 
 static double now_ms(void) {

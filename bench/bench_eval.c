@@ -10,7 +10,7 @@
 
 #include "data/eval.h"
 #include "engine/rng.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 
 static double now(void) {
     struct timespec t;

@@ -15,9 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/ctx.h"
+#include "engine/eng.h"
 #include "engine/rng.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "train/export.h"
 #include "train/onnx_model.h"
 

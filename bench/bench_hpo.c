@@ -32,9 +32,9 @@
 #include <time.h>
 
 #include "engine/rng.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "hpo/smbo.h"
-#include "hpo/space.h"
+#include "hpo/hp.h"
 
 #define MAX_D 8
 

@@ -23,8 +23,8 @@
 #include <time.h>
 
 #include "data/coco.h"
-#include "engine/status.h"
-#include "hpo/budget.h"
+#include "engine/ote.h"
+#include "hpo/plan.h"
 #include "hpo/hpo_config.h"
 #include "train/config.h"
 #include "train/train_hpo.h"

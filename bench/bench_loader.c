@@ -16,7 +16,7 @@
 
 #include "data/coco.h"
 #include "data/loader.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 
 static double now_s(void) {
     struct timespec t;

@@ -16,10 +16,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "data/augment.h"
-#include "engine/ctx.h"
-#include "engine/status.h"
-#include "models/detector.h"
+#include "data/aug.h"
+#include "engine/eng.h"
+#include "engine/ote.h"
+#include "models/det.h"
 #include "train/config.h"
 #include "train/schedule.h"
 #include "train/trainer.h"

@@ -4,7 +4,7 @@
 #   bench/contention.sh [BUILD_DIR=build]
 #   env: CONFIGS="320x320:1 320x320:8" RUNS=3 STEPS=5
 #        POLICIES="ote libgomp OMP_WAIT_POLICY=passive" (each: "ote" = what ote-c chooses by itself,
-#        engine/ctx.h eng_omp_policy; "libgomp" = libgomp's default spinning; or NAME=VALUE for the env)
+#        engine/eng.h eng_omp_policy; "libgomp" = libgomp's default spinning; or NAME=VALUE for the env)
 #
 # For each run r and each configuration: for each policy, bench_detector quiet, then the same with
 # a CPU-bound busy loop (one process, started and stopped here) beside it. Runs alternate

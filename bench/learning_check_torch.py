@@ -66,7 +66,7 @@ def batches(f):
 
 
 def init_like_ote(model, seed):
-    """mmdetection-style initialisation, the distributions models/detector.c draws from."""
+    """mmdetection-style initialisation, the distributions models/det.c draws from."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():

@@ -20,7 +20,7 @@
 #include <sys/stat.h>
 
 #include "engine/rng.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 
 /* ---------- small helpers ---------- */
 

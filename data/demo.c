@@ -10,9 +10,9 @@
 
 #include <cjson/cJSON.h>
 
-#include "data/image_io.h"
+#include "data/image.h"
 #include "engine/rng.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "io/atomic.h"
 
 enum { DEMO_RECT = 0, DEMO_ELLIPSE = 1, DEMO_TRIANGLE = 2 };

@@ -17,7 +17,7 @@
 #include <opencv2/imgproc.hpp>
 
 extern "C" {
-#include "engine/status.h"
+#include "engine/ote.h"
 }
 
 namespace {

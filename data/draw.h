@@ -8,7 +8,7 @@
  * black or white text (whichever contrasts more), so both stay readable on any background. Line
  * width and text size grow with the image's shorter side (2 px and the smallest readable font up
  * to ~1000 px; ground truth one pixel thinner).
- * Pixel layout as image_io.h: interleaved HWC RGB, row stride 3*w bytes. Every C++ exception is
+ * Pixel layout as image.h: interleaved HWC RGB, row stride 3*w bytes. Every C++ exception is
  * caught inside and becomes OTE_EINVAL.
  */
 #ifndef OTE_DRAW_H

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 
 void eval_dets_init(eval_dets *l) { memset(l, 0, sizeof *l); }
 

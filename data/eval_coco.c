@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 
 enum { T = EVAL_COCO_NIOU, R = EVAL_COCO_NREC, A = 4, M = 3 };
 

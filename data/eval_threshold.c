@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 
 /* Thresholds 0.025 * ti for ti = 1 .. EVAL_THRESHOLD_STEPS - 1. */
 enum { EVAL_THRESHOLD_STEPS = 40 };

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 
 void eval_voc_result_free(eval_voc_result *r) {
     free(r->cls);

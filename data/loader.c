@@ -1,4 +1,4 @@
-/* loader.c - batching and pthread prefetching over augment.c (see loader.h).
+/* loader.c - batching and pthread prefetching over aug.c (see loader.h).
  *
  * Owns: the batch slots (images, samples, box stores), the per-worker scratch (decoded image,
  * resized u8 buffer, box arrays), the epoch permutation and the threads.
@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "data/image_io.h"
-#include "engine/status.h"
+#include "data/image.h"
+#include "engine/ote.h"
 
 enum { SLOT_FREE = 0, SLOT_BUSY = 1, SLOT_READY = 2 };
 

@@ -1,6 +1,6 @@
 /* loader.h - batches of augmented images with pthread prefetching (train) or plain resizing (test).
  *
- * A data_loader reads images of a coco_dataset (which must outlive it), augments them (augment.h)
+ * A data_loader reads images of a coco_dataset (which must outlive it), augments them (aug.h)
  * and packs batches: float NCHW RGB/255 images zero-padded at the bottom/right to the largest H and
  * W of the batch, rounded up to a multiple of 32, plus per-image metadata and boxes. With
  * n_workers > 0, that many pthreads (never OpenMP; OpenCV limited to one thread) build whole
@@ -17,7 +17,7 @@
 
 #include <stdint.h>
 
-#include "data/augment.h"
+#include "data/aug.h"
 #include "data/coco.h"
 
 /* Largest batch a loader takes (templates and HPO values are checked against it when read). */

@@ -1,7 +1,7 @@
 /* dist.c - see dist.h. Compiled with OTE_HAVE_MPI (CMake option OTE_MPI) against Open MPI. */
 #include "dist/dist.h"
 
-#include "engine/status.h"
+#include "engine/ote.h"
 
 #include <stdint.h>
 #include <stdlib.h>

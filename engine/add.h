@@ -24,7 +24,7 @@
 
 #include <oneapi/dnnl/dnnl.h>
 
-#include "engine/ctx.h"
+#include "engine/eng.h"
 #include "engine/tensor.h"
 
 typedef struct add_plan {

@@ -6,8 +6,8 @@
 
 #include <oneapi/dnnl/dnnl.h>
 
-#include "engine/status.h"
-#include "engine/ctx.h"
+#include "engine/ote.h"
+#include "engine/eng.h"
 #include "engine/tensor.h"
 
 #define ARENA_ALIGN 64

@@ -10,7 +10,7 @@
 
 #include <oneapi/dnnl/dnnl.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 
 /* Appends {arg, mem} to a list of capacity `cap`. */
 static inline void args_push(dnnl_exec_arg_t *args, int *n, int cap, int arg, dnnl_memory_t mem) {

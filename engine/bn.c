@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "engine/args.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 
 bn_cfg bn_cfg_default(int c) {
     bn_cfg cfg = {c, 1e-5f, 0.1f};
@@ -95,7 +95,7 @@ static int bn_plan_init_impl(bn_plan *p, eng_ctx *e, bn_layer *l, const tensor *
         if (!dy || !same_shape(dy, x) || (dx && !same_shape(dx, x)))
             return ote_err(OTE_EINVAL, "bn plan: dy missing or dy/dx not shaped like x");
         if (!l->dgamma.mem) return ote_err(OTE_EINVAL, "bn plan: training plan for a layer without gradients");
-        if (l->frozen) return ote_err(OTE_EINVAL, "bn plan: frozen BN trains on the fused layer only (engine/bnrelu.h)");
+        if (l->frozen) return ote_err(OTE_EINVAL, "bn plan: frozen BN trains on the fused layer only (engine/bnr.h)");
         if (y == x || y->mem == x->mem)
             return ote_err(OTE_EINVAL, "bn plan: the training forward cannot run in place (backward needs x)");
         /* torch refuses this too ("Expected more than 1 value per channel when training"). */
@@ -183,7 +183,7 @@ int bn_plan_init(bn_plan *p, eng_ctx *e, bn_layer *l, const tensor *x, tensor *y
 
 int bn_forward(bn_plan *p, eng_ctx *e) {
     if (p->training && p->l->calibrate)
-        return ote_err(OTE_EINVAL, "bn forward: calibrate (bn.h) needs the fused layer (engine/bnrelu.h)");
+        return ote_err(OTE_EINVAL, "bn forward: calibrate (bn.h) needs the fused layer (engine/bnr.h)");
     CHECK(eng_exec(e, p->fwd, p->n_fwd_args, p->fwd_args, "bn forward"));
     if (!p->training) return OTE_OK;
     /* torch.nn.BatchNorm2d (CPU): running = m * stat + (1 - m) * running in double, with the

@@ -24,7 +24,7 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "engine/arena.h"
-#include "engine/ctx.h"
+#include "engine/eng.h"
 #include "engine/tensor.h"
 
 typedef struct bn_cfg {
@@ -39,7 +39,7 @@ typedef struct bn_layer {
     tensor run_mean, run_var;    /* (C) TL_X, params (no gradient; consecutive) */
     tensor dgamma, dbeta;        /* (C) TL_X, grads */
     tensor drun_mean, drun_var;  /* (C) TL_X, grads: placeholders that stay zero (layout parity) */
-    /* 1: the next fused training forward (engine/bnrelu.h) first sets gamma = sqrt(batch var + eps)
+    /* 1: the next fused training forward (engine/bnr.h) first sets gamma = sqrt(batch var + eps)
      * and beta = batch mean + beta, so it outputs x + old beta on that batch, then clears the flag.
      * For BN-folded pretrained weights imported as "identity + bias" (train/import_backbone.h):
      * training-mode BN would otherwise renormalise every channel to unit variance and discard the
@@ -47,7 +47,7 @@ typedef struct bn_layer {
      * first step and trains BN normally afterwards. The oneDNN path (bn_forward) refuses it. */
     int calibrate;
     /* 1: training with frozen statistics (mmdetection's norm_eval=True, BN in eval mode while the
-     * rest trains): the fused training layer (engine/bnrelu.h) normalises with the running
+     * rest trains): the fused training layer (engine/bnr.h) normalises with the running
      * statistics, leaves them unchanged, and its backward is the affine map's (dx = gamma*rstd*dy');
      * gamma and beta still get their gradients. Every sample is then independent of the others in
      * the batch (the data-parallel equivalence test relies on it). The oneDNN path refuses it. */

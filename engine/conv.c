@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "engine/args.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 
 int conv_out_size(int in, int k, int stride, int pad_before, int pad_after) {
     return (in + pad_before + pad_after - k) / stride + 1;

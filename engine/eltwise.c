@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "engine/args.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 
 int eltwise_layer_init(eltwise_layer *l, eng_ctx *e, const eltwise_cfg *cfg, arena *params, arena *grads) {
     (void)e, (void)params, (void)grads;

@@ -23,7 +23,7 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "engine/arena.h"
-#include "engine/ctx.h"
+#include "engine/eng.h"
 #include "engine/tensor.h"
 
 typedef enum eltwise_kind {

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 
 #if defined(__x86_64__) && !defined(__clang__)
 #define SCALE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))

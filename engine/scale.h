@@ -14,7 +14,7 @@
 #ifndef OTE_SCALE_H
 #define OTE_SCALE_H
 
-#include "engine/ctx.h"
+#include "engine/eng.h"
 #include "engine/tensor.h"
 
 typedef struct scale_layer {

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 
 #if defined(__x86_64__) && !defined(__clang__)
 #define SGD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -178,7 +178,7 @@ void sgd_free(sgd *o) {
     memset(o, 0, sizeof *o);
 }
 
-double lr_warmup(double base_lr, long iter, long warmup_iters, double ratio) {
+double sgd_lr_warmup(double base_lr, long iter, long warmup_iters, double ratio) {
     if (iter >= warmup_iters || warmup_iters <= 0) return base_lr;
     double k = (1.0 - (double)iter / (double)warmup_iters) * (1.0 - ratio);
     return base_lr * (1.0 - k);

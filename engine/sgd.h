@@ -65,6 +65,6 @@ void sgd_free(sgd *o);
 
 /* mmcv linear warm-up: base_lr * (1 - (1 - iter/warmup_iters) * (1 - ratio)) for
  * iter < warmup_iters, base_lr from then on (OTE: warmup_iters 200, ratio 1/3). */
-double lr_warmup(double base_lr, long iter, long warmup_iters, double ratio);
+double sgd_lr_warmup(double base_lr, long iter, long warmup_iters, double ratio);
 
 #endif

@@ -3,8 +3,8 @@
 
 #include <string.h>
 
-#include "engine/ctx.h"
-#include "engine/status.h"
+#include "engine/eng.h"
+#include "engine/ote.h"
 
 static int plan_md(eng_ctx *e, tensor *t, const dnnl_memory_desc_t *md, arena *a) {
     t->bytes = dnnl_memory_desc_get_size(md);

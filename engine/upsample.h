@@ -16,7 +16,7 @@
 #ifndef OTE_UPSAMPLE_H
 #define OTE_UPSAMPLE_H
 
-#include "engine/ctx.h"
+#include "engine/eng.h"
 #include "engine/tensor.h"
 
 typedef struct upsample_plan {

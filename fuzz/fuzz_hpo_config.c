@@ -13,7 +13,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static const char *const known[] = {"learning_parameters.learning_rate", "learning_parameters.batch_size",
                                         "learning_parameters.num_iters", NULL};
     (void)hpo_config_check_names(&c, known);
-    (void)hpo_algo_name(c.algo);
-    (void)hpo_early_stop_name(c.early_stop);
+    (void)hpo_config_algo_name(c.algo);
+    (void)hpo_config_early_stop_name(c.early_stop);
     return 0;
 }

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 
 #define SQRT5 2.23606797749979
 #define LOG_2PI 1.8378770664093453

@@ -15,7 +15,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "hpo/smbo.h"
 
 typedef struct hpo_par hpo_par;
@@ -149,7 +149,7 @@ int hpo_report(hpo_reporter *r, int epoch, double score, double seconds, long im
         snprintf(t->stop_reason, sizeof t->stop_reason, "non-finite score at epoch %d", epoch);
         return HPO_STOP_TRIAL;
     }
-    CHECK(hpo_trial_push(t, score, seconds, images));
+    CHECK(hpo_store_trial_push(t, score, seconds, images));
     const char *why = NULL;
     if (t->n >= st->cfg.max_iterations)
         why = "max_iterations";
@@ -163,7 +163,7 @@ int hpo_report(hpo_reporter *r, int epoch, double score, double seconds, long im
         if (elapsed + mean_epoch_seconds(t) > o->budget_seconds) why = "budget";
     }
     if (why) snprintf(t->stop_reason, sizeof t->stop_reason, "%s", why);
-    int s = o->work_dir ? hpo_trial_save(o->work_dir, st, t) : 0; /* a worker rank writes no file */
+    int s = o->work_dir ? hpo_store_trial_save(o->work_dir, st, t) : 0; /* a worker rank writes no file */
     if (s == 0 && r->par) s = par_service(r->par, 0); /* t may move: not used below */
     if (s < 0) {
         r->io_error = s;
@@ -349,11 +349,11 @@ static void trial_outcome(hpo_state *st, hpo_trial_rec *t, int rc, int failed, c
 static int run_trial(hpo_state *st, int ti, const hpo_options *o, hpo_train_fn train, void *ctx, int num_init,
                      double t0, double spent_before, hpo_par *par) {
     hpo_trial_rec *t = &st->t[ti];
-    hpo_trial_clear(t);
+    hpo_store_trial_clear(t);
     t->status = HPO_RUNNING;
     if (par) t->rank = 0;
-    CHECK(hpo_trial_save(o->work_dir, st, t));
-    CHECK(hpo_status_save(o->work_dir, st));
+    CHECK(hpo_store_trial_save(o->work_dir, st, t));
+    CHECK(hpo_store_save(o->work_dir, st));
     hpo_trial tr;
     trial_of(st, t, o->seed, &tr);
     hpo_reporter rep = {st, ti, o, num_init, t0, spent_before, now_of(o), 0, 0, par};
@@ -370,8 +370,8 @@ static int run_trial(hpo_state *st, int ti, const hpo_options *o, hpo_train_fn t
     if (rep.io_error < 0) return rep.io_error;
     trial_outcome(st, t, rc, rep.failed, rc < 0 ? ote_errmsg() : NULL);
     if (t->status == HPO_FAILED) say(o, "HPO trial %d failed: %s\n", t->id, t->stop_reason);
-    CHECK(hpo_trial_save(o->work_dir, st, t));
-    CHECK(hpo_status_save(o->work_dir, st));
+    CHECK(hpo_store_trial_save(o->work_dir, st, t));
+    CHECK(hpo_store_save(o->work_dir, st));
     if (o->on_record) o->on_record(o->on_record_ctx, st);
     return 0;
 }
@@ -424,7 +424,7 @@ static int next_trial(hpo_state *st, smbo *sm, const hpo_options *opt, int num_t
             return 1;
         }
     }
-    hpo_trial_rec *t = hpo_state_add(st);
+    hpo_trial_rec *t = hpo_store_state_add(st);
     if (!t) return ote_err(OTE_ENOMEM, "hpo: out of memory");
     memcpy(t->values, v, (size_t)d * sizeof *v);
     if (st->cfg.algo == HPO_ALGO_ASHA) t->bracket = t->id % st->cfg.num_brackets;
@@ -471,11 +471,11 @@ static int par_dispatch(hpo_par *p, int w) {
         return k < 0 ? k : 0;
     }
     hpo_trial_rec *t = &st->t[ti];
-    hpo_trial_clear(t);
+    hpo_store_trial_clear(t);
     t->status = HPO_RUNNING;
     t->rank = w;
-    CHECK(hpo_trial_save(o->work_dir, st, t));
-    CHECK(hpo_status_save(o->work_dir, st));
+    CHECK(hpo_store_trial_save(o->work_dir, st, t));
+    CHECK(hpo_store_save(o->work_dir, st));
     hpo_trial tr;
     trial_of(st, t, o->seed, &tr);
     cJSON *j = cJSON_CreateObject();
@@ -564,14 +564,14 @@ static int par_record(hpo_par *p, int src, const char *text) {
     p->busy[src] = -1;
     int rc = (int)jnumv(j, "rc", 0), failed = (int)jnumv(j, "failed", 0);
     hpo_trial_rec *t = &st->t[ti];
-    hpo_trial_clear(t);
+    hpo_store_trial_clear(t);
     const cJSON *sc = cJSON_GetObjectItemCaseSensitive(j, "scores");
     const cJSON *se = cJSON_GetObjectItemCaseSensitive(j, "seconds");
     const cJSON *im = cJSON_GetObjectItemCaseSensitive(j, "images");
     int n = cJSON_GetArraySize(sc), s = 0;
     for (int i = 0; i < n && s == 0; i++) {
         const cJSON *v = cJSON_GetArrayItem(sc, i), *e = cJSON_GetArrayItem(se, i), *m = cJSON_GetArrayItem(im, i);
-        s = hpo_trial_push(t, cJSON_IsNumber(v) ? v->valuedouble : (double)NAN, cJSON_IsNumber(e) ? e->valuedouble : 0,
+        s = hpo_store_trial_push(t, cJSON_IsNumber(v) ? v->valuedouble : (double)NAN, cJSON_IsNumber(e) ? e->valuedouble : 0,
                            cJSON_IsNumber(m) ? (long)m->valuedouble : 0);
     }
     snprintf(t->stop_reason, sizeof t->stop_reason, "%s", jstr(j, "reason"));
@@ -586,8 +586,8 @@ static int par_record(hpo_par *p, int src, const char *text) {
     trial_outcome(st, t, rc, failed, reason);
     if (t->status == HPO_FAILED) say(o, "HPO trial %d failed on rank %d: %s\n", t->id, src, t->stop_reason);
     else say(o, "HPO trial %d done on rank %d: %s %.4f after %d epochs\n", t->id, src, st->cfg.metric, t->score, t->n);
-    CHECK(hpo_trial_save(o->work_dir, st, t));
-    CHECK(hpo_status_save(o->work_dir, st));
+    CHECK(hpo_store_trial_save(o->work_dir, st, t));
+    CHECK(hpo_store_save(o->work_dir, st));
     if (o->on_record) o->on_record(o->on_record_ctx, st);
     p->res->trials_run++;
     return 0;
@@ -675,7 +675,7 @@ static int serve_trial(const hpo_link *l, const hpo_config *cfg, const cJSON *j,
     int s = 0;
     const cJSON *others = cJSON_GetObjectItemCaseSensitive(j, "others"), *e;
     cJSON_ArrayForEach(e, others) {
-        hpo_trial_rec *q = hpo_state_add(&st);
+        hpo_trial_rec *q = hpo_store_state_add(&st);
         if (!q) {
             s = ote_err(OTE_ENOMEM, "hpo: out of memory");
             break;
@@ -685,10 +685,10 @@ static int serve_trial(const hpo_link *l, const hpo_config *cfg, const cJSON *j,
         q->status = HPO_STOP;
         const cJSON *v;
         cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(e, "scores")) {
-            if (s == 0) s = hpo_trial_push(q, cJSON_IsNumber(v) ? v->valuedouble : (double)NAN, 0, 0);
+            if (s == 0) s = hpo_store_trial_push(q, cJSON_IsNumber(v) ? v->valuedouble : (double)NAN, 0, 0);
         }
     }
-    hpo_trial_rec *t = s == 0 ? hpo_state_add(&st) : NULL;
+    hpo_trial_rec *t = s == 0 ? hpo_store_state_add(&st) : NULL;
     if (s == 0 && !t) s = ote_err(OTE_ENOMEM, "hpo: out of memory");
     int ti = st.n - 1;
     if (s == 0) {
@@ -704,7 +704,7 @@ static int serve_trial(const hpo_link *l, const hpo_config *cfg, const cJSON *j,
         }
     }
     if (s < 0) {
-        hpo_state_free(&st);
+        hpo_store_state_free(&st);
         return s;
     }
     hpo_options lo;
@@ -743,7 +743,7 @@ static int serve_trial(const hpo_link *l, const hpo_config *cfg, const cJSON *j,
         cJSON_AddItemToArray(se, cJSON_CreateNumber(t->seconds[k]));
         cJSON_AddItemToArray(im, cJSON_CreateNumber((double)t->images[k]));
     }
-    hpo_state_free(&st);
+    hpo_store_state_free(&st);
     return serve_send(l, r);
 }
 
@@ -821,17 +821,17 @@ int hpo_run(const hpo_config *cfg, const hpo_options *opt, hpo_train_fn train, v
     if (num_init > num_trials) num_init = num_trials;
 
     void *old = NULL;
-    int s = hpo_status_read(dir, &old);
+    int s = hpo_store_read(dir, &old);
     if (s < 0) return s;
     int resume = 0, reuse = 0;
     if (s == 0) {
         char what[64] = "";
-        if (hpo_status_same_config(old, &st, what, sizeof what)) {
+        if (hpo_store_same_config(old, &st, what, sizeof what)) {
             say(opt, "HPO configuration changed ('%s' differs from %s/hpopt_status.json): rerunning HPO from scratch.\n",
                 what, dir);
             res->rerun_changed = 1;
         } else {
-            int complete = hpo_status_complete(old), yes = 1;
+            int complete = hpo_store_complete(old), yes = 1;
             say(opt, "Previous HPO results are found in %s.\n", dir);
             const char *what_yes = complete ? "Reusing previously found hyper-parameters" : "Resuming HPO";
             if (opt->resume == HPO_RESUME_NO) {
@@ -843,7 +843,7 @@ int hpo_run(const hpo_config *cfg, const hpo_options *opt, hpo_train_fn train, v
                 yes = ask(opt, complete ? "Do you want to reuse previously found hyper-parameters?"
                                         : "Do you want to resume HPO?");
                 if (yes < 0) {
-                    hpo_json_free(old);
+                    hpo_store_json_free(old);
                     return yes;
                 }
             } else {
@@ -854,37 +854,37 @@ int hpo_run(const hpo_config *cfg, const hpo_options *opt, hpo_train_fn train, v
                 else resume = 1;
             }
         }
-        if (resume || reuse) s = hpo_status_trials(dir, old, &st);
-        hpo_json_free(old);
+        if (resume || reuse) s = hpo_store_trials(dir, old, &st);
+        hpo_store_json_free(old);
         if (s < 0) {
-            hpo_state_free(&st);
+            hpo_store_state_free(&st);
             return s;
         }
     }
-    if (!resume && !reuse) CHECK(hpo_status_clear(dir));
+    if (!resume && !reuse) CHECK(hpo_store_clear(dir));
 
     double spent_before = 0;
     if (resume || reuse) {
         for (int i = 0; i < st.n; i++) {
             hpo_trial_rec *t = &st.t[i];
             if (t->status == HPO_STOP || t->status == HPO_FAILED) {
-                s = hpo_trial_load(dir, t);
+                s = hpo_store_trial_load(dir, t);
                 if (s == OTE_ESTATE) {
                     /* The trial file was moved aside; the status file goes too, so that the
                      * message's "run again to start a new search" is what happens. */
                     char msg[1024], sp[4200], dst[4200];
                     snprintf(msg, sizeof msg, "%s", ote_errmsg());
                     snprintf(sp, sizeof sp, "%s/hpopt_status.json", dir);
-                    if (hpo_move_aside(sp, dst, sizeof dst) == 0)
+                    if (hpo_store_move_aside(sp, dst, sizeof dst) == 0)
                         s = ote_err(OTE_ESTATE, "%s (hpopt_status.json moved aside to %s as well)", msg, dst);
                 }
                 if (s < 0) {
-                    hpo_state_free(&st);
+                    hpo_store_state_free(&st);
                     return s;
                 }
                 for (int k = 0; k < t->n; k++) spent_before += t->seconds[k] / par_workers(opt);
             } else if (resume) { /* interrupted or never started: rerun with the same values */
-                hpo_trial_clear(t);
+                hpo_store_trial_clear(t);
                 t->status = HPO_READY;
                 char p[4200];
                 snprintf(p, sizeof p, "%s/hpopt_trial_%d.json", dir, t->id);
@@ -899,16 +899,16 @@ int hpo_run(const hpo_config *cfg, const hpo_options *opt, hpo_train_fn train, v
         hpo_print_table(opt->out, &st);
         fill_result(&st, res);
         res->seconds = now_of(opt) - t0;
-        hpo_state_free(&st);
+        hpo_store_state_free(&st);
         return 0;
     }
     res->resumed = resume;
-    s = hpo_status_save(dir, &st);
+    s = hpo_store_save(dir, &st);
 
     smbo sm;
     if (s == 0) s = smbo_init(&sm, &st.cfg.space, st.cfg.algo == HPO_ALGO_ASHA ? INT_MAX : num_init, opt->seed);
     if (s < 0) {
-        hpo_state_free(&st);
+        hpo_store_state_free(&st);
         return s;
     }
     if (opt->link && opt->link->workers > 0) {
@@ -927,21 +927,21 @@ int hpo_run(const hpo_config *cfg, const hpo_options *opt, hpo_train_fn train, v
     smbo_free(&sm);
     if (s < 0) {
         fill_result(&st, res);
-        hpo_state_free(&st);
+        hpo_store_state_free(&st);
         return s;
     }
     st.best_id = find_best(&st);
     if (st.best_id < 0) {
-        hpo_status_save(dir, &st);
+        hpo_store_save(dir, &st);
         int n = st.n;
-        hpo_state_free(&st);
+        hpo_store_state_free(&st);
         return ote_err(OTE_ESTATE, "hpo: no trial produced a score (%d trials, all failed)", n);
     }
-    s = hpo_status_save(dir, &st);
+    s = hpo_store_save(dir, &st);
     if (s == 0 && opt->on_record) opt->on_record(opt->on_record_ctx, &st);
     if (s == 0) hpo_print_table(opt->out, &st);
     fill_result(&st, res);
     res->seconds = now_of(opt) - t0;
-    hpo_state_free(&st);
+    hpo_store_state_free(&st);
     return s;
 }

@@ -1,5 +1,5 @@
 /* hpo.h - the HPO driver: runs trials one after another through an objective callback, records
- * them (status.h), decides early stops (median stop, ASHA rungs, the wall-clock budget), handles
+ * them (store.h), decides early stops (median stop, ASHA rungs, the wall-clock budget), handles
  * resume / reuse / rerun, and prints OTE's result table.
  *
  * The callback trains one trial and calls hpo_report() after every epoch. hpo_report() returns
@@ -61,7 +61,7 @@
  *
  * Wiring for `ote train --enable-hpo` (tools/): hpo_config_load(<template dir>/hpo_config.yaml);
  * hpo_config_check_names(template names); time a few real steps -> train_seconds;
- * hpo_budget_from_config() + hpo_plan_budget() + hpo_plan_format() (print the plan) +
+ * hpo_plan_budget_from_config() + hpo_plan_budget() + hpo_plan_format() (print the plan) +
  * hpo_plan_apply(); options: work_dir = dirname(save_model_to)/hpo, defaults = template values in
  * hp_space order, full_dataset_size, budget_seconds ~ (R - 1) x train_seconds, interactive =
  * isatty(0); hpo_run() with a callback that trains t->max_epochs epochs on the seeded subset
@@ -75,7 +75,7 @@
 #include <stdio.h>
 
 #include "hpo/hpo_config.h"
-#include "hpo/status.h"
+#include "hpo/store.h"
 
 enum { HPO_CONTINUE = 0, HPO_STOP_TRIAL = 1 };
 typedef enum hpo_resume { HPO_RESUME_ASK = 0, HPO_RESUME_YES = 1, HPO_RESUME_NO = 2 } hpo_resume;

@@ -4,10 +4,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 
-const char *hpo_algo_name(hpo_algo a) { return a == HPO_ALGO_ASHA ? "asha" : "smbo"; }
-const char *hpo_early_stop_name(hpo_early_stop e) { return e == HPO_ES_MEDIAN ? "median_stop" : "None"; }
+const char *hpo_config_algo_name(hpo_algo a) { return a == HPO_ALGO_ASHA ? "asha" : "smbo"; }
+const char *hpo_config_early_stop_name(hpo_early_stop e) { return e == HPO_ES_MEDIAN ? "median_stop" : "None"; }
 
 static int get_pos_int(const yd_doc *d, const yd_node *m, const char *key, int *out, int min) {
     const yd_node *n = yd_map_get(m, key);

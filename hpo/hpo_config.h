@@ -14,7 +14,7 @@
 #ifndef OTE_HPO_CONFIG_H
 #define OTE_HPO_CONFIG_H
 
-#include "hpo/space.h"
+#include "hpo/hp.h"
 
 typedef enum hpo_algo { HPO_ALGO_SMBO = 0, HPO_ALGO_ASHA = 1 } hpo_algo;
 typedef enum hpo_early_stop { HPO_ES_NONE = 0, HPO_ES_MEDIAN = 1 } hpo_early_stop;
@@ -45,7 +45,7 @@ int hpo_config_parse(hpo_config *c, const char *text, const char *name);
  * '<name>' (known: a, b, ...)". */
 int hpo_config_check_names(const hpo_config *c, const char *const *known);
 
-const char *hpo_algo_name(hpo_algo a);          /* "smbo" / "asha" */
-const char *hpo_early_stop_name(hpo_early_stop e); /* "None" / "median_stop" */
+const char *hpo_config_algo_name(hpo_algo a);          /* "smbo" / "asha" */
+const char *hpo_config_early_stop_name(hpo_early_stop e); /* "None" / "median_stop" */
 
 #endif

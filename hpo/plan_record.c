@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "hpo/hpo.h"
-#include "hpo/status.h"
+#include "hpo/store.h"
 
 static int pr_number(const cJSON *j, const char *key, double *v) {
     const cJSON *n = cJSON_GetObjectItemCaseSensitive(j, key);
@@ -15,10 +15,10 @@ static int pr_number(const cJSON *j, const char *key, double *v) {
     return 1;
 }
 
-int hpo_recorded_plan(const char *dir, const hpo_config *c, long full_dataset_size, hpo_config *out) {
+int hpo_plan_record_load(const char *dir, const hpo_config *c, long full_dataset_size, hpo_config *out) {
     *out = *c;
     void *old = NULL;
-    int s = hpo_status_read(dir, &old);
+    int s = hpo_store_read(dir, &old);
     if (s != 0) return s < 0 ? s : 0;
     double subset = 0, resize = 0, iters = 0;
     int ok = pr_number(old, "subset_ratio", &subset) && pr_number(old, "image_resize", &resize) &&
@@ -35,7 +35,7 @@ int hpo_recorded_plan(const char *dir, const hpo_config *c, long full_dataset_si
         st.full_dataset_size = full_dataset_size;
         st.best_id = -1;
         char what[64];
-        ok = !hpo_status_same_config(old, &st, what, sizeof what);
+        ok = !hpo_store_same_config(old, &st, what, sizeof what);
         if (ok) {
             /* only the planned values are copied: hpo_run fills the other defaults itself */
             if (out->subset_ratio <= 0) out->subset_ratio = st.cfg.subset_ratio;
@@ -43,6 +43,6 @@ int hpo_recorded_plan(const char *dir, const hpo_config *c, long full_dataset_si
             if (out->max_iterations <= 0) out->max_iterations = st.cfg.max_iterations;
         }
     }
-    hpo_json_free(old);
+    hpo_store_json_free(old);
     return ok;
 }

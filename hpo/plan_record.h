@@ -10,7 +10,7 @@
  * adopted instead of a new plan. Consequence: changing --hpo-time-ratio alone does not invalidate
  * a recorded search (use --hpo-resume no to rerun).
  * Ownership: plain values; the status file is only read (a corrupt one is moved aside by
- * hpo_status_read, never overwritten).
+ * hpo_store_read, never overwritten).
  */
 #ifndef OTE_HPO_PLAN_RECORD_H
 #define OTE_HPO_PLAN_RECORD_H
@@ -21,6 +21,6 @@
  * recorded subset_ratio / image_resize / max_iterations filled into its open values; 0: no
  * usable record (absent or a different configuration; *out = c); OTE_ESTATE: dir/hpopt_status.json
  * is corrupt (moved aside; the message says where); OTE_EIO. */
-int hpo_recorded_plan(const char *dir, const hpo_config *c, long full_dataset_size, hpo_config *out);
+int hpo_plan_record_load(const char *dir, const hpo_config *c, long full_dataset_size, hpo_config *out);
 
 #endif

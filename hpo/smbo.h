@@ -39,7 +39,7 @@
 
 #include "engine/rng.h"
 #include "hpo/gp.h"
-#include "hpo/space.h"
+#include "hpo/hp.h"
 
 /* smbo_propose's return when no configuration that was not run yet exists */
 #define SMBO_EXHAUSTED 1

@@ -1,6 +1,6 @@
 /* trials_csv.c - hpo/trials.csv: one row per trial of the search, for people and spreadsheets,
- * written beside OTE's JSON records every time hpopt_status.json is (hpo_status_save), so the
- * two never disagree. See status.h for the columns.
+ * written beside OTE's JSON records every time hpopt_status.json is (hpo_store_save), so the
+ * two never disagree. See store.h for the columns.
  *
  * Owns nothing beyond one call. The file goes through atomic_write (io/atomic.h: temp + rename),
  * so a reader never sees half a table.
@@ -9,24 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "io/atomic.h"
-#include "hpo/space.h"
-#include "hpo/status.h"
-
-const char *hpo_status_name(int status) {
-    switch (status) {
-    case HPO_READY: return "ready";
-    case HPO_RUNNING: return "running";
-    case HPO_STOP: return "stop";
-    case HPO_CUDAOOM: return "cudaoom";
-    case HPO_NORESULT: return "noresult";
-    case HPO_PARTIALRESULT: return "partialresult";
-    case HPO_COMPLETERESULT: return "completeresult";
-    case HPO_FAILED: return "failed";
-    default: return "unknown";
-    }
-}
+#include "hpo/hp.h"
+#include "hpo/store.h"
 
 /* Appends s as one CSV field (RFC 4180: quoted when it holds a comma, quote or line break). */
 static size_t csv_field(char *buf, size_t at, size_t cap, const char *s) {
@@ -63,7 +49,7 @@ int hpo_trials_csv_save(const char *dir, const hpo_state *st) {
         }
         char score[40] = "";
         if (t->has_score) snprintf(score, sizeof score, "%.10g", t->score);
-        at += (size_t)snprintf(buf + at, cap - at, ",%s,%s,%d,%.3f,%d,", hpo_status_name(t->status), score, t->n, secs,
+        at += (size_t)snprintf(buf + at, cap - at, ",%s,%s,%d,%.3f,%d,", hpo_store_status_name(t->status), score, t->n, secs,
                                st->best_id == t->id);
         at = csv_field(buf, at, cap, t->stop_reason);
         at += (size_t)snprintf(buf + at, cap - at, "\n");

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 
 /* Releases a and removes its temporary (if any). */
 static void atomic_clear(atomic_file *a) {

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 
 /* ---------------------------------------------------------------- writer */
 

@@ -19,7 +19,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "io/bytes.h"
 #include "io/pickle.h"
 #include "io/zip.h"

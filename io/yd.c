@@ -17,7 +17,7 @@
 #include <string.h>
 #include <yaml.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 
 int yd_err(const yd_doc *d, int line, int code, const char *fmt, ...) {
     char msg[768];

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "io/bytes.h"
 
 #define ZIP_DOS_DATE 0x0021 /* 1980-01-01: fixed so the same content gives the same bytes */

@@ -2,7 +2,7 @@
  * so the f32 values are exact and equal mmdet's AnchorGenerator output bit for bit. */
 #include "models/anchors.h"
 
-#include "engine/status.h"
+#include "engine/ote.h"
 
 static int ceil_div(int a, int b) { return (a + b - 1) / b; }
 

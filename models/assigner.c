@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 
 #define ASSIGNER_NEG_INF (-100000000.0f) /* mmdet's -INF */
 

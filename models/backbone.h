@@ -25,11 +25,11 @@
 
 #include "engine/add.h"
 #include "engine/bn.h"
-#include "engine/bnrelu.h"
+#include "engine/bnr.h"
 #include "engine/conv.h"
 #include "engine/eltwise.h"
-#include "models/detector.h"
-#include "models/detector_impl.h"
+#include "models/det.h"
+#include "models/det_impl.h"
 #include "models/params.h"
 
 #define BACKBONE_UNITS 17

@@ -21,10 +21,10 @@
 
 #include "engine/conv.h"
 #include "engine/eltwise.h"
-#include "engine/groupnorm.h"
+#include "engine/gn.h"
 #include "engine/scale.h"
 #include "models/anchors.h"
-#include "models/detector_impl.h"
+#include "models/det_impl.h"
 #include "models/head_io.h"
 #include "models/params.h"
 

@@ -9,7 +9,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "engine/tensor.h"
 #include "models/coder.h"
 

@@ -23,8 +23,8 @@
 
 #include <stddef.h>
 
-#include "engine/ctx.h"
-#include "engine/status.h"
+#include "engine/eng.h"
+#include "engine/ote.h"
 #include "engine/tensor.h"
 
 #define MEMPLAN_MAX_SLOTS 6

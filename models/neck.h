@@ -20,7 +20,7 @@
 #include "engine/eltwise.h"
 #include "engine/upsample.h"
 #include "models/anchors.h"
-#include "models/detector_impl.h"
+#include "models/det_impl.h"
 #include "models/params.h"
 
 #define NECK_TAPS 3 /* backbone inputs C3, C4, C5 */

@@ -22,8 +22,8 @@
 #include "engine/conv.h"
 #include "engine/rng.h"
 #include "engine/sgd.h"
-#include "engine/status.h"
-#include "models/detector.h"
+#include "engine/ote.h"
+#include "models/det.h"
 
 #define PARAMS_MAX 400
 

@@ -38,7 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 
 static int expect_fails, expect_total;
 static int expect_cases_, expect_case_fails0_;

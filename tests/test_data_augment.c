@@ -10,10 +10,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "data/augment.h"
-#include "data/image_io.h"
+#include "data/aug.h"
+#include "data/image.h"
 #include "engine/rng.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "tests/expect.h"
 
 

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "data/coco.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "tests/expect.h"
 
 

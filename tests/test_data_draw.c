@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "data/draw.h"
-#include "data/image_io.h"
+#include "data/image.h"
 #include "tests/expect.h"
 
 enum { W = 320, H = 240 };

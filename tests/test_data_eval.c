@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "data/eval.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "tests/expect.h"
 
 

@@ -11,9 +11,9 @@
 #include <unistd.h>
 
 #include "data/coco.h"
-#include "data/image_io.h"
+#include "data/image.h"
 #include "data/loader.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "tests/expect.h"
 
 

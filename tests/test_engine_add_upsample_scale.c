@@ -9,10 +9,10 @@
 #include <string.h>
 
 #include "engine/add.h"
-#include "engine/ctx.h"
+#include "engine/eng.h"
 #include "engine/rng.h"
 #include "engine/scale.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "engine/upsample.h"
 #include "tests/act_check.h"
 #include "tests/expect.h"

@@ -1,4 +1,4 @@
-/* test_engine_bnrelu.c - the fused BN(+ReLU6) layer (engine/bnrelu.h) against
+/* test_engine_bnrelu.c - the fused BN(+ReLU6) layer (engine/bnr.h) against
  *   (1) a naive double-precision NCHW reference written here (two-pass mean/variance; the ReLU6
  *       mask taken from the layer's stored float y, 0 < y < 6, which is the layer's contract),
  *   (2) the oneDNN path on the same bn_layer (bn_plan + eltwise_plan ReLU6, in place as the
@@ -31,11 +31,11 @@
 #include <string.h>
 
 #include "engine/bn.h"
-#include "engine/bnrelu.h"
-#include "engine/ctx.h"
+#include "engine/bnr.h"
+#include "engine/eng.h"
 #include "engine/eltwise.h"
 #include "engine/rng.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "tests/act_check.h"
 #include "tests/alloc_count.h"
 #include "tests/expect.h"

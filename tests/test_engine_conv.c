@@ -17,8 +17,8 @@
 #include <string.h>
 
 #include "engine/conv.h"
-#include "engine/ctx.h"
-#include "engine/status.h"
+#include "engine/eng.h"
+#include "engine/ote.h"
 #include "tests/engine_check.h"
 #include "tests/expect.h"
 

@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/ctx.h"
+#include "engine/eng.h"
 #include "engine/eltwise.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "tests/engine_check.h"
 #include "tests/expect.h"
 

@@ -1,4 +1,4 @@
-/* test_engine_groupnorm.c - engine/groupnorm.c against (1) a naive double-precision NCHW
+/* test_engine_groupnorm.c - engine/gn.c against (1) a naive double-precision NCHW
  * reference, (2) central finite differences of that reference in double, and (3) torch.nn.GroupNorm
  * fixtures (tests/reference/gn_ref.py). Also checks zero padding of y/dx for C % 16 != 0, in-place
  * backward (dx aliases dy), numerics with |mean| >> std, and dgamma/dbeta accumulation when one
@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/ctx.h"
-#include "engine/groupnorm.h"
+#include "engine/eng.h"
+#include "engine/gn.h"
 #include "engine/rng.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "tests/act_check.h"
 #include "tests/expect.h"
 #include "tests/fixture.h"

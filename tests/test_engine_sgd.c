@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/ctx.h"
+#include "engine/eng.h"
 #include "engine/rng.h"
 #include "engine/sgd.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "tests/expect.h"
 #include "tests/fixture.h"
 
@@ -56,7 +56,7 @@ static void run_fixture(eng_ctx *e, const fx_file *f, const char *pre, float wd,
     const fx_array *lrs = fx_get(f, nm);
     double worst = 0, worst_lr = 0;
     for (int k = 0; k < 4; k++) {
-        double lr = lr_warmup(base_lr, k, 3, 1.0 / 3.0);
+        double lr = sgd_lr_warmup(base_lr, k, 3, 1.0 / 3.0);
         double elr = fabs(lr - lrs->v[k]) / lrs->v[k];
         if (elr > worst_lr) worst_lr = elr;
         snprintf(nm, sizeof nm, "%s_gw%d", pre, k);
@@ -77,7 +77,7 @@ static void run_fixture(eng_ctx *e, const fx_file *f, const char *pre, float wd,
         if (ew > worst) worst = ew;
         if (eb > worst) worst = eb;
     }
-    EXPECT_ERR(worst_lr, 1e-15, "run %s: lr_warmup matches the script's lr at it = 0..3, worst rel err", pre);
+    EXPECT_ERR(worst_lr, 1e-15, "run %s: sgd_lr_warmup matches the script's lr at it = 0..3, worst rel err", pre);
     int untouched = 1;
     for (int i = 0; i < 7; i++) untouched &= rs.data[i] == 42.0f + i;
     EXPECT(untouched, "run %s: non-registered tensor (BN running stat) untouched by 4 steps", pre);
@@ -115,7 +115,7 @@ static void run_large(eng_ctx *e) {
         for (int i = 0; i < sizes[t]; i++) p[t].data[i] = (float)rng_normal(&gen), rp[k++] = p[t].data[i];
     double worst = 0;
     for (int step = 0; step < 3; step++) {
-        double lr = lr_warmup(0.008, step, 200, 1.0 / 3.0);
+        double lr = sgd_lr_warmup(0.008, step, 200, 1.0 / 3.0);
         k = 0;
         for (int t = 0; t < NT; t++)
             for (int i = 0; i < sizes[t]; i++) {
@@ -158,15 +158,15 @@ int main(void) {
         fprintf(stderr, "eng_init: %s\n", ote_errmsg());
         return 1;
     }
-    expect_case("lr_warmup formula");
+    expect_case("sgd_lr_warmup formula");
     /* Warm-up (OTE: W = 200, ratio 1/3, base 0.008), values computed by hand from the mmcv rule. */
     const struct {
         long it;
         double want;
     } wu[] = {{0, 0.008 / 3.0}, {100, 0.008 * 2.0 / 3.0}, {199, 0.008 * (1.0 - 1.0 / 300.0)}, {200, 0.008}, {5000, 0.008}};
     for (int i = 0; i < 5; i++) {
-        double lr = lr_warmup(0.008, wu[i].it, 200, 1.0 / 3.0);
-        EXPECT_NEAR(lr, wu[i].want, 1e-15, "lr_warmup(0.008, it=%ld, W=200, 1/3)", wu[i].it);
+        double lr = sgd_lr_warmup(0.008, wu[i].it, 200, 1.0 / 3.0);
+        EXPECT_NEAR(lr, wu[i].want, 1e-15, "sgd_lr_warmup(0.008, it=%ld, W=200, 1/3)", wu[i].it);
     }
     const char *src = getenv("OTE_SRC");
     char path[1024];

@@ -1,11 +1,11 @@
-/* test_hpo_budget.c - the budget planner (hpo/budget.h) on a table of hand-computed cases plus
+/* test_hpo_budget.c - the budget planner (hpo/plan.h) on a table of hand-computed cases plus
  * properties of free plans (within budget, maximal, fixed values respected, monotone in R). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "engine/status.h"
-#include "hpo/budget.h"
+#include "engine/ote.h"
+#include "hpo/plan.h"
 #include "tests/expect.h"
 
 
@@ -156,7 +156,7 @@ int main(void) {
         c.subset_ratio = 0.4;
         c.max_iterations = 3;
         hpo_budget_in ci = {3600, 0.2, 4, 1000, 300, 0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, 0};
-        hpo_budget_from_config(&ci, &c);
+        hpo_plan_budget_from_config(&ci, &c);
         hpo_plan_budget(&ci, &p);
         hpo_plan_apply(&p, &c);
         EXPECT(ci.num_hyperparams == 2 && c.subset_ratio == 0.4 && c.max_iterations == 3 && c.num_trials == p.num_trials &&

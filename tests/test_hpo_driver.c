@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "hpo/hpo.h"
 #include "tests/expect.h"
 
@@ -140,7 +140,7 @@ static int csv_matches(const char *dir, const cJSON *st, char *why, size_t wn) {
         int ok = got == 8 && id == (int)get(e, "trial_id")->valuedouble &&
                  lr == get(c, "learning_parameters.learning_rate")->valuedouble &&
                  bs == get(c, "learning_parameters.batch_size")->valuedouble &&
-                 !strcmp(status, hpo_status_name((int)get(e, "status")->valuedouble)) &&
+                 !strcmp(status, hpo_store_status_name((int)get(e, "status")->valuedouble)) &&
                  (cJSON_IsNull(scj) ? scs[0] == 0 : fabs(score - scj->valuedouble) <= 1e-9 * fmax(1, fabs(score))) &&
                  e_n == ep && fabs(sec - secs) < 1e-3 && best == (bid && (int)bid->valuedouble == id);
         if (!ok) return snprintf(why, wn, "row %d '%s'", i, lines[i + 1]), 0;

@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "hpo/hpo.h"
 #include "tests/expect.h"
 

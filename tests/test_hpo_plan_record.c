@@ -1,4 +1,4 @@
-/* test_hpo_plan_record.c - hpo_recorded_plan (the planned values of an earlier search are adopted
+/* test_hpo_plan_record.c - hpo_plan_record_load (the planned values of an earlier search are adopted
  * only when everything else matches) and hpo_reporter_deadline (the budget's end seen from inside
  * a trial, with a fake clock and seconds carried over from kept trials). */
 #include <dirent.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "hpo/hpo.h"
 #include "hpo/plan_record.h"
 #include "tests/expect.h"
@@ -63,7 +63,7 @@ int main(void) {
     hpo_config out;
 
     /* no record */
-    int s = hpo_recorded_plan(dir, &base, 100, &out);
+    int s = hpo_plan_record_load(dir, &base, 100, &out);
     EXPECT(s == 0 && out.subset_ratio == 0 && out.max_iterations == 0, "absent status: no record (%d)", s);
 
     /* a planned search: 3 trials x 2 epochs, subset 0.35, resize 0.45; interrupted in trial 2 */
@@ -93,30 +93,30 @@ int main(void) {
             o.deadline[0], o.deadline[1]);
 
     /* the record is adopted by a config that leaves the planned values open */
-    s = hpo_recorded_plan(dir, &base, 100, &out);
+    s = hpo_plan_record_load(dir, &base, 100, &out);
     EXPECT(s == 1 && out.subset_ratio == 0.35 && out.image_resize == 0.45 && out.max_iterations == 2,
             "recorded plan adopted: %d subset %g resize %g iters %d", s, out.subset_ratio, out.image_resize,
             out.max_iterations);
     EXPECT(out.num_trials == 0, "num_trials stays open (not recorded): %d", out.num_trials);
 
     /* other dataset size, other hp_space, a fixed value that differs: no record */
-    s = hpo_recorded_plan(dir, &base, 101, &out);
+    s = hpo_plan_record_load(dir, &base, 101, &out);
     EXPECT(s == 0 && out.subset_ratio == 0, "another full_dataset_size: not adopted (%d)", s);
     hpo_config other = base;
     other.space.p[0].hi = 0.02;
-    s = hpo_recorded_plan(dir, &other, 100, &out);
+    s = hpo_plan_record_load(dir, &other, 100, &out);
     EXPECT(s == 0, "another hp_space range: not adopted (%d)", s);
     other = base;
     other.subset_ratio = 0.5;
-    s = hpo_recorded_plan(dir, &other, 100, &out);
+    s = hpo_plan_record_load(dir, &other, 100, &out);
     EXPECT(s == 0 && out.subset_ratio == 0.5, "a fixed subset_ratio that differs: not adopted (%d)", s);
     other = base;
     other.max_iterations = 2; /* fixed and equal to the record: still adopted */
-    s = hpo_recorded_plan(dir, &other, 100, &out);
+    s = hpo_plan_record_load(dir, &other, 100, &out);
     EXPECT(s == 1 && out.subset_ratio == 0.35 && out.max_iterations == 2, "a fixed value equal to the record: adopted (%d)", s);
 
     /* resume with the adopted plan: kept trials' seconds (2 trials x 2 epochs x 5 s) move the deadline */
-    s = hpo_recorded_plan(dir, &base, 100, &out);
+    s = hpo_plan_record_load(dir, &base, 100, &out);
     out.num_trials = 3;
     o.stop_after = -1;
     o.clock = 500;
@@ -143,7 +143,7 @@ int main(void) {
     FILE *f = fopen(p, "w");
     fputs("{\"search_algorithm\": \"smbo\", trunc", f);
     fclose(f);
-    s = hpo_recorded_plan(dir, &base, 100, &out);
+    s = hpo_plan_record_load(dir, &base, 100, &out);
     EXPECT(s == OTE_ESTATE && strstr(ote_errmsg(), "moved aside") != NULL, "corrupt status: OTE_ESTATE (%d: %s)", s,
             ote_errmsg());
     EXPECT(access(p, F_OK) != 0 && count_corrupt(dir) == 1, "corrupt status moved aside (%d copies)", count_corrupt(dir));

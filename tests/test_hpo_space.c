@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "io/yd.h"
 #include "hpo/hpo_config.h"
-#include "hpo/space.h"
+#include "hpo/hp.h"
 #include "tests/expect.h"
 
 

@@ -17,7 +17,7 @@
 
 #include "io/pth.h"
 #include "engine/rng.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "tests/expect.h"
 #include "tests/fixture.h"
 

@@ -24,7 +24,7 @@
 #include <string.h>
 
 #include "engine/rng.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "io/tfl.h"
 #include "tests/expect.h"
 #include "tests/fixture.h"

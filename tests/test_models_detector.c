@@ -36,10 +36,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/ctx.h"
-#include "engine/status.h"
+#include "engine/eng.h"
+#include "engine/ote.h"
 #include "engine/tensor.h"
-#include "models/detector.h"
+#include "models/det.h"
 #include "tests/expect.h"
 #include "tests/fixture.h"
 

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "engine/tensor.h"
 #include "models/assigner.h"
 #include "models/coder.h"

@@ -24,9 +24,9 @@
  * normaliser hook from the BatchNorm effect.
  */
 #include "dist/dist.h"
-#include "engine/ctx.h"
+#include "engine/eng.h"
 #include "engine/rng.h"
-#include "models/detector.h"
+#include "models/det.h"
 #include "tests/expect.h"
 
 #include <math.h>

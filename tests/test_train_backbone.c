@@ -16,11 +16,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/ctx.h"
+#include "engine/eng.h"
 #include "io/pth.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "io/tfl.h"
-#include "models/detector.h"
+#include "models/det.h"
 #include "tests/expect.h"
 #include "train/import_backbone.h"
 #include "train/weights.h"

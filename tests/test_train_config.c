@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "tests/expect.h"
 #include "train/config.h"
 #include "train/schedule.h"

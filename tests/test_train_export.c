@@ -17,9 +17,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/ctx.h"
+#include "engine/eng.h"
 #include "engine/rng.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "engine/tensor.h"
 #include "tests/expect.h"
 #include "train/export.h"

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "io/tfl.h"
 #include "train/import_backbone.h"
 #include "tests/expect.h"

@@ -1,5 +1,5 @@
 /* test_train_plots.c - the PNG figures of train/plots.c from synthetic data: each file exists,
- * decodes (OpenCV through data/image_io.h), has the documented size, is not blank (many distinct
+ * decodes (OpenCV through data/image.h), has the documented size, is not blank (many distinct
  * colours, ink in every panel), and a failure (unwritable path) is an error return naming the
  * file - the process survives PLplot's errors and can draw again afterwards. Also the metrics
  * writer (train/metrics.h) end to end without a detector: CSV header and rows, iteration buffer,
@@ -15,9 +15,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "data/image_io.h"
-#include "engine/status.h"
-#include "hpo/space.h"
+#include "data/image.h"
+#include "engine/ote.h"
+#include "hpo/hp.h"
 #include "tests/expect.h"
 #include "train/metrics.h"
 #include "train/plots.h"
@@ -146,7 +146,7 @@ static void test_figures(const char *dir) {
     st.cfg.space.n = 2;
     st.best_id = -1;
     for (int i = 0; i < 12; i++) {
-        hpo_trial_rec *t = hpo_state_add(&st);
+        hpo_trial_rec *t = hpo_store_state_add(&st);
         ASSERT(t);
         double lr = exp(log(0.0005) + (log(0.05) - log(0.0005)) * fmod(0.618 * i + 0.1, 1.0));
         double bs = 2 * (1 + (i * 5) % 8);
@@ -156,8 +156,8 @@ static void test_figures(const char *dir) {
         t->has_score = i != 5;
         t->score = 0.6 - 0.08 * pow(log10(lr) + 2.2, 2) - 0.01 * fabs(log2(bs) - 3);
         t->bracket = -1;
-        hpo_trial_push(t, t->score * 0.8, 10, 100);
-        hpo_trial_push(t, t->score, 10, 200);
+        hpo_store_trial_push(t, t->score * 0.8, 10, 100);
+        hpo_store_trial_push(t, t->score, 10, 200);
     }
     snprintf(p, sizeof p, "%s/history.png", dir);
     s = plots_hpo_history(p, &st);
@@ -182,7 +182,7 @@ static void test_figures(const char *dir) {
     for (int i = 0; i < st.n; i++) st.t[i].has_score = 0;
     snprintf(p, sizeof p, "%s/history_none.png", dir);
     EXPECT(plots_hpo_history(p, &st) == 0, "history.png with no scored trial drawn");
-    hpo_state_free(&st);
+    hpo_store_state_free(&st);
 
     /* an unwritable target: an error naming it, not an exit; drawing works again afterwards */
     snprintf(p, sizeof p, "%s/no/such/dir/curves.png", dir);

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "io/pth.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "tests/expect.h"
 #include "train/weights.h"
 

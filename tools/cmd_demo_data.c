@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "data/demo.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "tools/commands.h"
 
 static void demo_usage(FILE *f) {

@@ -15,7 +15,7 @@
 
 #include "data/coco.h"
 #include "data/eval.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "tools/commands.h"
 #include "train/config.h"
 #include "train/trainer.h"

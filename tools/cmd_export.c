@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "io/pth.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "tools/commands.h"
 #include "train/config.h"
 #include "train/export.h"

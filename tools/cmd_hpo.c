@@ -27,7 +27,7 @@
 #include <unistd.h>
 
 #include "dist/dist.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "hpo/hpo.h"
 #include "train/hpo_dist.h"
 #include "tools/commands.h"

@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 
 #include "io/pth.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "io/tfl.h"
 #include "tools/commands.h"
 #include "train/import_backbone.h"

@@ -21,7 +21,7 @@
 
 #include "data/coco.h"
 #include "io/pth.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "tools/commands.h"
 #include "train/config.h"
 #include "train/predict.h"

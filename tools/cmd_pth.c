@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "io/pth.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "tools/commands.h"
 
 static uint64_t cmd_pth_fnv1a(const void *p, size_t n) {

@@ -30,7 +30,7 @@
 #include "dist/dist.h"
 #include "data/eval.h"
 #include "dist/dist.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "tools/cmd_train_resume.h"
 #include "tools/commands.h"
 #include "train/config.h"

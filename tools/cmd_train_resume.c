@@ -6,7 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 
 /* "3 of 5 epochs done" */
 static void train_resume_progress(const resume_state *rs, char *buf, size_t n) {

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/ctx.h"
-#include "engine/status.h"
+#include "engine/eng.h"
+#include "engine/ote.h"
 #include "dist/dist.h"
 #include "tools/commands.h"
 

@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "dist/dist.h"
-#include "engine/ctx.h"
-#include "engine/status.h"
+#include "engine/eng.h"
+#include "engine/ote.h"
 #include "tools/commands.h"
 
 static const struct {
@@ -40,7 +40,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-    eng_omp_policy(argv); /* engine/ctx.h: may re-execute with GOMP_SPINCOUNT set */
+    eng_omp_policy(argv); /* engine/eng.h: may re-execute with GOMP_SPINCOUNT set */
     if (argc < 2) {
         usage(stderr);
         return 2;

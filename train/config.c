@@ -15,7 +15,7 @@
 #include <strings.h>
 
 #include "data/loader.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "io/yd.h"
 
 static const char *const config_top_keys[] = {

@@ -23,8 +23,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/ctx.h"
-#include "engine/status.h"
+#include "engine/eng.h"
+#include "engine/ote.h"
 #include "io/atomic.h"
 #include "onnx/onnx.pb-c.h"
 #include "train/trainer.h"
@@ -249,7 +249,7 @@ static const char *gb_conv(gb *b, const char *x, const char *name, const float *
     const char *in[3] = {x, wn, bn};
     int64_t p = k / 2, pads[4] = {p, p, p, p};
     if (tf_same && stride == 2 && k == 3) {
-        /* TF "SAME" on even inputs: all padding after (models/detector.c det_conv_cfg) */
+        /* TF "SAME" on even inputs: all padding after (models/det.c det_conv_cfg) */
         pads[0] = pads[1] = 0, pads[2] = pads[3] = 1;
     }
     return gb_out(gb_conv_node(b, in, bias ? 3 : 2, NULL, k, stride, pads, group));

@@ -34,7 +34,7 @@
 
 #include "io/pth.h"
 #include "models/anchors.h"
-#include "models/detector.h"
+#include "models/det.h"
 #include "train/config.h"
 
 #define EXPORT_ONNX_OPSET 10

@@ -4,7 +4,7 @@
 #include <time.h>
 
 #include "dist/dist.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 
 static int hpo_dist_send(void *ctx, int dest, const char *text, size_t len) {
     (void)ctx;

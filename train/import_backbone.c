@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 
 /* torchvision's inverted-residual settings expanded to the 17 units: (in, expansion, out,
  * stride, stage, unit). Stage/unit follow pytorchcv's grouping (spec-detector.md §2a). */

@@ -14,7 +14,7 @@
 #include <opencv2/dnn.hpp>
 
 extern "C" {
-#include "engine/status.h"
+#include "engine/ote.h"
 }
 
 struct onnx_dnn {

@@ -1,7 +1,7 @@
 /* onnx_dnn.h - an ONNX model run by OpenCV's dnn module, behind a plain C API (the dnn shim).
  *
  * train/onnx_dnn.cpp is the only user of opencv2/dnn; no OpenCV type crosses this header. It
- * lives in train/ beside the ONNX writer (train/export.c) rather than in data/ (image_io.cpp, the
+ * lives in train/ beside the ONNX writer (train/export.c) rather than in data/ (image.cpp, the
  * imgcodecs shim): it runs a model, not a file format of the data pipeline, and its one caller is
  * the exported-model backend (train/onnx_model.h), which ties it to models/postprocess.
  * Every C++ exception is caught inside and becomes a negative OTE_E* status naming the file.

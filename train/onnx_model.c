@@ -4,15 +4,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "data/image_io.h"
-#include "engine/status.h"
+#include "data/image.h"
+#include "engine/ote.h"
 #include "models/postprocess.h"
 
 int onnx_model_open(onnx_model *m, const char *path, int nthreads) {
     memset(m, 0, sizeof *m);
     snprintf(m->path, sizeof m->path, "%s", path);
     m->nthreads = nthreads;
-    image_io_opencv_threads(nthreads); /* before any loader thread decodes (image_io.h) */
+    image_io_opencv_threads(nthreads); /* before any loader thread decodes (image.h) */
     CHECK(export_read_meta(path, &m->meta));
     CHECK(anchors_grid_init(&m->grid, m->meta.input_h, m->meta.input_w));
     m->anchors = malloc((size_t)m->grid.total * 4 * sizeof *m->anchors);

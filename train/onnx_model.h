@@ -10,7 +10,7 @@
 #define OTE_ONNX_MODEL_H
 
 #include "models/anchors.h"
-#include "models/detector.h"
+#include "models/det.h"
 #include "models/head_io.h"
 #include "train/export.h"
 #include "train/onnx_dnn.h"

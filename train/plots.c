@@ -20,10 +20,10 @@
 #include <unistd.h>
 
 #include "engine/rng.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "io/atomic.h"
 #include "hpo/gp.h"
-#include "hpo/space.h"
+#include "hpo/hp.h"
 
 enum { PC_BG = 0, PC_INK = 1, PC_GRID = 2, PC_FIRST = 3, PC_N = 10, PC_FAINT = PC_FIRST + PC_N };
 

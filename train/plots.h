@@ -14,7 +14,7 @@
 #define OTE_PLOTS_H
 
 #include "data/eval.h"
-#include "hpo/status.h"
+#include "hpo/store.h"
 #include "train/metrics.h"
 
 /* Figure sizes in pixels (tests check them). */

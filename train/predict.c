@@ -20,8 +20,8 @@
 
 #include "data/draw.h"
 #include "data/eval.h"
-#include "data/image_io.h"
-#include "engine/status.h"
+#include "data/image.h"
+#include "engine/ote.h"
 #include "train/export.h"
 #include "train/trainer.h"
 #include "train/weights.h"

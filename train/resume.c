@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "train/weights.h"
 
 static const char *const resume_stops[] = {"done", "early", "callback", "deadline"};

@@ -18,7 +18,7 @@
  *     best.{map,epoch,confidence_threshold};
  *     sgd.{steps,momentum,weight_decay};
  *     rng.{seed,next_pass,scheme}: the data order and augmentation are counter-based
- *       (data/augment.h aug_rng(seed, pass, image, stream)), so the seed and the next loader pass
+ *       (data/aug.h aug_rng(seed, pass, image, stream)), so the seed and the next loader pass
  *       are the whole random state; nothing else in a training step draws random numbers;
  *     threads: OpenMP threads of the run (bit-identical results need the same count);
  *     data.{train,val}.{images,boxes,fingerprint}: FNV-1a 64 of the categories, image file names
@@ -38,7 +38,7 @@
 
 #include "data/coco.h"
 #include "io/pth.h"
-#include "models/detector.h"
+#include "models/det.h"
 #include "train/config.h"
 #include "train/schedule.h"
 

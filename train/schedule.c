@@ -89,5 +89,5 @@ int schedule_early_stop_update(schedule_early_stop *s, double m, long iter) {
 }
 
 double schedule_lr(const schedule_plateau *p, long iter) {
-    return lr_warmup(p->lr, iter, p->warmup_iters, 1.0 / 3.0);
+    return sgd_lr_warmup(p->lr, iter, p->warmup_iters, 1.0 / 3.0);
 }

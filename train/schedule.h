@@ -10,7 +10,7 @@
 #ifndef OTE_SCHEDULE_H
 #define OTE_SCHEDULE_H
 
-#include "data/augment.h"
+#include "data/aug.h"
 
 /* OTE's adaptive repeat for n_train images and max_epochs (= num_iters):
  * repeat = max(round(30 * e^(-0.002 N)), 1), epochs = ceil(max_epochs / repeat); when that gives a

@@ -16,8 +16,8 @@
 #include <cjson/cJSON.h>
 
 #include "dist/dist.h"
-#include "engine/status.h"
-#include "hpo/budget.h"
+#include "engine/ote.h"
+#include "hpo/plan.h"
 #include "hpo/plan_record.h"
 #include "train/hpo_dist.h"
 #include "train/plots.h"
@@ -210,7 +210,7 @@ int train_hpo_plan(const config_template *cfg, const coco_dataset *train, const 
     bi->epoch_images = train_hpo_epoch_images;
     bi->epoch_ctx = (void *)(uintptr_t)cfg;
     bi->workers = dist_size(); /* under mpirun: every rank runs trials (hpo/hpo.h) */
-    hpo_budget_from_config(bi, eff);
+    hpo_plan_budget_from_config(bi, eff);
     return hpo_plan_budget(bi, plan);
 }
 
@@ -278,7 +278,7 @@ static int train_hpo_run_main(const train_hpo_args *a, config_template *cfg, tra
     hpo_config eff = hc;
     int recorded = 0;
     if (a->resume != HPO_RESUME_NO) {
-        recorded = hpo_recorded_plan(work, &hc, n_train, &eff);
+        recorded = hpo_plan_record_load(work, &hc, n_train, &eff);
         if (recorded < 0) {
             fprintf(stderr, "ote train: --enable-hpo: %s\n", ote_errmsg());
             return 1;

@@ -23,7 +23,7 @@
 #include <stdio.h>
 
 #include "data/coco.h"
-#include "hpo/budget.h"
+#include "hpo/plan.h"
 #include "hpo/hpo.h"
 #include "train/config.h"
 #include "train/trainer.h"

@@ -14,9 +14,9 @@
 
 #include "data/loader.h"
 #include "dist/dist.h"
-#include "engine/ctx.h"
-#include "engine/status.h"
-#include "models/detector.h"
+#include "engine/eng.h"
+#include "engine/ote.h"
+#include "models/det.h"
 #include "train/export.h"
 #include "train/metrics.h"
 #include "train/onnx_model.h"

@@ -31,7 +31,7 @@
 #include "data/eval.h"
 #include "data/loader.h"
 #include "io/pth.h"
-#include "models/detector.h"
+#include "models/det.h"
 #include "train/config.h"
 
 /* One epoch's report (for HPO and logs). */

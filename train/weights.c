@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "io/atomic.h"
 #include "io/tfl.h"
 #include "train/import_backbone.h"

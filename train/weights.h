@@ -31,7 +31,7 @@
 
 #include "data/coco.h"
 #include "io/pth.h"
-#include "models/detector.h"
+#include "models/det.h"
 #include "train/config.h"
 
 /* --save-model-to P -> the weights path (P if it ends in .pth, else P/weights.pth) and its

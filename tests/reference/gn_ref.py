@@ -3,7 +3,7 @@
 Run with /usr/bin/python3 (Debian torch 1.13, CPU, float32). Writes
 tests/reference/fixtures/gn_ref.fx with, per case prefix (a: N=2 C=64 G=32 H=6 W=5,
 b: N=3 C=20 G=10 H=4 W=7): x, gamma, beta, dy (inputs) and y, dx, dgamma, dbeta (torch outputs),
-all NCHW float32. The C test feeds the inputs to engine/groupnorm.c and compares.
+all NCHW float32. The C test feeds the inputs to engine/gn.c and compares.
 """
 import os
 import sys

@@ -1,4 +1,4 @@
-/* bnrelu.c - fused BatchNorm (+ ReLU6) forward/backward on blocked (nChw8c / nChw16c) f32 with OpenMP (see bnrelu.h).
+/* bnr.c - fused BatchNorm (+ ReLU6) forward/backward on blocked (nChw8c / nChw16c) f32 with OpenMP (see bnr.h).
  *
  * Each pass is one parallel region that walks groups of channel blocks; per group:
  *   1. the thread's share of the group's units (a fixed contiguous range): per-lane partial sums of
@@ -15,14 +15,14 @@
  * output) and the whole tensor is one group. Tensors under BNR_SERIAL_FLOATS (16 KB)
  * run on the calling thread: there fork/join would cost more than the work.
  * The hot kernels are compiled for AVX-512, AVX2 and baseline x86-64 (target_clones, as
- * groupnorm.c) because the project builds without -march.
+ * gn.c) because the project builds without -march.
  *
  * Bit-identity of the ReLU6 mask: forward and backward both form the pre-activation with
  * bnr_pre() from the same float coefficients. The project compiles as ISO C11 (-std=c11), where
  * GCC does not contract a*b+c into an FMA (-ffp-contract=off), so vector, scalar and every clone
  * round identically; bnr_mask_mismatches() lets the tests verify it.
  */
-#include "engine/bnrelu.h"
+#include "engine/bnr.h"
 
 #include <math.h>
 #include <omp.h>
@@ -30,7 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 
 #define BNR_RUN 32        /* pixels summed in float (half per accumulator set) before double */
 #define BNR_MIN_CHUNK 64  /* pixels: smaller chunks cost more in bookkeeping than they balance */

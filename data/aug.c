@@ -1,16 +1,16 @@
-/* augment.c - MinIoURandomCrop, resize, flip and normalisation of one sample (see augment.h).
+/* aug.c - MinIoURandomCrop, resize, flip and normalisation of one sample (see aug.h).
  *
  * Pure functions over caller-owned buffers; owns nothing. Numbers follow mmdetection 2.x's
  * transforms.py (MinIoURandomCrop, Resize keep_ratio=False, RandomFlip, Normalize) and mmcv's
  * imresize / imnormalize, as restated in spec-detector.md §1.
  */
-#include "data/augment.h"
+#include "data/aug.h"
 
 #include <math.h>
 #include <string.h>
 
-#include "data/image_io.h"
-#include "engine/status.h"
+#include "data/image.h"
+#include "engine/ote.h"
 
 static const aug_size aug_default_sizes[5] = {{992, 736}, {896, 736}, {1088, 736}, {992, 672}, {992, 800}};
 

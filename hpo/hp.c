@@ -1,14 +1,14 @@
-/* space.c - search-space parsing, [0,1] encoding, quantisation and Python-style printing.
- * See space.h for the types and the rounding rules (hpopt v0.1.0 behaviour, spec §4.4).
+/* hp.c - search-space parsing, [0,1] encoding, quantisation and Python-style printing.
+ * See hp.h for the types and the rounding rules (hpopt v0.1.0 behaviour, spec §4.4).
  */
-#include "hpo/space.h"
+#include "hpo/hp.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 
 static const char *const type_names[] = {"uniform", "quniform", "loguniform", "qloguniform", "choice"};
 

@@ -1,4 +1,4 @@
-/* augment.h - training / test-time augmentation of one image and its boxes (spec-detector.md §1).
+/* aug.h - training / test-time augmentation of one image and its boxes (spec-detector.md §1).
  *
  * Train: MinIoURandomCrop -> resize without keeping the ratio to one of the configured sizes ->
  * horizontal flip (p = 0.5) -> normalise to float CHW (x = RGB * (1/255), mean 0, std 255).
@@ -9,8 +9,8 @@
  * draws share one global generator).
  * Boxes are (n, 4) float xyxy arrays in pixels of the current image; labels travel alongside.
  */
-#ifndef OTE_AUGMENT_H
-#define OTE_AUGMENT_H
+#ifndef OTE_AUG_H
+#define OTE_AUG_H
 
 #include <stdint.h>
 

@@ -1,6 +1,6 @@
-/* status.c - hpopt_status.json / hpopt_trial_<id>.json writing (atomic), loading (validated) and
- * comparison of configurations for resume. See status.h for the layout. */
-#include "hpo/status.h"
+/* store.c - hpopt_status.json / hpopt_trial_<id>.json writing (atomic), loading (validated) and
+ * comparison of configurations for resume. See store.h for the layout. */
+#include "hpo/store.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -13,10 +13,24 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "io/atomic.h"
 
-void hpo_trial_clear(hpo_trial_rec *t) {
+const char *hpo_store_status_name(int status) {
+    switch (status) {
+    case HPO_READY: return "ready";
+    case HPO_RUNNING: return "running";
+    case HPO_STOP: return "stop";
+    case HPO_CUDAOOM: return "cudaoom";
+    case HPO_NORESULT: return "noresult";
+    case HPO_PARTIALRESULT: return "partialresult";
+    case HPO_COMPLETERESULT: return "completeresult";
+    case HPO_FAILED: return "failed";
+    default: return "unknown";
+    }
+}
+
+void hpo_store_trial_clear(hpo_trial_rec *t) {
     free(t->scores);
     free(t->median);
     free(t->seconds);
@@ -29,14 +43,14 @@ void hpo_trial_clear(hpo_trial_rec *t) {
     t->stop_reason[0] = 0;
 }
 
-void hpo_state_free(hpo_state *st) {
-    for (int i = 0; i < st->n; i++) hpo_trial_clear(&st->t[i]);
+void hpo_store_state_free(hpo_state *st) {
+    for (int i = 0; i < st->n; i++) hpo_store_trial_clear(&st->t[i]);
     free(st->t);
     st->t = NULL;
     st->n = st->cap = 0;
 }
 
-hpo_trial_rec *hpo_state_add(hpo_state *st) {
+hpo_trial_rec *hpo_store_state_add(hpo_state *st) {
     if (st->n == st->cap) {
         int cap = st->cap ? 2 * st->cap : 16;
         hpo_trial_rec *nt = realloc(st->t, (size_t)cap * sizeof *nt);
@@ -53,7 +67,7 @@ hpo_trial_rec *hpo_state_add(hpo_state *st) {
     return t;
 }
 
-int hpo_trial_push(hpo_trial_rec *t, double score, double seconds, long images) {
+int hpo_store_trial_push(hpo_trial_rec *t, double score, double seconds, long images) {
     if (t->n == t->cap) {
         int cap = t->cap ? 2 * t->cap : 8;
         double *a = realloc(t->scores, (size_t)cap * sizeof *a);
@@ -131,7 +145,7 @@ static int name_cmp(const void *a, const void *b) {
 static cJSON *config_json(const hpo_state *st, int raw) {
     const hpo_config *c = &st->cfg;
     cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "search_algorithm", hpo_algo_name(c->algo));
+    cJSON_AddStringToObject(j, "search_algorithm", hpo_config_algo_name(c->algo));
     cJSON *sp = cJSON_AddObjectToObject(j, "search_space");
     for (int i = 0; i < c->space.n; i++) {
         const hp_param *p = &c->space.p[i];
@@ -147,7 +161,7 @@ static cJSON *config_json(const hpo_state *st, int raw) {
     cJSON_AddItemToObject(j, "subset_ratio", jnum_r(c->subset_ratio, raw));
     cJSON_AddItemToObject(j, "image_resize", jnum_r(c->image_resize, raw));
     if (c->algo == HPO_ALGO_SMBO) {
-        cJSON_AddStringToObject(j, "early_stop", hpo_early_stop_name(c->early_stop));
+        cJSON_AddStringToObject(j, "early_stop", hpo_config_early_stop_name(c->early_stop));
         cJSON_AddNumberToObject(j, "max_iterations", c->max_iterations);
     } else {
         cJSON_AddNumberToObject(j, "max_iterations", c->max_iterations);
@@ -159,7 +173,7 @@ static cJSON *config_json(const hpo_state *st, int raw) {
     return j;
 }
 
-int hpo_status_save(const char *dir, const hpo_state *st) {
+int hpo_store_save(const char *dir, const hpo_state *st) {
     cJSON *j = config_json(st, 1);
     cJSON *cl = cJSON_AddArrayToObject(j, "config_list");
     const hp_space *sp = &st->cfg.space;
@@ -191,7 +205,7 @@ int hpo_status_save(const char *dir, const hpo_state *st) {
     return s;
 }
 
-int hpo_trial_save(const char *dir, const hpo_state *st, const hpo_trial_rec *t) {
+int hpo_store_trial_save(const char *dir, const hpo_state *st, const hpo_trial_rec *t) {
     (void)st;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "status", t->status);
@@ -219,7 +233,7 @@ int hpo_trial_save(const char *dir, const hpo_state *st, const hpo_trial_rec *t)
     return s;
 }
 
-int hpo_move_aside(const char *path, char *out, size_t out_size) {
+int hpo_store_move_aside(const char *path, char *out, size_t out_size) {
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
@@ -265,7 +279,7 @@ static char *read_all(const char *path, int *absent) {
 
 static int corrupt(const char *path, const char *why) {
     char dst[4200] = "";
-    int s = hpo_move_aside(path, dst, sizeof dst);
+    int s = hpo_store_move_aside(path, dst, sizeof dst);
     if (s < 0)
         return ote_err(OTE_ESTATE, "%s: corrupt (%s) and could not be moved aside; remove it to start over", path, why);
     return ote_err(OTE_ESTATE, "%s: corrupt (%s); moved aside to %s; run again to start a new search", path, why, dst);
@@ -309,7 +323,7 @@ static const char *validate_status(const cJSON *j) {
     return NULL;
 }
 
-int hpo_status_read(const char *dir, void **old) {
+int hpo_store_read(const char *dir, void **old) {
     *old = NULL;
     char path[4096];
     snprintf(path, sizeof path, "%s/hpopt_status.json", dir);
@@ -334,9 +348,9 @@ int hpo_status_read(const char *dir, void **old) {
     return 0;
 }
 
-void hpo_json_free(void *j) { cJSON_Delete(j); }
+void hpo_store_json_free(void *j) { cJSON_Delete(j); }
 
-int hpo_status_same_config(const void *old, const hpo_state *cur, char *what, size_t what_size) {
+int hpo_store_same_config(const void *old, const hpo_state *cur, char *what, size_t what_size) {
     cJSON *now = config_json(cur, 0);
     const cJSON *o = old;
     int differs = 0;
@@ -354,18 +368,18 @@ int hpo_status_same_config(const void *old, const hpo_state *cur, char *what, si
     return differs;
 }
 
-int hpo_status_complete(const void *old) {
+int hpo_store_complete(const void *old) {
     const cJSON *b = cJSON_GetObjectItemCaseSensitive((const cJSON *)old, "best_config_id");
     return b && cJSON_IsNumber(b);
 }
 
-int hpo_status_trials(const char *dir, const void *old, hpo_state *cur) {
+int hpo_store_trials(const char *dir, const void *old, hpo_state *cur) {
     char path[4096];
     snprintf(path, sizeof path, "%s/hpopt_status.json", dir);
     const cJSON *cl = cJSON_GetObjectItemCaseSensitive((const cJSON *)old, "config_list"), *e;
     const hp_space *sp = &cur->cfg.space;
     cJSON_ArrayForEach(e, cl) {
-        hpo_trial_rec *t = hpo_state_add(cur);
+        hpo_trial_rec *t = hpo_store_state_add(cur);
         if (!t) return ote_err(OTE_ENOMEM, "hpo: out of memory");
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "config");
         for (int k = 0; k < sp->n; k++) {
@@ -383,7 +397,7 @@ int hpo_status_trials(const char *dir, const void *old, hpo_state *cur) {
     return 0;
 }
 
-int hpo_trial_load(const char *dir, hpo_trial_rec *t) {
+int hpo_store_trial_load(const char *dir, hpo_trial_rec *t) {
     char path[4096];
     snprintf(path, sizeof path, "%s/hpopt_trial_%d.json", dir, t->id);
     int absent;
@@ -402,14 +416,14 @@ int hpo_trial_load(const char *dir, hpo_trial_rec *t) {
     int n = cJSON_GetArraySize(sc);
     double keep_score = t->score;
     int keep_has = t->has_score;
-    hpo_trial_clear(t);
+    hpo_store_trial_clear(t);
     t->score = keep_score;
     t->has_score = keep_has;
     for (int i = 0; i < n; i++) {
         const cJSON *v = cJSON_GetArrayItem(sc, i);
         const cJSON *s = cJSON_IsArray(se) ? cJSON_GetArrayItem(se, i) : NULL;
         const cJSON *m = cJSON_IsArray(im) ? cJSON_GetArrayItem(im, i) : NULL;
-        int st = hpo_trial_push(t, cJSON_IsNumber(v) ? v->valuedouble : (double)NAN, cJSON_IsNumber(s) ? s->valuedouble : 0,
+        int st = hpo_store_trial_push(t, cJSON_IsNumber(v) ? v->valuedouble : (double)NAN, cJSON_IsNumber(s) ? s->valuedouble : 0,
                                 cJSON_IsNumber(m) ? (long)m->valuedouble : 0);
         if (st < 0) {
             cJSON_Delete(j);
@@ -424,7 +438,7 @@ int hpo_trial_load(const char *dir, hpo_trial_rec *t) {
     return 0;
 }
 
-int hpo_status_clear(const char *dir) {
+int hpo_store_clear(const char *dir) {
     DIR *d = opendir(dir);
     if (!d) return errno == ENOENT ? 0 : ote_err(OTE_EIO, "%s: cannot list: %s", dir, strerror(errno));
     struct dirent *e;

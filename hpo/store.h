@@ -1,4 +1,4 @@
-/* status.h - the HPO records on disk: hpopt_status.json and hpopt_trial_<id>.json (hpopt v0.1.0
+/* store.h - the HPO records on disk: hpopt_status.json and hpopt_trial_<id>.json (hpopt v0.1.0
  * layout, spec-ote-hpo.md §5) and their in-memory form.
  *
  * hpopt_status.json keys in write order: search_algorithm, search_space {name: {type, range}},
@@ -23,8 +23,8 @@
  * reported as OTE_ESTATE; it is never silently overwritten.
  * Ownership: hpo_state owns its trial array and each trial's per-epoch arrays.
  */
-#ifndef OTE_HPO_STATUS_H
-#define OTE_HPO_STATUS_H
+#ifndef OTE_HPO_STORE_H
+#define OTE_HPO_STORE_H
 
 #include <stddef.h>
 
@@ -64,16 +64,16 @@ typedef struct hpo_state {
     int best_id;                  /* -1 until the search has ended */
 } hpo_state;
 
-void hpo_state_free(hpo_state *st);
+void hpo_store_state_free(hpo_state *st);
 /* Appends a trial (id = position); NULL on allocation failure. */
-hpo_trial_rec *hpo_state_add(hpo_state *st);
+hpo_trial_rec *hpo_store_state_add(hpo_state *st);
 /* Appends one report to a trial (keeps the running mean in median[]). 0 or OTE_ENOMEM. */
-int hpo_trial_push(hpo_trial_rec *t, double score, double seconds, long images);
-void hpo_trial_clear(hpo_trial_rec *t);
+int hpo_store_trial_push(hpo_trial_rec *t, double score, double seconds, long images);
+void hpo_store_trial_clear(hpo_trial_rec *t);
 
 /* Writes hpopt_status.json and then trials.csv (hpo_trials_csv_save). */
-int hpo_status_save(const char *dir, const hpo_state *st);
-int hpo_trial_save(const char *dir, const hpo_state *st, const hpo_trial_rec *t);
+int hpo_store_save(const char *dir, const hpo_state *st);
+int hpo_store_trial_save(const char *dir, const hpo_state *st, const hpo_trial_rec *t);
 
 /* dir/trials.csv (trials_csv.c): a header, then one row per trial in id order:
  *   trial_id, <each hp_space name in its order: the value as hpopt_status.json prints it>,
@@ -83,26 +83,26 @@ int hpo_trial_save(const char *dir, const hpo_state *st, const hpo_trial_rec *t)
  * Written atomically. */
 int hpo_trials_csv_save(const char *dir, const hpo_state *st);
 /* "ready", "running", "stop", ..., "failed"; "unknown" otherwise. */
-const char *hpo_status_name(int status);
+const char *hpo_store_status_name(int status);
 
 /* Loads dir/hpopt_status.json. Returns 1 if absent, 0 if loaded into *old (cJSON tree, caller
- * deletes with hpo_json_free), OTE_ESTATE if corrupt (the file has been moved aside). */
-int hpo_status_read(const char *dir, void **old);
-void hpo_json_free(void *j);
+ * deletes with hpo_store_json_free), OTE_ESTATE if corrupt (the file has been moved aside). */
+int hpo_store_read(const char *dir, void **old);
+void hpo_store_json_free(void *j);
 /* Compares the configuration keys of an old status with the current state. 0 same; 1 differs
  * (`what` gets the first differing key). */
-int hpo_status_same_config(const void *old, const hpo_state *cur, char *what, size_t what_size);
+int hpo_store_same_config(const void *old, const hpo_state *cur, char *what, size_t what_size);
 /* Has the old run finished (best_config_id present)? */
-int hpo_status_complete(const void *old);
+int hpo_store_complete(const void *old);
 /* Fills cur's trials from the old config_list (values by parameter name). OTE_ESTATE if an entry
  * does not fit the current space (the file is then moved aside). */
-int hpo_status_trials(const char *dir, const void *old, hpo_state *cur);
+int hpo_store_trials(const char *dir, const void *old, hpo_state *cur);
 /* Loads the per-epoch arrays of trial t from its file. 1 if the file is absent, 0 ok, OTE_ESTATE
  * if corrupt (moved aside). */
-int hpo_trial_load(const char *dir, hpo_trial_rec *t);
+int hpo_store_trial_load(const char *dir, hpo_trial_rec *t);
 /* Removes hpopt_status.json and every hpopt_trial_*.json in dir. */
-int hpo_status_clear(const char *dir);
+int hpo_store_clear(const char *dir);
 /* Renames a bad file to "<path>.corrupt-<UTC timestamp>"; writes the new name into out. */
-int hpo_move_aside(const char *path, char *out, size_t out_size);
+int hpo_store_move_aside(const char *path, char *out, size_t out_size);
 
 #endif

@@ -1,11 +1,11 @@
-/* budget.c - the planner of budget.h (formula and procedure documented there). */
-#include "hpo/budget.h"
+/* plan.c - the planner of plan.h (formula and procedure documented there). */
+#include "hpo/plan.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 
 #define Z_STEP 0.05
 
@@ -161,7 +161,7 @@ int hpo_plan_format(const hpo_plan *p, long n, int w, int h, char *buf, int size
                     p->over_budget ? "; even this minimal plan exceeds the requested ratio" : "");
 }
 
-void hpo_budget_from_config(hpo_budget_in *in, const hpo_config *c) {
+void hpo_plan_budget_from_config(hpo_budget_in *in, const hpo_config *c) {
     in->fixed_trials = c->num_trials;
     in->fixed_epochs = c->max_iterations;
     in->fixed_subset = c->subset_ratio;

@@ -1,5 +1,5 @@
-/* status.c - the thread-local error message behind ote_err(). */
-#include "engine/status.h"
+/* ote.c - the thread-local error message behind ote_err(). */
+#include "engine/ote.h"
 
 #include <stdarg.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* bnrelu.h - fused BatchNorm (+ ReLU6) training layer: a hand-written OpenMP kernel on blocked f32
+/* bnr.h - fused BatchNorm (+ ReLU6) training layer: a hand-written OpenMP kernel on blocked f32
  * that replaces the oneDNN pair bn_plan + eltwise_plan (engine/bn.h, engine/eltwise.h) on the SAME
  * bn_layer, so a model can switch per block without touching its parameters.
  *
@@ -34,11 +34,11 @@
  * Invariants: x != y (the backward reads x); dx may alias dy; C need not be a multiple of 16: padded
  * lanes never enter the statistics and are written as exact zeros in y and dx.
  */
-#ifndef OTE_BNRELU_H
-#define OTE_BNRELU_H
+#ifndef OTE_BNR_H
+#define OTE_BNR_H
 
 #include "engine/bn.h"
-#include "engine/ctx.h"
+#include "engine/eng.h"
 #include "engine/tensor.h"
 
 typedef struct bnr_plan {

@@ -1,13 +1,13 @@
-/* image_io.h - image decoding and bilinear resizing behind a plain C API (the OpenCV shim).
+/* image.h - image decoding and bilinear resizing behind a plain C API (the OpenCV shim).
  *
- * data/image_io.cpp is the only C++ file and the only OpenCV user in the project; no OpenCV type
+ * data/image.cpp is the only C++ file and the only OpenCV user in the project; no OpenCV type
  * crosses this header. Every C++ exception is caught inside and becomes a negative OTE_E* status
  * whose message names the file. OpenCV is limited to one thread (cv::setNumThreads(1), once), so
  * prefetch threads never oversubscribe the cores the OpenMP compute pool uses.
  * Pixel layout everywhere: interleaved HWC, RGB channel order, row stride in elements.
  */
-#ifndef OTE_IMAGE_IO_H
-#define OTE_IMAGE_IO_H
+#ifndef OTE_IMAGE_H
+#define OTE_IMAGE_H
 
 #include <stddef.h>
 #include <stdint.h>

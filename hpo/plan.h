@@ -1,4 +1,4 @@
-/* budget.h - the HPO budget planner: from the time of one plain training run and the ratio R,
+/* plan.h - the HPO budget planner: from the time of one plain training run and the ratio R,
  * choose the number of trials, epochs per trial, subset_ratio and image_resize.
  *
  * Meaning of R (DESIGN.md §5, OTE tutorial): the whole run (HPO + final training) should take
@@ -40,8 +40,8 @@
  * ceil(T / W) (trials run in waves of W), and Tmax = 20 x W x parameters (OTE's max_trials counts
  * parallelism). W <= 1 is the single-process plan, number for number.
  */
-#ifndef OTE_HPO_BUDGET_H
-#define OTE_HPO_BUDGET_H
+#ifndef OTE_HPO_PLAN_H
+#define OTE_HPO_PLAN_H
 
 #include <stddef.h>
 
@@ -80,7 +80,7 @@ typedef struct hpo_plan {
 
 /* Copies the values hpo_config.yaml fixes (num_trials, max_iterations, subset_ratio, image_resize)
  * and the number of searched parameters into `in`. */
-void hpo_budget_from_config(hpo_budget_in *in, const hpo_config *c);
+void hpo_plan_budget_from_config(hpo_budget_in *in, const hpo_config *c);
 /* Writes the plan into the config's open values (those that were 0); fixed ones stay. */
 void hpo_plan_apply(const hpo_plan *p, hpo_config *c);
 

@@ -1,4 +1,4 @@
-/* ctx.h - the oneDNN execution context shared by every layer.
+/* eng.h - the oneDNN execution context shared by every layer.
  *
  * Owns the oneDNN CPU engine and stream, the primitive attribute that puts every primitive in
  * user-scratchpad mode, and the one scratchpad buffer all primitives share (we run one primitive
@@ -10,8 +10,8 @@
  * (`ref:`) implementations unless explicitly allowed and counts creations, so tests can prove a
  * training step creates none.
  */
-#ifndef OTE_CTX_H
-#define OTE_CTX_H
+#ifndef OTE_ENG_H
+#define OTE_ENG_H
 
 #include <stddef.h>
 

@@ -1,4 +1,4 @@
-/* space.h - the HPO search space: OTE/hpopt parameter types, their [0,1] encoding for the
+/* hp.h - the HPO search space: OTE/hpopt parameter types, their [0,1] encoding for the
  * surrogate, decoding with quantisation, clean printing and duplicate detection.
  *
  * Types and range lists (hpopt v0.1.0, spec-ote-hpo.md §4.4):
@@ -20,8 +20,8 @@
  * Encoding: u = (x - lo) / (hi - lo), in log space for log types; choice index i -> (i + 0.5) / n.
  * Ownership: hp_space owns its parameter array.
  */
-#ifndef OTE_HPO_SPACE_H
-#define OTE_HPO_SPACE_H
+#ifndef OTE_HPO_HP_H
+#define OTE_HPO_HP_H
 
 #include <stddef.h>
 

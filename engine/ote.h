@@ -1,4 +1,4 @@
-/* status.h - error codes, error messages and the always-on ASSERT.
+/* ote.h - error codes, error messages and the always-on ASSERT.
  *
  * Library code never exits. A function that can fail for an environmental reason (missing file,
  * malformed input, out of memory, a oneDNN error) returns a negative OTE_E* code and records a
@@ -7,8 +7,8 @@
  * by tools/. Broken invariants use ASSERT, which is compiled in every build and aborts with
  * file:line.
  */
-#ifndef OTE_STATUS_H
-#define OTE_STATUS_H
+#ifndef OTE_OTE_H
+#define OTE_OTE_H
 
 #include <stdio.h>
 #include <stdlib.h>

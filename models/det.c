@@ -1,5 +1,5 @@
-/* detector.c - the MobileNetV2-ATSS detector (spec-detector.md §2-§4, §7, §8a, §11): ties the
- * components together behind models/detector.h.
+/* det.c - the MobileNetV2-ATSS detector (spec-detector.md §2-§4, §7, §8a, §11): ties the
+ * components together behind models/det.h.
  *
  *   image --backbone.c--> C3, C4, C5 --neck.c--> P3..P7 --head.c--> cls, reg, ctr per level
  *         --assigner.c + losses.c--> losses and head-output gradients --(reverse)--> parameter grads
@@ -21,7 +21,7 @@
  * forward_inference primitives. The post-processing (models/postprocess.c) allocates its own
  * scratch per image.
  */
-#include "models/detector.h"
+#include "models/det.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -29,10 +29,10 @@
 
 #include "engine/rng.h"
 #include "engine/sgd.h"
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "models/assigner.h"
 #include "models/backbone.h"
-#include "models/detector_impl.h"
+#include "models/det_impl.h"
 #include "models/head.h"
 #include "models/losses.h"
 #include "models/memplan.h"
@@ -81,7 +81,7 @@ struct detector {
 };
 
 /* ------------------------------------------------------------------------------------------ */
-/* Helpers shared with the components (detector_impl.h) */
+/* Helpers shared with the components (det_impl.h) */
 
 conv_cfg det_conv_cfg(int ic, int oc, int k, int stride, int groups, int bias, int tf_pad) {
     conv_cfg c;

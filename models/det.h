@@ -1,4 +1,4 @@
-/* detector.h - the MobileNetV2-ATSS detector API (contract between models/ and tools/).
+/* det.h - the MobileNetV2-ATSS detector API (contract between models/ and tools/).
  *
  * A detector owns its parameters, gradients and optimiser state (one block each; DESIGN.md §2)
  * and a cache of plans, one per input shape (N, H, W). Plans share one saved-activation block and
@@ -11,15 +11,15 @@
  * `bbox_head.cls_convs.0.gn.weight`, `bbox_head.scales.0.scale`; BN running statistics and
  * `num_batches_tracked` are listed as buffers.
  *
- * Implementation: detector.c ties together backbone.c (MobileNetV2), neck.c (FPN), head.c (ATSS
- * head), params.c (parameter store) and memplan.c (activation memory), sharing detector_impl.h.
+ * Implementation: det.c ties together backbone.c (MobileNetV2), neck.c (FPN), head.c (ATSS
+ * head), params.c (parameter store) and memplan.c (activation memory), sharing det_impl.h.
  */
-#ifndef OTE_DETECTOR_H
-#define OTE_DETECTOR_H
+#ifndef OTE_DET_H
+#define OTE_DET_H
 
 #include <stdint.h>
 
-#include "engine/ctx.h"
+#include "engine/eng.h"
 #include "models/anchors.h"
 #include "models/head_io.h"
 
@@ -34,7 +34,7 @@ typedef struct det_cfg {
     int tf_padding;       /* 1: TF "SAME" asymmetric padding on stride-2 convs (TFLite weights) */
     uint64_t seed;        /* parameter initialisation */
     int bn_onednn;        /* 1: training BN (+ReLU6) on oneDNN's bn + eltwise primitives; 0 (default):
-                           * the fused hand-written layer engine/bnrelu.h (fewer memory passes, same
+                           * the fused hand-written layer engine/bnr.h (fewer memory passes, same
                            * maths). Kept for comparison (bench_detector --bn onednn). */
     int bn_frozen;        /* 1: every BatchNorm trains with frozen statistics (mmdetection's norm_eval:
                            * the running statistics normalise and stay unchanged; gamma/beta train;

@@ -1,4 +1,4 @@
-/* groupnorm.c - GroupNorm forward/backward on blocked (nChw8c / nChw16c) f32 with OpenMP (see groupnorm.h).
+/* gn.c - GroupNorm forward/backward on blocked (nChw8c / nChw16c) f32 with OpenMP (see gn.h).
  *
  * Each pass is two sweeps over the tensor, both parallel over (n, channel block):
  *   1. per-lane partial sums of one channel block (a "stats" kernel), then a tiny serial step
@@ -15,14 +15,14 @@
  * The hot kernels are compiled for AVX-512, AVX2 and baseline x86-64 (target_clones) because the
  * project builds without -march; the loader picks one at start-up.
  */
-#include "engine/groupnorm.h"
+#include "engine/gn.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 
 #define GN_CHUNK 32 /* pixels summed in float before adding into double */
 

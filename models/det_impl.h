@@ -1,19 +1,19 @@
-/* detector_impl.h - what the detector's component files (backbone.c, neck.c, head.c) share with
- * detector.c; private to models/, not API.
+/* det_impl.h - what the detector's component files (backbone.c, neck.c, head.c) share with
+ * det.c; private to models/, not API.
  *
  * det_planner is the context of one plan being built: the batch shape and mode, the memory planner
  * that places each tensor (models/memplan.h) and the FLOP counter. Components plan their tensors and
- * primitives through it in forward order; detector.c owns it for the duration of the build.
+ * primitives through it in forward order; det.c owns it for the duration of the build.
  *
  * Shape comments in the component headers write activation layouts as nChw<B>c: f32 blocked by
  * B channels, B = the engine context's channel block (eng_ctx.blk: 16 on AVX-512, 8 on AVX2;
  * engine/tensor.h).
  */
-#ifndef OTE_DETECTOR_IMPL_H
-#define OTE_DETECTOR_IMPL_H
+#ifndef OTE_DET_IMPL_H
+#define OTE_DET_IMPL_H
 
 #include "engine/conv.h"
-#include "engine/ctx.h"
+#include "engine/eng.h"
 #include "models/memplan.h"
 
 #define DET_FPN_CH 64 /* channels of every FPN level and of the head towers (spec §3-§4) */

@@ -1,6 +1,6 @@
-/* ctx.c - oneDNN engine/stream/scratchpad management and guarded primitive creation. */
+/* eng.c - oneDNN engine/stream/scratchpad management and guarded primitive creation. */
 #define _POSIX_C_SOURCE 200809L
-#include "engine/ctx.h"
+#include "engine/eng.h"
 
 #include <oneapi/dnnl/dnnl_debug.h>
 #include <omp.h>
@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/status.h"
+#include "engine/ote.h"
 
 static const char *dnnl_status_name(dnnl_status_t st) {
     switch (st) {

@@ -1,4 +1,4 @@
-/* groupnorm.h - GroupNorm (forward and backward) as a hand-written OpenMP kernel on blocked (nChw8c / nChw16c) f32.
+/* gn.h - GroupNorm (forward and backward) as a hand-written OpenMP kernel on blocked (nChw8c / nChw16c) f32.
  *
  * oneDNN 2.6 has no group normalisation (onednn-notes §2.9), so this works directly on the blocked
  * activations. Statistics are per sample n and group g over M = (C/G)*H*W elements with the biased
@@ -18,10 +18,10 @@
  * Several plans (different shapes, e.g. the 5 FPN levels) may share one layer; backward with
  * accumulate = 1 adds into dgamma/dbeta instead of overwriting them.
  */
-#ifndef OTE_GROUPNORM_H
-#define OTE_GROUPNORM_H
+#ifndef OTE_GN_H
+#define OTE_GN_H
 
-#include "engine/ctx.h"
+#include "engine/eng.h"
 #include "engine/tensor.h"
 
 typedef struct gn_cfg {

@@ -1,4 +1,4 @@
-// image_io.cpp - the OpenCV shim behind image_io.h (the only C++ file, the only OpenCV user).
+// image.cpp - the OpenCV shim behind image.h (the only C++ file, the only OpenCV user).
 //
 // Owns nothing between calls except the buffers inside the caller's image_u8. Every entry point
 // catches all C++ exceptions and turns them into an OTE_E* status naming the file, so no exception
@@ -6,7 +6,7 @@
 // because the loader parallelises with its own pthreads (onednn-notes.md section 2.6), unless
 // image_io_opencv_threads chose first. It is never changed afterwards: with Debian's TBB backend,
 // cv::setNumThreads while another thread is inside cv::parallel_for_ (a loader's resize) deadlocks.
-#include "data/image_io.h"
+#include "data/image.h"
 
 #include <cerrno>
 #include <cstdio>
@@ -22,7 +22,7 @@
 #include <opencv2/imgproc.hpp>
 
 extern "C" {
-#include "engine/status.h"
+#include "engine/ote.h"
 #include "io/atomic.h"
 }
 
