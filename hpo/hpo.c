@@ -802,146 +802,186 @@ static void fill_defaults(hpo_config *c) {
 
 void hpo_config_fill_defaults(hpo_config *c) { fill_defaults(c); }
 
+/* What the steps of hpo_run share. */
+typedef struct hpo_run_ctx {
+    hpo_state st;
+    const hpo_options *opt;
+    hpo_train_fn train;
+    void *ctx;
+    hpo_result *res;
+    int num_trials, num_init;
+    double t0;           /* now_of() at the start of this run */
+    double spent_before; /* trial seconds on record, per trial slot: a resumed search's budget used */
+    int resume, reuse;   /* the search on record is continued / its outcome taken as it is */
+} hpo_run_ctx;
+
+/* Resume (or reuse) the search on record rather than rerun it? The --hpo-resume choice, else the
+ * prompt (spec §4.8) or its default without a terminal. 1 yes, 0 no, OTE_ECANCEL. */
+static int run_wants_old(const hpo_options *opt, int complete) {
+    int yes = 1;
+    say(opt, "Previous HPO results are found in %s.\n", opt->work_dir);
+    const char *what_yes = complete ? "Reusing previously found hyper-parameters" : "Resuming HPO";
+    if (opt->resume == HPO_RESUME_NO) {
+        yes = 0;
+        say(opt, "Rerunning HPO from scratch (--hpo-resume no).\n");
+    } else if (opt->resume == HPO_RESUME_YES) {
+        say(opt, "%s (--hpo-resume yes).\n", what_yes);
+    } else if (opt->interactive) {
+        yes = ask(opt, complete ? "Do you want to reuse previously found hyper-parameters?" : "Do you want to resume HPO?");
+    } else {
+        say(opt, "%s (stdin is not a terminal; use --hpo-resume no to rerun from scratch).\n", what_yes);
+    }
+    return yes;
+}
+
+/* The work dir's status file: its trials into st when the search is resumed or reused, else the
+ * work dir cleared for a new search (also when the configuration changed). */
+static int run_open_store(hpo_run_ctx *r) {
+    const char *dir = r->opt->work_dir;
+    void *old = NULL;
+    int s = hpo_store_read(dir, &old);
+    if (s < 0) return s;
+    if (s == 0) {
+        char what[64] = "";
+        if (hpo_store_same_config(old, &r->st, what, sizeof what)) {
+            say(r->opt, "HPO configuration changed ('%s' differs from %s/hpopt_status.json): rerunning HPO from scratch.\n",
+                what, dir);
+            r->res->rerun_changed = 1;
+        } else {
+            int complete = hpo_store_complete(old), yes = run_wants_old(r->opt, complete);
+            if (yes < 0) {
+                hpo_store_json_free(old);
+                return yes;
+            }
+            if (yes) {
+                if (complete) r->reuse = 1;
+                else r->resume = 1;
+            }
+        }
+        if (r->resume || r->reuse) s = hpo_store_trials(dir, old, &r->st);
+        hpo_store_json_free(old);
+        if (s < 0) return s;
+    }
+    if (!r->resume && !r->reuse) CHECK(hpo_store_clear(dir));
+    return 0;
+}
+
+/* A finished trial's file. When it was moved aside (OTE_ESTATE) the status file goes too, so that
+ * the message's "run again to start a new search" is what happens. */
+static int run_load_trial(const char *dir, hpo_trial_rec *t) {
+    int s = hpo_store_trial_load(dir, t);
+    if (s == OTE_ESTATE) {
+        char msg[1024], sp[4200], dst[4200];
+        snprintf(msg, sizeof msg, "%s", ote_errmsg());
+        snprintf(sp, sizeof sp, "%s/hpopt_status.json", dir);
+        if (hpo_store_move_aside(sp, dst, sizeof dst) == 0)
+            s = ote_err(OTE_ESTATE, "%s (hpopt_status.json moved aside to %s as well)", msg, dst);
+    }
+    return s;
+}
+
+/* The trials on record: finished ones read back (their time counts against the budget);
+ * interrupted or never started ones, when resuming, rerun with the same values. */
+static int run_load_recorded(hpo_run_ctx *r) {
+    const char *dir = r->opt->work_dir;
+    for (int i = 0; i < r->st.n; i++) {
+        hpo_trial_rec *t = &r->st.t[i];
+        if (t->status == HPO_STOP || t->status == HPO_FAILED) {
+            CHECK(run_load_trial(dir, t));
+            for (int k = 0; k < t->n; k++) r->spent_before += t->seconds[k] / par_workers(r->opt);
+        } else if (r->resume) {
+            hpo_store_trial_clear(t);
+            t->status = HPO_READY;
+            char p[4200];
+            snprintf(p, sizeof p, "%s/hpopt_trial_%d.json", dir, t->id);
+            unlink(p);
+        }
+    }
+    return 0;
+}
+
+/* A complete search on record, taken as it is. */
+static void run_reuse(hpo_run_ctx *r) {
+    hpo_state *st = &r->st;
+    st->best_id = find_best(st);
+    if (r->opt->on_record) r->opt->on_record(r->opt->on_record_ctx, st);
+    r->res->reused = 1;
+    hpo_print_table(r->opt->out, st);
+    fill_result(st, r->res);
+    r->res->seconds = now_of(r->opt) - r->t0;
+}
+
+/* The trials: in parallel over the link's workers, else one after the other. On an error the
+ * result still counts the trials on record. */
+static int run_search(hpo_run_ctx *r) {
+    hpo_state *st = &r->st;
+    const hpo_options *opt = r->opt;
+    smbo sm;
+    CHECK(smbo_init(&sm, &st->cfg.space, st->cfg.algo == HPO_ALGO_ASHA ? INT_MAX : r->num_init, opt->seed));
+    int s = 0;
+    if (opt->link && opt->link->workers > 0) {
+        s = par_loop(st, opt, &sm, r->train, r->ctx, r->num_trials, r->num_init, r->t0, r->spent_before, r->res);
+    } else {
+        while (s == 0) {
+            int ti = -1, k = next_trial(st, &sm, opt, r->num_trials, r->t0, r->spent_before, &ti);
+            if (k != 0) {
+                if (k < 0) s = k;
+                break;
+            }
+            s = run_trial(st, ti, opt, r->train, r->ctx, r->num_init, r->t0, r->spent_before, NULL);
+            if (s == 0) r->res->trials_run++;
+        }
+    }
+    smbo_free(&sm);
+    if (s < 0) fill_result(st, r->res);
+    return s;
+}
+
+/* The best trial, the status file with it, the figures and OTE's table. */
+static int run_finish(hpo_run_ctx *r) {
+    hpo_state *st = &r->st;
+    const hpo_options *opt = r->opt;
+    st->best_id = find_best(st);
+    if (st->best_id < 0) {
+        hpo_store_save(opt->work_dir, st);
+        return ote_err(OTE_ESTATE, "hpo: no trial produced a score (%d trials, all failed)", st->n);
+    }
+    int s = hpo_store_save(opt->work_dir, st);
+    if (s == 0 && opt->on_record) opt->on_record(opt->on_record_ctx, st);
+    if (s == 0) hpo_print_table(opt->out, st);
+    fill_result(st, r->res);
+    r->res->seconds = now_of(opt) - r->t0;
+    return s;
+}
+
 int hpo_run(const hpo_config *cfg, const hpo_options *opt, hpo_train_fn train, void *ctx, hpo_result *res) {
     memset(res, 0, sizeof *res);
     res->best_id = -1;
     if (!opt->work_dir || !*opt->work_dir) return ote_err(OTE_EINVAL, "hpo: no work directory");
     if (cfg->space.n < 1) return ote_err(OTE_EINVAL, "hpo: empty search space");
     CHECK(mkdir_p(opt->work_dir));
-    const char *dir = opt->work_dir;
-    double t0 = now_of(opt);
-    hpo_state st;
-    memset(&st, 0, sizeof st);
-    st.cfg = *cfg;
-    fill_defaults(&st.cfg);
-    st.full_dataset_size = opt->full_dataset_size;
-    st.best_id = -1;
-    int num_trials = opt->num_trials > 0 ? opt->num_trials : cfg->num_trials > 0 ? cfg->num_trials : HPO_DEFAULT_NUM_TRIALS;
-    int num_init = cfg->num_init_trials > 0 ? cfg->num_init_trials : HPO_DEFAULT_NUM_INIT;
-    if (num_init > num_trials) num_init = num_trials;
+    hpo_run_ctx r;
+    memset(&r, 0, sizeof r);
+    r.opt = opt, r.train = train, r.ctx = ctx, r.res = res;
+    r.t0 = now_of(opt);
+    r.st.cfg = *cfg;
+    fill_defaults(&r.st.cfg);
+    r.st.full_dataset_size = opt->full_dataset_size;
+    r.st.best_id = -1;
+    r.num_trials = opt->num_trials > 0 ? opt->num_trials : cfg->num_trials > 0 ? cfg->num_trials : HPO_DEFAULT_NUM_TRIALS;
+    r.num_init = cfg->num_init_trials > 0 ? cfg->num_init_trials : HPO_DEFAULT_NUM_INIT;
+    if (r.num_init > r.num_trials) r.num_init = r.num_trials;
 
-    void *old = NULL;
-    int s = hpo_store_read(dir, &old);
-    if (s < 0) return s;
-    int resume = 0, reuse = 0;
-    if (s == 0) {
-        char what[64] = "";
-        if (hpo_store_same_config(old, &st, what, sizeof what)) {
-            say(opt, "HPO configuration changed ('%s' differs from %s/hpopt_status.json): rerunning HPO from scratch.\n",
-                what, dir);
-            res->rerun_changed = 1;
-        } else {
-            int complete = hpo_store_complete(old), yes = 1;
-            say(opt, "Previous HPO results are found in %s.\n", dir);
-            const char *what_yes = complete ? "Reusing previously found hyper-parameters" : "Resuming HPO";
-            if (opt->resume == HPO_RESUME_NO) {
-                yes = 0;
-                say(opt, "Rerunning HPO from scratch (--hpo-resume no).\n");
-            } else if (opt->resume == HPO_RESUME_YES) {
-                say(opt, "%s (--hpo-resume yes).\n", what_yes);
-            } else if (opt->interactive) {
-                yes = ask(opt, complete ? "Do you want to reuse previously found hyper-parameters?"
-                                        : "Do you want to resume HPO?");
-                if (yes < 0) {
-                    hpo_store_json_free(old);
-                    return yes;
-                }
-            } else {
-                say(opt, "%s (stdin is not a terminal; use --hpo-resume no to rerun from scratch).\n", what_yes);
-            }
-            if (yes) {
-                if (complete) reuse = 1;
-                else resume = 1;
-            }
-        }
-        if (resume || reuse) s = hpo_store_trials(dir, old, &st);
-        hpo_store_json_free(old);
-        if (s < 0) {
-            hpo_store_state_free(&st);
-            return s;
-        }
+    int s = run_open_store(&r);
+    if (s == 0 && (r.resume || r.reuse)) s = run_load_recorded(&r);
+    if (s == 0 && r.reuse) {
+        run_reuse(&r);
+    } else if (s == 0) {
+        res->resumed = r.resume;
+        s = hpo_store_save(opt->work_dir, &r.st);
+        if (s == 0) s = run_search(&r);
+        if (s == 0) s = run_finish(&r);
     }
-    if (!resume && !reuse) CHECK(hpo_store_clear(dir));
-
-    double spent_before = 0;
-    if (resume || reuse) {
-        for (int i = 0; i < st.n; i++) {
-            hpo_trial_rec *t = &st.t[i];
-            if (t->status == HPO_STOP || t->status == HPO_FAILED) {
-                s = hpo_store_trial_load(dir, t);
-                if (s == OTE_ESTATE) {
-                    /* The trial file was moved aside; the status file goes too, so that the
-                     * message's "run again to start a new search" is what happens. */
-                    char msg[1024], sp[4200], dst[4200];
-                    snprintf(msg, sizeof msg, "%s", ote_errmsg());
-                    snprintf(sp, sizeof sp, "%s/hpopt_status.json", dir);
-                    if (hpo_store_move_aside(sp, dst, sizeof dst) == 0)
-                        s = ote_err(OTE_ESTATE, "%s (hpopt_status.json moved aside to %s as well)", msg, dst);
-                }
-                if (s < 0) {
-                    hpo_store_state_free(&st);
-                    return s;
-                }
-                for (int k = 0; k < t->n; k++) spent_before += t->seconds[k] / par_workers(opt);
-            } else if (resume) { /* interrupted or never started: rerun with the same values */
-                hpo_store_trial_clear(t);
-                t->status = HPO_READY;
-                char p[4200];
-                snprintf(p, sizeof p, "%s/hpopt_trial_%d.json", dir, t->id);
-                unlink(p);
-            }
-        }
-    }
-    if (reuse) {
-        st.best_id = find_best(&st);
-        if (opt->on_record) opt->on_record(opt->on_record_ctx, &st);
-        res->reused = 1;
-        hpo_print_table(opt->out, &st);
-        fill_result(&st, res);
-        res->seconds = now_of(opt) - t0;
-        hpo_store_state_free(&st);
-        return 0;
-    }
-    res->resumed = resume;
-    s = hpo_store_save(dir, &st);
-
-    smbo sm;
-    if (s == 0) s = smbo_init(&sm, &st.cfg.space, st.cfg.algo == HPO_ALGO_ASHA ? INT_MAX : num_init, opt->seed);
-    if (s < 0) {
-        hpo_store_state_free(&st);
-        return s;
-    }
-    if (opt->link && opt->link->workers > 0) {
-        s = par_loop(&st, opt, &sm, train, ctx, num_trials, num_init, t0, spent_before, res);
-    } else {
-        while (s == 0) {
-            int ti = -1, k = next_trial(&st, &sm, opt, num_trials, t0, spent_before, &ti);
-            if (k != 0) {
-                if (k < 0) s = k;
-                break;
-            }
-            s = run_trial(&st, ti, opt, train, ctx, num_init, t0, spent_before, NULL);
-            if (s == 0) res->trials_run++;
-        }
-    }
-    smbo_free(&sm);
-    if (s < 0) {
-        fill_result(&st, res);
-        hpo_store_state_free(&st);
-        return s;
-    }
-    st.best_id = find_best(&st);
-    if (st.best_id < 0) {
-        hpo_store_save(dir, &st);
-        int n = st.n;
-        hpo_store_state_free(&st);
-        return ote_err(OTE_ESTATE, "hpo: no trial produced a score (%d trials, all failed)", n);
-    }
-    s = hpo_store_save(dir, &st);
-    if (s == 0 && opt->on_record) opt->on_record(opt->on_record_ctx, &st);
-    if (s == 0) hpo_print_table(opt->out, &st);
-    fill_result(&st, res);
-    res->seconds = now_of(opt) - t0;
-    hpo_store_state_free(&st);
+    hpo_store_state_free(&r.st);
     return s;
 }

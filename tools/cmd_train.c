@@ -27,7 +27,6 @@
 #include <unistd.h>
 
 #include "data/coco.h"
-#include "dist/dist.h"
 #include "data/eval.h"
 #include "dist/dist.h"
 #include "engine/ote.h"
@@ -285,176 +284,196 @@ static void cmd_train_write_samples(const config_template *cfg, const char *weig
     else printf("drew %d validation images (green: ground truth; scores >= %.3g) into %s/\n", n, thr, dir);
 }
 
-/* *nan: the training stopped at a non-finite loss (under data-parallel training: on every rank). */
-static int cmd_train_run(int argc, char **argv, int *nan) {
-    *nan = 0;
-    const int dp = dist_size() > 1, rank0 = dist_rank() == 0;
-    /* data-parallel: rank 0 speaks for the job; the others keep stderr for their errors */
-    if (dp && !rank0 && !freopen("/dev/null", "w", stdout)) {
-        fprintf(stderr, "ote train: rank %d: cannot silence stdout\n", dist_rank());
-        return 1;
-    }
+/* What the steps of one `ote train` share. A step returns CMD_TRAIN_GO to go on, else the exit
+ * status. */
+enum { CMD_TRAIN_GO = -1 };
+typedef struct cmd_train_run_ctx {
     cmd_train_args a;
-    int u = cmd_train_parse(argc, argv, &a);
-    if (u == 1) return 0;
-    if (u) return 2;
-
     config_template cfg;
-    int s = config_load(&cfg, a.template_path);
+    char weights_path[4096], labels_path[4096];
+    coco_dataset train, val;
+    train_resume_plan rp; /* issue 14: --resume-from, or an earlier run's state in OUT */
+    char made[4096];      /* the folders weights_prepare_dir created: removed again if the run fails */
+    int writer;           /* trainer_is_writer: this rank prints and writes the files */
+    int nthreads;
+    trainer_result res;
+} cmd_train_run_ctx;
+
+/* The template with the params and every input and output path, checked before any data loads. */
+static int cmd_train_setup(cmd_train_run_ctx *c, int argc, char **argv) {
+    const cmd_train_args *a = &c->a;
+    config_template *cfg = &c->cfg;
+    int s = config_load(cfg, a->template_path);
     if (s < 0) {
         if (s == OTE_EIO) fprintf(stderr, "ote train: template not found or unreadable: %s\n", ote_errmsg());
         else fprintf(stderr, "ote train: %s\n", ote_errmsg());
         return 2;
     }
-    if (a.params_at) {
-        s = config_apply_params(&cfg, argc - a.params_at - 1, argv + a.params_at + 1);
+    if (a->params_at) {
+        s = config_apply_params(cfg, argc - a->params_at - 1, argv + a->params_at + 1);
         if (s < 0) {
             fprintf(stderr, "ote train: %s\n", ote_errmsg());
             return 2;
         }
     }
-    if (a.hpo) {
+    if (a->hpo) {
         char hp[2 * CONFIG_PATH_LEN];
-        snprintf(hp, sizeof hp, "%s/hpo_config.yaml", cfg.dir);
+        snprintf(hp, sizeof hp, "%s/hpo_config.yaml", cfg->dir);
         if (!cmd_train_file_readable(hp)) {
             fprintf(stderr, "ote train: --enable-hpo: %s not found (hpo_config.yaml must sit beside the template)\n", hp);
             return 2;
         }
     }
     char bb[2 * CONFIG_PATH_LEN + 2];
-    int nb = a.v[TR_LOAD] ? 0 : config_pretrained_path(&cfg, bb, sizeof bb);
+    int nb = a->v[TR_LOAD] ? 0 : config_pretrained_path(cfg, bb, sizeof bb);
     if (nb < 0 || (nb > 0 && !cmd_train_file_readable(bb))) {
         fprintf(stderr,
                 "ote train: %s: model.pretrained_backbone: cannot read %s (relative paths are relative to the "
                 "template's folder; `none` trains from scratch)\n",
-                a.template_path, nb < 0 ? cfg.pretrained_backbone : bb);
+                a->template_path, nb < 0 ? cfg->pretrained_backbone : bb);
         return 2;
     }
-    char weights_path[4096], labels_path[4096];
-    if (weights_paths(a.v[TR_SAVE], weights_path, sizeof weights_path, labels_path, sizeof labels_path) < 0) {
+    if (weights_paths(a->v[TR_SAVE], c->weights_path, sizeof c->weights_path, c->labels_path, sizeof c->labels_path) < 0) {
         fprintf(stderr, "ote train: %s\n", ote_errmsg());
         return 2;
     }
-    if (a.v[TR_LOAD] && !cmd_train_file_readable(a.v[TR_LOAD])) {
-        fprintf(stderr, "ote train: --load-weights: cannot read %s\n", a.v[TR_LOAD]);
+    if (a->v[TR_LOAD] && !cmd_train_file_readable(a->v[TR_LOAD])) {
+        fprintf(stderr, "ote train: --load-weights: cannot read %s\n", a->v[TR_LOAD]);
         return 1;
     }
+    return CMD_TRAIN_GO;
+}
 
-    coco_dataset train, val;
-    memset(&val, 0, sizeof val);
-    s = coco_load(&train, a.v[TR_TRAIN_ANN], a.v[TR_TRAIN_ROOTS]);
-    if (s < 0) {
+/* Both datasets, or neither (1). */
+static int cmd_train_load_data(cmd_train_run_ctx *c) {
+    if (coco_load(&c->train, c->a.v[TR_TRAIN_ANN], c->a.v[TR_TRAIN_ROOTS]) < 0) {
         fprintf(stderr, "ote train: training data: %s\n", ote_errmsg());
         return 1;
     }
-    int rc = 1;
-    s = coco_load(&val, a.v[TR_VAL_ANN], a.v[TR_VAL_ROOTS]);
-    if (s < 0) {
+    if (coco_load(&c->val, c->a.v[TR_VAL_ANN], c->a.v[TR_VAL_ROOTS]) < 0) {
         fprintf(stderr, "ote train: validation data: %s\n", ote_errmsg());
-        coco_free(&train);
+        coco_free(&c->train);
         return 1;
     }
     char warn[1024];
-    if (rank0 && coco_warning_summary(&train, warn, sizeof warn) > 0)
+    if (c->writer && coco_warning_summary(&c->train, warn, sizeof warn) > 0)
         fprintf(stderr, "ote train: warning: training data: %s\n", warn);
-    if (rank0 && coco_warning_summary(&val, warn, sizeof warn) > 0)
+    if (c->writer && coco_warning_summary(&c->val, warn, sizeof warn) > 0)
         fprintf(stderr, "ote train: warning: validation data: %s\n", warn);
-    trainer_result res;
-    memset(&res, 0, sizeof res);
-    char made[4096] = "";
-    if (trainer_check_classes(&train, &val) < 0) {
+    return CMD_TRAIN_GO;
+}
+
+static int cmd_train_check_data(const cmd_train_run_ctx *c) {
+    if (trainer_check_classes(&c->train, &c->val) < 0) {
         fprintf(stderr, "ote train: %s\n", ote_errmsg());
-        goto done;
+        return 1;
     }
     int n_train_boxes = 0;
-    for (int b = 0; b < train.n_boxes; b++) n_train_boxes += !train.boxes[b].iscrowd;
+    for (int b = 0; b < c->train.n_boxes; b++) n_train_boxes += !c->train.boxes[b].iscrowd;
     if (n_train_boxes == 0) { /* nothing to learn: it would "train" and save an untrained model */
         fprintf(stderr, "ote train: training data: %s: no (non-crowd) boxes in %d images: nothing to learn from\n",
-                a.v[TR_TRAIN_ANN], train.n_images);
-        goto done;
+                c->a.v[TR_TRAIN_ANN], c->train.n_images);
+        return 1;
     }
-    train_resume_plan rp; /* issue 14: --resume-from, or an earlier run's state in OUT */
-    int rstop = 0, rrc = train_resume_before(&rp, a.v[TR_RESUME_FROM], weights_path, a.hpo,
-                                             a.v[TR_RESUME] && train_hpo_parse_resume(a.v[TR_RESUME]) == HPO_RESUME_NO,
-                                             &cfg, &train, &val, &rstop);
-    if (rstop) {
-        rc = rrc;
-        goto done;
-    }
-    /* The output folder must be writable before hours of training start (rank 0 writes). */
-    if (rank0 && weights_prepare_dir(weights_path, made, sizeof made) < 0) {
+    return CMD_TRAIN_GO;
+}
+
+/* An earlier run's state in OUT, then the output folder: writable before hours of training
+ * start, and cleared of an interrupted run's temporaries. */
+static int cmd_train_prepare(cmd_train_run_ctx *c) {
+    const cmd_train_args *a = &c->a;
+    int stop = 0, rc = train_resume_before(&c->rp, a->v[TR_RESUME_FROM], c->weights_path, a->hpo,
+                                           a->v[TR_RESUME] && train_hpo_parse_resume(a->v[TR_RESUME]) == HPO_RESUME_NO,
+                                           &c->cfg, &c->train, &c->val, &stop);
+    if (stop) return rc;
+    if (c->writer && weights_prepare_dir(c->weights_path, c->made, sizeof c->made) < 0) {
         fprintf(stderr, "ote train: --save-model-to: %s\n", ote_errmsg());
-        goto done;
+        return 1;
     }
     /* --threads, else OMP_NUM_THREADS (eng_init reads it), else the node's cores / its ranks */
-    int nthreads = a.threads ? a.threads : getenv("OMP_NUM_THREADS") ? 0 : dist_default_threads();
+    c->nthreads = a->threads ? a->threads : getenv("OMP_NUM_THREADS") ? 0 : dist_default_threads();
     int stale = 0;
     char curves[4200], pr[4200]; /* the figures are written through temporaries too (train/plots.c) */
-    if (rank0) {
-        stale += weights_clean_stale_temps(weights_path, labels_path);
-        stale += weights_clean_stale_temps(rp.state_path, rp.state_path);
-        if (metrics_side_path(weights_path, "curves.png", curves, sizeof curves) == 0 &&
-            metrics_side_path(weights_path, "pr_curves.png", pr, sizeof pr) == 0)
+    if (c->writer) {
+        stale += weights_clean_stale_temps(c->weights_path, c->labels_path);
+        stale += weights_clean_stale_temps(c->rp.state_path, c->rp.state_path);
+        if (metrics_side_path(c->weights_path, "curves.png", curves, sizeof curves) == 0 &&
+            metrics_side_path(c->weights_path, "pr_curves.png", pr, sizeof pr) == 0)
             stale += weights_clean_stale_temps(curves, pr);
     }
     if (stale > 0) printf("removed %d temporary file(s) left by an interrupted earlier run\n", stale);
-    if (a.hpo) {
-        train_hpo_args ha = {&train, &val, weights_path, a.v[TR_LOAD], a.hpo_ratio,
-                             (hpo_resume)train_hpo_parse_resume(a.v[TR_RESUME]), isatty(0), stdout, nthreads};
-        int hs = train_hpo_run(&ha, &cfg); /* on success cfg holds the best values */
-        if (hs) {
-            rc = hs == TRAIN_HPO_QUIT ? 0 : hs;
-            goto done;
-        }
-    }
-    if (a.hpo) {
-        rrc = train_resume_after_hpo(&rp, &cfg, &train, &val, &rstop);
-        if (rstop) {
-            rc = rrc;
-            goto done;
-        }
-    }
+    return CMD_TRAIN_GO;
+}
+
+/* The search (on success cfg holds the best values), then whether the final training resumes. */
+static int cmd_train_hpo(cmd_train_run_ctx *c) {
+    const cmd_train_args *a = &c->a;
+    train_hpo_args ha = {&c->train, &c->val, c->weights_path, a->v[TR_LOAD], a->hpo_ratio,
+                         (hpo_resume)train_hpo_parse_resume(a->v[TR_RESUME]), isatty(0), stdout, c->nthreads};
+    int hs = train_hpo_run(&ha, &c->cfg);
+    if (hs) return hs == TRAIN_HPO_QUIT ? 0 : hs;
+    int stop = 0, rc = train_resume_after_hpo(&c->rp, &c->cfg, &c->train, &c->val, &stop);
+    return stop ? rc : CMD_TRAIN_GO;
+}
+
+/* The training over every rank (issue 18), then the summary and samples on the writer. */
+static int cmd_train_final(cmd_train_run_ctx *c, int *nan) {
     trainer_opts o;
-    trainer_opts_init(&o, &cfg);
-    o.state_path = rp.state_path;
-    o.resume_from = rp.use ? rp.state_path : NULL;
-    o.init_weights = a.v[TR_LOAD];
-    o.save_path = weights_path;
-    o.labels_path = labels_path;
+    trainer_opts_init(&o, &c->cfg);
+    o.state_path = c->rp.state_path;
+    o.resume_from = c->rp.use ? c->rp.state_path : NULL;
+    o.init_weights = c->a.v[TR_LOAD];
+    o.save_path = c->weights_path;
+    o.labels_path = c->labels_path;
     o.log = stdout;
     o.write_metrics = 1; /* metrics.csv, curves.png, pr_curves.png beside the weights (issue 14) */
-    o.data_parallel = dp; /* issue 18: the final training over every rank (HPO trials run alone) */
-    /* --threads, else OMP_NUM_THREADS (eng_init reads it), else the node's cores / its ranks */
-    o.nthreads = nthreads;
-    s = trainer_run(&o, &train, &val, &res);
+    o.data_parallel = 1; /* issue 18: the final training over every rank of the job (HPO trials run alone) */
+    o.nthreads = c->nthreads;
+    int s = trainer_run(&o, &c->train, &c->val, &c->res);
     if (s < 0) {
-        /* a non-finite loss stops every rank at once (the loss is summed): rank 0 says it */
+        /* a non-finite loss stops every rank at once (the loss is summed): the writer says it */
         *nan = s == OTE_ENAN;
-        if (rank0 || s != OTE_ENAN)
-            fprintf(stderr, "ote train%s: %s\n", dp && !rank0 ? " (a data-parallel rank)" : "", ote_errmsg());
-        goto done;
+        if (c->writer || s != OTE_ENAN)
+            fprintf(stderr, "ote train%s: %s\n", !c->writer ? " (a data-parallel rank)" : "", ote_errmsg());
+        return 1;
     }
-    if (!rank0) { /* rank 0 reports and draws the samples */
-        rc = 0;
-        goto done;
-    }
-    if (!rank0) { /* rank 0 prints and draws */
-        rc = 0;
-        goto done;
-    }
-    cmd_train_print_summary(&val, &res);
-    if (!res.has_best) {
+    if (!c->writer) return 0;
+    cmd_train_print_summary(&c->val, &c->res);
+    if (!c->res.has_best) {
         fprintf(stderr, "ote train: no epoch finished: nothing saved\n");
-        goto done;
+        return 1;
     }
-    printf("saved %s and %s\n", weights_path, labels_path);
-    cmd_train_write_samples(&o.cfg, weights_path, &val, res.confidence_threshold);
-    rc = 0;
-done:
-    if (rc != 0) weights_remove_made_dirs(weights_path, made);
-    trainer_result_free(&res);
-    coco_free(&train);
-    coco_free(&val);
+    printf("saved %s and %s\n", c->weights_path, c->labels_path);
+    cmd_train_write_samples(&o.cfg, c->weights_path, &c->val, c->res.confidence_threshold);
+    return 0;
+}
+
+/* *nan: the training stopped at a non-finite loss (under data-parallel training: on every rank). */
+static int cmd_train_run(int argc, char **argv, int *nan) {
+    *nan = 0;
+    cmd_train_run_ctx c;
+    memset(&c, 0, sizeof c);
+    /* under mpirun the training is data-parallel: the writer speaks for the job; the other ranks
+     * keep stderr for their errors */
+    c.writer = trainer_is_writer(1);
+    if (!c.writer && !freopen("/dev/null", "w", stdout)) {
+        fprintf(stderr, "ote train: rank %d: cannot silence stdout\n", dist_rank());
+        return 1;
+    }
+    int u = cmd_train_parse(argc, argv, &c.a);
+    if (u == 1) return 0;
+    if (u) return 2;
+    int rc = cmd_train_setup(&c, argc, argv);
+    if (rc == CMD_TRAIN_GO) rc = cmd_train_load_data(&c);
+    if (rc != CMD_TRAIN_GO) return rc; /* nothing loaded or made */
+    rc = cmd_train_check_data(&c);
+    if (rc == CMD_TRAIN_GO) rc = cmd_train_prepare(&c);
+    if (rc == CMD_TRAIN_GO && c.a.hpo) rc = cmd_train_hpo(&c);
+    if (rc == CMD_TRAIN_GO) rc = cmd_train_final(&c, nan);
+    if (rc != 0) weights_remove_made_dirs(c.weights_path, c.made);
+    trainer_result_free(&c.res);
+    coco_free(&c.train);
+    coco_free(&c.val);
     return rc;
 }
 

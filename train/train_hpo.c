@@ -221,33 +221,37 @@ typedef struct train_hpo_final {
     char value[HP_MAX_PARAMS][64];
 } train_hpo_final;
 
-static int train_hpo_run_main(const train_hpo_args *a, config_template *cfg, train_hpo_final *fin) {
-    FILE *out = a->out;
-    char path[2 * CONFIG_PATH_LEN];
-    snprintf(path, sizeof path, "%s/hpo_config.yaml", cfg->dir);
-    hpo_config hc;
-    int s = hpo_config_load(&hc, path);
-    if (s < 0) {
-        fprintf(stderr, "ote train: --enable-hpo: %s\n", ote_errmsg());
-        return s == OTE_EIO ? 1 : 2;
-    }
-    /* Searchable names: the template's TRAINING hyper-parameters except num_iters (a trial runs
-     * max_iterations epochs whatever num_iters says). */
-    const char *known[CONFIG_MAX_HP + 1];
-    int nk = 0;
-    for (int i = 0; i < cfg->n_hp; i++)
-        if (cfg->hp[i].affects == CONFIG_AFFECTS_TRAINING && strcmp(cfg->hp[i].key, "learning_parameters.num_iters"))
-            known[nk++] = cfg->hp[i].key;
-    known[nk] = NULL;
-    s = hpo_config_check_names(&hc, known);
-    if (s < 0) {
-        fprintf(stderr, "ote train: --enable-hpo: %s\n", ote_errmsg());
-        return 2;
-    }
-    /* Ranges against the template (issue 13 item 13): found here, not when every trial fails. */
-    for (int i = 0; i < hc.space.n; i++) {
-        const hp_param *p = &hc.space.p[i];
-        const config_hparam *h = config_find(cfg, p->name);
+/* What the steps of one search on rank 0 share (train_hpo_run_main). A step returns 0 to go on,
+ * else the exit status for `ote train`; done = 1 ends the phase there with status 0 and the
+ * template's values (search skipped, nothing scored, or nothing told apart). */
+typedef struct train_hpo_main {
+    const train_hpo_args *a;
+    config_template *cfg;
+    FILE *out;
+    char path[2 * CONFIG_PATH_LEN]; /* hpo_config.yaml, named in the range errors */
+    hpo_config hc;                  /* as loaded */
+    hpo_config eff;                 /* hc with the recorded or the planned fidelity */
+    double defaults[HP_MAX_PARAMS]; /* the template's values: trial 0 */
+    char work[4096 + 8];            /* DIR/hpo or DIR/X.hpo */
+    long n_train;
+    int recorded;                   /* eff comes from an earlier search's status file */
+    trainer_timing tm;
+    train_hpo_estimate est;
+    double budget;                  /* seconds for the trials */
+    int done;
+    /* referenced by opt while hpo_run runs */
+    train_hpo_trial_ctx tc;
+    train_hpo_figs figs;
+    hpo_link link;
+    char extra[128];
+    hpo_options opt;
+} train_hpo_main;
+
+/* Ranges against the template (issue 13 item 13): found here, not when every trial fails. */
+static int train_hpo_check_ranges(const train_hpo_main *m) {
+    for (int i = 0; i < m->hc.space.n; i++) {
+        const hp_param *p = &m->hc.space.p[i];
+        const config_hparam *h = config_find(m->cfg, p->name);
         double lo = p->lo, hi = p->hi;
         if (p->type == HP_CHOICE) {
             lo = hi = p->choice[0];
@@ -260,62 +264,120 @@ static int train_hpo_run_main(const train_hpo_args *a, config_template *cfg, tra
         else if (h->type == CONFIG_INTEGER && p->type != HP_CHOICE && !(p->q > 0 && p->q == floor(p->q) && lo == floor(lo)))
             snprintf(why, sizeof why, "an INTEGER parameter needs a q type with an integer quantum and bounds"), bad = why;
         if (bad) {
-            fprintf(stderr, "ote train: --enable-hpo: %s:%d: hp_space %s: %s\n", path, p->line, p->name, bad);
+            fprintf(stderr, "ote train: --enable-hpo: %s:%d: hp_space %s: %s\n", m->path, p->line, p->name, bad);
             return 2;
         }
     }
-    double defaults[HP_MAX_PARAMS];
-    for (int i = 0; i < hc.space.n; i++) defaults[i] = config_find(cfg, hc.space.p[i].name)->value;
+    return 0;
+}
 
-    char work[4096 + 8];
-    if (weights_side_path(a->weights_path, "hpo", work, sizeof work) < 0) { /* DIR/hpo or DIR/X.hpo */
+/* hpo_config.yaml beside the template, checked against the template before any timing. */
+static int train_hpo_load(train_hpo_main *m) {
+    const config_template *cfg = m->cfg;
+    snprintf(m->path, sizeof m->path, "%s/hpo_config.yaml", cfg->dir);
+    int s = hpo_config_load(&m->hc, m->path);
+    if (s < 0) {
+        fprintf(stderr, "ote train: --enable-hpo: %s\n", ote_errmsg());
+        return s == OTE_EIO ? 1 : 2;
+    }
+    /* Searchable names: the template's TRAINING hyper-parameters except num_iters (a trial runs
+     * max_iterations epochs whatever num_iters says). */
+    const char *known[CONFIG_MAX_HP + 1];
+    int nk = 0;
+    for (int i = 0; i < cfg->n_hp; i++)
+        if (cfg->hp[i].affects == CONFIG_AFFECTS_TRAINING && strcmp(cfg->hp[i].key, "learning_parameters.num_iters"))
+            known[nk++] = cfg->hp[i].key;
+    known[nk] = NULL;
+    s = hpo_config_check_names(&m->hc, known);
+    if (s < 0) {
         fprintf(stderr, "ote train: --enable-hpo: %s\n", ote_errmsg());
         return 2;
     }
-    long n_train = a->train->n_images;
+    int rc = train_hpo_check_ranges(m);
+    if (rc) return rc;
+    for (int i = 0; i < m->hc.space.n; i++) m->defaults[i] = config_find(cfg, m->hc.space.p[i].name)->value;
+    return 0;
+}
 
-    /* A recorded search first: a corrupt status file is reported before minutes of calibration. */
-    hpo_config eff = hc;
-    int recorded = 0;
-    if (a->resume != HPO_RESUME_NO) {
-        recorded = hpo_plan_record_load(work, &hc, n_train, &eff);
-        if (recorded < 0) {
+/* The work dir and a recorded search in it: a corrupt status file is reported before minutes of
+ * calibration. */
+static int train_hpo_open_work(train_hpo_main *m) {
+    if (weights_side_path(m->a->weights_path, "hpo", m->work, sizeof m->work) < 0) {
+        fprintf(stderr, "ote train: --enable-hpo: %s\n", ote_errmsg());
+        return 2;
+    }
+    m->n_train = m->a->train->n_images;
+    m->eff = m->hc;
+    if (m->a->resume != HPO_RESUME_NO) {
+        m->recorded = hpo_plan_record_load(m->work, &m->hc, m->n_train, &m->eff);
+        if (m->recorded < 0) {
             fprintf(stderr, "ote train: --enable-hpo: %s\n", ote_errmsg());
             return 1;
         }
     }
+    return 0;
+}
 
-    /* 1. Calibration: real steps at full size. */
+/* Real steps at full size: what one plain training would take. */
+static int train_hpo_calibrate(train_hpo_main *m) {
+    const train_hpo_args *a = m->a;
+    const config_template *cfg = m->cfg;
+    FILE *out = m->out;
     if (out) {
         fprintf(out, "HPO: timing %d training steps (batch %d, %dx%d) and %d predictions to plan the budget...\n",
                 TRAIN_HPO_STEPS, cfg->batch_size, cfg->input_w, cfg->input_h, TRAIN_HPO_PREDS);
         fflush(out);
     }
-    trainer_timing tm;
-    s = trainer_time_steps(cfg, a->train, a->val, TRAIN_HPO_STEPS, TRAIN_HPO_PREDS, a->nthreads, &tm);
+    trainer_timing *tm = &m->tm;
+    int s = trainer_time_steps(cfg, a->train, a->val, TRAIN_HPO_STEPS, TRAIN_HPO_PREDS, a->nthreads, tm);
     if (s < 0) {
         fprintf(stderr, "ote train: --enable-hpo: timing the training steps: %s\n", ote_errmsg());
         return 1;
     }
-    train_hpo_estimate est;
-    train_hpo_estimate_run(cfg, a->train, a->val, &tm, &est);
+    train_hpo_estimate *est = &m->est;
+    train_hpo_estimate_run(cfg, a->train, a->val, tm, est);
     if (out)
         fprintf(out,
                 "HPO: %.3f s per iteration of %d images, %.3f s per validation image, %.1f s per train/validate "
                 "switch, %.1f s to build plans; one training (%d epochs x %d repeat x %d batches = %ld iterations, "
                 "%d validations) ~ %.0f s (validation %.0f s); calibration took %.1f s\n",
-                tm.step_seconds, tm.step_images, tm.predict_seconds, tm.switch_seconds, est.setup_s, est.epochs,
-                est.repeat, est.batches, est.iters, est.epochs, est.total_s, est.val_s, tm.seconds);
+                tm->step_seconds, tm->step_images, tm->predict_seconds, tm->switch_seconds, est->setup_s, est->epochs,
+                est->repeat, est->batches, est->iters, est->epochs, est->total_s, est->val_s, tm->seconds);
+    return 0;
+}
 
-    /* 2. The plan: a recorded one (resume / reuse) or a new one. */
+/* The plan's lines on the output, after hpo_plan_apply. */
+static void train_hpo_print_plan(const train_hpo_main *m, const hpo_plan *plan) {
+    const config_template *cfg = m->cfg;
+    FILE *out = m->out;
+    char line[512];
+    hpo_plan_format(plan, m->n_train, cfg->input_w, cfg->input_h, line, sizeof line);
+    fprintf(out, "%s\n", line);
+    int tw = hpo_plan_trial_size(cfg->input_w, m->eff.image_resize);
+    int th = hpo_plan_trial_size(cfg->input_h, m->eff.image_resize);
+    if (tw < TRAIN_HPO_MIN_SIDE || th < TRAIN_HPO_MIN_SIDE)
+        fprintf(out, "HPO: trial input raised to at least %d pixels a side (smaller inputs have no JIT kernels)\n",
+                TRAIN_HPO_MIN_SIDE);
+    if (m->recorded)
+        fprintf(out, "HPO: subset_ratio, image_resize and max_iterations as recorded in %s/hpopt_status.json "
+                     "(kept so that the search can be resumed or reused)\n", m->work);
+    fprintf(out, "HPO: time budget %.0f s%s ((R - 1) x one training - calibration), work dir %s\n", m->budget,
+            dist_size() > 1 ? " wall clock" : "", m->work);
+    fflush(out);
+}
+
+/* A recorded plan (resume / reuse) or a new one, into eff and the budget. */
+static int train_hpo_make_plan(train_hpo_main *m) {
+    const train_hpo_args *a = m->a;
+    FILE *out = m->out;
     hpo_budget_in bi;
     hpo_plan plan;
-    s = train_hpo_plan(cfg, a->train, &est, &eff, a->ratio, &bi, &plan);
+    int s = train_hpo_plan(m->cfg, a->train, &m->est, &m->eff, a->ratio, &bi, &plan);
     if (s < 0) {
         fprintf(stderr, "ote train: --enable-hpo: %s\n", ote_errmsg());
         return 1;
     }
-    if (!plan.meaningful && !recorded) {
+    if (!plan.meaningful && !m->recorded) {
         /* Trials this short or this small would not rank configurations (bench/hpo_fidelity.sh):
          * a search on them is a ritual, so train once with the template's values instead. */
         if (out) {
@@ -323,65 +385,96 @@ static int train_hpo_run_main(const train_hpo_args *a, config_template *cfg, tra
                     "HPO: skipped - the budget (--hpo-time-ratio %g: %.0f s) is too small for trials that can rank "
                     "configurations: even %d trials of %d epochs at image_resize %.2f, subset_ratio %.2f would take %.0f s. "
                     "Training once with the template's values; raise --hpo-time-ratio to %.1f or more to search.\n",
-                    a->ratio, (a->ratio - 1) * est.total_s, plan.num_trials, plan.epochs, plan.image_resize,
-                    plan.subset_ratio, plan.expected_seconds, 1.0 + plan.cost + tm.seconds / bi.train_seconds + 0.05);
+                    a->ratio, (a->ratio - 1) * m->est.total_s, plan.num_trials, plan.epochs, plan.image_resize,
+                    plan.subset_ratio, plan.expected_seconds, 1.0 + plan.cost + m->tm.seconds / bi.train_seconds + 0.05);
+            fflush(out);
+        }
+        m->done = 1;
+        return 0;
+    }
+    hpo_plan_apply(&plan, &m->eff);
+    m->budget = (a->ratio - 1) * m->est.total_s - m->tm.seconds;
+    if (m->budget < 1) m->budget = 1; /* > 0: the budget stays enforced (0 would mean unlimited) */
+    if (out) train_hpo_print_plan(m, &plan);
+    return 0;
+}
+
+/* hpo_run's options: the trial context, the figures and, under mpirun, the link to the workers. */
+static void train_hpo_search_options(train_hpo_main *m) {
+    const train_hpo_args *a = m->a;
+    memset(&m->tc, 0, sizeof m->tc);
+    m->tc.a = a;
+    m->tc.cfg = m->cfg;
+    m->tc.full_epochs = m->est.epochs;
+    m->tc.predict_seconds = m->tm.predict_seconds;
+    hpo_options *opt = &m->opt;
+    memset(opt, 0, sizeof *opt);
+    opt->work_dir = m->work;
+    opt->resume = a->resume;
+    opt->interactive = a->interactive;
+    opt->in = stdin;
+    opt->out = m->out;
+    opt->full_dataset_size = m->n_train;
+    opt->budget_seconds = m->budget;
+    opt->defaults = m->defaults;
+    opt->seed = m->cfg->seed;
+    m->figs = (train_hpo_figs){m->work, m->out, {0, 0}};
+    opt->on_record = train_hpo_on_record;
+    opt->on_record_ctx = &m->figs;
+    if (dist_size() > 1) { /* parallel trials: what a worker's trial needs beyond the order */
+        hpo_dist_link(&m->link);
+        opt->link = &m->link;
+        snprintf(m->extra, sizeof m->extra, "{\"full_epochs\": %d, \"predict_seconds\": %.17g}", m->est.epochs,
+                 m->tm.predict_seconds);
+        opt->order_extra = m->extra;
+    }
+}
+
+/* The best values into cfg for the final training (the user's other params stay) and into fin for
+ * the worker ranks - unless every trial scored the same: then the search saw nothing, and picking
+ * "the best" would be silent noise (the first trial, the template's values, wins ties). */
+static int train_hpo_take_best(const train_hpo_main *m, const hpo_result *res, double t0, train_hpo_final *fin) {
+    FILE *out = m->out;
+    const hpo_config *eff = &m->eff;
+    if (res->trials_scored > 0 && res->score_max <= res->score_min) {
+        if (out) {
+            fprintf(out,
+                    "HPO: warning - all %d scored trials have %s %.4f: the trials could not tell the configurations "
+                    "apart; training with the template's values (raise --hpo-time-ratio for longer trials)\n",
+                    res->trials_scored, eff->metric, res->score_max);
             fflush(out);
         }
         return 0;
     }
-    hpo_plan_apply(&plan, &eff);
-    char line[512];
-    hpo_plan_format(&plan, n_train, cfg->input_w, cfg->input_h, line, sizeof line);
-    double budget = (a->ratio - 1) * est.total_s - tm.seconds;
-    if (budget < 1) budget = 1; /* > 0: the budget stays enforced (0 would mean unlimited) */
+    for (int i = 0; i < eff->space.n; i++) {
+        int s = train_hpo_set_value(m->cfg, &eff->space.p[i], res->best_values[i]);
+        if (s < 0) {
+            fprintf(stderr, "ote train: --enable-hpo: best value: %s\n", ote_errmsg());
+            return 1;
+        }
+        snprintf(fin->name[fin->n], sizeof fin->name[0], "%s", eff->space.p[i].name);
+        hp_format_value(&eff->space.p[i], res->best_values[i], fin->value[fin->n], sizeof fin->value[0]);
+        fin->n++;
+    }
     if (out) {
-        fprintf(out, "%s\n", line);
-        int tw = hpo_plan_trial_size(cfg->input_w, eff.image_resize);
-        int th = hpo_plan_trial_size(cfg->input_h, eff.image_resize);
-        if (tw < TRAIN_HPO_MIN_SIDE || th < TRAIN_HPO_MIN_SIDE)
-            fprintf(out, "HPO: trial input raised to at least %d pixels a side (smaller inputs have no JIT kernels)\n",
-                    TRAIN_HPO_MIN_SIDE);
-        if (recorded)
-            fprintf(out, "HPO: subset_ratio, image_resize and max_iterations as recorded in %s/hpopt_status.json "
-                         "(kept so that the search can be resumed or reused)\n", work);
-        fprintf(out, "HPO: time budget %.0f s%s ((R - 1) x one training - calibration), work dir %s\n", budget,
-                dist_size() > 1 ? " wall clock" : "", work);
+        char d[1024];
+        hpo_format_dict(&eff->space, res->best_values, d, sizeof d);
+        fprintf(out,
+                "HPO done in %.0f s (%s%d trials run, %d on record); best trial %d (%s %.4f); final training with %s\n",
+                train_hpo_now() - t0 + m->tm.seconds, res->reused ? "reused, " : res->resumed ? "resumed, " : "",
+                res->trials_run, res->trials_total, res->best_id, eff->metric, res->best_score, d);
         fflush(out);
     }
+    return 0;
+}
 
-    /* 3. The search. */
-    train_hpo_trial_ctx tc;
-    memset(&tc, 0, sizeof tc);
-    tc.a = a;
-    tc.cfg = cfg;
-    tc.full_epochs = est.epochs;
-    tc.predict_seconds = tm.predict_seconds;
-    hpo_options opt;
-    memset(&opt, 0, sizeof opt);
-    opt.work_dir = work;
-    opt.resume = a->resume;
-    opt.interactive = a->interactive;
-    opt.in = stdin;
-    opt.out = out;
-    opt.full_dataset_size = n_train;
-    opt.budget_seconds = budget;
-    opt.defaults = defaults;
-    opt.seed = cfg->seed;
-    train_hpo_figs figs = {work, out, {0, 0}};
-    opt.on_record = train_hpo_on_record;
-    opt.on_record_ctx = &figs;
-    hpo_link link;
-    char extra[128];
-    if (dist_size() > 1) { /* parallel trials: what a worker's trial needs beyond the order */
-        hpo_dist_link(&link);
-        opt.link = &link;
-        snprintf(extra, sizeof extra, "{\"full_epochs\": %d, \"predict_seconds\": %.17g}", est.epochs,
-                 tm.predict_seconds);
-        opt.order_extra = extra;
-    }
+/* The trials (hpo_run), then the best values. */
+static int train_hpo_search(train_hpo_main *m, train_hpo_final *fin) {
+    FILE *out = m->out;
+    train_hpo_search_options(m);
     hpo_result res;
     double t0 = train_hpo_now();
-    s = hpo_run(&eff, &opt, train_hpo_train_trial, &tc, &res);
+    int s = hpo_run(&m->eff, &m->opt, train_hpo_train_trial, &m->tc, &res);
     if (s == OTE_ECANCEL && strstr(ote_errmsg(), "no valid answer")) return TRAIN_HPO_QUIT;
     if (s == OTE_ESTATE && res.best_id < 0 && strstr(ote_errmsg(), "no trial produced a score")) {
         if (out) {
@@ -395,39 +488,22 @@ static int train_hpo_run_main(const train_hpo_args *a, config_template *cfg, tra
         fprintf(stderr, "ote train: --enable-hpo: %s\n", ote_errmsg());
         return 1;
     }
-    /* 4. The best values for the final training (the user's other params stay) - unless every
-     * trial scored the same: then the search saw nothing, and picking "the best" would be silent
-     * noise (the first trial, the template's values, wins ties). */
-    if (res.trials_scored > 0 && res.score_max <= res.score_min) {
-        if (out) {
-            fprintf(out,
-                    "HPO: warning - all %d scored trials have %s %.4f: the trials could not tell the configurations "
-                    "apart; training with the template's values (raise --hpo-time-ratio for longer trials)\n",
-                    res.trials_scored, eff.metric, res.score_max);
-            fflush(out);
-        }
-        return 0;
-    }
-    for (int i = 0; i < eff.space.n; i++) {
-        s = train_hpo_set_value(cfg, &eff.space.p[i], res.best_values[i]);
-        if (s < 0) {
-            fprintf(stderr, "ote train: --enable-hpo: best value: %s\n", ote_errmsg());
-            return 1;
-        }
-        snprintf(fin->name[fin->n], sizeof fin->name[0], "%s", eff.space.p[i].name);
-        hp_format_value(&eff.space.p[i], res.best_values[i], fin->value[fin->n], sizeof fin->value[0]);
-        fin->n++;
-    }
-    if (out) {
-        char d[1024];
-        hpo_format_dict(&eff.space, res.best_values, d, sizeof d);
-        fprintf(out,
-                "HPO done in %.0f s (%s%d trials run, %d on record); best trial %d (%s %.4f); final training with %s\n",
-                train_hpo_now() - t0 + tm.seconds, res.reused ? "reused, " : res.resumed ? "resumed, " : "", res.trials_run,
-                res.trials_total, res.best_id, eff.metric, res.best_score, d);
-        fflush(out);
-    }
-    return 0;
+    return train_hpo_take_best(m, &res, t0, fin);
+}
+
+/* Rank 0 (or the only process): the search; on 0 with fin->n > 0, cfg holds the best values. */
+static int train_hpo_run_main(const train_hpo_args *a, config_template *cfg, train_hpo_final *fin) {
+    train_hpo_main m;
+    memset(&m, 0, sizeof m);
+    m.a = a;
+    m.cfg = cfg;
+    m.out = a->out;
+    int rc = train_hpo_load(&m);
+    if (!rc) rc = train_hpo_open_work(&m);
+    if (!rc) rc = train_hpo_calibrate(&m);
+    if (!rc) rc = train_hpo_make_plan(&m);
+    if (!rc && !m.done) rc = train_hpo_search(&m, fin);
+    return rc;
 }
 
 /* A worker rank's trial: the order's extra (full epochs, validation time) into the context first. */

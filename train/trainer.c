@@ -40,6 +40,8 @@ void trainer_opts_init(trainer_opts *o, const config_template *cfg) {
     o->log_every = 10;
 }
 
+int trainer_is_writer(int data_parallel) { return !data_parallel || dist_size() <= 1 || dist_rank() == 0; }
+
 void trainer_result_free(trainer_result *r) {
     if (r->has_best) eval_report_free(&r->best);
     r->has_best = 0;
@@ -812,16 +814,14 @@ int trainer_run(const trainer_opts *o, const coco_dataset *train, const coco_dat
     memset(&st, 0, sizeof st);
     eval_dets_init(&st.dets);
     st.p.o = o;
-    if (o->data_parallel && dist_size() > 1) {
-        st.dp = 1, st.rank = dist_rank(), st.nranks = dist_size();
-        if (st.rank > 0) { /* rank 0 prints and writes (trainer.h) */
-            st.rank_opts = *o;
-            st.rank_opts.log = NULL;
-            st.rank_opts.save_path = st.rank_opts.labels_path = st.rank_opts.state_path = NULL;
-            st.rank_opts.write_metrics = 0;
-            st.rank_opts.on_epoch = NULL;
-            st.p.o = &st.rank_opts;
-        }
+    if (o->data_parallel && dist_size() > 1) st.dp = 1, st.rank = dist_rank(), st.nranks = dist_size();
+    if (!trainer_is_writer(o->data_parallel)) { /* the other ranks: every output off (trainer.h) */
+        st.rank_opts = *o;
+        st.rank_opts.log = NULL;
+        st.rank_opts.save_path = st.rank_opts.labels_path = st.rank_opts.state_path = NULL;
+        st.rank_opts.write_metrics = 0;
+        st.rank_opts.on_epoch = NULL;
+        st.p.o = &st.rank_opts;
     }
     st.p.train = train;
     st.p.val = val;

@@ -121,6 +121,11 @@ typedef struct trainer_result {
 /* Default options from a template (everything else off). */
 void trainer_opts_init(trainer_opts *o, const config_template *cfg);
 
+/* 1 when this process prints and writes the files of a training with this trainer_opts.data_parallel:
+ * always when it trains alone, only rank 0 under data-parallel training (above). trainer_run
+ * follows it; a command line uses it for what it prints and writes around the training. */
+int trainer_is_writer(int data_parallel);
+
 /* Trains; returns 0 or a negative status (OTE_ENAN names the iteration; the best checkpoint
  * already written stays valid). val may be NULL (no validation: nothing is saved). */
 int trainer_run(const trainer_opts *o, const coco_dataset *train, const coco_dataset *val, trainer_result *res);
