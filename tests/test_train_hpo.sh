@@ -128,6 +128,17 @@ check "tiny budget: says the search is skipped and why" "grep -q '^HPO: skipped 
 check "tiny budget: no trial ran, template values trained, weights written" \
     "! grep -q '^HPO trial' '$TMP/s.out' && grep -q '^training: .*batches of 8 = .*lr 0.008,' '$TMP/s.out' && [ -s '$TMP/s/model/weights.pth' ]"
 
+# --- 2c. trials fixed too small by hpo_config.yaml within an ample budget: the message names the file, not the budget
+mkdir -p "$TMP/small"; cp "$TPL/template.yaml" "$TPL/hpo_config.yaml" "$TMP/small/"
+fix_backbone "$TMP/small/template.yaml"
+printf 'num_trials: 2\nimage_resize: 0.3\n' >> "$TMP/small/hpo_config.yaml"
+train "$TMP/small" "$TMP/sm/model" --hpo-time-ratio 50 params --model.input_size $SIZE \
+    --learning_parameters.num_iters $NI </dev/null >"$TMP/sm.out" 2>"$TMP/sm.err"; rc=$?
+check "fixed small trials: exit 0 (got $rc)" "[ $rc -eq 0 ]"
+check "fixed small trials: blames hpo_config.yaml's values, not the budget" \
+    "grep -q '^HPO: skipped - the trials fixed by hpo_config.yaml (2 trials of .*image_resize 0.30).*from 0.10 and 0.50' '$TMP/sm.out' && ! grep -q 'HPO: skipped - the budget' '$TMP/sm.out'"
+check "fixed small trials: no trial ran, weights written" "! grep -q '^HPO trial' '$TMP/sm.out' && [ -s '$TMP/sm/model/weights.pth' ]"
+
 # --- 3. resume after kill -9, reuse, changed hp_space, corrupt status ----------------------------
 mkdir -p "$TMP/tpl"; cp "$TPL/template.yaml" "$TPL/hpo_config.yaml" "$TMP/tpl/"
 fix_backbone "$TMP/tpl/template.yaml"

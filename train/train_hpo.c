@@ -380,7 +380,18 @@ static int train_hpo_make_plan(train_hpo_main *m) {
     if (!plan.meaningful && !m->recorded) {
         /* Trials this short or this small would not rank configurations (bench/hpo_fidelity.sh):
          * a search on them is a ritual, so train once with the template's values instead. */
-        if (out) {
+        if (out && !plan.over_budget) {
+            /* Within the budget, so values fixed in hpo_config.yaml made the trials too short or too
+             * small: saying "the budget is too small" would send the user to the wrong knob. */
+            fprintf(out,
+                    "HPO: skipped - the trials fixed by hpo_config.yaml (%d trials of %d epochs, subset_ratio %.2f, "
+                    "image_resize %.2f) would train for %.3f of the full run's iterations at %.2f of its input side; "
+                    "trials rank configurations from %.2f and %.2f (bench/hpo_fidelity.sh). Training once with the "
+                    "template's values; raise max_iterations, subset_ratio or image_resize in hpo_config.yaml to search.\n",
+                    plan.num_trials, plan.epochs, plan.subset_ratio, plan.image_resize, plan.horizon, plan.image_resize,
+                    HPO_PLAN_H_MIN, HPO_PLAN_Z_MIN);
+            fflush(out);
+        } else if (out) {
             fprintf(out,
                     "HPO: skipped - the budget (--hpo-time-ratio %g: %.0f s) is too small for trials that can rank "
                     "configurations: even %d trials of %d epochs at image_resize %.2f, subset_ratio %.2f would take %.0f s. "
