@@ -193,6 +193,16 @@ float eval_sum_f32(const float *a, size_t n);
  * argsort(-score, kind='mergesort')). tmp has room for n ints. */
 void eval_argsort_desc(const float *score, int *idx, int n, int *tmp);
 
+/* What eval_group_dets groups by: the class label, or the image (optionally through a rank). */
+typedef enum eval_group_key { EVAL_GROUP_LABEL, EVAL_GROUP_IMAGE } eval_group_key;
+
+/* Stable counting sort of n detections: items[j] are indices into dets (items NULL: 0..n-1); out
+ * receives them so that out[start[k] .. start[k+1]) are those with key k, in their order in items.
+ * The key is dets[i].label, or for EVAL_GROUP_IMAGE rank[dets[i].image] (rank NULL: the image
+ * index); keys lie in [0, n_keys) (eval_check_dets). start has room for n_keys + 1 ints. */
+void eval_group_dets(const eval_det *dets, const int *items, int n, eval_group_key key, const int *rank,
+                     int n_keys, int *start, int *out);
+
 /* Every detection has an image and label in range and finite box/score (OTE_EINVAL naming the
  * index and `who` otherwise). Both evaluators call it first. */
 int eval_check_dets(const coco_dataset *gt, const eval_det *dets, int n_dets, const char *who);

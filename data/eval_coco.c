@@ -54,7 +54,7 @@ double eval_coco_iou(const float d[4], const float g[4], int crowd) {
 typedef struct coco_work {
     int *img_order;     /* image indices by ascending id (ties in dataset order) */
     int *img_rank;      /* inverse of img_order */
-    int *by_label, *label_start, *cursor; /* dets grouped by label, list order inside */
+    int *by_label, *label_start; /* dets grouped by label, list order inside (n_dets, n_cats + 1) */
     int *rank_start;    /* n_images + 1: one category's dets grouped by image rank */
     int *cat_det;       /* one category's dets grouped by image rank, list order inside */
     float *cat_score;   /* scores of cat_det */
@@ -85,7 +85,6 @@ static void coco_work_free(coco_work *w) {
     free(w->img_rank);
     free(w->by_label);
     free(w->label_start);
-    free(w->cursor);
     free(w->rank_start);
     free(w->cat_det);
     free(w->cat_score);
@@ -278,14 +277,13 @@ static int coco_work_alloc(coco_work *w, id_pos **ids, int n_dets, int K, int I,
     w->img_rank = malloc(((size_t)I + 1) * sizeof *w->img_rank);
     w->by_label = malloc(nd1 * sizeof *w->by_label);
     w->label_start = calloc((size_t)K + 1, sizeof *w->label_start);
-    w->cursor = malloc(((size_t)K + 1) * sizeof *w->cursor);
     w->rank_start = malloc(((size_t)I + 1) * sizeof *w->rank_start);
     w->cat_det = malloc(nd1 * sizeof *w->cat_det);
     w->cat_score = malloc(nd1 * sizeof *w->cat_score);
     w->sidx = malloc(nd1 * sizeof *w->sidx);
     w->stmp = malloc(nd1 * sizeof *w->stmp);
     w->p_score = malloc(nd1 * sizeof *w->p_score);
-    int ok = *ids && w->img_order && w->img_rank && w->by_label && w->label_start && w->cursor &&
+    int ok = *ids && w->img_order && w->img_rank && w->by_label && w->label_start &&
              w->rank_start && w->cat_det && w->cat_score && w->sidx && w->stmp && w->p_score;
     for (int a = 0; a < A; a++) {
         w->p_match[a] = malloc(nd1 * T);
@@ -339,14 +337,6 @@ static void coco_order_images(coco_work *w, const coco_dataset *gt, id_pos *ids)
     free(ids);
 }
 
-/* Counting sort of the detections by label, keeping list order within a label. */
-static void coco_group_by_label(coco_work *w, const eval_det *dets, int n_dets, int K) {
-    for (int i = 0; i < n_dets; i++) w->label_start[dets[i].label + 1]++;
-    for (int c = 0; c < K; c++) w->label_start[c + 1] += w->label_start[c];
-    for (int c = 0; c < K; c++) w->cursor[c] = w->label_start[c];
-    for (int i = 0; i < n_dets; i++) w->by_label[w->cursor[dets[i].label]++] = i;
-}
-
 /* evaluate and accumulate for category k: its images in id order, then every (area, maxDet). */
 static void coco_eval_category(coco_work *w, const coco_dataset *gt, const eval_det *dets, int k,
                                const int md[3], const double thr[T], const double rec_thr[R]) {
@@ -354,12 +344,7 @@ static void coco_eval_category(coco_work *w, const coco_dataset *gt, const eval_
     const int *cd = w->by_label + w->label_start[k];
     const int nd = w->label_start[k + 1] - w->label_start[k];
     /* the category's dets grouped by image rank, list order inside */
-    memset(w->rank_start, 0, ((size_t)I + 1) * sizeof *w->rank_start);
-    for (int j = 0; j < nd; j++) w->rank_start[w->img_rank[dets[cd[j]].image] + 1]++;
-    for (int r = 0; r < I; r++) w->rank_start[r + 1] += w->rank_start[r];
-    for (int j = 0; j < nd; j++) w->cat_det[w->rank_start[w->img_rank[dets[cd[j]].image]]++] = cd[j];
-    for (int r = I; r > 0; r--) w->rank_start[r] = w->rank_start[r - 1];
-    w->rank_start[0] = 0;
+    eval_group_dets(dets, cd, nd, EVAL_GROUP_IMAGE, w->img_rank, I, w->rank_start, w->cat_det);
     for (int j = 0; j < nd; j++) w->cat_score[j] = dets[w->cat_det[j]].score;
 
     w->n_runs = 0;
@@ -428,7 +413,7 @@ int eval_coco(const coco_dataset *gt, const eval_det *dets, int n_dets, const in
     out->n_cats = K;
     memcpy(out->max_dets, md, sizeof out->max_dets);
     coco_order_images(&w, gt, ids);
-    coco_group_by_label(&w, dets, n_dets, K);
+    eval_group_dets(dets, NULL, n_dets, EVAL_GROUP_LABEL, NULL, K, w.label_start, w.by_label);
 
     double thr[T], rec_thr[R];
     eval_coco_iou_thrs(thr);

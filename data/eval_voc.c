@@ -58,7 +58,6 @@ static float voc_area_ap(const double *rec, const float *prec, int n, double *mr
 typedef struct voc_work {
     int *by_label;      /* det indices grouped by label, list order inside (n_dets) */
     int *label_start;   /* n_cats + 1 */
-    int *cursor;        /* n_cats + 1, fill positions of the counting sort */
     int *img_count;     /* n_images + 1 */
     int *cat_det;       /* this class's dets grouped by image (dataset order), list order inside */
     float *cat_score;   /* score of cat_det[j] */
@@ -75,7 +74,6 @@ typedef struct voc_work {
 static void voc_work_free(voc_work *w) {
     free(w->by_label);
     free(w->label_start);
-    free(w->cursor);
     free(w->img_count);
     free(w->cat_det);
     free(w->cat_score);
@@ -134,7 +132,6 @@ static int voc_work_alloc(voc_work *w, int n_dets, int K, int I, int max_boxes, 
     memset(w, 0, sizeof *w);
     w->by_label = malloc(nd1 * sizeof *w->by_label);
     w->label_start = calloc((size_t)K + 1, sizeof *w->label_start);
-    w->cursor = malloc(((size_t)K + 1) * sizeof *w->cursor);
     w->img_count = malloc(((size_t)I + 1) * sizeof *w->img_count);
     w->cat_det = malloc(nd1 * sizeof *w->cat_det);
     w->cat_score = malloc(nd1 * sizeof *w->cat_score);
@@ -156,7 +153,7 @@ static int voc_work_alloc(voc_work *w, int n_dets, int K, int I, int max_boxes, 
         curves->cls = calloc((size_t)K + 1, sizeof *curves->cls);
         if (curves->cls) curves->n_classes = K;
     }
-    if ((curves && !curves->cls) || !w->by_label || !w->label_start || !w->cursor || !w->img_count ||
+    if ((curves && !curves->cls) || !w->by_label || !w->label_start || !w->img_count ||
         !w->cat_det || !w->cat_score || !w->tp || !w->fp || !w->idx || !w->tmp || !w->rec || !w->prec ||
         !w->mrec || !w->mpre || !w->terms || !w->gbox || !w->gign || !w->covered || !w->aps || !out->cls) {
         voc_work_free(w);
@@ -167,27 +164,10 @@ static int voc_work_alloc(voc_work *w, int n_dets, int K, int I, int max_boxes, 
     return OTE_OK;
 }
 
-/* Counting sort of the detections by label, keeping list order within a label. */
-static void voc_group_by_label(voc_work *w, const eval_det *dets, int n_dets, int K) {
-    for (int i = 0; i < n_dets; i++) w->label_start[dets[i].label + 1]++;
-    for (int c = 0; c < K; c++) w->label_start[c + 1] += w->label_start[c];
-    for (int c = 0; c < K; c++) w->cursor[c] = w->label_start[c];
-    for (int i = 0; i < n_dets; i++) w->by_label[w->cursor[dets[i].label]++] = i;
-}
-
 /* Class c's nd dets (cd) grouped by image in dataset order (vstack of per-image arrays) into
  * cat_det, with their scores and tp = fp = 0. */
 static void voc_group_by_image(voc_work *w, const eval_det *dets, const int *cd, int nd, int I) {
-    memset(w->img_count, 0, ((size_t)I + 1) * sizeof *w->img_count);
-    for (int j = 0; j < nd; j++) w->img_count[dets[cd[j]].image + 1]++;
-    for (int m = 0; m < I; m++) w->img_count[m + 1] += w->img_count[m];
-    for (int j = 0; j < nd; j++) {
-        int m = dets[cd[j]].image;
-        /* img_count[m] is advanced while filling, and restored below */
-        w->cat_det[w->img_count[m]++] = cd[j];
-    }
-    for (int m = I; m > 0; m--) w->img_count[m] = w->img_count[m - 1];
-    w->img_count[0] = 0;
+    eval_group_dets(dets, cd, nd, EVAL_GROUP_IMAGE, NULL, I, w->img_count, w->cat_det);
     for (int j = 0; j < nd; j++) {
         w->cat_score[j] = dets[w->cat_det[j]].score;
         w->tp[j] = 0.f;
@@ -300,7 +280,7 @@ int eval_voc_pr(const coco_dataset *gt, const eval_det *dets, int n_dets, double
     voc_work w;
     CHECK(voc_work_alloc(&w, n_dets, K, I, max_boxes, out, curves));
     out->n_classes = K;
-    voc_group_by_label(&w, dets, n_dets, K);
+    eval_group_dets(dets, NULL, n_dets, EVAL_GROUP_LABEL, NULL, K, w.label_start, w.by_label);
 
     int n_aps = 0;
     for (int c = 0; c < K; c++) {
