@@ -92,23 +92,53 @@ void eval_argsort_desc(const float *score, int *idx, int n, int *tmp) {
     if (src != idx) memcpy(idx, src, (size_t)n * sizeof *idx);
 }
 
-static int eval_group_key_of(const eval_det *d, eval_group_key key, const int *rank) {
-    if (key == EVAL_GROUP_LABEL) return d->label;
+int eval_groups_alloc(eval_groups *g, int n_dets, int n_cats, int n_images) {
+    const size_t nd1 = (size_t)n_dets + 1;
+    g->by_label = malloc(nd1 * sizeof *g->by_label);
+    g->label_start = calloc((size_t)n_cats + 1, sizeof *g->label_start);
+    g->img_start = malloc(((size_t)n_images + 1) * sizeof *g->img_start);
+    g->cat_det = malloc(nd1 * sizeof *g->cat_det);
+    g->cat_score = malloc(nd1 * sizeof *g->cat_score);
+    return g->by_label && g->label_start && g->img_start && g->cat_det && g->cat_score;
+}
+
+void eval_groups_free(eval_groups *g) {
+    free(g->by_label), free(g->label_start), free(g->img_start);
+    free(g->cat_det), free(g->cat_score);
+    memset(g, 0, sizeof *g);
+}
+
+/* Stable counting sort of the n dets items[j] (items NULL: 0..n-1) by key(i) in [0, n_keys) into
+ * out, key k's at [start[k], start[k + 1]); the key is the label, or with by_image the image's
+ * rank (rank non-NULL) or index. start has n_keys + 1 entries. */
+static int eval_key(const eval_det *d, int by_image, const int *rank) {
+    if (!by_image) return d->label;
     return rank ? rank[d->image] : d->image;
 }
 
-void eval_group_dets(const eval_det *dets, const int *items, int n, eval_group_key key, const int *rank,
-                     int n_keys, int *start, int *out) {
+static void eval_group(const eval_det *dets, const int *items, int n, int by_image, const int *rank, int n_keys,
+                       int *start, int *out) {
     memset(start, 0, ((size_t)n_keys + 1) * sizeof *start);
-    for (int j = 0; j < n; j++) start[eval_group_key_of(&dets[items ? items[j] : j], key, rank) + 1]++;
+    for (int j = 0; j < n; j++) start[eval_key(&dets[items ? items[j] : j], by_image, rank) + 1]++;
     for (int k = 0; k < n_keys; k++) start[k + 1] += start[k];
     for (int j = 0; j < n; j++) {
         const int i = items ? items[j] : j;
         /* start[k] is advanced while filling (so no cursor array), and restored below */
-        out[start[eval_group_key_of(&dets[i], key, rank)]++] = i;
+        out[start[eval_key(&dets[i], by_image, rank)]++] = i;
     }
     for (int k = n_keys; k > 0; k--) start[k] = start[k - 1];
     start[0] = 0;
+}
+
+void eval_groups_by_label(eval_groups *g, const eval_det *dets, int n_dets, int n_cats) {
+    eval_group(dets, NULL, n_dets, 0, NULL, n_cats, g->label_start, g->by_label);
+}
+
+int eval_groups_class(eval_groups *g, const eval_det *dets, int c, const int *rank, int n_images) {
+    const int nd = g->label_start[c + 1] - g->label_start[c];
+    eval_group(dets, g->by_label + g->label_start[c], nd, 1, rank, n_images, g->img_start, g->cat_det);
+    for (int j = 0; j < nd; j++) g->cat_score[j] = dets[g->cat_det[j]].score;
+    return nd;
 }
 
 /* numpy linspace: y[i] = i * ((stop - start) / (num - 1)) + start, last element set to stop.

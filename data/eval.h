@@ -193,15 +193,24 @@ float eval_sum_f32(const float *a, size_t n);
  * argsort(-score, kind='mergesort')). tmp has room for n ints. */
 void eval_argsort_desc(const float *score, int *idx, int n, int *tmp);
 
-/* What eval_group_dets groups by: the class label, or the image (optionally through a rank). */
-typedef enum eval_group_key { EVAL_GROUP_LABEL, EVAL_GROUP_IMAGE } eval_group_key;
+/* The detections as both evaluators walk them: grouped by class, then one class's grouped by
+ * image (stable counting sorts: list order is kept inside every group). */
+typedef struct eval_groups {
+    int *by_label;    /* (n_dets + 1) det indices, class k's at [label_start[k], label_start[k + 1]) */
+    int *label_start; /* (n_cats + 1) */
+    int *img_start;   /* (n_images + 1) the class's dets of image key m at [img_start[m], img_start[m + 1]) */
+    int *cat_det;     /* (n_dets + 1) the class's det indices grouped by image key */
+    float *cat_score; /* (n_dets + 1) score of cat_det[j] */
+} eval_groups;
 
-/* Stable counting sort of n detections: items[j] are indices into dets (items NULL: 0..n-1); out
- * receives them so that out[start[k] .. start[k+1]) are those with key k, in their order in items.
- * The key is dets[i].label, or for EVAL_GROUP_IMAGE rank[dets[i].image] (rank NULL: the image
- * index); keys lie in [0, n_keys) (eval_check_dets). start has room for n_keys + 1 ints. */
-void eval_group_dets(const eval_det *dets, const int *items, int n, eval_group_key key, const int *rank,
-                     int n_keys, int *start, int *out);
+/* Allocates g's arrays; 0 if one is missing (the caller reports, then eval_groups_free). */
+int eval_groups_alloc(eval_groups *g, int n_dets, int n_cats, int n_images);
+void eval_groups_free(eval_groups *g);
+/* Groups the n_dets dets by label (their labels lie in [0, n_cats): eval_check_dets). */
+void eval_groups_by_label(eval_groups *g, const eval_det *dets, int n_dets, int n_cats);
+/* Groups class c's dets (after eval_groups_by_label) by image into cat_det / cat_score / img_start;
+ * the key of image m is rank[m] (COCO's id order) or m itself (rank NULL). Returns their count. */
+int eval_groups_class(eval_groups *g, const eval_det *dets, int c, const int *rank, int n_images);
 
 /* Every detection has an image and label in range and finite box/score (OTE_EINVAL naming the
  * index and `who` otherwise). Both evaluators call it first. */
