@@ -35,66 +35,43 @@ void eval_dets_free(eval_dets *l) {
 }
 
 /* numpy's pairwise_sum (umath loops): below 8 elements a plain loop from 0; up to 128 eight
- * interleaved partial sums combined as a tree; above, split at a multiple of 8 near the middle. */
-static double pairwise_f64(const double *a, size_t n) {
-    if (n < 8) {
-        double r = 0.;
-        for (size_t i = 0; i < n; i++) r += a[i];
-        return r;
-    }
-    if (n <= 128) {
-        double r[8];
-        for (int j = 0; j < 8; j++) r[j] = a[j];
-        size_t i;
-        for (i = 8; i < n - (n % 8); i += 8)
-            for (int j = 0; j < 8; j++) r[j] += a[i + j];
-        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        for (; i < n; i++) res += a[i];
-        return res;
-    }
-    size_t n2 = n / 2;
-    n2 -= n2 % 8;
-    return pairwise_f64(a, n2) + pairwise_f64(a + n2, n - n2);
-}
-
-static float pairwise_f32(const float *a, size_t n) {
-    if (n < 8) {
-        float r = 0.f;
-        for (size_t i = 0; i < n; i++) r += a[i];
-        return r;
-    }
-    if (n <= 128) {
-        float r[8];
-        for (int j = 0; j < 8; j++) r[j] = a[j];
-        size_t i;
-        for (i = 8; i < n - (n % 8); i += 8)
-            for (int j = 0; j < 8; j++) r[j] += a[i + j];
-        float res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        for (; i < n; i++) res += a[i];
-        return res;
-    }
-    size_t n2 = n / 2;
-    n2 -= n2 % 8;
-    return pairwise_f32(a, n2) + pairwise_f32(a + n2, n - n2);
-}
-
-/* The reduction hands the inner loop at most one buffer (8192 elements) at a time and adds each
- * chunk's pairwise sum to the running result; checked against numpy 1.24 for n up to 1e5. */
+ * interleaved partial sums combined as a tree; above, split at a multiple of 8 near the middle.
+ * The reduction hands the inner loop at most one buffer (8192 elements) at a time and adds each
+ * chunk's pairwise sum to the running result; checked against numpy 1.24 for n up to 1e5.
+ * numpy instantiates one template for DOUBLE and FLOAT (loops_utils.h.src); so does this macro,
+ * so that the float32 sum rounds in float32 at every step exactly as the float64 one does in
+ * float64. */
 #define EVAL_NPY_BUFSIZE 8192
+#define EVAL_DEFINE_SUM(T, SFX)                                                            \
+    static T pairwise_##SFX(const T *a, size_t n) {                                        \
+        if (n < 8) {                                                                       \
+            T r = (T)0;                                                                    \
+            for (size_t i = 0; i < n; i++) r += a[i];                                      \
+            return r;                                                                      \
+        }                                                                                  \
+        if (n <= 128) {                                                                    \
+            T r[8];                                                                        \
+            for (int j = 0; j < 8; j++) r[j] = a[j];                                       \
+            size_t i;                                                                      \
+            for (i = 8; i < n - (n % 8); i += 8)                                           \
+                for (int j = 0; j < 8; j++) r[j] += a[i + j];                              \
+            T res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));     \
+            for (; i < n; i++) res += a[i];                                                \
+            return res;                                                                    \
+        }                                                                                  \
+        size_t n2 = n / 2;                                                                 \
+        n2 -= n2 % 8;                                                                      \
+        return pairwise_##SFX(a, n2) + pairwise_##SFX(a + n2, n - n2);                     \
+    }                                                                                      \
+    T eval_sum_##SFX(const T *a, size_t n) {                                               \
+        T r = (T)0;                                                                        \
+        for (size_t i = 0; i < n; i += EVAL_NPY_BUFSIZE)                                   \
+            r += pairwise_##SFX(a + i, n - i < EVAL_NPY_BUFSIZE ? n - i : EVAL_NPY_BUFSIZE); \
+        return r;                                                                          \
+    }
 
-double eval_sum_f64(const double *a, size_t n) {
-    double r = 0.;
-    for (size_t i = 0; i < n; i += EVAL_NPY_BUFSIZE)
-        r += pairwise_f64(a + i, n - i < EVAL_NPY_BUFSIZE ? n - i : EVAL_NPY_BUFSIZE);
-    return r;
-}
-
-float eval_sum_f32(const float *a, size_t n) {
-    float r = 0.f;
-    for (size_t i = 0; i < n; i += EVAL_NPY_BUFSIZE)
-        r += pairwise_f32(a + i, n - i < EVAL_NPY_BUFSIZE ? n - i : EVAL_NPY_BUFSIZE);
-    return r;
-}
+EVAL_DEFINE_SUM(double, f64)
+EVAL_DEFINE_SUM(float, f32)
 
 /* Bottom-up merge sort; the right run's element goes first only if strictly greater. */
 void eval_argsort_desc(const float *score, int *idx, int n, int *tmp) {
@@ -113,6 +90,55 @@ void eval_argsort_desc(const float *score, int *idx, int n, int *tmp) {
         dst = t;
     }
     if (src != idx) memcpy(idx, src, (size_t)n * sizeof *idx);
+}
+
+int eval_groups_alloc(eval_groups *g, int n_dets, int n_cats, int n_images) {
+    const size_t nd1 = (size_t)n_dets + 1;
+    g->by_label = malloc(nd1 * sizeof *g->by_label);
+    g->label_start = calloc((size_t)n_cats + 1, sizeof *g->label_start);
+    g->img_start = malloc(((size_t)n_images + 1) * sizeof *g->img_start);
+    g->cat_det = malloc(nd1 * sizeof *g->cat_det);
+    g->cat_score = malloc(nd1 * sizeof *g->cat_score);
+    return g->by_label && g->label_start && g->img_start && g->cat_det && g->cat_score;
+}
+
+void eval_groups_free(eval_groups *g) {
+    free(g->by_label), free(g->label_start), free(g->img_start);
+    free(g->cat_det), free(g->cat_score);
+    memset(g, 0, sizeof *g);
+}
+
+/* Stable counting sort of the n dets items[j] (items NULL: 0..n-1) by key(i) in [0, n_keys) into
+ * out, key k's at [start[k], start[k + 1]); the key is the label, or with by_image the image's
+ * rank (rank non-NULL) or index. start has n_keys + 1 entries. */
+static int eval_key(const eval_det *d, int by_image, const int *rank) {
+    if (!by_image) return d->label;
+    return rank ? rank[d->image] : d->image;
+}
+
+static void eval_group(const eval_det *dets, const int *items, int n, int by_image, const int *rank, int n_keys,
+                       int *start, int *out) {
+    memset(start, 0, ((size_t)n_keys + 1) * sizeof *start);
+    for (int j = 0; j < n; j++) start[eval_key(&dets[items ? items[j] : j], by_image, rank) + 1]++;
+    for (int k = 0; k < n_keys; k++) start[k + 1] += start[k];
+    for (int j = 0; j < n; j++) {
+        const int i = items ? items[j] : j;
+        /* start[k] is advanced while filling (so no cursor array), and restored below */
+        out[start[eval_key(&dets[i], by_image, rank)]++] = i;
+    }
+    for (int k = n_keys; k > 0; k--) start[k] = start[k - 1];
+    start[0] = 0;
+}
+
+void eval_groups_by_label(eval_groups *g, const eval_det *dets, int n_dets, int n_cats) {
+    eval_group(dets, NULL, n_dets, 0, NULL, n_cats, g->label_start, g->by_label);
+}
+
+int eval_groups_class(eval_groups *g, const eval_det *dets, int c, const int *rank, int n_images) {
+    const int nd = g->label_start[c + 1] - g->label_start[c];
+    eval_group(dets, g->by_label + g->label_start[c], nd, 1, rank, n_images, g->img_start, g->cat_det);
+    for (int j = 0; j < nd; j++) g->cat_score[j] = dets[g->cat_det[j]].score;
+    return nd;
 }
 
 /* numpy linspace: y[i] = i * ((stop - start) / (num - 1)) + start, last element set to stop.

@@ -193,6 +193,25 @@ float eval_sum_f32(const float *a, size_t n);
  * argsort(-score, kind='mergesort')). tmp has room for n ints. */
 void eval_argsort_desc(const float *score, int *idx, int n, int *tmp);
 
+/* The detections as both evaluators walk them: grouped by class, then one class's grouped by
+ * image (stable counting sorts: list order is kept inside every group). */
+typedef struct eval_groups {
+    int *by_label;    /* (n_dets + 1) det indices, class k's at [label_start[k], label_start[k + 1]) */
+    int *label_start; /* (n_cats + 1) */
+    int *img_start;   /* (n_images + 1) the class's dets of image key m at [img_start[m], img_start[m + 1]) */
+    int *cat_det;     /* (n_dets + 1) the class's det indices grouped by image key */
+    float *cat_score; /* (n_dets + 1) score of cat_det[j] */
+} eval_groups;
+
+/* Allocates g's arrays; 0 if one is missing (the caller reports, then eval_groups_free). */
+int eval_groups_alloc(eval_groups *g, int n_dets, int n_cats, int n_images);
+void eval_groups_free(eval_groups *g);
+/* Groups the n_dets dets by label (their labels lie in [0, n_cats): eval_check_dets). */
+void eval_groups_by_label(eval_groups *g, const eval_det *dets, int n_dets, int n_cats);
+/* Groups class c's dets (after eval_groups_by_label) by image into cat_det / cat_score / img_start;
+ * the key of image m is rank[m] (COCO's id order) or m itself (rank NULL). Returns their count. */
+int eval_groups_class(eval_groups *g, const eval_det *dets, int c, const int *rank, int n_images);
+
 /* Every detection has an image and label in range and finite box/score (OTE_EINVAL naming the
  * index and `who` otherwise). Both evaluators call it first. */
 int eval_check_dets(const coco_dataset *gt, const eval_det *dets, int n_dets, const char *who);

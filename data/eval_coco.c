@@ -54,10 +54,7 @@ double eval_coco_iou(const float d[4], const float g[4], int crowd) {
 typedef struct coco_work {
     int *img_order;     /* image indices by ascending id (ties in dataset order) */
     int *img_rank;      /* inverse of img_order */
-    int *by_label, *label_start, *cursor; /* dets grouped by label, list order inside */
-    int *rank_start;    /* n_images + 1: one category's dets grouped by image rank */
-    int *cat_det;       /* one category's dets grouped by image rank, list order inside */
-    float *cat_score;   /* scores of cat_det */
+    eval_groups g;      /* by category, then one category's dets by image rank (key = img_rank) */
     int *sidx, *stmp;   /* sort buffers (n_dets + 1) */
     /* per category, accumulated over its images: */
     float *p_score;     /* score of each kept det position */
@@ -83,12 +80,7 @@ typedef struct coco_work {
 static void coco_work_free(coco_work *w) {
     free(w->img_order);
     free(w->img_rank);
-    free(w->by_label);
-    free(w->label_start);
-    free(w->cursor);
-    free(w->rank_start);
-    free(w->cat_det);
-    free(w->cat_score);
+    eval_groups_free(&w->g);
     free(w->sidx);
     free(w->stmp);
     free(w->p_score);
@@ -136,11 +128,11 @@ static void coco_eval_image(coco_work *w, const coco_dataset *gt, const eval_det
 
     /* dts stable-sorted by descending score, cut to the last maxDets */
     for (int j = 0; j < n_img_dets; j++) w->sidx[j] = img_dets[j];
-    eval_argsort_desc(w->cat_score, w->sidx, n_img_dets, w->stmp);
+    eval_argsort_desc(w->g.cat_score, w->sidx, n_img_dets, w->stmp);
     const int D = n_img_dets < max_det ? n_img_dets : max_det;
     const int p0 = *n_pos;
     for (int d = 0; d < D; d++) {
-        const eval_det *e = &dets[w->cat_det[w->sidx[d]]];
+        const eval_det *e = &dets[w->g.cat_det[w->sidx[d]]];
         double *db = w->dbox + 4 * d;
         db[0] = (double)e->x1;
         db[1] = (double)e->y1;
@@ -276,17 +268,11 @@ static int coco_work_alloc(coco_work *w, id_pos **ids, int n_dets, int K, int I,
     *ids = malloc(((size_t)I + 1) * sizeof **ids);
     w->img_order = malloc(((size_t)I + 1) * sizeof *w->img_order);
     w->img_rank = malloc(((size_t)I + 1) * sizeof *w->img_rank);
-    w->by_label = malloc(nd1 * sizeof *w->by_label);
-    w->label_start = calloc((size_t)K + 1, sizeof *w->label_start);
-    w->cursor = malloc(((size_t)K + 1) * sizeof *w->cursor);
-    w->rank_start = malloc(((size_t)I + 1) * sizeof *w->rank_start);
-    w->cat_det = malloc(nd1 * sizeof *w->cat_det);
-    w->cat_score = malloc(nd1 * sizeof *w->cat_score);
+    const int groups_ok = eval_groups_alloc(&w->g, n_dets, K, I);
     w->sidx = malloc(nd1 * sizeof *w->sidx);
     w->stmp = malloc(nd1 * sizeof *w->stmp);
     w->p_score = malloc(nd1 * sizeof *w->p_score);
-    int ok = *ids && w->img_order && w->img_rank && w->by_label && w->label_start && w->cursor &&
-             w->rank_start && w->cat_det && w->cat_score && w->sidx && w->stmp && w->p_score;
+    int ok = *ids && w->img_order && w->img_rank && groups_ok && w->sidx && w->stmp && w->p_score;
     for (int a = 0; a < A; a++) {
         w->p_match[a] = malloc(nd1 * T);
         w->p_ign[a] = malloc(nd1 * T);
@@ -339,35 +325,19 @@ static void coco_order_images(coco_work *w, const coco_dataset *gt, id_pos *ids)
     free(ids);
 }
 
-/* Counting sort of the detections by label, keeping list order within a label. */
-static void coco_group_by_label(coco_work *w, const eval_det *dets, int n_dets, int K) {
-    for (int i = 0; i < n_dets; i++) w->label_start[dets[i].label + 1]++;
-    for (int c = 0; c < K; c++) w->label_start[c + 1] += w->label_start[c];
-    for (int c = 0; c < K; c++) w->cursor[c] = w->label_start[c];
-    for (int i = 0; i < n_dets; i++) w->by_label[w->cursor[dets[i].label]++] = i;
-}
-
 /* evaluate and accumulate for category k: its images in id order, then every (area, maxDet). */
 static void coco_eval_category(coco_work *w, const coco_dataset *gt, const eval_det *dets, int k,
                                const int md[3], const double thr[T], const double rec_thr[R]) {
     const int K = gt->n_cats, I = gt->n_images;
-    const int *cd = w->by_label + w->label_start[k];
-    const int nd = w->label_start[k + 1] - w->label_start[k];
     /* the category's dets grouped by image rank, list order inside */
-    memset(w->rank_start, 0, ((size_t)I + 1) * sizeof *w->rank_start);
-    for (int j = 0; j < nd; j++) w->rank_start[w->img_rank[dets[cd[j]].image] + 1]++;
-    for (int r = 0; r < I; r++) w->rank_start[r + 1] += w->rank_start[r];
-    for (int j = 0; j < nd; j++) w->cat_det[w->rank_start[w->img_rank[dets[cd[j]].image]]++] = cd[j];
-    for (int r = I; r > 0; r--) w->rank_start[r] = w->rank_start[r - 1];
-    w->rank_start[0] = 0;
-    for (int j = 0; j < nd; j++) w->cat_score[j] = dets[w->cat_det[j]].score;
+    eval_groups_class(&w->g, dets, k, w->img_rank, I);
 
     w->n_runs = 0;
     for (int a = 0; a < A; a++) w->npig[a] = 0;
     int n_pos = 0;
     for (int r = 0; r < I; r++) {
-        const int s = w->rank_start[r], e = w->rank_start[r + 1];
-        /* the image's dets are positions s..e-1 of cat_det/cat_score */
+        const int s = w->g.img_start[r], e = w->g.img_start[r + 1];
+        /* the image's dets are positions s..e-1 of g.cat_det/g.cat_score */
         for (int j = s; j < e; j++) w->acc[j - s] = j;
         coco_eval_image(w, gt, dets, w->acc, e - s, w->img_order[r], k, md[2], thr, &n_pos);
     }
@@ -428,7 +398,7 @@ int eval_coco(const coco_dataset *gt, const eval_det *dets, int n_dets, const in
     out->n_cats = K;
     memcpy(out->max_dets, md, sizeof out->max_dets);
     coco_order_images(&w, gt, ids);
-    coco_group_by_label(&w, dets, n_dets, K);
+    eval_groups_by_label(&w.g, dets, n_dets, K);
 
     double thr[T], rec_thr[R];
     eval_coco_iou_thrs(thr);

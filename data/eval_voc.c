@@ -56,13 +56,8 @@ static float voc_area_ap(const double *rec, const float *prec, int n, double *mr
 }
 
 typedef struct voc_work {
-    int *by_label;      /* det indices grouped by label, list order inside (n_dets) */
-    int *label_start;   /* n_cats + 1 */
-    int *cursor;        /* n_cats + 1, fill positions of the counting sort */
-    int *img_count;     /* n_images + 1 */
-    int *cat_det;       /* this class's dets grouped by image (dataset order), list order inside */
-    float *cat_score;   /* score of cat_det[j] */
-    float *tp, *fp;     /* indexed like cat_det */
+    eval_groups g;      /* by class, then this class's dets by image (dataset order) */
+    float *tp, *fp;     /* indexed like g.cat_det */
     int *idx, *tmp;     /* sort buffers */
     double *rec;
     float *prec;
@@ -73,12 +68,7 @@ typedef struct voc_work {
 } voc_work;
 
 static void voc_work_free(voc_work *w) {
-    free(w->by_label);
-    free(w->label_start);
-    free(w->cursor);
-    free(w->img_count);
-    free(w->cat_det);
-    free(w->cat_score);
+    eval_groups_free(&w->g);
     free(w->tp);
     free(w->fp);
     free(w->idx);
@@ -132,12 +122,7 @@ static int voc_work_alloc(voc_work *w, int n_dets, int K, int I, int max_boxes, 
                           eval_pr_curves *curves) {
     size_t nd1 = (size_t)n_dets + 1, nd2 = (size_t)n_dets + 2, nb1 = (size_t)max_boxes + 1;
     memset(w, 0, sizeof *w);
-    w->by_label = malloc(nd1 * sizeof *w->by_label);
-    w->label_start = calloc((size_t)K + 1, sizeof *w->label_start);
-    w->cursor = malloc(((size_t)K + 1) * sizeof *w->cursor);
-    w->img_count = malloc(((size_t)I + 1) * sizeof *w->img_count);
-    w->cat_det = malloc(nd1 * sizeof *w->cat_det);
-    w->cat_score = malloc(nd1 * sizeof *w->cat_score);
+    const int groups_ok = eval_groups_alloc(&w->g, n_dets, K, I);
     w->tp = malloc(nd1 * sizeof *w->tp);
     w->fp = malloc(nd1 * sizeof *w->fp);
     w->idx = malloc(nd1 * sizeof *w->idx);
@@ -156,8 +141,7 @@ static int voc_work_alloc(voc_work *w, int n_dets, int K, int I, int max_boxes, 
         curves->cls = calloc((size_t)K + 1, sizeof *curves->cls);
         if (curves->cls) curves->n_classes = K;
     }
-    if ((curves && !curves->cls) || !w->by_label || !w->label_start || !w->cursor || !w->img_count ||
-        !w->cat_det || !w->cat_score || !w->tp || !w->fp || !w->idx || !w->tmp || !w->rec || !w->prec ||
+    if ((curves && !curves->cls) || !groups_ok || !w->tp || !w->fp || !w->idx || !w->tmp || !w->rec || !w->prec ||
         !w->mrec || !w->mpre || !w->terms || !w->gbox || !w->gign || !w->covered || !w->aps || !out->cls) {
         voc_work_free(w);
         eval_voc_result_free(out);
@@ -165,34 +149,6 @@ static int voc_work_alloc(voc_work *w, int n_dets, int K, int I, int max_boxes, 
         return ote_err(OTE_ENOMEM, "eval_voc: out of memory (%d detections, %d classes)", n_dets, K);
     }
     return OTE_OK;
-}
-
-/* Counting sort of the detections by label, keeping list order within a label. */
-static void voc_group_by_label(voc_work *w, const eval_det *dets, int n_dets, int K) {
-    for (int i = 0; i < n_dets; i++) w->label_start[dets[i].label + 1]++;
-    for (int c = 0; c < K; c++) w->label_start[c + 1] += w->label_start[c];
-    for (int c = 0; c < K; c++) w->cursor[c] = w->label_start[c];
-    for (int i = 0; i < n_dets; i++) w->by_label[w->cursor[dets[i].label]++] = i;
-}
-
-/* Class c's nd dets (cd) grouped by image in dataset order (vstack of per-image arrays) into
- * cat_det, with their scores and tp = fp = 0. */
-static void voc_group_by_image(voc_work *w, const eval_det *dets, const int *cd, int nd, int I) {
-    memset(w->img_count, 0, ((size_t)I + 1) * sizeof *w->img_count);
-    for (int j = 0; j < nd; j++) w->img_count[dets[cd[j]].image + 1]++;
-    for (int m = 0; m < I; m++) w->img_count[m + 1] += w->img_count[m];
-    for (int j = 0; j < nd; j++) {
-        int m = dets[cd[j]].image;
-        /* img_count[m] is advanced while filling, and restored below */
-        w->cat_det[w->img_count[m]++] = cd[j];
-    }
-    for (int m = I; m > 0; m--) w->img_count[m] = w->img_count[m - 1];
-    w->img_count[0] = 0;
-    for (int j = 0; j < nd; j++) {
-        w->cat_score[j] = dets[w->cat_det[j]].score;
-        w->tp[j] = 0.f;
-        w->fp[j] = 0.f;
-    }
 }
 
 /* gts of class c in image im into gbox/gign: real ones in annotation order, then the ignored
@@ -218,16 +174,16 @@ static int voc_image_gts(voc_work *w, const coco_dataset *gt, const coco_image *
     return G;
 }
 
-/* tpfp_default for one image: its dets (positions s..e-1 of cat_det) in descending score take the
+/* tpfp_default for one image: its dets (positions s..e-1 of g.cat_det) in descending score take the
  * first gt of their max IoU (G >= 1 gts in gbox/gign). */
 static void voc_match_image(voc_work *w, const eval_det *dets, int s, int e, int G, double iou_thr) {
     int n = e - s;
     for (int j = 0; j < n; j++) w->idx[j] = s + j;
-    eval_argsort_desc(w->cat_score, w->idx, n, w->tmp);
+    eval_argsort_desc(w->g.cat_score, w->idx, n, w->tmp);
     memset(w->covered, 0, (size_t)G);
     for (int q = 0; q < n; q++) {
         int j = w->idx[q];
-        const eval_det *d = &dets[w->cat_det[j]];
+        const eval_det *d = &dets[w->g.cat_det[j]];
         const float db[4] = {d->x1, d->y1, d->x2, d->y2};
         float best = voc_iou(db, w->gbox[0]);
         int arg = 0;
@@ -252,7 +208,7 @@ static void voc_match_image(voc_work *w, const eval_det *dets, int s, int e, int
     }
 }
 
-/* tp/fp of class c's dets (grouped by voc_group_by_image) over every image; returns num_gts. */
+/* tp/fp of class c's dets (grouped by eval_groups_class) over every image; returns num_gts. */
 static int voc_tpfp_class(voc_work *w, const coco_dataset *gt, const eval_det *dets, int c,
                           eval_crowd_mode crowd, double iou_thr) {
     int num_gts = 0;
@@ -260,7 +216,7 @@ static int voc_tpfp_class(voc_work *w, const coco_dataset *gt, const eval_det *d
         int n_real;
         const int G = voc_image_gts(w, gt, &gt->images[m], c, crowd, &n_real);
         num_gts += n_real;
-        const int s = w->img_count[m], e = w->img_count[m + 1];
+        const int s = w->g.img_start[m], e = w->g.img_start[m + 1];
         if (s == e) continue;
         if (G == 0) { /* no gt at all: every det is a false positive */
             for (int j = s; j < e; j++) w->fp[j] = 1.f;
@@ -274,7 +230,7 @@ static int voc_tpfp_class(voc_work *w, const coco_dataset *gt, const eval_det *d
 /* Curve over all images: stable descending score order (left in idx), float32 cumsums. */
 static void voc_curve(voc_work *w, int nd, int num_gts) {
     for (int j = 0; j < nd; j++) w->idx[j] = j;
-    eval_argsort_desc(w->cat_score, w->idx, nd, w->tmp);
+    eval_argsort_desc(w->g.cat_score, w->idx, nd, w->tmp);
     float ctp = 0.f, cfp = 0.f;
     const double denom = num_gts > 0 ? (double)num_gts : (double)FLT_EPSILON;
     for (int q = 0; q < nd; q++) {
@@ -300,16 +256,17 @@ int eval_voc_pr(const coco_dataset *gt, const eval_det *dets, int n_dets, double
     voc_work w;
     CHECK(voc_work_alloc(&w, n_dets, K, I, max_boxes, out, curves));
     out->n_classes = K;
-    voc_group_by_label(&w, dets, n_dets, K);
+    eval_groups_by_label(&w.g, dets, n_dets, K);
 
     int n_aps = 0;
     for (int c = 0; c < K; c++) {
-        const int *cd = w.by_label + w.label_start[c];
-        const int nd = w.label_start[c + 1] - w.label_start[c];
-        voc_group_by_image(&w, dets, cd, nd, I);
+        /* the class's dets grouped by image (vstack of per-image arrays), tp = fp = 0 */
+        const int nd = eval_groups_class(&w.g, dets, c, NULL, I);
+        memset(w.tp, 0, (size_t)nd * sizeof *w.tp);
+        memset(w.fp, 0, (size_t)nd * sizeof *w.fp);
         int num_gts = voc_tpfp_class(&w, gt, dets, c, crowd, iou_thr);
         voc_curve(&w, nd, num_gts);
-        if (curves && voc_keep_curve(curves, c, w.rec, w.prec, w.cat_score, w.idx, nd) < 0) {
+        if (curves && voc_keep_curve(curves, c, w.rec, w.prec, w.g.cat_score, w.idx, nd) < 0) {
             voc_work_free(&w);
             eval_voc_result_free(out);
             eval_pr_curves_free(curves);

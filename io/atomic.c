@@ -22,8 +22,16 @@ static void atomic_clear(atomic_file *a) {
     memset(a, 0, sizeof *a);
 }
 
-/* Fills the names and creates the temporary; returns its descriptor or a negative status. */
-static int atomic_create(atomic_file *a, const char *path, mode_t mode) {
+/* The one failure tail of creating the temporary: releases a (removing the temporary when it is
+ * ours) and reports errno e as "cannot <verb> a temporary file beside it". */
+static int atomic_create_fail(atomic_file *a, const char *path, const char *verb, int e) {
+    atomic_clear(a);
+    return ote_err(OTE_EIO, "%s: cannot %s a temporary file beside it: %s", path, verb, strerror(e));
+}
+
+/* Fills the names and creates the temporary; then opens a->f on it (stream) or closes it empty
+ * for a writer by name (!stream). Returns OTE_OK, or a negative status with a released. */
+static int atomic_create(atomic_file *a, const char *path, mode_t mode, int stream) {
     memset(a, 0, sizeof *a);
     size_t pl = strlen(path);
     a->path = malloc(pl + 1);
@@ -42,36 +50,21 @@ static int atomic_create(atomic_file *a, const char *path, mode_t mode) {
     if (fd < 0) {
         int e = errno;
         free(a->tmp), a->tmp = NULL; /* not ours: nothing to remove */
-        atomic_clear(a);
-        return ote_err(OTE_EIO, "%s: cannot create a temporary file beside it: %s", path, strerror(e));
+        return atomic_create_fail(a, path, "create", e);
     }
-    return fd;
-}
-
-int atomic_open(atomic_file *a, const char *path, mode_t mode) {
-    int fd = atomic_create(a, path, mode);
-    if (fd < 0) return fd;
+    if (!stream) return close(fd) != 0 ? atomic_create_fail(a, path, "create", errno) : OTE_OK;
     a->f = fdopen(fd, "wb");
     if (!a->f) {
         int e = errno;
         close(fd);
-        atomic_clear(a);
-        return ote_err(OTE_EIO, "%s: cannot open a temporary file beside it: %s", path, strerror(e));
+        return atomic_create_fail(a, path, "open", e);
     }
     return OTE_OK;
 }
 
-int atomic_reserve(atomic_file *a, const char *path, mode_t mode) {
-    int fd = atomic_create(a, path, mode);
-    if (fd < 0) return fd;
-    if (close(fd) != 0) {
-        int e = errno;
-        int s = ote_err(OTE_EIO, "%s: cannot create a temporary file beside it: %s", a->path, strerror(e));
-        atomic_clear(a);
-        return s;
-    }
-    return OTE_OK;
-}
+int atomic_open(atomic_file *a, const char *path, mode_t mode) { return atomic_create(a, path, mode, 1); }
+
+int atomic_reserve(atomic_file *a, const char *path, mode_t mode) { return atomic_create(a, path, mode, 0); }
 
 int atomic_stage(atomic_file *a) {
     int e = 0;

@@ -110,38 +110,38 @@ static int fb_field(const fb *b, const fb_table *t, int id, size_t size, size_t 
     return 1;
 }
 
-static int fb_i32(const fb *b, const fb_table *t, int id, int32_t def, int32_t *v, const char *what) {
+/* The one scalar reader: a present field's `size` bytes are copied to v (the host is little-endian,
+ * see the #error above), an absent one leaves v as it is. 1: present; 0: absent; <0: the field
+ * lies outside its table. The typed readers below only state their size and default. */
+static int fb_scalar(const fb *b, const fb_table *t, int id, size_t size, void *v, const char *what) {
     size_t fp = 0;
-    int r = fb_field(b, t, id, 4, &fp, what);
-    if (r < 0) return r;
-    if (r == 0) *v = def;
-    else memcpy(v, b->p + fp, 4);
-    return 0;
+    int r = fb_field(b, t, id, size, &fp, what);
+    if (r == 1) memcpy(v, b->p + fp, size);
+    return r;
+}
+
+/* The typed readers: >= 0 with *v read, or the default when absent; < 0 as fb_field. */
+static int fb_i32(const fb *b, const fb_table *t, int id, int32_t def, int32_t *v, const char *what) {
+    *v = def;
+    return fb_scalar(b, t, id, 4, v, what);
 }
 
 static int fb_u32f(const fb *b, const fb_table *t, int id, uint32_t def, uint32_t *v, const char *what) {
-    size_t fp = 0;
-    int r = fb_field(b, t, id, 4, &fp, what);
-    if (r < 0) return r;
-    *v = r == 0 ? def : rd_u32(b->p + fp);
-    return 0;
+    *v = def;
+    return fb_scalar(b, t, id, 4, v, what);
 }
 
 static int fb_u64f(const fb *b, const fb_table *t, int id, uint64_t *v, const char *what) {
-    size_t fp = 0;
-    int r = fb_field(b, t, id, 8, &fp, what);
-    if (r < 0) return r;
     *v = 0;
-    if (r) memcpy(v, b->p + fp, 8);
-    return 0;
+    return fb_scalar(b, t, id, 8, v, what);
 }
 
 /* Byte-sized scalar (i8 or u8 enum); returned as int with the given signedness. */
 static int fb_byte(const fb *b, const fb_table *t, int id, int is_signed, int def, int *v, const char *what) {
-    size_t fp = 0;
-    int r = fb_field(b, t, id, 1, &fp, what);
+    uint8_t raw = 0;
+    int r = fb_scalar(b, t, id, 1, &raw, what);
     if (r < 0) return r;
-    *v = r == 0 ? def : (is_signed ? (int)(int8_t)b->p[fp] : (int)b->p[fp]);
+    *v = r == 0 ? def : (is_signed ? (int)(int8_t)raw : (int)raw);
     return 0;
 }
 
@@ -198,6 +198,22 @@ static int fb_string(const fb *b, const fb_table *t, int id, char **out, const c
     if (n) memcpy(s, b->p + d, n);
     s[n] = 0;
     *out = s;
+    return 0;
+}
+
+/* Copies a vector field of elem-byte scalars ([f32], [i64]: the file's little-endian bytes are the
+ * host's) into a fresh array; *out NULL and *count untouched when it is absent or empty. */
+static int fb_copy_vec(const fb *b, const fb_table *t, int id, size_t elem, const char *noun, void **out, int *count,
+                       const char *what) {
+    size_t d;
+    uint32_t n;
+    *out = NULL;
+    CHECK(fb_vec(b, t, id, elem, &d, &n, what));
+    if (n == 0) return 0;
+    *out = malloc((size_t)n * elem);
+    if (!*out) return ote_err(OTE_ENOMEM, "%s: %s: cannot allocate %u %s", b->label, what, n, noun);
+    memcpy(*out, b->p + d, (size_t)n * elem);
+    *count = (int)n;
     return 0;
 }
 
@@ -310,22 +326,11 @@ static int parse_quant(const fb *b, const fb_table *tt, tfl_tensor *t, const cha
     if (r <= 0) return r;
     fb_table q;
     CHECK(fb_table_at(b, qp, &q, what));
-    size_t d;
-    uint32_t n;
-    CHECK(fb_vec(b, &q, 2, 4, &d, &n, what));
-    if (n) {
-        t->scale = malloc((size_t)n * sizeof *t->scale);
-        if (!t->scale) return ote_err(OTE_ENOMEM, "%s: %s: cannot allocate %u scales", b->label, what, n);
-        memcpy(t->scale, b->p + d, (size_t)n * 4);
-        t->n_scale = (int)n;
-    }
-    CHECK(fb_vec(b, &q, 3, 8, &d, &n, what));
-    if (n) {
-        t->zero_point = malloc((size_t)n * sizeof *t->zero_point);
-        if (!t->zero_point) return ote_err(OTE_ENOMEM, "%s: %s: cannot allocate %u zero points", b->label, what, n);
-        memcpy(t->zero_point, b->p + d, (size_t)n * 8);
-        t->n_zero_point = (int)n;
-    }
+    void *arr;
+    CHECK(fb_copy_vec(b, &q, 2, sizeof *t->scale, "scales", &arr, &t->n_scale, what));
+    t->scale = arr;
+    CHECK(fb_copy_vec(b, &q, 3, sizeof *t->zero_point, "zero points", &arr, &t->n_zero_point, what));
+    t->zero_point = arr;
     int32_t qd;
     CHECK(fb_i32(b, &q, 6, 0, &qd, what));
     t->quant_dim = qd;
@@ -432,95 +437,120 @@ static int parse_options(const fb *b, const fb_table *ot, tfl_op *op, const char
     return 0;
 }
 
-/* Model.operator_codes -> m->opcodes (resolved builtin codes). */
-static int parse_opcodes(tfl_model *m, const fb *b, const fb_table *model) {
+/* Reads one element of a vector of tables into dst (an entry of the model's array for it). */
+typedef int (*parse_elem_fn)(const tfl_model *m, const fb *b, const fb_table *t, void *dst, uint32_t i,
+                             const char *what);
+
+/* The one vector-of-tables walk: field id of t (`field` in messages) holds n tables; a zeroed array
+ * of n entries of elem bytes (`noun` names them if it cannot be allocated) receives element i
+ * through read_elem, with what = "<name>[i]". The array and n are handed out in *arr / *count also
+ * when a read fails, so that tfl_free releases what the reads allocated. */
+static int parse_tables(const tfl_model *m, const fb *b, const fb_table *t, int id, const char *field,
+                        const char *name, size_t elem, const char *noun, parse_elem_fn read_elem, void **arr,
+                        int *count) {
     size_t d;
     uint32_t n;
-    CHECK(fb_vec(b, model, 1, 4, &d, &n, "Model.operator_codes"));
-    if (n) {
-        m->opcodes = calloc(n, sizeof *m->opcodes);
-        if (!m->opcodes) return ote_err(OTE_ENOMEM, "%s: cannot allocate %u operator codes", b->label, n);
-    }
-    m->n_opcodes = (int)n;
+    *arr = NULL;
+    *count = 0;
+    CHECK(fb_vec(b, t, id, 4, &d, &n, field));
+    if (n == 0) return 0;
+    uint8_t *a = calloc(n, elem);
+    if (!a) return ote_err(OTE_ENOMEM, "%s: cannot allocate %u %s", b->label, n, noun);
+    *arr = a;
+    *count = (int)n;
     for (uint32_t i = 0; i < n; i++) {
         char what[64];
-        snprintf(what, sizeof what, "operator_codes[%u]", i);
-        fb_table oc;
-        CHECK(fb_vec_table(b, d, i, &oc, what));
-        int dep;
-        int32_t code;
-        CHECK(fb_byte(b, &oc, 0, 1, 0, &dep, what));
-        CHECK(fb_i32(b, &oc, 3, 0, &code, what));
-        /* Files from before builtin_code existed only set the deprecated byte (codes < 127);
-         * newer files set both, so the larger one is the real code. */
-        m->opcodes[i] = code > dep ? code : dep;
+        snprintf(what, sizeof what, "%s[%u]", name, i);
+        fb_table et;
+        CHECK(fb_vec_table(b, d, i, &et, what));
+        CHECK(read_elem(m, b, &et, a + (size_t)i * elem, i, what));
     }
     return 0;
 }
 
-/* Model.buffers -> m->buffers (pointing into the file). */
-static int parse_buffers(tfl_model *m, const fb *b, const fb_table *model) {
-    size_t d;
-    uint32_t n;
-    CHECK(fb_vec(b, model, 4, 4, &d, &n, "Model.buffers"));
-    if (n) {
-        m->buffers = calloc(n, sizeof *m->buffers);
-        if (!m->buffers) return ote_err(OTE_ENOMEM, "%s: cannot allocate %u buffers", b->label, n);
-    }
-    m->n_buffers = (int)n;
-    for (uint32_t i = 0; i < n; i++) {
-        char what[64];
-        snprintf(what, sizeof what, "buffers[%u]", i);
-        fb_table bt;
-        CHECK(fb_vec_table(b, d, i, &bt, what));
-        size_t bd;
-        uint32_t bn;
-        CHECK(fb_vec(b, &bt, 0, 1, &bd, &bn, what));
-        if (bn) {
-            m->buffers[i].data = b->p + bd;
-            m->buffers[i].size = bn;
-        } else {
-            /* >2 GB models keep data outside the FlatBuffer at an absolute offset. */
-            uint64_t off, sz;
-            CHECK(fb_u64f(b, &bt, 1, &off, what));
-            CHECK(fb_u64f(b, &bt, 2, &sz, what));
-            if (off > 1 && sz > 0) {
-                if (off > b->n || sz > b->n - off) return fb_range_err(b, what, (size_t)off, (size_t)sz);
-                m->buffers[i].data = b->p + off;
-                m->buffers[i].size = (size_t)sz;
-            }
+/* operator_codes[i] -> its resolved builtin code (an int). */
+static int parse_opcode(const tfl_model *m, const fb *b, const fb_table *oc, void *dst, uint32_t i,
+                        const char *what) {
+    (void)m;
+    (void)i;
+    int dep;
+    int32_t code;
+    CHECK(fb_byte(b, oc, 0, 1, 0, &dep, what));
+    CHECK(fb_i32(b, oc, 3, 0, &code, what));
+    /* Files from before builtin_code existed only set the deprecated byte (codes < 127);
+     * newer files set both, so the larger one is the real code. */
+    *(int *)dst = code > dep ? code : dep;
+    return 0;
+}
+
+/* buffers[i] -> a tfl_buffer pointing into the file. */
+static int parse_buffer(const tfl_model *m, const fb *b, const fb_table *bt, void *dst, uint32_t i,
+                        const char *what) {
+    (void)m;
+    (void)i;
+    tfl_buffer *buf = dst;
+    size_t bd;
+    uint32_t bn;
+    CHECK(fb_vec(b, bt, 0, 1, &bd, &bn, what));
+    if (bn) {
+        buf->data = b->p + bd;
+        buf->size = bn;
+    } else {
+        /* >2 GB models keep data outside the FlatBuffer at an absolute offset. */
+        uint64_t off, sz;
+        CHECK(fb_u64f(b, bt, 1, &off, what));
+        CHECK(fb_u64f(b, bt, 2, &sz, what));
+        if (off > 1 && sz > 0) {
+            if (off > b->n || sz > b->n - off) return fb_range_err(b, what, (size_t)off, (size_t)sz);
+            buf->data = b->p + off;
+            buf->size = (size_t)sz;
         }
     }
     return 0;
 }
 
-/* subgraphs[0].tensors (each checked against its buffer), inputs and outputs. */
-static int parse_tensors(tfl_model *m, const fb *b, const fb_table *sg) {
-    size_t d;
-    uint32_t n;
-    CHECK(fb_vec(b, sg, 0, 4, &d, &n, "subgraphs[0].tensors"));
-    if (n) {
-        m->tensors = calloc(n, sizeof *m->tensors);
-        if (!m->tensors) return ote_err(OTE_ENOMEM, "%s: cannot allocate %u tensors", b->label, n);
-    }
-    m->n_tensors = (int)n;
-    for (uint32_t i = 0; i < n; i++) {
-        char what[64];
-        snprintf(what, sizeof what, "tensors[%u]", i);
-        fb_table tt;
-        CHECK(fb_vec_table(b, d, i, &tt, what));
-        CHECK(parse_tensor(b, &tt, &m->tensors[i], what));
-        tfl_tensor *t = &m->tensors[i];
-        if (t->buffer >= (uint32_t)m->n_buffers)
-            return ote_err(OTE_EPARSE, "%s: tensors[%u] '%s': buffer index %u >= %d buffers", b->label, i, t->name,
-                           t->buffer, m->n_buffers);
-        const tfl_buffer *bf = &m->buffers[t->buffer];
-        int es = tfl_type_size(t->type);
-        if (bf->size && (es == 0 || (uint64_t)tfl_tensor_numel(t) * (uint64_t)es != bf->size))
-            return ote_err(OTE_EPARSE, "%s: tensors[%u] '%s': buffer %u holds %zu bytes, shape and type %s need %lld",
-                           b->label, i, t->name, t->buffer, bf->size, tfl_type_name(t->type),
-                           (long long)(tfl_tensor_numel(t) * es));
-    }
+/* tensors[i], checked against its buffer (the buffers are read first). */
+static int parse_tensor_entry(const tfl_model *m, const fb *b, const fb_table *tt, void *dst, uint32_t i,
+                              const char *what) {
+    tfl_tensor *t = dst;
+    CHECK(parse_tensor(b, tt, t, what));
+    if (t->buffer >= (uint32_t)m->n_buffers)
+        return ote_err(OTE_EPARSE, "%s: tensors[%u] '%s': buffer index %u >= %d buffers", b->label, i, t->name,
+                       t->buffer, m->n_buffers);
+    const tfl_buffer *bf = &m->buffers[t->buffer];
+    int es = tfl_type_size(t->type);
+    if (bf->size && (es == 0 || (uint64_t)tfl_tensor_numel(t) * (uint64_t)es != bf->size))
+        return ote_err(OTE_EPARSE, "%s: tensors[%u] '%s': buffer %u holds %zu bytes, shape and type %s need %lld",
+                       b->label, i, t->name, t->buffer, bf->size, tfl_type_name(t->type),
+                       (long long)(tfl_tensor_numel(t) * es));
+    return 0;
+}
+
+/* operators[i] (after the tensors and operator codes: its indices are checked). */
+static int parse_op(const tfl_model *m, const fb *b, const fb_table *ot, void *dst, uint32_t i,
+                    const char *what) {
+    (void)i;
+    tfl_op *op = dst;
+    uint32_t oi;
+    CHECK(fb_u32f(b, ot, 0, 0, &oi, what));
+    if (oi >= (uint32_t)m->n_opcodes)
+        return ote_err(OTE_EPARSE, "%s: %s: opcode_index %u >= %d operator codes", b->label, what, oi, m->n_opcodes);
+    op->opcode = m->opcodes[oi];
+    CHECK(fb_int_vec(b, ot, 1, &op->inputs, &op->n_in, what));
+    CHECK(fb_int_vec(b, ot, 2, &op->outputs, &op->n_out, what));
+    for (int k = 0; k < op->n_in; k++)
+        if (op->inputs[k] < -1 || op->inputs[k] >= m->n_tensors)
+            return ote_err(OTE_EPARSE, "%s: %s: inputs[%d] = %d is not a tensor index (< %d)", b->label, what, k,
+                           op->inputs[k], m->n_tensors);
+    for (int k = 0; k < op->n_out; k++)
+        if (op->outputs[k] < 0 || op->outputs[k] >= m->n_tensors)
+            return ote_err(OTE_EPARSE, "%s: %s: outputs[%d] = %d is not a tensor index (< %d)", b->label, what, k,
+                           op->outputs[k], m->n_tensors);
+    return parse_options(b, ot, op, what);
+}
+
+/* subgraphs[0]'s inputs and outputs, checked to be tensor indices. */
+static int parse_io(tfl_model *m, const fb *b, const fb_table *sg) {
     CHECK(fb_int_vec(b, sg, 1, &m->inputs, &m->n_inputs, "subgraphs[0].inputs"));
     CHECK(fb_int_vec(b, sg, 2, &m->outputs, &m->n_outputs, "subgraphs[0].outputs"));
     for (int i = 0; i < m->n_inputs; i++)
@@ -531,42 +561,6 @@ static int parse_tensors(tfl_model *m, const fb *b, const fb_table *sg) {
         if (m->outputs[i] < 0 || m->outputs[i] >= m->n_tensors)
             return ote_err(OTE_EPARSE, "%s: subgraphs[0].outputs[%d] = %d is not a tensor index (< %d)", b->label, i,
                            m->outputs[i], m->n_tensors);
-    return 0;
-}
-
-/* subgraphs[0].operators (after the tensors: their indices are checked). */
-static int parse_ops(tfl_model *m, const fb *b, const fb_table *sg) {
-    size_t d;
-    uint32_t n;
-    CHECK(fb_vec(b, sg, 3, 4, &d, &n, "subgraphs[0].operators"));
-    if (n) {
-        m->ops = calloc(n, sizeof *m->ops);
-        if (!m->ops) return ote_err(OTE_ENOMEM, "%s: cannot allocate %u operators", b->label, n);
-    }
-    m->n_ops = (int)n;
-    for (uint32_t i = 0; i < n; i++) {
-        char what[64];
-        snprintf(what, sizeof what, "operators[%u]", i);
-        fb_table ot;
-        tfl_op *op = &m->ops[i];
-        CHECK(fb_vec_table(b, d, i, &ot, what));
-        uint32_t oi;
-        CHECK(fb_u32f(b, &ot, 0, 0, &oi, what));
-        if (oi >= (uint32_t)m->n_opcodes)
-            return ote_err(OTE_EPARSE, "%s: %s: opcode_index %u >= %d operator codes", b->label, what, oi, m->n_opcodes);
-        op->opcode = m->opcodes[oi];
-        CHECK(fb_int_vec(b, &ot, 1, &op->inputs, &op->n_in, what));
-        CHECK(fb_int_vec(b, &ot, 2, &op->outputs, &op->n_out, what));
-        for (int k = 0; k < op->n_in; k++)
-            if (op->inputs[k] < -1 || op->inputs[k] >= m->n_tensors)
-                return ote_err(OTE_EPARSE, "%s: %s: inputs[%d] = %d is not a tensor index (< %d)", b->label, what, k,
-                               op->inputs[k], m->n_tensors);
-        for (int k = 0; k < op->n_out; k++)
-            if (op->outputs[k] < 0 || op->outputs[k] >= m->n_tensors)
-                return ote_err(OTE_EPARSE, "%s: %s: outputs[%d] = %d is not a tensor index (< %d)", b->label, what, k,
-                               op->outputs[k], m->n_tensors);
-        CHECK(parse_options(b, &ot, op, what));
-    }
     return 0;
 }
 
@@ -587,8 +581,16 @@ static int parse_all(tfl_model *m, const fb *b) {
     if (m->version != 3)
         return ote_err(OTE_EPARSE, "%s: Model.version: %u is not the supported schema version 3", b->label, m->version);
     CHECK(fb_string(b, &model, 3, &m->description, "Model.description"));
-    CHECK(parse_opcodes(m, b, &model));
-    CHECK(parse_buffers(m, b, &model));
+    /* each array is stored in m right after the walk (also on failure: tfl_free releases it) */
+    void *arr;
+    int r = parse_tables(m, b, &model, 1, "Model.operator_codes", "operator_codes", sizeof *m->opcodes,
+                         "operator codes", parse_opcode, &arr, &m->n_opcodes);
+    m->opcodes = arr;
+    CHECK(r);
+    r = parse_tables(m, b, &model, 4, "Model.buffers", "buffers", sizeof *m->buffers, "buffers", parse_buffer,
+                     &arr, &m->n_buffers);
+    m->buffers = arr;
+    CHECK(r);
     /* subgraph 0 */
     size_t sd;
     uint32_t ns;
@@ -597,8 +599,15 @@ static int parse_all(tfl_model *m, const fb *b) {
     m->n_subgraphs = (int)ns;
     fb_table sg;
     CHECK(fb_vec_table(b, sd, 0, &sg, "subgraphs[0]"));
-    CHECK(parse_tensors(m, b, &sg));
-    return parse_ops(m, b, &sg);
+    r = parse_tables(m, b, &sg, 0, "subgraphs[0].tensors", "tensors", sizeof *m->tensors, "tensors",
+                     parse_tensor_entry, &arr, &m->n_tensors);
+    m->tensors = arr;
+    CHECK(r);
+    CHECK(parse_io(m, b, &sg));
+    r = parse_tables(m, b, &sg, 3, "subgraphs[0].operators", "operators", sizeof *m->ops, "operators", parse_op,
+                     &arr, &m->n_ops);
+    m->ops = arr;
+    return r;
 }
 
 int tfl_parse(tfl_model *m, const void *bytes, size_t size, const char *label) {
