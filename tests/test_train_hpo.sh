@@ -136,7 +136,7 @@ train "$TMP/small" "$TMP/sm/model" --hpo-time-ratio 50 params --model.input_size
     --learning_parameters.num_iters $NI </dev/null >"$TMP/sm.out" 2>"$TMP/sm.err"; rc=$?
 check "fixed small trials: exit 0 (got $rc)" "[ $rc -eq 0 ]"
 check "fixed small trials: blames hpo_config.yaml's values, not the budget" \
-    "grep -q '^HPO: skipped - the trials fixed by hpo_config.yaml (2 trials of .*image_resize 0.30).*from 0.10 and 0.50' '$TMP/sm.out' && ! grep -q 'HPO: skipped - the budget' '$TMP/sm.out'"
+    "grep -q '^HPO: skipped - the trials fixed by hpo_config.yaml (2 trials of .*image_resize 0.30).*from 0.10 of them and an image_resize of 0.50' '$TMP/sm.out' && ! grep -q 'HPO: skipped - the budget' '$TMP/sm.out'"
 check "fixed small trials: no trial ran, weights written" "! grep -q '^HPO trial' '$TMP/sm.out' && [ -s '$TMP/sm/model/weights.pth' ]"
 
 # --- 3. resume after kill -9, reuse, changed hp_space, corrupt status ----------------------------

@@ -385,11 +385,11 @@ static int train_hpo_make_plan(train_hpo_main *m) {
              * small: saying "the budget is too small" would send the user to the wrong knob. */
             fprintf(out,
                     "HPO: skipped - the trials fixed by hpo_config.yaml (%d trials of %d epochs, subset_ratio %.2f, "
-                    "image_resize %.2f) would train for %.3f of the full run's iterations at %.2f of its input side; "
-                    "trials rank configurations from %.2f and %.2f (bench/hpo_fidelity.sh). Training once with the "
+                    "image_resize %.2f) would train for %.3f of the full run's iterations; trials rank configurations "
+                    "from %.2f of them and an image_resize of %.2f (bench/hpo_fidelity.sh). Training once with the "
                     "template's values; raise max_iterations, subset_ratio or image_resize in hpo_config.yaml to search.\n",
-                    plan.num_trials, plan.epochs, plan.subset_ratio, plan.image_resize, plan.horizon, plan.image_resize,
-                    HPO_PLAN_H_MIN, HPO_PLAN_Z_MIN);
+                    plan.num_trials, plan.epochs, plan.subset_ratio, plan.image_resize, plan.horizon, HPO_PLAN_H_MIN,
+                    HPO_PLAN_Z_MIN);
             fflush(out);
         } else if (out) {
             fprintf(out,
